@@ -1,0 +1,127 @@
+//! HTTP request and response bodies.
+//!
+//! Response envelopes accept unknown keys (new top-level fields are how the
+//! contract grows); the objects inside them do not.
+
+use std::{collections::BTreeMap, net::Ipv4Addr};
+
+use serde::{Deserialize, Serialize};
+
+use crate::{
+    Name, Party, PartyId, Peer, PeerId, PeerInfo, Relay, RelayId, Signal, SignalData, Timestamp,
+};
+
+/// Every error body: `{"detail": "..."}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorBody {
+    pub detail: String,
+}
+
+/// `GET /`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServiceInfo {
+    pub service: String,
+    pub version: String,
+    pub status: String,
+    pub parties: u64,
+    pub relays: u64,
+}
+
+/// `POST /auth/register?peer_id=P`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TokenResponse {
+    pub token: String,
+    pub peer_id: PeerId,
+    pub expires_at: Timestamp,
+}
+
+/// The body of `POST /parties`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CreatePartyRequest {
+    pub name: Name,
+    pub host_peer_info: PeerInfo,
+}
+
+/// `POST /parties`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CreatePartyResponse {
+    pub party_id: PartyId,
+    pub party: Party,
+    pub virtual_ip: Ipv4Addr,
+    pub seq: u64,
+}
+
+/// The body of `POST /parties/{id}/join`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct JoinPartyRequest {
+    pub party_id: PartyId,
+    pub peer_info: PeerInfo,
+}
+
+/// `POST /parties/{id}/join`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct JoinPartyResponse {
+    pub party: Party,
+    pub virtual_ip: Ipv4Addr,
+    pub seq: u64,
+}
+
+/// `GET /parties/{id}`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PartyResponse {
+    pub party: Party,
+    pub virtual_ips: BTreeMap<PeerId, Ipv4Addr>,
+    pub seq: u64,
+}
+
+/// `GET /parties/{id}/peers`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PeersResponse {
+    pub peers: BTreeMap<PeerId, Peer>,
+}
+
+/// `GET /parties/{id}/peers/{peer}`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PeerResponse {
+    pub peer: Peer,
+}
+
+/// `{"status": ...}` answers: `ok`, `left`, `party_deleted`, `queued`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StatusResponse {
+    pub status: String,
+}
+
+impl StatusResponse {
+    pub fn new(status: &str) -> Self {
+        Self {
+            status: status.to_owned(),
+        }
+    }
+}
+
+/// `POST /relays` and `DELETE /relays/{id}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RelayStatusResponse {
+    pub status: String,
+    pub relay_id: RelayId,
+}
+
+/// `GET /relays` and `GET /relays/{region}`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RelaysResponse {
+    pub relays: Vec<Relay>,
+}
+
+/// The body of `POST /parties/{id}/signals`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SendSignalRequest {
+    pub to_peer_id: PeerId,
+    pub signal_data: SignalData,
+}
+
+/// `GET /parties/{id}/signals`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SignalsResponse {
+    pub signals: Vec<Signal>,
+}

@@ -1,0 +1,321 @@
+//! Validated field values of peers and signals.
+
+use std::{fmt, net::IpAddr, str::FromStr};
+
+use base64::{Engine, engine::general_purpose::STANDARD};
+use serde::{Deserialize, Serialize};
+
+use crate::{
+    InvalidValue,
+    limits::{MAX_NAME_CHARS, MAX_SIGNAL_CHARS},
+};
+
+/// A party or peer name: 1 to 100 characters, no control characters.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct Name(String);
+
+impl Name {
+    pub fn parse(value: impl Into<String>) -> Result<Self, InvalidValue> {
+        let value = value.into();
+        let chars = value.chars().count();
+        if chars == 0 || chars > MAX_NAME_CHARS {
+            return Err(InvalidValue(format!(
+                "name must be 1 to {MAX_NAME_CHARS} characters, got {chars}"
+            )));
+        }
+        if value.chars().any(char::is_control) {
+            return Err(InvalidValue(
+                "name may not contain control characters".into(),
+            ));
+        }
+        Ok(Self(value))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl TryFrom<String> for Name {
+    type Error = InvalidValue;
+    fn try_from(value: String) -> Result<Self, Self::Error> {
+        Self::parse(value)
+    }
+}
+
+impl From<Name> for String {
+    fn from(value: Name) -> Self {
+        value.0
+    }
+}
+
+impl fmt::Display for Name {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// A WireGuard public key: standard base64 of exactly 32 bytes.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct PublicKey(String);
+
+impl PublicKey {
+    pub fn parse(value: impl Into<String>) -> Result<Self, InvalidValue> {
+        let value = value.into();
+        match STANDARD.decode(value.as_bytes()) {
+            Ok(bytes) if bytes.len() == 32 => Ok(Self(value)),
+            _ => Err(InvalidValue(
+                "public_key must be a WireGuard key (base64 of 32 bytes)".into(),
+            )),
+        }
+    }
+
+    /// The key made of these 32 bytes.
+    pub fn from_bytes(bytes: &[u8; 32]) -> Self {
+        Self(STANDARD.encode(bytes))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl TryFrom<String> for PublicKey {
+    type Error = InvalidValue;
+    fn try_from(value: String) -> Result<Self, Self::Error> {
+        Self::parse(value)
+    }
+}
+
+impl From<PublicKey> for String {
+    fn from(value: PublicKey) -> Self {
+        value.0
+    }
+}
+
+impl fmt::Display for PublicKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// An IPv4 or IPv6 address, or `unknown` when the client's NAT discovery
+/// failed (the LANrage client sends exactly that).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub enum IpOrUnknown {
+    Ip(IpAddr),
+    Unknown,
+}
+
+impl FromStr for IpOrUnknown {
+    type Err = InvalidValue;
+    fn from_str(value: &str) -> Result<Self, Self::Err> {
+        if value == "unknown" {
+            return Ok(Self::Unknown);
+        }
+        value
+            .parse()
+            .map(Self::Ip)
+            .map_err(|_| InvalidValue(format!("{value:?} is not an IP address or \"unknown\"")))
+    }
+}
+
+impl TryFrom<String> for IpOrUnknown {
+    type Error = InvalidValue;
+    fn try_from(value: String) -> Result<Self, Self::Error> {
+        value.parse()
+    }
+}
+
+impl From<IpOrUnknown> for String {
+    fn from(value: IpOrUnknown) -> Self {
+        value.to_string()
+    }
+}
+
+impl fmt::Display for IpOrUnknown {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Ip(ip) => ip.fmt(f),
+            Self::Unknown => f.write_str("unknown"),
+        }
+    }
+}
+
+/// The NAT behaviour a peer detected for itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NatType {
+    Unknown,
+    Open,
+    FullCone,
+    RestrictedCone,
+    PortRestrictedCone,
+    Symmetric,
+}
+
+impl NatType {
+    pub const ALL: [NatType; 6] = [
+        Self::Unknown,
+        Self::Open,
+        Self::FullCone,
+        Self::RestrictedCone,
+        Self::PortRestrictedCone,
+        Self::Symmetric,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Unknown => "unknown",
+            Self::Open => "open",
+            Self::FullCone => "full_cone",
+            Self::RestrictedCone => "restricted_cone",
+            Self::PortRestrictedCone => "port_restricted_cone",
+            Self::Symmetric => "symmetric",
+        }
+    }
+}
+
+impl FromStr for NatType {
+    type Err = InvalidValue;
+    fn from_str(value: &str) -> Result<Self, Self::Err> {
+        Self::ALL
+            .into_iter()
+            .find(|nat| nat.as_str() == value)
+            .ok_or_else(|| InvalidValue(format!("unknown nat_type {value:?}")))
+    }
+}
+
+impl fmt::Display for NatType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Opaque hole-punching data (offer, answer, candidates): a JSON object of at
+/// most 16 KiB once serialized.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(try_from = "serde_json::Value", into = "serde_json::Value")]
+pub struct SignalData(serde_json::Map<String, serde_json::Value>);
+
+impl SignalData {
+    pub fn parse(value: serde_json::Value) -> Result<Self, InvalidValue> {
+        let serde_json::Value::Object(map) = value else {
+            return Err(InvalidValue("signal_data must be a JSON object".into()));
+        };
+        let chars = serde_json::Value::Object(map.clone())
+            .to_string()
+            .chars()
+            .count();
+        if chars > MAX_SIGNAL_CHARS {
+            return Err(InvalidValue(format!(
+                "signal_data must be at most {MAX_SIGNAL_CHARS} characters of JSON, got {chars}"
+            )));
+        }
+        Ok(Self(map))
+    }
+
+    pub fn as_map(&self) -> &serde_json::Map<String, serde_json::Value> {
+        &self.0
+    }
+}
+
+impl TryFrom<serde_json::Value> for SignalData {
+    type Error = InvalidValue;
+    fn try_from(value: serde_json::Value) -> Result<Self, Self::Error> {
+        Self::parse(value)
+    }
+}
+
+impl From<SignalData> for serde_json::Value {
+    fn from(value: SignalData) -> Self {
+        serde_json::Value::Object(value.0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn names_are_counted_in_characters() {
+        assert!(Name::parse("é".repeat(100)).is_ok());
+        assert!(Name::parse("é".repeat(101)).is_err());
+        assert!(Name::parse("").is_err());
+        assert!(Name::parse("tab\there").is_err());
+        assert!(Name::parse("Friday night 🎮").is_ok());
+    }
+
+    #[test]
+    fn public_keys_must_be_32_bytes_of_base64() {
+        assert!(PublicKey::parse("A".repeat(43) + "=").is_ok());
+        assert!(PublicKey::parse("A".repeat(44)).is_err());
+        assert!(PublicKey::parse("not a key").is_err());
+        assert!(PublicKey::parse("").is_err());
+        let key = PublicKey::from_bytes(&[7; 32]);
+        assert_eq!(PublicKey::parse(key.as_str()).unwrap(), key);
+    }
+
+    #[test]
+    fn ips_accept_v4_v6_and_unknown_only() {
+        for ok in ["203.0.113.7", "::1", "2001:db8::5", "unknown"] {
+            assert_eq!(ok.parse::<IpOrUnknown>().unwrap().to_string(), ok);
+        }
+        for bad in [
+            "",
+            "Unknown",
+            "1.2.3",
+            "256.1.1.1",
+            "example.com",
+            "1.2.3.4:80",
+        ] {
+            assert!(bad.parse::<IpOrUnknown>().is_err(), "{bad:?} accepted");
+        }
+    }
+
+    #[test]
+    fn nat_types_round_trip() {
+        for nat in NatType::ALL {
+            let json = serde_json::to_string(&nat).unwrap();
+            assert_eq!(json, format!("\"{nat}\""));
+            assert_eq!(nat.as_str().parse::<NatType>().unwrap(), nat);
+        }
+        assert!(serde_json::from_str::<NatType>("\"cone\"").is_err());
+    }
+
+    #[test]
+    fn signal_data_is_a_bounded_object() {
+        assert!(SignalData::parse(json!({"type": "offer", "sdp": "x"})).is_ok());
+        assert!(SignalData::parse(json!([1, 2])).is_err());
+        assert!(SignalData::parse(json!("text")).is_err());
+        let big = "x".repeat(MAX_SIGNAL_CHARS);
+        assert!(SignalData::parse(json!({ "blob": big })).is_err());
+        let fits = "x".repeat(MAX_SIGNAL_CHARS - 20);
+        assert!(SignalData::parse(json!({ "blob": fits })).is_ok());
+    }
+
+    proptest! {
+        #[test]
+        fn any_32_bytes_make_a_key(bytes in proptest::array::uniform32(any::<u8>())) {
+            let key = PublicKey::from_bytes(&bytes);
+            prop_assert!(PublicKey::parse(key.as_str()).is_ok());
+        }
+
+        #[test]
+        fn any_ip_round_trips(ip in any::<IpAddr>()) {
+            let parsed: IpOrUnknown = ip.to_string().parse().unwrap();
+            prop_assert_eq!(parsed, IpOrUnknown::Ip(ip));
+        }
+
+        #[test]
+        fn names_of_valid_length_parse(name in "[^\\p{Cc}]{1,100}") {
+            prop_assert!(Name::parse(name).is_ok());
+        }
+    }
+}

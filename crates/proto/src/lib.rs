@@ -1,0 +1,41 @@
+//! Wire types of the LANrage control plane, shared by the server, the client
+//! library and the command line.
+//!
+//! Identifiers and fields are validating newtypes ("parse, don't validate"):
+//! a value of [`PeerId`], [`PublicKey`] or [`Name`] is valid by construction,
+//! whether it was built in code or deserialized from JSON.
+//!
+//! The object types [`Peer`], [`Party`] and [`Relay`] reject unknown keys when
+//! deserialized: existing Python clients build them with `cls(**data)`, so an
+//! extra key is a compatibility break and our own tests must see it as one.
+
+mod api;
+mod fields;
+mod ids;
+mod objects;
+mod time;
+mod ws;
+
+pub use api::*;
+pub use fields::{IpOrUnknown, Name, NatType, PublicKey, SignalData};
+pub use ids::{PartyId, PeerId, Region, RelayId};
+pub use objects::{Party, Peer, PeerInfo, Relay, RelayRegistration, Signal};
+pub use time::Timestamp;
+pub use ws::{ClientMessage, ServerMessage};
+
+/// Why a value was refused by one of the validating constructors.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct InvalidValue(pub String);
+
+/// Limits of the contract, in characters (Unicode scalar values).
+pub mod limits {
+    /// The largest request body the server reads.
+    pub const MAX_BODY_CHARS: usize = 64 * 1024;
+    /// The largest `signal_data` object, as serialized JSON.
+    pub const MAX_SIGNAL_CHARS: usize = 16 * 1024;
+    /// Party and peer names.
+    pub const MAX_NAME_CHARS: usize = 100;
+    /// Peer, party and relay identifiers and regions.
+    pub const MAX_ID_CHARS: usize = 64;
+}
