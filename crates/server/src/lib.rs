@@ -1,1 +1,19 @@
+//! The LANrage control plane server: the HTTP API over a storage backend,
+//! the service layer holding the party rules, the event bus and the cleanup
+//! loop.
+//!
+//! [`Server::start`] opens the database and binds the listener; tests bind
+//! port 0 and read [`Server::local_addr`], then [`Server::run`] serves until
+//! the shutdown future completes.
 
+pub mod api;
+pub mod config;
+pub mod events;
+pub mod service;
+pub mod store;
+pub mod telemetry;
+
+mod server;
+
+pub use config::Config;
+pub use server::{Server, StartError};

@@ -1,0 +1,181 @@
+//! The real `lanrage-control serve` process: first run, logs, signals.
+
+#![allow(clippy::unwrap_used)]
+
+use std::{
+    io::{BufRead, BufReader, Read, Write},
+    net::TcpStream,
+    process::{Child, ChildStderr, Command, Stdio},
+    sync::mpsc,
+    time::{Duration, Instant},
+};
+
+/// A server process and its log lines, read on a thread.
+struct Process {
+    child: Child,
+    lines: mpsc::Receiver<String>,
+    seen: Vec<String>,
+}
+
+fn spawn(db_url: &str, extra_env: &[(&str, &str)]) -> Process {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_lanrage-control"));
+    command
+        .args(["serve", "--listen", "127.0.0.1:0", "--rate-limit", "off"])
+        .env("LANRAGE_DATABASE_URL", db_url)
+        .env("LANRAGE_LOG_FORMAT", "json")
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    for (key, value) in extra_env {
+        command.env(key, value);
+    }
+    let mut child = command.spawn().unwrap();
+    let stderr: ChildStderr = child.stderr.take().unwrap();
+    let (sender, lines) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if sender.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    Process {
+        child,
+        lines,
+        seen: Vec::new(),
+    }
+}
+
+impl Process {
+    /// The first JSON log line for which `pick` returns something.
+    fn wait_for<T>(&mut self, mut pick: impl FnMut(&serde_json::Value) -> Option<T>) -> T {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let line = self
+                .lines
+                .recv_timeout(left)
+                .unwrap_or_else(|_| panic!("log line never came; saw {:#?}", self.seen));
+            self.seen.push(line.clone());
+            let json: serde_json::Value = serde_json::from_str(&line)
+                .unwrap_or_else(|e| panic!("log line is not JSON ({e}): {line}"));
+            if let Some(found) = pick(&json) {
+                return found;
+            }
+        }
+    }
+
+    fn address(&mut self) -> String {
+        self.wait_for(|line| line["address"].as_str().map(str::to_owned))
+    }
+
+    /// Sends SIGTERM and returns the exit code and how long the exit took.
+    fn terminate(mut self) -> (Option<i32>, Duration) {
+        let started = Instant::now();
+        let status = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return (status.code(), started.elapsed());
+            }
+            if started.elapsed() > Duration::from_secs(10) {
+                let _ = self.child.kill();
+                panic!("server did not stop within 10 s of SIGTERM");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+/// A minimal HTTP/1.1 exchange; returns the whole response.
+fn http(address: &str, method: &str, path: &str) -> String {
+    let mut stream = TcpStream::connect(address).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    write!(
+        stream,
+        "{method} {path} HTTP/1.1\r\nHost: {address}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    response
+}
+
+#[test]
+fn serves_on_first_run_logs_json_and_stops_cleanly_on_sigterm() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("new").join("folder").join("control.db");
+    let mut server = spawn(&format!("sqlite://{}", db.display()), &[]);
+
+    let address = server.address();
+    let root = http(&address, "GET", "/");
+    let register = http(&address, "POST", "/auth/register?peer_id=log-probe");
+
+    assert!(root.starts_with("HTTP/1.1 200"), "{root}");
+    assert!(root.contains("\"service\":\"LANrage Control Plane\""));
+    assert!(register.starts_with("HTTP/1.1 200"), "{register}");
+    assert!(db.exists(), "the database and its folders are created");
+    // One span per request, carrying the peer it acted for.
+    let logged =
+        server.wait_for(|line| (line["span"]["path"] == "/auth/register").then(|| line.clone()));
+    assert_eq!(logged["span"]["peer_id"], "log-probe", "{logged}");
+    assert_eq!(logged["span"]["method"], "POST");
+    assert_eq!(logged["status"], 200);
+
+    let (code, took) = server.terminate();
+    assert_eq!(code, Some(0));
+    assert!(took < Duration::from_secs(5), "shutdown took {took:?}");
+}
+
+#[test]
+fn state_survives_a_process_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("control.db").display());
+    let relay_key = [("LANRAGE_RELAY_KEY", "k")];
+    let mut first = spawn(&url, &relay_key);
+    let address = first.address();
+    let mut stream = TcpStream::connect(&address).unwrap();
+    let body = r#"{"relay_id":"r1","public_ip":"198.51.100.1","port":3478}"#;
+    write!(
+        stream,
+        "POST /relays HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer k\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+    assert_eq!(first.terminate().0, Some(0));
+
+    let mut second = spawn(&url, &relay_key);
+    let address = second.address();
+    let root = http(&address, "GET", "/");
+
+    assert!(root.contains("\"relays\":1"), "{root}");
+    assert_eq!(second.terminate().0, Some(0));
+}
+
+#[test]
+fn a_bad_setting_fails_fast_naming_it() {
+    let output = Command::new(env!("CARGO_BIN_EXE_lanrage-control"))
+        .args(["serve", "--peer-timeout-secs", "0"])
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("--peer-timeout-secs"), "{stderr}");
+
+    let output = Command::new(env!("CARGO_BIN_EXE_lanrage-control"))
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .env("LANRAGE_DATABASE_URL", "mysql://nope")
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("unsupported database URL"), "{stderr}");
+}

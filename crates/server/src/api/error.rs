@@ -1,0 +1,95 @@
+//! The one mapping from domain errors to HTTP status + `{"detail": ...}`.
+
+use axum::{
+    Json,
+    http::{HeaderValue, StatusCode, header},
+    response::{IntoResponse, Response},
+};
+use lanrage_proto::ErrorBody;
+
+use crate::{service, store::StoreError};
+
+/// An error answer of the HTTP API.
+#[derive(Debug)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub detail: String,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, detail: impl Into<String>) -> Self {
+        Self {
+            status,
+            detail: detail.into(),
+        }
+    }
+
+    pub fn not_found(detail: impl Into<String>) -> Self {
+        Self::new(StatusCode::NOT_FOUND, detail)
+    }
+
+    pub fn unprocessable(detail: impl Into<String>) -> Self {
+        Self::new(StatusCode::UNPROCESSABLE_ENTITY, detail)
+    }
+}
+
+impl From<service::Error> for ApiError {
+    fn from(error: service::Error) -> Self {
+        use service::Error as E;
+        let status = match &error {
+            E::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            E::Forbidden(_) => StatusCode::FORBIDDEN,
+            E::NotFound(_) => StatusCode::NOT_FOUND,
+            E::Conflict(_) => StatusCode::CONFLICT,
+            E::Invalid(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            E::TooManyRequests(_) => StatusCode::TOO_MANY_REQUESTS,
+            E::Store(StoreError::Unavailable(source)) => {
+                tracing::warn!(error = %source, "database unavailable");
+                return Self::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "the database is unavailable; try again shortly",
+                );
+            }
+            E::Store(StoreError::Conflict(source)) => {
+                tracing::info!(error = %source, "write lost a race");
+                return Self::new(
+                    StatusCode::CONFLICT,
+                    "a concurrent change conflicted with this one; try again",
+                );
+            }
+            E::Store(_) | E::Internal(_) => {
+                tracing::error!(%error, "request failed");
+                return Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal server error");
+            }
+        };
+        Self::new(status, error.to_string())
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let mut response = (
+            self.status,
+            Json(ErrorBody {
+                detail: self.detail,
+            }),
+        )
+            .into_response();
+        match self.status {
+            StatusCode::UNAUTHORIZED => {
+                response
+                    .headers_mut()
+                    .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+            }
+            StatusCode::TOO_MANY_REQUESTS | StatusCode::SERVICE_UNAVAILABLE => {
+                response
+                    .headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            }
+            _ => {}
+        }
+        response
+    }
+}
+
+pub type ApiResult<T> = Result<T, ApiError>;

@@ -1,0 +1,148 @@
+//! Request extractors whose every rejection is an [`ApiError`], so a bad
+//! body, query, path or credential gets the same `{"detail"}` answer.
+
+use axum::{
+    extract::{FromRequest, FromRequestParts, Request},
+    http::{StatusCode, header, request::Parts},
+};
+use lanrage_proto::{PeerId, limits::MAX_BODY_CHARS};
+use serde::de::DeserializeOwned;
+
+use super::error::ApiError;
+use crate::service::Service;
+
+/// A body of at most this many bytes can hold [`MAX_BODY_CHARS`] characters.
+const MAX_BODY_BYTES: usize = MAX_BODY_CHARS * 4;
+
+/// A JSON body: at most 64 Ki characters (413 beyond), parsed whatever its
+/// content type, every parse or validation failure a 422 naming the field.
+#[derive(Debug)]
+pub struct JsonBody<T>(pub T);
+
+fn too_large() -> ApiError {
+    ApiError::new(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        format!("request body exceeds {MAX_BODY_CHARS} characters"),
+    )
+}
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, _state: &S) -> Result<Self, Self::Rejection> {
+        let bytes = axum::body::to_bytes(req.into_body(), MAX_BODY_BYTES)
+            .await
+            .map_err(|_| too_large())?;
+        let text = std::str::from_utf8(&bytes)
+            .map_err(|_| ApiError::unprocessable("request body is not UTF-8"))?;
+        if bytes.len() > MAX_BODY_CHARS && text.chars().count() > MAX_BODY_CHARS {
+            return Err(too_large());
+        }
+        parse_json(text).map(JsonBody)
+    }
+}
+
+/// Parses JSON into `T`, naming the offending field on failure.
+pub fn parse_json<T: DeserializeOwned>(text: &str) -> Result<T, ApiError> {
+    let mut deserializer = serde_json::Deserializer::from_str(text);
+    let value = serde_path_to_error::deserialize(&mut deserializer).map_err(|error| {
+        let path = error.path().to_string();
+        let inner = error.into_inner();
+        if path == "." {
+            ApiError::unprocessable(format!("invalid JSON body: {inner}"))
+        } else {
+            ApiError::unprocessable(format!("invalid field `{path}`: {inner}"))
+        }
+    })?;
+    deserializer
+        .end()
+        .map_err(|e| ApiError::unprocessable(format!("invalid JSON body: {e}")))?;
+    Ok(value)
+}
+
+/// Query parameters; a missing or invalid one is a 422.
+#[derive(Debug)]
+pub struct QueryParams<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for QueryParams<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        let query = parts.uri.query().unwrap_or_default();
+        parse_query(query).map(QueryParams)
+    }
+}
+
+fn parse_query<T: DeserializeOwned>(query: &str) -> Result<T, ApiError> {
+    axum::extract::Query::<T>::try_from_uri(
+        &format!("/?{query}")
+            .parse()
+            .map_err(|_| ApiError::unprocessable("invalid query string"))?,
+    )
+    .map(|q| q.0)
+    .map_err(|e| ApiError::unprocessable(e.body_text()))
+}
+
+/// Path parameters; a segment that cannot name anything is a 404.
+#[derive(Debug)]
+pub struct PathParams<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned + Send> FromRequestParts<S> for PathParams<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        axum::extract::Path::<T>::from_request_parts(parts, state)
+            .await
+            .map(|p| PathParams(p.0))
+            .map_err(|_| ApiError::not_found("not found"))
+    }
+}
+
+/// The `Authorization: Bearer` credential, if any.
+pub fn bearer(parts: &Parts) -> Option<&str> {
+    let value = parts.headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = value.split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then(|| token.trim())
+        .filter(|token| !token.is_empty())
+}
+
+/// A caller holding the operator's relay key.
+#[derive(Debug)]
+pub struct RelayOperator;
+
+impl FromRequestParts<Service> for RelayOperator {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        service: &Service,
+    ) -> Result<Self, Self::Rejection> {
+        service.authorize_relay_operator(bearer(parts))?;
+        Ok(RelayOperator)
+    }
+}
+
+/// The authenticated peer.
+#[derive(Debug, Clone)]
+pub struct Caller(pub PeerId);
+
+impl FromRequestParts<Service> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        service: &Service,
+    ) -> Result<Self, Self::Rejection> {
+        let token = bearer(parts).ok_or_else(|| {
+            ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "missing credentials: send Authorization: Bearer <token>",
+            )
+        })?;
+        let peer_id = service.authenticate(token).await?;
+        tracing::Span::current().record("peer_id", peer_id.as_str());
+        Ok(Caller(peer_id))
+    }
+}

@@ -1,0 +1,105 @@
+//! The HTTP API: one module per noun, each exporting its `router()`.
+
+mod auth;
+pub mod error;
+pub mod extract;
+mod parties;
+mod rate_limit;
+mod relays;
+mod root;
+mod signals;
+
+use axum::{
+    Router,
+    http::{Method, StatusCode, header},
+};
+use tower_http::{
+    catch_panic::CatchPanicLayer,
+    cors::{AllowOrigin, Any, CorsLayer},
+    request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer},
+    trace::{DefaultOnResponse, TraceLayer},
+};
+use tracing::Level;
+
+use crate::{config::Switch, service::Service};
+use error::ApiError;
+
+/// The whole HTTP API over `service`.
+pub fn router(service: Service) -> Router {
+    let cors = cors(&service.config().cors_origins);
+    let limited = service.config().rate_limit == Switch::On;
+    let mut router = Router::new()
+        .merge(root::router())
+        .merge(auth::router())
+        .merge(parties::router())
+        .merge(signals::router())
+        .merge(relays::router())
+        .fallback(|| async { ApiError::not_found("not found") })
+        .method_not_allowed_fallback(|| async {
+            ApiError::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method not allowed on this route",
+            )
+        })
+        .with_state(service);
+    if limited {
+        router = router.layer(axum::middleware::from_fn_with_state(
+            std::sync::Arc::new(rate_limit::RateLimits::default()),
+            rate_limit::limit,
+        ));
+    }
+    router
+        .layer(CatchPanicLayer::custom(|_| {
+            axum::response::IntoResponse::into_response(ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal server error",
+            ))
+        }))
+        .layer(cors)
+        .layer(
+            TraceLayer::new_for_http()
+                .make_span_with(|request: &axum::http::Request<_>| {
+                    let request_id = request
+                        .headers()
+                        .get("x-request-id")
+                        .and_then(|v| v.to_str().ok())
+                        .unwrap_or_default();
+                    tracing::info_span!(
+                        "request",
+                        method = %request.method(),
+                        path = %request.uri().path(),
+                        request_id,
+                        peer_id = tracing::field::Empty,
+                        party_id = tracing::field::Empty,
+                    )
+                })
+                .on_response(DefaultOnResponse::new().level(Level::INFO)),
+        )
+        .layer(PropagateRequestIdLayer::x_request_id())
+        .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
+}
+
+fn cors(origins: &[String]) -> CorsLayer {
+    let layer = CorsLayer::new()
+        .allow_methods([Method::GET, Method::POST, Method::DELETE])
+        .allow_headers([
+            header::AUTHORIZATION,
+            header::CONTENT_TYPE,
+            header::HeaderName::from_static("x-registration-key"),
+        ]);
+    let origins: Vec<_> = origins
+        .iter()
+        .filter(|o| !o.trim().is_empty())
+        .filter_map(|o| o.trim().parse().ok())
+        .collect();
+    if origins.is_empty() {
+        layer.allow_origin(Any)
+    } else {
+        layer.allow_origin(AllowOrigin::list(origins))
+    }
+}
+
+/// Records the party a request is about in its span.
+fn record_party(party_id: &str) {
+    tracing::Span::current().record("party_id", party_id);
+}

@@ -1,0 +1,173 @@
+//! The server's settings: every one a flag and an environment variable.
+
+use std::{fmt, path::PathBuf, str::FromStr, time::Duration};
+
+use clap::{Args, ValueEnum};
+
+/// A secret that never shows in logs or `Debug` output.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
+
+impl FromStr for Secret {
+    type Err = String;
+    fn from_str(value: &str) -> Result<Self, Self::Err> {
+        if value.trim().is_empty() {
+            return Err("must not be empty".into());
+        }
+        Ok(Self(value.to_owned()))
+    }
+}
+
+/// `on` or `off`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Switch {
+    On,
+    Off,
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line, for log collectors.
+    Json,
+}
+
+/// Settings of `lanrage-control serve`.
+#[derive(Debug, Clone, Args)]
+pub struct Config {
+    /// Address to listen on; port 0 picks a free port (the bound address is logged).
+    #[arg(long, env = "LANRAGE_LISTEN", default_value = "127.0.0.1:8667")]
+    pub listen: String,
+
+    /// `sqlite://PATH` (created on first run). Default: ~/.lanrage/control_plane.db.
+    #[arg(long, env = "LANRAGE_DATABASE_URL")]
+    pub database_url: Option<String>,
+
+    /// Operator secret that relays present to register; none refuses relay registration.
+    #[arg(long, env = "LANRAGE_RELAY_KEY", hide_env_values = true)]
+    pub relay_key: Option<Secret>,
+
+    /// When set, `/auth/register` needs this value in the `X-Registration-Key` header.
+    #[arg(long, env = "LANRAGE_REGISTRATION_KEY", hide_env_values = true)]
+    pub registration_key: Option<Secret>,
+
+    /// Lifetime of a bearer token.
+    #[arg(long, env = "LANRAGE_TOKEN_TTL_SECS", default_value_t = 86_400,
+          value_parser = clap::value_parser!(u64).range(1..=31_536_000))]
+    pub token_ttl_secs: u64,
+
+    /// A peer silent this long is removed from its party.
+    #[arg(long, env = "LANRAGE_PEER_TIMEOUT_SECS", default_value_t = 300,
+          value_parser = clap::value_parser!(u64).range(1..=31_536_000))]
+    pub peer_timeout_secs: u64,
+
+    /// A relay silent this long is removed from the list.
+    #[arg(long, env = "LANRAGE_RELAY_TIMEOUT_SECS", default_value_t = 600,
+          value_parser = clap::value_parser!(u64).range(1..=31_536_000))]
+    pub relay_timeout_secs: u64,
+
+    /// How often the cleanup loop runs.
+    #[arg(long, env = "LANRAGE_CLEANUP_INTERVAL_SECS", default_value_t = 60,
+          value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    pub cleanup_interval_secs: u64,
+
+    /// `off` disables rate limiting (test rigs, or a proxy that limits).
+    #[arg(long, env = "LANRAGE_RATE_LIMIT", value_enum, default_value = "on")]
+    pub rate_limit: Switch,
+
+    /// How long a queued signal waits for its target to poll.
+    #[arg(long, env = "LANRAGE_SIGNAL_TTL_SECS", default_value_t = 60,
+          value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    pub signal_ttl_secs: u64,
+
+    /// Most signals queued for one peer; beyond it senders get 429.
+    #[arg(long, env = "LANRAGE_SIGNAL_QUEUE_MAX", default_value_t = 64,
+          value_parser = clap::value_parser!(u64).range(1..=10_000))]
+    pub signal_queue_max: u64,
+
+    /// Origins allowed by CORS, comma-separated; empty allows any origin (without credentials).
+    #[arg(long, env = "LANRAGE_CORS_ORIGINS", value_delimiter = ',')]
+    pub cors_origins: Vec<String>,
+
+    /// Log line format; the level comes from RUST_LOG (default `info`).
+    #[arg(long, env = "LANRAGE_LOG_FORMAT", value_enum, default_value = "text")]
+    pub log_format: LogFormat,
+}
+
+impl Config {
+    /// The database URL, defaulting to a file under `~/.lanrage/`.
+    pub fn database_url(&self) -> String {
+        match &self.database_url {
+            Some(url) => url.clone(),
+            None => {
+                let home =
+                    std::env::var_os("HOME").map_or_else(|| PathBuf::from("."), PathBuf::from);
+                format!(
+                    "sqlite://{}",
+                    home.join(".lanrage").join("control_plane.db").display()
+                )
+            }
+        }
+    }
+
+    pub fn token_ttl(&self) -> Duration {
+        Duration::from_secs(self.token_ttl_secs)
+    }
+
+    pub fn cleanup_interval(&self) -> Duration {
+        Duration::from_secs(self.cleanup_interval_secs)
+    }
+
+    /// The defaults, as `serve` with no flags and no environment would use
+    /// (for tests and embedding).
+    pub fn defaults() -> Self {
+        #[derive(clap::Parser)]
+        struct Wrapper {
+            #[command(flatten)]
+            config: Config,
+        }
+        // Parsing an empty command line cannot fail: every field has a default.
+        <Wrapper as clap::Parser>::try_parse_from(["serve"])
+            .map(|w| w.config)
+            .unwrap_or_else(|e| panic!("defaults of Config do not parse: {e}"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secrets_do_not_print() {
+        let secret: Secret = "hunter2".parse().unwrap();
+        assert!(!format!("{secret:?}").contains("hunter2"));
+        assert!("  ".parse::<Secret>().is_err());
+    }
+
+    #[test]
+    fn defaults_match_the_design() {
+        let config = Config::defaults();
+        assert_eq!(config.listen, "127.0.0.1:8667");
+        assert_eq!(config.token_ttl_secs, 86_400);
+        assert_eq!(config.peer_timeout_secs, 300);
+        assert_eq!(config.relay_timeout_secs, 600);
+        assert_eq!(config.cleanup_interval_secs, 60);
+        assert_eq!(config.rate_limit, Switch::On);
+        assert!(config.relay_key.is_none());
+        assert!(config.database_url().ends_with(".lanrage/control_plane.db"));
+    }
+}

@@ -1,0 +1,98 @@
+//! Starting and stopping the server.
+
+use std::{future::Future, net::SocketAddr, sync::Arc, time::Duration};
+
+use tokio::{net::TcpListener, sync::watch};
+
+use crate::{
+    config::Config,
+    events::EventBus,
+    service::Service,
+    store::{self, StoreError},
+};
+
+/// How long in-flight requests get to finish once shutdown starts.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Why the server could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("cannot open the database: {0}")]
+    Store(#[from] StoreError),
+    #[error("cannot listen on {address}: {source}")]
+    Listen {
+        address: String,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// A server with its database open and its listener bound.
+#[derive(Debug)]
+pub struct Server {
+    listener: TcpListener,
+    service: Service,
+}
+
+impl Server {
+    /// Opens the database named by the config and binds its listen address.
+    pub async fn start(config: Config) -> Result<Self, StartError> {
+        let store = store::connect(&config.database_url()).await?;
+        let listener =
+            TcpListener::bind(&config.listen)
+                .await
+                .map_err(|source| StartError::Listen {
+                    address: config.listen.clone(),
+                    source,
+                })?;
+        let service = Service::new(store, Arc::new(config), EventBus::default());
+        Ok(Self { listener, service })
+    }
+
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    pub fn service(&self) -> &Service {
+        &self.service
+    }
+
+    /// Serves until `shutdown` completes, then lets in-flight requests
+    /// finish (for a few seconds at most) and stops the cleanup loop.
+    pub async fn run(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let stopped = move || {
+            let mut stop_rx = stop_rx.clone();
+            async move {
+                // An error means the sender is gone: stop as well.
+                let _ = stop_rx.wait_for(|stop| *stop).await;
+            }
+        };
+        let cleanup = tokio::spawn(self.service.clone().run_cleanup(stopped()));
+        let app = crate::api::router(self.service.clone())
+            .into_make_service_with_connect_info::<SocketAddr>();
+        let serve = axum::serve(self.listener, app).with_graceful_shutdown(stopped());
+        let mut serve = std::pin::pin!(serve.into_future());
+        let result = tokio::select! {
+            result = &mut serve => result,
+            () = shutdown => {
+                tracing::info!("shutting down: finishing in-flight requests");
+                let _ = stop_tx.send(true);
+                match tokio::time::timeout(DRAIN_TIMEOUT, &mut serve).await {
+                    Ok(result) => result,
+                    Err(_) => {
+                        tracing::warn!("requests still running after {DRAIN_TIMEOUT:?}; stopping anyway");
+                        Ok(())
+                    }
+                }
+            }
+        };
+        let _ = stop_tx.send(true);
+        let _ = cleanup.await;
+        self.service.store().close().await;
+        result
+    }
+}

@@ -1,0 +1,459 @@
+//! Party rules: create, join (or move, or refresh), leave, read, heartbeat.
+
+use std::{collections::BTreeMap, net::Ipv4Addr, sync::Arc};
+
+use lanrage_proto::{Name, Party, PartyId, Peer, PeerId, PeerInfo, ServerMessage, Timestamp};
+
+use super::{Error, Result, Service, random_bytes};
+use crate::{
+    events::Event,
+    store::{MemberRecord, PartyRecord, Tx},
+};
+
+/// The highest offset in 10.66.0.0/16 a member can get (.255.255 is broadcast).
+const MAX_VIP_INDEX: u16 = u16::MAX - 1;
+
+/// The virtual IP at `index` in 10.66.0.0/16; the host's is 10.66.0.1.
+pub fn virtual_ip(index: u16) -> Ipv4Addr {
+    let [high, low] = index.to_be_bytes();
+    Ipv4Addr::new(10, 66, high, low)
+}
+
+/// The lowest offset no member holds.
+fn free_vip_index(members: &[MemberRecord]) -> Option<u16> {
+    let mut taken: Vec<u16> = members.iter().map(|m| m.vip_index).collect();
+    taken.sort_unstable();
+    let mut candidate = 1;
+    for index in taken {
+        if index == candidate {
+            candidate += 1;
+        } else if index > candidate {
+            break;
+        }
+    }
+    (candidate <= MAX_VIP_INDEX).then_some(candidate)
+}
+
+fn new_party_id() -> Result<PartyId> {
+    let hex: String = random_bytes::<16>()?
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    PartyId::parse(hex).map_err(|e| Error::Internal(e.0))
+}
+
+fn party_of(record: &PartyRecord, members: &[MemberRecord]) -> Party {
+    Party {
+        party_id: record.party_id.clone(),
+        name: record.name.clone(),
+        host_id: record.host_id.clone(),
+        created_at: record.created_at,
+        peers: members
+            .iter()
+            .map(|m| (m.peer.peer_id.clone(), m.peer.clone()))
+            .collect(),
+    }
+}
+
+fn ids(members: &[MemberRecord]) -> Vec<PeerId> {
+    members.iter().map(|m| m.peer.peer_id.clone()).collect()
+}
+
+fn must_be_caller(caller: &PeerId, peer_id: &PeerId) -> Result<()> {
+    if caller == peer_id {
+        Ok(())
+    } else {
+        Err(Error::Forbidden(format!(
+            "authenticated as {caller}, cannot act as {peer_id}"
+        )))
+    }
+}
+
+fn party_not_found(party_id: &PartyId) -> Error {
+    Error::NotFound(format!("party {party_id} not found"))
+}
+
+/// Why a member is being removed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Removal {
+    /// It asked to leave.
+    Left,
+    /// It joined another party.
+    Moved,
+    /// The cleanup loop found it silent past the peer timeout.
+    TimedOut,
+}
+
+/// A party and its members as a member sees it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PartyView {
+    pub party: Party,
+    pub virtual_ips: BTreeMap<PeerId, Ipv4Addr>,
+    pub seq: u64,
+}
+
+/// The outcome of creating or joining a party.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Joined {
+    pub party: Party,
+    pub virtual_ip: Ipv4Addr,
+    pub seq: u64,
+}
+
+/// The outcome of leaving.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Left {
+    /// The party goes on without the peer.
+    Left,
+    /// The host left or the party emptied: it is gone.
+    PartyDeleted,
+}
+
+/// Events of a transaction, published only once it commits.
+#[derive(Debug, Default)]
+pub(super) struct Pending(Vec<Event>);
+
+impl Pending {
+    pub(super) fn party(&mut self, message: ServerMessage, recipients: Vec<PeerId>) {
+        self.0.push(Event::Party {
+            message: Arc::new(message),
+            recipients: recipients.into(),
+        });
+    }
+
+    pub(super) fn push(&mut self, event: Event) {
+        self.0.push(event);
+    }
+}
+
+impl Service {
+    pub(super) fn publish(&self, pending: Pending) {
+        for event in pending.0 {
+            self.events.publish(event);
+        }
+    }
+
+    /// Logs a party event under the party's next `seq`.
+    async fn log_event(
+        tx: &mut dyn Tx,
+        party_id: &PartyId,
+        now: Timestamp,
+        event: impl FnOnce(u64) -> ServerMessage,
+    ) -> Result<(u64, ServerMessage)> {
+        let seq = tx.next_seq(party_id).await?;
+        let message = event(seq);
+        tx.insert_event(party_id, seq, now, &message).await?;
+        Ok((seq, message))
+    }
+
+    /// Removes `peer_id` from `party`, ending the party when the host goes
+    /// or nobody is left. Returns whether the party ended.
+    pub(super) async fn remove_member(
+        tx: &mut dyn Tx,
+        party: &PartyRecord,
+        peer_id: &PeerId,
+        why: Removal,
+        now: Timestamp,
+        pending: &mut Pending,
+    ) -> Result<Left> {
+        let members = tx.members(&party.party_id).await?;
+        let recipients = ids(&members);
+        let remaining = members
+            .iter()
+            .filter(|m| &m.peer.peer_id != peer_id)
+            .count();
+        if *peer_id == party.host_id || remaining == 0 {
+            let reason = match (why, *peer_id == party.host_id) {
+                (Removal::TimedOut, true) => "host_timed_out",
+                (_, true) => "host_left",
+                (_, false) => "empty",
+            };
+            // The log goes with the party; the event still gets the next seq.
+            let seq = tx.next_seq(&party.party_id).await?;
+            tx.delete_party(&party.party_id).await?;
+            pending.party(
+                ServerMessage::PartyEnded {
+                    party_id: party.party_id.clone(),
+                    reason: reason.to_owned(),
+                    seq,
+                },
+                recipients,
+            );
+            return Ok(Left::PartyDeleted);
+        }
+        tx.delete_member(&party.party_id, peer_id).await?;
+        let (_, message) =
+            Self::log_event(tx, &party.party_id, now, |seq| ServerMessage::PeerLeft {
+                party_id: party.party_id.clone(),
+                peer_id: peer_id.clone(),
+                seq,
+            })
+            .await?;
+        pending.party(message, recipients);
+        Ok(Left::Left)
+    }
+
+    /// Takes `peer_id` out of whatever party it is in, other than `except`.
+    async fn leave_current(
+        tx: &mut dyn Tx,
+        peer_id: &PeerId,
+        except: Option<&PartyId>,
+        now: Timestamp,
+        pending: &mut Pending,
+    ) -> Result<()> {
+        let Some(current) = tx.membership(peer_id).await? else {
+            return Ok(());
+        };
+        if Some(&current) == except {
+            return Ok(());
+        }
+        if let Some(party) = tx.party(&current).await? {
+            Self::remove_member(tx, &party, peer_id, Removal::Moved, now, pending).await?;
+        }
+        Ok(())
+    }
+
+    /// Creates a party hosted by the caller, moving it out of any other.
+    pub async fn create_party(
+        &self,
+        caller: &PeerId,
+        name: Name,
+        host: PeerInfo,
+    ) -> Result<Joined> {
+        must_be_caller(caller, &host.peer_id)?;
+        let now = Timestamp::now();
+        let mut pending = Pending::default();
+        let mut tx = self.store.begin().await?;
+        Self::leave_current(tx.as_mut(), caller, None, now, &mut pending).await?;
+        let record = PartyRecord {
+            party_id: new_party_id()?,
+            name,
+            host_id: caller.clone(),
+            created_at: now,
+            seq: 0,
+        };
+        tx.insert_party(&record).await?;
+        let host = MemberRecord {
+            peer: host.into_peer(now),
+            vip_index: 1,
+        };
+        tx.insert_member(&record.party_id, &host).await?;
+        let (seq, message) = Self::log_event(tx.as_mut(), &record.party_id, now, |seq| {
+            ServerMessage::PeerJoined {
+                party_id: record.party_id.clone(),
+                peer: host.peer.clone(),
+                seq,
+            }
+        })
+        .await?;
+        tx.commit().await?;
+        pending.party(message, vec![caller.clone()]);
+        self.publish(pending);
+        Ok(Joined {
+            party: party_of(&record, std::slice::from_ref(&host)),
+            virtual_ip: virtual_ip(host.vip_index),
+            seq,
+        })
+    }
+
+    /// Joins the caller to a party: a new member gets the lowest free
+    /// virtual IP; a member joining again refreshes its info and keeps it.
+    pub async fn join_party(
+        &self,
+        caller: &PeerId,
+        party_id: &PartyId,
+        info: PeerInfo,
+    ) -> Result<Joined> {
+        must_be_caller(caller, &info.peer_id)?;
+        let now = Timestamp::now();
+        let mut pending = Pending::default();
+        let mut tx = self.store.begin().await?;
+        let Some(mut record) = tx.party(party_id).await? else {
+            return Err(party_not_found(party_id));
+        };
+        Self::leave_current(tx.as_mut(), caller, Some(party_id), now, &mut pending).await?;
+        let mut members = tx.members(party_id).await?;
+        let peer = info.into_peer(now);
+        let existing = members.iter_mut().find(|m| m.peer.peer_id == *caller);
+        let (vip_index, seq) = if let Some(member) = existing {
+            member.peer = peer.clone();
+            let vip = member.vip_index;
+            tx.update_member(party_id, &peer).await?;
+            record.seq = tx.next_seq(party_id).await?;
+            let message = ServerMessage::PartyUpdate {
+                party: party_of(&record, &members),
+                seq: record.seq,
+                virtual_ip: None,
+                request_id: None,
+            };
+            tx.insert_event(party_id, record.seq, now, &message).await?;
+            pending.party(message, ids(&members));
+            (vip, record.seq)
+        } else {
+            let vip_index = free_vip_index(&members)
+                .ok_or_else(|| Error::Conflict(format!("party {party_id} is full")))?;
+            let member = MemberRecord { peer, vip_index };
+            tx.insert_member(party_id, &member).await?;
+            let (seq, message) = Self::log_event(tx.as_mut(), party_id, now, |seq| {
+                ServerMessage::PeerJoined {
+                    party_id: party_id.clone(),
+                    peer: member.peer.clone(),
+                    seq,
+                }
+            })
+            .await?;
+            members.push(member);
+            pending.party(message, ids(&members));
+            (vip_index, seq)
+        };
+        tx.commit().await?;
+        self.publish(pending);
+        Ok(Joined {
+            party: party_of(&record, &members),
+            virtual_ip: virtual_ip(vip_index),
+            seq,
+        })
+    }
+
+    /// Takes the caller out of a party.
+    pub async fn leave_party(
+        &self,
+        caller: &PeerId,
+        party_id: &PartyId,
+        peer_id: &PeerId,
+    ) -> Result<Left> {
+        must_be_caller(caller, peer_id)?;
+        let now = Timestamp::now();
+        let mut pending = Pending::default();
+        let mut tx = self.store.begin().await?;
+        let Some(party) = tx.party(party_id).await? else {
+            return Err(party_not_found(party_id));
+        };
+        if tx.membership(peer_id).await?.as_ref() != Some(party_id) {
+            return Err(Error::NotFound(format!(
+                "peer {peer_id} is not in party {party_id}"
+            )));
+        }
+        let left = Self::remove_member(
+            tx.as_mut(),
+            &party,
+            peer_id,
+            Removal::Left,
+            now,
+            &mut pending,
+        )
+        .await?;
+        tx.commit().await?;
+        self.publish(pending);
+        Ok(left)
+    }
+
+    /// The party as its member `caller` sees it.
+    pub async fn party_view(&self, caller: &PeerId, party_id: &PartyId) -> Result<PartyView> {
+        let Some((record, members)) = self.store.snapshot(party_id).await? else {
+            return Err(party_not_found(party_id));
+        };
+        if !members.iter().any(|m| m.peer.peer_id == *caller) {
+            return Err(Error::Forbidden(format!(
+                "only members of party {party_id} can read it"
+            )));
+        }
+        Ok(PartyView {
+            virtual_ips: members
+                .iter()
+                .map(|m| (m.peer.peer_id.clone(), virtual_ip(m.vip_index)))
+                .collect(),
+            party: party_of(&record, &members),
+            seq: record.seq,
+        })
+    }
+
+    /// One member of the party, as its member `caller` sees it.
+    pub async fn party_peer(
+        &self,
+        caller: &PeerId,
+        party_id: &PartyId,
+        peer_id: &PeerId,
+    ) -> Result<Peer> {
+        let mut view = self.party_view(caller, party_id).await?;
+        view.party
+            .peers
+            .remove(peer_id)
+            .ok_or_else(|| Error::NotFound(format!("peer {peer_id} is not in party {party_id}")))
+    }
+
+    /// Records that the caller is alive.
+    pub async fn heartbeat(
+        &self,
+        caller: &PeerId,
+        party_id: &PartyId,
+        peer_id: &PeerId,
+    ) -> Result<()> {
+        must_be_caller(caller, peer_id)?;
+        if self
+            .store
+            .touch_member(party_id, peer_id, Timestamp::now())
+            .await?
+        {
+            return Ok(());
+        }
+        match self.store.snapshot(party_id).await? {
+            None => Err(party_not_found(party_id)),
+            Some(_) => Err(Error::NotFound(format!(
+                "peer {peer_id} is not in party {party_id}"
+            ))),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use lanrage_proto::{IpOrUnknown, NatType, PublicKey};
+
+    use super::*;
+
+    fn member(vip_index: u16) -> MemberRecord {
+        MemberRecord {
+            peer: Peer {
+                peer_id: PeerId::parse(format!("p{vip_index}")).unwrap(),
+                name: Name::parse("n").unwrap(),
+                public_key: PublicKey::from_bytes(&[0; 32]),
+                nat_type: NatType::Open,
+                public_ip: IpOrUnknown::Unknown,
+                public_port: 0,
+                local_ip: IpOrUnknown::Unknown,
+                local_port: 0,
+                last_seen: Timestamp::now(),
+            },
+            vip_index,
+        }
+    }
+
+    #[test]
+    fn virtual_ips_cover_the_slash_16() {
+        assert_eq!(virtual_ip(1), Ipv4Addr::new(10, 66, 0, 1));
+        assert_eq!(virtual_ip(256), Ipv4Addr::new(10, 66, 1, 0));
+        assert_eq!(virtual_ip(MAX_VIP_INDEX), Ipv4Addr::new(10, 66, 255, 254));
+    }
+
+    #[test]
+    fn the_lowest_free_index_is_handed_out() {
+        assert_eq!(free_vip_index(&[]), Some(1));
+        assert_eq!(free_vip_index(&[member(1), member(2)]), Some(3));
+        assert_eq!(free_vip_index(&[member(3), member(1)]), Some(2));
+    }
+
+    #[test]
+    fn a_full_party_has_no_index() {
+        let all: Vec<_> = (1..=MAX_VIP_INDEX).map(member).collect();
+        assert_eq!(free_vip_index(&all), None);
+    }
+
+    #[test]
+    fn party_ids_are_128_bit_hex() {
+        let a = new_party_id().unwrap();
+        assert_eq!(a.as_str().len(), 32);
+        assert!(a.as_str().chars().all(|c| c.is_ascii_hexdigit()));
+        assert_ne!(a, new_party_id().unwrap());
+    }
+}

@@ -1,0 +1,33 @@
+//! Relay servers: registered by their operator, listed to peers.
+
+use lanrage_proto::{Region, Relay, RelayId, RelayRegistration, Timestamp};
+
+use super::{Error, Result, Service};
+
+impl Service {
+    /// Registers a relay, or refreshes it (its heartbeat) when known.
+    pub async fn register_relay(&self, registration: RelayRegistration) -> Result<RelayId> {
+        let relay = Relay {
+            relay_id: registration.relay_id,
+            public_ip: registration.public_ip,
+            port: registration.port,
+            region: registration.region,
+            capacity: registration.capacity,
+            registered_at: Timestamp::now(),
+        };
+        self.store.upsert_relay(&relay).await?;
+        Ok(relay.relay_id)
+    }
+
+    pub async fn deregister_relay(&self, relay_id: &RelayId) -> Result<()> {
+        if self.store.delete_relay(relay_id).await? {
+            Ok(())
+        } else {
+            Err(Error::NotFound(format!("relay {relay_id} not found")))
+        }
+    }
+
+    pub async fn relays(&self, region: Option<&Region>) -> Result<Vec<Relay>> {
+        Ok(self.store.relays(region).await?)
+    }
+}

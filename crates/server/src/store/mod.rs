@@ -1,0 +1,214 @@
+//! Storage behind one interface.
+//!
+//! The party rules live once, in the service layer, written against the
+//! primitive operations of a [`Tx`]; each backend only says how to read and
+//! write rows. Everything a backend returns is already validated: a row that
+//! does not parse is reported as [`StoreError::Corrupt`], never passed on.
+
+mod sqlite;
+
+use async_trait::async_trait;
+use lanrage_proto::{
+    Name, PartyId, Peer, PeerId, Region, Relay, RelayId, ServerMessage, Signal, Timestamp,
+};
+
+pub use sqlite::SqliteStore;
+
+/// Why a storage operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The database cannot be reached (pool exhausted, connection refused,
+    /// file unavailable): the caller may try again later.
+    #[error("the database is unavailable: {0}")]
+    Unavailable(#[source] sqlx::Error),
+    /// A uniqueness constraint refused the write.
+    #[error("conflicting write: {0}")]
+    Conflict(#[source] sqlx::Error),
+    #[error("database error: {0}")]
+    Database(#[source] sqlx::Error),
+    #[error("stored data is invalid: {0}")]
+    Corrupt(String),
+    #[error("migrating the database failed: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("unsupported database URL {0:?}: expected sqlite://PATH")]
+    UnsupportedUrl(String),
+    #[error("cannot create the database folder {path}: {source}")]
+    Folder {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+impl From<sqlx::Error> for StoreError {
+    fn from(error: sqlx::Error) -> Self {
+        match &error {
+            sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) => {
+                Self::Unavailable(error)
+            }
+            sqlx::Error::Database(db) if db.is_unique_violation() => Self::Conflict(error),
+            _ => Self::Database(error),
+        }
+    }
+}
+
+pub type StoreResult<T> = Result<T, StoreError>;
+
+/// A party's own row.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PartyRecord {
+    pub party_id: PartyId,
+    pub name: Name,
+    pub host_id: PeerId,
+    pub created_at: Timestamp,
+    /// Number of the party's last event.
+    pub seq: u64,
+}
+
+/// A party member: its peer info and the offset of its virtual IP.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MemberRecord {
+    pub peer: Peer,
+    pub vip_index: u16,
+}
+
+/// The peer a token belongs to, and until when.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TokenRecord {
+    pub peer_id: PeerId,
+    pub expires_at: Timestamp,
+}
+
+/// What one cleanup pass removed without going through the party rules.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Swept {
+    pub tokens: u64,
+    pub relays: u64,
+    pub signals: u64,
+    pub events: u64,
+}
+
+/// A storage backend.
+#[async_trait]
+pub trait Store: Send + Sync + std::fmt::Debug + 'static {
+    /// Starts a write transaction. Transactions on one party are serialized.
+    async fn begin(&self) -> StoreResult<Box<dyn Tx>>;
+
+    /// Checks that the database answers.
+    async fn ping(&self) -> StoreResult<()>;
+
+    /// Closes the connections once pending writes are done.
+    async fn close(&self);
+
+    /// The party and its members, read in one consistent snapshot.
+    async fn snapshot(
+        &self,
+        party_id: &PartyId,
+    ) -> StoreResult<Option<(PartyRecord, Vec<MemberRecord>)>>;
+    async fn counts(&self) -> StoreResult<(u64, u64)>;
+
+    async fn insert_token(
+        &self,
+        token_hash: &str,
+        peer_id: &PeerId,
+        created_at: Timestamp,
+        expires_at: Timestamp,
+    ) -> StoreResult<()>;
+    async fn token(&self, token_hash: &str) -> StoreResult<Option<TokenRecord>>;
+
+    /// Refreshes a member's `last_seen`; false when it is not in that party.
+    async fn touch_member(
+        &self,
+        party_id: &PartyId,
+        peer_id: &PeerId,
+        at: Timestamp,
+    ) -> StoreResult<bool>;
+
+    /// Inserts the relay, or refreshes it when it is already registered
+    /// (keeping its `registered_at`).
+    async fn upsert_relay(&self, relay: &Relay) -> StoreResult<()>;
+    async fn delete_relay(&self, relay_id: &RelayId) -> StoreResult<bool>;
+    /// All relays ordered by region then id, or one region's by id.
+    async fn relays(&self, region: Option<&Region>) -> StoreResult<Vec<Relay>>;
+
+    /// Removes and returns, oldest first, the unexpired signals queued for
+    /// `peer_id` in `party_id`.
+    async fn drain_signals(
+        &self,
+        party_id: &PartyId,
+        peer_id: &PeerId,
+        now: Timestamp,
+    ) -> StoreResult<Vec<Signal>>;
+
+    /// The party's logged events after `after_seq`, in order.
+    async fn events_after(
+        &self,
+        party_id: &PartyId,
+        after_seq: u64,
+    ) -> StoreResult<Vec<ServerMessage>>;
+
+    /// Members whose `last_seen` is before `cutoff`.
+    async fn stale_members(&self, cutoff: Timestamp) -> StoreResult<Vec<(PartyId, PeerId)>>;
+    /// Parties with no members or whose host is not a member.
+    async fn orphaned_parties(&self) -> StoreResult<Vec<PartyId>>;
+    /// Deletes expired tokens and signals, relays silent since
+    /// `relay_cutoff`, and events both beyond the last `keep_events` of their
+    /// party and older than `events_cutoff`.
+    async fn sweep(
+        &self,
+        now: Timestamp,
+        relay_cutoff: Timestamp,
+        keep_events: u64,
+        events_cutoff: Timestamp,
+    ) -> StoreResult<Swept>;
+}
+
+/// A write transaction. Dropping it without [`Tx::commit`] rolls back.
+#[async_trait]
+pub trait Tx: Send {
+    /// The party row, locked for the rest of the transaction.
+    async fn party(&mut self, party_id: &PartyId) -> StoreResult<Option<PartyRecord>>;
+    async fn members(&mut self, party_id: &PartyId) -> StoreResult<Vec<MemberRecord>>;
+    /// The party `peer_id` is in, if any.
+    async fn membership(&mut self, peer_id: &PeerId) -> StoreResult<Option<PartyId>>;
+
+    async fn insert_party(&mut self, party: &PartyRecord) -> StoreResult<()>;
+    /// Deletes the party with its members, events and signals.
+    async fn delete_party(&mut self, party_id: &PartyId) -> StoreResult<()>;
+
+    async fn insert_member(&mut self, party_id: &PartyId, member: &MemberRecord)
+    -> StoreResult<()>;
+    /// Replaces a member's peer info (its virtual IP stays).
+    async fn update_member(&mut self, party_id: &PartyId, peer: &Peer) -> StoreResult<()>;
+    /// Removes a member and the signals waiting for it.
+    async fn delete_member(&mut self, party_id: &PartyId, peer_id: &PeerId) -> StoreResult<()>;
+
+    /// Advances the party's event counter and returns the new `seq`.
+    async fn next_seq(&mut self, party_id: &PartyId) -> StoreResult<u64>;
+    async fn insert_event(
+        &mut self,
+        party_id: &PartyId,
+        seq: u64,
+        at: Timestamp,
+        event: &ServerMessage,
+    ) -> StoreResult<()>;
+
+    /// How many unexpired signals wait for `to_peer_id` in the party.
+    async fn queued_signals(
+        &mut self,
+        party_id: &PartyId,
+        to_peer_id: &PeerId,
+        now: Timestamp,
+    ) -> StoreResult<u64>;
+    async fn insert_signal(&mut self, signal: &Signal, expires_at: Timestamp) -> StoreResult<()>;
+
+    async fn commit(self: Box<Self>) -> StoreResult<()>;
+}
+
+/// Opens the backend a database URL names.
+pub async fn connect(url: &str) -> StoreResult<std::sync::Arc<dyn Store>> {
+    if url.starts_with("sqlite:") {
+        return Ok(std::sync::Arc::new(SqliteStore::open(url).await?));
+    }
+    Err(StoreError::UnsupportedUrl(url.to_owned()))
+}

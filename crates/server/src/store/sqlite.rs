@@ -1,0 +1,617 @@
+//! The embedded SQLite backend: one file in WAL mode, one writer connection
+//! (SQLite serializes writers anyway; one connection makes transactions queue
+//! in the pool instead of failing with SQLITE_BUSY) and a pool of readers.
+
+use std::{str::FromStr, time::Duration};
+
+use async_trait::async_trait;
+use lanrage_proto::{
+    InvalidValue, IpOrUnknown, Name, PartyId, Peer, PeerId, PublicKey, Region, Relay, RelayId,
+    ServerMessage, Signal, SignalData, Timestamp,
+};
+use sqlx::{
+    Row, SqlSafeStr, Sqlite, SqlitePool, Transaction,
+    migrate::{Migration, MigrationType, Migrator},
+    sqlite::{
+        SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous,
+    },
+};
+
+use super::{MemberRecord, PartyRecord, Store, StoreError, StoreResult, Swept, TokenRecord, Tx};
+
+/// How long a request waits for a connection before it is answered 503.
+const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(3);
+const READERS: u32 = 4;
+
+/// The SQLite store.
+#[derive(Debug, Clone)]
+pub struct SqliteStore {
+    writer: SqlitePool,
+    reader: SqlitePool,
+}
+
+fn migrator() -> Migrator {
+    Migrator::with_migrations(vec![Migration::new(
+        1,
+        "init".into(),
+        MigrationType::Simple,
+        include_str!("../../migrations/sqlite/0001_init.sql").into_sql_str(),
+        false,
+    )])
+}
+
+impl SqliteStore {
+    /// Opens (creating it and its folder if needed) and migrates the database
+    /// at `url`, for example `sqlite:///var/lib/lanrage/control.db`.
+    pub async fn open(url: &str) -> StoreResult<Self> {
+        let options = SqliteConnectOptions::from_str(url)?
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Normal)
+            .foreign_keys(true)
+            .busy_timeout(ACQUIRE_TIMEOUT);
+        if let Some(folder) = options.get_filename().parent()
+            && !folder.as_os_str().is_empty()
+        {
+            std::fs::create_dir_all(folder).map_err(|source| StoreError::Folder {
+                path: folder.display().to_string(),
+                source,
+            })?;
+        }
+        let writer = SqlitePoolOptions::new()
+            .max_connections(1)
+            .acquire_timeout(ACQUIRE_TIMEOUT)
+            .connect_with(options.clone())
+            .await?;
+        migrator().run(&writer).await?;
+        let reader = SqlitePoolOptions::new()
+            .max_connections(READERS)
+            .acquire_timeout(ACQUIRE_TIMEOUT)
+            .connect_with(options.read_only(true))
+            .await?;
+        Ok(Self { writer, reader })
+    }
+}
+
+fn valid<T>(value: Result<T, InvalidValue>) -> StoreResult<T> {
+    value.map_err(|e| StoreError::Corrupt(e.0))
+}
+
+fn port(row: &SqliteRow, column: &str) -> StoreResult<u16> {
+    let value: i64 = row.try_get(column)?;
+    u16::try_from(value).map_err(|_| StoreError::Corrupt(format!("{column} {value} out of range")))
+}
+
+fn unsigned(value: i64, what: &str) -> StoreResult<u64> {
+    u64::try_from(value).map_err(|_| StoreError::Corrupt(format!("{what} {value} is negative")))
+}
+
+fn micros(row: &SqliteRow, column: &str) -> StoreResult<Timestamp> {
+    Ok(Timestamp::from_micros(row.try_get(column)?))
+}
+
+fn text(row: &SqliteRow, column: &str) -> StoreResult<String> {
+    Ok(row.try_get(column)?)
+}
+
+fn party_record(row: &SqliteRow) -> StoreResult<PartyRecord> {
+    Ok(PartyRecord {
+        party_id: valid(PartyId::parse(text(row, "party_id")?))?,
+        name: valid(Name::parse(text(row, "name")?))?,
+        host_id: valid(PeerId::parse(text(row, "host_id")?))?,
+        created_at: micros(row, "created_at")?,
+        seq: unsigned(row.try_get("seq")?, "seq")?,
+    })
+}
+
+fn member_record(row: &SqliteRow) -> StoreResult<MemberRecord> {
+    let vip: i64 = row.try_get("vip_index")?;
+    Ok(MemberRecord {
+        peer: Peer {
+            peer_id: valid(PeerId::parse(text(row, "peer_id")?))?,
+            name: valid(Name::parse(text(row, "name")?))?,
+            public_key: valid(PublicKey::parse(text(row, "public_key")?))?,
+            nat_type: valid(text(row, "nat_type")?.parse())?,
+            public_ip: valid(text(row, "public_ip")?.parse::<IpOrUnknown>())?,
+            public_port: port(row, "public_port")?,
+            local_ip: valid(text(row, "local_ip")?.parse::<IpOrUnknown>())?,
+            local_port: port(row, "local_port")?,
+            last_seen: micros(row, "last_seen")?,
+        },
+        vip_index: u16::try_from(vip)
+            .map_err(|_| StoreError::Corrupt(format!("vip_index {vip} out of range")))?,
+    })
+}
+
+fn relay_record(row: &SqliteRow) -> StoreResult<Relay> {
+    let capacity: i64 = row.try_get("capacity")?;
+    Ok(Relay {
+        relay_id: valid(RelayId::parse(text(row, "relay_id")?))?,
+        public_ip: valid(text(row, "public_ip")?.parse::<IpOrUnknown>())?,
+        port: port(row, "port")?,
+        region: valid(Region::parse(text(row, "region")?))?,
+        capacity: u32::try_from(capacity)
+            .map_err(|_| StoreError::Corrupt(format!("capacity {capacity} out of range")))?,
+        registered_at: micros(row, "registered_at")?,
+    })
+}
+
+fn signal_record(row: &SqliteRow) -> StoreResult<Signal> {
+    let data: serde_json::Value = serde_json::from_str(&text(row, "signal_data")?)
+        .map_err(|e| StoreError::Corrupt(format!("signal_data: {e}")))?;
+    Ok(Signal {
+        party_id: valid(PartyId::parse(text(row, "party_id")?))?,
+        from_peer_id: valid(PeerId::parse(text(row, "from_peer_id")?))?,
+        to_peer_id: valid(PeerId::parse(text(row, "to_peer_id")?))?,
+        signal_data: valid(SignalData::parse(data))?,
+        sent_at: micros(row, "sent_at")?,
+    })
+}
+
+fn seq_param(seq: u64) -> StoreResult<i64> {
+    i64::try_from(seq).map_err(|_| StoreError::Corrupt(format!("seq {seq} out of range")))
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    async fn begin(&self) -> StoreResult<Box<dyn Tx>> {
+        Ok(Box::new(SqliteTx {
+            tx: self.writer.begin().await?,
+        }))
+    }
+
+    async fn ping(&self) -> StoreResult<()> {
+        sqlx::query("SELECT 1").execute(&self.reader).await?;
+        Ok(())
+    }
+
+    async fn close(&self) {
+        self.reader.close().await;
+        self.writer.close().await;
+    }
+
+    async fn snapshot(
+        &self,
+        party_id: &PartyId,
+    ) -> StoreResult<Option<(PartyRecord, Vec<MemberRecord>)>> {
+        // A read transaction, so the members match the party's seq.
+        let mut tx = self.reader.begin().await?;
+        let Some(party) = select_party(&mut *tx, party_id).await? else {
+            return Ok(None);
+        };
+        let members = select_members(&mut *tx, party_id).await?;
+        tx.commit().await?;
+        Ok(Some((party, members)))
+    }
+
+    async fn counts(&self) -> StoreResult<(u64, u64)> {
+        let row = sqlx::query(
+            "SELECT (SELECT COUNT(*) FROM parties) AS parties, (SELECT COUNT(*) FROM relays) AS relays",
+        )
+        .fetch_one(&self.reader)
+        .await?;
+        Ok((
+            unsigned(row.try_get("parties")?, "count")?,
+            unsigned(row.try_get("relays")?, "count")?,
+        ))
+    }
+
+    async fn insert_token(
+        &self,
+        token_hash: &str,
+        peer_id: &PeerId,
+        created_at: Timestamp,
+        expires_at: Timestamp,
+    ) -> StoreResult<()> {
+        sqlx::query(
+            "INSERT INTO tokens (token_hash, peer_id, created_at, expires_at) VALUES (?, ?, ?, ?)",
+        )
+        .bind(token_hash)
+        .bind(peer_id.as_str())
+        .bind(created_at.as_micros())
+        .bind(expires_at.as_micros())
+        .execute(&self.writer)
+        .await?;
+        Ok(())
+    }
+
+    async fn token(&self, token_hash: &str) -> StoreResult<Option<TokenRecord>> {
+        let Some(row) = sqlx::query("SELECT peer_id, expires_at FROM tokens WHERE token_hash = ?")
+            .bind(token_hash)
+            .fetch_optional(&self.reader)
+            .await?
+        else {
+            return Ok(None);
+        };
+        Ok(Some(TokenRecord {
+            peer_id: valid(PeerId::parse(text(&row, "peer_id")?))?,
+            expires_at: micros(&row, "expires_at")?,
+        }))
+    }
+
+    async fn touch_member(
+        &self,
+        party_id: &PartyId,
+        peer_id: &PeerId,
+        at: Timestamp,
+    ) -> StoreResult<bool> {
+        let done = sqlx::query(
+            "UPDATE members SET last_seen = MAX(last_seen, ?) WHERE peer_id = ? AND party_id = ?",
+        )
+        .bind(at.as_micros())
+        .bind(peer_id.as_str())
+        .bind(party_id.as_str())
+        .execute(&self.writer)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn upsert_relay(&self, relay: &Relay) -> StoreResult<()> {
+        sqlx::query(
+            "INSERT INTO relays (relay_id, public_ip, port, region, capacity, registered_at, last_seen) \
+             VALUES (?, ?, ?, ?, ?, ?, ?) \
+             ON CONFLICT (relay_id) DO UPDATE SET public_ip = excluded.public_ip, port = excluded.port, \
+             region = excluded.region, capacity = excluded.capacity, last_seen = excluded.last_seen",
+        )
+        .bind(relay.relay_id.as_str())
+        .bind(relay.public_ip.to_string())
+        .bind(i64::from(relay.port))
+        .bind(relay.region.as_str())
+        .bind(i64::from(relay.capacity))
+        .bind(relay.registered_at.as_micros())
+        .bind(relay.registered_at.as_micros())
+        .execute(&self.writer)
+        .await?;
+        Ok(())
+    }
+
+    async fn delete_relay(&self, relay_id: &RelayId) -> StoreResult<bool> {
+        let done = sqlx::query("DELETE FROM relays WHERE relay_id = ?")
+            .bind(relay_id.as_str())
+            .execute(&self.writer)
+            .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn relays(&self, region: Option<&Region>) -> StoreResult<Vec<Relay>> {
+        let rows = match region {
+            Some(region) => {
+                sqlx::query(
+                    "SELECT relay_id, public_ip, port, region, capacity, registered_at \
+                     FROM relays WHERE region = ? ORDER BY relay_id",
+                )
+                .bind(region.as_str())
+                .fetch_all(&self.reader)
+                .await?
+            }
+            None => {
+                sqlx::query(
+                    "SELECT relay_id, public_ip, port, region, capacity, registered_at \
+                     FROM relays ORDER BY region, relay_id",
+                )
+                .fetch_all(&self.reader)
+                .await?
+            }
+        };
+        rows.iter().map(relay_record).collect()
+    }
+
+    async fn drain_signals(
+        &self,
+        party_id: &PartyId,
+        peer_id: &PeerId,
+        now: Timestamp,
+    ) -> StoreResult<Vec<Signal>> {
+        let rows = sqlx::query(
+            "DELETE FROM signals WHERE party_id = ? AND to_peer_id = ? \
+             RETURNING id, party_id, from_peer_id, to_peer_id, signal_data, sent_at, expires_at",
+        )
+        .bind(party_id.as_str())
+        .bind(peer_id.as_str())
+        .fetch_all(&self.writer)
+        .await?;
+        let mut live = Vec::with_capacity(rows.len());
+        for row in &rows {
+            let expires_at: i64 = row.try_get("expires_at")?;
+            if expires_at > now.as_micros() {
+                let id: i64 = row.try_get("id")?;
+                live.push((id, signal_record(row)?));
+            }
+        }
+        live.sort_by_key(|(id, _)| *id);
+        Ok(live.into_iter().map(|(_, signal)| signal).collect())
+    }
+
+    async fn events_after(
+        &self,
+        party_id: &PartyId,
+        after_seq: u64,
+    ) -> StoreResult<Vec<ServerMessage>> {
+        let rows = sqlx::query(
+            "SELECT payload FROM party_events WHERE party_id = ? AND seq > ? ORDER BY seq",
+        )
+        .bind(party_id.as_str())
+        .bind(seq_param(after_seq)?)
+        .fetch_all(&self.reader)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                serde_json::from_str(&text(row, "payload")?)
+                    .map_err(|e| StoreError::Corrupt(format!("event payload: {e}")))
+            })
+            .collect()
+    }
+
+    async fn stale_members(&self, cutoff: Timestamp) -> StoreResult<Vec<(PartyId, PeerId)>> {
+        let rows = sqlx::query("SELECT party_id, peer_id FROM members WHERE last_seen < ?")
+            .bind(cutoff.as_micros())
+            .fetch_all(&self.reader)
+            .await?;
+        rows.iter()
+            .map(|row| {
+                Ok((
+                    valid(PartyId::parse(text(row, "party_id")?))?,
+                    valid(PeerId::parse(text(row, "peer_id")?))?,
+                ))
+            })
+            .collect()
+    }
+
+    async fn orphaned_parties(&self) -> StoreResult<Vec<PartyId>> {
+        let rows = sqlx::query(
+            "SELECT party_id FROM parties p WHERE NOT EXISTS \
+             (SELECT 1 FROM members m WHERE m.party_id = p.party_id AND m.peer_id = p.host_id)",
+        )
+        .fetch_all(&self.reader)
+        .await?;
+        rows.iter()
+            .map(|row| valid(PartyId::parse(text(row, "party_id")?)))
+            .collect()
+    }
+
+    async fn sweep(
+        &self,
+        now: Timestamp,
+        relay_cutoff: Timestamp,
+        keep_events: u64,
+        events_cutoff: Timestamp,
+    ) -> StoreResult<Swept> {
+        let mut tx = self.writer.begin().await?;
+        let tokens = sqlx::query("DELETE FROM tokens WHERE expires_at <= ?")
+            .bind(now.as_micros())
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        let relays = sqlx::query("DELETE FROM relays WHERE last_seen < ?")
+            .bind(relay_cutoff.as_micros())
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        let signals = sqlx::query("DELETE FROM signals WHERE expires_at <= ?")
+            .bind(now.as_micros())
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        let events = sqlx::query(
+            "DELETE FROM party_events WHERE created_at < ? AND seq <= \
+             (SELECT p.seq FROM parties p WHERE p.party_id = party_events.party_id) - ?",
+        )
+        .bind(events_cutoff.as_micros())
+        .bind(seq_param(keep_events)?)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        tx.commit().await?;
+        Ok(Swept {
+            tokens,
+            relays,
+            signals,
+            events,
+        })
+    }
+}
+
+async fn select_party<'e, E>(executor: E, party_id: &PartyId) -> StoreResult<Option<PartyRecord>>
+where
+    E: sqlx::Executor<'e, Database = Sqlite>,
+{
+    sqlx::query("SELECT party_id, name, host_id, created_at, seq FROM parties WHERE party_id = ?")
+        .bind(party_id.as_str())
+        .fetch_optional(executor)
+        .await?
+        .as_ref()
+        .map(party_record)
+        .transpose()
+}
+
+async fn select_members<'e, E>(executor: E, party_id: &PartyId) -> StoreResult<Vec<MemberRecord>>
+where
+    E: sqlx::Executor<'e, Database = Sqlite>,
+{
+    let rows = sqlx::query(
+        "SELECT peer_id, name, public_key, nat_type, public_ip, public_port, local_ip, local_port, \
+         last_seen, vip_index FROM members WHERE party_id = ? ORDER BY vip_index",
+    )
+    .bind(party_id.as_str())
+    .fetch_all(executor)
+    .await?;
+    rows.iter().map(member_record).collect()
+}
+
+/// A write transaction on the writer connection.
+struct SqliteTx {
+    tx: Transaction<'static, Sqlite>,
+}
+
+#[async_trait]
+impl Tx for SqliteTx {
+    async fn party(&mut self, party_id: &PartyId) -> StoreResult<Option<PartyRecord>> {
+        // The single writer connection already serializes transactions.
+        select_party(&mut *self.tx, party_id).await
+    }
+
+    async fn members(&mut self, party_id: &PartyId) -> StoreResult<Vec<MemberRecord>> {
+        select_members(&mut *self.tx, party_id).await
+    }
+
+    async fn membership(&mut self, peer_id: &PeerId) -> StoreResult<Option<PartyId>> {
+        sqlx::query("SELECT party_id FROM members WHERE peer_id = ?")
+            .bind(peer_id.as_str())
+            .fetch_optional(&mut *self.tx)
+            .await?
+            .map(|row| valid(PartyId::parse(text(&row, "party_id")?)))
+            .transpose()
+    }
+
+    async fn insert_party(&mut self, party: &PartyRecord) -> StoreResult<()> {
+        sqlx::query(
+            "INSERT INTO parties (party_id, name, host_id, created_at, seq) VALUES (?, ?, ?, ?, ?)",
+        )
+        .bind(party.party_id.as_str())
+        .bind(party.name.as_str())
+        .bind(party.host_id.as_str())
+        .bind(party.created_at.as_micros())
+        .bind(seq_param(party.seq)?)
+        .execute(&mut *self.tx)
+        .await?;
+        Ok(())
+    }
+
+    async fn delete_party(&mut self, party_id: &PartyId) -> StoreResult<()> {
+        sqlx::query("DELETE FROM parties WHERE party_id = ?")
+            .bind(party_id.as_str())
+            .execute(&mut *self.tx)
+            .await?;
+        Ok(())
+    }
+
+    async fn insert_member(
+        &mut self,
+        party_id: &PartyId,
+        member: &MemberRecord,
+    ) -> StoreResult<()> {
+        let peer = &member.peer;
+        sqlx::query(
+            "INSERT INTO members (peer_id, party_id, name, public_key, nat_type, public_ip, public_port, \
+             local_ip, local_port, last_seen, joined_at, vip_index) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(peer.peer_id.as_str())
+        .bind(party_id.as_str())
+        .bind(peer.name.as_str())
+        .bind(peer.public_key.as_str())
+        .bind(peer.nat_type.as_str())
+        .bind(peer.public_ip.to_string())
+        .bind(i64::from(peer.public_port))
+        .bind(peer.local_ip.to_string())
+        .bind(i64::from(peer.local_port))
+        .bind(peer.last_seen.as_micros())
+        .bind(peer.last_seen.as_micros())
+        .bind(i64::from(member.vip_index))
+        .execute(&mut *self.tx)
+        .await?;
+        Ok(())
+    }
+
+    async fn update_member(&mut self, party_id: &PartyId, peer: &Peer) -> StoreResult<()> {
+        sqlx::query(
+            "UPDATE members SET name = ?, public_key = ?, nat_type = ?, public_ip = ?, public_port = ?, \
+             local_ip = ?, local_port = ?, last_seen = ? WHERE peer_id = ? AND party_id = ?",
+        )
+        .bind(peer.name.as_str())
+        .bind(peer.public_key.as_str())
+        .bind(peer.nat_type.as_str())
+        .bind(peer.public_ip.to_string())
+        .bind(i64::from(peer.public_port))
+        .bind(peer.local_ip.to_string())
+        .bind(i64::from(peer.local_port))
+        .bind(peer.last_seen.as_micros())
+        .bind(peer.peer_id.as_str())
+        .bind(party_id.as_str())
+        .execute(&mut *self.tx)
+        .await?;
+        Ok(())
+    }
+
+    async fn delete_member(&mut self, party_id: &PartyId, peer_id: &PeerId) -> StoreResult<()> {
+        sqlx::query("DELETE FROM members WHERE peer_id = ? AND party_id = ?")
+            .bind(peer_id.as_str())
+            .bind(party_id.as_str())
+            .execute(&mut *self.tx)
+            .await?;
+        sqlx::query("DELETE FROM signals WHERE party_id = ? AND to_peer_id = ?")
+            .bind(party_id.as_str())
+            .bind(peer_id.as_str())
+            .execute(&mut *self.tx)
+            .await?;
+        Ok(())
+    }
+
+    async fn next_seq(&mut self, party_id: &PartyId) -> StoreResult<u64> {
+        let row = sqlx::query("UPDATE parties SET seq = seq + 1 WHERE party_id = ? RETURNING seq")
+            .bind(party_id.as_str())
+            .fetch_one(&mut *self.tx)
+            .await?;
+        unsigned(row.try_get("seq")?, "seq")
+    }
+
+    async fn insert_event(
+        &mut self,
+        party_id: &PartyId,
+        seq: u64,
+        at: Timestamp,
+        event: &ServerMessage,
+    ) -> StoreResult<()> {
+        let payload = serde_json::to_string(event)
+            .map_err(|e| StoreError::Corrupt(format!("event payload: {e}")))?;
+        sqlx::query(
+            "INSERT INTO party_events (party_id, seq, created_at, payload) VALUES (?, ?, ?, ?)",
+        )
+        .bind(party_id.as_str())
+        .bind(seq_param(seq)?)
+        .bind(at.as_micros())
+        .bind(payload)
+        .execute(&mut *self.tx)
+        .await?;
+        Ok(())
+    }
+
+    async fn queued_signals(
+        &mut self,
+        party_id: &PartyId,
+        to_peer_id: &PeerId,
+        now: Timestamp,
+    ) -> StoreResult<u64> {
+        let row = sqlx::query(
+            "SELECT COUNT(*) AS n FROM signals WHERE party_id = ? AND to_peer_id = ? AND expires_at > ?",
+        )
+        .bind(party_id.as_str())
+        .bind(to_peer_id.as_str())
+        .bind(now.as_micros())
+        .fetch_one(&mut *self.tx)
+        .await?;
+        unsigned(row.try_get("n")?, "count")
+    }
+
+    async fn insert_signal(&mut self, signal: &Signal, expires_at: Timestamp) -> StoreResult<()> {
+        let data = serde_json::to_string(&signal.signal_data)
+            .map_err(|e| StoreError::Corrupt(format!("signal_data: {e}")))?;
+        sqlx::query(
+            "INSERT INTO signals (party_id, from_peer_id, to_peer_id, signal_data, sent_at, expires_at) \
+             VALUES (?, ?, ?, ?, ?, ?)",
+        )
+        .bind(signal.party_id.as_str())
+        .bind(signal.from_peer_id.as_str())
+        .bind(signal.to_peer_id.as_str())
+        .bind(data)
+        .bind(signal.sent_at.as_micros())
+        .bind(expires_at.as_micros())
+        .execute(&mut *self.tx)
+        .await?;
+        Ok(())
+    }
+
+    async fn commit(self: Box<Self>) -> StoreResult<()> {
+        self.tx.commit().await?;
+        Ok(())
+    }
+}

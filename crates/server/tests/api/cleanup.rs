@@ -1,0 +1,146 @@
+//! The cleanup loop: stale peers, orphaned parties, expired tokens, silent
+//! relays. Passes are driven with a clock moved forward, plus one real loop.
+
+use std::time::Duration;
+
+use lanrage_proto::{PartyResponse, PeerId, Timestamp};
+use lanrage_server::service::token_hash;
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+
+use crate::helpers::{RELAY_KEY, spawn_app_with};
+
+#[tokio::test]
+async fn silent_guests_are_removed_and_the_party_goes_on() {
+    let app = spawn_app_with(|c| c.peer_timeout_secs = 60).await;
+    let (alice, created) = app.create_party("alice").await;
+    let party = created.party_id.to_string();
+    app.join(&party, "bob").await;
+    let later = Timestamp::now().plus_secs(61);
+    // Alice keeps beating; Bob went quiet.
+    app.service
+        .store()
+        .touch_member(&created.party_id, &PeerId::parse("alice").unwrap(), later)
+        .await
+        .unwrap();
+
+    let report = app.service.cleanup_once(later).await.unwrap();
+
+    assert_eq!((report.stale_peers, report.ended_parties), (1, 0));
+    let read: PartyResponse = app
+        .expect(
+            Method::GET,
+            &format!("/parties/{party}"),
+            Some(&alice),
+            None,
+            StatusCode::OK,
+        )
+        .await;
+    assert_eq!(read.party.peers.len(), 1);
+    assert_eq!(read.seq, 3, "the removal is an event");
+}
+
+#[tokio::test]
+async fn a_silent_host_ends_the_party() {
+    let app = spawn_app_with(|c| c.peer_timeout_secs = 60).await;
+    let (_, created) = app.create_party("alice").await;
+    let (bob, _) = app.join(created.party_id.as_str(), "bob").await;
+
+    let report = app
+        .service
+        .cleanup_once(Timestamp::now().plus_secs(61))
+        .await
+        .unwrap();
+
+    assert!(report.ended_parties == 1);
+    assert_eq!(app.party_count().await, 0);
+    app.expect_error(
+        Method::GET,
+        &format!("/parties/{}", created.party_id),
+        Some(&bob),
+        None,
+        StatusCode::NOT_FOUND,
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn active_peers_survive_cleanup() {
+    let app = spawn_app_with(|c| c.peer_timeout_secs = 60).await;
+    app.create_party("alice").await;
+
+    let report = app
+        .service
+        .cleanup_once(Timestamp::now().plus_secs(59))
+        .await
+        .unwrap();
+
+    assert_eq!(report.stale_peers, 0);
+    assert_eq!(app.party_count().await, 1);
+}
+
+#[tokio::test]
+async fn expired_tokens_are_deleted() {
+    let app = spawn_app_with(|c| c.token_ttl_secs = 60).await;
+    let token = app.register("alice").await;
+
+    let report = app
+        .service
+        .cleanup_once(Timestamp::now().plus_secs(61))
+        .await
+        .unwrap();
+
+    assert_eq!(report.swept.tokens, 1);
+    assert!(
+        app.service
+            .store()
+            .token(&token_hash(&token))
+            .await
+            .unwrap()
+            .is_none()
+    );
+}
+
+#[tokio::test]
+async fn silent_relays_are_removed() {
+    let app = spawn_app_with(|c| c.relay_timeout_secs = 120).await;
+    let relay = json!({"relay_id": "r1", "public_ip": "198.51.100.1", "port": 1});
+    app.expect::<Value>(
+        Method::POST,
+        "/relays",
+        Some(RELAY_KEY),
+        Some(relay),
+        StatusCode::OK,
+    )
+    .await;
+
+    let early = app
+        .service
+        .cleanup_once(Timestamp::now().plus_secs(100))
+        .await
+        .unwrap();
+    let late = app
+        .service
+        .cleanup_once(Timestamp::now().plus_secs(121))
+        .await
+        .unwrap();
+
+    assert_eq!((early.swept.relays, late.swept.relays), (0, 1));
+}
+
+#[tokio::test]
+async fn the_loop_runs_on_its_interval() {
+    let app = spawn_app_with(|c| {
+        c.peer_timeout_secs = 1;
+        c.cleanup_interval_secs = 1;
+    })
+    .await;
+    app.create_party("alice").await;
+
+    // Real time: the peer goes stale after 1 s, the loop runs every 1 s.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while app.party_count().await > 0 {
+        assert!(tokio::time::Instant::now() < deadline, "cleanup never ran");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
