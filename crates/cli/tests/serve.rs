@@ -70,10 +70,14 @@ impl Process {
     }
 
     /// Sends SIGTERM and returns the exit code and how long the exit took.
-    fn terminate(mut self) -> (Option<i32>, Duration) {
+    fn terminate(self) -> (Option<i32>, Duration) {
+        self.signal("-TERM")
+    }
+
+    fn signal(mut self, signal: &str) -> (Option<i32>, Duration) {
         let started = Instant::now();
         let status = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
+            .args([signal, &self.child.id().to_string()])
             .status()
             .unwrap();
         assert!(status.success());
@@ -83,7 +87,7 @@ impl Process {
             }
             if started.elapsed() > Duration::from_secs(10) {
                 let _ = self.child.kill();
-                panic!("server did not stop within 10 s of SIGTERM");
+                panic!("server did not stop within 10 s of {signal}");
             }
             std::thread::sleep(Duration::from_millis(20));
         }
@@ -128,6 +132,21 @@ fn serves_on_first_run_logs_json_and_stops_cleanly_on_sigterm() {
     assert_eq!(logged["status"], 200);
 
     let (code, took) = server.terminate();
+    assert_eq!(code, Some(0));
+    assert!(took < Duration::from_secs(5), "shutdown took {took:?}");
+}
+
+#[test]
+fn ctrl_c_stops_it_cleanly_too() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = spawn(
+        &format!("sqlite://{}", dir.path().join("c.db").display()),
+        &[],
+    );
+    server.address();
+
+    let (code, took) = server.signal("-INT");
+
     assert_eq!(code, Some(0));
     assert!(took < Duration::from_secs(5), "shutdown took {took:?}");
 }
