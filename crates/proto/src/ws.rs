@@ -97,7 +97,10 @@ pub enum ServerMessage {
         signal_data: SignalData,
         sent_at: Timestamp,
     },
+    /// The success of a request that has no other answer
+    /// (`leave_party`, `heartbeat`, `signal`, `resume`).
     Ack {
+        status: String,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         request_id: Option<serde_json::Value>,
     },

@@ -103,6 +103,36 @@ pub struct Config {
     #[arg(long, env = "LANRAGE_CORS_ORIGINS", value_delimiter = ',')]
     pub cors_origins: Vec<String>,
 
+    /// Seconds a new socket has to authenticate before it is closed.
+    #[arg(long, env = "LANRAGE_WS_AUTH_TIMEOUT_SECS", default_value_t = 10,
+          value_parser = clap::value_parser!(u64).range(1..=600))]
+    pub ws_auth_timeout_secs: u64,
+
+    /// Seconds between pings on a socket; one silent for two intervals is closed.
+    #[arg(long, env = "LANRAGE_WS_PING_INTERVAL_SECS", default_value_t = 20,
+          value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub ws_ping_interval_secs: u64,
+
+    /// Messages queued for one socket; a socket whose queue fills is dropped as a slow reader.
+    #[arg(long, env = "LANRAGE_WS_SEND_QUEUE", default_value_t = 256,
+          value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=65_536))]
+    pub ws_send_queue: usize,
+
+    /// Largest frame or message a client may send, in bytes.
+    #[arg(long, env = "LANRAGE_WS_MAX_MESSAGE_BYTES", default_value_t = 65_536,
+          value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1024..=16_777_216))]
+    pub ws_max_message_bytes: usize,
+
+    /// Sockets one peer may hold; a new one beyond it closes the peer's oldest.
+    #[arg(long, env = "LANRAGE_WS_MAX_SOCKETS_PER_PEER", default_value_t = 4,
+          value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=64))]
+    pub ws_max_sockets_per_peer: usize,
+
+    /// Sockets the server holds at once; beyond it upgrades get 503.
+    #[arg(long, env = "LANRAGE_WS_MAX_SOCKETS", default_value_t = 50_000,
+          value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=10_000_000))]
+    pub ws_max_sockets: usize,
+
     /// Log line format; the level comes from RUST_LOG (default `info`).
     #[arg(long, env = "LANRAGE_LOG_FORMAT", value_enum, default_value = "text")]
     pub log_format: LogFormat,

@@ -20,8 +20,8 @@ pub enum Event {
         message: Arc<ServerMessage>,
         recipients: Arc<[PeerId]>,
     },
-    /// A signal for one member.
-    Signal(Arc<Signal>),
+    /// A signal for one member; `id` is its row in the signal queue.
+    Signal { signal: Arc<Signal>, id: i64 },
 }
 
 /// In-process fan-out of committed changes.

@@ -12,6 +12,7 @@ pub mod events;
 pub mod service;
 pub mod store;
 pub mod telemetry;
+pub mod ws;
 
 mod server;
 

@@ -5,14 +5,18 @@ use std::{future::Future, net::SocketAddr, sync::Arc, time::Duration};
 use tokio::{net::TcpListener, sync::watch};
 
 use crate::{
+    api::AppState,
     config::Config,
     events::EventBus,
     service::Service,
     store::{self, StoreError},
+    ws::hub::{CloseReason, Hub},
 };
 
 /// How long in-flight requests get to finish once shutdown starts.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long sockets get to receive their close frame.
+const SOCKET_CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Why the server could not start.
 #[derive(Debug, thiserror::Error)]
@@ -72,15 +76,21 @@ impl Server {
             }
         };
         let cleanup = tokio::spawn(self.service.clone().run_cleanup(stopped()));
-        let app = crate::api::router(self.service.clone())
-            .into_make_service_with_connect_info::<SocketAddr>();
+        let hub = Arc::new(Hub::default());
+        let dispatcher = tokio::spawn(hub.clone().run(self.service.clone()));
+        let state = AppState {
+            service: self.service.clone(),
+            hub: hub.clone(),
+        };
+        let app = crate::api::router(state).into_make_service_with_connect_info::<SocketAddr>();
         let serve = axum::serve(self.listener, app).with_graceful_shutdown(stopped());
         let mut serve = std::pin::pin!(serve.into_future());
         let result = tokio::select! {
             result = &mut serve => result,
             () = shutdown => {
-                tracing::info!("shutting down: finishing in-flight requests");
+                tracing::info!("shutting down: finishing in-flight requests, closing sockets");
                 let _ = stop_tx.send(true);
+                hub.close_all(CloseReason::ShuttingDown);
                 match tokio::time::timeout(DRAIN_TIMEOUT, &mut serve).await {
                     Ok(result) => result,
                     Err(_) => {
@@ -91,6 +101,10 @@ impl Server {
             }
         };
         let _ = stop_tx.send(true);
+        // Sockets that authenticated while the listener drained get closed too.
+        hub.close_all(CloseReason::ShuttingDown);
+        hub.drained(SOCKET_CLOSE_TIMEOUT).await;
+        dispatcher.abort();
         let _ = cleanup.await;
         self.service.store().close().await;
         result

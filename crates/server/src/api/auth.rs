@@ -4,10 +4,11 @@ use axum::{Json, Router, extract::State, http::HeaderMap, routing::post};
 use lanrage_proto::{PeerId, TokenResponse};
 use serde::Deserialize;
 
+use super::AppState;
 use super::{error::ApiResult, extract::QueryParams};
 use crate::service::Service;
 
-pub fn router() -> Router<Service> {
+pub fn router() -> Router<AppState> {
     Router::new().route("/auth/register", post(register))
 }
 

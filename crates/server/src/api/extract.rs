@@ -2,8 +2,9 @@
 //! body, query, path or credential gets the same `{"detail"}` answer.
 
 use axum::{
+    extract::FromRef,
     extract::{FromRequest, FromRequestParts, Request},
-    http::{StatusCode, header, request::Parts},
+    http::{HeaderMap, StatusCode, header, request::Parts},
 };
 use lanrage_proto::{PeerId, limits::MAX_BODY_CHARS};
 use serde::de::DeserializeOwned;
@@ -100,7 +101,12 @@ impl<S: Send + Sync, T: DeserializeOwned + Send> FromRequestParts<S> for PathPar
 
 /// The `Authorization: Bearer` credential, if any.
 pub fn bearer(parts: &Parts) -> Option<&str> {
-    let value = parts.headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    bearer_header(&parts.headers)
+}
+
+/// The `Authorization: Bearer` credential of these headers, if any.
+pub fn bearer_header(headers: &HeaderMap) -> Option<&str> {
+    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
     let (scheme, token) = value.split_once(' ')?;
     scheme
         .eq_ignore_ascii_case("bearer")
@@ -112,14 +118,14 @@ pub fn bearer(parts: &Parts) -> Option<&str> {
 #[derive(Debug)]
 pub struct RelayOperator;
 
-impl FromRequestParts<Service> for RelayOperator {
+impl<S: Send + Sync> FromRequestParts<S> for RelayOperator
+where
+    Service: FromRef<S>,
+{
     type Rejection = ApiError;
 
-    async fn from_request_parts(
-        parts: &mut Parts,
-        service: &Service,
-    ) -> Result<Self, Self::Rejection> {
-        service.authorize_relay_operator(bearer(parts))?;
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        Service::from_ref(state).authorize_relay_operator(bearer(parts))?;
         Ok(RelayOperator)
     }
 }
@@ -128,13 +134,14 @@ impl FromRequestParts<Service> for RelayOperator {
 #[derive(Debug, Clone)]
 pub struct Caller(pub PeerId);
 
-impl FromRequestParts<Service> for Caller {
+impl<S: Send + Sync> FromRequestParts<S> for Caller
+where
+    Service: FromRef<S>,
+{
     type Rejection = ApiError;
 
-    async fn from_request_parts(
-        parts: &mut Parts,
-        service: &Service,
-    ) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let service = Service::from_ref(state);
         let token = bearer(parts).ok_or_else(|| {
             ApiError::new(
                 StatusCode::UNAUTHORIZED,

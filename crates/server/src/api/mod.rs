@@ -21,11 +21,29 @@ use tower_http::{
 };
 use tracing::Level;
 
-use crate::{config::Switch, service::Service};
+use std::sync::Arc;
+
+use axum::extract::FromRef;
+
+use crate::{config::Switch, service::Service, ws::hub::Hub};
 use error::ApiError;
 
-/// The whole HTTP API over `service`.
-pub fn router(service: Service) -> Router {
+/// What every handler can reach.
+#[derive(Debug, Clone)]
+pub struct AppState {
+    pub service: Service,
+    pub hub: Arc<Hub>,
+}
+
+impl FromRef<AppState> for Service {
+    fn from_ref(state: &AppState) -> Self {
+        state.service.clone()
+    }
+}
+
+/// The whole HTTP API, WebSocket channel included.
+pub fn router(state: AppState) -> Router {
+    let service = &state.service;
     let cors = cors(&service.config().cors_origins);
     let limited = service.config().rate_limit == Switch::On;
     let mut router = Router::new()
@@ -34,6 +52,7 @@ pub fn router(service: Service) -> Router {
         .merge(parties::router())
         .merge(signals::router())
         .merge(relays::router())
+        .merge(crate::ws::router())
         .fallback(|| async { ApiError::not_found("not found") })
         .method_not_allowed_fallback(|| async {
             ApiError::new(
@@ -41,7 +60,7 @@ pub fn router(service: Service) -> Router {
                 "method not allowed on this route",
             )
         })
-        .with_state(service);
+        .with_state(state);
     if limited {
         router = router.layer(axum::middleware::from_fn_with_state(
             std::sync::Arc::new(rate_limit::RateLimits::default()),

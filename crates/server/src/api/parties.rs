@@ -10,6 +10,7 @@ use lanrage_proto::{
     PartyResponse, PeerId, PeerResponse, PeersResponse, StatusResponse,
 };
 
+use super::AppState;
 use super::{
     error::{ApiError, ApiResult},
     extract::{Caller, JsonBody, PathParams},
@@ -17,7 +18,7 @@ use super::{
 };
 use crate::service::{Left, Service};
 
-pub fn router() -> Router<Service> {
+pub fn router() -> Router<AppState> {
     Router::new()
         .route("/parties", post(create))
         .route("/parties/{party_id}", get(read))

@@ -8,13 +8,14 @@ use axum::{
 };
 use lanrage_proto::{Region, RelayId, RelayRegistration, RelayStatusResponse, RelaysResponse};
 
+use super::AppState;
 use super::{
     error::{ApiError, ApiResult},
     extract::{Caller, JsonBody, PathParams, RelayOperator},
 };
 use crate::service::Service;
 
-pub fn router() -> Router<Service> {
+pub fn router() -> Router<AppState> {
     Router::new()
         .route("/relays", post(register).get(list))
         .route("/relays/{key}", get(by_region).delete(deregister))

@@ -3,10 +3,11 @@
 use axum::{Json, Router, extract::State, routing::get};
 use lanrage_proto::ServiceInfo;
 
+use super::AppState;
 use super::error::ApiResult;
 use crate::service::Service;
 
-pub fn router() -> Router<Service> {
+pub fn router() -> Router<AppState> {
     Router::new().route("/", get(info))
 }
 

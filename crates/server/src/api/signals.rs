@@ -3,6 +3,7 @@
 use axum::{Json, Router, extract::State, http::StatusCode, routing::post};
 use lanrage_proto::{SendSignalRequest, SignalsResponse, StatusResponse};
 
+use super::AppState;
 use super::{
     error::ApiResult,
     extract::{Caller, JsonBody, PathParams},
@@ -10,7 +11,7 @@ use super::{
 };
 use crate::service::Service;
 
-pub fn router() -> Router<Service> {
+pub fn router() -> Router<AppState> {
     Router::new().route("/parties/{party_id}/signals", post(send).get(drain))
 }
 

@@ -35,6 +35,7 @@ impl Service {
         let mut report = CleanupReport::default();
         let cutoff = now.plus_secs(-secs(self.config.peer_timeout_secs));
         for (party_id, peer_id) in self.store.stale_members(cutoff).await? {
+            let _order = self.sequencer.lock().await;
             let mut pending = Pending::default();
             let mut tx = self.store.begin().await?;
             let Some(party) = tx.party(&party_id).await? else {
@@ -67,6 +68,7 @@ impl Service {
             }
         }
         for party_id in self.store.orphaned_parties().await? {
+            let _order = self.sequencer.lock().await;
             let mut pending = Pending::default();
             let mut tx = self.store.begin().await?;
             let Some(party) = tx.party(&party_id).await? else {

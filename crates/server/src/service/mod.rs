@@ -52,6 +52,11 @@ pub struct Service {
     store: Arc<dyn Store>,
     config: Arc<Config>,
     events: EventBus,
+    /// Held from the start of a party-changing transaction until its events
+    /// are published, so the bus carries each party's events in `seq`
+    /// order. The SQLite store has a single writer anyway, so this costs no
+    /// concurrency there.
+    sequencer: Arc<tokio::sync::Mutex<()>>,
 }
 
 impl Service {
@@ -60,6 +65,7 @@ impl Service {
             store,
             config,
             events,
+            sequencer: Arc::default(),
         }
     }
 

@@ -222,6 +222,7 @@ impl Service {
     ) -> Result<Joined> {
         must_be_caller(caller, &host.peer_id)?;
         let now = Timestamp::now();
+        let _order = self.sequencer.lock().await;
         let mut pending = Pending::default();
         let mut tx = self.store.begin().await?;
         Self::leave_current(tx.as_mut(), caller, None, now, &mut pending).await?;
@@ -266,6 +267,7 @@ impl Service {
     ) -> Result<Joined> {
         must_be_caller(caller, &info.peer_id)?;
         let now = Timestamp::now();
+        let _order = self.sequencer.lock().await;
         let mut pending = Pending::default();
         let mut tx = self.store.begin().await?;
         let Some(mut record) = tx.party(party_id).await? else {
@@ -324,6 +326,7 @@ impl Service {
     ) -> Result<Left> {
         must_be_caller(caller, peer_id)?;
         let now = Timestamp::now();
+        let _order = self.sequencer.lock().await;
         let mut pending = Pending::default();
         let mut tx = self.store.begin().await?;
         let Some(party) = tx.party(party_id).await? else {

@@ -51,10 +51,13 @@ impl Service {
             sent_at: now,
         };
         let ttl = i64::try_from(self.config.signal_ttl_secs).unwrap_or(i64::MAX);
-        tx.insert_signal(&signal, now.plus_secs(ttl)).await?;
+        let id = tx.insert_signal(&signal, now.plus_secs(ttl)).await?;
         tx.commit().await?;
         let mut pending = Pending::default();
-        pending.push(Event::Signal(Arc::new(signal.clone())));
+        pending.push(Event::Signal {
+            signal: Arc::new(signal.clone()),
+            id,
+        });
         self.publish(pending);
         Ok(signal)
     }

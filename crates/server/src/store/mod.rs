@@ -140,6 +140,9 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
         now: Timestamp,
     ) -> StoreResult<Vec<Signal>>;
 
+    /// Unqueues a signal that was delivered over a socket.
+    async fn delete_signal(&self, id: i64) -> StoreResult<()>;
+
     /// The party's logged events after `after_seq`, in order.
     async fn events_after(
         &self,
@@ -200,7 +203,8 @@ pub trait Tx: Send {
         to_peer_id: &PeerId,
         now: Timestamp,
     ) -> StoreResult<u64>;
-    async fn insert_signal(&mut self, signal: &Signal, expires_at: Timestamp) -> StoreResult<()>;
+    /// Queues a signal; returns its id.
+    async fn insert_signal(&mut self, signal: &Signal, expires_at: Timestamp) -> StoreResult<i64>;
 
     async fn commit(self: Box<Self>) -> StoreResult<()>;
 }

@@ -19,6 +19,10 @@ use sqlx::{
 
 use super::{MemberRecord, PartyRecord, Store, StoreError, StoreResult, Swept, TokenRecord, Tx};
 
+// Reads on the reader pool use `fetch_all`: a statement stepped only to its
+// first row (`fetch_optional`) stays un-reset, and in WAL mode that keeps the
+// connection's read snapshot open, so it would not see later writes.
+
 /// How long a request waits for a connection before it is answered 503.
 const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(3);
 const READERS: u32 = 4;
@@ -188,8 +192,11 @@ impl Store for SqliteStore {
         let row = sqlx::query(
             "SELECT (SELECT COUNT(*) FROM parties) AS parties, (SELECT COUNT(*) FROM relays) AS relays",
         )
-        .fetch_one(&self.reader)
-        .await?;
+        .fetch_all(&self.reader)
+        .await?
+        .into_iter()
+        .next()
+        .ok_or_else(|| StoreError::Corrupt("COUNT returned no row".into()))?;
         Ok((
             unsigned(row.try_get("parties")?, "count")?,
             unsigned(row.try_get("relays")?, "count")?,
@@ -218,8 +225,10 @@ impl Store for SqliteStore {
     async fn token(&self, token_hash: &str) -> StoreResult<Option<TokenRecord>> {
         let Some(row) = sqlx::query("SELECT peer_id, expires_at FROM tokens WHERE token_hash = ?")
             .bind(token_hash)
-            .fetch_optional(&self.reader)
+            .fetch_all(&self.reader)
             .await?
+            .into_iter()
+            .next()
         else {
             return Ok(None);
         };
@@ -320,6 +329,14 @@ impl Store for SqliteStore {
         }
         live.sort_by_key(|(id, _)| *id);
         Ok(live.into_iter().map(|(_, signal)| signal).collect())
+    }
+
+    async fn delete_signal(&self, id: i64) -> StoreResult<()> {
+        sqlx::query("DELETE FROM signals WHERE id = ?")
+            .bind(id)
+            .execute(&self.writer)
+            .await?;
+        Ok(())
     }
 
     async fn events_after(
@@ -592,10 +609,10 @@ impl Tx for SqliteTx {
         unsigned(row.try_get("n")?, "count")
     }
 
-    async fn insert_signal(&mut self, signal: &Signal, expires_at: Timestamp) -> StoreResult<()> {
+    async fn insert_signal(&mut self, signal: &Signal, expires_at: Timestamp) -> StoreResult<i64> {
         let data = serde_json::to_string(&signal.signal_data)
             .map_err(|e| StoreError::Corrupt(format!("signal_data: {e}")))?;
-        sqlx::query(
+        let done = sqlx::query(
             "INSERT INTO signals (party_id, from_peer_id, to_peer_id, signal_data, sent_at, expires_at) \
              VALUES (?, ?, ?, ?, ?, ?)",
         )
@@ -607,7 +624,7 @@ impl Tx for SqliteTx {
         .bind(expires_at.as_micros())
         .execute(&mut *self.tx)
         .await?;
-        Ok(())
+        Ok(done.last_insert_rowid())
     }
 
     async fn commit(self: Box<Self>) -> StoreResult<()> {

@@ -227,3 +227,15 @@ async fn registration_floods_are_rate_limited_and_recover() {
         StatusCode::OK
     );
 }
+
+#[tokio::test]
+async fn a_fresh_token_works_at_once_every_time() {
+    // Reads and writes use different SQLite connections: a read must never
+    // see a snapshot older than a write that completed before it.
+    let app = spawn_app().await;
+    for i in 0..50 {
+        let token = app.register(&format!("peer{i}")).await;
+        let response = app.send(Method::GET, "/relays", Some(&token), None).await;
+        assert_eq!(response.status(), StatusCode::OK, "token {i}");
+    }
+}

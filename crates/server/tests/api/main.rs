@@ -13,3 +13,5 @@ mod parties;
 mod persistence;
 mod relays;
 mod signals;
+mod socket;
+mod ws;

@@ -1,0 +1,331 @@
+//! The hub: which sockets belong to which peer, and the one task that turns
+//! committed changes from the event bus into frames on members' sockets.
+//!
+//! Each event is serialized once and handed to each recipient's socket queue
+//! with a non-blocking `try_send`: O(recipients) work per event, no task per
+//! event, no lock held across an await. A socket whose queue is full is a
+//! slow reader: it is dropped, never buffered without limit.
+
+use std::{
+    collections::HashMap,
+    sync::{
+        Arc, RwLock,
+        atomic::{AtomicU64, AtomicUsize, Ordering},
+    },
+    time::Duration,
+};
+
+use axum::extract::ws::Utf8Bytes;
+use lanrage_proto::{PartyId, PeerId, ServerMessage};
+use tokio::sync::{broadcast, mpsc, watch};
+
+use crate::{events::Event, service::Service};
+
+/// A frame queued for one socket.
+#[derive(Debug, Clone)]
+pub enum Outgoing {
+    /// A party event from the bus, skipped by the socket if it already sent
+    /// this party's `seq` (as a reply or a replay).
+    Event {
+        text: Utf8Bytes,
+        party: Option<(PartyId, u64)>,
+    },
+    /// A reply to this socket's own request; always sent.
+    Reply {
+        text: Utf8Bytes,
+        party: Option<(PartyId, u64)>,
+    },
+}
+
+/// Why the server closes a socket.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CloseReason {
+    SlowReader,
+    Replaced,
+    Resync,
+    Unresponsive,
+    ClientClosed,
+    ShuttingDown,
+}
+
+impl CloseReason {
+    /// WebSocket close code and reason text.
+    pub fn frame(self) -> (u16, &'static str) {
+        match self {
+            Self::SlowReader => (1008, "send queue full: reading too slowly"),
+            Self::Replaced => (1008, "replaced by a newer connection of this peer"),
+            Self::Resync => (1013, "events were missed: reconnect and resume"),
+            Self::Unresponsive => (1001, "no frame or pong within the ping timeout"),
+            Self::ClientClosed => (1000, "closed"),
+            Self::ShuttingDown => (1001, "server shutting down"),
+        }
+    }
+}
+
+/// How the hub reaches one socket.
+#[derive(Debug)]
+struct Entry {
+    id: u64,
+    queue: mpsc::Sender<Outgoing>,
+    control: Arc<Control>,
+}
+
+/// Tells a socket's tasks to close, and why (the first reason wins).
+#[derive(Debug)]
+pub struct Control {
+    reason: watch::Sender<Option<CloseReason>>,
+}
+
+impl Default for Control {
+    fn default() -> Self {
+        Self {
+            reason: watch::channel(None).0,
+        }
+    }
+}
+
+impl Control {
+    pub fn close(&self, reason: CloseReason) {
+        self.reason.send_if_modified(|slot| {
+            let first = slot.is_none();
+            slot.get_or_insert(reason);
+            first
+        });
+    }
+
+    pub fn is_closed(&self) -> bool {
+        self.reason.borrow().is_some()
+    }
+
+    /// Completes once [`Control::close`] was called, with its reason.
+    pub async fn closed(&self) -> CloseReason {
+        let mut reason = self.reason.subscribe();
+        match reason.wait_for(Option::is_some).await {
+            Ok(reason) => reason.unwrap_or(CloseReason::ShuttingDown),
+            // The sender lives in self: unreachable while self is borrowed.
+            Err(_) => CloseReason::ShuttingDown,
+        }
+    }
+}
+
+/// The registry of authenticated sockets.
+#[derive(Debug, Default)]
+pub struct Hub {
+    peers: RwLock<HashMap<PeerId, Vec<Entry>>>,
+    next_id: AtomicU64,
+    open: AtomicUsize,
+    delivered_signals: AtomicU64,
+    dropped_slow: AtomicU64,
+}
+
+/// A socket's membership in the hub; unregisters itself when dropped.
+#[derive(Debug)]
+pub struct Registration {
+    hub: Arc<Hub>,
+    peer_id: PeerId,
+    id: u64,
+}
+
+impl Drop for Registration {
+    fn drop(&mut self) {
+        self.hub.remove(&self.peer_id, self.id);
+    }
+}
+
+/// A socket counted against the server-wide cap until dropped.
+#[derive(Debug)]
+pub struct Slot(Arc<Hub>);
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.0.open.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+impl Hub {
+    /// Counts a new socket, unless `max` are open already.
+    pub fn reserve(self: &Arc<Self>, max: usize) -> Option<Slot> {
+        let mut open = self.open.load(Ordering::Acquire);
+        loop {
+            if open >= max {
+                return None;
+            }
+            match self
+                .open
+                .compare_exchange(open, open + 1, Ordering::AcqRel, Ordering::Acquire)
+            {
+                Ok(_) => return Some(Slot(self.clone())),
+                Err(now) => open = now,
+            }
+        }
+    }
+
+    /// Open sockets, authenticated or not.
+    pub fn open_sockets(&self) -> usize {
+        self.open.load(Ordering::Acquire)
+    }
+
+    pub fn dropped_slow_readers(&self) -> u64 {
+        self.dropped_slow.load(Ordering::Relaxed)
+    }
+
+    /// Adds an authenticated socket of `peer_id`; beyond `max_per_peer`
+    /// sockets its oldest is closed.
+    pub fn register(
+        self: &Arc<Self>,
+        peer_id: PeerId,
+        queue: mpsc::Sender<Outgoing>,
+        control: Arc<Control>,
+        max_per_peer: usize,
+    ) -> Registration {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let mut evicted = Vec::new();
+        if let Ok(mut peers) = self.peers.write() {
+            let entries = peers.entry(peer_id.clone()).or_default();
+            while entries.len() >= max_per_peer.max(1) {
+                evicted.push(entries.remove(0));
+            }
+            entries.push(Entry {
+                id,
+                queue,
+                control: control.clone(),
+            });
+        }
+        for entry in evicted {
+            entry.control.close(CloseReason::Replaced);
+        }
+        Registration {
+            hub: self.clone(),
+            peer_id,
+            id,
+        }
+    }
+
+    fn remove(&self, peer_id: &PeerId, id: u64) {
+        if let Ok(mut peers) = self.peers.write()
+            && let Some(entries) = peers.get_mut(peer_id)
+        {
+            entries.retain(|e| e.id != id);
+            if entries.is_empty() {
+                peers.remove(peer_id);
+            }
+        }
+    }
+
+    pub fn is_connected(&self, peer_id: &PeerId) -> bool {
+        self.peers
+            .read()
+            .map(|peers| peers.contains_key(peer_id))
+            .unwrap_or(false)
+    }
+
+    /// Queues `item` on every socket of each recipient; returns how many
+    /// sockets took it. Full queues get their socket closed.
+    fn deliver<'a>(
+        &self,
+        recipients: impl IntoIterator<Item = &'a PeerId>,
+        item: &Outgoing,
+    ) -> usize {
+        let mut delivered = 0;
+        let mut slow = Vec::new();
+        if let Ok(peers) = self.peers.read() {
+            for peer in recipients {
+                for entry in peers.get(peer).into_iter().flatten() {
+                    match entry.queue.try_send(item.clone()) {
+                        Ok(()) => delivered += 1,
+                        Err(mpsc::error::TrySendError::Full(_)) => slow.push(entry.control.clone()),
+                        // The socket is already going away.
+                        Err(mpsc::error::TrySendError::Closed(_)) => {}
+                    }
+                }
+            }
+        }
+        for control in slow {
+            self.dropped_slow.fetch_add(1, Ordering::Relaxed);
+            control.close(CloseReason::SlowReader);
+        }
+        delivered
+    }
+
+    /// Closes every socket (shutdown, or events were lost).
+    pub fn close_all(&self, reason: CloseReason) {
+        if let Ok(peers) = self.peers.read() {
+            for entry in peers.values().flatten() {
+                entry.control.close(reason);
+            }
+        }
+    }
+
+    /// Waits until no socket is open, at most `timeout`.
+    pub async fn drained(&self, timeout: Duration) {
+        let deadline = tokio::time::Instant::now() + timeout;
+        while self.open_sockets() > 0 && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    /// Routes the bus to the sockets until the bus closes.
+    pub async fn run(self: Arc<Self>, service: Service) {
+        let mut events = service.events().subscribe();
+        // Signals delivered live are unqueued by one task, in order.
+        let (delivered_tx, mut delivered_rx) = mpsc::unbounded_channel::<i64>();
+        let unqueue = service.clone();
+        tokio::spawn(async move {
+            while let Some(id) = delivered_rx.recv().await {
+                if let Err(error) = unqueue.store().delete_signal(id).await {
+                    tracing::warn!(%error, "cannot unqueue a delivered signal");
+                }
+            }
+        });
+        loop {
+            match events.recv().await {
+                Ok(Event::Party {
+                    message,
+                    recipients,
+                }) => {
+                    let Some(text) = encode(&message) else {
+                        continue;
+                    };
+                    let party = message.party_seq().map(|(id, seq)| (id.clone(), seq));
+                    self.deliver(recipients.iter(), &Outgoing::Event { text, party });
+                }
+                Ok(Event::Signal { signal, id }) => {
+                    let message = ServerMessage::Signal {
+                        party_id: signal.party_id.clone(),
+                        from_peer_id: signal.from_peer_id.clone(),
+                        to_peer_id: signal.to_peer_id.clone(),
+                        signal_data: signal.signal_data.clone(),
+                        sent_at: signal.sent_at,
+                    };
+                    let Some(text) = encode(&message) else {
+                        continue;
+                    };
+                    let item = Outgoing::Event { text, party: None };
+                    if self.deliver([&signal.to_peer_id], &item) > 0 {
+                        self.delivered_signals.fetch_add(1, Ordering::Relaxed);
+                        // Delivered live: a poll must not hand it out again.
+                        let _ = delivered_tx.send(id);
+                    }
+                }
+                Err(broadcast::error::RecvError::Lagged(missed)) => {
+                    // Some sockets would miss events: make them reconnect and
+                    // resume rather than act on a stale view.
+                    tracing::warn!(missed, "event bus lagged; closing sockets so they resync");
+                    self.close_all(CloseReason::Resync);
+                }
+                Err(broadcast::error::RecvError::Closed) => return,
+            }
+        }
+    }
+}
+
+/// A server message as a text frame.
+pub fn encode(message: &ServerMessage) -> Option<Utf8Bytes> {
+    match serde_json::to_string(message) {
+        Ok(text) => Some(text.into()),
+        Err(error) => {
+            tracing::error!(%error, "cannot serialize a server message");
+            None
+        }
+    }
+}

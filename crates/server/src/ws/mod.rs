@@ -1,0 +1,53 @@
+//! `GET /ws`: the real-time channel. Members hear of every change to their
+//! party the moment it is committed, and exchange signals without polling.
+
+mod connection;
+pub mod hub;
+
+use axum::{
+    Router,
+    extract::{State, WebSocketUpgrade, ws::rejection::WebSocketUpgradeRejection},
+    http::{HeaderMap, StatusCode},
+    response::{IntoResponse, Response},
+    routing::get,
+};
+
+use crate::api::{AppState, error::ApiError, extract::bearer_header};
+use connection::HeaderAuth;
+
+pub fn router() -> Router<AppState> {
+    Router::new().route("/ws", get(upgrade))
+}
+
+async fn upgrade(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
+) -> Response {
+    let upgrade = match upgrade {
+        Ok(upgrade) => upgrade,
+        Err(rejection) => {
+            return ApiError::new(rejection.status(), rejection.body_text()).into_response();
+        }
+    };
+    let config = state.service.config();
+    let Some(slot) = state.hub.reserve(config.ws_max_sockets) else {
+        return ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "too many open sockets on this server; try again shortly",
+        )
+        .into_response();
+    };
+    let header = match bearer_header(&headers) {
+        None => HeaderAuth::None,
+        Some(token) => match state.service.authenticate(token).await {
+            Ok(peer_id) => HeaderAuth::Valid(peer_id),
+            Err(error) => HeaderAuth::Invalid(ApiError::from(error).detail),
+        },
+    };
+    let limit = config.ws_max_message_bytes;
+    upgrade
+        .max_message_size(limit)
+        .max_frame_size(limit)
+        .on_upgrade(move |socket| connection::run(socket, state, header, slot))
+}

@@ -1,0 +1,737 @@
+//! The WebSocket channel: authentication, requests, fan-out from every
+//! source, signals, limits, resume.
+
+use std::time::Duration;
+
+use futures_util::SinkExt;
+
+use lanrage_proto::{PartyId, PeerId, SignalsResponse, StatusResponse, Timestamp};
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+use tokio_tungstenite::tungstenite::Message;
+
+use crate::{
+    helpers::{peer_info, spawn_app, spawn_app_with},
+    socket::Socket,
+};
+
+const QUIET: Duration = Duration::from_millis(300);
+
+/// The reply to the caller's own create/join: a `peer_joined` about itself
+/// may come first (it is the same change, with the same seq).
+async fn party_reply(socket: &mut Socket) -> Value {
+    let mut message = socket.recv().await;
+    if message["type"] == "peer_joined" {
+        message = socket.recv().await;
+    }
+    assert_eq!(message["type"], "party_update", "{message}");
+    message
+}
+
+#[tokio::test]
+async fn auth_message_gets_auth_ok_with_the_request_id() {
+    let app = spawn_app().await;
+    let token = app.register("alice").await;
+    let mut socket = app.ws().await;
+
+    socket
+        .send(json!({"type": "auth", "peer_id": "alice", "token": token, "request_id": 7}))
+        .await;
+
+    let ok = socket.expect("auth_ok").await;
+    assert_eq!(
+        (ok["peer_id"].as_str(), ok["request_id"].as_i64()),
+        (Some("alice"), Some(7))
+    );
+}
+
+#[tokio::test]
+async fn hello_is_an_alias_of_auth() {
+    let app = spawn_app().await;
+    let token = app.register("alice").await;
+    let mut socket = app.ws().await;
+
+    socket
+        .send(json!({"type": "hello", "peer_id": "alice", "token": token}))
+        .await;
+
+    socket.expect("auth_ok").await;
+}
+
+#[tokio::test]
+async fn a_header_token_authenticates_the_upgrade() {
+    let app = spawn_app().await;
+    let token = app.register("alice").await;
+
+    let mut socket = app.ws_with_header(&token).await;
+
+    assert_eq!(socket.expect("auth_ok").await["peer_id"], "alice");
+}
+
+#[tokio::test]
+async fn bad_tokens_get_an_error_and_a_close() {
+    let app = spawn_app().await;
+    let alice = app.register("alice").await;
+
+    let mut wrong = app.ws().await;
+    wrong
+        .send(json!({"type": "auth", "peer_id": "alice", "token": "forged"}))
+        .await;
+    let error = wrong.expect("error").await;
+    assert!(error["message"].as_str().unwrap().contains("invalid token"));
+    wrong.expect_close().await;
+
+    let mut someone_elses = app.ws().await;
+    someone_elses
+        .send(json!({"type": "auth", "peer_id": "bob", "token": alice}))
+        .await;
+    someone_elses.expect("error").await;
+    someone_elses.expect_close().await;
+
+    let mut bad_header = app.ws_with_header("forged").await;
+    bad_header.expect("error").await;
+    bad_header.expect_close().await;
+}
+
+#[tokio::test]
+async fn unauthenticated_sockets_can_do_nothing_and_are_closed_when_silent() {
+    let app = spawn_app_with(|c| c.ws_auth_timeout_secs = 1).await;
+    let (_, created) = app.create_party("alice").await;
+    let mut socket = app.ws().await;
+
+    socket
+        .send(json!({"type": "join_party", "party_id": created.party_id, "peer": peer_info("mallory")}))
+        .await;
+    let error = socket.expect("error").await;
+    assert!(
+        error["message"]
+            .as_str()
+            .unwrap()
+            .contains("authenticate first")
+    );
+
+    let close = socket.expect_close().await;
+    assert!(
+        close.is_none() || close.is_some_and(|f| u16::from(f.code) != 1000 || !f.reason.is_empty())
+    );
+    assert_eq!(app.party_count().await, 1);
+}
+
+#[tokio::test]
+async fn junk_frames_get_errors_and_the_socket_stays_open() {
+    let app = spawn_app().await;
+    let (alice, created) = app.create_party("alice").await;
+    let mut socket = app.ws_as("alice", &alice).await;
+
+    for junk in [
+        "not json",
+        "[1,2]",
+        "{}",
+        r#"{"type": "dance"}"#,
+        r#"{"type": "heartbeat"}"#,
+        r#"{"type": "heartbeat", "party_id": 5, "peer_id": "alice", "request_id": "r1"}"#,
+        r#"{"type": "join_party", "party_id": "x", "peer": {"peer_id": "alice"}}"#,
+        r#"{"type": "auth", "peer_id": "alice", "token": "again"}"#,
+    ] {
+        socket.send_raw(Message::Text(junk.into())).await;
+        let error = socket.expect("error").await;
+        assert!(!error["message"].as_str().unwrap().is_empty(), "{junk}");
+    }
+    socket.send_raw(Message::Binary(vec![1, 2, 3].into())).await;
+    socket.expect("error").await;
+
+    socket
+        .send(json!({"type": "heartbeat", "party_id": created.party_id, "peer_id": "alice", "request_id": "hb"}))
+        .await;
+    let ack = socket.expect("ack").await;
+    assert_eq!(
+        (ack["status"].as_str(), ack["request_id"].as_str()),
+        (Some("ok"), Some("hb"))
+    );
+}
+
+#[tokio::test]
+async fn the_request_id_is_echoed_on_errors() {
+    let app = spawn_app().await;
+    let alice = app.register("alice").await;
+    let mut socket = app.ws_as("alice", &alice).await;
+
+    socket
+        .send(json!({"type": "leave_party", "party_id": "nope", "peer_id": "alice", "request_id": {"n": 1}}))
+        .await;
+
+    let error = socket.expect("error").await;
+    assert_eq!(error["request_id"], json!({"n": 1}));
+    assert!(error["message"].as_str().unwrap().contains("not found"));
+}
+
+#[tokio::test]
+async fn register_and_join_over_the_socket_answer_with_the_party() {
+    let app = spawn_app().await;
+    let alice = app.register("alice").await;
+    let bob = app.register("bob").await;
+    let mut host = app.ws_as("alice", &alice).await;
+    let mut guest = app.ws_as("bob", &bob).await;
+
+    host.send(json!({"type": "register_party", "name": "LAN", "host_peer": peer_info("alice"), "request_id": 1}))
+        .await;
+    let created = party_reply(&mut host).await;
+    let party_id = created["party"]["party_id"].as_str().unwrap().to_owned();
+    assert_eq!(created["virtual_ip"], "10.66.0.1");
+    assert_eq!(
+        (created["seq"].as_u64(), created["request_id"].as_i64()),
+        (Some(1), Some(1))
+    );
+
+    guest
+        .send(json!({"type": "join_party", "party_id": party_id, "peer": peer_info("bob"), "request_id": 2}))
+        .await;
+    let joined = party_reply(&mut guest).await;
+    assert_eq!(joined["virtual_ip"], "10.66.0.2");
+    assert_eq!(joined["seq"], 2);
+    assert_eq!(joined["party"]["peers"].as_object().unwrap().len(), 2);
+
+    let event = host.expect("peer_joined").await;
+    assert_eq!(
+        (event["party_id"].as_str(), event["seq"].as_u64()),
+        (Some(party_id.as_str()), Some(2))
+    );
+    assert_eq!(event["peer"]["peer_id"], "bob");
+}
+
+#[tokio::test]
+async fn http_changes_reach_every_member_socket_once() {
+    let app = spawn_app().await;
+    let (alice, created) = app.create_party("alice").await;
+    let party = created.party_id.to_string();
+    let (bob, _) = app.join(&party, "bob").await;
+    let mut host = app.ws_as("alice", &alice).await;
+    let mut guest = app.ws_as("bob", &bob).await;
+
+    let (_, carol_joined) = app.join(&party, "carol").await;
+    for socket in [&mut host, &mut guest] {
+        let event = socket.expect("peer_joined").await;
+        assert_eq!(event["peer"]["peer_id"], "carol");
+        assert_eq!(event["seq"].as_u64(), Some(carol_joined.seq));
+    }
+
+    let mut info = peer_info("bob");
+    info["public_port"] = json!(40001);
+    app.expect::<Value>(
+        Method::POST,
+        &format!("/parties/{party}/join"),
+        Some(&bob),
+        Some(json!({"party_id": party, "peer_info": info})),
+        StatusCode::OK,
+    )
+    .await;
+    for socket in [&mut host, &mut guest] {
+        let update = socket.expect("party_update").await;
+        assert_eq!(update["party"]["peers"]["bob"]["public_port"], 40001);
+        assert_eq!(update["seq"], 4);
+    }
+
+    app.expect::<StatusResponse>(
+        Method::DELETE,
+        &format!("/parties/{party}/peers/bob"),
+        Some(&bob),
+        None,
+        StatusCode::OK,
+    )
+    .await;
+    for socket in [&mut host, &mut guest] {
+        let left = socket.expect("peer_left").await;
+        assert_eq!(
+            (left["peer_id"].as_str(), left["seq"].as_u64()),
+            (Some("bob"), Some(5))
+        );
+    }
+    guest.expect_silence(QUIET).await;
+
+    app.expect::<StatusResponse>(
+        Method::DELETE,
+        &format!("/parties/{party}/peers/alice"),
+        Some(&alice),
+        None,
+        StatusCode::OK,
+    )
+    .await;
+    let ended = host.expect("party_ended").await;
+    assert_eq!(
+        (ended["reason"].as_str(), ended["seq"].as_u64()),
+        (Some("host_left"), Some(6))
+    );
+    host.expect_silence(QUIET).await;
+    guest.expect_silence(QUIET).await;
+}
+
+#[tokio::test]
+async fn outsiders_receive_nothing() {
+    let app = spawn_app().await;
+    let (_, created) = app.create_party("alice").await;
+    let eve = app.register("eve").await;
+    let mut outsider = app.ws_as("eve", &eve).await;
+
+    app.join(created.party_id.as_str(), "bob").await;
+
+    outsider.expect_silence(QUIET).await;
+}
+
+#[tokio::test]
+async fn a_socket_opened_before_joining_gets_events_after_joining() {
+    let app = spawn_app().await;
+    let (_, created) = app.create_party("alice").await;
+    let party = created.party_id.to_string();
+    let bob = app.register("bob").await;
+    let mut early = app.ws_as("bob", &bob).await;
+
+    app.join_with(&party, "bob", &bob).await;
+    app.join(&party, "carol").await;
+
+    assert_eq!(early.expect("peer_joined").await["peer"]["peer_id"], "bob");
+    assert_eq!(
+        early.expect("peer_joined").await["peer"]["peer_id"],
+        "carol"
+    );
+}
+
+#[tokio::test]
+async fn moving_to_another_party_is_a_leave_there_and_a_join_here() {
+    let app = spawn_app().await;
+    let (alice, first) = app.create_party("alice").await;
+    let (zed, second) = app.create_party("zed").await;
+    let (bob, _) = app.join(first.party_id.as_str(), "bob").await;
+    let mut old = app.ws_as("alice", &alice).await;
+    let mut new = app.ws_as("zed", &zed).await;
+
+    app.join_with(second.party_id.as_str(), "bob", &bob).await;
+
+    assert_eq!(old.expect("peer_left").await["peer_id"], "bob");
+    assert_eq!(new.expect("peer_joined").await["peer"]["peer_id"], "bob");
+    old.expect_silence(QUIET).await;
+    new.expect_silence(QUIET).await;
+}
+
+#[tokio::test]
+async fn cleanup_removals_reach_the_sockets() {
+    let app = spawn_app_with(|c| c.peer_timeout_secs = 60).await;
+    let (alice, created) = app.create_party("alice").await;
+    app.join(created.party_id.as_str(), "bob").await;
+    let mut host = app.ws_as("alice", &alice).await;
+    let later = Timestamp::now().plus_secs(61);
+    app.service
+        .store()
+        .touch_member(&created.party_id, &PeerId::parse("alice").unwrap(), later)
+        .await
+        .unwrap();
+
+    app.service.cleanup_once(later).await.unwrap();
+
+    let left = host.expect("peer_left").await;
+    assert_eq!(
+        (left["peer_id"].as_str(), left["seq"].as_u64()),
+        (Some("bob"), Some(3))
+    );
+
+    app.service.cleanup_once(later.plus_secs(61)).await.unwrap();
+    assert_eq!(host.expect("party_ended").await["reason"], "host_timed_out");
+}
+
+#[tokio::test]
+async fn many_members_each_receive_each_event() {
+    let app = spawn_app().await;
+    let (alice, created) = app.create_party("alice").await;
+    let party = created.party_id.to_string();
+    let mut sockets = vec![app.ws_as("alice", &alice).await];
+    for i in 0..32 {
+        let peer = format!("member{i}");
+        let (token, _) = app.join(&party, &peer).await;
+        sockets.push(app.ws_as(&peer, &token).await);
+    }
+    // Drain the joins each socket saw after it connected.
+    for (i, socket) in sockets.iter_mut().enumerate() {
+        for _ in i..32 {
+            socket.expect("peer_joined").await;
+        }
+    }
+
+    let (late, joined) = app.join(&party, "late").await;
+    for socket in &mut sockets {
+        let event = socket.expect("peer_joined").await;
+        assert_eq!(
+            (event["peer"]["peer_id"].as_str(), event["seq"].as_u64()),
+            (Some("late"), Some(joined.seq))
+        );
+    }
+    app.expect::<StatusResponse>(
+        Method::DELETE,
+        &format!("/parties/{party}/peers/late"),
+        Some(&late),
+        None,
+        StatusCode::OK,
+    )
+    .await;
+    for socket in &mut sockets {
+        assert_eq!(socket.expect("peer_left").await["peer_id"], "late");
+    }
+}
+
+#[tokio::test]
+async fn signals_flow_both_ways_over_sockets() {
+    let app = spawn_app().await;
+    let (alice, created) = app.create_party("alice").await;
+    let party = created.party_id.to_string();
+    let (bob, _) = app.join(&party, "bob").await;
+    let mut a = app.ws_as("alice", &alice).await;
+    let mut b = app.ws_as("bob", &bob).await;
+
+    a.send(
+        json!({"type": "signal", "party_id": party, "from_peer_id": "alice", "to_peer_id": "bob",
+                  "signal_data": {"type": "offer"}, "request_id": 1}),
+    )
+    .await;
+    assert_eq!(a.expect("ack").await["status"], "sent");
+    let offer = b.expect("signal").await;
+    assert_eq!(offer["signal_data"], json!({"type": "offer"}));
+    assert_eq!(offer["from_peer_id"], "alice");
+    assert!(offer["sent_at"].is_string());
+
+    b.send(
+        json!({"type": "signal", "party_id": party, "from_peer_id": "bob", "to_peer_id": "alice",
+                  "signal_data": {"type": "answer"}}),
+    )
+    .await;
+    b.expect("ack").await;
+    assert_eq!(
+        a.expect("signal").await["signal_data"],
+        json!({"type": "answer"})
+    );
+}
+
+#[tokio::test]
+async fn forged_senders_and_outsiders_cannot_signal() {
+    let app = spawn_app().await;
+    let (alice, created) = app.create_party("alice").await;
+    let party = created.party_id.to_string();
+    let (bob, _) = app.join(&party, "bob").await;
+    let eve = app.register("eve").await;
+    let mut a = app.ws_as("alice", &alice).await;
+    let mut b = app.ws_as("bob", &bob).await;
+    let mut e = app.ws_as("eve", &eve).await;
+
+    a.send(json!({"type": "signal", "party_id": party, "from_peer_id": "carol", "to_peer_id": "bob", "signal_data": {}}))
+        .await;
+    assert!(
+        a.expect("error").await["message"]
+            .as_str()
+            .unwrap()
+            .contains("cannot send signals as carol")
+    );
+    e.send(json!({"type": "signal", "party_id": party, "from_peer_id": "eve", "to_peer_id": "bob", "signal_data": {}}))
+        .await;
+    e.expect("error").await;
+
+    b.expect_silence(QUIET).await;
+}
+
+#[tokio::test]
+async fn http_signals_reach_a_connected_target_at_once_and_only_once() {
+    let app = spawn_app().await;
+    let (alice, created) = app.create_party("alice").await;
+    let party = created.party_id.to_string();
+    let (bob, _) = app.join(&party, "bob").await;
+    let mut b = app.ws_as("bob", &bob).await;
+
+    let response = app
+        .send(
+            Method::POST,
+            &format!("/parties/{party}/signals"),
+            Some(&alice),
+            Some(json!({"to_peer_id": "bob", "signal_data": {"candidate": "198.51.100.4:5000"}})),
+        )
+        .await;
+    assert_eq!(response.status(), StatusCode::ACCEPTED);
+
+    let signal = b.expect("signal").await;
+    assert_eq!(signal["signal_data"]["candidate"], "198.51.100.4:5000");
+    // Delivered live, so a poll does not hand it out again.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let polled: SignalsResponse = app
+            .expect(
+                Method::GET,
+                &format!("/parties/{party}/signals"),
+                Some(&bob),
+                None,
+                StatusCode::OK,
+            )
+            .await;
+        if polled.signals.is_empty() {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "signal still queued after live delivery"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn socket_signals_to_an_offline_target_wait_for_its_poll() {
+    let app = spawn_app().await;
+    let (alice, created) = app.create_party("alice").await;
+    let party = created.party_id.to_string();
+    let (bob, _) = app.join(&party, "bob").await;
+    let mut a = app.ws_as("alice", &alice).await;
+
+    a.send(
+        json!({"type": "signal", "party_id": party, "from_peer_id": "alice", "to_peer_id": "bob",
+                  "signal_data": {"type": "offer"}}),
+    )
+    .await;
+    a.expect("ack").await;
+
+    let polled: SignalsResponse = app
+        .expect(
+            Method::GET,
+            &format!("/parties/{party}/signals"),
+            Some(&bob),
+            None,
+            StatusCode::OK,
+        )
+        .await;
+    assert_eq!(polled.signals.len(), 1);
+    assert_eq!(polled.signals[0].from_peer_id.as_str(), "alice");
+}
+
+#[tokio::test]
+async fn socket_heartbeats_refresh_last_seen_like_http() {
+    let app = spawn_app().await;
+    let (alice, created) = app.create_party("alice").await;
+    let before = created.party.peers[&created.party.host_id].last_seen;
+    let mut socket = app.ws_as("alice", &alice).await;
+
+    socket
+        .send(json!({"type": "heartbeat", "party_id": created.party_id, "peer_id": "alice"}))
+        .await;
+    socket.expect("ack").await;
+
+    let (_, members) = app
+        .service
+        .store()
+        .snapshot(&created.party_id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(members[0].peer.last_seen > before);
+    socket
+        .send(json!({"type": "heartbeat", "party_id": created.party_id, "peer_id": "bob"}))
+        .await;
+    assert!(
+        socket.expect("error").await["message"]
+            .as_str()
+            .unwrap()
+            .contains("cannot act as bob")
+    );
+}
+
+#[tokio::test]
+async fn leave_over_the_socket_is_acknowledged_and_fanned_out() {
+    let app = spawn_app().await;
+    let (alice, created) = app.create_party("alice").await;
+    let (bob, _) = app.join(created.party_id.as_str(), "bob").await;
+    let mut host = app.ws_as("alice", &alice).await;
+    let mut guest = app.ws_as("bob", &bob).await;
+
+    guest
+        .send(json!({"type": "leave_party", "party_id": created.party_id, "peer_id": "bob", "request_id": 3}))
+        .await;
+
+    let ack = guest.expect("ack").await;
+    assert_eq!(
+        (ack["status"].as_str(), ack["request_id"].as_i64()),
+        (Some("left"), Some(3))
+    );
+    assert_eq!(host.expect("peer_left").await["peer_id"], "bob");
+}
+
+#[tokio::test]
+async fn a_reconnecting_member_resumes_where_it_left_off() {
+    let app = spawn_app().await;
+    let (alice, created) = app.create_party("alice").await;
+    let party = created.party_id.to_string();
+    let (bob, joined) = app.join(&party, "bob").await;
+    let socket = app.ws_as("bob", &bob).await;
+    drop(socket);
+    app.join(&party, "carol").await;
+    app.join(&party, "dave").await;
+
+    let mut again = app.ws_as("bob", &bob).await;
+    again.send(json!({"type": "resume", "party_id": party, "after_seq": joined.seq, "request_id": "r"})).await;
+
+    let replayed: Vec<Value> = vec![
+        again.expect("peer_joined").await,
+        again.expect("peer_joined").await,
+    ];
+    assert_eq!(replayed[0]["peer"]["peer_id"], "carol");
+    assert_eq!(replayed[1]["peer"]["peer_id"], "dave");
+    assert_eq!(
+        (replayed[0]["seq"].as_u64(), replayed[1]["seq"].as_u64()),
+        (Some(3), Some(4))
+    );
+    assert_eq!(again.expect("ack").await["status"], "resumed");
+
+    // Live events continue after the replay, without duplicates.
+    app.join(&party, "erin").await;
+    assert_eq!(again.expect("peer_joined").await["seq"], 5);
+    again.expect_silence(QUIET).await;
+    drop(alice);
+}
+
+#[tokio::test]
+async fn resume_without_the_history_sends_the_current_party() {
+    let app = spawn_app().await;
+    let (alice, created) = app.create_party("alice").await;
+    let mut socket = app.ws_as("alice", &alice).await;
+
+    // A seq from the future (say, a database restored from backup): the
+    // history cannot be replayed, so the snapshot comes instead.
+    socket
+        .send(json!({"type": "resume", "party_id": created.party_id, "after_seq": 99}))
+        .await;
+
+    let update = socket.expect("party_update").await;
+    assert_eq!(update["seq"], 1);
+    assert_eq!(update["virtual_ip"], "10.66.0.1");
+    assert_eq!(update["party"]["host_id"], "alice");
+}
+
+#[tokio::test]
+async fn only_members_resume() {
+    let app = spawn_app().await;
+    let (_, created) = app.create_party("alice").await;
+    let eve = app.register("eve").await;
+    let mut socket = app.ws_as("eve", &eve).await;
+
+    socket
+        .send(json!({"type": "resume", "party_id": created.party_id, "after_seq": 0}))
+        .await;
+
+    socket.expect("error").await;
+}
+
+#[tokio::test]
+async fn a_slow_reader_is_dropped_while_others_keep_receiving() {
+    let app = spawn_app_with(|c| {
+        c.ws_send_queue = 8;
+        c.signal_queue_max = 10_000;
+    })
+    .await;
+    let (alice, created) = app.create_party("alice").await;
+    let party = created.party_id.to_string();
+    let (bob, _) = app.join(&party, "bob").await;
+    let mut fast = app.ws_as("alice", &alice).await;
+    let mut slow = app.ws_slow().await;
+    slow.send(json!({"type": "auth", "peer_id": "bob", "token": bob}))
+        .await;
+    slow.expect("auth_ok").await;
+
+    // Bob stops reading while 4 MB of signals head his way.
+    let blob = "x".repeat(15_000);
+    for _ in 0..300 {
+        let response = app
+            .send(
+                Method::POST,
+                &format!("/parties/{party}/signals"),
+                Some(&alice),
+                Some(json!({"to_peer_id": "bob", "signal_data": {"blob": blob}})),
+            )
+            .await;
+        assert_eq!(response.status(), StatusCode::ACCEPTED);
+    }
+
+    // The server gave up on Bob's socket...
+    let close = slow.expect_close().await;
+    if let Some(frame) = close {
+        assert_eq!(u16::from(frame.code), 1008, "{frame:?}");
+    }
+    // ...and Alice still hears of every change.
+    app.join(&party, "carol").await;
+    assert_eq!(fast.expect("peer_joined").await["peer"]["peer_id"], "carol");
+}
+
+#[tokio::test]
+async fn a_peer_over_its_socket_cap_loses_its_oldest_socket() {
+    let app = spawn_app_with(|c| c.ws_max_sockets_per_peer = 2).await;
+    let token = app.register("alice").await;
+    let mut first = app.ws_as("alice", &token).await;
+    let _second = app.ws_as("alice", &token).await;
+
+    let _third = app.ws_as("alice", &token).await;
+
+    let frame = first.expect_close().await.expect("a close frame");
+    assert_eq!(u16::from(frame.code), 1008);
+    assert!(frame.reason.contains("replaced"));
+}
+
+#[tokio::test]
+async fn oversized_frames_close_the_socket_not_the_server() {
+    let app = spawn_app_with(|c| c.ws_max_message_bytes = 4096).await;
+    let token = app.register("alice").await;
+    let mut socket = app.ws_as("alice", &token).await;
+
+    let _ = socket
+        .stream
+        .send(Message::Text("x".repeat(10_000).into()))
+        .await;
+
+    socket.expect_close().await;
+    let mut again = app.ws_as("alice", &token).await;
+    again
+        .send(json!({"type": "heartbeat", "party_id": "none", "peer_id": "alice"}))
+        .await;
+    again.expect("error").await;
+}
+
+#[tokio::test]
+async fn unresponsive_sockets_are_closed() {
+    let app = spawn_app_with(|c| c.ws_ping_interval_secs = 1).await;
+    let token = app.register("alice").await;
+    let mut socket = app.ws_as("alice", &token).await;
+
+    // Not reading means not answering pings either.
+    tokio::time::sleep(Duration::from_secs(8)).await;
+
+    let frame = socket.expect_close().await;
+    if let Some(frame) = frame {
+        assert_eq!(u16::from(frame.code), 1001);
+    }
+}
+
+#[tokio::test]
+async fn shutdown_sends_every_socket_a_close_frame() {
+    let mut app = spawn_app().await;
+    let token = app.register("alice").await;
+    let mut socket = app.ws_as("alice", &token).await;
+
+    app.stop_server().await;
+
+    let frame = socket.expect_close().await.expect("a close frame");
+    assert_eq!(u16::from(frame.code), 1001);
+}
+
+#[tokio::test]
+async fn party_ids_in_frames_are_validated() {
+    let app = spawn_app().await;
+    let token = app.register("alice").await;
+    let mut socket = app.ws_as("alice", &token).await;
+
+    socket
+        .send(json!({"type": "resume", "party_id": "../x", "after_seq": 0}))
+        .await;
+    let error = socket.expect("error").await;
+
+    assert!(error["message"].as_str().unwrap().contains("party_id"));
+    let _ = PartyId::parse("ok").unwrap();
+}
