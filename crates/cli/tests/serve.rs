@@ -189,12 +189,30 @@ fn a_bad_setting_fails_fast_naming_it() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("--peer-timeout-secs"), "{stderr}");
 
+    for (url, expected) in [
+        ("mysql://nope", "unsupported database URL"),
+        ("sqlite://", "not a usable SQLite database path"),
+        ("sqlite::memory:", "not a usable SQLite database path"),
+    ] {
+        let output = Command::new(env!("CARGO_BIN_EXE_lanrage-control"))
+            .args(["serve", "--listen", "127.0.0.1:0"])
+            .env("LANRAGE_DATABASE_URL", url)
+            .output()
+            .unwrap();
+        assert!(!output.status.success());
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(stderr.contains(expected), "{url}: {stderr}");
+    }
+
     let output = Command::new(env!("CARGO_BIN_EXE_lanrage-control"))
-        .args(["serve", "--listen", "127.0.0.1:0"])
-        .env("LANRAGE_DATABASE_URL", "mysql://nope")
+        .args([
+            "serve",
+            "--cors-origins",
+            "https://ok.example,not-an-origin",
+        ])
         .output()
         .unwrap();
     assert!(!output.status.success());
     let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(stderr.contains("unsupported database URL"), "{stderr}");
+    assert!(stderr.contains("--cors-origins"), "{stderr}");
 }

@@ -39,6 +39,7 @@ pub struct TokenResponse {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CreatePartyRequest {
     pub name: Name,
+    #[serde(deserialize_with = "crate::de::object")]
     pub host_peer_info: PeerInfo,
 }
 
@@ -55,6 +56,7 @@ pub struct CreatePartyResponse {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct JoinPartyRequest {
     pub party_id: PartyId,
+    #[serde(deserialize_with = "crate::de::object")]
     pub peer_info: PeerInfo,
 }
 

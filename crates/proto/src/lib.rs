@@ -10,6 +10,7 @@
 //! extra key is a compatibility break and our own tests must see it as one.
 
 mod api;
+pub mod de;
 mod fields;
 mod ids;
 mod objects;

@@ -19,12 +19,14 @@ pub enum ClientMessage {
     },
     RegisterParty {
         name: Name,
+        #[serde(deserialize_with = "crate::de::object")]
         host_peer: PeerInfo,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         request_id: Option<serde_json::Value>,
     },
     JoinParty {
         party_id: PartyId,
+        #[serde(deserialize_with = "crate::de::object")]
         peer: PeerInfo,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         request_id: Option<serde_json::Value>,

@@ -30,6 +30,24 @@ impl FromStr for Secret {
     }
 }
 
+/// An origin as browsers send it: `http(s)://host[:port]`.
+fn parse_origin(value: &str) -> Result<String, String> {
+    let value = value.trim();
+    let rest = value
+        .strip_prefix("https://")
+        .or_else(|| value.strip_prefix("http://"))
+        .ok_or("an origin starts with http:// or https://")?;
+    if rest.is_empty()
+        || rest.contains(|c: char| c == '/' || c.is_whitespace())
+        || axum::http::HeaderValue::from_str(value).is_err()
+    {
+        return Err(format!(
+            "{value:?} is not an origin like https://example.com[:port]"
+        ));
+    }
+    Ok(value.to_owned())
+}
+
 /// `on` or `off`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Switch {
@@ -100,7 +118,7 @@ pub struct Config {
     pub signal_queue_max: u64,
 
     /// Origins allowed by CORS, comma-separated; empty allows any origin (without credentials).
-    #[arg(long, env = "LANRAGE_CORS_ORIGINS", value_delimiter = ',')]
+    #[arg(long, env = "LANRAGE_CORS_ORIGINS", value_delimiter = ',', value_parser = parse_origin)]
     pub cors_origins: Vec<String>,
 
     /// Seconds a new socket has to authenticate before it is closed.
@@ -186,6 +204,24 @@ mod tests {
         let secret: Secret = "hunter2".parse().unwrap();
         assert!(!format!("{secret:?}").contains("hunter2"));
         assert!("  ".parse::<Secret>().is_err());
+    }
+
+    #[test]
+    fn origins_are_validated() {
+        assert_eq!(
+            parse_origin(" https://lanrage.example ").unwrap(),
+            "https://lanrage.example"
+        );
+        assert!(parse_origin("http://localhost:3000").is_ok());
+        for bad in [
+            "lanrage.example",
+            "https://",
+            "https://a.example/path",
+            "ftp://x",
+            "https://a b",
+        ] {
+            assert!(parse_origin(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

@@ -21,9 +21,11 @@ const SOCKET_CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
 /// Why the server could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
-    #[error("cannot open the database: {0}")]
+    #[error("cannot open the database")]
     Store(#[from] StoreError),
-    #[error("cannot listen on {address}: {source}")]
+    #[error("cannot prepare the stored state")]
+    Prepare(#[source] Box<dyn std::error::Error + Send + Sync>),
+    #[error("cannot listen on {address}")]
     Listen {
         address: String,
         #[source]
@@ -50,6 +52,10 @@ impl Server {
                     source,
                 })?;
         let service = Service::new(store, Arc::new(config), EventBus::default());
+        service
+            .forgive_downtime()
+            .await
+            .map_err(|e| StartError::Prepare(Box::new(e)))?;
         Ok(Self { listener, service })
     }
 
@@ -106,7 +112,12 @@ impl Server {
         hub.drained(SOCKET_CLOSE_TIMEOUT).await;
         dispatcher.abort();
         let _ = cleanup.await;
-        self.service.store().close().await;
+        if tokio::time::timeout(SOCKET_CLOSE_TIMEOUT, self.service.store().close())
+            .await
+            .is_err()
+        {
+            tracing::warn!("database connections still busy at exit");
+        }
         result
     }
 }

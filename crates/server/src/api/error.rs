@@ -7,7 +7,10 @@ use axum::{
 };
 use lanrage_proto::ErrorBody;
 
-use crate::{service, store::StoreError};
+use crate::{
+    service,
+    store::{StoreError, error_chain},
+};
 
 /// An error answer of the HTTP API.
 #[derive(Debug)]
@@ -44,21 +47,21 @@ impl From<service::Error> for ApiError {
             E::Invalid(_) => StatusCode::UNPROCESSABLE_ENTITY,
             E::TooManyRequests(_) => StatusCode::TOO_MANY_REQUESTS,
             E::Store(StoreError::Unavailable(source)) => {
-                tracing::warn!(error = %source, "database unavailable");
+                tracing::warn!(error = %error_chain(source), "database unavailable");
                 return Self::new(
                     StatusCode::SERVICE_UNAVAILABLE,
                     "the database is unavailable; try again shortly",
                 );
             }
             E::Store(StoreError::Conflict(source)) => {
-                tracing::info!(error = %source, "write lost a race");
+                tracing::info!(error = %error_chain(source), "write lost a race");
                 return Self::new(
                     StatusCode::CONFLICT,
                     "a concurrent change conflicted with this one; try again",
                 );
             }
             E::Store(_) | E::Internal(_) => {
-                tracing::error!(%error, "request failed");
+                tracing::error!(error = %error_chain(&error), "request failed");
                 return Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal server error");
             }
         };

@@ -43,10 +43,31 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
     }
 }
 
+/// Refuses, before routing, any request that announces a body larger than
+/// the limit, whether or not its route reads a body.
+pub async fn reject_oversized(
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let announced = request
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if announced.is_some_and(|length| length > MAX_BODY_BYTES as u64) {
+        return axum::response::IntoResponse::into_response(too_large());
+    }
+    next.run(request).await
+}
+
 /// Parses JSON into `T`, naming the offending field on failure.
 pub fn parse_json<T: DeserializeOwned>(text: &str) -> Result<T, ApiError> {
     let mut deserializer = serde_json::Deserializer::from_str(text);
-    let value = serde_path_to_error::deserialize(&mut deserializer).map_err(|error| {
+    let mut track = serde_path_to_error::Track::new();
+    let tracked = serde_path_to_error::Deserializer::new(&mut deserializer, &mut track);
+    let value = lanrage_proto::de::object(tracked)
+        .map_err(|inner: serde_json::Error| serde_path_to_error::Error::new(track.path(), inner));
+    let value = value.map_err(|error| {
         let path = error.path().to_string();
         let inner = error.into_inner();
         if path == "." {

@@ -61,6 +61,7 @@ pub fn router(state: AppState) -> Router {
             )
         })
         .with_state(state);
+    router = router.layer(axum::middleware::from_fn(extract::reject_oversized));
     if limited {
         router = router.layer(axum::middleware::from_fn_with_state(
             std::sync::Arc::new(rate_limit::RateLimits::default()),
@@ -106,11 +107,8 @@ fn cors(origins: &[String]) -> CorsLayer {
             header::CONTENT_TYPE,
             header::HeaderName::from_static("x-registration-key"),
         ]);
-    let origins: Vec<_> = origins
-        .iter()
-        .filter(|o| !o.trim().is_empty())
-        .filter_map(|o| o.trim().parse().ok())
-        .collect();
+    // Config validated every origin at start.
+    let origins: Vec<_> = origins.iter().filter_map(|o| o.parse().ok()).collect();
     if origins.is_empty() {
         layer.allow_origin(Any)
     } else {

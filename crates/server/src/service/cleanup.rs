@@ -4,13 +4,13 @@
 
 use std::future::Future;
 
-use lanrage_proto::{ServerMessage, Timestamp};
+use lanrage_proto::{PartyId, PeerId, ServerMessage, Timestamp};
 
 use super::{
     Result, Service,
     parties::{Left, Pending, Removal},
 };
-use crate::store::Swept;
+use crate::store::{Swept, error_chain};
 
 /// A party's event log keeps at least its last this many events...
 const KEEP_EVENTS: u64 = 256;
@@ -27,86 +27,133 @@ pub struct CleanupReport {
     pub stale_peers: u64,
     pub ended_parties: u64,
     pub swept: Swept,
+    /// Steps that failed (logged); the pass went on without them.
+    pub failures: u64,
 }
 
 impl Service {
-    /// One cleanup pass at `now`.
+    /// One cleanup pass at `now`. A step that fails is logged and skipped,
+    /// so one bad row or a busy database does not stall the rest.
     pub async fn cleanup_once(&self, now: Timestamp) -> Result<CleanupReport> {
         let mut report = CleanupReport::default();
         let cutoff = now.plus_secs(-secs(self.config.peer_timeout_secs));
         for (party_id, peer_id) in self.store.stale_members(cutoff).await? {
-            let _order = self.sequencer.lock().await;
-            let mut pending = Pending::default();
-            let mut tx = self.store.begin().await?;
-            let Some(party) = tx.party(&party_id).await? else {
-                continue;
-            };
-            // Between the scan and this transaction the peer may have sent a
-            // heartbeat, left or moved: only a member still stale goes.
-            let still_stale = tx
-                .members(&party_id)
-                .await?
-                .iter()
-                .any(|m| m.peer.peer_id == peer_id && m.peer.last_seen < cutoff);
-            if !still_stale {
-                continue;
-            }
-            let left = Self::remove_member(
-                tx.as_mut(),
-                &party,
-                &peer_id,
-                Removal::TimedOut,
-                now,
-                &mut pending,
-            )
-            .await?;
-            tx.commit().await?;
-            self.publish(pending);
-            report.stale_peers += 1;
-            if left == Left::PartyDeleted {
-                report.ended_parties += 1;
+            match self.remove_if_stale(&party_id, &peer_id, cutoff, now).await {
+                Ok(None) => {}
+                Ok(Some(left)) => {
+                    report.stale_peers += 1;
+                    report.ended_parties += u64::from(left == Left::PartyDeleted);
+                }
+                Err(error) => {
+                    report.failures += 1;
+                    tracing::warn!(%party_id, %peer_id, error = %error_chain(&error), "cannot remove a stale peer");
+                }
             }
         }
         for party_id in self.store.orphaned_parties().await? {
-            let _order = self.sequencer.lock().await;
-            let mut pending = Pending::default();
-            let mut tx = self.store.begin().await?;
-            let Some(party) = tx.party(&party_id).await? else {
-                continue;
-            };
-            let members = tx.members(&party_id).await?;
-            if members.iter().any(|m| m.peer.peer_id == party.host_id) {
-                continue;
+            match self.end_if_orphaned(&party_id).await {
+                Ok(ended) => report.ended_parties += u64::from(ended),
+                Err(error) => {
+                    report.failures += 1;
+                    tracing::warn!(%party_id, error = %error_chain(&error), "cannot end an orphaned party");
+                }
             }
-            let seq = tx.next_seq(&party_id).await?;
-            tx.delete_party(&party_id).await?;
-            tx.commit().await?;
-            pending.party(
-                ServerMessage::PartyEnded {
-                    party_id,
-                    reason: "host_left".into(),
-                    seq,
-                },
-                members.into_iter().map(|m| m.peer.peer_id).collect(),
-            );
-            self.publish(pending);
-            report.ended_parties += 1;
         }
-        report.swept = self
+        let relay_cutoff = now.plus_secs(-secs(self.config.relay_timeout_secs));
+        match self
             .store
             .sweep(
                 now,
-                now.plus_secs(-secs(self.config.relay_timeout_secs)),
+                relay_cutoff,
                 KEEP_EVENTS,
                 now.plus_secs(-KEEP_EVENTS_SECS),
             )
-            .await?;
+            .await
+        {
+            Ok(swept) => report.swept = swept,
+            Err(error) => {
+                report.failures += 1;
+                tracing::warn!(error = %error_chain(&error), "cannot sweep expired rows");
+            }
+        }
         Ok(report)
+    }
+
+    /// Removes a member still silent since before `cutoff` (it may have
+    /// sent a heartbeat, left or moved since the scan).
+    async fn remove_if_stale(
+        &self,
+        party_id: &PartyId,
+        peer_id: &PeerId,
+        cutoff: Timestamp,
+        now: Timestamp,
+    ) -> Result<Option<Left>> {
+        let _order = self.sequencer.lock().await;
+        let mut pending = Pending::default();
+        let mut tx = self.store.begin().await?;
+        let Some(party) = tx.party(party_id).await? else {
+            return Ok(None);
+        };
+        let still_stale = tx
+            .members(party_id)
+            .await?
+            .iter()
+            .any(|m| m.peer.peer_id == *peer_id && m.peer.last_seen < cutoff);
+        if !still_stale {
+            return Ok(None);
+        }
+        let left = Self::remove_member(
+            tx.as_mut(),
+            &party,
+            peer_id,
+            Removal::TimedOut,
+            now,
+            &mut pending,
+        )
+        .await?;
+        tx.commit().await?;
+        self.publish(pending);
+        Ok(Some(left))
+    }
+
+    /// Ends a party whose host is no longer among its members.
+    async fn end_if_orphaned(&self, party_id: &PartyId) -> Result<bool> {
+        let _order = self.sequencer.lock().await;
+        let mut pending = Pending::default();
+        let mut tx = self.store.begin().await?;
+        let Some(party) = tx.party(party_id).await? else {
+            return Ok(false);
+        };
+        let members = tx.members(party_id).await?;
+        if members.iter().any(|m| m.peer.peer_id == party.host_id) {
+            return Ok(false);
+        }
+        let seq = tx.next_seq(party_id).await?;
+        tx.delete_party(party_id).await?;
+        tx.commit().await?;
+        pending.party(
+            ServerMessage::PartyEnded {
+                party_id: party_id.clone(),
+                reason: "host_left".into(),
+                seq,
+            },
+            members.into_iter().map(|m| m.peer.peer_id).collect(),
+        );
+        self.publish(pending);
+        Ok(true)
+    }
+
+    /// Forgives the time the server was down: peers and relays could not
+    /// reach it, so their silence counts from now at the earliest.
+    pub async fn forgive_downtime(&self) -> Result<()> {
+        Ok(self.store.forgive_downtime(Timestamp::now()).await?)
     }
 
     /// Runs a cleanup pass every interval until `shutdown` completes.
     pub async fn run_cleanup(self, shutdown: impl Future<Output = ()>) {
-        let mut ticker = tokio::time::interval(self.config.cleanup_interval());
+        // The first pass comes one interval after start, not at once.
+        let every = self.config.cleanup_interval();
+        let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         tokio::pin!(shutdown);
         loop {
@@ -123,11 +170,14 @@ impl Service {
                         relays = report.swept.relays,
                         signals = report.swept.signals,
                         events = report.swept.events,
+                        failures = report.failures,
                         "cleanup removed stale state"
                     );
                 }
                 Ok(_) => tracing::debug!("cleanup found nothing to remove"),
-                Err(error) => tracing::warn!(%error, "cleanup pass failed; retrying next interval"),
+                Err(error) => {
+                    tracing::warn!(error = %error_chain(&error), "cleanup pass failed; retrying next interval")
+                }
             }
         }
     }

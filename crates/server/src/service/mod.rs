@@ -40,8 +40,8 @@ pub enum Error {
     TooManyRequests(String),
     #[error(transparent)]
     Store(#[from] StoreError),
-    #[error("internal error: {0}")]
-    Internal(String),
+    #[error("internal error")]
+    Internal(#[source] Box<dyn std::error::Error + Send + Sync>),
 }
 
 pub type Result<T> = std::result::Result<T, Error>;
@@ -90,6 +90,6 @@ impl Service {
 /// Fills a buffer from the operating system's secure random source.
 pub(crate) fn random_bytes<const N: usize>() -> Result<[u8; N]> {
     let mut bytes = [0u8; N];
-    getrandom::fill(&mut bytes).map_err(|e| Error::Internal(format!("no randomness: {e}")))?;
+    getrandom::fill(&mut bytes).map_err(|e| Error::Internal(Box::new(e)))?;
     Ok(bytes)
 }

@@ -39,7 +39,7 @@ fn new_party_id() -> Result<PartyId> {
         .iter()
         .map(|b| format!("{b:02x}"))
         .collect();
-    PartyId::parse(hex).map_err(|e| Error::Internal(e.0))
+    PartyId::parse(hex).map_err(|e| Error::Internal(Box::new(e)))
 }
 
 fn party_of(record: &PartyRecord, members: &[MemberRecord]) -> Party {

@@ -7,15 +7,16 @@ use super::{Error, Result, Service};
 impl Service {
     /// Registers a relay, or refreshes it (its heartbeat) when known.
     pub async fn register_relay(&self, registration: RelayRegistration) -> Result<RelayId> {
+        let now = Timestamp::now();
         let relay = Relay {
             relay_id: registration.relay_id,
             public_ip: registration.public_ip,
             port: registration.port,
             region: registration.region,
             capacity: registration.capacity,
-            registered_at: Timestamp::now(),
+            registered_at: now,
         };
-        self.store.upsert_relay(&relay).await?;
+        self.store.upsert_relay(&relay, now).await?;
         Ok(relay.relay_id)
     }
 

@@ -17,9 +17,6 @@ impl Service {
         to_peer_id: PeerId,
         signal_data: SignalData,
     ) -> Result<Signal> {
-        if *caller == to_peer_id {
-            return Err(Error::Invalid("a peer cannot signal itself".into()));
-        }
         let now = Timestamp::now();
         let mut tx = self.store.begin().await?;
         if tx.party(party_id).await?.is_none() {
@@ -31,6 +28,9 @@ impl Service {
             return Err(Error::Forbidden(format!(
                 "only members of party {party_id} can signal in it"
             )));
+        }
+        if *caller == to_peer_id {
+            return Err(Error::Invalid("a peer cannot signal itself".into()));
         }
         if !is_member(&to_peer_id) {
             return Err(Error::NotFound(format!(

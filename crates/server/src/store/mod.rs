@@ -19,25 +19,41 @@ pub use sqlite::SqliteStore;
 pub enum StoreError {
     /// The database cannot be reached (pool exhausted, connection refused,
     /// file unavailable): the caller may try again later.
-    #[error("the database is unavailable: {0}")]
+    #[error("the database is unavailable")]
     Unavailable(#[source] sqlx::Error),
     /// A uniqueness constraint refused the write.
-    #[error("conflicting write: {0}")]
+    #[error("conflicting write")]
     Conflict(#[source] sqlx::Error),
-    #[error("database error: {0}")]
+    #[error("database error")]
     Database(#[source] sqlx::Error),
     #[error("stored data is invalid: {0}")]
     Corrupt(String),
-    #[error("migrating the database failed: {0}")]
+    #[error("migrating the database failed")]
     Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("{0:?} is not a usable SQLite database path: {1}")]
+    BadPath(String, &'static str),
     #[error("unsupported database URL {0:?}: expected sqlite://PATH")]
     UnsupportedUrl(String),
-    #[error("cannot create the database folder {path}: {source}")]
+    #[error("cannot create the database folder {path}")]
     Folder {
         path: String,
         #[source]
         source: std::io::Error,
     },
+}
+
+/// Whether a database error means "try again later" rather than a bug:
+/// SQLite busy, locked, out of memory, read-only, I/O, full or unopenable;
+/// PostgreSQL connection failures, shutdowns and exhausted resources.
+fn is_transient(error: &dyn sqlx::error::DatabaseError) -> bool {
+    let Some(code) = error.code() else {
+        return false;
+    };
+    if let Ok(sqlite) = code.parse::<i32>() {
+        // Extended SQLite codes keep the primary code in the low byte.
+        return matches!(sqlite & 0xff, 5 | 6 | 7 | 8 | 10 | 13 | 14);
+    }
+    code.starts_with("08") || code.starts_with("53") || code.starts_with("57P")
 }
 
 impl From<sqlx::Error> for StoreError {
@@ -47,9 +63,22 @@ impl From<sqlx::Error> for StoreError {
                 Self::Unavailable(error)
             }
             sqlx::Error::Database(db) if db.is_unique_violation() => Self::Conflict(error),
+            sqlx::Error::Database(db) if is_transient(db.as_ref()) => Self::Unavailable(error),
             _ => Self::Database(error),
         }
     }
+}
+
+/// An error with its chain of causes, for logs: `top: cause: root`.
+pub fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
 }
 
 pub type StoreResult<T> = Result<T, StoreError>;
@@ -125,8 +154,8 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     ) -> StoreResult<bool>;
 
     /// Inserts the relay, or refreshes it when it is already registered
-    /// (keeping its `registered_at`).
-    async fn upsert_relay(&self, relay: &Relay) -> StoreResult<()>;
+    /// (keeping its `registered_at`); either way it was last seen `seen_at`.
+    async fn upsert_relay(&self, relay: &Relay, seen_at: Timestamp) -> StoreResult<()>;
     async fn delete_relay(&self, relay_id: &RelayId) -> StoreResult<bool>;
     /// All relays ordered by region then id, or one region's by id.
     async fn relays(&self, region: Option<&Region>) -> StoreResult<Vec<Relay>>;
@@ -149,6 +178,9 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
         party_id: &PartyId,
         after_seq: u64,
     ) -> StoreResult<Vec<ServerMessage>>;
+
+    /// Raises every member's and relay's `last_seen` to at least `now`.
+    async fn forgive_downtime(&self, now: Timestamp) -> StoreResult<()>;
 
     /// Members whose `last_seen` is before `cutoff`.
     async fn stale_members(&self, cutoff: Timestamp) -> StoreResult<Vec<(PartyId, PeerId)>>;

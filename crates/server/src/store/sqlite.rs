@@ -19,12 +19,10 @@ use sqlx::{
 
 use super::{MemberRecord, PartyRecord, Store, StoreError, StoreResult, Swept, TokenRecord, Tx};
 
-// Reads on the reader pool use `fetch_all`: a statement stepped only to its
-// first row (`fetch_optional`) stays un-reset, and in WAL mode that keeps the
-// connection's read snapshot open, so it would not see later writes.
-
 /// How long a request waits for a connection before it is answered 503.
-const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(3);
+const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(2);
+/// How long a statement waits for a lock held by another process.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(1);
 const READERS: u32 = 4;
 
 /// The SQLite store.
@@ -48,12 +46,24 @@ impl SqliteStore {
     /// Opens (creating it and its folder if needed) and migrates the database
     /// at `url`, for example `sqlite:///var/lib/lanrage/control.db`.
     pub async fn open(url: &str) -> StoreResult<Self> {
-        let options = SqliteConnectOptions::from_str(url)?
+        let options = SqliteConnectOptions::from_str(url)?;
+        let path = options.get_filename();
+        // "" opens a private temporary database per connection (the readers
+        // would never see what the writer wrote); ":memory:" loses all state
+        // on restart.
+        let in_memory = path.to_string_lossy().starts_with("file:sqlx-in-memory");
+        if path.as_os_str().is_empty() || in_memory {
+            return Err(StoreError::BadPath(
+                url.to_owned(),
+                "give a file path, e.g. sqlite:///var/lib/lanrage/control.db",
+            ));
+        }
+        let options = options
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Normal)
             .foreign_keys(true)
-            .busy_timeout(ACQUIRE_TIMEOUT);
+            .busy_timeout(BUSY_TIMEOUT);
         if let Some(folder) = options.get_filename().parent()
             && !folder.as_os_str().is_empty()
         {
@@ -192,11 +202,8 @@ impl Store for SqliteStore {
         let row = sqlx::query(
             "SELECT (SELECT COUNT(*) FROM parties) AS parties, (SELECT COUNT(*) FROM relays) AS relays",
         )
-        .fetch_all(&self.reader)
-        .await?
-        .into_iter()
-        .next()
-        .ok_or_else(|| StoreError::Corrupt("COUNT returned no row".into()))?;
+        .fetch_one(&self.reader)
+        .await?;
         Ok((
             unsigned(row.try_get("parties")?, "count")?,
             unsigned(row.try_get("relays")?, "count")?,
@@ -225,10 +232,8 @@ impl Store for SqliteStore {
     async fn token(&self, token_hash: &str) -> StoreResult<Option<TokenRecord>> {
         let Some(row) = sqlx::query("SELECT peer_id, expires_at FROM tokens WHERE token_hash = ?")
             .bind(token_hash)
-            .fetch_all(&self.reader)
+            .fetch_optional(&self.reader)
             .await?
-            .into_iter()
-            .next()
         else {
             return Ok(None);
         };
@@ -255,7 +260,7 @@ impl Store for SqliteStore {
         Ok(done.rows_affected() == 1)
     }
 
-    async fn upsert_relay(&self, relay: &Relay) -> StoreResult<()> {
+    async fn upsert_relay(&self, relay: &Relay, seen_at: Timestamp) -> StoreResult<()> {
         sqlx::query(
             "INSERT INTO relays (relay_id, public_ip, port, region, capacity, registered_at, last_seen) \
              VALUES (?, ?, ?, ?, ?, ?, ?) \
@@ -268,7 +273,7 @@ impl Store for SqliteStore {
         .bind(relay.region.as_str())
         .bind(i64::from(relay.capacity))
         .bind(relay.registered_at.as_micros())
-        .bind(relay.registered_at.as_micros())
+        .bind(seen_at.as_micros())
         .execute(&self.writer)
         .await?;
         Ok(())
@@ -357,6 +362,22 @@ impl Store for SqliteStore {
                     .map_err(|e| StoreError::Corrupt(format!("event payload: {e}")))
             })
             .collect()
+    }
+
+    async fn forgive_downtime(&self, now: Timestamp) -> StoreResult<()> {
+        let mut tx = self.writer.begin().await?;
+        sqlx::query("UPDATE members SET last_seen = ? WHERE last_seen < ?")
+            .bind(now.as_micros())
+            .bind(now.as_micros())
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("UPDATE relays SET last_seen = ? WHERE last_seen < ?")
+            .bind(now.as_micros())
+            .bind(now.as_micros())
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(())
     }
 
     async fn stale_members(&self, cutoff: Timestamp) -> StoreResult<Vec<(PartyId, PeerId)>> {

@@ -19,7 +19,7 @@ use axum::extract::ws::Utf8Bytes;
 use lanrage_proto::{PartyId, PeerId, ServerMessage};
 use tokio::sync::{broadcast, mpsc, watch};
 
-use crate::{events::Event, service::Service};
+use crate::{events::Event, service::Service, store::error_chain};
 
 /// A frame queued for one socket.
 #[derive(Debug, Clone)]
@@ -273,7 +273,7 @@ impl Hub {
         tokio::spawn(async move {
             while let Some(id) = delivered_rx.recv().await {
                 if let Err(error) = unqueue.store().delete_signal(id).await {
-                    tracing::warn!(%error, "cannot unqueue a delivered signal");
+                    tracing::warn!(error = %error_chain(&error), "cannot unqueue a delivered signal");
                 }
             }
         });

@@ -15,6 +15,9 @@ use axum::{
 use crate::api::{AppState, error::ApiError, extract::bearer_header};
 use connection::HeaderAuth;
 
+/// Initial read and write buffer of a socket.
+const SOCKET_BUFFER: usize = 4 * 1024;
+
 pub fn router() -> Router<AppState> {
     Router::new().route("/ws", get(upgrade))
 }
@@ -47,6 +50,10 @@ async fn upgrade(
     };
     let limit = config.ws_max_message_bytes;
     upgrade
+        // Small buffers: most sockets idle, and 10,000 of them must fit in
+        // a few hundred MiB (the defaults are 128 KiB each way).
+        .read_buffer_size(SOCKET_BUFFER)
+        .write_buffer_size(SOCKET_BUFFER)
         .max_message_size(limit)
         .max_frame_size(limit)
         .on_upgrade(move |socket| connection::run(socket, state, header, slot))

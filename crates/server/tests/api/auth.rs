@@ -230,8 +230,8 @@ async fn registration_floods_are_rate_limited_and_recover() {
 
 #[tokio::test]
 async fn a_fresh_token_works_at_once_every_time() {
-    // Reads and writes use different SQLite connections: a read must never
-    // see a snapshot older than a write that completed before it.
+    // Reads and writes use different SQLite connections: a read must see
+    // every write that completed before it.
     let app = spawn_app().await;
     for i in 0..50 {
         let token = app.register(&format!("peer{i}")).await;

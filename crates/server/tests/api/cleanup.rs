@@ -8,7 +8,7 @@ use lanrage_server::service::token_hash;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
-use crate::helpers::{RELAY_KEY, spawn_app_with};
+use crate::helpers::{RELAY_KEY, spawn_app, spawn_app_with};
 
 #[tokio::test]
 async fn silent_guests_are_removed_and_the_party_goes_on() {
@@ -143,4 +143,88 @@ async fn the_loop_runs_on_its_interval() {
         assert!(tokio::time::Instant::now() < deadline, "cleanup never ran");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+}
+
+#[tokio::test]
+async fn a_restart_does_not_count_its_downtime_against_peers() {
+    let app = spawn_app_with(|c| c.peer_timeout_secs = 60).await;
+    let (_, created) = app.create_party("alice").await;
+    // Alice was last heard of an hour ago: the server was down since.
+    let mut alice = created.party.peers[&created.party.host_id].clone();
+    alice.last_seen = Timestamp::now().plus_secs(-3600);
+    let mut tx = app.service.store().begin().await.unwrap();
+    tx.update_member(&created.party_id, &alice).await.unwrap();
+    tx.commit().await.unwrap();
+    let app = app.restart(|c| c.peer_timeout_secs = 60).await;
+
+    let soon = app
+        .service
+        .cleanup_once(Timestamp::now().plus_secs(30))
+        .await
+        .unwrap();
+    assert_eq!(soon.stale_peers, 0, "she gets one timeout from the restart");
+    let later = app
+        .service
+        .cleanup_once(Timestamp::now().plus_secs(61))
+        .await
+        .unwrap();
+    assert_eq!(later.stale_peers, 1);
+}
+
+#[tokio::test]
+async fn a_party_without_its_host_is_ended() {
+    let app = spawn_app().await;
+    let (_, created) = app.create_party("alice").await;
+    app.join(created.party_id.as_str(), "bob").await;
+    let mut tx = app.service.store().begin().await.unwrap();
+    tx.delete_member(&created.party_id, &PeerId::parse("alice").unwrap())
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+
+    let report = app.service.cleanup_once(Timestamp::now()).await.unwrap();
+
+    assert_eq!(report.ended_parties, 1);
+    assert_eq!(app.party_count().await, 0);
+}
+
+#[tokio::test]
+async fn reposting_keeps_a_relay_alive() {
+    let app = spawn_app_with(|c| c.relay_timeout_secs = 120).await;
+    let relay = json!({"relay_id": "r1", "public_ip": "198.51.100.1", "port": 1});
+    app.expect::<Value>(
+        Method::POST,
+        "/relays",
+        Some(RELAY_KEY),
+        Some(relay.clone()),
+        StatusCode::OK,
+    )
+    .await;
+    let first = app.service.store().relays(None).await.unwrap().remove(0);
+    let later = Timestamp::now().plus_secs(100);
+
+    // The relay re-posts (its heartbeat) 100 s later; then 100 s more pass.
+    app.service
+        .store()
+        .upsert_relay(&first, later)
+        .await
+        .unwrap();
+    let report = app
+        .service
+        .cleanup_once(later.plus_secs(100))
+        .await
+        .unwrap();
+
+    assert_eq!(report.swept.relays, 0);
+    let relays = app.service.store().relays(None).await.unwrap();
+    assert_eq!(
+        relays[0].registered_at, first.registered_at,
+        "registered_at is kept"
+    );
+    let gone = app
+        .service
+        .cleanup_once(later.plus_secs(121))
+        .await
+        .unwrap();
+    assert_eq!(gone.swept.relays, 1);
 }

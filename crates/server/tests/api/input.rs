@@ -301,3 +301,64 @@ async fn cors_origins_can_be_restricted() {
             .is_none()
     );
 }
+
+#[tokio::test]
+async fn arrays_in_place_of_objects_are_422() {
+    let app = spawn_app().await;
+    let (_, created) = app.create_party("alice").await;
+    let party = created.party_id.to_string();
+    let bob = app.register("bob").await;
+    let fields = json!([
+        "bob",
+        "Bob",
+        crate::helpers::key_for("bob"),
+        "open",
+        "unknown",
+        0,
+        "1.2.3.4",
+        1
+    ]);
+
+    for body in [
+        json!([party, fields]),
+        json!({"party_id": party, "peer_info": fields}),
+    ] {
+        app.expect_error(
+            Method::POST,
+            &format!("/parties/{party}/join"),
+            Some(&bob),
+            Some(body),
+            StatusCode::UNPROCESSABLE_ENTITY,
+        )
+        .await;
+    }
+    assert_eq!(app.party_count().await, 1);
+    app.expect_error(
+        Method::GET,
+        &format!("/parties/{party}"),
+        Some(&bob),
+        None,
+        StatusCode::FORBIDDEN,
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn oversized_bodies_are_413_on_every_route() {
+    let app = spawn_app().await;
+    let big = vec![b'x'; 1024 * 1024];
+
+    let register = app
+        .client
+        .post(app.url("/auth/register?peer_id=alice"))
+        .body(big.clone())
+        .send()
+        .await
+        .unwrap();
+    let root = app.client.get(app.url("/")).body(big).send().await.unwrap();
+
+    assert_eq!(register.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    assert_eq!(root.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    let error: lanrage_proto::ErrorBody = register.json().await.unwrap();
+    assert!(error.detail.contains("exceeds"));
+}

@@ -536,3 +536,108 @@ async fn concurrent_joins_lose_nobody_and_never_share_an_ip() {
     let stored: HashSet<_> = read.virtual_ips.values().collect();
     assert_eq!(stored.len(), 41);
 }
+
+#[tokio::test]
+async fn a_refused_move_leaves_the_peer_where_it_was() {
+    let app = spawn_app().await;
+    let (alice, first) = app.create_party("alice").await;
+    let party = first.party_id.to_string();
+    let (bob, joined) = app.join(&party, "bob").await;
+
+    for (target, body, status) in [
+        (
+            "0123456789abcdef0123456789abcdef",
+            json!({"party_id": "0123456789abcdef0123456789abcdef", "peer_info": peer_info("bob")}),
+            StatusCode::NOT_FOUND,
+        ),
+        (
+            "other",
+            json!({"party_id": "mismatch", "peer_info": peer_info("bob")}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+        ),
+        (
+            "other",
+            json!({"party_id": "other", "peer_info": {"peer_id": "bob"}}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+        ),
+    ] {
+        app.expect_error(
+            Method::POST,
+            &format!("/parties/{target}/join"),
+            Some(&bob),
+            Some(body),
+            status,
+        )
+        .await;
+    }
+
+    let read: PartyResponse = app
+        .expect(
+            Method::GET,
+            &format!("/parties/{party}"),
+            Some(&alice),
+            None,
+            StatusCode::OK,
+        )
+        .await;
+    assert!(read.party.peers.keys().any(|p| p.as_str() == "bob"));
+    assert_eq!(read.seq, joined.seq, "no event was logged");
+}
+
+#[tokio::test]
+async fn concurrent_moves_and_leaves_keep_every_peer_in_one_party() {
+    let app = spawn_app().await;
+    let (alice, first) = app.create_party("alice").await;
+    let (zed, second) = app.create_party("zed").await;
+    let parties = [first.party_id.to_string(), second.party_id.to_string()];
+    let mut peers = Vec::new();
+    for i in 0..12 {
+        let peer = format!("mover{i}");
+        peers.push((app.register(&peer).await, peer));
+    }
+
+    let storm = peers.iter().enumerate().map(|(i, (token, peer))| {
+        let app = &app;
+        let parties = &parties;
+        async move {
+            for round in 0..6 {
+                let party = &parties[(i + round) % 2];
+                if (i + round) % 3 == 2 {
+                    let response = app
+                        .send(
+                            Method::DELETE,
+                            &format!("/parties/{party}/peers/{peer}"),
+                            Some(token),
+                            None,
+                        )
+                        .await;
+                    assert!(matches!(
+                        response.status(),
+                        StatusCode::OK | StatusCode::NOT_FOUND
+                    ));
+                } else {
+                    app.join_with(party, peer, token).await;
+                }
+            }
+        }
+    });
+    futures_util::future::join_all(storm).await;
+
+    let mut seen = HashSet::new();
+    for (token, party) in [(&alice, &parties[0]), (&zed, &parties[1])] {
+        let read: PartyResponse = app
+            .expect(
+                Method::GET,
+                &format!("/parties/{party}"),
+                Some(token),
+                None,
+                StatusCode::OK,
+            )
+            .await;
+        let ips: HashSet<_> = read.virtual_ips.values().collect();
+        assert_eq!(ips.len(), read.party.peers.len(), "virtual IPs unique");
+        for peer in read.party.peers.keys() {
+            assert!(seen.insert(peer.clone()), "{peer} is in both parties");
+        }
+    }
+}

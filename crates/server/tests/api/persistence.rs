@@ -37,7 +37,7 @@ async fn parties_tokens_and_relays_survive_a_restart() {
 
     let app = app.restart(|_| {}).await;
 
-    let after: PartyResponse = app
+    let mut after: PartyResponse = app
         .expect(
             Method::GET,
             &format!("/parties/{party}"),
@@ -46,6 +46,11 @@ async fn parties_tokens_and_relays_survive_a_restart() {
             StatusCode::OK,
         )
         .await;
+    // The downtime is not held against the members: last_seen moved to the restart.
+    for (id, peer) in &mut after.party.peers {
+        assert!(peer.last_seen >= before.party.peers[id].last_seen);
+        peer.last_seen = before.party.peers[id].last_seen;
+    }
     assert_eq!(after, before);
     let relays: RelaysResponse = app
         .expect(
@@ -59,4 +64,50 @@ async fn parties_tokens_and_relays_survive_a_restart() {
     assert_eq!(relays.relays.len(), 1);
     let (_, carol) = app.join(&party, "carol").await;
     assert_eq!(carol.seq, before.seq + 1, "event numbers continue");
+}
+
+#[tokio::test]
+async fn the_database_runs_in_wal_mode() {
+    let app = spawn_app().await;
+    let mut wal = app.db_path.clone().into_os_string();
+    wal.push("-wal");
+    app.create_party("alice").await;
+    assert!(
+        std::path::Path::new(&wal).exists(),
+        "no write-ahead log beside the database"
+    );
+}
+
+#[tokio::test]
+async fn a_locked_database_answers_503_quickly_then_recovers() {
+    use sqlx::Connection;
+
+    let app = spawn_app().await;
+    let url = format!("sqlite://{}", app.db_path.display());
+    let mut other = sqlx::SqliteConnection::connect(&url).await.unwrap();
+    // Another process holds the write lock.
+    sqlx::query("BEGIN EXCLUSIVE")
+        .execute(&mut other)
+        .await
+        .unwrap();
+
+    let started = std::time::Instant::now();
+    let detail = app
+        .expect_error(
+            Method::POST,
+            "/auth/register?peer_id=alice",
+            None,
+            None,
+            StatusCode::SERVICE_UNAVAILABLE,
+        )
+        .await;
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(5),
+        "took {:?}",
+        started.elapsed()
+    );
+    assert!(detail.contains("database"), "{detail}");
+
+    sqlx::query("COMMIT").execute(&mut other).await.unwrap();
+    app.register("alice").await;
 }
