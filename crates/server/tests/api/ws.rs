@@ -735,3 +735,64 @@ async fn party_ids_in_frames_are_validated() {
     assert!(error["message"].as_str().unwrap().contains("party_id"));
     let _ = PartyId::parse("ok").unwrap();
 }
+
+#[tokio::test]
+async fn socket_changes_reach_many_members_of_each_kind() {
+    let app = spawn_app().await;
+    let alice = app.register("alice").await;
+    let mut host = app.ws_as("alice", &alice).await;
+    host.send(json!({"type": "register_party", "name": "LAN", "host_peer": peer_info("alice")}))
+        .await;
+    let party = party_reply(&mut host).await["party"]["party_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let mut members = Vec::new();
+    for i in 0..32 {
+        let peer = format!("m{i}");
+        let (token, _) = app.join(&party, &peer).await;
+        members.push(app.ws_as(&peer, &token).await);
+    }
+    for (i, socket) in members.iter_mut().enumerate() {
+        for _ in i + 1..32 {
+            socket.expect("peer_joined").await;
+        }
+    }
+    for _ in 0..32 {
+        host.expect("peer_joined").await;
+    }
+    let (last, rest) = members.split_last_mut().unwrap();
+
+    // A member refreshes its info over its socket: one party_update each.
+    let mut info = peer_info("m31");
+    info["nat_type"] = json!("symmetric");
+    last.send(json!({"type": "join_party", "party_id": party, "peer": info}))
+        .await;
+    party_reply(last).await;
+    for socket in rest.iter_mut().chain([&mut host]) {
+        let update = socket.expect("party_update").await;
+        assert_eq!(update["party"]["peers"]["m31"]["nat_type"], "symmetric");
+    }
+
+    // It leaves over its socket: one peer_left each.
+    last.send(json!({"type": "leave_party", "party_id": party, "peer_id": "m31"}))
+        .await;
+    // Its own socket gets the event and the ack, in either order.
+    let mut kinds = vec![
+        last.recv().await["type"].clone(),
+        last.recv().await["type"].clone(),
+    ];
+    kinds.sort_by_key(|k| k.to_string());
+    assert_eq!(kinds, [json!("ack"), json!("peer_left")]);
+    for socket in rest.iter_mut().chain([&mut host]) {
+        assert_eq!(socket.expect("peer_left").await["peer_id"], "m31");
+    }
+
+    // The host leaves over its socket: the party ends for everyone.
+    host.send(json!({"type": "leave_party", "party_id": party, "peer_id": "alice"}))
+        .await;
+    for socket in rest.iter_mut() {
+        assert_eq!(socket.expect("party_ended").await["reason"], "host_left");
+    }
+    assert_eq!(app.party_count().await, 0);
+}
