@@ -75,6 +75,11 @@ pub struct Config {
     #[arg(long, env = "LANRAGE_DATABASE_URL")]
     pub database_url: Option<String>,
 
+    /// Connections in the PostgreSQL pool (per server instance).
+    #[arg(long, env = "LANRAGE_DATABASE_POOL_SIZE", default_value_t = 16,
+          value_parser = clap::value_parser!(u32).range(2..=1000))]
+    pub database_pool_size: u32,
+
     /// Operator secret that relays present to register; none refuses relay registration.
     #[arg(long, env = "LANRAGE_RELAY_KEY", hide_env_values = true)]
     pub relay_key: Option<Secret>,
@@ -120,6 +125,11 @@ pub struct Config {
     /// Origins allowed by CORS, comma-separated; empty allows any origin (without credentials).
     #[arg(long, env = "LANRAGE_CORS_ORIGINS", value_delimiter = ',', value_parser = parse_origin)]
     pub cors_origins: Vec<String>,
+
+    /// Milliseconds between writes of coalesced heartbeats (one batch each).
+    #[arg(long, env = "LANRAGE_HEARTBEAT_FLUSH_MS", default_value_t = 1000,
+          value_parser = clap::value_parser!(u64).range(10..=60_000))]
+    pub heartbeat_flush_ms: u64,
 
     /// Seconds a new socket has to authenticate before it is closed.
     #[arg(long, env = "LANRAGE_WS_AUTH_TIMEOUT_SECS", default_value_t = 10,

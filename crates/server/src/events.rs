@@ -22,6 +22,9 @@ pub enum Event {
     },
     /// A signal for one member; `id` is its row in the signal queue.
     Signal { signal: Arc<Signal>, id: i64 },
+    /// Events may have been lost (the database's notification connection
+    /// dropped): every socket should get its party's current state.
+    Resync,
 }
 
 /// In-process fan-out of committed changes.

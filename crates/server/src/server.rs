@@ -9,7 +9,7 @@ use crate::{
     config::Config,
     events::EventBus,
     service::Service,
-    store::{self, StoreError},
+    store::{self, PgSettings, StoreError},
     ws::hub::{CloseReason, Hub},
 };
 
@@ -43,7 +43,10 @@ pub struct Server {
 impl Server {
     /// Opens the database named by the config and binds its listen address.
     pub async fn start(config: Config) -> Result<Self, StartError> {
-        let store = store::connect(&config.database_url()).await?;
+        let pg = PgSettings {
+            pool_size: config.database_pool_size,
+        };
+        let store = store::connect(&config.database_url(), pg).await?;
         let listener =
             TcpListener::bind(&config.listen)
                 .await
@@ -51,7 +54,9 @@ impl Server {
                     address: config.listen.clone(),
                     source,
                 })?;
-        let service = Service::new(store, Arc::new(config), EventBus::default());
+        let events = EventBus::default();
+        let store_delivers_events = store.deliver_events(events.clone()).await?;
+        let service = Service::new(store, Arc::new(config), events, store_delivers_events);
         service
             .forgive_downtime()
             .await
@@ -82,6 +87,12 @@ impl Server {
             }
         };
         let cleanup = tokio::spawn(self.service.clone().run_cleanup(stopped()));
+        let flush_every = Duration::from_millis(self.service.config().heartbeat_flush_ms);
+        let flusher = tokio::spawn(
+            self.service
+                .clone()
+                .run_heartbeat_flusher(flush_every, stopped()),
+        );
         let hub = Arc::new(Hub::default());
         let dispatcher = tokio::spawn(hub.clone().run(self.service.clone()));
         let state = AppState {
@@ -112,6 +123,7 @@ impl Server {
         hub.drained(SOCKET_CLOSE_TIMEOUT).await;
         dispatcher.abort();
         let _ = cleanup.await;
+        let _ = flusher.await;
         if tokio::time::timeout(SOCKET_CLOSE_TIMEOUT, self.service.store().close())
             .await
             .is_err()

@@ -3,6 +3,7 @@
 mod auth;
 pub mod error;
 pub mod extract;
+mod health;
 mod parties;
 mod rate_limit;
 mod relays;
@@ -48,6 +49,7 @@ pub fn router(state: AppState) -> Router {
     let limited = service.config().rate_limit == Switch::On;
     let mut router = Router::new()
         .merge(root::router())
+        .merge(health::router())
         .merge(auth::router())
         .merge(parties::router())
         .merge(signals::router())

@@ -8,7 +8,7 @@ use lanrage_proto::{PartyId, PeerId, ServerMessage, Timestamp};
 
 use super::{
     Result, Service,
-    parties::{Left, Pending, Removal},
+    parties::{Left, Removal},
 };
 use crate::store::{Swept, error_chain};
 
@@ -36,6 +36,10 @@ impl Service {
     /// so one bad row or a busy database does not stall the rest.
     pub async fn cleanup_once(&self, now: Timestamp) -> Result<CleanupReport> {
         let mut report = CleanupReport::default();
+        // Heartbeats noted in memory count: store them before judging.
+        if let Err(error) = self.flush_heartbeats().await {
+            tracing::warn!(error = %error_chain(&error), "cannot store heartbeats before cleanup");
+        }
         let cutoff = now.plus_secs(-secs(self.config.peer_timeout_secs));
         for (party_id, peer_id) in self.store.stale_members(cutoff).await? {
             match self.remove_if_stale(&party_id, &peer_id, cutoff, now).await {
@@ -51,7 +55,7 @@ impl Service {
             }
         }
         for party_id in self.store.orphaned_parties().await? {
-            match self.end_if_orphaned(&party_id).await {
+            match self.end_if_orphaned(&party_id, now).await {
                 Ok(ended) => report.ended_parties += u64::from(ended),
                 Err(error) => {
                     report.failures += 1;
@@ -88,13 +92,12 @@ impl Service {
         cutoff: Timestamp,
         now: Timestamp,
     ) -> Result<Option<Left>> {
-        let _order = self.sequencer.lock().await;
-        let mut pending = Pending::default();
-        let mut tx = self.store.begin().await?;
-        let Some(party) = tx.party(party_id).await? else {
+        let mut change = self.change().await?;
+        let Some(party) = change.tx.party(party_id).await? else {
             return Ok(None);
         };
-        let still_stale = tx
+        let still_stale = change
+            .tx
             .members(party_id)
             .await?
             .iter()
@@ -102,44 +105,33 @@ impl Service {
         if !still_stale {
             return Ok(None);
         }
-        let left = Self::remove_member(
-            tx.as_mut(),
-            &party,
-            peer_id,
-            Removal::TimedOut,
-            now,
-            &mut pending,
-        )
-        .await?;
-        tx.commit().await?;
-        self.publish(pending);
+        let left =
+            Self::remove_member(&mut change, &party, peer_id, Removal::TimedOut, now).await?;
+        change.commit().await?;
         Ok(Some(left))
     }
 
     /// Ends a party whose host is no longer among its members.
-    async fn end_if_orphaned(&self, party_id: &PartyId) -> Result<bool> {
-        let _order = self.sequencer.lock().await;
-        let mut pending = Pending::default();
-        let mut tx = self.store.begin().await?;
-        let Some(party) = tx.party(party_id).await? else {
+    async fn end_if_orphaned(&self, party_id: &PartyId, now: Timestamp) -> Result<bool> {
+        let mut change = self.change().await?;
+        let Some(party) = change.tx.party(party_id).await? else {
             return Ok(false);
         };
-        let members = tx.members(party_id).await?;
+        let members = change.tx.members(party_id).await?;
         if members.iter().any(|m| m.peer.peer_id == party.host_id) {
             return Ok(false);
         }
-        let seq = tx.next_seq(party_id).await?;
-        tx.delete_party(party_id).await?;
-        tx.commit().await?;
-        pending.party(
+        let recipients = members.into_iter().map(|m| m.peer.peer_id).collect();
+        Self::log_event(&mut change, party_id, now, recipients, |seq| {
             ServerMessage::PartyEnded {
                 party_id: party_id.clone(),
                 reason: "host_left".into(),
                 seq,
-            },
-            members.into_iter().map(|m| m.peer.peer_id).collect(),
-        );
-        self.publish(pending);
+            }
+        })
+        .await?;
+        change.tx.delete_party(party_id).await?;
+        change.commit().await?;
         Ok(true)
     }
 
@@ -161,7 +153,23 @@ impl Service {
                 () = &mut shutdown => return,
                 _ = ticker.tick() => {}
             }
-            match self.cleanup_once(Timestamp::now()).await {
+            let now = Timestamp::now();
+            match self
+                .store
+                .claim_cleanup(now, self.config.cleanup_interval_secs)
+                .await
+            {
+                Ok(true) => {}
+                Ok(false) => {
+                    tracing::debug!("another instance ran this interval's cleanup");
+                    continue;
+                }
+                Err(error) => {
+                    tracing::warn!(error = %error_chain(&error), "cannot claim the cleanup pass");
+                    continue;
+                }
+            }
+            match self.cleanup_once(now).await {
                 Ok(report) if report != CleanupReport::default() => {
                     tracing::info!(
                         stale_peers = report.stale_peers,

@@ -3,17 +3,21 @@
 //! Every change is committed first and then announced on the [`EventBus`].
 
 mod cleanup;
+mod heartbeats;
 mod parties;
 mod relays;
 mod signals;
 mod tokens;
 
-use std::sync::Arc;
+use std::{future::Future, sync::Arc, time::Duration};
+
+use lanrage_proto::{PeerId, ServerMessage};
+use tokio::sync::{Mutex, MutexGuard};
 
 use crate::{
     config::Config,
-    events::EventBus,
-    store::{Store, StoreError},
+    events::{Event, EventBus},
+    store::{Store, StoreError, Tx},
 };
 
 pub use cleanup::CleanupReport;
@@ -52,20 +56,31 @@ pub struct Service {
     store: Arc<dyn Store>,
     config: Arc<Config>,
     events: EventBus,
-    /// Held from the start of a party-changing transaction until its events
-    /// are published, so the bus carries each party's events in `seq`
-    /// order. The SQLite store has a single writer anyway, so this costs no
-    /// concurrency there.
-    sequencer: Arc<tokio::sync::Mutex<()>>,
+    /// For a store that does not deliver events itself (SQLite): held from
+    /// the start of a party-changing transaction until its events are
+    /// published, so the bus carries each party's events in `seq` order.
+    /// The SQLite store has a single writer anyway, so it costs nothing.
+    sequencer: Option<Arc<Mutex<()>>>,
+    heartbeats: Arc<heartbeats::Heartbeats>,
 }
 
+/// How many times a transaction that lost a race is tried in all.
+const ATTEMPTS: u32 = 6;
+
 impl Service {
-    pub fn new(store: Arc<dyn Store>, config: Arc<Config>, events: EventBus) -> Self {
+    /// `store_delivers_events` is what [`Store::deliver_events`] answered.
+    pub fn new(
+        store: Arc<dyn Store>,
+        config: Arc<Config>,
+        events: EventBus,
+        store_delivers_events: bool,
+    ) -> Self {
         Self {
             store,
             config,
             events,
-            sequencer: Arc::default(),
+            sequencer: (!store_delivers_events).then(Arc::default),
+            heartbeats: Arc::default(),
         }
     }
 
@@ -84,6 +99,89 @@ impl Service {
     /// Numbers of parties and relays, for `GET /`.
     pub async fn counts(&self) -> Result<(u64, u64)> {
         Ok(self.store.counts().await?)
+    }
+
+    /// Starts a change: a write transaction whose events are published when
+    /// it commits.
+    pub(crate) async fn change(&self) -> Result<Change<'_>> {
+        let order = match &self.sequencer {
+            Some(sequencer) => Some(sequencer.lock().await),
+            None => None,
+        };
+        Ok(Change {
+            tx: self.store.begin().await?,
+            events: Vec::new(),
+            service: self,
+            _order: order,
+        })
+    }
+
+    /// Runs `attempt` again (after a short, jittered pause) while its
+    /// transaction loses races: unique violations, deadlocks.
+    pub(crate) async fn retrying<T, F, Fut>(&self, mut attempt: F) -> Result<T>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<T>>,
+    {
+        let mut tries = 1;
+        loop {
+            match attempt().await {
+                Err(Error::Store(StoreError::Conflict(error))) if tries < ATTEMPTS => {
+                    tracing::debug!(%error, tries, "transaction lost a race; retrying");
+                    let jitter = random_bytes::<1>().map_or(0, |[b]| u64::from(b));
+                    tokio::time::sleep(Duration::from_millis(u64::from(tries) * 5 + jitter % 10))
+                        .await;
+                    tries += 1;
+                }
+                other => return other,
+            }
+        }
+    }
+}
+
+/// A write transaction and the events it will publish once committed.
+pub(crate) struct Change<'s> {
+    pub(crate) tx: Box<dyn Tx>,
+    events: Vec<Event>,
+    service: &'s Service,
+    _order: Option<MutexGuard<'s, ()>>,
+}
+
+impl std::fmt::Debug for Change<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Change")
+            .field("events", &self.events.len())
+            .finish()
+    }
+}
+
+impl Change<'_> {
+    pub(crate) fn publish_party(&mut self, message: ServerMessage, recipients: Vec<PeerId>) {
+        self.events.push(Event::Party {
+            message: Arc::new(message),
+            recipients: recipients.into(),
+        });
+    }
+
+    pub(crate) fn publish(&mut self, event: Event) {
+        self.events.push(event);
+    }
+
+    /// Commits, then publishes the events, unless the store delivers them
+    /// itself (it announced them inside the transaction).
+    pub(crate) async fn commit(self) -> Result<()> {
+        self.tx.commit().await?;
+        for event in &self.events {
+            if let Event::Party { message, .. } = event {
+                self.service.heartbeats.forget(message);
+            }
+        }
+        if self.service.sequencer.is_some() {
+            for event in self.events {
+                self.service.events.publish(event);
+            }
+        }
+        Ok(())
     }
 }
 

@@ -1,14 +1,11 @@
 //! Party rules: create, join (or move, or refresh), leave, read, heartbeat.
 
-use std::{collections::BTreeMap, net::Ipv4Addr, sync::Arc};
+use std::{collections::BTreeMap, net::Ipv4Addr};
 
 use lanrage_proto::{Name, Party, PartyId, Peer, PeerId, PeerInfo, ServerMessage, Timestamp};
 
-use super::{Error, Result, Service, random_bytes};
-use crate::{
-    events::Event,
-    store::{MemberRecord, PartyRecord, Tx},
-};
+use super::{Change, Error, Result, Service, random_bytes};
+use crate::store::{MemberRecord, PartyRecord};
 
 /// The highest offset in 10.66.0.0/16 a member can get (.255.255 is broadcast).
 const MAX_VIP_INDEX: u16 = u16::MAX - 1;
@@ -59,7 +56,7 @@ fn ids(members: &[MemberRecord]) -> Vec<PeerId> {
     members.iter().map(|m| m.peer.peer_id.clone()).collect()
 }
 
-fn must_be_caller(caller: &PeerId, peer_id: &PeerId) -> Result<()> {
+pub(super) fn must_be_caller(caller: &PeerId, peer_id: &PeerId) -> Result<()> {
     if caller == peer_id {
         Ok(())
     } else {
@@ -109,54 +106,36 @@ pub enum Left {
     PartyDeleted,
 }
 
-/// Events of a transaction, published only once it commits.
-#[derive(Debug, Default)]
-pub(super) struct Pending(Vec<Event>);
-
-impl Pending {
-    pub(super) fn party(&mut self, message: ServerMessage, recipients: Vec<PeerId>) {
-        self.0.push(Event::Party {
-            message: Arc::new(message),
-            recipients: recipients.into(),
-        });
-    }
-
-    pub(super) fn push(&mut self, event: Event) {
-        self.0.push(event);
-    }
-}
-
 impl Service {
-    pub(super) fn publish(&self, pending: Pending) {
-        for event in pending.0 {
-            self.events.publish(event);
-        }
-    }
-
-    /// Logs a party event under the party's next `seq`.
-    async fn log_event(
-        tx: &mut dyn Tx,
+    /// Logs a party event for `recipients` under the party's next `seq`,
+    /// to be published once the change commits.
+    pub(super) async fn log_event(
+        change: &mut Change<'_>,
         party_id: &PartyId,
         now: Timestamp,
+        recipients: Vec<PeerId>,
         event: impl FnOnce(u64) -> ServerMessage,
-    ) -> Result<(u64, ServerMessage)> {
-        let seq = tx.next_seq(party_id).await?;
+    ) -> Result<u64> {
+        let seq = change.tx.next_seq(party_id).await?;
         let message = event(seq);
-        tx.insert_event(party_id, seq, now, &message).await?;
-        Ok((seq, message))
+        change
+            .tx
+            .insert_event(party_id, seq, now, &message, &recipients)
+            .await?;
+        change.publish_party(message, recipients);
+        Ok(seq)
     }
 
     /// Removes `peer_id` from `party`, ending the party when the host goes
-    /// or nobody is left. Returns whether the party ended.
+    /// or nobody is left.
     pub(super) async fn remove_member(
-        tx: &mut dyn Tx,
+        change: &mut Change<'_>,
         party: &PartyRecord,
         peer_id: &PeerId,
         why: Removal,
         now: Timestamp,
-        pending: &mut Pending,
     ) -> Result<Left> {
-        let members = tx.members(&party.party_id).await?;
+        let members = change.tx.members(&party.party_id).await?;
         let recipients = ids(&members);
         let remaining = members
             .iter()
@@ -168,47 +147,44 @@ impl Service {
                 (_, true) => "host_left",
                 (_, false) => "empty",
             };
-            // The log goes with the party; the event still gets the next seq.
-            let seq = tx.next_seq(&party.party_id).await?;
-            tx.delete_party(&party.party_id).await?;
-            pending.party(
+            Self::log_event(change, &party.party_id, now, recipients, |seq| {
                 ServerMessage::PartyEnded {
                     party_id: party.party_id.clone(),
                     reason: reason.to_owned(),
                     seq,
-                },
-                recipients,
-            );
+                }
+            })
+            .await?;
+            change.tx.delete_party(&party.party_id).await?;
             return Ok(Left::PartyDeleted);
         }
-        tx.delete_member(&party.party_id, peer_id).await?;
-        let (_, message) =
-            Self::log_event(tx, &party.party_id, now, |seq| ServerMessage::PeerLeft {
+        change.tx.delete_member(&party.party_id, peer_id).await?;
+        Self::log_event(change, &party.party_id, now, recipients, |seq| {
+            ServerMessage::PeerLeft {
                 party_id: party.party_id.clone(),
                 peer_id: peer_id.clone(),
                 seq,
-            })
-            .await?;
-        pending.party(message, recipients);
+            }
+        })
+        .await?;
         Ok(Left::Left)
     }
 
     /// Takes `peer_id` out of whatever party it is in, other than `except`.
     async fn leave_current(
-        tx: &mut dyn Tx,
+        change: &mut Change<'_>,
         peer_id: &PeerId,
         except: Option<&PartyId>,
         now: Timestamp,
-        pending: &mut Pending,
     ) -> Result<()> {
-        let Some(current) = tx.membership(peer_id).await? else {
+        let Some(current) = change.tx.membership(peer_id).await? else {
             return Ok(());
         };
         if Some(&current) == except {
             return Ok(());
         }
-        if let Some(party) = tx.party(&current).await? {
-            Self::remove_member(tx, &party, peer_id, Removal::Moved, now, pending).await?;
+        if let Some(party) = change.tx.party(&current).await? {
+            Self::remove_member(change, &party, peer_id, Removal::Moved, now).await?;
         }
         Ok(())
     }
@@ -221,11 +197,14 @@ impl Service {
         host: PeerInfo,
     ) -> Result<Joined> {
         must_be_caller(caller, &host.peer_id)?;
+        self.retrying(|| self.create_once(caller, name.clone(), host.clone()))
+            .await
+    }
+
+    async fn create_once(&self, caller: &PeerId, name: Name, host: PeerInfo) -> Result<Joined> {
         let now = Timestamp::now();
-        let _order = self.sequencer.lock().await;
-        let mut pending = Pending::default();
-        let mut tx = self.store.begin().await?;
-        Self::leave_current(tx.as_mut(), caller, None, now, &mut pending).await?;
+        let mut change = self.change().await?;
+        Self::leave_current(&mut change, caller, None, now).await?;
         let record = PartyRecord {
             party_id: new_party_id()?,
             name,
@@ -233,25 +212,27 @@ impl Service {
             created_at: now,
             seq: 0,
         };
-        tx.insert_party(&record).await?;
+        change.tx.insert_party(&record).await?;
         let host = MemberRecord {
             peer: host.into_peer(now),
             vip_index: 1,
         };
-        tx.insert_member(&record.party_id, &host).await?;
-        let (seq, message) = Self::log_event(tx.as_mut(), &record.party_id, now, |seq| {
-            ServerMessage::PeerJoined {
+        change.tx.insert_member(&record.party_id, &host).await?;
+        let seq = Self::log_event(
+            &mut change,
+            &record.party_id,
+            now,
+            vec![caller.clone()],
+            |seq| ServerMessage::PeerJoined {
                 party_id: record.party_id.clone(),
                 peer: host.peer.clone(),
                 seq,
-            }
-        })
+            },
+        )
         .await?;
-        tx.commit().await?;
-        pending.party(message, vec![caller.clone()]);
-        self.publish(pending);
+        change.commit().await?;
         Ok(Joined {
-            party: party_of(&record, std::slice::from_ref(&host)),
+            party: party_of(&PartyRecord { seq, ..record }, std::slice::from_ref(&host)),
             virtual_ip: virtual_ip(host.vip_index),
             seq,
         })
@@ -266,54 +247,81 @@ impl Service {
         info: PeerInfo,
     ) -> Result<Joined> {
         must_be_caller(caller, &info.peer_id)?;
+        self.retrying(|| self.join_once(caller, party_id, info.clone()))
+            .await
+    }
+
+    async fn join_once(
+        &self,
+        caller: &PeerId,
+        party_id: &PartyId,
+        info: PeerInfo,
+    ) -> Result<Joined> {
         let now = Timestamp::now();
-        let _order = self.sequencer.lock().await;
-        let mut pending = Pending::default();
-        let mut tx = self.store.begin().await?;
-        let Some(mut record) = tx.party(party_id).await? else {
+        let mut change = self.change().await?;
+        // A move locks two parties: always in id order, so two peers moving
+        // opposite ways between the same parties never deadlock.
+        let current = change.tx.membership(caller).await?;
+        let mut parties: Vec<&PartyId> =
+            std::iter::once(party_id).chain(current.as_ref()).collect();
+        parties.sort();
+        parties.dedup();
+        let mut record = None;
+        for id in parties {
+            let locked = change.tx.party(id).await?;
+            if id == party_id {
+                record = locked;
+            }
+        }
+        let Some(mut record) = record else {
             return Err(party_not_found(party_id));
         };
-        Self::leave_current(tx.as_mut(), caller, Some(party_id), now, &mut pending).await?;
-        let mut members = tx.members(party_id).await?;
+        Self::leave_current(&mut change, caller, Some(party_id), now).await?;
+        let mut members = change.tx.members(party_id).await?;
         let peer = info.into_peer(now);
-        let existing = members.iter_mut().find(|m| m.peer.peer_id == *caller);
-        let (vip_index, seq) = if let Some(member) = existing {
+        let vip_index = if let Some(member) = members.iter_mut().find(|m| m.peer.peer_id == *caller)
+        {
             member.peer = peer.clone();
-            let vip = member.vip_index;
-            tx.update_member(party_id, &peer).await?;
-            record.seq = tx.next_seq(party_id).await?;
-            let message = ServerMessage::PartyUpdate {
-                party: party_of(&record, &members),
-                seq: record.seq,
-                virtual_ip: None,
-                request_id: None,
-            };
-            tx.insert_event(party_id, record.seq, now, &message).await?;
-            pending.party(message, ids(&members));
-            (vip, record.seq)
+            change.tx.update_member(party_id, &peer).await?;
+            let vip_index = member.vip_index;
+            record.seq = Self::log_event(&mut change, party_id, now, ids(&members), |seq| {
+                ServerMessage::PartyUpdate {
+                    party: party_of(
+                        &PartyRecord {
+                            seq,
+                            ..record.clone()
+                        },
+                        &members,
+                    ),
+                    seq,
+                    virtual_ip: None,
+                    request_id: None,
+                }
+            })
+            .await?;
+            vip_index
         } else {
             let vip_index = free_vip_index(&members)
                 .ok_or_else(|| Error::Conflict(format!("party {party_id} is full")))?;
             let member = MemberRecord { peer, vip_index };
-            tx.insert_member(party_id, &member).await?;
-            let (seq, message) = Self::log_event(tx.as_mut(), party_id, now, |seq| {
+            change.tx.insert_member(party_id, &member).await?;
+            let joined = member.peer.clone();
+            members.push(member);
+            record.seq = Self::log_event(&mut change, party_id, now, ids(&members), |seq| {
                 ServerMessage::PeerJoined {
                     party_id: party_id.clone(),
-                    peer: member.peer.clone(),
+                    peer: joined,
                     seq,
                 }
             })
             .await?;
-            members.push(member);
-            pending.party(message, ids(&members));
-            (vip_index, seq)
+            vip_index
         };
-        tx.commit().await?;
-        self.publish(pending);
+        change.commit().await?;
         Ok(Joined {
             party: party_of(&record, &members),
             virtual_ip: virtual_ip(vip_index),
-            seq,
+            seq: record.seq,
         })
     }
 
@@ -325,29 +333,22 @@ impl Service {
         peer_id: &PeerId,
     ) -> Result<Left> {
         must_be_caller(caller, peer_id)?;
+        self.retrying(|| self.leave_once(party_id, peer_id)).await
+    }
+
+    async fn leave_once(&self, party_id: &PartyId, peer_id: &PeerId) -> Result<Left> {
         let now = Timestamp::now();
-        let _order = self.sequencer.lock().await;
-        let mut pending = Pending::default();
-        let mut tx = self.store.begin().await?;
-        let Some(party) = tx.party(party_id).await? else {
+        let mut change = self.change().await?;
+        let Some(party) = change.tx.party(party_id).await? else {
             return Err(party_not_found(party_id));
         };
-        if tx.membership(peer_id).await?.as_ref() != Some(party_id) {
+        if change.tx.membership(peer_id).await?.as_ref() != Some(party_id) {
             return Err(Error::NotFound(format!(
                 "peer {peer_id} is not in party {party_id}"
             )));
         }
-        let left = Self::remove_member(
-            tx.as_mut(),
-            &party,
-            peer_id,
-            Removal::Left,
-            now,
-            &mut pending,
-        )
-        .await?;
-        tx.commit().await?;
-        self.publish(pending);
+        let left = Self::remove_member(&mut change, &party, peer_id, Removal::Left, now).await?;
+        change.commit().await?;
         Ok(left)
     }
 
@@ -383,29 +384,6 @@ impl Service {
             .peers
             .remove(peer_id)
             .ok_or_else(|| Error::NotFound(format!("peer {peer_id} is not in party {party_id}")))
-    }
-
-    /// Records that the caller is alive.
-    pub async fn heartbeat(
-        &self,
-        caller: &PeerId,
-        party_id: &PartyId,
-        peer_id: &PeerId,
-    ) -> Result<()> {
-        must_be_caller(caller, peer_id)?;
-        if self
-            .store
-            .touch_member(party_id, peer_id, Timestamp::now())
-            .await?
-        {
-            return Ok(());
-        }
-        match self.store.snapshot(party_id).await? {
-            None => Err(party_not_found(party_id)),
-            Some(_) => Err(Error::NotFound(format!(
-                "peer {peer_id} is not in party {party_id}"
-            ))),
-        }
     }
 }
 

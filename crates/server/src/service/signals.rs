@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use lanrage_proto::{PartyId, PeerId, Signal, SignalData, Timestamp};
 
-use super::{Error, Result, Service, parties::Pending};
+use super::{Error, Result, Service};
 use crate::events::Event;
 
 impl Service {
@@ -18,7 +18,8 @@ impl Service {
         signal_data: SignalData,
     ) -> Result<Signal> {
         let now = Timestamp::now();
-        let mut tx = self.store.begin().await?;
+        let mut change = self.change().await?;
+        let tx = &mut change.tx;
         if tx.party(party_id).await?.is_none() {
             return Err(Error::NotFound(format!("party {party_id} not found")));
         }
@@ -52,13 +53,11 @@ impl Service {
         };
         let ttl = i64::try_from(self.config.signal_ttl_secs).unwrap_or(i64::MAX);
         let id = tx.insert_signal(&signal, now.plus_secs(ttl)).await?;
-        tx.commit().await?;
-        let mut pending = Pending::default();
-        pending.push(Event::Signal {
+        change.publish(Event::Signal {
             signal: Arc::new(signal.clone()),
             id,
         });
-        self.publish(pending);
+        change.commit().await?;
         Ok(signal)
     }
 

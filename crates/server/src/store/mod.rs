@@ -5,6 +5,8 @@
 //! write rows. Everything a backend returns is already validated: a row that
 //! does not parse is reported as [`StoreError::Corrupt`], never passed on.
 
+mod postgres;
+mod rows;
 mod sqlite;
 
 use async_trait::async_trait;
@@ -12,7 +14,10 @@ use lanrage_proto::{
     Name, PartyId, Peer, PeerId, Region, Relay, RelayId, ServerMessage, Signal, Timestamp,
 };
 
+pub use postgres::{PgSettings, PostgresStore};
 pub use sqlite::SqliteStore;
+
+use crate::events::EventBus;
 
 /// Why a storage operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -21,7 +26,8 @@ pub enum StoreError {
     /// file unavailable): the caller may try again later.
     #[error("the database is unavailable")]
     Unavailable(#[source] sqlx::Error),
-    /// A uniqueness constraint refused the write.
+    /// A uniqueness constraint refused the write, or the transaction lost
+    /// a race (deadlock, serialization failure): running it again may work.
     #[error("conflicting write")]
     Conflict(#[source] sqlx::Error),
     #[error("database error")]
@@ -32,7 +38,7 @@ pub enum StoreError {
     Migrate(#[from] sqlx::migrate::MigrateError),
     #[error("{0:?} is not a usable SQLite database path: {1}")]
     BadPath(String, &'static str),
-    #[error("unsupported database URL {0:?}: expected sqlite://PATH")]
+    #[error("unsupported database URL {0:?}: expected sqlite://PATH or postgres://…")]
     UnsupportedUrl(String),
     #[error("cannot create the database folder {path}")]
     Folder {
@@ -56,13 +62,21 @@ fn is_transient(error: &dyn sqlx::error::DatabaseError) -> bool {
     code.starts_with("08") || code.starts_with("53") || code.starts_with("57P")
 }
 
+/// PostgreSQL serialization failures and deadlocks: the transaction lost a
+/// race and can simply run again.
+fn is_retryable(error: &dyn sqlx::error::DatabaseError) -> bool {
+    matches!(error.code().as_deref(), Some("40001" | "40P01"))
+}
+
 impl From<sqlx::Error> for StoreError {
     fn from(error: sqlx::Error) -> Self {
         match &error {
             sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) => {
                 Self::Unavailable(error)
             }
-            sqlx::Error::Database(db) if db.is_unique_violation() => Self::Conflict(error),
+            sqlx::Error::Database(db) if db.is_unique_violation() || is_retryable(db.as_ref()) => {
+                Self::Conflict(error)
+            }
             sqlx::Error::Database(db) if is_transient(db.as_ref()) => Self::Unavailable(error),
             _ => Self::Database(error),
         }
@@ -129,11 +143,18 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     /// Closes the connections once pending writes are done.
     async fn close(&self);
 
+    /// Starts delivering every committed event into `bus`, from all server
+    /// instances sharing the database, and returns true; or returns false
+    /// when the caller must publish its own events after each commit.
+    async fn deliver_events(&self, bus: EventBus) -> StoreResult<bool>;
+
     /// The party and its members, read in one consistent snapshot.
     async fn snapshot(
         &self,
         party_id: &PartyId,
     ) -> StoreResult<Option<(PartyRecord, Vec<MemberRecord>)>>;
+    /// The party `peer_id` is in, if any, and that party's current `seq`.
+    async fn membership(&self, peer_id: &PeerId) -> StoreResult<Option<(PartyId, u64)>>;
     async fn counts(&self) -> StoreResult<(u64, u64)>;
 
     async fn insert_token(
@@ -152,6 +173,9 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
         peer_id: &PeerId,
         at: Timestamp,
     ) -> StoreResult<bool>;
+    /// Refreshes many members' `last_seen` in one transaction (coalesced
+    /// heartbeats); members that left meanwhile are skipped.
+    async fn touch_members(&self, beats: &[(PartyId, PeerId, Timestamp)]) -> StoreResult<()>;
 
     /// Inserts the relay, or refreshes it when it is already registered
     /// (keeping its `registered_at`); either way it was last seen `seen_at`.
@@ -161,7 +185,7 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     async fn relays(&self, region: Option<&Region>) -> StoreResult<Vec<Relay>>;
 
     /// Removes and returns, oldest first, the unexpired signals queued for
-    /// `peer_id` in `party_id`.
+    /// `peer_id` in `party_id` that no socket has delivered.
     async fn drain_signals(
         &self,
         party_id: &PartyId,
@@ -169,8 +193,8 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
         now: Timestamp,
     ) -> StoreResult<Vec<Signal>>;
 
-    /// Unqueues a signal that was delivered over a socket.
-    async fn delete_signal(&self, id: i64) -> StoreResult<()>;
+    /// Marks a signal delivered over a socket: polls no longer return it.
+    async fn mark_signal_delivered(&self, id: i64) -> StoreResult<()>;
 
     /// The party's logged events after `after_seq`, in order.
     async fn events_after(
@@ -182,13 +206,17 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     /// Raises every member's and relay's `last_seen` to at least `now`.
     async fn forgive_downtime(&self, now: Timestamp) -> StoreResult<()>;
 
+    /// Claims this interval's cleanup pass; false when another instance
+    /// ran one less than `interval_secs` ago.
+    async fn claim_cleanup(&self, now: Timestamp, interval_secs: u64) -> StoreResult<bool>;
+
     /// Members whose `last_seen` is before `cutoff`.
     async fn stale_members(&self, cutoff: Timestamp) -> StoreResult<Vec<(PartyId, PeerId)>>;
     /// Parties with no members or whose host is not a member.
     async fn orphaned_parties(&self) -> StoreResult<Vec<PartyId>>;
     /// Deletes expired tokens and signals, relays silent since
-    /// `relay_cutoff`, and events both beyond the last `keep_events` of their
-    /// party and older than `events_cutoff`.
+    /// `relay_cutoff`, and events older than `events_cutoff` that are beyond
+    /// the last `keep_events` of their party or whose party is gone.
     async fn sweep(
         &self,
         now: Timestamp,
@@ -208,7 +236,8 @@ pub trait Tx: Send {
     async fn membership(&mut self, peer_id: &PeerId) -> StoreResult<Option<PartyId>>;
 
     async fn insert_party(&mut self, party: &PartyRecord) -> StoreResult<()>;
-    /// Deletes the party with its members, events and signals.
+    /// Deletes the party with its members and signals (its events stay
+    /// until pruned).
     async fn delete_party(&mut self, party_id: &PartyId) -> StoreResult<()>;
 
     async fn insert_member(&mut self, party_id: &PartyId, member: &MemberRecord)
@@ -220,15 +249,18 @@ pub trait Tx: Send {
 
     /// Advances the party's event counter and returns the new `seq`.
     async fn next_seq(&mut self, party_id: &PartyId) -> StoreResult<u64>;
+    /// Logs a party event for `recipients`; a backend that delivers events
+    /// itself announces it when the transaction commits.
     async fn insert_event(
         &mut self,
         party_id: &PartyId,
         seq: u64,
         at: Timestamp,
         event: &ServerMessage,
+        recipients: &[PeerId],
     ) -> StoreResult<()>;
 
-    /// How many unexpired signals wait for `to_peer_id` in the party.
+    /// How many undelivered, unexpired signals wait for `to_peer_id`.
     async fn queued_signals(
         &mut self,
         party_id: &PartyId,
@@ -241,10 +273,13 @@ pub trait Tx: Send {
     async fn commit(self: Box<Self>) -> StoreResult<()>;
 }
 
-/// Opens the backend a database URL names.
-pub async fn connect(url: &str) -> StoreResult<std::sync::Arc<dyn Store>> {
+/// Opens the backend a database URL names: `sqlite:` or `postgres:`.
+pub async fn connect(url: &str, pg: PgSettings) -> StoreResult<std::sync::Arc<dyn Store>> {
     if url.starts_with("sqlite:") {
         return Ok(std::sync::Arc::new(SqliteStore::open(url).await?));
+    }
+    if url.starts_with("postgres:") || url.starts_with("postgresql:") {
+        return Ok(std::sync::Arc::new(PostgresStore::open(url, pg).await?));
     }
     Err(StoreError::UnsupportedUrl(url.to_owned()))
 }

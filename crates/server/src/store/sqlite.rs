@@ -6,18 +6,19 @@ use std::{str::FromStr, time::Duration};
 
 use async_trait::async_trait;
 use lanrage_proto::{
-    InvalidValue, IpOrUnknown, Name, PartyId, Peer, PeerId, PublicKey, Region, Relay, RelayId,
-    ServerMessage, Signal, SignalData, Timestamp,
+    PartyId, Peer, PeerId, Region, Relay, RelayId, ServerMessage, Signal, Timestamp,
 };
 use sqlx::{
-    Row, SqlSafeStr, Sqlite, SqlitePool, Transaction,
+    SqlSafeStr, Sqlite, SqlitePool, Transaction,
     migrate::{Migration, MigrationType, Migrator},
-    sqlite::{
-        SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous,
-    },
+    sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous},
 };
 
-use super::{MemberRecord, PartyRecord, Store, StoreError, StoreResult, Swept, TokenRecord, Tx};
+use super::{
+    MemberRecord, PartyRecord, Store, StoreError, StoreResult, Swept, TokenRecord, Tx,
+    rows::{self, Columns},
+};
+use crate::events::EventBus;
 
 /// How long a request waits for a connection before it is answered 503.
 const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(2);
@@ -33,13 +34,27 @@ pub struct SqliteStore {
 }
 
 fn migrator() -> Migrator {
-    Migrator::with_migrations(vec![Migration::new(
-        1,
-        "init".into(),
-        MigrationType::Simple,
-        include_str!("../../migrations/sqlite/0001_init.sql").into_sql_str(),
-        false,
-    )])
+    let step = |version, description: &'static str, sql: &'static str| {
+        Migration::new(
+            version,
+            description.into(),
+            MigrationType::Simple,
+            sql.into_sql_str(),
+            false,
+        )
+    };
+    Migrator::with_migrations(vec![
+        step(
+            1,
+            "init",
+            include_str!("../../migrations/sqlite/0001_init.sql"),
+        ),
+        step(
+            2,
+            "events outlive parties",
+            include_str!("../../migrations/sqlite/0002_events_outlive_parties.sql"),
+        ),
+    ])
 }
 
 impl SqliteStore {
@@ -87,85 +102,6 @@ impl SqliteStore {
     }
 }
 
-fn valid<T>(value: Result<T, InvalidValue>) -> StoreResult<T> {
-    value.map_err(|e| StoreError::Corrupt(e.0))
-}
-
-fn port(row: &SqliteRow, column: &str) -> StoreResult<u16> {
-    let value: i64 = row.try_get(column)?;
-    u16::try_from(value).map_err(|_| StoreError::Corrupt(format!("{column} {value} out of range")))
-}
-
-fn unsigned(value: i64, what: &str) -> StoreResult<u64> {
-    u64::try_from(value).map_err(|_| StoreError::Corrupt(format!("{what} {value} is negative")))
-}
-
-fn micros(row: &SqliteRow, column: &str) -> StoreResult<Timestamp> {
-    Ok(Timestamp::from_micros(row.try_get(column)?))
-}
-
-fn text(row: &SqliteRow, column: &str) -> StoreResult<String> {
-    Ok(row.try_get(column)?)
-}
-
-fn party_record(row: &SqliteRow) -> StoreResult<PartyRecord> {
-    Ok(PartyRecord {
-        party_id: valid(PartyId::parse(text(row, "party_id")?))?,
-        name: valid(Name::parse(text(row, "name")?))?,
-        host_id: valid(PeerId::parse(text(row, "host_id")?))?,
-        created_at: micros(row, "created_at")?,
-        seq: unsigned(row.try_get("seq")?, "seq")?,
-    })
-}
-
-fn member_record(row: &SqliteRow) -> StoreResult<MemberRecord> {
-    let vip: i64 = row.try_get("vip_index")?;
-    Ok(MemberRecord {
-        peer: Peer {
-            peer_id: valid(PeerId::parse(text(row, "peer_id")?))?,
-            name: valid(Name::parse(text(row, "name")?))?,
-            public_key: valid(PublicKey::parse(text(row, "public_key")?))?,
-            nat_type: valid(text(row, "nat_type")?.parse())?,
-            public_ip: valid(text(row, "public_ip")?.parse::<IpOrUnknown>())?,
-            public_port: port(row, "public_port")?,
-            local_ip: valid(text(row, "local_ip")?.parse::<IpOrUnknown>())?,
-            local_port: port(row, "local_port")?,
-            last_seen: micros(row, "last_seen")?,
-        },
-        vip_index: u16::try_from(vip)
-            .map_err(|_| StoreError::Corrupt(format!("vip_index {vip} out of range")))?,
-    })
-}
-
-fn relay_record(row: &SqliteRow) -> StoreResult<Relay> {
-    let capacity: i64 = row.try_get("capacity")?;
-    Ok(Relay {
-        relay_id: valid(RelayId::parse(text(row, "relay_id")?))?,
-        public_ip: valid(text(row, "public_ip")?.parse::<IpOrUnknown>())?,
-        port: port(row, "port")?,
-        region: valid(Region::parse(text(row, "region")?))?,
-        capacity: u32::try_from(capacity)
-            .map_err(|_| StoreError::Corrupt(format!("capacity {capacity} out of range")))?,
-        registered_at: micros(row, "registered_at")?,
-    })
-}
-
-fn signal_record(row: &SqliteRow) -> StoreResult<Signal> {
-    let data: serde_json::Value = serde_json::from_str(&text(row, "signal_data")?)
-        .map_err(|e| StoreError::Corrupt(format!("signal_data: {e}")))?;
-    Ok(Signal {
-        party_id: valid(PartyId::parse(text(row, "party_id")?))?,
-        from_peer_id: valid(PeerId::parse(text(row, "from_peer_id")?))?,
-        to_peer_id: valid(PeerId::parse(text(row, "to_peer_id")?))?,
-        signal_data: valid(SignalData::parse(data))?,
-        sent_at: micros(row, "sent_at")?,
-    })
-}
-
-fn seq_param(seq: u64) -> StoreResult<i64> {
-    i64::try_from(seq).map_err(|_| StoreError::Corrupt(format!("seq {seq} out of range")))
-}
-
 #[async_trait]
 impl Store for SqliteStore {
     async fn begin(&self) -> StoreResult<Box<dyn Tx>> {
@@ -184,6 +120,11 @@ impl Store for SqliteStore {
         self.writer.close().await;
     }
 
+    async fn deliver_events(&self, _bus: EventBus) -> StoreResult<bool> {
+        // One process owns the file: the service publishes after commit.
+        Ok(false)
+    }
+
     async fn snapshot(
         &self,
         party_id: &PartyId,
@@ -198,6 +139,23 @@ impl Store for SqliteStore {
         Ok(Some((party, members)))
     }
 
+    async fn membership(&self, peer_id: &PeerId) -> StoreResult<Option<(PartyId, u64)>> {
+        let Some(row) = sqlx::query(
+            "SELECT m.party_id, p.seq FROM members m JOIN parties p ON p.party_id = m.party_id \
+             WHERE m.peer_id = ?",
+        )
+        .bind(peer_id.as_str())
+        .fetch_optional(&self.reader)
+        .await?
+        else {
+            return Ok(None);
+        };
+        Ok(Some((
+            rows::party_id(&row)?,
+            rows::unsigned(row.int("seq")?, "seq")?,
+        )))
+    }
+
     async fn counts(&self) -> StoreResult<(u64, u64)> {
         let row = sqlx::query(
             "SELECT (SELECT COUNT(*) FROM parties) AS parties, (SELECT COUNT(*) FROM relays) AS relays",
@@ -205,8 +163,8 @@ impl Store for SqliteStore {
         .fetch_one(&self.reader)
         .await?;
         Ok((
-            unsigned(row.try_get("parties")?, "count")?,
-            unsigned(row.try_get("relays")?, "count")?,
+            rows::unsigned(row.int("parties")?, "count")?,
+            rows::unsigned(row.int("relays")?, "count")?,
         ))
     }
 
@@ -238,8 +196,8 @@ impl Store for SqliteStore {
             return Ok(None);
         };
         Ok(Some(TokenRecord {
-            peer_id: valid(PeerId::parse(text(&row, "peer_id")?))?,
-            expires_at: micros(&row, "expires_at")?,
+            peer_id: rows::peer_id(&row, "peer_id")?,
+            expires_at: Timestamp::from_micros(row.int("expires_at")?),
         }))
     }
 
@@ -258,6 +216,22 @@ impl Store for SqliteStore {
         .execute(&self.writer)
         .await?;
         Ok(done.rows_affected() == 1)
+    }
+
+    async fn touch_members(&self, beats: &[(PartyId, PeerId, Timestamp)]) -> StoreResult<()> {
+        let mut tx = self.writer.begin().await?;
+        for (party_id, peer_id, at) in beats {
+            sqlx::query(
+                "UPDATE members SET last_seen = MAX(last_seen, ?) WHERE peer_id = ? AND party_id = ?",
+            )
+            .bind(at.as_micros())
+            .bind(peer_id.as_str())
+            .bind(party_id.as_str())
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
     }
 
     async fn upsert_relay(&self, relay: &Relay, seen_at: Timestamp) -> StoreResult<()> {
@@ -307,7 +281,7 @@ impl Store for SqliteStore {
                 .await?
             }
         };
-        rows.iter().map(relay_record).collect()
+        rows.iter().map(rows::relay_record).collect()
     }
 
     async fn drain_signals(
@@ -318,7 +292,7 @@ impl Store for SqliteStore {
     ) -> StoreResult<Vec<Signal>> {
         let rows = sqlx::query(
             "DELETE FROM signals WHERE party_id = ? AND to_peer_id = ? \
-             RETURNING id, party_id, from_peer_id, to_peer_id, signal_data, sent_at, expires_at",
+             RETURNING id, party_id, from_peer_id, to_peer_id, signal_data, sent_at, expires_at, delivered",
         )
         .bind(party_id.as_str())
         .bind(peer_id.as_str())
@@ -326,18 +300,16 @@ impl Store for SqliteStore {
         .await?;
         let mut live = Vec::with_capacity(rows.len());
         for row in &rows {
-            let expires_at: i64 = row.try_get("expires_at")?;
-            if expires_at > now.as_micros() {
-                let id: i64 = row.try_get("id")?;
-                live.push((id, signal_record(row)?));
+            if row.int("expires_at")? > now.as_micros() && row.int("delivered")? == 0 {
+                live.push((row.int("id")?, rows::signal_record(row)?));
             }
         }
         live.sort_by_key(|(id, _)| *id);
         Ok(live.into_iter().map(|(_, signal)| signal).collect())
     }
 
-    async fn delete_signal(&self, id: i64) -> StoreResult<()> {
-        sqlx::query("DELETE FROM signals WHERE id = ?")
+    async fn mark_signal_delivered(&self, id: i64) -> StoreResult<()> {
+        sqlx::query("UPDATE signals SET delivered = TRUE WHERE id = ?")
             .bind(id)
             .execute(&self.writer)
             .await?;
@@ -353,31 +325,35 @@ impl Store for SqliteStore {
             "SELECT payload FROM party_events WHERE party_id = ? AND seq > ? ORDER BY seq",
         )
         .bind(party_id.as_str())
-        .bind(seq_param(after_seq)?)
+        .bind(rows::seq_param(after_seq)?)
         .fetch_all(&self.reader)
         .await?;
-        rows.iter()
-            .map(|row| {
-                serde_json::from_str(&text(row, "payload")?)
-                    .map_err(|e| StoreError::Corrupt(format!("event payload: {e}")))
-            })
-            .collect()
+        rows.iter().map(rows::event_payload).collect()
     }
 
     async fn forgive_downtime(&self, now: Timestamp) -> StoreResult<()> {
         let mut tx = self.writer.begin().await?;
-        sqlx::query("UPDATE members SET last_seen = ? WHERE last_seen < ?")
-            .bind(now.as_micros())
-            .bind(now.as_micros())
-            .execute(&mut *tx)
-            .await?;
-        sqlx::query("UPDATE relays SET last_seen = ? WHERE last_seen < ?")
-            .bind(now.as_micros())
-            .bind(now.as_micros())
-            .execute(&mut *tx)
-            .await?;
+        for statement in [
+            "UPDATE members SET last_seen = ? WHERE last_seen < ?",
+            "UPDATE relays SET last_seen = ? WHERE last_seen < ?",
+        ] {
+            sqlx::query(statement)
+                .bind(now.as_micros())
+                .bind(now.as_micros())
+                .execute(&mut *tx)
+                .await?;
+        }
         tx.commit().await?;
         Ok(())
+    }
+
+    async fn claim_cleanup(&self, now: Timestamp, interval_secs: u64) -> StoreResult<bool> {
+        let done = sqlx::query("UPDATE cleanup_lease SET ran_at = ? WHERE id = 1 AND ran_at <= ?")
+            .bind(now.as_micros())
+            .bind(lease_cutoff(now, interval_secs))
+            .execute(&self.writer)
+            .await?;
+        Ok(done.rows_affected() == 1)
     }
 
     async fn stale_members(&self, cutoff: Timestamp) -> StoreResult<Vec<(PartyId, PeerId)>> {
@@ -386,12 +362,7 @@ impl Store for SqliteStore {
             .fetch_all(&self.reader)
             .await?;
         rows.iter()
-            .map(|row| {
-                Ok((
-                    valid(PartyId::parse(text(row, "party_id")?))?,
-                    valid(PeerId::parse(text(row, "peer_id")?))?,
-                ))
-            })
+            .map(|row| Ok((rows::party_id(row)?, rows::peer_id(row, "peer_id")?)))
             .collect()
     }
 
@@ -402,9 +373,7 @@ impl Store for SqliteStore {
         )
         .fetch_all(&self.reader)
         .await?;
-        rows.iter()
-            .map(|row| valid(PartyId::parse(text(row, "party_id")?)))
-            .collect()
+        rows.iter().map(rows::party_id).collect()
     }
 
     async fn sweep(
@@ -415,38 +384,52 @@ impl Store for SqliteStore {
         events_cutoff: Timestamp,
     ) -> StoreResult<Swept> {
         let mut tx = self.writer.begin().await?;
-        let tokens = sqlx::query("DELETE FROM tokens WHERE expires_at <= ?")
-            .bind(now.as_micros())
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
-        let relays = sqlx::query("DELETE FROM relays WHERE last_seen < ?")
-            .bind(relay_cutoff.as_micros())
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
-        let signals = sqlx::query("DELETE FROM signals WHERE expires_at <= ?")
-            .bind(now.as_micros())
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
-        let events = sqlx::query(
-            "DELETE FROM party_events WHERE created_at < ? AND seq <= \
-             (SELECT p.seq FROM parties p WHERE p.party_id = party_events.party_id) - ?",
-        )
-        .bind(events_cutoff.as_micros())
-        .bind(seq_param(keep_events)?)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
+        let mut run = async |statement: &'static str, first: i64, second: Option<i64>| {
+            let mut query = sqlx::query(statement).bind(first);
+            if let Some(second) = second {
+                query = query.bind(second);
+            }
+            Ok::<_, StoreError>(query.execute(&mut *tx).await?.rows_affected())
+        };
+        let swept = Swept {
+            tokens: run(
+                "DELETE FROM tokens WHERE expires_at <= ?",
+                now.as_micros(),
+                None,
+            )
+            .await?,
+            relays: run(
+                "DELETE FROM relays WHERE last_seen < ?",
+                relay_cutoff.as_micros(),
+                None,
+            )
+            .await?,
+            signals: run(
+                "DELETE FROM signals WHERE expires_at <= ?",
+                now.as_micros(),
+                None,
+            )
+            .await?,
+            events: run(
+                "DELETE FROM party_events WHERE created_at < ? AND seq <= COALESCE( \
+                 (SELECT p.seq FROM parties p WHERE p.party_id = party_events.party_id) - ?, \
+                 seq)",
+                events_cutoff.as_micros(),
+                Some(rows::seq_param(keep_events)?),
+            )
+            .await?,
+        };
         tx.commit().await?;
-        Ok(Swept {
-            tokens,
-            relays,
-            signals,
-            events,
-        })
+        Ok(swept)
     }
+}
+
+/// The lease is free again after 90% of an interval, so a pass that ran a
+/// little early still counts for its interval.
+pub(super) fn lease_cutoff(now: Timestamp, interval_secs: u64) -> i64 {
+    let interval = i64::try_from(interval_secs).unwrap_or(i64::MAX / 1_000_000);
+    now.as_micros()
+        .saturating_sub(interval.saturating_mul(900_000))
 }
 
 async fn select_party<'e, E>(executor: E, party_id: &PartyId) -> StoreResult<Option<PartyRecord>>
@@ -458,7 +441,7 @@ where
         .fetch_optional(executor)
         .await?
         .as_ref()
-        .map(party_record)
+        .map(rows::party_record)
         .transpose()
 }
 
@@ -473,7 +456,20 @@ where
     .bind(party_id.as_str())
     .fetch_all(executor)
     .await?;
-    rows.iter().map(member_record).collect()
+    rows.iter().map(rows::member_record).collect()
+}
+
+async fn select_membership<'e, E>(executor: E, peer_id: &PeerId) -> StoreResult<Option<PartyId>>
+where
+    E: sqlx::Executor<'e, Database = Sqlite>,
+{
+    sqlx::query("SELECT party_id FROM members WHERE peer_id = ?")
+        .bind(peer_id.as_str())
+        .fetch_optional(executor)
+        .await?
+        .as_ref()
+        .map(rows::party_id)
+        .transpose()
 }
 
 /// A write transaction on the writer connection.
@@ -493,12 +489,7 @@ impl Tx for SqliteTx {
     }
 
     async fn membership(&mut self, peer_id: &PeerId) -> StoreResult<Option<PartyId>> {
-        sqlx::query("SELECT party_id FROM members WHERE peer_id = ?")
-            .bind(peer_id.as_str())
-            .fetch_optional(&mut *self.tx)
-            .await?
-            .map(|row| valid(PartyId::parse(text(&row, "party_id")?)))
-            .transpose()
+        select_membership(&mut *self.tx, peer_id).await
     }
 
     async fn insert_party(&mut self, party: &PartyRecord) -> StoreResult<()> {
@@ -509,7 +500,7 @@ impl Tx for SqliteTx {
         .bind(party.name.as_str())
         .bind(party.host_id.as_str())
         .bind(party.created_at.as_micros())
-        .bind(seq_param(party.seq)?)
+        .bind(rows::seq_param(party.seq)?)
         .execute(&mut *self.tx)
         .await?;
         Ok(())
@@ -571,16 +562,16 @@ impl Tx for SqliteTx {
     }
 
     async fn delete_member(&mut self, party_id: &PartyId, peer_id: &PeerId) -> StoreResult<()> {
-        sqlx::query("DELETE FROM members WHERE peer_id = ? AND party_id = ?")
-            .bind(peer_id.as_str())
-            .bind(party_id.as_str())
-            .execute(&mut *self.tx)
-            .await?;
-        sqlx::query("DELETE FROM signals WHERE party_id = ? AND to_peer_id = ?")
-            .bind(party_id.as_str())
-            .bind(peer_id.as_str())
-            .execute(&mut *self.tx)
-            .await?;
+        for statement in [
+            "DELETE FROM members WHERE party_id = ? AND peer_id = ?",
+            "DELETE FROM signals WHERE party_id = ? AND to_peer_id = ?",
+        ] {
+            sqlx::query(statement)
+                .bind(party_id.as_str())
+                .bind(peer_id.as_str())
+                .execute(&mut *self.tx)
+                .await?;
+        }
         Ok(())
     }
 
@@ -589,7 +580,7 @@ impl Tx for SqliteTx {
             .bind(party_id.as_str())
             .fetch_one(&mut *self.tx)
             .await?;
-        unsigned(row.try_get("seq")?, "seq")
+        rows::unsigned(row.int("seq")?, "seq")
     }
 
     async fn insert_event(
@@ -598,16 +589,17 @@ impl Tx for SqliteTx {
         seq: u64,
         at: Timestamp,
         event: &ServerMessage,
+        recipients: &[PeerId],
     ) -> StoreResult<()> {
-        let payload = serde_json::to_string(event)
-            .map_err(|e| StoreError::Corrupt(format!("event payload: {e}")))?;
         sqlx::query(
-            "INSERT INTO party_events (party_id, seq, created_at, payload) VALUES (?, ?, ?, ?)",
+            "INSERT INTO party_events (party_id, seq, created_at, payload, recipients) \
+             VALUES (?, ?, ?, ?, ?)",
         )
         .bind(party_id.as_str())
-        .bind(seq_param(seq)?)
+        .bind(rows::seq_param(seq)?)
         .bind(at.as_micros())
-        .bind(payload)
+        .bind(rows::to_json(event, "event payload")?)
+        .bind(rows::to_json(&recipients, "event recipients")?)
         .execute(&mut *self.tx)
         .await?;
         Ok(())
@@ -620,19 +612,18 @@ impl Tx for SqliteTx {
         now: Timestamp,
     ) -> StoreResult<u64> {
         let row = sqlx::query(
-            "SELECT COUNT(*) AS n FROM signals WHERE party_id = ? AND to_peer_id = ? AND expires_at > ?",
+            "SELECT COUNT(*) AS n FROM signals WHERE party_id = ? AND to_peer_id = ? \
+             AND expires_at > ? AND delivered = FALSE",
         )
         .bind(party_id.as_str())
         .bind(to_peer_id.as_str())
         .bind(now.as_micros())
         .fetch_one(&mut *self.tx)
         .await?;
-        unsigned(row.try_get("n")?, "count")
+        rows::unsigned(row.int("n")?, "count")
     }
 
     async fn insert_signal(&mut self, signal: &Signal, expires_at: Timestamp) -> StoreResult<i64> {
-        let data = serde_json::to_string(&signal.signal_data)
-            .map_err(|e| StoreError::Corrupt(format!("signal_data: {e}")))?;
         let done = sqlx::query(
             "INSERT INTO signals (party_id, from_peer_id, to_peer_id, signal_data, sent_at, expires_at) \
              VALUES (?, ?, ?, ?, ?, ?)",
@@ -640,7 +631,7 @@ impl Tx for SqliteTx {
         .bind(signal.party_id.as_str())
         .bind(signal.from_peer_id.as_str())
         .bind(signal.to_peer_id.as_str())
-        .bind(data)
+        .bind(rows::to_json(&signal.signal_data, "signal_data")?)
         .bind(signal.sent_at.as_micros())
         .bind(expires_at.as_micros())
         .execute(&mut *self.tx)

@@ -6,7 +6,7 @@ use std::{collections::HashMap, sync::Arc, time::Duration};
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
 use futures_util::{SinkExt, StreamExt, stream::SplitSink};
 use lanrage_proto::{ClientMessage, PartyId, PeerId, ServerMessage};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 
 use super::hub::{CloseReason, Control, Outgoing, Slot, encode};
 use crate::{
@@ -29,24 +29,22 @@ pub async fn run(socket: WebSocket, state: AppState, header: HeaderAuth, slot: S
     let (queue, queue_rx) = mpsc::channel(config.ws_send_queue);
     let control = Arc::new(Control::default());
     let ping_every = Duration::from_secs(config.ws_ping_interval_secs);
-    let writer = tokio::spawn(write_loop(sink, queue_rx, control.clone(), ping_every));
+    let (prime, primed) = oneshot::channel();
+    let writer = tokio::spawn(write_loop(
+        sink,
+        queue_rx,
+        primed,
+        control.clone(),
+        ping_every,
+    ));
     let session = Session {
         service: state.service.clone(),
         queue,
         control: control.clone(),
     };
 
-    let peer_id = match header {
-        HeaderAuth::Valid(peer_id) => {
-            session.reply(
-                ServerMessage::AuthOk {
-                    peer_id: peer_id.clone(),
-                    request_id: None,
-                },
-                None,
-            );
-            Some(peer_id)
-        }
+    let authenticated = match header {
+        HeaderAuth::Valid(peer_id) => Some((peer_id, None)),
         HeaderAuth::Invalid(message) => {
             session.refuse(message, None);
             None
@@ -64,12 +62,31 @@ pub async fn run(socket: WebSocket, state: AppState, header: HeaderAuth, slot: S
         }
     };
 
-    if let Some(peer_id) = peer_id {
+    if let Some((peer_id, request_id)) = authenticated {
         let _registration = state.hub.register(
             peer_id.clone(),
             session.queue.clone(),
             control.clone(),
             config.ws_max_sockets_per_peer,
+        );
+        // The socket's stream of party events starts after the party's
+        // current seq: events committed before it connected, still on their
+        // way through the bus, are not sent.
+        let current = match state.service.store().membership(&peer_id).await {
+            Ok(current) => current,
+            Err(error) => {
+                tracing::warn!(error = %crate::store::error_chain(&error), "cannot read the socket's party");
+                None
+            }
+        };
+        let _ = prime.send(current);
+        // Only now: from auth_ok on, the socket hears of every change.
+        session.reply(
+            ServerMessage::AuthOk {
+                peer_id: peer_id.clone(),
+                request_id,
+            },
+            None,
         );
         tracing::debug!(peer_id = %peer_id, "socket authenticated");
         // Ping interval plus slack: a live client has answered a ping by then.
@@ -151,7 +168,7 @@ impl Session {
     async fn authenticate(
         &self,
         stream: &mut futures_util::stream::SplitStream<WebSocket>,
-    ) -> Option<PeerId> {
+    ) -> Option<(PeerId, Option<serde_json::Value>)> {
         while let Some(Ok(frame)) = stream.next().await {
             let text = match frame {
                 Message::Text(text) => text,
@@ -175,16 +192,7 @@ impl Session {
                     _,
                 )) => {
                     return match self.service.authenticate(&token).await {
-                        Ok(owner) if owner == peer_id => {
-                            self.reply(
-                                ServerMessage::AuthOk {
-                                    peer_id: owner.clone(),
-                                    request_id,
-                                },
-                                None,
-                            );
-                            Some(owner)
-                        }
+                        Ok(owner) if owner == peer_id => Some((owner, request_id)),
                         Ok(_) => {
                             self.refuse(
                                 format!("the token does not belong to {peer_id}"),
@@ -376,12 +384,15 @@ fn parse(
 async fn write_loop(
     mut sink: SplitSink<WebSocket, Message>,
     mut queue: mpsc::Receiver<Outgoing>,
+    mut primed: oneshot::Receiver<Option<(PartyId, u64)>>,
     control: Arc<Control>,
     ping_every: Duration,
 ) {
     // Highest seq sent per party: live events already sent as a reply or a
-    // replay are not sent twice.
+    // replay (or older than the socket) are not sent.
     let mut sent: HashMap<PartyId, u64> = HashMap::new();
+    // Events wait here until the socket knows where its party stood.
+    let mut held: Option<Vec<Outgoing>> = Some(Vec::new());
     let mut ping = tokio::time::interval_at(tokio::time::Instant::now() + ping_every, ping_every);
     // A write that does not complete in this time means a dead peer.
     let write_timeout = ping_every.max(Duration::from_secs(5));
@@ -389,8 +400,27 @@ async fn write_loop(
         tokio::select! {
             biased;
             reason = control.closed() => break reason,
+            start = &mut primed, if held.is_some() => {
+                if let Ok(Some((party_id, seq))) = start {
+                    sent.insert(party_id, seq);
+                }
+                for item in held.take().into_iter().flatten() {
+                    let Some(text) = admit(&mut sent, item) else { continue };
+                    if !matches!(tokio::time::timeout(write_timeout, sink.send(Message::Text(text))).await, Ok(Ok(()))) {
+                        control.close(CloseReason::Unresponsive);
+                        return;
+                    }
+                }
+            }
             item = queue.recv() => {
                 let Some(item) = item else { break CloseReason::ClientClosed };
+                let item = match (&mut held, item) {
+                    (Some(held), event @ Outgoing::Event { .. }) => {
+                        held.push(event);
+                        continue;
+                    }
+                    (_, item) => item,
+                };
                 let Some(text) = admit(&mut sent, item) else { continue };
                 match tokio::time::timeout(write_timeout, sink.send(Message::Text(text))).await {
                     Ok(Ok(())) => {}

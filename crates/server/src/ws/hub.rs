@@ -267,13 +267,14 @@ impl Hub {
     /// Routes the bus to the sockets until the bus closes.
     pub async fn run(self: Arc<Self>, service: Service) {
         let mut events = service.events().subscribe();
-        // Signals delivered live are unqueued by one task, in order.
+        // Signals delivered live are marked by one task, in order, so the
+        // dispatcher never waits for the database.
         let (delivered_tx, mut delivered_rx) = mpsc::unbounded_channel::<i64>();
-        let unqueue = service.clone();
+        let store = service.store().clone();
         tokio::spawn(async move {
             while let Some(id) = delivered_rx.recv().await {
-                if let Err(error) = unqueue.store().delete_signal(id).await {
-                    tracing::warn!(error = %error_chain(&error), "cannot unqueue a delivered signal");
+                if let Err(error) = store.mark_signal_delivered(id).await {
+                    tracing::warn!(error = %error_chain(&error), "cannot mark a signal delivered");
                 }
             }
         });
@@ -307,6 +308,9 @@ impl Hub {
                         let _ = delivered_tx.send(id);
                     }
                 }
+                Ok(Event::Resync) => {
+                    tokio::spawn(self.clone().resync(service.clone()));
+                }
                 Err(broadcast::error::RecvError::Lagged(missed)) => {
                     // Some sockets would miss events: make them reconnect and
                     // resume rather than act on a stale view.
@@ -314,6 +318,57 @@ impl Hub {
                     self.close_all(CloseReason::Resync);
                 }
                 Err(broadcast::error::RecvError::Closed) => return,
+            }
+        }
+    }
+}
+
+impl Hub {
+    /// Sends every connected peer its party's current state (after events
+    /// may have been lost).
+    async fn resync(self: Arc<Self>, service: Service) {
+        let peers: Vec<PeerId> = match self.peers.read() {
+            Ok(peers) => peers.keys().cloned().collect(),
+            Err(_) => return,
+        };
+        for peer_id in peers {
+            let view = match service.store().membership(&peer_id).await {
+                Ok(Some((party_id, _))) => service.party_view(&peer_id, &party_id).await,
+                Ok(None) => continue,
+                Err(error) => Err(error.into()),
+            };
+            match view {
+                Ok(view) => {
+                    let virtual_ip = view.virtual_ips.get(&peer_id).copied();
+                    let party = (view.party.party_id.clone(), view.seq);
+                    let message = ServerMessage::PartyUpdate {
+                        party: view.party,
+                        seq: view.seq,
+                        virtual_ip,
+                        request_id: None,
+                    };
+                    if let Some(text) = encode(&message) {
+                        self.deliver(
+                            [&peer_id],
+                            &Outgoing::Reply {
+                                text,
+                                party: Some(party),
+                            },
+                        );
+                    }
+                }
+                Err(error) => {
+                    tracing::warn!(%peer_id, error = %error_chain(&error), "cannot resync a socket; closing it");
+                    self.close_peer(&peer_id, CloseReason::Resync);
+                }
+            }
+        }
+    }
+
+    fn close_peer(&self, peer_id: &PeerId, reason: CloseReason) {
+        if let Ok(peers) = self.peers.read() {
+            for entry in peers.get(peer_id).into_iter().flatten() {
+                entry.control.close(reason);
             }
         }
     }

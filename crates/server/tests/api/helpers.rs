@@ -16,23 +16,33 @@ use tokio::{sync::oneshot, task::JoinHandle};
 
 pub const RELAY_KEY: &str = "relay-operator-secret";
 
+/// Which storage backend a test binary runs against.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
 /// A running server and a client for it.
 pub struct TestApp {
     pub addr: SocketAddr,
     pub client: reqwest::Client,
     pub service: Service,
+    /// The SQLite file (SQLite runs only).
     pub db_path: PathBuf,
+    database_url: String,
     stop: Option<oneshot::Sender<()>>,
     handle: Option<JoinHandle<std::io::Result<()>>>,
-    // Dropped last: the database lives in it.
+    // Dropped last: the database lives in it (or is dropped by it).
     dir: Option<tempfile::TempDir>,
+    scratch_database: Option<ScratchDatabase>,
 }
 
-/// Settings for tests: a fresh database, port 0, no rate limiting.
-pub fn test_config(db_path: &std::path::Path) -> Config {
+/// Settings for tests: the given database, port 0, no rate limiting.
+pub fn test_config(database_url: &str) -> Config {
     let mut config = Config::defaults();
     config.listen = "127.0.0.1:0".into();
-    config.database_url = Some(format!("sqlite://{}", db_path.display()));
+    config.database_url = Some(database_url.to_owned());
     config.rate_limit = Switch::Off;
     config.relay_key = Some(RELAY_KEY.parse::<Secret>().unwrap());
     config.registration_key = None;
@@ -47,14 +57,22 @@ pub async fn spawn_app_with(configure: impl FnOnce(&mut Config)) -> TestApp {
     let dir = tempfile::tempdir().unwrap();
     // A folder that does not exist yet: the server must create it.
     let db_path = dir.path().join("state").join("control.db");
-    let mut config = test_config(&db_path);
+    let (database_url, scratch_database) = match crate::BACKEND {
+        Backend::Sqlite => (format!("sqlite://{}", db_path.display()), None),
+        Backend::Postgres => {
+            let scratch = ScratchDatabase::create().await;
+            (scratch.url.clone(), Some(scratch))
+        }
+    };
+    let mut config = test_config(&database_url);
     configure(&mut config);
-    let mut app = start(config, db_path).await;
+    let mut app = start(config, db_path, database_url).await;
     app.dir = Some(dir);
+    app.scratch_database = scratch_database;
     app
 }
 
-async fn start(config: Config, db_path: PathBuf) -> TestApp {
+async fn start(config: Config, db_path: PathBuf, database_url: String) -> TestApp {
     let server = Server::start(config).await.unwrap();
     let addr = server.local_addr().unwrap();
     let service = server.service().clone();
@@ -67,9 +85,97 @@ async fn start(config: Config, db_path: PathBuf) -> TestApp {
         client: reqwest::Client::new(),
         service,
         db_path,
+        database_url,
         stop: Some(stop),
         handle: Some(handle),
         dir: None,
+        scratch_database: None,
+    }
+}
+
+/// The PostgreSQL server tests create their databases on.
+fn postgres_admin_url() -> String {
+    std::env::var("LANRAGE_TEST_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
+}
+
+/// A database of its own for one test, dropped with it.
+pub struct ScratchDatabase {
+    pub url: String,
+    name: String,
+}
+
+impl ScratchDatabase {
+    /// Creates the database, or ends the test binary with a clear message
+    /// when PostgreSQL is unreachable (a failure when
+    /// `LANRAGE_REQUIRE_POSTGRES=1`, as in CI).
+    pub async fn create() -> Self {
+        use sqlx::{Connection, Executor};
+
+        let admin_url = postgres_admin_url();
+        let connect = sqlx::PgConnection::connect(&admin_url);
+        let mut admin = match tokio::time::timeout(std::time::Duration::from_secs(5), connect).await
+        {
+            Ok(Ok(admin)) => admin,
+            failure => {
+                let why = match failure {
+                    Ok(Err(e)) => e.to_string(),
+                    _ => "timed out".into(),
+                };
+                if std::env::var("LANRAGE_REQUIRE_POSTGRES").is_ok_and(|v| v == "1") {
+                    panic!(
+                        "PostgreSQL is required (LANRAGE_REQUIRE_POSTGRES=1) but {admin_url} is unreachable: {why}"
+                    );
+                }
+                eprintln!(
+                    "SKIPPED: the PostgreSQL test suite needs a server at {admin_url} \
+                     (set LANRAGE_TEST_POSTGRES_URL): {why}"
+                );
+                std::process::exit(0);
+            }
+        };
+        let suffix: String = (0..8).map(|_| format!("{:02x}", rand_byte())).collect();
+        let name = format!("lanrage_test_{suffix}");
+        admin
+            .execute(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+            .await
+            .unwrap();
+        let _ = admin.close().await;
+        let (base, _) = admin_url.rsplit_once('/').unwrap();
+        Self {
+            url: format!("{base}/{name}"),
+            name,
+        }
+    }
+}
+
+fn rand_byte() -> u8 {
+    let mut byte = [0u8; 1];
+    getrandom::fill(&mut byte).unwrap();
+    byte[0]
+}
+
+impl Drop for ScratchDatabase {
+    fn drop(&mut self) {
+        let name = self.name.clone();
+        // Drop runs outside async: a short-lived runtime on its own thread.
+        let dropped = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            runtime.block_on(async move {
+                use sqlx::{Connection, Executor};
+                if let Ok(mut admin) = sqlx::PgConnection::connect(&postgres_admin_url()).await {
+                    let _ = admin
+                        .execute(sqlx::AssertSqlSafe(format!(
+                            "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
+                        )))
+                        .await;
+                }
+            });
+        });
+        let _ = dropped.join();
     }
 }
 
@@ -81,11 +187,21 @@ impl TestApp {
     /// Stops the server and starts a new one on the same database.
     pub async fn restart(mut self, configure: impl FnOnce(&mut Config)) -> TestApp {
         self.stop_server().await;
-        let mut config = test_config(&self.db_path);
+        let mut config = test_config(&self.database_url);
         configure(&mut config);
-        let mut app = start(config, self.db_path.clone()).await;
+        let mut app = start(config, self.db_path.clone(), self.database_url.clone()).await;
         app.dir = self.dir.take();
+        app.scratch_database = self.scratch_database.take();
         app
+    }
+
+    /// Another server instance on the same database (PostgreSQL: several
+    /// instances behind one load balancer).
+    #[allow(dead_code)] // Only the PostgreSQL suite runs several instances.
+    pub async fn sibling(&self, configure: impl FnOnce(&mut Config)) -> TestApp {
+        let mut config = test_config(&self.database_url);
+        configure(&mut config);
+        start(config, self.db_path.clone(), self.database_url.clone()).await
     }
 
     pub async fn stop_server(&mut self) {

@@ -6,6 +6,10 @@
 
 mod helpers;
 
+/// This binary runs the suite on SQLite; `tests/api_postgres` runs it on
+/// PostgreSQL.
+pub const BACKEND: helpers::Backend = helpers::Backend::Sqlite;
+
 mod auth;
 mod cleanup;
 mod input;
@@ -14,4 +18,5 @@ mod persistence;
 mod relays;
 mod signals;
 mod socket;
+mod sqlite_only;
 mod ws;

@@ -641,3 +641,62 @@ async fn concurrent_moves_and_leaves_keep_every_peer_in_one_party() {
         }
     }
 }
+
+#[tokio::test]
+async fn repeated_heartbeats_are_coalesced_and_stored_on_flush() {
+    let app = spawn_app().await;
+    let (alice, created) = app.create_party("alice").await;
+    let party = created.party_id.to_string();
+    let beat = format!("/parties/{party}/peers/alice/heartbeat");
+    app.expect::<StatusResponse>(Method::POST, &beat, Some(&alice), None, StatusCode::OK)
+        .await;
+    let first = app
+        .service
+        .store()
+        .snapshot(&created.party_id)
+        .await
+        .unwrap()
+        .unwrap()
+        .1[0]
+        .peer
+        .last_seen;
+
+    app.expect::<StatusResponse>(Method::POST, &beat, Some(&alice), None, StatusCode::OK)
+        .await;
+    app.service.flush_heartbeats().await.unwrap();
+
+    let second = app
+        .service
+        .store()
+        .snapshot(&created.party_id)
+        .await
+        .unwrap()
+        .unwrap()
+        .1[0]
+        .peer
+        .last_seen;
+    assert!(second > first, "the coalesced heartbeat was stored");
+}
+
+#[tokio::test]
+async fn a_heartbeat_after_leaving_is_not_found() {
+    let app = spawn_app().await;
+    let (_, created) = app.create_party("alice").await;
+    let party = created.party_id.to_string();
+    let (bob, _) = app.join(&party, "bob").await;
+    let beat = format!("/parties/{party}/peers/bob/heartbeat");
+    app.expect::<StatusResponse>(Method::POST, &beat, Some(&bob), None, StatusCode::OK)
+        .await;
+
+    app.expect::<StatusResponse>(
+        Method::DELETE,
+        &format!("/parties/{party}/peers/bob"),
+        Some(&bob),
+        None,
+        StatusCode::OK,
+    )
+    .await;
+
+    app.expect_error(Method::POST, &beat, Some(&bob), None, StatusCode::NOT_FOUND)
+        .await;
+}

@@ -1,0 +1,132 @@
+//! Turning rows into validated records, for both backends: each backend
+//! only says how to read a text or an integer column.
+
+use lanrage_proto::{
+    InvalidValue, IpOrUnknown, Name, PartyId, Peer, PeerId, PublicKey, Region, Relay, RelayId,
+    ServerMessage, Signal, SignalData, Timestamp,
+};
+
+use super::{MemberRecord, PartyRecord, StoreError, StoreResult};
+
+/// Column access shared by SQLite and PostgreSQL rows.
+pub(super) trait Columns {
+    fn text(&self, column: &str) -> StoreResult<String>;
+    fn int(&self, column: &str) -> StoreResult<i64>;
+}
+
+impl Columns for sqlx::sqlite::SqliteRow {
+    fn text(&self, column: &str) -> StoreResult<String> {
+        Ok(sqlx::Row::try_get(self, column)?)
+    }
+
+    fn int(&self, column: &str) -> StoreResult<i64> {
+        Ok(sqlx::Row::try_get(self, column)?)
+    }
+}
+
+impl Columns for sqlx::postgres::PgRow {
+    fn text(&self, column: &str) -> StoreResult<String> {
+        Ok(sqlx::Row::try_get(self, column)?)
+    }
+
+    fn int(&self, column: &str) -> StoreResult<i64> {
+        Ok(sqlx::Row::try_get(self, column)?)
+    }
+}
+
+pub(super) fn valid<T>(value: Result<T, InvalidValue>) -> StoreResult<T> {
+    value.map_err(|e| StoreError::Corrupt(e.0))
+}
+
+fn narrow<T: TryFrom<i64>>(value: i64, what: &str) -> StoreResult<T> {
+    T::try_from(value).map_err(|_| StoreError::Corrupt(format!("{what} {value} out of range")))
+}
+
+pub(super) fn unsigned(value: i64, what: &str) -> StoreResult<u64> {
+    narrow(value, what)
+}
+
+/// A `seq` as the databases store it.
+pub(super) fn seq_param(seq: u64) -> StoreResult<i64> {
+    i64::try_from(seq).map_err(|_| StoreError::Corrupt(format!("seq {seq} out of range")))
+}
+
+fn timestamp(row: &impl Columns, column: &str) -> StoreResult<Timestamp> {
+    Ok(Timestamp::from_micros(row.int(column)?))
+}
+
+fn ip(row: &impl Columns, column: &str) -> StoreResult<IpOrUnknown> {
+    valid(row.text(column)?.parse())
+}
+
+pub(super) fn party_id(row: &impl Columns) -> StoreResult<PartyId> {
+    valid(PartyId::parse(row.text("party_id")?))
+}
+
+pub(super) fn peer_id(row: &impl Columns, column: &str) -> StoreResult<PeerId> {
+    valid(PeerId::parse(row.text(column)?))
+}
+
+pub(super) fn party_record(row: &impl Columns) -> StoreResult<PartyRecord> {
+    Ok(PartyRecord {
+        party_id: party_id(row)?,
+        name: valid(Name::parse(row.text("name")?))?,
+        host_id: peer_id(row, "host_id")?,
+        created_at: timestamp(row, "created_at")?,
+        seq: unsigned(row.int("seq")?, "seq")?,
+    })
+}
+
+pub(super) fn member_record(row: &impl Columns) -> StoreResult<MemberRecord> {
+    Ok(MemberRecord {
+        peer: Peer {
+            peer_id: peer_id(row, "peer_id")?,
+            name: valid(Name::parse(row.text("name")?))?,
+            public_key: valid(PublicKey::parse(row.text("public_key")?))?,
+            nat_type: valid(row.text("nat_type")?.parse())?,
+            public_ip: ip(row, "public_ip")?,
+            public_port: narrow(row.int("public_port")?, "public_port")?,
+            local_ip: ip(row, "local_ip")?,
+            local_port: narrow(row.int("local_port")?, "local_port")?,
+            last_seen: timestamp(row, "last_seen")?,
+        },
+        vip_index: narrow(row.int("vip_index")?, "vip_index")?,
+    })
+}
+
+pub(super) fn relay_record(row: &impl Columns) -> StoreResult<Relay> {
+    Ok(Relay {
+        relay_id: valid(RelayId::parse(row.text("relay_id")?))?,
+        public_ip: ip(row, "public_ip")?,
+        port: narrow(row.int("port")?, "port")?,
+        region: valid(Region::parse(row.text("region")?))?,
+        capacity: narrow(row.int("capacity")?, "capacity")?,
+        registered_at: timestamp(row, "registered_at")?,
+    })
+}
+
+pub(super) fn signal_record(row: &impl Columns) -> StoreResult<Signal> {
+    let data: serde_json::Value = serde_json::from_str(&row.text("signal_data")?)
+        .map_err(|e| StoreError::Corrupt(format!("signal_data: {e}")))?;
+    Ok(Signal {
+        party_id: party_id(row)?,
+        from_peer_id: peer_id(row, "from_peer_id")?,
+        to_peer_id: peer_id(row, "to_peer_id")?,
+        signal_data: valid(SignalData::parse(data))?,
+        sent_at: timestamp(row, "sent_at")?,
+    })
+}
+
+pub(super) fn event_payload(row: &impl Columns) -> StoreResult<ServerMessage> {
+    serde_json::from_str(&row.text("payload")?)
+        .map_err(|e| StoreError::Corrupt(format!("event payload: {e}")))
+}
+
+pub(super) fn event_recipients(row: &impl Columns) -> StoreResult<Vec<PeerId>> {
+    serde_json::from_str(&row.text("recipients")?)
+        .map_err(|e| StoreError::Corrupt(format!("event recipients: {e}")))
+}
+
+pub(super) fn to_json(value: &impl serde::Serialize, what: &str) -> StoreResult<String> {
+    serde_json::to_string(value).map_err(|e| StoreError::Corrupt(format!("{what}: {e}")))
+}

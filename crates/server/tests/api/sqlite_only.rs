@@ -1,0 +1,51 @@
+//! What only the SQLite backend has: a file, WAL mode, file locks.
+
+use reqwest::{Method, StatusCode};
+
+use crate::helpers::spawn_app;
+
+#[tokio::test]
+async fn the_database_runs_in_wal_mode() {
+    let app = spawn_app().await;
+    let mut wal = app.db_path.clone().into_os_string();
+    wal.push("-wal");
+    app.create_party("alice").await;
+    assert!(
+        std::path::Path::new(&wal).exists(),
+        "no write-ahead log beside the database"
+    );
+}
+
+#[tokio::test]
+async fn a_locked_database_answers_503_quickly_then_recovers() {
+    use sqlx::Connection;
+
+    let app = spawn_app().await;
+    let url = format!("sqlite://{}", app.db_path.display());
+    let mut other = sqlx::SqliteConnection::connect(&url).await.unwrap();
+    // Another process holds the write lock.
+    sqlx::query("BEGIN EXCLUSIVE")
+        .execute(&mut other)
+        .await
+        .unwrap();
+
+    let started = std::time::Instant::now();
+    let detail = app
+        .expect_error(
+            Method::POST,
+            "/auth/register?peer_id=alice",
+            None,
+            None,
+            StatusCode::SERVICE_UNAVAILABLE,
+        )
+        .await;
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(5),
+        "took {:?}",
+        started.elapsed()
+    );
+    assert!(detail.contains("database"), "{detail}");
+
+    sqlx::query("COMMIT").execute(&mut other).await.unwrap();
+    app.register("alice").await;
+}
