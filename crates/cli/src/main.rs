@@ -1,5 +1,7 @@
 //! `lanrage-control`: the LANrage control plane server and its command line.
 
+mod commands;
+
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
@@ -20,6 +22,12 @@ struct Cli {
 enum Command {
     /// Run the control plane server (SQLite under ~/.lanrage/ by default).
     Serve(Config),
+    /// Create, join, show, leave or watch a party on a control server.
+    Party(commands::party::PartyArgs),
+    /// Send hole-punching signals to party members, or read yours.
+    Signal(commands::signal::SignalArgs),
+    /// List relays, or register one (operators).
+    Relay(commands::relay::RelayArgs),
 }
 
 fn main() -> ExitCode {
@@ -36,6 +44,9 @@ fn main() -> ExitCode {
     };
     let result = match cli.command {
         Command::Serve(config) => runtime.block_on(serve(config)),
+        Command::Party(args) => runtime.block_on(commands::party::run(args)),
+        Command::Signal(args) => runtime.block_on(commands::signal::run(args)),
+        Command::Relay(args) => runtime.block_on(commands::relay::run(args)),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

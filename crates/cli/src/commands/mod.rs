@@ -1,0 +1,224 @@
+//! The client commands: what they share (server, identity, remembered token
+//! and party, output mode) and how their errors read.
+
+pub mod identity;
+pub mod party;
+pub mod relay;
+pub mod signal;
+
+use std::net::IpAddr;
+
+use anyhow::anyhow;
+use clap::Args;
+use lanrage_client::{ClientError, HttpClient, HttpConfig};
+use lanrage_proto::{IpOrUnknown, Name, NatType, PartyId, PeerId, PeerInfo, PublicKey};
+use serde::Serialize;
+
+use identity::{Identity, Sessions, config_dir};
+
+/// Options every client command takes (before or after its name).
+#[derive(Debug, Clone, Args)]
+pub struct ClientArgs {
+    /// Control server URL.
+    #[arg(
+        long,
+        env = "LANRAGE_CONTROL_SERVER",
+        default_value = "http://127.0.0.1:8667",
+        global = true
+    )]
+    pub server: String,
+
+    /// Act as this peer (default: the identity kept in ~/.lanrage/identity.json,
+    /// created on first use).
+    #[arg(long, env = "LANRAGE_PEER_ID", value_parser = parse_peer_id, global = true)]
+    pub peer_id: Option<PeerId>,
+
+    /// `X-Registration-Key` for servers that require one.
+    #[arg(
+        long,
+        env = "LANRAGE_REGISTRATION_KEY",
+        hide_env_values = true,
+        global = true
+    )]
+    pub registration_key: Option<String>,
+
+    /// Print the server's JSON objects (one per line) instead of text.
+    #[arg(long, global = true)]
+    pub json: bool,
+}
+
+/// How a peer describes itself when creating or joining a party.
+#[derive(Debug, Clone, Args)]
+pub struct PeerArgs {
+    /// Display name (default: the peer id).
+    #[arg(long, value_parser = parse_name)]
+    pub name: Option<Name>,
+    /// WireGuard public key (default: the key pair kept in ~/.lanrage/identity.json).
+    #[arg(long, value_parser = parse_public_key)]
+    pub public_key: Option<PublicKey>,
+    /// NAT type: unknown, open, full_cone, restricted_cone, port_restricted_cone, symmetric.
+    #[arg(long, default_value = "unknown")]
+    pub nat_type: NatType,
+    /// Public address as seen from the internet, or `unknown`.
+    #[arg(long, default_value = "unknown")]
+    pub public_ip: IpOrUnknown,
+    /// Public WireGuard port (0 when unknown).
+    #[arg(long, default_value_t = 0)]
+    pub public_port: u16,
+    /// LAN address (default: the address of the interface with the default route).
+    #[arg(long)]
+    pub local_ip: Option<IpOrUnknown>,
+    /// LAN WireGuard port.
+    #[arg(long, default_value_t = 51820)]
+    pub local_port: u16,
+}
+
+fn parse_peer_id(value: &str) -> Result<PeerId, String> {
+    PeerId::parse(value).map_err(|e| e.to_string())
+}
+
+pub fn parse_party_id(value: &str) -> Result<PartyId, String> {
+    PartyId::parse(value).map_err(|e| e.to_string())
+}
+
+fn parse_name(value: &str) -> Result<Name, String> {
+    Name::parse(value).map_err(|e| e.to_string())
+}
+
+fn parse_public_key(value: &str) -> Result<PublicKey, String> {
+    PublicKey::parse(value).map_err(|e| e.to_string())
+}
+
+/// A command's working set: who we are, the client, what we remember.
+pub struct Context {
+    pub args: ClientArgs,
+    pub identity: Identity,
+    pub peer_id: PeerId,
+    pub http: HttpClient,
+    sessions: Sessions,
+    party: Option<PartyId>,
+}
+
+impl Context {
+    /// Loads (or creates) the identity and the remembered session for this
+    /// server and peer, and builds the client with the remembered token.
+    pub fn open(args: ClientArgs) -> anyhow::Result<Self> {
+        init_logging();
+        let dir = config_dir()?;
+        let identity = Identity::load_or_create(&dir)?;
+        let peer_id = args
+            .peer_id
+            .clone()
+            .unwrap_or_else(|| identity.peer_id.clone());
+        let sessions = Sessions::load(&dir)?;
+        let server = args.server.trim_end_matches('/').to_owned();
+        let remembered = sessions.get(&server, &peer_id);
+        let mut config = HttpConfig::new(server, peer_id.clone());
+        config.registration_key = args.registration_key.clone();
+        config.token = remembered.and_then(|s| s.token.clone());
+        let http = HttpClient::new(config).map_err(describe)?;
+        Ok(Self {
+            party: remembered.and_then(|s| s.party_id.clone()),
+            args,
+            identity,
+            peer_id,
+            http,
+            sessions,
+        })
+    }
+
+    /// The party named on the command line, or the one remembered.
+    pub fn party(&self, given: Option<PartyId>) -> anyhow::Result<PartyId> {
+        given.or_else(|| self.party.clone()).ok_or_else(|| {
+            anyhow!(
+                "no party given and none remembered for {}: pass a PARTY_ID",
+                self.peer_id
+            )
+        })
+    }
+
+    pub fn remember_party(&mut self, party: Option<PartyId>) {
+        self.party = party;
+    }
+
+    /// Saves the token in use and the current party (0600, atomically).
+    pub async fn save(&mut self) -> anyhow::Result<()> {
+        let token = self.http.current_token().await;
+        self.sessions.put(
+            self.http.server_url(),
+            &self.peer_id,
+            token,
+            self.party.clone(),
+        );
+        self.sessions.save()
+    }
+
+    /// How this peer describes itself, from the flags and the identity.
+    pub fn peer_info(&self, flags: &PeerArgs) -> PeerInfo {
+        PeerInfo {
+            peer_id: self.peer_id.clone(),
+            name: flags.name.clone().unwrap_or_else(|| {
+                // A peer id is always a valid name: 1..64 plain characters.
+                Name::parse(self.peer_id.as_str()).unwrap_or_else(|_| self.identity.default_name())
+            }),
+            public_key: flags
+                .public_key
+                .clone()
+                .unwrap_or_else(|| self.identity.public_key.clone()),
+            nat_type: flags.nat_type,
+            public_ip: flags.public_ip,
+            public_port: flags.public_port,
+            local_ip: flags.local_ip.unwrap_or_else(detect_lan_address),
+            local_port: flags.local_port,
+        }
+    }
+
+    /// Prints `value` as one JSON line (for `--json`).
+    pub fn print_json(&self, value: &impl Serialize) -> anyhow::Result<()> {
+        println!("{}", serde_json::to_string(value)?);
+        Ok(())
+    }
+}
+
+/// The address of the interface that routes to the internet: a UDP socket
+/// "connected" to a documentation address picks it without sending anything.
+pub fn detect_lan_address() -> IpOrUnknown {
+    let probe = || -> std::io::Result<IpAddr> {
+        let socket = std::net::UdpSocket::bind("0.0.0.0:0")?;
+        socket.connect("192.0.2.1:51820")?;
+        Ok(socket.local_addr()?.ip())
+    };
+    match probe() {
+        Ok(ip) if !ip.is_unspecified() => IpOrUnknown::Ip(ip),
+        _ => IpOrUnknown::Unknown,
+    }
+}
+
+/// A client error as one clear line: what failed, and the root cause for
+/// network failures (not the whole chain of wrappers).
+pub fn describe(error: ClientError) -> anyhow::Error {
+    let text = match &error {
+        ClientError::Transport { url, kind, .. } => {
+            let mut root: &dyn std::error::Error = &error;
+            while let Some(source) = root.source() {
+                root = source;
+            }
+            format!("cannot reach the control server ({kind}) at {url}: {root}")
+        }
+        ClientError::Refused { status, detail, .. } => {
+            format!("the control server refused: {detail} ({status})")
+        }
+        other => lanrage_client::error_chain(other),
+    };
+    anyhow!(text)
+}
+
+/// Logs of the library go to stderr only when `RUST_LOG` asks for them.
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("off"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}

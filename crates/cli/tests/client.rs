@@ -1,0 +1,368 @@
+//! The client commands of the real `lanrage-control` binary against a real
+//! server (in this process, port 0, a fresh SQLite file), each user with its
+//! own HOME so identities and tokens are kept apart.
+
+#![allow(clippy::unwrap_used)]
+
+use std::{
+    io::{BufRead, BufReader},
+    path::{Path, PathBuf},
+    process::{Command, Output, Stdio},
+    sync::mpsc,
+    time::Duration,
+};
+
+use lanrage_proto::{
+    CreatePartyResponse, JoinPartyResponse, PartyResponse, RelayStatusResponse, RelaysResponse,
+    SignalsResponse, StatusResponse,
+};
+use lanrage_server::{
+    Config, Server,
+    config::{Secret, Switch},
+};
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+
+const RELAY_KEY: &str = "change-me";
+
+/// A server running on its own runtime in a background thread.
+struct TestServer {
+    url: String,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+    dir: tempfile::TempDir,
+}
+
+impl TestServer {
+    fn start() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = Config::defaults();
+        config.listen = "127.0.0.1:0".into();
+        config.database_url = Some(format!(
+            "sqlite://{}",
+            dir.path().join("control.db").display()
+        ));
+        config.rate_limit = Switch::Off;
+        config.relay_key = Some(RELAY_KEY.parse::<Secret>().unwrap());
+        let (addr_tx, addr_rx) = mpsc::channel();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let thread = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .unwrap();
+            runtime.block_on(async {
+                let server = Server::start(config).await.unwrap();
+                addr_tx.send(server.local_addr().unwrap()).unwrap();
+                server
+                    .run(async {
+                        let _ = stopped.await;
+                    })
+                    .await
+                    .unwrap();
+            });
+        });
+        let addr = addr_rx.recv_timeout(Duration::from_secs(30)).unwrap();
+        Self {
+            url: format!("http://{addr}"),
+            stop: Some(stop),
+            thread: Some(thread),
+            dir,
+        }
+    }
+
+    /// A home folder for one user of the command line.
+    fn home(&self, user: &str) -> PathBuf {
+        let home = self.dir.path().join("homes").join(user);
+        std::fs::create_dir_all(&home).unwrap();
+        home
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+fn command(server: &str, home: &Path, peer: &str, args: &[&str]) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_lanrage-control"));
+    command
+        .args(args)
+        .env("HOME", home)
+        .env("LANRAGE_CONTROL_SERVER", server)
+        .env("LANRAGE_PEER_ID", peer)
+        .env_remove("LANRAGE_RELAY_KEY")
+        .env_remove("LANRAGE_REGISTRATION_KEY")
+        .env_remove("RUST_LOG");
+    command
+}
+
+fn run(server: &TestServer, user: &str, args: &[&str]) -> Output {
+    command(&server.url, &server.home(user), user, args)
+        .output()
+        .unwrap()
+}
+
+/// Runs a command that must succeed and parses its one line of JSON.
+fn json<T: DeserializeOwned>(server: &TestServer, user: &str, args: &[&str]) -> T {
+    let output = run(server, user, args);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{args:?} failed: {}{stdout}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert_eq!(stdout.lines().count(), 1, "{stdout}");
+    serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("{args:?}: {e}: {stdout}"))
+}
+
+/// Runs a command that must fail; returns its exit code and its stderr.
+fn failure(server: &TestServer, user: &str, args: &[&str]) -> (i32, String) {
+    let output = run(server, user, args);
+    assert!(!output.status.success(), "{args:?} succeeded");
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    (output.status.code().unwrap(), stderr)
+}
+
+#[test]
+fn a_party_from_create_to_leave() {
+    let server = TestServer::start();
+
+    let created: CreatePartyResponse = json(
+        &server,
+        "alice",
+        &["party", "create", "Friday LAN", "--name", "Alice", "--json"],
+    );
+    let party_id = created.party_id.to_string();
+    let shown: PartyResponse = json(&server, "alice", &["party", "show", "--json"]);
+    let joined: JoinPartyResponse = json(
+        &server,
+        "bob",
+        &[
+            "party",
+            "join",
+            &party_id,
+            "--nat-type",
+            "full_cone",
+            "--public-ip",
+            "203.0.113.9",
+            "--public-port",
+            "40000",
+            "--local-ip",
+            "192.168.1.21",
+            "--json",
+        ],
+    );
+    let human = run(&server, "bob", &["party", "show"]);
+    let queued: StatusResponse = json(
+        &server,
+        "alice",
+        &[
+            "signal",
+            "send",
+            "bob",
+            r#"{"type":"offer","endpoint":"198.51.100.4:51820"}"#,
+            "--json",
+        ],
+    );
+    let signals: SignalsResponse = json(&server, "bob", &["signal", "poll", "--json"]);
+    let registered: RelayStatusResponse = json(
+        &server,
+        "alice",
+        &[
+            "relay",
+            "register",
+            "eu-1",
+            "--public-ip",
+            "198.51.100.10",
+            "--port",
+            "51820",
+            "--region",
+            "eu",
+            "--relay-key",
+            RELAY_KEY,
+            "--json",
+        ],
+    );
+    let relays: RelaysResponse = json(
+        &server,
+        "bob",
+        &["relay", "list", "--region", "eu", "--json"],
+    );
+    let bob_left: StatusResponse = json(&server, "bob", &["party", "leave", "--json"]);
+    let alice_left: StatusResponse = json(&server, "alice", &["party", "leave", "--json"]);
+    let (code, stderr) = failure(&server, "alice", &["party", "show", &party_id]);
+
+    // The generated identity's key is the one the server holds.
+    assert_eq!(created.party.host_id.as_str(), "alice");
+    assert_eq!(created.virtual_ip.to_string(), "10.66.0.1");
+    assert_eq!(shown.party, created.party);
+    let bob = &joined.party.peers[&joined
+        .party
+        .peers
+        .keys()
+        .find(|p| p.as_str() == "bob")
+        .unwrap()
+        .clone()];
+    assert_eq!(bob.nat_type.as_str(), "full_cone");
+    assert_eq!(bob.public_port, 40000);
+    assert_eq!(bob.local_ip.to_string(), "192.168.1.21");
+    assert_eq!(bob.name.as_str(), "bob");
+    let human = String::from_utf8_lossy(&human.stdout);
+    assert!(human.contains("Party \"Friday LAN\""), "{human}");
+    assert!(human.contains("alice (host)"), "{human}");
+    assert!(human.contains("203.0.113.9:40000"), "{human}");
+    assert_eq!(queued.status, "queued");
+    assert_eq!(signals.signals.len(), 1);
+    assert_eq!(signals.signals[0].from_peer_id.as_str(), "alice");
+    assert_eq!(registered.status, "registered");
+    assert_eq!(relays.relays.len(), 1);
+    assert_eq!(bob_left.status, "left");
+    assert_eq!(alice_left.status, "party_deleted");
+    assert_eq!(code, 1);
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(stderr.starts_with("error: "), "{stderr}");
+    assert!(
+        stderr.contains("not found") && stderr.contains("404"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn identity_and_token_are_kept_private_in_the_config_folder() {
+    let server = TestServer::start();
+    let _: RelaysResponse = json(&server, "alice", &["relay", "list", "--json"]);
+    let _: RelaysResponse = json(&server, "alice", &["relay", "list", "--json"]);
+
+    let dir = server.home("alice").join(".lanrage");
+    let identity: Value =
+        serde_json::from_slice(&std::fs::read(dir.join("identity.json")).unwrap()).unwrap();
+    let sessions: Value =
+        serde_json::from_slice(&std::fs::read(dir.join("client.json")).unwrap()).unwrap();
+
+    assert_eq!(identity["version"], "1");
+    assert!(lanrage_proto::PublicKey::parse(identity["public_key"].as_str().unwrap()).is_ok());
+    assert_eq!(sessions["version"], "1");
+    assert_eq!(sessions["sessions"][0]["peer_id"], "alice");
+    assert!(sessions["sessions"][0]["token"]["token"].is_string());
+    #[cfg(unix)]
+    for file in ["identity.json", "client.json"] {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(dir.join(file))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600, "{file}");
+    }
+}
+
+#[test]
+fn watch_prints_another_peer_joining_and_stops_on_ctrl_c() {
+    let server = TestServer::start();
+    let created: CreatePartyResponse = json(
+        &server,
+        "alice",
+        &["party", "create", "Friday LAN", "--json"],
+    );
+    let party_id = created.party_id.to_string();
+    let mut watcher = command(
+        &server.url,
+        &server.home("alice"),
+        "alice",
+        &["party", "watch", "--json"],
+    )
+    .stdout(Stdio::piped())
+    .stderr(Stdio::null())
+    .spawn()
+    .unwrap();
+    let stdout = watcher.stdout.take().unwrap();
+    let (lines_tx, lines) = mpsc::channel::<Value>();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if lines_tx.send(serde_json::from_str(&line).unwrap()).is_err() {
+                break;
+            }
+        }
+    });
+    let next = || {
+        lines
+            .recv_timeout(Duration::from_secs(30))
+            .expect("watch printed nothing")
+    };
+
+    let first = next();
+    let _: JoinPartyResponse = json(&server, "bob", &["party", "join", &party_id, "--json"]);
+    let joined = loop {
+        let line = next();
+        if line["type"] == "peer_joined" {
+            break line;
+        }
+    };
+    let status = Command::new("kill")
+        .args(["-INT", &watcher.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let exit = watcher.wait().unwrap();
+
+    assert_eq!(first["type"], "party_update");
+    assert_eq!(first["party"]["party_id"], party_id.as_str());
+    assert_eq!(joined["peer"]["peer_id"], "bob");
+    assert_eq!(joined["seq"], 2);
+    assert_eq!(exit.code(), Some(0));
+}
+
+#[test]
+fn failures_are_one_line_with_a_non_zero_exit() {
+    let server = TestServer::start();
+    let dead = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        format!("http://{}", listener.local_addr().unwrap())
+    };
+
+    let (unreachable_code, unreachable) = {
+        let output = command(&dead, &server.home("alice"), "alice", &["relay", "list"])
+            .output()
+            .unwrap();
+        (
+            output.status.code().unwrap(),
+            String::from_utf8_lossy(&output.stderr).into_owned(),
+        )
+    };
+    let (wrong_key_code, wrong_key) = failure(
+        &server,
+        "alice",
+        &[
+            "relay",
+            "register",
+            "r1",
+            "--public-ip",
+            "198.51.100.1",
+            "--port",
+            "3478",
+            "--relay-key",
+            "guess",
+        ],
+    );
+    let (no_party_code, no_party) = failure(&server, "carol", &["party", "show"]);
+    let (bad_id_code, _) = failure(&server, "alice", &["party", "join", "not/an/id"]);
+
+    assert_eq!(unreachable_code, 1);
+    assert_eq!(unreachable.lines().count(), 1, "{unreachable}");
+    assert!(
+        unreachable.contains("cannot reach the control server"),
+        "{unreachable}"
+    );
+    assert_eq!(wrong_key_code, 1);
+    assert!(wrong_key.contains("invalid relay key (403"), "{wrong_key}");
+    assert_eq!(no_party_code, 1);
+    assert!(no_party.contains("pass a PARTY_ID"), "{no_party}");
+    assert_eq!(bad_id_code, 2);
+}

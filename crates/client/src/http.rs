@@ -1,0 +1,615 @@
+//! The remote control plane over HTTP: pooled connections, timeouts, a bearer
+//! token obtained and renewed without the caller noticing, retries with
+//! backoff, and the heartbeat task of the party the peer is in.
+
+use std::{
+    collections::BTreeMap,
+    sync::{
+        Arc, Mutex, Weak,
+        atomic::{AtomicU64, Ordering},
+    },
+    time::Duration,
+};
+
+use async_trait::async_trait;
+use lanrage_proto::{
+    CreatePartyRequest, CreatePartyResponse, ErrorBody, JoinPartyRequest, JoinPartyResponse, Name,
+    PartyId, PartyResponse, Peer, PeerId, PeerInfo, PeerResponse, PeersResponse, Region, Relay,
+    RelayId, RelayRegistration, RelayStatusResponse, RelaysResponse, SendSignalRequest,
+    ServiceInfo, Signal, SignalData, SignalsResponse, StatusResponse, Timestamp, TokenResponse,
+};
+use reqwest::{Method, StatusCode, header};
+use serde::{Serialize, de::DeserializeOwned};
+use tokio::task::JoinHandle;
+
+use crate::{
+    backoff::{Backoff, retry},
+    control::{ControlPlane, LeaveOutcome},
+    error::{ClientError, Result, TransportKind},
+};
+
+/// Settings of an [`HttpClient`].
+#[derive(Debug, Clone)]
+pub struct HttpConfig {
+    /// `http://host:port` or `https://…`, optionally with a path prefix.
+    pub server_url: String,
+    /// The peer this client acts for.
+    pub peer_id: PeerId,
+    /// Deadline to open a TCP connection.
+    pub connect_timeout: Duration,
+    /// Deadline of one whole request, connection included.
+    pub request_timeout: Duration,
+    /// Spacing and number of attempts of a failing request.
+    pub retry: Backoff,
+    /// The longest `Retry-After` worth waiting for; a longer one fails the call.
+    pub max_retry_after: Duration,
+    /// How often the heartbeat task refreshes the peer.
+    pub heartbeat_interval: Duration,
+    /// A token is renewed when less than this (or a quarter of its
+    /// lifetime, if shorter) is left of it.
+    pub renew_before: Duration,
+    /// `X-Registration-Key` for servers that require one.
+    pub registration_key: Option<String>,
+    /// A token kept from an earlier run; renewed when rejected or expired.
+    pub token: Option<TokenResponse>,
+    /// Idle connections kept open to the server.
+    pub pool_max_idle: usize,
+}
+
+impl HttpConfig {
+    /// Defaults for `server_url` acting as `peer_id`: 5 s to connect, 15 s
+    /// per request, 4 attempts from 250 ms to 5 s apart, a heartbeat every
+    /// 30 s (the server forgets a peer after 300 s of silence).
+    pub fn new(server_url: impl Into<String>, peer_id: PeerId) -> Self {
+        Self {
+            server_url: server_url.into(),
+            peer_id,
+            connect_timeout: Duration::from_secs(5),
+            request_timeout: Duration::from_secs(15),
+            retry: Backoff {
+                initial: Duration::from_millis(250),
+                max: Duration::from_secs(5),
+                max_attempts: 4,
+            },
+            max_retry_after: Duration::from_secs(30),
+            heartbeat_interval: Duration::from_secs(30),
+            renew_before: Duration::from_secs(60),
+            registration_key: None,
+            token: None,
+            pool_max_idle: 8,
+        }
+    }
+}
+
+/// The control server's HTTP API as a [`ControlPlane`].
+///
+/// Cheap to clone (clones share one connection pool, token and heartbeat).
+/// The first call that needs a token registers the peer; a token the server
+/// rejects (401) or that is about to expire is renewed and the call goes on.
+/// Connect errors, timeouts, 5xx and 429 are retried with capped exponential
+/// backoff and jitter, honouring `Retry-After`; other 4xx fail at once with
+/// the server's `detail`.
+///
+/// ```no_run
+/// use lanrage_client::{ControlPlane, HttpClient, HttpConfig};
+/// use lanrage_proto::{PartyId, PeerId};
+///
+/// # async fn example() -> Result<(), lanrage_client::ClientError> {
+/// let me = PeerId::parse("bob").expect("valid id");
+/// let client = HttpClient::new(HttpConfig::new("http://127.0.0.1:8667", me))?;
+/// let party = PartyId::parse("9f1c0e7a").expect("valid id");
+/// let view = client.get_party(&party).await?;
+/// for (peer_id, peer) in &view.party.peers {
+///     println!("{peer_id}: {} at {}:{}", peer.name, peer.local_ip, peer.local_port);
+/// }
+/// client.close().await?;
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Debug, Clone)]
+pub struct HttpClient {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    base: String,
+    http: reqwest::Client,
+    config: HttpConfig,
+    // An async lock: concurrent calls wait for one registration instead of
+    // each registering.
+    token: tokio::sync::Mutex<Option<HeldToken>>,
+    heartbeat: Mutex<Option<Heartbeat>>,
+    heartbeats_sent: AtomicU64,
+    registrations: AtomicU64,
+}
+
+#[derive(Debug, Clone)]
+struct HeldToken {
+    response: TokenResponse,
+    obtained_at: Timestamp,
+}
+
+#[derive(Debug)]
+struct Heartbeat {
+    party_id: PartyId,
+    task: JoinHandle<()>,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        if let Ok(mut slot) = self.heartbeat.lock()
+            && let Some(heartbeat) = slot.take()
+        {
+            heartbeat.task.abort();
+        }
+    }
+}
+
+/// Who a request authenticates as.
+#[derive(Clone, Copy)]
+enum Auth<'a> {
+    None,
+    Peer,
+    Relay(&'a str),
+}
+
+impl HttpClient {
+    /// A client for `config.server_url`; nothing is sent until the first call.
+    pub fn new(config: HttpConfig) -> Result<Self> {
+        let base = config.server_url.trim_end_matches('/').to_owned();
+        if !(base.starts_with("http://") || base.starts_with("https://")) || base.len() < 8 {
+            return Err(ClientError::Config(format!(
+                "server URL {:?} must start with http:// or https://",
+                config.server_url
+            )));
+        }
+        let http = reqwest::Client::builder()
+            .connect_timeout(config.connect_timeout)
+            .timeout(config.request_timeout)
+            .pool_max_idle_per_host(config.pool_max_idle)
+            .pool_idle_timeout(Duration::from_secs(90))
+            .user_agent(concat!("lanrage-client/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| ClientError::Config(format!("cannot build the HTTP client: {e}")))?;
+        let token = config.token.clone().map(|response| HeldToken {
+            response,
+            // Unknown: assume a full day, the server's default lifetime.
+            obtained_at: Timestamp::now().plus_secs(-86_400),
+        });
+        Ok(Self {
+            inner: Arc::new(Inner {
+                base,
+                http,
+                token: tokio::sync::Mutex::new(token),
+                heartbeat: Mutex::new(None),
+                heartbeats_sent: AtomicU64::new(0),
+                registrations: AtomicU64::new(0),
+                config,
+            }),
+        })
+    }
+
+    /// The server URL, without a trailing slash.
+    pub fn server_url(&self) -> &str {
+        &self.inner.base
+    }
+
+    /// The settings this client was built with.
+    pub fn config(&self) -> &HttpConfig {
+        &self.inner.config
+    }
+
+    /// `GET /`: what the server is (no token needed). The factory uses it to
+    /// tell whether the server is reachable.
+    pub async fn service_info(&self) -> Result<ServiceInfo> {
+        self.call(Method::GET, "/", None::<&()>, Auth::None).await
+    }
+
+    /// `POST /auth/register`: a fresh token for this client's peer. It
+    /// becomes the token further calls use.
+    pub async fn register_peer(&self) -> Result<TokenResponse> {
+        let mut slot = self.inner.token.lock().await;
+        let fresh = self.register_raw().await?;
+        *slot = Some(fresh.clone());
+        Ok(fresh.response)
+    }
+
+    /// The token in use, if one was obtained (to remember it across runs).
+    pub async fn current_token(&self) -> Option<TokenResponse> {
+        self.inner
+            .token
+            .lock()
+            .await
+            .as_ref()
+            .map(|held| held.response.clone())
+    }
+
+    /// A bearer token valid for a while yet, registering if needed.
+    pub async fn bearer(&self) -> Result<String> {
+        let mut slot = self.inner.token.lock().await;
+        if let Some(held) = slot.as_ref()
+            && !self.needs_renewal(held)
+        {
+            return Ok(held.response.token.clone());
+        }
+        let fresh = self.register_raw().await?;
+        let token = fresh.response.token.clone();
+        *slot = Some(fresh);
+        Ok(token)
+    }
+
+    /// Forgets `token` if it is still the one in use (the server rejected
+    /// it), so the next call registers again.
+    pub async fn invalidate_token(&self, token: &str) {
+        let mut slot = self.inner.token.lock().await;
+        if slot
+            .as_ref()
+            .is_some_and(|held| held.response.token == token)
+        {
+            *slot = None;
+        }
+    }
+
+    fn needs_renewal(&self, held: &HeldToken) -> bool {
+        let now = Timestamp::now().as_micros();
+        let expires = held.response.expires_at.as_micros();
+        let lifetime = expires.saturating_sub(held.obtained_at.as_micros()).max(0);
+        let margin = i64::try_from(self.inner.config.renew_before.as_micros())
+            .unwrap_or(i64::MAX)
+            .min(lifetime / 4);
+        expires.saturating_sub(now) <= margin
+    }
+
+    async fn register_raw(&self) -> Result<HeldToken> {
+        let path = format!("/auth/register?peer_id={}", self.inner.config.peer_id);
+        let config = &self.inner.config;
+        // Not through `call`: that one may need a token, which comes from here.
+        let response: TokenResponse = retry(&config.retry, config.max_retry_after, |_| {
+            self.send(Method::POST, &path, None, None)
+        })
+        .await?;
+        self.inner.registrations.fetch_add(1, Ordering::Relaxed);
+        tracing::debug!(peer_id = %response.peer_id, expires_at = %response.expires_at, "registered");
+        Ok(HeldToken {
+            response,
+            obtained_at: Timestamp::now(),
+        })
+    }
+
+    /// How many tokens this client obtained (registrations and renewals).
+    pub fn registrations(&self) -> u64 {
+        self.inner.registrations.load(Ordering::Relaxed)
+    }
+
+    /// How many heartbeats the heartbeat task sent successfully.
+    pub fn heartbeats_sent(&self) -> u64 {
+        self.inner.heartbeats_sent.load(Ordering::Relaxed)
+    }
+
+    /// The party whose heartbeat task is running, if any.
+    pub fn heartbeat_party(&self) -> Option<PartyId> {
+        let slot = self.inner.heartbeat.lock().ok()?;
+        slot.as_ref()
+            .filter(|h| !h.task.is_finished())
+            .map(|h| h.party_id.clone())
+    }
+
+    /// `POST /relays` with the operator's relay key.
+    pub async fn register_relay(
+        &self,
+        relay_key: &str,
+        relay: &RelayRegistration,
+    ) -> Result<RelayStatusResponse> {
+        self.call(Method::POST, "/relays", Some(relay), Auth::Relay(relay_key))
+            .await
+    }
+
+    /// `DELETE /relays/{relay_id}` with the operator's relay key.
+    pub async fn deregister_relay(
+        &self,
+        relay_key: &str,
+        relay_id: &RelayId,
+    ) -> Result<RelayStatusResponse> {
+        let path = format!("/relays/{relay_id}");
+        self.call(Method::DELETE, &path, None::<&()>, Auth::Relay(relay_key))
+            .await
+    }
+
+    /// One call with retries; with `Auth::Peer`, a 401 renews the token once.
+    async fn call<T: DeserializeOwned>(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&(impl Serialize + ?Sized)>,
+        auth: Auth<'_>,
+    ) -> Result<T> {
+        let body = match body {
+            Some(body) => Some(serde_json::to_vec(body).map_err(|e| {
+                ClientError::Config(format!("cannot encode the request body: {e}"))
+            })?),
+            None => None,
+        };
+        let config = &self.inner.config;
+        // Retrying a create or join that timed out may apply it twice; that
+        // is harmless here: a peer is in one party at most, so the second
+        // create moves the host out of (and so ends) the first.
+        retry(&config.retry, config.max_retry_after, |_| {
+            let method = method.clone();
+            let body = body.clone();
+            async move {
+                match auth {
+                    Auth::Peer => {
+                        let token = self.bearer().await?;
+                        match self
+                            .send(method.clone(), path, body.clone(), Some(&token))
+                            .await
+                        {
+                            Err(error) if error.status() == Some(StatusCode::UNAUTHORIZED) => {
+                                tracing::info!(
+                                    detail = error.detail(),
+                                    "token rejected; registering again"
+                                );
+                                self.invalidate_token(&token).await;
+                                let token = self.bearer().await?;
+                                self.send(method, path, body, Some(&token)).await
+                            }
+                            other => other,
+                        }
+                    }
+                    Auth::Relay(key) => self.send(method, path, body, Some(key)).await,
+                    Auth::None => self.send(method, path, body, None).await,
+                }
+            }
+        })
+        .await
+    }
+
+    /// One HTTP exchange, its answer decoded or classified.
+    async fn send<T: DeserializeOwned>(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Vec<u8>>,
+        bearer: Option<&str>,
+    ) -> Result<T> {
+        let url = format!("{}{}", self.inner.base, path);
+        let mut request = self.inner.http.request(method.clone(), &url);
+        if let Some(token) = bearer {
+            request = request.bearer_auth(token);
+        }
+        if path.starts_with("/auth/register")
+            && let Some(key) = &self.inner.config.registration_key
+        {
+            request = request.header("x-registration-key", key);
+        }
+        if let Some(body) = body {
+            request = request
+                .header(header::CONTENT_TYPE, "application/json")
+                .body(body);
+        }
+        let transport = |source: reqwest::Error| {
+            let kind = if source.is_timeout() {
+                TransportKind::Timeout
+            } else if source.is_connect() {
+                TransportKind::Connect
+            } else {
+                TransportKind::Interrupted
+            };
+            ClientError::Transport {
+                method: method.to_string(),
+                url: url.clone(),
+                kind,
+                source,
+            }
+        };
+        let response = request.send().await.map_err(transport)?;
+        let status = response.status();
+        let retry_after = response
+            .headers()
+            .get(header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .map(Duration::from_secs);
+        let text = response.text().await.map_err(transport)?;
+        if status.is_success() {
+            return serde_json::from_str(&text).map_err(|source| ClientError::Decode {
+                what: format!("{method} {path}"),
+                source,
+            });
+        }
+        let detail = match serde_json::from_str::<ErrorBody>(&text) {
+            Ok(body) => body.detail,
+            Err(_) if text.trim().is_empty() => status
+                .canonical_reason()
+                .unwrap_or("error without detail")
+                .to_owned(),
+            Err(_) => text.chars().take(200).collect(),
+        };
+        Err(ClientError::Refused {
+            status,
+            detail,
+            retry_after,
+        })
+    }
+
+    /// Starts (or moves) the heartbeat task to `party_id`.
+    fn start_heartbeat(&self, party_id: PartyId) {
+        let weak: Weak<Inner> = Arc::downgrade(&self.inner);
+        let every = self.inner.config.heartbeat_interval;
+        let peer_id = self.inner.config.peer_id.clone();
+        let party = party_id.clone();
+        let task = tokio::spawn(async move {
+            let start = tokio::time::Instant::now() + every;
+            let mut ticker = tokio::time::interval_at(start, every);
+            ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                ticker.tick().await;
+                // A weak handle: a client dropped without close() stops its
+                // heartbeat instead of being kept alive by it.
+                let Some(inner) = weak.upgrade() else { return };
+                let client = HttpClient { inner };
+                match client.heartbeat(&party, &peer_id).await {
+                    Ok(()) => {
+                        client.inner.heartbeats_sent.fetch_add(1, Ordering::Relaxed);
+                    }
+                    Err(error)
+                        if matches!(
+                            error.status(),
+                            Some(StatusCode::NOT_FOUND | StatusCode::FORBIDDEN)
+                        ) =>
+                    {
+                        tracing::warn!(party_id = %party, %error, "no longer in the party; heartbeat stopped");
+                        return;
+                    }
+                    Err(error) => tracing::warn!(party_id = %party, %error, "heartbeat failed"),
+                }
+            }
+        });
+        if let Ok(mut slot) = self.inner.heartbeat.lock()
+            && let Some(old) = slot.replace(Heartbeat { party_id, task })
+        {
+            old.task.abort();
+        }
+    }
+
+    /// Stops the heartbeat task (of `party_id` only, when given).
+    fn stop_heartbeat(&self, party_id: Option<&PartyId>) {
+        if let Ok(mut slot) = self.inner.heartbeat.lock()
+            && slot
+                .as_ref()
+                .is_some_and(|h| party_id.is_none_or(|p| *p == h.party_id))
+            && let Some(heartbeat) = slot.take()
+        {
+            heartbeat.task.abort();
+        }
+    }
+}
+
+#[async_trait]
+impl ControlPlane for HttpClient {
+    fn peer_id(&self) -> &PeerId {
+        &self.inner.config.peer_id
+    }
+
+    async fn register_party(&self, name: Name, host: PeerInfo) -> Result<JoinPartyResponse> {
+        let body = CreatePartyRequest {
+            name,
+            host_peer_info: host,
+        };
+        let created: CreatePartyResponse = self
+            .call(Method::POST, "/parties", Some(&body), Auth::Peer)
+            .await?;
+        self.start_heartbeat(created.party_id.clone());
+        Ok(JoinPartyResponse {
+            party: created.party,
+            virtual_ip: created.virtual_ip,
+            seq: created.seq,
+        })
+    }
+
+    async fn join_party(&self, party_id: &PartyId, peer: PeerInfo) -> Result<JoinPartyResponse> {
+        let body = JoinPartyRequest {
+            party_id: party_id.clone(),
+            peer_info: peer,
+        };
+        let path = format!("/parties/{party_id}/join");
+        let joined: JoinPartyResponse = self
+            .call(Method::POST, &path, Some(&body), Auth::Peer)
+            .await?;
+        self.start_heartbeat(joined.party.party_id.clone());
+        Ok(joined)
+    }
+
+    async fn leave_party(&self, party_id: &PartyId, peer_id: &PeerId) -> Result<LeaveOutcome> {
+        let path = format!("/parties/{party_id}/peers/{peer_id}");
+        let answer: StatusResponse = self
+            .call(Method::DELETE, &path, None::<&()>, Auth::Peer)
+            .await?;
+        if *peer_id == self.inner.config.peer_id {
+            self.stop_heartbeat(Some(party_id));
+        }
+        match answer.status.as_str() {
+            "left" => Ok(LeaveOutcome::Left),
+            "party_deleted" => Ok(LeaveOutcome::PartyDeleted),
+            other => Err(ClientError::Decode {
+                what: format!("DELETE {path}"),
+                source: serde::de::Error::custom(format!("unknown status {other:?}")),
+            }),
+        }
+    }
+
+    async fn get_party(&self, party_id: &PartyId) -> Result<PartyResponse> {
+        let path = format!("/parties/{party_id}");
+        self.call(Method::GET, &path, None::<&()>, Auth::Peer).await
+    }
+
+    async fn get_peers(&self, party_id: &PartyId) -> Result<BTreeMap<PeerId, Peer>> {
+        let path = format!("/parties/{party_id}/peers");
+        let answer: PeersResponse = self
+            .call(Method::GET, &path, None::<&()>, Auth::Peer)
+            .await?;
+        Ok(answer.peers)
+    }
+
+    async fn discover_peer(&self, party_id: &PartyId, peer_id: &PeerId) -> Result<Peer> {
+        let path = format!("/parties/{party_id}/peers/{peer_id}");
+        let answer: PeerResponse = self
+            .call(Method::GET, &path, None::<&()>, Auth::Peer)
+            .await?;
+        Ok(answer.peer)
+    }
+
+    async fn heartbeat(&self, party_id: &PartyId, peer_id: &PeerId) -> Result<()> {
+        let path = format!("/parties/{party_id}/peers/{peer_id}/heartbeat");
+        let _: StatusResponse = self
+            .call(Method::POST, &path, None::<&()>, Auth::Peer)
+            .await?;
+        Ok(())
+    }
+
+    async fn send_signal(
+        &self,
+        party_id: &PartyId,
+        to_peer_id: &PeerId,
+        signal_data: SignalData,
+    ) -> Result<()> {
+        let path = format!("/parties/{party_id}/signals");
+        let body = SendSignalRequest {
+            to_peer_id: to_peer_id.clone(),
+            signal_data,
+        };
+        let _: StatusResponse = self
+            .call(Method::POST, &path, Some(&body), Auth::Peer)
+            .await?;
+        Ok(())
+    }
+
+    async fn poll_signals(&self, party_id: &PartyId) -> Result<Vec<Signal>> {
+        let path = format!("/parties/{party_id}/signals");
+        let answer: SignalsResponse = self
+            .call(Method::GET, &path, None::<&()>, Auth::Peer)
+            .await?;
+        Ok(answer.signals)
+    }
+
+    async fn list_relays(&self) -> Result<Vec<Relay>> {
+        let answer: RelaysResponse = self
+            .call(Method::GET, "/relays", None::<&()>, Auth::Peer)
+            .await?;
+        Ok(answer.relays)
+    }
+
+    async fn relays_by_region(&self, region: &Region) -> Result<Vec<Relay>> {
+        let path = format!("/relays/{region}");
+        let answer: RelaysResponse = self
+            .call(Method::GET, &path, None::<&()>, Auth::Peer)
+            .await?;
+        Ok(answer.relays)
+    }
+
+    async fn close(&self) -> Result<()> {
+        self.stop_heartbeat(None);
+        Ok(())
+    }
+}

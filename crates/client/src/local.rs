@@ -1,0 +1,821 @@
+//! The control plane without a server: parties in memory, saved to a state
+//! file behind a short write delay, and optionally shared with other local
+//! instances through a discovery file guarded by a file lock.
+
+use std::{
+    collections::BTreeMap,
+    net::Ipv4Addr,
+    path::{Path, PathBuf},
+    sync::{
+        Arc, Mutex, Weak,
+        atomic::{AtomicU64, Ordering},
+    },
+    time::Duration,
+};
+
+use async_trait::async_trait;
+use lanrage_proto::{
+    JoinPartyResponse, Name, Party, PartyId, PartyResponse, Peer, PeerId, PeerInfo, Region, Relay,
+    Signal, SignalData, Timestamp,
+};
+use reqwest::StatusCode;
+use serde::{Deserialize, Serialize};
+use tokio::{sync::Notify, task::JoinHandle};
+
+use crate::{
+    control::{ControlPlane, LeaveOutcome},
+    error::{ClientError, Result},
+    files::{FileLock, read_optional, set_aside, write_atomic},
+};
+
+/// Settings of a [`LocalControlPlane`].
+#[derive(Debug, Clone)]
+pub struct LocalConfig {
+    /// The peer this plane acts for.
+    pub peer_id: PeerId,
+    /// Where this instance's parties are saved; none keeps them in memory only.
+    pub state_file: Option<PathBuf>,
+    /// A file several local instances share to find each other's parties;
+    /// none keeps this instance on its own.
+    pub discovery_file: Option<PathBuf>,
+    /// Changes within this window after the first are saved in one write.
+    pub write_delay: Duration,
+    /// A member silent this long is removed by the cleanup.
+    pub peer_timeout: Duration,
+    /// How often the cleanup runs.
+    pub cleanup_interval: Duration,
+    /// How long a signal waits to be polled.
+    pub signal_ttl: Duration,
+}
+
+impl LocalConfig {
+    /// In memory only, with the server's timeouts (peers 300 s, cleanup
+    /// every 60 s, signals 60 s) and a 200 ms write window.
+    pub fn new(peer_id: PeerId) -> Self {
+        Self {
+            peer_id,
+            state_file: None,
+            discovery_file: None,
+            write_delay: Duration::from_millis(200),
+            peer_timeout: Duration::from_secs(300),
+            cleanup_interval: Duration::from_secs(60),
+            signal_ttl: Duration::from_secs(60),
+        }
+    }
+
+    /// Files under `dir`: `local-PEER.json` for this peer's state and
+    /// `discovery.json` shared by every instance using the same folder.
+    pub fn in_dir(peer_id: PeerId, dir: &Path) -> Self {
+        let state = dir.join(format!("local-{peer_id}.json"));
+        Self {
+            state_file: Some(state),
+            discovery_file: Some(dir.join("discovery.json")),
+            ..Self::new(peer_id)
+        }
+    }
+}
+
+/// A file that could not be read and was moved aside.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SetAside {
+    /// The file as configured.
+    pub path: PathBuf,
+    /// Where its unreadable content now is.
+    pub moved_to: PathBuf,
+    /// Why it could not be read.
+    pub error: String,
+}
+
+/// One party with what the server would also keep about it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct Entry {
+    party: Party,
+    virtual_ips: BTreeMap<PeerId, Ipv4Addr>,
+    seq: u64,
+}
+
+impl Entry {
+    fn view(&self) -> PartyResponse {
+        PartyResponse {
+            party: self.party.clone(),
+            virtual_ips: self.virtual_ips.clone(),
+            seq: self.seq,
+        }
+    }
+
+    fn joined(&self, peer_id: &PeerId) -> JoinPartyResponse {
+        JoinPartyResponse {
+            party: self.party.clone(),
+            virtual_ip: self
+                .virtual_ips
+                .get(peer_id)
+                .copied()
+                .unwrap_or(Ipv4Addr::UNSPECIFIED),
+            seq: self.seq,
+        }
+    }
+}
+
+/// The state file: versioned so the format can change.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(tag = "version")]
+enum StateFile {
+    #[serde(rename = "1")]
+    V1 {
+        peer_id: PeerId,
+        parties: Vec<Entry>,
+    },
+}
+
+/// The discovery file shared by local instances.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(tag = "version")]
+enum DiscoveryFile {
+    #[serde(rename = "1")]
+    V1 {
+        parties: BTreeMap<PartyId, Entry>,
+        signals: Vec<Signal>,
+    },
+}
+
+/// Parties and queued signals, with the server's rules applied to them.
+/// The same rules run on the in-memory book and on the shared discovery file.
+#[derive(Debug, Default, Clone)]
+struct Book {
+    parties: BTreeMap<PartyId, Entry>,
+    signals: Vec<Signal>,
+}
+
+fn not_found(what: String) -> ClientError {
+    ClientError::refused(StatusCode::NOT_FOUND, what)
+}
+
+fn virtual_ip(index: u16) -> Ipv4Addr {
+    let [high, low] = index.to_be_bytes();
+    Ipv4Addr::new(10, 66, high, low)
+}
+
+fn random_party_id() -> Result<PartyId> {
+    let mut bytes = [0u8; 16];
+    getrandom::fill(&mut bytes)
+        .map_err(|e| ClientError::Config(format!("no randomness for a party id: {e}")))?;
+    let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    PartyId::parse(hex).map_err(|e| ClientError::Config(e.to_string()))
+}
+
+impl Book {
+    fn entry(&self, party_id: &PartyId) -> Result<&Entry> {
+        self.parties
+            .get(party_id)
+            .ok_or_else(|| not_found(format!("party {party_id} not found")))
+    }
+
+    fn entry_mut(&mut self, party_id: &PartyId) -> Result<&mut Entry> {
+        self.parties
+            .get_mut(party_id)
+            .ok_or_else(|| not_found(format!("party {party_id} not found")))
+    }
+
+    fn member(&self, party_id: &PartyId, peer_id: &PeerId) -> Result<&Peer> {
+        self.entry(party_id)?
+            .party
+            .peers
+            .get(peer_id)
+            .ok_or_else(|| not_found(format!("peer {peer_id} is not in party {party_id}")))
+    }
+
+    /// The party `peer_id` is in, if any.
+    fn party_of(&self, peer_id: &PeerId) -> Option<PartyId> {
+        self.parties
+            .iter()
+            .find(|(_, e)| e.party.peers.contains_key(peer_id))
+            .map(|(id, _)| id.clone())
+    }
+
+    fn create(&mut self, name: Name, host: PeerInfo, now: Timestamp) -> Result<JoinPartyResponse> {
+        let party_id = random_party_id()?;
+        if let Some(old) = self.party_of(&host.peer_id) {
+            self.remove_member(&old, &host.peer_id)?;
+        }
+        let host_id = host.peer_id.clone();
+        let entry = Entry {
+            party: Party {
+                party_id: party_id.clone(),
+                name,
+                host_id: host_id.clone(),
+                created_at: now,
+                peers: BTreeMap::from([(host_id.clone(), host.into_peer(now))]),
+            },
+            virtual_ips: BTreeMap::from([(host_id.clone(), virtual_ip(1))]),
+            seq: 1,
+        };
+        let joined = entry.joined(&host_id);
+        self.parties.insert(party_id, entry);
+        Ok(joined)
+    }
+
+    fn join(
+        &mut self,
+        party_id: &PartyId,
+        peer: PeerInfo,
+        now: Timestamp,
+    ) -> Result<JoinPartyResponse> {
+        self.entry(party_id)?;
+        let peer_id = peer.peer_id.clone();
+        if let Some(old) = self.party_of(&peer_id)
+            && old != *party_id
+        {
+            self.remove_member(&old, &peer_id)?;
+        }
+        let entry = self.entry_mut(party_id)?;
+        if !entry.virtual_ips.contains_key(&peer_id) {
+            let index = (1..u16::MAX)
+                .find(|i| !entry.virtual_ips.values().any(|ip| *ip == virtual_ip(*i)))
+                .ok_or_else(|| {
+                    ClientError::refused(StatusCode::CONFLICT, format!("party {party_id} is full"))
+                })?;
+            entry.virtual_ips.insert(peer_id.clone(), virtual_ip(index));
+        }
+        entry
+            .party
+            .peers
+            .insert(peer_id.clone(), peer.into_peer(now));
+        entry.seq += 1;
+        Ok(entry.joined(&peer_id))
+    }
+
+    /// Removes a member; the host leaving, or the last member, ends the party.
+    fn remove_member(&mut self, party_id: &PartyId, peer_id: &PeerId) -> Result<LeaveOutcome> {
+        self.member(party_id, peer_id)?;
+        let entry = self.entry_mut(party_id)?;
+        entry.party.peers.remove(peer_id);
+        entry.virtual_ips.remove(peer_id);
+        entry.seq += 1;
+        if entry.party.host_id == *peer_id || entry.party.peers.is_empty() {
+            self.parties.remove(party_id);
+            self.signals.retain(|s| s.party_id != *party_id);
+            return Ok(LeaveOutcome::PartyDeleted);
+        }
+        Ok(LeaveOutcome::Left)
+    }
+
+    fn heartbeat(&mut self, party_id: &PartyId, peer_id: &PeerId, now: Timestamp) -> Result<()> {
+        self.member(party_id, peer_id)?;
+        let entry = self.entry_mut(party_id)?;
+        if let Some(peer) = entry.party.peers.get_mut(peer_id) {
+            peer.last_seen = now;
+        }
+        Ok(())
+    }
+
+    fn send_signal(&mut self, signal: Signal) -> Result<()> {
+        self.member(&signal.party_id, &signal.from_peer_id)?;
+        self.member(&signal.party_id, &signal.to_peer_id)?;
+        self.signals.push(signal);
+        Ok(())
+    }
+
+    fn take_signals(&mut self, party_id: &PartyId, to: &PeerId) -> Result<Vec<Signal>> {
+        self.member(party_id, to)?;
+        let (mine, rest) = std::mem::take(&mut self.signals)
+            .into_iter()
+            .partition(|s| s.party_id == *party_id && s.to_peer_id == *to);
+        self.signals = rest;
+        Ok(mine)
+    }
+
+    /// Removes members silent since before `peer_cutoff` (ending the
+    /// parties of hosts among them) and signals older than `signal_cutoff`.
+    /// Returns how many members were removed.
+    fn cleanup(&mut self, peer_cutoff: Timestamp, signal_cutoff: Timestamp) -> usize {
+        let stale: Vec<(PartyId, PeerId)> = self
+            .parties
+            .iter()
+            .flat_map(|(party_id, entry)| {
+                entry
+                    .party
+                    .peers
+                    .values()
+                    .filter(|peer| peer.last_seen < peer_cutoff)
+                    .map(move |peer| (party_id.clone(), peer.peer_id.clone()))
+            })
+            .collect();
+        let mut removed = 0;
+        for (party_id, peer_id) in stale {
+            // The party may be gone already: its host was stale too.
+            if self.remove_member(&party_id, &peer_id).is_ok() {
+                removed += 1;
+            }
+        }
+        self.signals.retain(|s| s.sent_at >= signal_cutoff);
+        removed
+    }
+
+    /// The parties `peer_id` is in (what this instance keeps of a shared book).
+    fn parties_of(&self, peer_id: &PeerId) -> BTreeMap<PartyId, Entry> {
+        self.parties
+            .iter()
+            .filter(|(_, e)| e.party.peers.contains_key(peer_id))
+            .map(|(id, e)| (id.clone(), e.clone()))
+            .collect()
+    }
+}
+
+/// Reads the discovery file, moving a corrupt one aside.
+fn read_discovery(path: &Path) -> Result<(Book, Option<SetAside>)> {
+    let Some(bytes) = read_optional(path).map_err(ClientError::file("read", path))? else {
+        return Ok((Book::default(), None));
+    };
+    match serde_json::from_slice::<DiscoveryFile>(&bytes) {
+        Ok(DiscoveryFile::V1 { parties, signals }) => Ok((Book { parties, signals }, None)),
+        Err(error) => {
+            let moved_to = set_aside(path).map_err(ClientError::file("move aside", path))?;
+            tracing::warn!(path = %path.display(), moved_to = %moved_to.display(), %error,
+                "discovery file unreadable: moved aside, starting an empty one");
+            Ok((
+                Book::default(),
+                Some(SetAside {
+                    path: path.to_path_buf(),
+                    moved_to,
+                    error: error.to_string(),
+                }),
+            ))
+        }
+    }
+}
+
+/// Runs `op` on the discovery file's book under the file lock, and writes
+/// the book back if `write` and `op` succeeded.
+fn with_discovery<R>(
+    path: &Path,
+    write: bool,
+    op: impl FnOnce(&mut Book) -> Result<R>,
+) -> Result<(R, Book, Option<SetAside>)> {
+    let _lock = FileLock::exclusive(path).map_err(ClientError::file("lock", path))?;
+    let (mut book, set_aside) = read_discovery(path)?;
+    let result = op(&mut book)?;
+    if write {
+        let file = DiscoveryFile::V1 {
+            parties: book.parties.clone(),
+            signals: book.signals.clone(),
+        };
+        let bytes = serde_json::to_vec_pretty(&file)
+            .map_err(|e| ClientError::Config(format!("cannot encode the discovery file: {e}")))?;
+        write_atomic(path, &bytes, true).map_err(ClientError::file("write", path))?;
+    }
+    Ok((result, book, set_aside))
+}
+
+/// The control plane of a machine with no server: same interface, same
+/// rules, no network.
+///
+/// Parties live in memory and are saved to [`LocalConfig::state_file`] by a
+/// background writer: the first change arms a [`LocalConfig::write_delay`]
+/// timer and every change until it fires goes into the same write. Writes
+/// are atomic (temporary file, fsync, rename); at start the file is loaded,
+/// and a file that cannot be read is moved aside and reported
+/// ([`LocalControlPlane::set_aside_files`]) instead of failing the start.
+///
+/// With a [`LocalConfig::discovery_file`], parties and signals live in that
+/// file instead, read and written under an exclusive file lock, so several
+/// instances on one machine (or a shared folder) find and join each other's
+/// parties.
+///
+/// ```no_run
+/// use lanrage_client::{ControlPlane, LocalConfig, LocalControlPlane};
+/// use lanrage_proto::PeerId;
+///
+/// # async fn example() -> Result<(), lanrage_client::ClientError> {
+/// let dir = std::path::Path::new("/tmp/lanrage");
+/// let me = PeerId::parse("alice").expect("valid id");
+/// let plane = LocalControlPlane::open(LocalConfig::in_dir(me, dir)).await?;
+/// for party in plane.discover_parties().await? {
+///     println!("{} hosted by {}", party.party.name, party.party.host_id);
+/// }
+/// plane.close().await?;
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Debug, Clone)]
+pub struct LocalControlPlane {
+    inner: Arc<LocalInner>,
+}
+
+#[derive(Debug)]
+struct LocalInner {
+    config: LocalConfig,
+    book: Mutex<Book>,
+    /// Bumped on every change; `saved` is the value last written.
+    changes: AtomicU64,
+    saved: AtomicU64,
+    writes: AtomicU64,
+    dirty: Arc<Notify>,
+    write_lock: tokio::sync::Mutex<()>,
+    set_aside: Mutex<Vec<SetAside>>,
+    tasks: Mutex<Vec<JoinHandle<()>>>,
+}
+
+impl Drop for LocalInner {
+    fn drop(&mut self) {
+        if let Ok(tasks) = self.tasks.lock() {
+            for task in tasks.iter() {
+                task.abort();
+            }
+        }
+        // Dropped without close(): save what the writer had not yet saved.
+        if self.changes.load(Ordering::SeqCst) != self.saved.load(Ordering::SeqCst)
+            && let (Some(path), Some(bytes)) = (&self.config.state_file, self.encode_state())
+            && let Err(error) = write_atomic(path, &bytes, true)
+        {
+            tracing::warn!(path = %path.display(), %error, "cannot save the local state");
+        }
+    }
+}
+
+impl LocalInner {
+    fn encode_state(&self) -> Option<Vec<u8>> {
+        let book = self.book.lock().ok()?;
+        let file = StateFile::V1 {
+            peer_id: self.config.peer_id.clone(),
+            parties: book.parties.values().cloned().collect(),
+        };
+        serde_json::to_vec_pretty(&file).ok()
+    }
+
+    fn changed(&self) {
+        self.changes.fetch_add(1, Ordering::SeqCst);
+        self.dirty.notify_one();
+    }
+
+    fn record(&self, set_aside: Option<SetAside>) {
+        if let (Some(found), Ok(mut list)) = (set_aside, self.set_aside.lock()) {
+            list.push(found);
+        }
+    }
+
+    /// Writes the state file now if anything changed since the last write.
+    async fn save(&self) -> Result<()> {
+        let Some(path) = self.config.state_file.clone() else {
+            return Ok(());
+        };
+        let _writing = self.write_lock.lock().await;
+        let changes = self.changes.load(Ordering::SeqCst);
+        if changes == self.saved.load(Ordering::SeqCst) {
+            return Ok(());
+        }
+        let bytes = self
+            .encode_state()
+            .ok_or_else(|| ClientError::Config("cannot encode the local state".into()))?;
+        let target = path.clone();
+        tokio::task::spawn_blocking(move || write_atomic(&target, &bytes, true))
+            .await
+            .map_err(|_| ClientError::Closed)?
+            .map_err(ClientError::file("write", &path))?;
+        self.saved.store(changes, Ordering::SeqCst);
+        self.writes.fetch_add(1, Ordering::SeqCst);
+        Ok(())
+    }
+}
+
+impl LocalControlPlane {
+    /// Loads the state file (if any), syncs with the discovery file (if
+    /// any), and starts the writer and the stale-peer cleanup.
+    pub async fn open(config: LocalConfig) -> Result<Self> {
+        let mut set_aside_files = Vec::new();
+        let mut book = Book::default();
+        if let Some(path) = config.state_file.clone() {
+            let (parties, found) = tokio::task::spawn_blocking(move || load_state(&path))
+                .await
+                .map_err(|_| ClientError::Closed)??;
+            book.parties = parties;
+            set_aside_files.extend(found);
+        }
+        let plane = Self {
+            inner: Arc::new(LocalInner {
+                book: Mutex::new(book),
+                changes: AtomicU64::new(0),
+                saved: AtomicU64::new(0),
+                writes: AtomicU64::new(0),
+                dirty: Arc::new(Notify::new()),
+                write_lock: tokio::sync::Mutex::new(()),
+                set_aside: Mutex::new(set_aside_files),
+                tasks: Mutex::new(Vec::new()),
+                config,
+            }),
+        };
+        if plane.inner.config.discovery_file.is_some() {
+            // What we saved may be out of date: the shared file says who
+            // is still in which party.
+            plane.read(|_| Ok(())).await?;
+        }
+        let mut tasks = Vec::new();
+        if plane.inner.config.state_file.is_some() {
+            tasks.push(tokio::spawn(write_behind(
+                Arc::downgrade(&plane.inner),
+                plane.inner.dirty.clone(),
+                plane.inner.config.write_delay,
+            )));
+        }
+        tasks.push(tokio::spawn(cleanup_loop(Arc::downgrade(&plane.inner))));
+        if let Ok(mut slot) = plane.inner.tasks.lock() {
+            *slot = tasks;
+        }
+        Ok(plane)
+    }
+
+    /// The settings this plane runs with.
+    pub fn config(&self) -> &LocalConfig {
+        &self.inner.config
+    }
+
+    /// Files found unreadable (at start or since) and moved aside.
+    pub fn set_aside_files(&self) -> Vec<SetAside> {
+        self.inner
+            .set_aside
+            .lock()
+            .map(|list| list.clone())
+            .unwrap_or_default()
+    }
+
+    /// How many times the state file was written.
+    pub fn state_writes(&self) -> u64 {
+        self.inner.writes.load(Ordering::SeqCst)
+    }
+
+    /// Writes pending changes to the state file now.
+    pub async fn flush(&self) -> Result<()> {
+        self.inner.save().await
+    }
+
+    /// Every party this instance can see: with a discovery file, those of
+    /// every instance sharing it.
+    pub async fn discover_parties(&self) -> Result<Vec<PartyResponse>> {
+        self.read(|book| Ok(book.parties.values().map(Entry::view).collect()))
+            .await
+    }
+
+    /// Takes in a party known from elsewhere (the remote plane's last view
+    /// when it falls back), unless a newer copy of it is already here.
+    pub async fn adopt_party(&self, view: PartyResponse) -> Result<()> {
+        self.mutate(move |book, _| {
+            let newer = book
+                .parties
+                .get(&view.party.party_id)
+                .is_none_or(|known| known.seq < view.seq);
+            if newer {
+                book.parties.insert(
+                    view.party.party_id.clone(),
+                    Entry {
+                        party: view.party,
+                        virtual_ips: view.virtual_ips,
+                        seq: view.seq,
+                    },
+                );
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    /// Removes stale members now, as the periodic cleanup does; returns how
+    /// many were removed.
+    pub async fn cleanup_now(&self) -> Result<usize> {
+        let peer_timeout = secs(self.inner.config.peer_timeout);
+        let signal_ttl = secs(self.inner.config.signal_ttl);
+        self.mutate(move |book, now| {
+            Ok(book.cleanup(now.plus_secs(-peer_timeout), now.plus_secs(-signal_ttl)))
+        })
+        .await
+    }
+
+    fn check_self(&self, peer_id: &PeerId) -> Result<()> {
+        if *peer_id != self.inner.config.peer_id {
+            return Err(ClientError::refused(
+                StatusCode::FORBIDDEN,
+                format!(
+                    "this plane acts for {}, not for {peer_id}",
+                    self.inner.config.peer_id
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Applies a change to the parties: in memory, or in the discovery file
+    /// under its lock (keeping in memory the parties this peer is in).
+    async fn mutate<R: Send + 'static>(
+        &self,
+        op: impl FnOnce(&mut Book, Timestamp) -> Result<R> + Send + 'static,
+    ) -> Result<R> {
+        let now = Timestamp::now();
+        let result = match self.inner.config.discovery_file.clone() {
+            None => {
+                let mut book = self.inner.book.lock().map_err(|_| ClientError::Closed)?;
+                op(&mut book, now)?
+            }
+            Some(path) => {
+                let (result, shared, found) = tokio::task::spawn_blocking(move || {
+                    with_discovery(&path, true, |b| op(b, now))
+                })
+                .await
+                .map_err(|_| ClientError::Closed)??;
+                self.inner.record(found);
+                self.keep(&shared);
+                result
+            }
+        };
+        self.inner.changed();
+        Ok(result)
+    }
+
+    /// Reads the parties: from memory, or from the discovery file.
+    async fn read<R>(&self, op: impl FnOnce(&Book) -> Result<R>) -> Result<R> {
+        match self.inner.config.discovery_file.clone() {
+            None => {
+                let book = self.inner.book.lock().map_err(|_| ClientError::Closed)?;
+                op(&book)
+            }
+            Some(path) => {
+                let ((), shared, found) =
+                    tokio::task::spawn_blocking(move || with_discovery(&path, false, |_| Ok(())))
+                        .await
+                        .map_err(|_| ClientError::Closed)??;
+                self.inner.record(found);
+                if self.keep(&shared) {
+                    self.inner.changed();
+                }
+                op(&shared)
+            }
+        }
+    }
+
+    /// Keeps in memory (and so in the state file) the parties of the shared
+    /// book this peer is in; true if that changed anything.
+    fn keep(&self, shared: &Book) -> bool {
+        let mine = shared.parties_of(&self.inner.config.peer_id);
+        match self.inner.book.lock() {
+            Ok(mut book) if book.parties != mine => {
+                book.parties = mine;
+                true
+            }
+            _ => false,
+        }
+    }
+}
+
+fn secs(duration: Duration) -> i64 {
+    i64::try_from(duration.as_secs()).unwrap_or(i64::MAX)
+}
+
+/// Reads the state file; a corrupt one is moved aside and reported.
+fn load_state(path: &Path) -> Result<(BTreeMap<PartyId, Entry>, Option<SetAside>)> {
+    let Some(bytes) = read_optional(path).map_err(ClientError::file("read", path))? else {
+        return Ok((BTreeMap::new(), None));
+    };
+    match serde_json::from_slice::<StateFile>(&bytes) {
+        Ok(StateFile::V1 { parties, .. }) => Ok((
+            parties
+                .into_iter()
+                .map(|e| (e.party.party_id.clone(), e))
+                .collect(),
+            None,
+        )),
+        Err(error) => {
+            let moved_to = set_aside(path).map_err(ClientError::file("move aside", path))?;
+            tracing::warn!(path = %path.display(), moved_to = %moved_to.display(), %error,
+                "state file unreadable: moved aside, starting empty");
+            Ok((
+                BTreeMap::new(),
+                Some(SetAside {
+                    path: path.to_path_buf(),
+                    moved_to,
+                    error: error.to_string(),
+                }),
+            ))
+        }
+    }
+}
+
+/// Saves the state a short while after the first of a burst of changes.
+/// It holds the plane weakly, so a plane dropped without `close` goes away.
+async fn write_behind(inner: Weak<LocalInner>, dirty: Arc<Notify>, delay: Duration) {
+    loop {
+        dirty.notified().await;
+        tokio::time::sleep(delay).await;
+        let Some(strong) = inner.upgrade() else {
+            return;
+        };
+        if let Err(error) = strong.save().await {
+            tracing::warn!(error = %crate::error_chain(&error), "cannot save the local state");
+        }
+    }
+}
+
+/// Removes stale peers every `cleanup_interval`.
+async fn cleanup_loop(inner: Weak<LocalInner>) {
+    let Some(every) = inner.upgrade().map(|i| i.config.cleanup_interval) else {
+        return;
+    };
+    let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+    loop {
+        ticker.tick().await;
+        let Some(strong) = inner.upgrade() else {
+            return;
+        };
+        let plane = LocalControlPlane { inner: strong };
+        match plane.cleanup_now().await {
+            Ok(0) => {}
+            Ok(removed) => tracing::info!(removed, "stale peers removed"),
+            Err(error) => tracing::warn!(error = %crate::error_chain(&error), "cleanup failed"),
+        }
+    }
+}
+
+#[async_trait]
+impl ControlPlane for LocalControlPlane {
+    fn peer_id(&self) -> &PeerId {
+        &self.inner.config.peer_id
+    }
+
+    async fn register_party(&self, name: Name, host: PeerInfo) -> Result<JoinPartyResponse> {
+        self.check_self(&host.peer_id)?;
+        self.mutate(move |book, now| book.create(name, host, now))
+            .await
+    }
+
+    async fn join_party(&self, party_id: &PartyId, peer: PeerInfo) -> Result<JoinPartyResponse> {
+        self.check_self(&peer.peer_id)?;
+        let party_id = party_id.clone();
+        self.mutate(move |book, now| book.join(&party_id, peer, now))
+            .await
+    }
+
+    async fn leave_party(&self, party_id: &PartyId, peer_id: &PeerId) -> Result<LeaveOutcome> {
+        self.check_self(peer_id)?;
+        let (party_id, peer_id) = (party_id.clone(), peer_id.clone());
+        self.mutate(move |book, _| book.remove_member(&party_id, &peer_id))
+            .await
+    }
+
+    async fn get_party(&self, party_id: &PartyId) -> Result<PartyResponse> {
+        self.read(|book| book.entry(party_id).map(Entry::view))
+            .await
+    }
+
+    async fn get_peers(&self, party_id: &PartyId) -> Result<BTreeMap<PeerId, Peer>> {
+        self.read(|book| book.entry(party_id).map(|e| e.party.peers.clone()))
+            .await
+    }
+
+    async fn discover_peer(&self, party_id: &PartyId, peer_id: &PeerId) -> Result<Peer> {
+        self.read(|book| book.member(party_id, peer_id).cloned())
+            .await
+    }
+
+    async fn heartbeat(&self, party_id: &PartyId, peer_id: &PeerId) -> Result<()> {
+        self.check_self(peer_id)?;
+        let (party_id, peer_id) = (party_id.clone(), peer_id.clone());
+        self.mutate(move |book, now| book.heartbeat(&party_id, &peer_id, now))
+            .await
+    }
+
+    async fn send_signal(
+        &self,
+        party_id: &PartyId,
+        to_peer_id: &PeerId,
+        signal_data: SignalData,
+    ) -> Result<()> {
+        let signal = Signal {
+            party_id: party_id.clone(),
+            from_peer_id: self.inner.config.peer_id.clone(),
+            to_peer_id: to_peer_id.clone(),
+            signal_data,
+            sent_at: Timestamp::now(),
+        };
+        self.mutate(move |book, _| book.send_signal(signal)).await
+    }
+
+    async fn poll_signals(&self, party_id: &PartyId) -> Result<Vec<Signal>> {
+        let (party_id, me) = (party_id.clone(), self.inner.config.peer_id.clone());
+        self.mutate(move |book, _| book.take_signals(&party_id, &me))
+            .await
+    }
+
+    /// A machine without a server knows no relays.
+    async fn list_relays(&self) -> Result<Vec<Relay>> {
+        Ok(Vec::new())
+    }
+
+    async fn relays_by_region(&self, _region: &Region) -> Result<Vec<Relay>> {
+        Ok(Vec::new())
+    }
+
+    async fn close(&self) -> Result<()> {
+        if let Ok(tasks) = self.inner.tasks.lock() {
+            for task in tasks.iter() {
+                task.abort();
+            }
+        }
+        self.inner.save().await
+    }
+}

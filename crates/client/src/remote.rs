@@ -1,0 +1,204 @@
+//! The remote control plane as an application uses it: requests over HTTP,
+//! events over the socket, and the local plane to fall back on when the
+//! server stays unreachable.
+
+use std::{
+    collections::BTreeMap,
+    sync::atomic::{AtomicBool, Ordering},
+};
+
+use async_trait::async_trait;
+use lanrage_proto::{
+    JoinPartyResponse, Name, PartyId, PartyResponse, Peer, PeerId, PeerInfo, Region, Relay, Signal,
+    SignalData,
+};
+
+use crate::{
+    control::{ControlPlane, LeaveOutcome},
+    error::Result,
+    http::HttpClient,
+    local::{LocalConfig, LocalControlPlane},
+    ws::{WsClient, WsConfig, WsEvents, WsState},
+};
+
+/// HTTP for requests, a [`WsClient`] for events, and a
+/// [`LocalControlPlane`] held in reserve.
+///
+/// When the socket gives up reconnecting ([`WsState::GaveUp`], announced by
+/// [`WsEvent::GaveUp`](crate::WsEvent::GaveUp)), the next call switches this
+/// plane to local mode for good: the party as last seen is copied into the
+/// local plane, a warning is logged, [`RemoteControlPlane::is_local`] turns
+/// true, and every call from then on is served locally.
+///
+/// ```no_run
+/// use lanrage_client::{ControlPlane, HttpClient, HttpConfig, LocalConfig, RemoteControlPlane, WsConfig};
+/// use lanrage_proto::PeerId;
+///
+/// # async fn example() -> Result<(), lanrage_client::ClientError> {
+/// let me = PeerId::parse("alice").expect("valid id");
+/// let http = HttpClient::new(HttpConfig::new("http://127.0.0.1:8667", me.clone()))?;
+/// let (plane, mut events) =
+///     RemoteControlPlane::connect(http, WsConfig::default(), LocalConfig::new(me)).await?;
+/// tokio::spawn(async move {
+///     while let Some(event) = events.recv().await {
+///         println!("{event:?}");
+///     }
+/// });
+/// let relays = plane.list_relays().await?;
+/// println!("{} relays", relays.len());
+/// plane.close().await?;
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Debug)]
+pub struct RemoteControlPlane {
+    http: HttpClient,
+    socket: WsClient,
+    local: LocalControlPlane,
+    fell_back: AtomicBool,
+}
+
+impl RemoteControlPlane {
+    /// Connects the socket (failing if the server cannot be reached) and
+    /// opens the reserve local plane.
+    pub async fn connect(
+        http: HttpClient,
+        ws: WsConfig,
+        local: LocalConfig,
+    ) -> Result<(Self, WsEvents)> {
+        let (socket, events) = WsClient::connect(http.clone(), ws).await?;
+        let local = LocalControlPlane::open(local).await?;
+        Ok((
+            Self {
+                http,
+                socket,
+                local,
+                fell_back: AtomicBool::new(false),
+            },
+            events,
+        ))
+    }
+
+    /// The HTTP client (relay registration, the current token).
+    pub fn http(&self) -> &HttpClient {
+        &self.http
+    }
+
+    /// The socket (its state, the live party view, requests over it).
+    pub fn socket(&self) -> &WsClient {
+        &self.socket
+    }
+
+    /// The local plane used after a fallback.
+    pub fn local(&self) -> &LocalControlPlane {
+        &self.local
+    }
+
+    /// Whether calls are now served by the local plane.
+    pub fn is_local(&self) -> bool {
+        self.fell_back.load(Ordering::SeqCst)
+    }
+
+    /// The plane that serves the next call, switching to local the first
+    /// time the socket is seen to have given up.
+    async fn backend(&self) -> Result<&dyn ControlPlane> {
+        if !self.is_local()
+            && matches!(self.socket.state(), WsState::GaveUp { .. })
+            && !self.fell_back.swap(true, Ordering::SeqCst)
+        {
+            tracing::warn!(server = %self.http.server_url(),
+                "control server unreachable: continuing on the local control plane");
+            self.http.close().await?;
+            if let Some(party) = self.socket.party() {
+                self.local.adopt_party(party).await?;
+            }
+        }
+        if self.is_local() {
+            Ok(&self.local)
+        } else {
+            Ok(&self.http)
+        }
+    }
+
+    async fn track(&self, joined: &JoinPartyResponse) {
+        if self.is_local() {
+            return;
+        }
+        let view = PartyResponse {
+            party: joined.party.clone(),
+            virtual_ips: BTreeMap::from([(self.peer_id().clone(), joined.virtual_ip)]),
+            seq: joined.seq,
+        };
+        // A closed socket only means no events: the call itself succeeded.
+        let _ = self.socket.track_party(view).await;
+    }
+}
+
+#[async_trait]
+impl ControlPlane for RemoteControlPlane {
+    fn peer_id(&self) -> &PeerId {
+        &self.http.config().peer_id
+    }
+
+    async fn register_party(&self, name: Name, host: PeerInfo) -> Result<JoinPartyResponse> {
+        let joined = self.backend().await?.register_party(name, host).await?;
+        self.track(&joined).await;
+        Ok(joined)
+    }
+
+    async fn join_party(&self, party_id: &PartyId, peer: PeerInfo) -> Result<JoinPartyResponse> {
+        let joined = self.backend().await?.join_party(party_id, peer).await?;
+        self.track(&joined).await;
+        Ok(joined)
+    }
+
+    async fn leave_party(&self, party_id: &PartyId, peer_id: &PeerId) -> Result<LeaveOutcome> {
+        self.backend().await?.leave_party(party_id, peer_id).await
+    }
+
+    async fn get_party(&self, party_id: &PartyId) -> Result<PartyResponse> {
+        self.backend().await?.get_party(party_id).await
+    }
+
+    async fn get_peers(&self, party_id: &PartyId) -> Result<BTreeMap<PeerId, Peer>> {
+        self.backend().await?.get_peers(party_id).await
+    }
+
+    async fn discover_peer(&self, party_id: &PartyId, peer_id: &PeerId) -> Result<Peer> {
+        self.backend().await?.discover_peer(party_id, peer_id).await
+    }
+
+    async fn heartbeat(&self, party_id: &PartyId, peer_id: &PeerId) -> Result<()> {
+        self.backend().await?.heartbeat(party_id, peer_id).await
+    }
+
+    async fn send_signal(
+        &self,
+        party_id: &PartyId,
+        to_peer_id: &PeerId,
+        signal_data: SignalData,
+    ) -> Result<()> {
+        self.backend()
+            .await?
+            .send_signal(party_id, to_peer_id, signal_data)
+            .await
+    }
+
+    async fn poll_signals(&self, party_id: &PartyId) -> Result<Vec<Signal>> {
+        self.backend().await?.poll_signals(party_id).await
+    }
+
+    async fn list_relays(&self) -> Result<Vec<Relay>> {
+        self.backend().await?.list_relays().await
+    }
+
+    async fn relays_by_region(&self, region: &Region) -> Result<Vec<Relay>> {
+        self.backend().await?.relays_by_region(region).await
+    }
+
+    async fn close(&self) -> Result<()> {
+        self.socket.close().await;
+        self.http.close().await?;
+        self.local.close().await
+    }
+}

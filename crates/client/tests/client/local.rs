@@ -1,0 +1,282 @@
+//! The local plane on real files: write-behind batching, atomic versioned
+//! state files, corrupt-file recovery, discovery between instances under
+//! concurrent writers, and its own stale-peer cleanup.
+
+use std::{fs, path::Path, time::Duration};
+
+use lanrage_client::{ControlPlane, LeaveOutcome, LocalConfig, LocalControlPlane};
+use lanrage_proto::SignalData;
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+use crate::helpers::{eventually, name, peer_id, peer_info};
+
+fn state_config(dir: &Path, id: &str) -> LocalConfig {
+    let mut config = LocalConfig::new(peer_id(id));
+    config.state_file = Some(dir.join("state.json"));
+    config
+}
+
+#[tokio::test]
+async fn a_burst_of_changes_is_one_atomic_write() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = state_config(dir.path(), "alice");
+    config.write_delay = Duration::from_millis(500);
+    let plane = LocalControlPlane::open(config).await.unwrap();
+
+    let created = plane
+        .register_party(name("Friday LAN"), peer_info("alice"))
+        .await
+        .unwrap();
+    let party_id = created.party.party_id.clone();
+    for _ in 0..20 {
+        plane.heartbeat(&party_id, &peer_id("alice")).await.unwrap();
+    }
+
+    eventually("the state file is written", || async {
+        (plane.state_writes() >= 1).then_some(())
+    })
+    .await;
+    // Well past another write window: nothing more to write.
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    assert_eq!(plane.state_writes(), 1);
+    let saved: Value =
+        serde_json::from_slice(&fs::read(dir.path().join("state.json")).unwrap()).unwrap();
+    assert_eq!(saved["version"], "1");
+    assert_eq!(saved["parties"][0]["party"]["party_id"], party_id.as_str());
+    // Only the file itself: the temporary was renamed over it.
+    let names: Vec<_> = fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    assert_eq!(names, ["state.json"]);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = fs::metadata(dir.path().join("state.json"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+    plane.close().await.unwrap();
+}
+
+#[tokio::test]
+async fn state_is_loaded_at_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let first = LocalControlPlane::open(state_config(dir.path(), "alice"))
+        .await
+        .unwrap();
+    let created = first
+        .register_party(name("Friday LAN"), peer_info("alice"))
+        .await
+        .unwrap();
+    first.close().await.unwrap();
+
+    let second = LocalControlPlane::open(state_config(dir.path(), "alice"))
+        .await
+        .unwrap();
+    let view = second.get_party(&created.party.party_id).await.unwrap();
+
+    assert_eq!(view.party, created.party);
+    assert_eq!(view.virtual_ips[&peer_id("alice")].to_string(), "10.66.0.1");
+    assert!(second.set_aside_files().is_empty());
+}
+
+#[tokio::test]
+async fn a_plane_dropped_without_close_still_saves() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = state_config(dir.path(), "alice");
+    config.write_delay = Duration::from_secs(3600);
+    let plane = LocalControlPlane::open(config).await.unwrap();
+    let created = plane
+        .register_party(name("Friday LAN"), peer_info("alice"))
+        .await
+        .unwrap();
+
+    drop(plane);
+
+    let reopened = LocalControlPlane::open(state_config(dir.path(), "alice"))
+        .await
+        .unwrap();
+    assert!(reopened.get_party(&created.party.party_id).await.is_ok());
+}
+
+#[tokio::test]
+async fn a_corrupt_state_file_is_set_aside_and_reported() {
+    for garbage in [
+        "{\"version\": \"1\", \"parties\": [tru",
+        "{\"version\": \"99\"}",
+        "",
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.json");
+        fs::write(&path, garbage).unwrap();
+
+        let plane = LocalControlPlane::open(state_config(dir.path(), "alice"))
+            .await
+            .unwrap();
+
+        let found = plane.set_aside_files();
+        assert_eq!(found.len(), 1, "{garbage:?}");
+        assert_eq!(found[0].path, path);
+        assert_eq!(fs::read_to_string(&found[0].moved_to).unwrap(), garbage);
+        assert!(!found[0].error.is_empty());
+        assert!(plane.discover_parties().await.unwrap().is_empty());
+        // And the plane works on: a fresh file replaces the bad one.
+        plane
+            .register_party(name("Fresh start"), peer_info("alice"))
+            .await
+            .unwrap();
+        plane.close().await.unwrap();
+        let saved: Value = serde_json::from_slice(&fs::read(&path).unwrap()).unwrap();
+        assert_eq!(saved["parties"][0]["party"]["name"], "Fresh start");
+    }
+}
+
+#[tokio::test]
+async fn same_rules_as_the_server() {
+    let alice = LocalControlPlane::open(LocalConfig::new(peer_id("alice")))
+        .await
+        .unwrap();
+    let first = alice
+        .register_party(name("One"), peer_info("alice"))
+        .await
+        .unwrap();
+
+    let as_bob = alice
+        .join_party(&first.party.party_id, peer_info("bob"))
+        .await;
+    let second = alice
+        .register_party(name("Two"), peer_info("alice"))
+        .await
+        .unwrap();
+    let first_gone = alice.get_party(&first.party.party_id).await;
+
+    assert_eq!(as_bob.unwrap_err().status(), Some(StatusCode::FORBIDDEN));
+    // A peer is in one party at most: the host moving on ended the first.
+    assert_eq!(
+        first_gone.unwrap_err().status(),
+        Some(StatusCode::NOT_FOUND)
+    );
+    assert_eq!(
+        alice
+            .leave_party(&second.party.party_id, &peer_id("alice"))
+            .await
+            .unwrap(),
+        LeaveOutcome::PartyDeleted
+    );
+    assert!(alice.list_relays().await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn two_instances_find_each_other_through_the_discovery_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let alice = LocalControlPlane::open(LocalConfig::in_dir(peer_id("alice"), dir.path()))
+        .await
+        .unwrap();
+    let bob = LocalControlPlane::open(LocalConfig::in_dir(peer_id("bob"), dir.path()))
+        .await
+        .unwrap();
+
+    let created = alice
+        .register_party(name("Friday LAN"), peer_info("alice"))
+        .await
+        .unwrap();
+    let party_id = created.party.party_id.clone();
+    let seen_by_bob = bob.discover_parties().await.unwrap();
+    let joined = bob.join_party(&party_id, peer_info("bob")).await.unwrap();
+    let alices_view = alice.get_peers(&party_id).await.unwrap();
+    let offer = SignalData::parse(json!({"type": "offer", "port": 51820})).unwrap();
+    alice
+        .send_signal(&party_id, &peer_id("bob"), offer.clone())
+        .await
+        .unwrap();
+    let signals = bob.poll_signals(&party_id).await.unwrap();
+    let left = bob.leave_party(&party_id, &peer_id("bob")).await.unwrap();
+    let after = alice.get_party(&party_id).await.unwrap();
+
+    assert_eq!(seen_by_bob.len(), 1);
+    assert_eq!(seen_by_bob[0].party.host_id, peer_id("alice"));
+    assert_eq!(joined.virtual_ip.to_string(), "10.66.0.2");
+    assert!(alices_view.contains_key(&peer_id("bob")));
+    assert_eq!(signals.len(), 1);
+    assert_eq!(signals[0].signal_data, offer);
+    assert_eq!(left, LeaveOutcome::Left);
+    assert_eq!(after.party.peers.len(), 1);
+    assert_eq!(after.seq, 3);
+    alice.close().await.unwrap();
+    bob.close().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_writers_lose_no_update() {
+    let dir = tempfile::tempdir().unwrap();
+    let host = LocalControlPlane::open(LocalConfig::in_dir(peer_id("host"), dir.path()))
+        .await
+        .unwrap();
+    let created = host
+        .register_party(name("Crowd"), peer_info("host"))
+        .await
+        .unwrap();
+    let party_id = created.party.party_id.clone();
+
+    let mut joins = Vec::new();
+    for n in 0..12 {
+        let dir = dir.path().to_path_buf();
+        let party_id = party_id.clone();
+        joins.push(tokio::spawn(async move {
+            let id = format!("guest-{n}");
+            let plane = LocalControlPlane::open(LocalConfig::in_dir(peer_id(&id), &dir))
+                .await
+                .unwrap();
+            let joined = plane.join_party(&party_id, peer_info(&id)).await.unwrap();
+            plane.heartbeat(&party_id, &peer_id(&id)).await.unwrap();
+            plane.close().await.unwrap();
+            joined.virtual_ip
+        }));
+    }
+    let mut ips = Vec::new();
+    for join in joins {
+        ips.push(join.await.unwrap());
+    }
+
+    let view = host.get_party(&party_id).await.unwrap();
+    assert_eq!(view.party.peers.len(), 13);
+    assert_eq!(view.seq, 13);
+    ips.sort();
+    ips.dedup();
+    assert_eq!(ips.len(), 12, "every guest got its own virtual IP");
+}
+
+#[tokio::test]
+async fn stale_peers_are_cleaned_up() {
+    let dir = tempfile::tempdir().unwrap();
+    let fast = |id: &str| {
+        let mut config = LocalConfig::in_dir(peer_id(id), dir.path());
+        config.peer_timeout = Duration::from_secs(1);
+        config.cleanup_interval = Duration::from_millis(200);
+        config
+    };
+    let alice = LocalControlPlane::open(fast("alice")).await.unwrap();
+    let bob = LocalControlPlane::open(fast("bob")).await.unwrap();
+    let created = alice
+        .register_party(name("Friday LAN"), peer_info("alice"))
+        .await
+        .unwrap();
+    let party_id = created.party.party_id.clone();
+    bob.join_party(&party_id, peer_info("bob")).await.unwrap();
+    bob.close().await.unwrap();
+
+    // Alice keeps beating; bob went silent and is removed by the cleanup.
+    let view = eventually("bob is cleaned up", || async {
+        alice.heartbeat(&party_id, &peer_id("alice")).await.unwrap();
+        let view = alice.get_party(&party_id).await.unwrap();
+        (!view.party.peers.contains_key(&peer_id("bob"))).then_some(view)
+    })
+    .await;
+
+    assert!(view.party.peers.contains_key(&peer_id("alice")));
+    alice.close().await.unwrap();
+}

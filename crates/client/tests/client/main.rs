@@ -1,0 +1,11 @@
+//! The client library against the real server (port 0, a fresh SQLite file
+//! per test) and the local plane against real files.
+
+#![allow(clippy::unwrap_used)]
+
+mod factory;
+mod helpers;
+mod http;
+mod local;
+mod retries;
+mod ws;
