@@ -62,6 +62,7 @@ pub struct Service {
     /// The SQLite store has a single writer anyway, so it costs nothing.
     sequencer: Option<Arc<Mutex<()>>>,
     heartbeats: Arc<heartbeats::Heartbeats>,
+    tokens: Arc<tokens::TokenCache>,
 }
 
 /// How many times a transaction that lost a race is tried in all.
@@ -81,6 +82,7 @@ impl Service {
             events,
             sequencer: (!store_delivers_events).then(Arc::default),
             heartbeats: Arc::default(),
+            tokens: Arc::default(),
         }
     }
 

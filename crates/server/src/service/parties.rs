@@ -136,6 +136,11 @@ impl Service {
         now: Timestamp,
     ) -> Result<Left> {
         let members = change.tx.members(&party.party_id).await?;
+        if !members.iter().any(|m| m.peer.peer_id == *peer_id) {
+            // Already gone: membership was read before the party was locked
+            // and a concurrent change got there first. Nothing to announce.
+            return Ok(Left::Left);
+        }
         let recipients = ids(&members);
         let remaining = members
             .iter()
@@ -170,14 +175,16 @@ impl Service {
         Ok(Left::Left)
     }
 
-    /// Takes `peer_id` out of whatever party it is in, other than `except`.
+    /// Takes `peer_id` out of `current`, the party it is in (as read in
+    /// this transaction), unless that is `except`.
     async fn leave_current(
         change: &mut Change<'_>,
         peer_id: &PeerId,
+        current: Option<PartyId>,
         except: Option<&PartyId>,
         now: Timestamp,
     ) -> Result<()> {
-        let Some(current) = change.tx.membership(peer_id).await? else {
+        let Some(current) = current else {
             return Ok(());
         };
         if Some(&current) == except {
@@ -204,7 +211,8 @@ impl Service {
     async fn create_once(&self, caller: &PeerId, name: Name, host: PeerInfo) -> Result<Joined> {
         let now = Timestamp::now();
         let mut change = self.change().await?;
-        Self::leave_current(&mut change, caller, None, now).await?;
+        let current = change.tx.membership(caller).await?;
+        Self::leave_current(&mut change, caller, current, None, now).await?;
         let record = PartyRecord {
             party_id: new_party_id()?,
             name,
@@ -276,7 +284,7 @@ impl Service {
         let Some(mut record) = record else {
             return Err(party_not_found(party_id));
         };
-        Self::leave_current(&mut change, caller, Some(party_id), now).await?;
+        Self::leave_current(&mut change, caller, current, Some(party_id), now).await?;
         let mut members = change.tx.members(party_id).await?;
         let peer = info.into_peer(now);
         let vip_index = if let Some(member) = members.iter_mut().find(|m| m.peer.peer_id == *caller)

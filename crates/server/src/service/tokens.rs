@@ -6,6 +6,37 @@ use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
 use super::{Error, Result, Service, random_bytes};
+use crate::store::TokenRecord;
+
+/// Tokens found in the store, so an authenticated request costs no
+/// database read. Tokens are never revoked before they expire, so a cached
+/// one is as good as the row; entries are still re-read after a while, and
+/// the cache is emptied when it grows past its bound.
+#[derive(Debug, Default)]
+pub(crate) struct TokenCache {
+    entries:
+        std::sync::RwLock<std::collections::HashMap<String, (TokenRecord, std::time::Instant)>>,
+}
+
+impl TokenCache {
+    const FRESH_FOR: std::time::Duration = std::time::Duration::from_secs(60);
+    const MAX_ENTRIES: usize = 100_000;
+
+    fn get(&self, hash: &str) -> Option<TokenRecord> {
+        let entries = self.entries.read().ok()?;
+        let (record, cached_at) = entries.get(hash)?;
+        (cached_at.elapsed() < Self::FRESH_FOR).then(|| record.clone())
+    }
+
+    fn put(&self, hash: String, record: TokenRecord) {
+        if let Ok(mut entries) = self.entries.write() {
+            if entries.len() >= Self::MAX_ENTRIES {
+                entries.clear();
+            }
+            entries.insert(hash, (record, std::time::Instant::now()));
+        }
+    }
+}
 
 /// The form a token is stored in: SHA-256, hex.
 pub fn token_hash(token: &str) -> String {
@@ -47,9 +78,17 @@ impl Service {
         let now = Timestamp::now();
         let ttl = i64::try_from(self.config.token_ttl_secs).unwrap_or(i64::MAX);
         let expires_at = now.plus_secs(ttl);
+        let hash = token_hash(&token);
         self.store
-            .insert_token(&token_hash(&token), &peer_id, now, expires_at)
+            .insert_token(&hash, &peer_id, now, expires_at)
             .await?;
+        self.tokens.put(
+            hash,
+            TokenRecord {
+                peer_id: peer_id.clone(),
+                expires_at,
+            },
+        );
         Ok(TokenResponse {
             token,
             peer_id,
@@ -59,11 +98,19 @@ impl Service {
 
     /// The peer a bearer token belongs to.
     pub async fn authenticate(&self, token: &str) -> Result<PeerId> {
-        let record = self
-            .store
-            .token(&token_hash(token))
-            .await?
-            .ok_or_else(|| Error::Unauthorized("invalid token".into()))?;
+        let hash = token_hash(token);
+        let record = match self.tokens.get(&hash) {
+            Some(record) => record,
+            None => {
+                let record = self
+                    .store
+                    .token(&hash)
+                    .await?
+                    .ok_or_else(|| Error::Unauthorized("invalid token".into()))?;
+                self.tokens.put(hash, record.clone());
+                record
+            }
+        };
         if record.expires_at <= Timestamp::now() {
             return Err(Error::Unauthorized("token expired".into()));
         }

@@ -174,17 +174,17 @@ impl Store for PostgresStore {
         &self,
         party_id: &PartyId,
     ) -> StoreResult<Option<(PartyRecord, Vec<MemberRecord>)>> {
-        // REPEATABLE READ: the members match the party's seq.
-        let mut tx = self.pool.begin().await?;
-        sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
-            .execute(&mut *tx)
-            .await?;
-        let Some(party) = select_party(&mut *tx, party_id, false).await? else {
-            return Ok(None);
-        };
-        let members = select_members(&mut *tx, party_id).await?;
-        tx.commit().await?;
-        Ok(Some((party, members)))
+        // One statement: the members match the party's seq.
+        let rows = sqlx::query(
+            "SELECT p.party_id, p.name AS party_name, p.host_id, p.created_at, p.seq, m.peer_id, \
+             m.name, m.public_key, m.nat_type, m.public_ip, m.public_port, m.local_ip, m.local_port, \
+             m.last_seen, m.vip_index FROM parties p LEFT JOIN members m ON m.party_id = p.party_id \
+             WHERE p.party_id = $1 ORDER BY m.vip_index",
+        )
+        .bind(party_id.as_str())
+        .fetch_all(&self.pool)
+        .await?;
+        rows::snapshot_rows(&rows)
     }
 
     async fn membership(&self, peer_id: &PeerId) -> StoreResult<Option<(PartyId, u64)>> {

@@ -12,10 +12,15 @@ use super::{MemberRecord, PartyRecord, StoreError, StoreResult};
 pub(super) trait Columns {
     fn text(&self, column: &str) -> StoreResult<String>;
     fn int(&self, column: &str) -> StoreResult<i64>;
+    fn nullable_text(&self, column: &str) -> StoreResult<Option<String>>;
 }
 
 impl Columns for sqlx::sqlite::SqliteRow {
     fn text(&self, column: &str) -> StoreResult<String> {
+        Ok(sqlx::Row::try_get(self, column)?)
+    }
+
+    fn nullable_text(&self, column: &str) -> StoreResult<Option<String>> {
         Ok(sqlx::Row::try_get(self, column)?)
     }
 
@@ -26,6 +31,10 @@ impl Columns for sqlx::sqlite::SqliteRow {
 
 impl Columns for sqlx::postgres::PgRow {
     fn text(&self, column: &str) -> StoreResult<String> {
+        Ok(sqlx::Row::try_get(self, column)?)
+    }
+
+    fn nullable_text(&self, column: &str) -> StoreResult<Option<String>> {
         Ok(sqlx::Row::try_get(self, column)?)
     }
 
@@ -68,9 +77,13 @@ pub(super) fn peer_id(row: &impl Columns, column: &str) -> StoreResult<PeerId> {
 }
 
 pub(super) fn party_record(row: &impl Columns) -> StoreResult<PartyRecord> {
+    party_named(row, "name")
+}
+
+fn party_named(row: &impl Columns, name_column: &str) -> StoreResult<PartyRecord> {
     Ok(PartyRecord {
         party_id: party_id(row)?,
-        name: valid(Name::parse(row.text("name")?))?,
+        name: valid(Name::parse(row.text(name_column)?))?,
         host_id: peer_id(row, "host_id")?,
         created_at: timestamp(row, "created_at")?,
         seq: unsigned(row.int("seq")?, "seq")?,
@@ -92,6 +105,25 @@ pub(super) fn member_record(row: &impl Columns) -> StoreResult<MemberRecord> {
         },
         vip_index: narrow(row.int("vip_index")?, "vip_index")?,
     })
+}
+
+/// A party and its members from one `parties LEFT JOIN members` result
+/// (the party's name as `party_name`, ordered by `vip_index`):
+/// one statement, so one consistent snapshot without a transaction.
+pub(super) fn snapshot_rows<R: Columns>(
+    rows: &[R],
+) -> StoreResult<Option<(PartyRecord, Vec<MemberRecord>)>> {
+    let Some(first) = rows.first() else {
+        return Ok(None);
+    };
+    let party = party_named(first, "party_name")?;
+    let mut members = Vec::with_capacity(rows.len());
+    for row in rows {
+        if row.nullable_text("peer_id")?.is_some() {
+            members.push(member_record(row)?);
+        }
+    }
+    Ok(Some((party, members)))
 }
 
 pub(super) fn relay_record(row: &impl Columns) -> StoreResult<Relay> {
