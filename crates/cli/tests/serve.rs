@@ -204,6 +204,25 @@ fn a_bad_setting_fails_fast_naming_it() {
         assert!(stderr.contains(expected), "{url}: {stderr}");
     }
 
+    let dir = tempfile::tempdir().unwrap();
+    let output = Command::new(env!("CARGO_BIN_EXE_lanrage-control"))
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--peer-timeout-secs",
+            "2",
+        ])
+        .env(
+            "LANRAGE_DATABASE_URL",
+            format!("sqlite://{}", dir.path().join("x.db").display()),
+        )
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("--heartbeat-flush-ms"), "{stderr}");
+
     let output = Command::new(env!("CARGO_BIN_EXE_lanrage-control"))
         .args([
             "serve",

@@ -23,6 +23,8 @@ const SOCKET_CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
 pub enum StartError {
     #[error("cannot open the database")]
     Store(#[from] StoreError),
+    #[error("invalid settings: {0}")]
+    Settings(String),
     #[error("cannot prepare the stored state")]
     Prepare(#[source] Box<dyn std::error::Error + Send + Sync>),
     #[error("cannot listen on {address}")]
@@ -43,6 +45,16 @@ pub struct Server {
 impl Server {
     /// Opens the database named by the config and binds its listen address.
     pub async fn start(config: Config) -> Result<Self, StartError> {
+        // Coalesced heartbeats must reach the database well within the
+        // peer timeout, or live peers would be removed.
+        if config.heartbeat_flush_ms.saturating_mul(4)
+            > config.peer_timeout_secs.saturating_mul(1000)
+        {
+            return Err(StartError::Settings(format!(
+                "--heartbeat-flush-ms ({}) must be at most a quarter of --peer-timeout-secs ({} s)",
+                config.heartbeat_flush_ms, config.peer_timeout_secs
+            )));
+        }
         let pg = PgSettings {
             pool_size: config.database_pool_size,
         };

@@ -137,8 +137,14 @@ impl Service {
 
     /// Forgives the time the server was down: peers and relays could not
     /// reach it, so their silence counts from now at the earliest.
-    pub async fn forgive_downtime(&self) -> Result<()> {
-        Ok(self.store.forgive_downtime(Timestamp::now()).await?)
+    ///
+    /// Only after a real outage: when no instance has run a cleanup pass
+    /// for two intervals. An instance joining running ones, or restarting
+    /// quickly, forgives nothing, so dead peers still time out.
+    pub async fn forgive_downtime(&self) -> Result<bool> {
+        let now = Timestamp::now();
+        let idle_since = now.plus_secs(-2 * secs(self.config.cleanup_interval_secs));
+        Ok(self.store.forgive_downtime(now, idle_since).await?)
     }
 
     /// Runs a cleanup pass every interval until `shutdown` completes.

@@ -7,11 +7,12 @@ mod heartbeats;
 mod parties;
 mod relays;
 mod signals;
+mod snapshots;
 mod tokens;
 
 use std::{future::Future, sync::Arc, time::Duration};
 
-use lanrage_proto::{PeerId, ServerMessage};
+use lanrage_proto::{PartyId, PeerId, ServerMessage};
 use tokio::sync::{Mutex, MutexGuard};
 
 use crate::{
@@ -63,6 +64,8 @@ pub struct Service {
     sequencer: Option<Arc<Mutex<()>>>,
     heartbeats: Arc<heartbeats::Heartbeats>,
     tokens: Arc<tokens::TokenCache>,
+    /// Only when every change goes through this process (SQLite).
+    snapshots: Option<Arc<snapshots::SnapshotCache>>,
 }
 
 /// How many times a transaction that lost a race is tried in all.
@@ -76,6 +79,10 @@ impl Service {
         events: EventBus,
         store_delivers_events: bool,
     ) -> Self {
+        let snapshots = (!store_delivers_events).then(|| {
+            let fresh_for = Duration::from_millis(config.heartbeat_flush_ms);
+            Arc::new(snapshots::SnapshotCache::new(fresh_for))
+        });
         Self {
             store,
             config,
@@ -83,6 +90,7 @@ impl Service {
             sequencer: (!store_delivers_events).then(Arc::default),
             heartbeats: Arc::default(),
             tokens: Arc::default(),
+            snapshots,
         }
     }
 
@@ -101,6 +109,23 @@ impl Service {
     /// Numbers of parties and relays, for `GET /`.
     pub async fn counts(&self) -> Result<(u64, u64)> {
         Ok(self.store.counts().await?)
+    }
+
+    /// The party and its members, from memory when possible.
+    pub(crate) async fn snapshot(&self, party_id: &PartyId) -> Result<Option<snapshots::Snapshot>> {
+        let Some(cache) = &self.snapshots else {
+            return Ok(self.store.snapshot(party_id).await?.map(Arc::new));
+        };
+        if let Some(snapshot) = cache.get(party_id) {
+            return Ok(Some(snapshot));
+        }
+        let since = cache.generation();
+        let Some(snapshot) = self.store.snapshot(party_id).await? else {
+            return Ok(None);
+        };
+        let snapshot = Arc::new(snapshot);
+        cache.put(party_id.clone(), snapshot.clone(), since);
+        Ok(Some(snapshot))
     }
 
     /// Starts a change: a write transaction whose events are published when
@@ -176,6 +201,11 @@ impl Change<'_> {
         for event in &self.events {
             if let Event::Party { message, .. } = event {
                 self.service.heartbeats.forget(message);
+                if let (Some(cache), Some((party_id, _))) =
+                    (&self.service.snapshots, message.party_seq())
+                {
+                    cache.invalidate(party_id);
+                }
             }
         }
         if self.service.sequencer.is_some() {

@@ -362,9 +362,10 @@ impl Service {
 
     /// The party as its member `caller` sees it.
     pub async fn party_view(&self, caller: &PeerId, party_id: &PartyId) -> Result<PartyView> {
-        let Some((record, members)) = self.store.snapshot(party_id).await? else {
+        let Some(snapshot) = self.snapshot(party_id).await? else {
             return Err(party_not_found(party_id));
         };
+        let (record, members) = &*snapshot;
         if !members.iter().any(|m| m.peer.peer_id == *caller) {
             return Err(Error::Forbidden(format!(
                 "only members of party {party_id} can read it"
@@ -375,7 +376,7 @@ impl Service {
                 .iter()
                 .map(|m| (m.peer.peer_id.clone(), virtual_ip(m.vip_index)))
                 .collect(),
-            party: party_of(&record, &members),
+            party: party_of(record, members),
             seq: record.seq,
         })
     }

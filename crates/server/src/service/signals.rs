@@ -63,10 +63,10 @@ impl Service {
 
     /// Takes the caller's queued signals in a party, oldest first.
     pub async fn drain_signals(&self, caller: &PeerId, party_id: &PartyId) -> Result<Vec<Signal>> {
-        let Some((_, members)) = self.store.snapshot(party_id).await? else {
+        let Some(snapshot) = self.snapshot(party_id).await? else {
             return Err(Error::NotFound(format!("party {party_id} not found")));
         };
-        if !members.iter().any(|m| m.peer.peer_id == *caller) {
+        if !snapshot.1.iter().any(|m| m.peer.peer_id == *caller) {
             return Err(Error::Forbidden(format!(
                 "only members of party {party_id} can read its signals"
             )));

@@ -203,8 +203,11 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
         after_seq: u64,
     ) -> StoreResult<Vec<ServerMessage>>;
 
-    /// Raises every member's and relay's `last_seen` to at least `now`.
-    async fn forgive_downtime(&self, now: Timestamp) -> StoreResult<()>;
+    /// Raises every member's and relay's `last_seen` to at least `now`,
+    /// unless some instance ran a cleanup pass after `idle_since` (then the
+    /// service was not down, whatever this instance did). Returns whether
+    /// it forgave.
+    async fn forgive_downtime(&self, now: Timestamp, idle_since: Timestamp) -> StoreResult<bool>;
 
     /// Claims this interval's cleanup pass; false when another instance
     /// ran one less than `interval_secs` ago.

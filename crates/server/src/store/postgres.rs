@@ -77,11 +77,14 @@ async fn listen(mut listener: PgListener, pool: PgPool, bus: EventBus) {
         match listener.try_recv().await {
             Ok(Some(notification)) => {
                 backoff = Duration::from_millis(100);
-                match load_event(&pool, notification.payload()).await {
+                match load_with_retries(&pool, notification.payload()).await {
                     Ok(Some(event)) => bus.publish(event),
                     Ok(None) => {}
                     Err(error) => {
-                        tracing::warn!(error = %error_chain(&error), payload = notification.payload(), "cannot load a notified event");
+                        // The event is lost to this instance: its sockets
+                        // get the current state instead.
+                        tracing::warn!(error = %error_chain(&error), payload = notification.payload(), "cannot load a notified event; resyncing sockets");
+                        bus.publish(Event::Resync);
                     }
                 }
                 continue;
@@ -102,6 +105,20 @@ async fn listen(mut listener: PgListener, pool: PgPool, bus: EventBus) {
         }
         tracing::info!("listening for events again; resyncing sockets");
         bus.publish(Event::Resync);
+    }
+}
+
+/// Loads a notified event, trying a few times while the database is busy.
+async fn load_with_retries(pool: &PgPool, payload: &str) -> StoreResult<Option<Event>> {
+    let mut attempt = 0;
+    loop {
+        match load_event(pool, payload).await {
+            Err(StoreError::Unavailable(_)) if attempt < 3 => {
+                attempt += 1;
+                tokio::time::sleep(Duration::from_millis(50 * attempt)).await;
+            }
+            other => return other,
+        }
     }
 }
 
@@ -386,8 +403,15 @@ impl Store for PostgresStore {
         rows.iter().map(rows::event_payload).collect()
     }
 
-    async fn forgive_downtime(&self, now: Timestamp) -> StoreResult<()> {
+    async fn forgive_downtime(&self, now: Timestamp, idle_since: Timestamp) -> StoreResult<bool> {
         let mut tx = self.pool.begin().await?;
+        // Locked: instances starting together decide one after the other.
+        let lease = sqlx::query("SELECT ran_at FROM cleanup_lease WHERE id = 1 FOR UPDATE")
+            .fetch_one(&mut *tx)
+            .await?;
+        if lease.int("ran_at")? > idle_since.as_micros() {
+            return Ok(false);
+        }
         for statement in [
             "UPDATE members SET last_seen = $1 WHERE last_seen < $1",
             "UPDATE relays SET last_seen = $1 WHERE last_seen < $1",
@@ -398,7 +422,7 @@ impl Store for PostgresStore {
                 .await?;
         }
         tx.commit().await?;
-        Ok(())
+        Ok(true)
     }
 
     async fn claim_cleanup(&self, now: Timestamp, interval_secs: u64) -> StoreResult<bool> {

@@ -334,8 +334,14 @@ impl Store for SqliteStore {
         rows.iter().map(rows::event_payload).collect()
     }
 
-    async fn forgive_downtime(&self, now: Timestamp) -> StoreResult<()> {
+    async fn forgive_downtime(&self, now: Timestamp, idle_since: Timestamp) -> StoreResult<bool> {
         let mut tx = self.writer.begin().await?;
+        let lease = sqlx::query("SELECT ran_at FROM cleanup_lease WHERE id = 1")
+            .fetch_one(&mut *tx)
+            .await?;
+        if lease.int("ran_at")? > idle_since.as_micros() {
+            return Ok(false);
+        }
         for statement in [
             "UPDATE members SET last_seen = ? WHERE last_seen < ?",
             "UPDATE relays SET last_seen = ? WHERE last_seen < ?",
@@ -347,7 +353,7 @@ impl Store for SqliteStore {
                 .await?;
         }
         tx.commit().await?;
-        Ok(())
+        Ok(true)
     }
 
     async fn claim_cleanup(&self, now: Timestamp, interval_secs: u64) -> StoreResult<bool> {

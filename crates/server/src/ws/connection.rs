@@ -27,15 +27,19 @@ pub async fn run(socket: WebSocket, state: AppState, header: HeaderAuth, slot: S
     let config = state.service.config().clone();
     let (sink, mut stream) = socket.split();
     let (queue, queue_rx) = mpsc::channel(config.ws_send_queue);
-    let control = Arc::new(Control::default());
+    let control = slot.control.clone();
     let ping_every = Duration::from_secs(config.ws_ping_interval_secs);
     let (prime, primed) = oneshot::channel();
     let writer = tokio::spawn(write_loop(
         sink,
         queue_rx,
-        primed,
-        control.clone(),
-        ping_every,
+        Writer {
+            primed,
+            control: control.clone(),
+            ping_every,
+            held_max: config.ws_send_queue,
+            delivered: slot.delivered(),
+        },
     ));
     let session = Session {
         service: state.service.clone(),
@@ -64,14 +68,15 @@ pub async fn run(socket: WebSocket, state: AppState, header: HeaderAuth, slot: S
 
     if let Some((peer_id, request_id)) = authenticated {
         let _registration = state.hub.register(
+            &slot,
             peer_id.clone(),
             session.queue.clone(),
-            control.clone(),
             config.ws_max_sockets_per_peer,
         );
         // The socket's stream of party events starts after the party's
         // current seq: events committed before it connected, still on their
-        // way through the bus, are not sent.
+        // way through the bus, are not sent. The writer sends auth_ok first,
+        // then what the bus delivered since registration.
         let current = match state.service.store().membership(&peer_id).await {
             Ok(current) => current,
             Err(error) => {
@@ -79,15 +84,11 @@ pub async fn run(socket: WebSocket, state: AppState, header: HeaderAuth, slot: S
                 None
             }
         };
-        let _ = prime.send(current);
-        // Only now: from auth_ok on, the socket hears of every change.
-        session.reply(
-            ServerMessage::AuthOk {
-                peer_id: peer_id.clone(),
-                request_id,
-            },
-            None,
-        );
+        let auth_ok = encode(&ServerMessage::AuthOk {
+            peer_id: peer_id.clone(),
+            request_id,
+        });
+        let _ = prime.send(Primed { current, auth_ok });
         tracing::debug!(peer_id = %peer_id, "socket authenticated");
         // Ping interval plus slack: a live client has answered a ping by then.
         let idle = ping_every * 2 + Duration::from_secs(5);
@@ -161,7 +162,7 @@ impl Session {
     /// Sends an error and closes the socket.
     fn refuse(&self, message: String, request_id: Option<serde_json::Value>) {
         self.reply(error(message, request_id), None);
-        self.control.close(CloseReason::ClientClosed);
+        self.control.close(CloseReason::Refused);
     }
 
     /// Reads frames until one authenticates; anything else gets an error.
@@ -306,7 +307,8 @@ impl Session {
     }
 
     /// Replays the party's events after `after_seq`, or sends the current
-    /// party when the log no longer holds them all.
+    /// party when the log no longer holds them all (or holds more than the
+    /// socket's queue could take at once).
     async fn resume(
         &self,
         caller: &PeerId,
@@ -315,12 +317,31 @@ impl Session {
         request_id: Option<serde_json::Value>,
     ) -> service::Result<()> {
         let view = self.service.party_view(caller, party_id).await?;
-        let events = self
-            .service
-            .store()
-            .events_after(party_id, after_seq)
-            .await?;
+        // Live events of the party wait in the writer until the replay is
+        // queued, so everything goes out in seq order, once.
+        // A client ahead of the server (a restored database) has nothing
+        // that counts: it gets the snapshot.
+        self.send(Outgoing::BeginResume {
+            party_id: party_id.clone(),
+            after_seq: if after_seq <= view.seq { after_seq } else { 0 },
+        })
+        .await;
+        let events = if after_seq < view.seq {
+            match self.service.store().events_after(party_id, after_seq).await {
+                Ok(events) => events,
+                Err(error) => {
+                    self.send(Outgoing::EndResume {
+                        party_id: party_id.clone(),
+                    })
+                    .await;
+                    return Err(error.into());
+                }
+            }
+        } else {
+            Vec::new()
+        };
         let complete = after_seq <= view.seq
+            && events.len() <= self.queue.max_capacity() / 2
             && events
                 .iter()
                 .zip(after_seq + 1..)
@@ -332,23 +353,51 @@ impl Session {
                 >= view.seq;
         if complete {
             for event in events {
-                let party = event.party_seq().map(|(id, seq)| (id.clone(), seq));
-                self.reply(event, party);
+                if let (Some(text), Some((id, seq))) = (encode(&event), event.party_seq()) {
+                    self.send(Outgoing::Catchup {
+                        text,
+                        party: (id.clone(), seq),
+                    })
+                    .await;
+                }
             }
+            self.send(Outgoing::EndResume {
+                party_id: party_id.clone(),
+            })
+            .await;
             self.reply(ack("resumed", request_id), None);
         } else {
             let virtual_ip = view.virtual_ips.get(caller).copied();
-            self.reply(
-                ServerMessage::PartyUpdate {
-                    party: view.party,
-                    seq: view.seq,
-                    virtual_ip,
-                    request_id,
-                },
-                Some((party_id.clone(), view.seq)),
-            );
+            let snapshot = ServerMessage::PartyUpdate {
+                party: view.party,
+                seq: view.seq,
+                virtual_ip,
+                request_id,
+            };
+            if let Some(text) = encode(&snapshot) {
+                self.send(Outgoing::Catchup {
+                    text,
+                    party: (party_id.clone(), view.seq),
+                })
+                .await;
+            }
+            self.send(Outgoing::EndResume {
+                party_id: party_id.clone(),
+            })
+            .await;
         }
         Ok(())
+    }
+
+    /// Queues an item, waiting for room (a resume's replay is bounded by
+    /// half the queue, so this waits only on a reader that is draining).
+    async fn send(&self, item: Outgoing) {
+        if tokio::time::timeout(Duration::from_secs(10), self.queue.send(item))
+            .await
+            .is_err()
+        {
+            self.control.close(CloseReason::SlowReader);
+        }
     }
 }
 
@@ -380,76 +429,211 @@ fn parse(
     }
 }
 
+/// What the writer learns once the socket is authenticated.
+struct Primed {
+    /// The peer's party and its seq at registration.
+    current: Option<(PartyId, u64)>,
+    auth_ok: Option<Utf8Bytes>,
+}
+
+/// The writer's settings and connections to the rest.
+struct Writer {
+    primed: oneshot::Receiver<Primed>,
+    control: Arc<Control>,
+    ping_every: Duration,
+    /// Most live events kept while authenticating or resuming.
+    held_max: usize,
+    delivered: mpsc::UnboundedSender<i64>,
+}
+
+/// The writer's view of what the client has.
+#[derive(Default)]
+struct Sent {
+    /// Highest seq sent per party.
+    seq: HashMap<PartyId, u64>,
+    /// Parties being resumed: their live events wait here.
+    resuming: HashMap<PartyId, Vec<Outgoing>>,
+}
+
+/// What to do with one queued item.
+enum Step {
+    Send(Utf8Bytes, Option<i64>),
+    Skip,
+    /// Items held back until a resume ends, now due.
+    Release(Vec<Outgoing>),
+}
+
+impl Sent {
+    fn newer(&mut self, (party_id, seq): &(PartyId, u64)) -> bool {
+        let last = self.seq.entry(party_id.clone()).or_default();
+        if *seq <= *last {
+            return false;
+        }
+        *last = *seq;
+        true
+    }
+
+    fn step(&mut self, item: Outgoing) -> Step {
+        match item {
+            Outgoing::Reply { text, party } => {
+                if let Some((party_id, seq)) = party {
+                    let last = self.seq.entry(party_id).or_default();
+                    *last = (*last).max(seq);
+                }
+                Step::Send(text, None)
+            }
+            Outgoing::Event {
+                text,
+                party: None,
+                signal,
+            } => Step::Send(text, signal),
+            Outgoing::Event {
+                text,
+                party: Some(party),
+                signal,
+            } => {
+                if let Some(held) = self.resuming.get_mut(&party.0) {
+                    held.push(Outgoing::Event {
+                        text,
+                        party: Some(party),
+                        signal,
+                    });
+                    return Step::Skip;
+                }
+                if self.newer(&party) {
+                    Step::Send(text, signal)
+                } else {
+                    Step::Skip
+                }
+            }
+            Outgoing::Catchup { text, party } => {
+                if self.newer(&party) {
+                    Step::Send(text, None)
+                } else {
+                    Step::Skip
+                }
+            }
+            Outgoing::BeginResume {
+                party_id,
+                after_seq,
+            } => {
+                // The client has the party up to after_seq, whatever this
+                // socket sent before.
+                self.seq.insert(party_id.clone(), after_seq);
+                self.resuming.entry(party_id).or_default();
+                Step::Skip
+            }
+            Outgoing::EndResume { party_id } => {
+                Step::Release(self.resuming.remove(&party_id).unwrap_or_default())
+            }
+        }
+    }
+
+    fn held(&self) -> usize {
+        self.resuming.values().map(Vec::len).sum()
+    }
+}
+
+/// Sends one frame; false when the peer does not take it in time.
+async fn write(
+    sink: &mut SplitSink<WebSocket, Message>,
+    message: Message,
+    timeout: Duration,
+) -> bool {
+    matches!(
+        tokio::time::timeout(timeout, sink.send(message)).await,
+        Ok(Ok(()))
+    )
+}
+
 /// Owns the sending half: frames from the queue, pings, and the close frame.
 async fn write_loop(
     mut sink: SplitSink<WebSocket, Message>,
     mut queue: mpsc::Receiver<Outgoing>,
-    mut primed: oneshot::Receiver<Option<(PartyId, u64)>>,
-    control: Arc<Control>,
-    ping_every: Duration,
+    writer: Writer,
 ) {
-    // Highest seq sent per party: live events already sent as a reply or a
-    // replay (or older than the socket) are not sent.
-    let mut sent: HashMap<PartyId, u64> = HashMap::new();
-    // Events wait here until the socket knows where its party stood.
-    let mut held: Option<Vec<Outgoing>> = Some(Vec::new());
+    let Writer {
+        mut primed,
+        control,
+        ping_every,
+        held_max,
+        delivered,
+    } = writer;
+    let mut sent = Sent::default();
+    // Until authenticated, live events wait (they may predate the socket).
+    let mut before_auth: Option<Vec<Outgoing>> = Some(Vec::new());
     let mut ping = tokio::time::interval_at(tokio::time::Instant::now() + ping_every, ping_every);
     // A write that does not complete in this time means a dead peer.
     let write_timeout = ping_every.max(Duration::from_secs(5));
-    let reason = loop {
+    let mut pending: std::collections::VecDeque<Outgoing> = std::collections::VecDeque::new();
+    let reason = 'outer: loop {
+        // Items released by a resume or by authentication go first.
+        while let Some(item) = pending.pop_front() {
+            match sent.step(item) {
+                Step::Send(text, signal) => {
+                    if !write(&mut sink, Message::Text(text), write_timeout).await {
+                        break 'outer CloseReason::Unresponsive;
+                    }
+                    if let Some(id) = signal {
+                        let _ = delivered.send(id);
+                    }
+                }
+                Step::Skip => {}
+                Step::Release(items) => pending.extend(items),
+            }
+        }
+        if before_auth.as_ref().map_or(0, Vec::len) + sent.held() > held_max {
+            break CloseReason::SlowReader;
+        }
         tokio::select! {
             biased;
             reason = control.closed() => break reason,
-            start = &mut primed, if held.is_some() => {
-                if let Ok(Some((party_id, seq))) = start {
-                    sent.insert(party_id, seq);
-                }
-                for item in held.take().into_iter().flatten() {
-                    let Some(text) = admit(&mut sent, item) else { continue };
-                    if !matches!(tokio::time::timeout(write_timeout, sink.send(Message::Text(text))).await, Ok(Ok(()))) {
-                        control.close(CloseReason::Unresponsive);
-                        return;
+            start = &mut primed, if before_auth.is_some() => {
+                let waiting = before_auth.take().unwrap_or_default();
+                if let Ok(Primed { current, auth_ok }) = start {
+                    if let Some((party_id, seq)) = current {
+                        sent.seq.insert(party_id, seq);
+                    }
+                    if let Some(text) = auth_ok
+                        && !write(&mut sink, Message::Text(text), write_timeout).await
+                    {
+                        break CloseReason::Unresponsive;
                     }
                 }
+                pending.extend(waiting);
             }
             item = queue.recv() => {
                 let Some(item) = item else { break CloseReason::ClientClosed };
-                let item = match (&mut held, item) {
-                    (Some(held), event @ Outgoing::Event { .. }) => {
-                        held.push(event);
-                        continue;
-                    }
-                    (_, item) => item,
-                };
-                let Some(text) = admit(&mut sent, item) else { continue };
-                match tokio::time::timeout(write_timeout, sink.send(Message::Text(text))).await {
-                    Ok(Ok(())) => {}
-                    _ => {
-                        control.close(CloseReason::Unresponsive);
-                        return;
-                    }
+                match (&mut before_auth, item) {
+                    (Some(waiting), event @ Outgoing::Event { .. }) => waiting.push(event),
+                    (_, item) => pending.push_back(item),
                 }
             }
             _ = ping.tick() => {
-                if !matches!(tokio::time::timeout(write_timeout, sink.send(Message::Ping(Default::default()))).await, Ok(Ok(()))) {
-                    control.close(CloseReason::Unresponsive);
-                    return;
+                if !write(&mut sink, Message::Ping(Default::default()), write_timeout).await {
+                    break CloseReason::Unresponsive;
                 }
             }
         }
     };
-    if reason != CloseReason::SlowReader {
+    control.close(reason);
+    if !matches!(reason, CloseReason::SlowReader | CloseReason::Unresponsive) {
         // What was queued before the close still goes out (replies to the
-        // last requests, the events of a shutdown).
-        while let Ok(item) = queue.try_recv() {
-            let Some(text) = admit(&mut sent, item) else {
-                continue;
-            };
-            if !matches!(
-                tokio::time::timeout(write_timeout, sink.send(Message::Text(text))).await,
-                Ok(Ok(()))
-            ) {
-                return;
+        // last requests, an error before a refusal, the events of a
+        // shutdown).
+        pending.extend(std::iter::from_fn(|| queue.try_recv().ok()));
+        while let Some(item) = pending.pop_front() {
+            match sent.step(item) {
+                Step::Send(text, signal) => {
+                    if !write(&mut sink, Message::Text(text), write_timeout).await {
+                        return;
+                    }
+                    if let Some(id) = signal {
+                        let _ = delivered.send(id);
+                    }
+                }
+                Step::Skip => {}
+                Step::Release(items) => pending.extend(items),
             }
         }
     }
@@ -463,29 +647,4 @@ async fn write_loop(
         let _ = sink.close().await;
     })
     .await;
-}
-
-/// The frame to send for `item`, or none for a party event already sent.
-fn admit(sent: &mut HashMap<PartyId, u64>, item: Outgoing) -> Option<Utf8Bytes> {
-    match item {
-        Outgoing::Reply { text, party } => {
-            if let Some((party_id, seq)) = party {
-                let last = sent.entry(party_id).or_default();
-                *last = (*last).max(seq);
-            }
-            Some(text)
-        }
-        Outgoing::Event { text, party: None } => Some(text),
-        Outgoing::Event {
-            text,
-            party: Some((party_id, seq)),
-        } => {
-            let last = sent.entry(party_id).or_default();
-            if seq <= *last {
-                return None;
-            }
-            *last = seq;
-            Some(text)
-        }
-    }
 }

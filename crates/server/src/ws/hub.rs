@@ -1,5 +1,6 @@
-//! The hub: which sockets belong to which peer, and the one task that turns
-//! committed changes from the event bus into frames on members' sockets.
+//! The hub: every open socket, which peer each authenticated one belongs
+//! to, and the one task that turns committed changes from the event bus
+//! into frames on members' sockets.
 //!
 //! Each event is serialized once and handed to each recipient's socket queue
 //! with a non-blocking `try_send`: O(recipients) work per event, no task per
@@ -9,8 +10,8 @@
 use std::{
     collections::HashMap,
     sync::{
-        Arc, RwLock,
-        atomic::{AtomicU64, AtomicUsize, Ordering},
+        Arc, Mutex, RwLock,
+        atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering},
     },
     time::Duration,
 };
@@ -21,20 +22,34 @@ use tokio::sync::{broadcast, mpsc, watch};
 
 use crate::{events::Event, service::Service, store::error_chain};
 
-/// A frame queued for one socket.
+/// A frame queued for one socket. Party frames carry their party and `seq`
+/// so the socket's writer never sends a party's events out of order or twice.
 #[derive(Debug, Clone)]
 pub enum Outgoing {
-    /// A party event from the bus, skipped by the socket if it already sent
-    /// this party's `seq` (as a reply or a replay).
+    /// A live event from the bus: skipped if the socket already sent this
+    /// party's `seq`, held while the socket is resuming that party. A signal
+    /// carries its queue id, marked delivered once written.
     Event {
         text: Utf8Bytes,
         party: Option<(PartyId, u64)>,
+        signal: Option<i64>,
     },
     /// A reply to this socket's own request; always sent.
     Reply {
         text: Utf8Bytes,
         party: Option<(PartyId, u64)>,
     },
+    /// A replayed event or a snapshot: sent only if newer than what the
+    /// socket already sent of that party.
+    Catchup {
+        text: Utf8Bytes,
+        party: (PartyId, u64),
+    },
+    /// A resume starts: the client has the party up to `after_seq`; live
+    /// events of the party wait until [`Outgoing::EndResume`].
+    BeginResume { party_id: PartyId, after_seq: u64 },
+    /// The replay or snapshot is queued: release the waiting live events.
+    EndResume { party_id: PartyId },
 }
 
 /// Why the server closes a socket.
@@ -45,6 +60,7 @@ pub enum CloseReason {
     Resync,
     Unresponsive,
     ClientClosed,
+    Refused,
     ShuttingDown,
 }
 
@@ -57,17 +73,10 @@ impl CloseReason {
             Self::Resync => (1013, "events were missed: reconnect and resume"),
             Self::Unresponsive => (1001, "no frame or pong within the ping timeout"),
             Self::ClientClosed => (1000, "closed"),
+            Self::Refused => (1008, "authentication failed"),
             Self::ShuttingDown => (1001, "server shutting down"),
         }
     }
-}
-
-/// How the hub reaches one socket.
-#[derive(Debug)]
-struct Entry {
-    id: u64,
-    queue: mpsc::Sender<Outgoing>,
-    control: Arc<Control>,
 }
 
 /// Tells a socket's tasks to close, and why (the first reason wins).
@@ -93,10 +102,6 @@ impl Control {
         });
     }
 
-    pub fn is_closed(&self) -> bool {
-        self.reason.borrow().is_some()
-    }
-
     /// Completes once [`Control::close`] was called, with its reason.
     pub async fn closed(&self) -> CloseReason {
         let mut reason = self.reason.subscribe();
@@ -108,14 +113,45 @@ impl Control {
     }
 }
 
-/// The registry of authenticated sockets.
-#[derive(Debug, Default)]
+/// How the hub reaches one authenticated socket.
+#[derive(Debug)]
+struct Entry {
+    id: u64,
+    queue: mpsc::Sender<Outgoing>,
+    control: Arc<Control>,
+}
+
+/// Every open socket and the authenticated ones by peer.
+#[derive(Debug)]
 pub struct Hub {
     peers: RwLock<HashMap<PeerId, Vec<Entry>>>,
+    /// Every open socket, authenticated or not, so shutdown reaches all.
+    sockets: Mutex<HashMap<u64, Arc<Control>>>,
     next_id: AtomicU64,
     open: AtomicUsize,
-    delivered_signals: AtomicU64,
     dropped_slow: AtomicU64,
+    /// Signals written to a socket, to be marked delivered in the queue.
+    delivered: mpsc::UnboundedSender<i64>,
+    delivered_rx: Mutex<Option<mpsc::UnboundedReceiver<i64>>>,
+    resync_running: AtomicBool,
+    resync_again: AtomicBool,
+}
+
+impl Default for Hub {
+    fn default() -> Self {
+        let (delivered, delivered_rx) = mpsc::unbounded_channel();
+        Self {
+            peers: RwLock::default(),
+            sockets: Mutex::default(),
+            next_id: AtomicU64::new(0),
+            open: AtomicUsize::new(0),
+            dropped_slow: AtomicU64::new(0),
+            delivered,
+            delivered_rx: Mutex::new(Some(delivered_rx)),
+            resync_running: AtomicBool::new(false),
+            resync_again: AtomicBool::new(false),
+        }
+    }
 }
 
 /// A socket's membership in the hub; unregisters itself when dropped.
@@ -132,18 +168,32 @@ impl Drop for Registration {
     }
 }
 
-/// A socket counted against the server-wide cap until dropped.
+/// An open socket, counted against the server-wide cap until dropped.
 #[derive(Debug)]
-pub struct Slot(Arc<Hub>);
+pub struct Slot {
+    hub: Arc<Hub>,
+    id: u64,
+    pub control: Arc<Control>,
+}
+
+impl Slot {
+    /// Where the socket's writer reports signals it wrote.
+    pub fn delivered(&self) -> mpsc::UnboundedSender<i64> {
+        self.hub.delivered.clone()
+    }
+}
 
 impl Drop for Slot {
     fn drop(&mut self) {
-        self.0.open.fetch_sub(1, Ordering::AcqRel);
+        if let Ok(mut sockets) = self.hub.sockets.lock() {
+            sockets.remove(&self.id);
+        }
+        self.hub.open.fetch_sub(1, Ordering::AcqRel);
     }
 }
 
 impl Hub {
-    /// Counts a new socket, unless `max` are open already.
+    /// Opens a slot for a new socket, unless `max` are open already.
     pub fn reserve(self: &Arc<Self>, max: usize) -> Option<Slot> {
         let mut open = self.open.load(Ordering::Acquire);
         loop {
@@ -154,10 +204,20 @@ impl Hub {
                 .open
                 .compare_exchange(open, open + 1, Ordering::AcqRel, Ordering::Acquire)
             {
-                Ok(_) => return Some(Slot(self.clone())),
+                Ok(_) => break,
                 Err(now) => open = now,
             }
         }
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let control = Arc::new(Control::default());
+        if let Ok(mut sockets) = self.sockets.lock() {
+            sockets.insert(id, control.clone());
+        }
+        Some(Slot {
+            hub: self.clone(),
+            id,
+            control,
+        })
     }
 
     /// Open sockets, authenticated or not.
@@ -169,16 +229,15 @@ impl Hub {
         self.dropped_slow.load(Ordering::Relaxed)
     }
 
-    /// Adds an authenticated socket of `peer_id`; beyond `max_per_peer`
-    /// sockets its oldest is closed.
+    /// Adds the authenticated socket of `slot` for `peer_id`; beyond
+    /// `max_per_peer` sockets the peer's oldest is closed.
     pub fn register(
         self: &Arc<Self>,
+        slot: &Slot,
         peer_id: PeerId,
         queue: mpsc::Sender<Outgoing>,
-        control: Arc<Control>,
         max_per_peer: usize,
     ) -> Registration {
-        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let mut evicted = Vec::new();
         if let Ok(mut peers) = self.peers.write() {
             let entries = peers.entry(peer_id.clone()).or_default();
@@ -186,9 +245,9 @@ impl Hub {
                 evicted.push(entries.remove(0));
             }
             entries.push(Entry {
-                id,
+                id: slot.id,
                 queue,
-                control: control.clone(),
+                control: slot.control.clone(),
             });
         }
         for entry in evicted {
@@ -197,7 +256,7 @@ impl Hub {
         Registration {
             hub: self.clone(),
             peer_id,
-            id,
+            id: slot.id,
         }
     }
 
@@ -212,30 +271,17 @@ impl Hub {
         }
     }
 
-    pub fn is_connected(&self, peer_id: &PeerId) -> bool {
-        self.peers
-            .read()
-            .map(|peers| peers.contains_key(peer_id))
-            .unwrap_or(false)
-    }
-
-    /// Queues `item` on every socket of each recipient; returns how many
-    /// sockets took it. Full queues get their socket closed.
-    fn deliver<'a>(
-        &self,
-        recipients: impl IntoIterator<Item = &'a PeerId>,
-        item: &Outgoing,
-    ) -> usize {
-        let mut delivered = 0;
+    /// Queues `item` on every socket of each recipient. Full queues get
+    /// their socket closed.
+    fn deliver<'a>(&self, recipients: impl IntoIterator<Item = &'a PeerId>, item: &Outgoing) {
         let mut slow = Vec::new();
         if let Ok(peers) = self.peers.read() {
             for peer in recipients {
                 for entry in peers.get(peer).into_iter().flatten() {
-                    match entry.queue.try_send(item.clone()) {
-                        Ok(()) => delivered += 1,
-                        Err(mpsc::error::TrySendError::Full(_)) => slow.push(entry.control.clone()),
-                        // The socket is already going away.
-                        Err(mpsc::error::TrySendError::Closed(_)) => {}
+                    if let Err(mpsc::error::TrySendError::Full(_)) =
+                        entry.queue.try_send(item.clone())
+                    {
+                        slow.push(entry.control.clone());
                     }
                 }
             }
@@ -244,13 +290,20 @@ impl Hub {
             self.dropped_slow.fetch_add(1, Ordering::Relaxed);
             control.close(CloseReason::SlowReader);
         }
-        delivered
     }
 
-    /// Closes every socket (shutdown, or events were lost).
+    /// Closes every open socket (shutdown, or events were lost).
     pub fn close_all(&self, reason: CloseReason) {
+        if let Ok(sockets) = self.sockets.lock() {
+            for control in sockets.values() {
+                control.close(reason);
+            }
+        }
+    }
+
+    fn close_peer(&self, peer_id: &PeerId, reason: CloseReason) {
         if let Ok(peers) = self.peers.read() {
-            for entry in peers.values().flatten() {
+            for entry in peers.get(peer_id).into_iter().flatten() {
                 entry.control.close(reason);
             }
         }
@@ -267,17 +320,18 @@ impl Hub {
     /// Routes the bus to the sockets until the bus closes.
     pub async fn run(self: Arc<Self>, service: Service) {
         let mut events = service.events().subscribe();
-        // Signals delivered live are marked by one task, in order, so the
-        // dispatcher never waits for the database.
-        let (delivered_tx, mut delivered_rx) = mpsc::unbounded_channel::<i64>();
-        let store = service.store().clone();
-        tokio::spawn(async move {
-            while let Some(id) = delivered_rx.recv().await {
-                if let Err(error) = store.mark_signal_delivered(id).await {
-                    tracing::warn!(error = %error_chain(&error), "cannot mark a signal delivered");
+        // Signals written to a socket are marked by one task, in order, so
+        // the dispatcher never waits for the database.
+        if let Some(mut written) = self.delivered_rx.lock().ok().and_then(|mut rx| rx.take()) {
+            let store = service.store().clone();
+            tokio::spawn(async move {
+                while let Some(id) = written.recv().await {
+                    if let Err(error) = store.mark_signal_delivered(id).await {
+                        tracing::warn!(error = %error_chain(&error), "cannot mark a signal delivered");
+                    }
                 }
-            }
-        });
+            });
+        }
         loop {
             match events.recv().await {
                 Ok(Event::Party {
@@ -288,7 +342,12 @@ impl Hub {
                         continue;
                     };
                     let party = message.party_seq().map(|(id, seq)| (id.clone(), seq));
-                    self.deliver(recipients.iter(), &Outgoing::Event { text, party });
+                    let item = Outgoing::Event {
+                        text,
+                        party,
+                        signal: None,
+                    };
+                    self.deliver(recipients.iter(), &item);
                 }
                 Ok(Event::Signal { signal, id }) => {
                     let message = ServerMessage::Signal {
@@ -301,16 +360,14 @@ impl Hub {
                     let Some(text) = encode(&message) else {
                         continue;
                     };
-                    let item = Outgoing::Event { text, party: None };
-                    if self.deliver([&signal.to_peer_id], &item) > 0 {
-                        self.delivered_signals.fetch_add(1, Ordering::Relaxed);
-                        // Delivered live: a poll must not hand it out again.
-                        let _ = delivered_tx.send(id);
-                    }
+                    let item = Outgoing::Event {
+                        text,
+                        party: None,
+                        signal: Some(id),
+                    };
+                    self.deliver([&signal.to_peer_id], &item);
                 }
-                Ok(Event::Resync) => {
-                    tokio::spawn(self.clone().resync(service.clone()));
-                }
+                Ok(Event::Resync) => self.clone().request_resync(service.clone()),
                 Err(broadcast::error::RecvError::Lagged(missed)) => {
                     // Some sockets would miss events: make them reconnect and
                     // resume rather than act on a stale view.
@@ -321,12 +378,26 @@ impl Hub {
             }
         }
     }
-}
 
-impl Hub {
-    /// Sends every connected peer its party's current state (after events
-    /// may have been lost).
-    async fn resync(self: Arc<Self>, service: Service) {
+    /// Starts a resync, or asks the running one to go round once more.
+    fn request_resync(self: Arc<Self>, service: Service) {
+        self.resync_again.store(true, Ordering::Release);
+        if self.resync_running.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        tokio::spawn(async move {
+            while self.resync_again.swap(false, Ordering::AcqRel) {
+                self.resync(&service).await;
+            }
+            self.resync_running.store(false, Ordering::Release);
+        });
+    }
+
+    /// Sends every connected peer its party's current state after events
+    /// may have been lost. A peer no longer in any party may have missed
+    /// its party's end: its sockets are closed so they reconnect and find
+    /// out.
+    async fn resync(&self, service: &Service) {
         let peers: Vec<PeerId> = match self.peers.read() {
             Ok(peers) => peers.keys().cloned().collect(),
             Err(_) => return,
@@ -334,7 +405,10 @@ impl Hub {
         for peer_id in peers {
             let view = match service.store().membership(&peer_id).await {
                 Ok(Some((party_id, _))) => service.party_view(&peer_id, &party_id).await,
-                Ok(None) => continue,
+                Ok(None) => {
+                    self.close_peer(&peer_id, CloseReason::Resync);
+                    continue;
+                }
                 Err(error) => Err(error.into()),
             };
             match view {
@@ -348,27 +422,13 @@ impl Hub {
                         request_id: None,
                     };
                     if let Some(text) = encode(&message) {
-                        self.deliver(
-                            [&peer_id],
-                            &Outgoing::Reply {
-                                text,
-                                party: Some(party),
-                            },
-                        );
+                        self.deliver([&peer_id], &Outgoing::Catchup { text, party });
                     }
                 }
                 Err(error) => {
                     tracing::warn!(%peer_id, error = %error_chain(&error), "cannot resync a socket; closing it");
                     self.close_peer(&peer_id, CloseReason::Resync);
                 }
-            }
-        }
-    }
-
-    fn close_peer(&self, peer_id: &PeerId, reason: CloseReason) {
-        if let Ok(peers) = self.peers.read() {
-            for entry in peers.get(peer_id).into_iter().flatten() {
-                entry.control.close(reason);
             }
         }
     }

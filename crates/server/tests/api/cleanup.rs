@@ -133,6 +133,7 @@ async fn the_loop_runs_on_its_interval() {
     let app = spawn_app_with(|c| {
         c.peer_timeout_secs = 1;
         c.cleanup_interval_secs = 1;
+        c.heartbeat_flush_ms = 100;
     })
     .await;
     app.create_party("alice").await;
@@ -227,4 +228,39 @@ async fn reposting_keeps_a_relay_alive() {
         .await
         .unwrap();
     assert_eq!(gone.swept.relays, 1);
+}
+
+#[tokio::test]
+async fn a_restart_while_cleanup_was_running_forgives_nothing() {
+    let app = spawn_app_with(|c| c.peer_timeout_secs = 60).await;
+    let (_, created) = app.create_party("alice").await;
+    let (_, _) = app.join(created.party_id.as_str(), "bob").await;
+    let mut bob = app
+        .service
+        .store()
+        .snapshot(&created.party_id)
+        .await
+        .unwrap()
+        .unwrap()
+        .1[1]
+        .peer
+        .clone();
+    bob.last_seen = Timestamp::now().plus_secs(-3600);
+    let mut tx = app.service.store().begin().await.unwrap();
+    tx.update_member(&created.party_id, &bob).await.unwrap();
+    tx.commit().await.unwrap();
+    // Another instance (or this one, just before) ran cleanup a moment ago:
+    // the service was not down.
+    assert!(
+        app.service
+            .store()
+            .claim_cleanup(Timestamp::now(), 60)
+            .await
+            .unwrap()
+    );
+
+    let app = app.restart(|c| c.peer_timeout_secs = 60).await;
+    let report = app.service.cleanup_once(Timestamp::now()).await.unwrap();
+
+    assert_eq!(report.stale_peers, 1, "bob's silence still counts");
 }

@@ -663,6 +663,17 @@ async fn repeated_heartbeats_are_coalesced_and_stored_on_flush() {
 
     app.expect::<StatusResponse>(Method::POST, &beat, Some(&alice), None, StatusCode::OK)
         .await;
+    let (_, members) = app
+        .service
+        .store()
+        .snapshot(&created.party_id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        members[0].peer.last_seen, first,
+        "the second heartbeat waits in memory"
+    );
     app.service.flush_heartbeats().await.unwrap();
 
     let second = app
