@@ -4,7 +4,7 @@ mod commands;
 
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 use lanrage_server::{Config, Server, telemetry};
 
 #[derive(Debug, Parser)]
@@ -14,6 +14,9 @@ use lanrage_server::{Config, Server, telemetry};
     about = "LANrage control plane: rendezvous server for LAN-party mesh VPNs"
 )]
 struct Cli {
+    /// Client options may also come before the command group.
+    #[command(flatten)]
+    leading: commands::LeadingArgs,
     #[command(subcommand)]
     command: Command,
 }
@@ -31,7 +34,30 @@ enum Command {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let matches = Cli::command().get_matches();
+    let mut cli = match Cli::from_arg_matches(&matches) {
+        Ok(cli) => cli,
+        Err(error) => error.exit(),
+    };
+    // Client options written before the group (`--server URL party show`)
+    // count as if written after it, unless the same option is also there.
+    let leading = std::mem::take(&mut cli.leading);
+    if let Some((_, group)) = matches.subcommand() {
+        match &mut cli.command {
+            Command::Serve(_) if !leading.is_empty() => {
+                eprintln!(
+                    "error: --server, --peer-id, --registration-key and --json before the command are for client commands, not serve"
+                );
+                return ExitCode::from(2);
+            }
+            Command::Serve(_) => {}
+            Command::Party(args) => args.client = leading.merge_into(args.client.clone(), group),
+            Command::Signal(args) => {
+                args.client = leading.merge_into(args.client.clone(), group);
+            }
+            Command::Relay(args) => args.client = leading.merge_into(args.client.clone(), group),
+        }
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -50,6 +76,8 @@ fn main() -> ExitCode {
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
+        // Whoever read our output stopped reading (`| head`): not a failure.
+        Err(error) if commands::is_broken_pipe(&error) => ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("error: {error:#}");
             ExitCode::FAILURE

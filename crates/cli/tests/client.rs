@@ -366,3 +366,195 @@ fn failures_are_one_line_with_a_non_zero_exit() {
     assert!(no_party.contains("pass a PARTY_ID"), "{no_party}");
     assert_eq!(bad_id_code, 2);
 }
+
+#[test]
+fn the_generated_public_key_is_the_private_keys() {
+    let server = TestServer::start();
+    let _: RelaysResponse = json(&server, "alice", &["relay", "list", "--json"]);
+
+    let dir = server.home("alice").join(".lanrage");
+    let identity: Value =
+        serde_json::from_slice(&std::fs::read(dir.join("identity.json")).unwrap()).unwrap();
+    use base64::Engine as _;
+    let private = base64::engine::general_purpose::STANDARD
+        .decode(identity["private_key"].as_str().unwrap())
+        .unwrap();
+    let private: [u8; 32] = private.try_into().unwrap();
+    let derived = x25519_dalek::PublicKey::from(&x25519_dalek::StaticSecret::from(private));
+
+    assert_eq!(
+        identity["public_key"].as_str().unwrap(),
+        base64::engine::general_purpose::STANDARD.encode(derived.as_bytes())
+    );
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&dir).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o700);
+    }
+}
+
+#[test]
+fn watch_into_a_closed_pipe_ends_quietly() {
+    let server = TestServer::start();
+    let created: CreatePartyResponse = json(
+        &server,
+        "alice",
+        &["party", "create", "Friday LAN", "--json"],
+    );
+    let party_id = created.party_id.to_string();
+    // `party watch | head -c 10`: the reader takes a little, then goes away.
+    let mut watcher = command(
+        &server.url,
+        &server.home("alice"),
+        "alice",
+        &["party", "watch"],
+    )
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped())
+    .spawn()
+    .unwrap();
+    let mut stdout = watcher.stdout.take().unwrap();
+    let mut first = [0u8; 10];
+    std::io::Read::read_exact(&mut stdout, &mut first).unwrap();
+    drop(stdout);
+
+    // The next line printed meets the closed pipe.
+    let _: JoinPartyResponse = json(&server, "bob", &["party", "join", &party_id, "--json"]);
+    let exit = wait_with_timeout(&mut watcher, Duration::from_secs(30));
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut watcher.stderr.take().unwrap(), &mut stderr).unwrap();
+
+    assert_eq!(exit.code(), Some(0), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert!(!stderr.contains("error"), "{stderr}");
+}
+
+/// Waits for `child`, killing it (and failing) if it outlives `limit`.
+fn wait_with_timeout(child: &mut std::process::Child, limit: Duration) -> std::process::ExitStatus {
+    let deadline = std::time::Instant::now() + limit;
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("still running after {limit:?}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn commands_run_at_once_keep_each_others_sessions() {
+    let server = TestServer::start();
+    let home = server.home("shared");
+    let peers: Vec<String> = (0..8).map(|i| format!("peer-{i}")).collect();
+
+    let children: Vec<_> = peers
+        .iter()
+        .map(|peer| {
+            command(&server.url, &home, peer, &["relay", "list", "--json"])
+                .stdout(Stdio::null())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for child in children {
+        let output = child.wait_with_output().unwrap();
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+
+    let sessions: Value =
+        serde_json::from_slice(&std::fs::read(home.join(".lanrage").join("client.json")).unwrap())
+            .unwrap();
+    let mut saved: Vec<&str> = sessions["sessions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["peer_id"].as_str().unwrap())
+        .collect();
+    saved.sort_unstable();
+    assert_eq!(saved, peers);
+}
+
+#[test]
+fn a_corrupt_session_file_is_moved_aside_with_a_warning() {
+    let server = TestServer::start();
+    let home = server.home("alice");
+    let dir = home.join(".lanrage");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("client.json"), "{\"version\": \"1\", \"sess").unwrap();
+
+    let output = run(&server, "alice", &["relay", "list", "--json"]);
+
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("warning:") && stderr.contains("client.json"),
+        "{stderr}"
+    );
+    let aside: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .filter(|name| name.starts_with("client.json.corrupt-"))
+        .collect();
+    assert_eq!(aside.len(), 1, "{aside:?}");
+    assert_eq!(
+        std::fs::read_to_string(dir.join(&aside[0])).unwrap(),
+        "{\"version\": \"1\", \"sess"
+    );
+    let sessions: Value =
+        serde_json::from_slice(&std::fs::read(dir.join("client.json")).unwrap()).unwrap();
+    assert_eq!(sessions["sessions"][0]["peer_id"], "alice");
+}
+
+#[test]
+fn client_options_may_come_before_the_command_group() {
+    let server = TestServer::start();
+    let dead = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        format!("http://{}", listener.local_addr().unwrap())
+    };
+    let home = server.home("dana");
+
+    // The environment points at a dead server; the leading flag wins.
+    let output = command(
+        &dead,
+        &home,
+        "someone-else",
+        &[
+            "--server",
+            &server.url,
+            "--peer-id",
+            "dana",
+            "--json",
+            "relay",
+            "list",
+        ],
+    )
+    .output()
+    .unwrap();
+    let serve = command(&server.url, &home, "dana", &["--json", "serve"])
+        .output()
+        .unwrap();
+
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let relays: RelaysResponse = serde_json::from_slice(&output.stdout).unwrap();
+    assert!(relays.relays.is_empty());
+    let sessions: Value =
+        serde_json::from_slice(&std::fs::read(home.join(".lanrage").join("client.json")).unwrap())
+            .unwrap();
+    assert_eq!(sessions["sessions"][0]["peer_id"], "dana");
+    assert_eq!(sessions["sessions"][0]["server"], server.url.as_str());
+    assert_eq!(serve.status.code(), Some(2));
+}

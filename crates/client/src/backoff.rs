@@ -51,6 +51,22 @@ fn jitter(d: Duration) -> Duration {
 pub async fn retry<T, F, Fut>(
     policy: &Backoff,
     max_retry_after: Duration,
+    attempt: F,
+) -> Result<T, ClientError>
+where
+    F: FnMut(u32) -> Fut,
+    Fut: Future<Output = Result<T, ClientError>>,
+{
+    retry_if(policy, max_retry_after, ClientError::is_retryable, attempt).await
+}
+
+/// [`retry`] with the caller deciding which errors are worth another
+/// attempt (for example [`ClientError::is_retryable_unsent`] for a request
+/// that must not be applied twice).
+pub async fn retry_if<T, F, Fut>(
+    policy: &Backoff,
+    max_retry_after: Duration,
+    should_retry: impl Fn(&ClientError) -> bool,
     mut attempt: F,
 ) -> Result<T, ClientError>
 where
@@ -64,7 +80,7 @@ where
             Err(error) => error,
         };
         failures += 1;
-        if !error.is_retryable() || failures >= policy.max_attempts.max(1) {
+        if !should_retry(&error) || failures >= policy.max_attempts.max(1) {
             return Err(error);
         }
         let wait = match error.retry_after() {

@@ -110,6 +110,26 @@ impl ClientError {
         }
     }
 
+    /// Whether retrying is safe even for a request that must not be applied
+    /// twice: the server certainly did not act on it. That is a connect
+    /// error (the request was never sent), a 429, or a 503 with
+    /// `Retry-After`. A timeout or a connection cut after sending is not:
+    /// the server may have applied the request.
+    pub fn is_retryable_unsent(&self) -> bool {
+        match self {
+            Self::Transport { kind, .. } => *kind == TransportKind::Connect,
+            Self::Refused {
+                status,
+                retry_after,
+                ..
+            } => {
+                *status == StatusCode::TOO_MANY_REQUESTS
+                    || (*status == StatusCode::SERVICE_UNAVAILABLE && retry_after.is_some())
+            }
+            _ => false,
+        }
+    }
+
     /// The HTTP status of a refusal.
     pub fn status(&self) -> Option<StatusCode> {
         match self {

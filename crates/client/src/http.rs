@@ -23,7 +23,7 @@ use serde::{Serialize, de::DeserializeOwned};
 use tokio::task::JoinHandle;
 
 use crate::{
-    backoff::{Backoff, retry},
+    backoff::{Backoff, retry, retry_if},
     control::{ControlPlane, LeaveOutcome},
     error::{ClientError, Result, TransportKind},
 };
@@ -86,9 +86,28 @@ impl HttpConfig {
 /// Cheap to clone (clones share one connection pool, token and heartbeat).
 /// The first call that needs a token registers the peer; a token the server
 /// rejects (401) or that is about to expire is renewed and the call goes on.
-/// Connect errors, timeouts, 5xx and 429 are retried with capped exponential
-/// backoff and jitter, honouring `Retry-After`; other 4xx fail at once with
-/// the server's `detail`.
+///
+/// # Retries
+///
+/// A call makes at most [`HttpConfig::retry`]`.max_attempts` attempts in all,
+/// registration included (a token obtained on the way is one more request
+/// inside the same attempt, never a retry loop of its own), spaced by capped
+/// exponential backoff with jitter, or by the server's `Retry-After` (in
+/// seconds or as an HTTP date) when that is longer. What is retried depends
+/// on whether sending the request twice is safe:
+///
+/// - reads (`GET`), heartbeats, registration and relay registration are
+///   idempotent: retried on any transport error (connect, timeout, a
+///   connection cut before the answer), on 5xx and on 429;
+/// - creating or joining a party, sending a signal and leaving a party are
+///   not: they are retried only when the server certainly did not act on
+///   them: a connect error (the request was never sent), a 429, or a 503
+///   with `Retry-After`. A timeout or a connection cut after sending fails
+///   the call, since the server may have applied it; a signal is never
+///   delivered twice by a retry. A leave whose retry answers 404 counts as
+///   done (the first attempt did it).
+///
+/// Other 4xx fail at once with the server's `detail`.
 ///
 /// ```no_run
 /// use lanrage_client::{ControlPlane, HttpClient, HttpConfig};
@@ -146,6 +165,18 @@ impl Drop for Inner {
     }
 }
 
+/// Whether a request may be sent again after a failure that leaves unknown
+/// whether the server acted on it.
+#[derive(Clone, Copy)]
+enum Resend {
+    /// Idempotent: any retryable failure is retried.
+    Safe,
+    /// Not idempotent: retried only when the server did not act.
+    Unsafe,
+    /// Like `Unsafe`, and a 404 to a retry means the work was done.
+    GoneIsDone,
+}
+
 /// Who a request authenticates as.
 #[derive(Clone, Copy)]
 enum Auth<'a> {
@@ -163,6 +194,23 @@ impl HttpClient {
                 "server URL {:?} must start with http:// or https://",
                 config.server_url
             )));
+        }
+        // A URL that cannot be parsed would fail every request the same way:
+        // say so now rather than retry it as if the network were at fault.
+        match reqwest::Url::parse(&base) {
+            Ok(url) if url.host_str().is_some_and(|h| !h.is_empty()) => {}
+            Ok(_) => {
+                return Err(ClientError::Config(format!(
+                    "server URL {:?} has no host",
+                    config.server_url
+                )));
+            }
+            Err(e) => {
+                return Err(ClientError::Config(format!(
+                    "server URL {:?} is malformed: {e}",
+                    config.server_url
+                )));
+            }
         }
         let http = reqwest::Client::builder()
             .connect_timeout(config.connect_timeout)
@@ -203,16 +251,21 @@ impl HttpClient {
     /// `GET /`: what the server is (no token needed). The factory uses it to
     /// tell whether the server is reachable.
     pub async fn service_info(&self) -> Result<ServiceInfo> {
-        self.call(Method::GET, "/", None::<&()>, Auth::None).await
+        self.call(Method::GET, "/", None::<&()>, Auth::None, Resend::Safe)
+            .await
     }
 
     /// `POST /auth/register`: a fresh token for this client's peer. It
     /// becomes the token further calls use.
     pub async fn register_peer(&self) -> Result<TokenResponse> {
-        let mut slot = self.inner.token.lock().await;
-        let fresh = self.register_raw().await?;
-        *slot = Some(fresh.clone());
-        Ok(fresh.response)
+        let config = &self.inner.config;
+        retry(&config.retry, config.max_retry_after, |_| async {
+            let mut slot = self.inner.token.lock().await;
+            let fresh = self.register_once().await?;
+            *slot = Some(fresh.clone());
+            Ok(fresh.response)
+        })
+        .await
     }
 
     /// The token in use, if one was obtained (to remember it across runs).
@@ -225,15 +278,26 @@ impl HttpClient {
             .map(|held| held.response.clone())
     }
 
-    /// A bearer token valid for a while yet, registering if needed.
+    /// A bearer token valid for a while yet, registering if needed (with
+    /// the client's retries).
     pub async fn bearer(&self) -> Result<String> {
+        let config = &self.inner.config;
+        retry(&config.retry, config.max_retry_after, |_| {
+            self.bearer_once()
+        })
+        .await
+    }
+
+    /// [`HttpClient::bearer`] with a single registration attempt: the retry
+    /// loop of a call is the only one around it.
+    async fn bearer_once(&self) -> Result<String> {
         let mut slot = self.inner.token.lock().await;
         if let Some(held) = slot.as_ref()
             && !self.needs_renewal(held)
         {
             return Ok(held.response.token.clone());
         }
-        let fresh = self.register_raw().await?;
+        let fresh = self.register_once().await?;
         let token = fresh.response.token.clone();
         *slot = Some(fresh);
         Ok(token)
@@ -261,14 +325,11 @@ impl HttpClient {
         expires.saturating_sub(now) <= margin
     }
 
-    async fn register_raw(&self) -> Result<HeldToken> {
+    /// One `POST /auth/register`, no retry: callers own the retry loop.
+    async fn register_once(&self) -> Result<HeldToken> {
         let path = format!("/auth/register?peer_id={}", self.inner.config.peer_id);
-        let config = &self.inner.config;
         // Not through `call`: that one may need a token, which comes from here.
-        let response: TokenResponse = retry(&config.retry, config.max_retry_after, |_| {
-            self.send(Method::POST, &path, None, None)
-        })
-        .await?;
+        let response: TokenResponse = self.send(Method::POST, &path, None, None).await?;
         self.inner.registrations.fetch_add(1, Ordering::Relaxed);
         tracing::debug!(peer_id = %response.peer_id, expires_at = %response.expires_at, "registered");
         Ok(HeldToken {
@@ -301,8 +362,14 @@ impl HttpClient {
         relay_key: &str,
         relay: &RelayRegistration,
     ) -> Result<RelayStatusResponse> {
-        self.call(Method::POST, "/relays", Some(relay), Auth::Relay(relay_key))
-            .await
+        self.call(
+            Method::POST,
+            "/relays",
+            Some(relay),
+            Auth::Relay(relay_key),
+            Resend::Safe,
+        )
+        .await
     }
 
     /// `DELETE /relays/{relay_id}` with the operator's relay key.
@@ -312,18 +379,41 @@ impl HttpClient {
         relay_id: &RelayId,
     ) -> Result<RelayStatusResponse> {
         let path = format!("/relays/{relay_id}");
-        self.call(Method::DELETE, &path, None::<&()>, Auth::Relay(relay_key))
-            .await
+        self.call(
+            Method::DELETE,
+            &path,
+            None::<&()>,
+            Auth::Relay(relay_key),
+            Resend::Safe,
+        )
+        .await
     }
 
-    /// One call with retries; with `Auth::Peer`, a 401 renews the token once.
+    /// One call with retries (see [`HttpClient`] for which); with
+    /// `Auth::Peer`, a 401 renews the token once within the same attempt.
     async fn call<T: DeserializeOwned>(
         &self,
         method: Method,
         path: &str,
         body: Option<&(impl Serialize + ?Sized)>,
         auth: Auth<'_>,
+        resend: Resend,
     ) -> Result<T> {
+        self.call_or_gone(method, path, body, auth, resend)
+            .await?
+            .ok_or_else(|| ClientError::refused(StatusCode::NOT_FOUND, "not found"))
+    }
+
+    /// [`HttpClient::call`]; with [`Resend::GoneIsDone`], a 404 to a retry
+    /// is `None`: the attempt before it did the work.
+    async fn call_or_gone<T: DeserializeOwned>(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&(impl Serialize + ?Sized)>,
+        auth: Auth<'_>,
+        resend: Resend,
+    ) -> Result<Option<T>> {
         let body = match body {
             Some(body) => Some(serde_json::to_vec(body).map_err(|e| {
                 ClientError::Config(format!("cannot encode the request body: {e}"))
@@ -331,37 +421,55 @@ impl HttpClient {
             None => None,
         };
         let config = &self.inner.config;
-        // Retrying a create or join that timed out may apply it twice; that
-        // is harmless here: a peer is in one party at most, so the second
-        // create moves the host out of (and so ends) the first.
-        retry(&config.retry, config.max_retry_after, |_| {
-            let method = method.clone();
-            let body = body.clone();
-            async move {
-                match auth {
-                    Auth::Peer => {
-                        let token = self.bearer().await?;
-                        match self
-                            .send(method.clone(), path, body.clone(), Some(&token))
-                            .await
-                        {
-                            Err(error) if error.status() == Some(StatusCode::UNAUTHORIZED) => {
-                                tracing::info!(
-                                    detail = error.detail(),
-                                    "token rejected; registering again"
-                                );
-                                self.invalidate_token(&token).await;
-                                let token = self.bearer().await?;
-                                self.send(method, path, body, Some(&token)).await
+        let should_retry = |error: &ClientError| match resend {
+            Resend::Safe => error.is_retryable(),
+            Resend::Unsafe | Resend::GoneIsDone => error.is_retryable_unsent(),
+        };
+        retry_if(
+            &config.retry,
+            config.max_retry_after,
+            should_retry,
+            |attempt| {
+                let method = method.clone();
+                let body = body.clone();
+                async move {
+                    let answer = match auth {
+                        Auth::Peer => {
+                            let token = self.bearer_once().await?;
+                            match self
+                                .send(method.clone(), path, body.clone(), Some(&token))
+                                .await
+                            {
+                                Err(error) if error.status() == Some(StatusCode::UNAUTHORIZED) => {
+                                    tracing::info!(
+                                        detail = error.detail(),
+                                        "token rejected; registering again"
+                                    );
+                                    self.invalidate_token(&token).await;
+                                    let token = self.bearer_once().await?;
+                                    self.send(method, path, body, Some(&token)).await
+                                }
+                                other => other,
                             }
-                            other => other,
                         }
+                        Auth::Relay(key) => self.send(method, path, body, Some(key)).await,
+                        Auth::None => self.send(method, path, body, None).await,
+                    };
+                    match answer {
+                        Ok(value) => Ok(Some(value)),
+                        Err(error)
+                            if attempt > 1
+                                && matches!(resend, Resend::GoneIsDone)
+                                && error.status() == Some(StatusCode::NOT_FOUND) =>
+                        {
+                            tracing::debug!(%error, "404 to a retry: the first attempt did it");
+                            Ok(None)
+                        }
+                        Err(error) => Err(error),
                     }
-                    Auth::Relay(key) => self.send(method, path, body, Some(key)).await,
-                    Auth::None => self.send(method, path, body, None).await,
                 }
-            }
-        })
+            },
+        )
         .await
     }
 
@@ -389,6 +497,12 @@ impl HttpClient {
                 .body(body);
         }
         let transport = |source: reqwest::Error| {
+            if source.is_builder() {
+                return ClientError::Config(format!(
+                    "cannot build a request to {url}: {}",
+                    crate::error::error_chain(&source)
+                ));
+            }
             let kind = if source.is_timeout() {
                 TransportKind::Timeout
             } else if source.is_connect() {
@@ -409,8 +523,7 @@ impl HttpClient {
             .headers()
             .get(header::RETRY_AFTER)
             .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.trim().parse::<u64>().ok())
-            .map(Duration::from_secs);
+            .and_then(parse_retry_after);
         let text = response.text().await.map_err(transport)?;
         if status.is_success() {
             return serde_json::from_str(&text).map_err(|source| ClientError::Decode {
@@ -498,7 +611,13 @@ impl ControlPlane for HttpClient {
             host_peer_info: host,
         };
         let created: CreatePartyResponse = self
-            .call(Method::POST, "/parties", Some(&body), Auth::Peer)
+            .call(
+                Method::POST,
+                "/parties",
+                Some(&body),
+                Auth::Peer,
+                Resend::Unsafe,
+            )
             .await?;
         self.start_heartbeat(created.party_id.clone());
         Ok(JoinPartyResponse {
@@ -515,7 +634,7 @@ impl ControlPlane for HttpClient {
         };
         let path = format!("/parties/{party_id}/join");
         let joined: JoinPartyResponse = self
-            .call(Method::POST, &path, Some(&body), Auth::Peer)
+            .call(Method::POST, &path, Some(&body), Auth::Peer, Resend::Unsafe)
             .await?;
         self.start_heartbeat(joined.party.party_id.clone());
         Ok(joined)
@@ -523,12 +642,28 @@ impl ControlPlane for HttpClient {
 
     async fn leave_party(&self, party_id: &PartyId, peer_id: &PeerId) -> Result<LeaveOutcome> {
         let path = format!("/parties/{party_id}/peers/{peer_id}");
-        let answer: StatusResponse = self
-            .call(Method::DELETE, &path, None::<&()>, Auth::Peer)
+        let answer: Option<StatusResponse> = self
+            .call_or_gone(
+                Method::DELETE,
+                &path,
+                None::<&()>,
+                Auth::Peer,
+                Resend::GoneIsDone,
+            )
             .await?;
         if *peer_id == self.inner.config.peer_id {
             self.stop_heartbeat(Some(party_id));
         }
+        let Some(answer) = answer else {
+            // An earlier attempt left; whether it ended the party shows in
+            // whether the party is still there.
+            return match self.get_party(party_id).await {
+                Err(error) if error.status() == Some(StatusCode::NOT_FOUND) => {
+                    Ok(LeaveOutcome::PartyDeleted)
+                }
+                _ => Ok(LeaveOutcome::Left),
+            };
+        };
         match answer.status.as_str() {
             "left" => Ok(LeaveOutcome::Left),
             "party_deleted" => Ok(LeaveOutcome::PartyDeleted),
@@ -541,13 +676,14 @@ impl ControlPlane for HttpClient {
 
     async fn get_party(&self, party_id: &PartyId) -> Result<PartyResponse> {
         let path = format!("/parties/{party_id}");
-        self.call(Method::GET, &path, None::<&()>, Auth::Peer).await
+        self.call(Method::GET, &path, None::<&()>, Auth::Peer, Resend::Safe)
+            .await
     }
 
     async fn get_peers(&self, party_id: &PartyId) -> Result<BTreeMap<PeerId, Peer>> {
         let path = format!("/parties/{party_id}/peers");
         let answer: PeersResponse = self
-            .call(Method::GET, &path, None::<&()>, Auth::Peer)
+            .call(Method::GET, &path, None::<&()>, Auth::Peer, Resend::Safe)
             .await?;
         Ok(answer.peers)
     }
@@ -555,15 +691,16 @@ impl ControlPlane for HttpClient {
     async fn discover_peer(&self, party_id: &PartyId, peer_id: &PeerId) -> Result<Peer> {
         let path = format!("/parties/{party_id}/peers/{peer_id}");
         let answer: PeerResponse = self
-            .call(Method::GET, &path, None::<&()>, Auth::Peer)
+            .call(Method::GET, &path, None::<&()>, Auth::Peer, Resend::Safe)
             .await?;
         Ok(answer.peer)
     }
 
     async fn heartbeat(&self, party_id: &PartyId, peer_id: &PeerId) -> Result<()> {
         let path = format!("/parties/{party_id}/peers/{peer_id}/heartbeat");
+        // Idempotent: beating twice is beating once.
         let _: StatusResponse = self
-            .call(Method::POST, &path, None::<&()>, Auth::Peer)
+            .call(Method::POST, &path, None::<&()>, Auth::Peer, Resend::Safe)
             .await?;
         Ok(())
     }
@@ -580,7 +717,7 @@ impl ControlPlane for HttpClient {
             signal_data,
         };
         let _: StatusResponse = self
-            .call(Method::POST, &path, Some(&body), Auth::Peer)
+            .call(Method::POST, &path, Some(&body), Auth::Peer, Resend::Unsafe)
             .await?;
         Ok(())
     }
@@ -588,14 +725,20 @@ impl ControlPlane for HttpClient {
     async fn poll_signals(&self, party_id: &PartyId) -> Result<Vec<Signal>> {
         let path = format!("/parties/{party_id}/signals");
         let answer: SignalsResponse = self
-            .call(Method::GET, &path, None::<&()>, Auth::Peer)
+            .call(Method::GET, &path, None::<&()>, Auth::Peer, Resend::Safe)
             .await?;
         Ok(answer.signals)
     }
 
     async fn list_relays(&self) -> Result<Vec<Relay>> {
         let answer: RelaysResponse = self
-            .call(Method::GET, "/relays", None::<&()>, Auth::Peer)
+            .call(
+                Method::GET,
+                "/relays",
+                None::<&()>,
+                Auth::Peer,
+                Resend::Safe,
+            )
             .await?;
         Ok(answer.relays)
     }
@@ -603,7 +746,7 @@ impl ControlPlane for HttpClient {
     async fn relays_by_region(&self, region: &Region) -> Result<Vec<Relay>> {
         let path = format!("/relays/{region}");
         let answer: RelaysResponse = self
-            .call(Method::GET, &path, None::<&()>, Auth::Peer)
+            .call(Method::GET, &path, None::<&()>, Auth::Peer, Resend::Safe)
             .await?;
         Ok(answer.relays)
     }
@@ -611,5 +754,102 @@ impl ControlPlane for HttpClient {
     async fn close(&self) -> Result<()> {
         self.stop_heartbeat(None);
         Ok(())
+    }
+}
+
+/// A `Retry-After` value: seconds, or an HTTP date (IMF-fixdate, as
+/// `Sun, 06 Nov 1994 08:49:37 GMT`; a date in the past is no wait). The
+/// obsolete RFC 850 and asctime date forms are not understood and are
+/// treated as no `Retry-After`.
+pub(crate) fn parse_retry_after(value: &str) -> Option<Duration> {
+    let value = value.trim();
+    if let Ok(secs) = value.parse::<u64>() {
+        return Some(Duration::from_secs(secs));
+    }
+    let at = parse_http_date(value)?;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .ok()?
+        .as_secs();
+    Some(Duration::from_secs(at.saturating_sub(now)))
+}
+
+/// Seconds since the Unix epoch of an IMF-fixdate.
+fn parse_http_date(value: &str) -> Option<u64> {
+    let mut parts = value.split_ascii_whitespace();
+    let _weekday = parts.next().filter(|w| w.ends_with(','))?;
+    let day: u64 = parts.next()?.parse().ok()?;
+    let month = match parts.next()? {
+        "Jan" => 1,
+        "Feb" => 2,
+        "Mar" => 3,
+        "Apr" => 4,
+        "May" => 5,
+        "Jun" => 6,
+        "Jul" => 7,
+        "Aug" => 8,
+        "Sep" => 9,
+        "Oct" => 10,
+        "Nov" => 11,
+        "Dec" => 12,
+        _ => return None,
+    };
+    let year: u64 = parts.next()?.parse().ok()?;
+    let mut clock = parts.next()?.split(':').map(|p| p.parse::<u64>().ok());
+    let (hour, minute, second) = (clock.next()??, clock.next()??, clock.next()??);
+    if parts.next()? != "GMT" || parts.next().is_some() || clock.next().is_some() {
+        return None;
+    }
+    if !(1..=31).contains(&day) || year < 1970 || hour > 23 || minute > 59 || second > 60 {
+        return None;
+    }
+    // Days from the epoch to the civil date (Howard Hinnant's algorithm).
+    let (y, m) = if month <= 2 {
+        (year - 1, month + 9)
+    } else {
+        (year, month - 3)
+    };
+    let era = y / 400;
+    let year_of_era = y - era * 400;
+    let day_of_year = (153 * m + 2) / 5 + day - 1;
+    let day_of_era = year_of_era * 365 + year_of_era / 4 - year_of_era / 100 + day_of_year;
+    let days = (era * 146_097 + day_of_era).checked_sub(719_468)?;
+    Some(days * 86_400 + hour * 3600 + minute * 60 + second)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_after_is_seconds_or_an_http_date() {
+        assert_eq!(parse_retry_after(" 7 "), Some(Duration::from_secs(7)));
+        assert_eq!(
+            parse_http_date("Sun, 06 Nov 1994 08:49:37 GMT"),
+            Some(784_111_777)
+        );
+        assert_eq!(parse_http_date("Thu, 01 Jan 1970 00:00:00 GMT"), Some(0));
+        assert_eq!(
+            parse_http_date("Tue, 29 Feb 2028 12:00:00 GMT"),
+            Some(1_835_438_400)
+        );
+        // In the past: no wait.
+        assert_eq!(
+            parse_retry_after("Sun, 06 Nov 1994 08:49:37 GMT"),
+            Some(Duration::ZERO)
+        );
+        let future = parse_retry_after("Fri, 01 Jan 2100 00:00:00 GMT").unwrap_or_default();
+        assert!(
+            future > Duration::from_secs(86_400 * 365 * 50),
+            "{future:?}"
+        );
+        for bad in [
+            "soon",
+            "Sunday, 06-Nov-94 08:49:37 GMT",
+            "Sun Nov  6 08:49:37 1994",
+            "-1",
+        ] {
+            assert_eq!(parse_retry_after(bad), None, "{bad}");
+        }
     }
 }

@@ -50,7 +50,7 @@ mod local;
 mod remote;
 mod ws;
 
-pub use backoff::{Backoff, retry};
+pub use backoff::{Backoff, retry, retry_if};
 pub use control::{ControlPlane, LeaveOutcome};
 pub use error::{ClientError, Result, TransportKind, error_chain};
 pub use factory::{LocalReason, SelectedPlane, ServerSettings, Settings, create_control_plane};

@@ -46,11 +46,16 @@ pub struct LocalConfig {
     pub cleanup_interval: Duration,
     /// How long a signal waits to be polled.
     pub signal_ttl: Duration,
+    /// How often the heartbeat task started by creating or joining a party
+    /// keeps this peer alive; never less often than a third of
+    /// [`LocalConfig::peer_timeout`], whatever this says.
+    pub heartbeat_interval: Duration,
 }
 
 impl LocalConfig {
     /// In memory only, with the server's timeouts (peers 300 s, cleanup
-    /// every 60 s, signals 60 s) and a 200 ms write window.
+    /// every 60 s, signals 60 s), a heartbeat every 30 s and a 200 ms write
+    /// window.
     pub fn new(peer_id: PeerId) -> Self {
         Self {
             peer_id,
@@ -60,7 +65,17 @@ impl LocalConfig {
             peer_timeout: Duration::from_secs(300),
             cleanup_interval: Duration::from_secs(60),
             signal_ttl: Duration::from_secs(60),
+            heartbeat_interval: Duration::from_secs(30),
         }
+    }
+
+    /// The heartbeat period actually used: [`LocalConfig::heartbeat_interval`],
+    /// but at most a third of the peer timeout so that the cleanup never
+    /// takes a live peer for a stale one.
+    pub fn effective_heartbeat_interval(&self) -> Duration {
+        self.heartbeat_interval
+            .min(self.peer_timeout / 3)
+            .max(Duration::from_millis(1))
     }
 
     /// Files under `dir`: `local-PEER.json` for this peer's state and
@@ -413,21 +428,48 @@ struct LocalInner {
     write_lock: tokio::sync::Mutex<()>,
     set_aside: Mutex<Vec<SetAside>>,
     tasks: Mutex<Vec<JoinHandle<()>>>,
+    heartbeat: Mutex<Option<LocalHeartbeat>>,
+    heartbeats_sent: AtomicU64,
+}
+
+#[derive(Debug)]
+struct LocalHeartbeat {
+    party_id: PartyId,
+    task: JoinHandle<()>,
 }
 
 impl Drop for LocalInner {
+    /// Dropped without [`ControlPlane::close`]: a best effort to save what
+    /// the writer had not saved yet. Inside a Tokio runtime the write (and
+    /// its fsync) runs on the blocking pool, so it never stalls an async
+    /// worker, and it may finish after the drop returns; outside one it
+    /// runs here. Call `close` to know the state is on disk.
     fn drop(&mut self) {
         if let Ok(tasks) = self.tasks.lock() {
             for task in tasks.iter() {
                 task.abort();
             }
         }
-        // Dropped without close(): save what the writer had not yet saved.
-        if self.changes.load(Ordering::SeqCst) != self.saved.load(Ordering::SeqCst)
-            && let (Some(path), Some(bytes)) = (&self.config.state_file, self.encode_state())
-            && let Err(error) = write_atomic(path, &bytes, true)
+        if let Ok(mut slot) = self.heartbeat.lock()
+            && let Some(heartbeat) = slot.take()
         {
-            tracing::warn!(path = %path.display(), %error, "cannot save the local state");
+            heartbeat.task.abort();
+        }
+        if self.changes.load(Ordering::SeqCst) == self.saved.load(Ordering::SeqCst) {
+            return;
+        }
+        let (Some(path), Some(bytes)) = (self.config.state_file.clone(), self.encode_state())
+        else {
+            return;
+        };
+        let write = move || {
+            if let Err(error) = write_atomic(&path, &bytes, true) {
+                tracing::warn!(path = %path.display(), %error, "cannot save the local state");
+            }
+        };
+        match tokio::runtime::Handle::try_current() {
+            Ok(runtime) => drop(runtime.spawn_blocking(write)),
+            Err(_) => write(),
         }
     }
 }
@@ -500,6 +542,8 @@ impl LocalControlPlane {
                 write_lock: tokio::sync::Mutex::new(()),
                 set_aside: Mutex::new(set_aside_files),
                 tasks: Mutex::new(Vec::new()),
+                heartbeat: Mutex::new(None),
+                heartbeats_sent: AtomicU64::new(0),
                 config,
             }),
         };
@@ -556,17 +600,29 @@ impl LocalControlPlane {
 
     /// Takes in a party known from elsewhere (the remote plane's last view
     /// when it falls back), unless a newer copy of it is already here.
+    ///
+    /// Its members count as seen now: their `last_seen` is the server's
+    /// word, and the local cleanup must give them a full
+    /// [`LocalConfig::peer_timeout`] from the switch, not remove at once
+    /// everyone quiet for longer than that on the server. If this plane's
+    /// peer is a member, its heartbeat task starts.
     pub async fn adopt_party(&self, view: PartyResponse) -> Result<()> {
-        self.mutate(move |book, _| {
+        let party_id = view.party.party_id.clone();
+        let member = view.party.peers.contains_key(&self.inner.config.peer_id);
+        self.mutate(move |book, now| {
             let newer = book
                 .parties
                 .get(&view.party.party_id)
                 .is_none_or(|known| known.seq < view.seq);
             if newer {
+                let mut party = view.party;
+                for peer in party.peers.values_mut() {
+                    peer.last_seen = now;
+                }
                 book.parties.insert(
-                    view.party.party_id.clone(),
+                    party.party_id.clone(),
                     Entry {
-                        party: view.party,
+                        party,
                         virtual_ips: view.virtual_ips,
                         seq: view.seq,
                     },
@@ -574,7 +630,73 @@ impl LocalControlPlane {
             }
             Ok(())
         })
-        .await
+        .await?;
+        if member {
+            self.start_heartbeat(party_id);
+        }
+        Ok(())
+    }
+
+    /// The party whose heartbeat task is running, if any.
+    pub fn heartbeat_party(&self) -> Option<PartyId> {
+        let slot = self.inner.heartbeat.lock().ok()?;
+        slot.as_ref()
+            .filter(|h| !h.task.is_finished())
+            .map(|h| h.party_id.clone())
+    }
+
+    /// How many heartbeats the heartbeat task made.
+    pub fn heartbeats_sent(&self) -> u64 {
+        self.inner.heartbeats_sent.load(Ordering::Relaxed)
+    }
+
+    /// Starts (or moves) the heartbeat task to `party_id`: it keeps this
+    /// plane's peer alive against the plane's own cleanup, and against the
+    /// cleanup of other instances sharing the discovery file.
+    fn start_heartbeat(&self, party_id: PartyId) {
+        let weak = Arc::downgrade(&self.inner);
+        let every = self.inner.config.effective_heartbeat_interval();
+        let me = self.inner.config.peer_id.clone();
+        let party = party_id.clone();
+        let task = tokio::spawn(async move {
+            let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+            ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                ticker.tick().await;
+                // Weak: a plane dropped without close() stops beating.
+                let Some(inner) = weak.upgrade() else { return };
+                let plane = LocalControlPlane { inner };
+                match plane.heartbeat(&party, &me).await {
+                    Ok(()) => {
+                        plane.inner.heartbeats_sent.fetch_add(1, Ordering::Relaxed);
+                    }
+                    Err(error) if error.status() == Some(StatusCode::NOT_FOUND) => {
+                        tracing::info!(party_id = %party, "no longer in the party; heartbeat stopped");
+                        return;
+                    }
+                    Err(error) => {
+                        tracing::warn!(party_id = %party, error = %crate::error_chain(&error), "heartbeat failed");
+                    }
+                }
+            }
+        });
+        if let Ok(mut slot) = self.inner.heartbeat.lock()
+            && let Some(old) = slot.replace(LocalHeartbeat { party_id, task })
+        {
+            old.task.abort();
+        }
+    }
+
+    /// Stops the heartbeat task (of `party_id` only, when given).
+    fn stop_heartbeat(&self, party_id: Option<&PartyId>) {
+        if let Ok(mut slot) = self.inner.heartbeat.lock()
+            && slot
+                .as_ref()
+                .is_some_and(|h| party_id.is_none_or(|p| *p == h.party_id))
+            && let Some(heartbeat) = slot.take()
+        {
+            heartbeat.task.abort();
+        }
     }
 
     /// Removes stale members now, as the periodic cleanup does; returns how
@@ -739,19 +861,26 @@ impl ControlPlane for LocalControlPlane {
 
     async fn register_party(&self, name: Name, host: PeerInfo) -> Result<JoinPartyResponse> {
         self.check_self(&host.peer_id)?;
-        self.mutate(move |book, now| book.create(name, host, now))
-            .await
+        let joined = self
+            .mutate(move |book, now| book.create(name, host, now))
+            .await?;
+        self.start_heartbeat(joined.party.party_id.clone());
+        Ok(joined)
     }
 
     async fn join_party(&self, party_id: &PartyId, peer: PeerInfo) -> Result<JoinPartyResponse> {
         self.check_self(&peer.peer_id)?;
         let party_id = party_id.clone();
-        self.mutate(move |book, now| book.join(&party_id, peer, now))
-            .await
+        let joined = self
+            .mutate(move |book, now| book.join(&party_id, peer, now))
+            .await?;
+        self.start_heartbeat(joined.party.party_id.clone());
+        Ok(joined)
     }
 
     async fn leave_party(&self, party_id: &PartyId, peer_id: &PeerId) -> Result<LeaveOutcome> {
         self.check_self(peer_id)?;
+        self.stop_heartbeat(Some(party_id));
         let (party_id, peer_id) = (party_id.clone(), peer_id.clone());
         self.mutate(move |book, _| book.remove_member(&party_id, &peer_id))
             .await
@@ -816,6 +945,7 @@ impl ControlPlane for LocalControlPlane {
                 task.abort();
             }
         }
+        self.stop_heartbeat(None);
         self.inner.save().await
     }
 }

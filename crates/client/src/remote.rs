@@ -27,8 +27,10 @@ use crate::{
 /// When the socket gives up reconnecting ([`WsState::GaveUp`], announced by
 /// [`WsEvent::GaveUp`](crate::WsEvent::GaveUp)), the next call switches this
 /// plane to local mode for good: the party as last seen is copied into the
-/// local plane, a warning is logged, [`RemoteControlPlane::is_local`] turns
-/// true, and every call from then on is served locally.
+/// local plane (its members counted as seen at the switch, and this peer
+/// kept alive by the local plane's heartbeat), a warning is logged,
+/// [`RemoteControlPlane::is_local`] turns true, and every call from then on
+/// is served locally.
 ///
 /// ```no_run
 /// use lanrage_client::{ControlPlane, HttpClient, HttpConfig, LocalConfig, RemoteControlPlane, WsConfig};

@@ -3,6 +3,7 @@
 //! explicit state machine, resuming the party so that no change is lost.
 
 use std::{
+    collections::{BTreeMap, VecDeque},
     pin::Pin,
     sync::{Arc, Mutex},
     task::{Context, Poll},
@@ -10,13 +11,14 @@ use std::{
 };
 
 use futures_util::{SinkExt, Stream, StreamExt};
-use lanrage_proto::{ClientMessage, PartyId, PartyResponse, PeerId, ServerMessage};
+use lanrage_proto::{ClientMessage, PartyId, PartyResponse, PeerId, ServerMessage, Signal};
 use reqwest::StatusCode;
 use serde_json::json;
 use tokio::{
     net::TcpStream,
     sync::{mpsc, oneshot, watch},
-    task::JoinHandle,
+    task::{JoinHandle, JoinSet},
+    time::Instant,
 };
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream, tungstenite::Message};
 
@@ -69,23 +71,25 @@ pub struct WsConfig {
     /// Deadline for the server's `auth_ok`.
     pub auth_timeout: Duration,
     /// A socket on which nothing (not even a ping) arrives this long is
-    /// considered dead. The server pings every 20 s by default.
+    /// considered dead and reconnected. The server pings every 20 s and
+    /// itself drops a socket silent for 45 s, so this stays below that.
     pub idle_timeout: Duration,
     /// Spacing of reconnect attempts, and how many are made in a row before
     /// the client gives up (and the remote plane falls back to local).
     pub reconnect: Backoff,
-    /// Events buffered for a slow reader; beyond it the socket waits.
+    /// Events the application may leave unread before the client sheds
+    /// some; see [`WsEvents`] for what happens then.
     pub event_buffer: usize,
 }
 
 impl Default for WsConfig {
-    /// 10 s to connect and to authenticate, 75 s of silence tolerated, and
+    /// 10 s to connect and to authenticate, 30 s of silence tolerated, and
     /// 10 reconnect attempts from 0.5 s to 30 s apart (about 2.5 minutes).
     fn default() -> Self {
         Self {
             connect_timeout: Duration::from_secs(10),
             auth_timeout: Duration::from_secs(10),
-            idle_timeout: Duration::from_secs(75),
+            idle_timeout: Duration::from_secs(30),
             reconnect: Backoff {
                 initial: Duration::from_millis(500),
                 max: Duration::from_secs(30),
@@ -118,7 +122,9 @@ pub enum WsEvent {
     /// The socket is authenticated (`reconnect` is false the first time).
     Connected { peer_id: PeerId, reconnect: bool },
     /// A server message: a party event (deduplicated and in `seq` order), a
-    /// signal, or the answer to a request sent with [`WsClient::send`].
+    /// signal (including those queued while the socket was down, fetched
+    /// after a reconnect), or the answer to a request sent with
+    /// [`WsClient::send`].
     Message(ServerMessage),
     /// The socket was lost; reconnecting follows.
     Disconnected { reason: String },
@@ -131,6 +137,10 @@ pub enum WsEvent {
     /// After a reconnect the party could not be resumed: it ended, or this
     /// peer is no longer in it, while the socket was down.
     PartyLost { party_id: PartyId, detail: String },
+    /// The application read too slowly and `dropped` events were shed (see
+    /// [`WsEvents`]). When a party is followed, a `party_update` with the
+    /// current party comes right after this.
+    Lagged { dropped: u64 },
     /// Every reconnect attempt failed; the client stopped. A
     /// [`RemoteControlPlane`](crate::RemoteControlPlane) now serves from its
     /// local plane.
@@ -138,6 +148,16 @@ pub enum WsEvent {
 }
 
 /// The events of a [`WsClient`]: a [`Stream`], or [`WsEvents::recv`].
+///
+/// The socket never waits for the application: it keeps answering the
+/// server's pings and folding party events into [`WsClient::party`] however
+/// slowly events are read. Up to [`WsConfig::event_buffer`] events wait
+/// here, and as many again inside the client. Beyond that the client sheds:
+/// events of the followed party are dropped (the party view stays exact)
+/// and, once the application catches up, it receives [`WsEvent::Lagged`]
+/// and then one `party_update` with the party as it is, so it is never left
+/// on a stale view; other events (signals, answers, connection changes) are
+/// dropped oldest first and counted in the same [`WsEvent::Lagged`].
 #[derive(Debug)]
 pub struct WsEvents {
     rx: mpsc::Receiver<WsEvent>,
@@ -169,10 +189,16 @@ enum Command {
 ///
 /// Its task reconnects with capped exponential backoff and jitter
 /// ([`WsConfig::reconnect`]); after each reconnect it authenticates again
-/// (renewing the token through the [`HttpClient`] if the server refuses it)
-/// and sends `resume {party_id, after_seq}` for the party it follows, so the
-/// server replays what was missed, or sends the current party. Events with a
-/// `seq` already seen are dropped; a gap triggers a resume.
+/// (renewing the token through the [`HttpClient`] if the server refuses it),
+/// sends `resume {party_id, after_seq}` for the party it follows, so the
+/// server replays what was missed (or sends the current party), and fetches
+/// the signals queued for it meanwhile. Party events are delivered once
+/// each, in `seq` order: an event already seen is dropped, and one that
+/// arrives ahead of a gap waits while the gap is filled by a resume.
+///
+/// The task does no HTTP work itself (fetching a party, polling signals):
+/// that runs beside it, so a slow server never keeps the socket from
+/// answering pings. Nor does it wait for the application: see [`WsEvents`].
 ///
 /// ```no_run
 /// use lanrage_client::{HttpClient, HttpConfig, WsClient, WsConfig, WsEvent};
@@ -207,19 +233,38 @@ impl WsClient {
     /// fails (the caller decides what to do then), reconnects on its own
     /// afterwards.
     pub async fn connect(http: HttpClient, config: WsConfig) -> Result<(Self, WsEvents)> {
+        Self::start(http, config, None).await
+    }
+
+    /// [`WsClient::connect`] following `party` from the start: its events
+    /// after `party.seq` are delivered exactly once, whether they happened
+    /// before the socket was open (they are replayed) or after.
+    ///
+    /// Prefer this to [`WsClient::connect`] then [`WsClient::track_party`]
+    /// when the party is already known: until tracking starts, party events
+    /// are passed on as they come and cannot be told apart from the replay
+    /// that tracking asks for.
+    pub async fn connect_tracking(
+        http: HttpClient,
+        config: WsConfig,
+        party: PartyResponse,
+    ) -> Result<(Self, WsEvents)> {
+        Self::start(http, config, Some(party)).await
+    }
+
+    async fn start(
+        http: HttpClient,
+        config: WsConfig,
+        party: Option<PartyResponse>,
+    ) -> Result<(Self, WsEvents)> {
         let url = ws_url(http.server_url())?;
         let (socket, peer_id) = open(&http, &url, &config).await?;
         let (events_tx, rx) = mpsc::channel(config.event_buffer.max(1));
         let (commands_tx, commands) = mpsc::channel(64);
         let (state_tx, state) = watch::channel(WsState::Connected);
-        let view = Arc::new(Mutex::new(None));
-        let _ = events_tx
-            .send(WsEvent::Connected {
-                peer_id,
-                reconnect: false,
-            })
-            .await;
-        let task = Task {
+        let view = Arc::new(Mutex::new(party));
+        let mut task = Task {
+            me: http.config().peer_id.clone(),
             http,
             url: url.clone(),
             config,
@@ -227,7 +272,20 @@ impl WsClient {
             commands,
             state: state_tx,
             view: view.clone(),
+            outbox: VecDeque::new(),
+            dropped: 0,
+            owe_snapshot: false,
+            pending: None,
+            resuming: false,
+            fetching: None,
+            passed_on: BTreeMap::new(),
+            delivered: None,
+            jobs: JoinSet::new(),
         };
+        task.emit(WsEvent::Connected {
+            peer_id,
+            reconnect: false,
+        });
         let task = tokio::spawn(task.run(socket));
         Ok((
             Self {
@@ -281,16 +339,23 @@ impl WsClient {
             .map_err(|_| ClientError::Closed)
     }
 
-    /// Closes the socket with a close frame and stops the task.
+    /// Closes the socket with a close frame and stops the task. Events
+    /// not read yet stay readable: [`WsEvents`] ends (`None`) after them.
     pub async fn close(&self) {
         let (done, closed) = oneshot::channel();
-        if self.commands.send(Command::Close(done)).await.is_ok() {
-            let _ = tokio::time::timeout(Duration::from_secs(5), closed).await;
-        }
+        let closed_cleanly = self.commands.send(Command::Close(done)).await.is_ok()
+            && matches!(
+                tokio::time::timeout(Duration::from_secs(5), closed).await,
+                Ok(Ok(()))
+            );
         let task = self.task.lock().ok().and_then(|mut t| t.take());
-        if let Some(task) = task {
+        if let Some(task) = task
+            && !closed_cleanly
+        {
             task.abort();
         }
+        // Closed cleanly, the task only hands the application what it has
+        // not read yet, and ends when that is read or nobody listens.
     }
 }
 
@@ -413,32 +478,83 @@ enum SessionEnd {
     Closed,
 }
 
+/// HTTP work done beside the socket task, and its result.
+enum Job {
+    /// A snapshot of a party: one we found ourselves in without holding a
+    /// view of it (`refused_resume` none), or one the server would not
+    /// resume (`refused_resume` says why).
+    Snapshot {
+        party_id: PartyId,
+        refused_resume: Option<String>,
+        result: Result<PartyResponse>,
+    },
+    /// The signals queued for us while the socket was down.
+    Signals {
+        party_id: PartyId,
+        result: Result<Vec<Signal>>,
+    },
+}
+
+/// Party events that arrived ahead of a gap, waiting for it to be filled.
+struct Pending {
+    party_id: PartyId,
+    events: BTreeMap<u64, ServerMessage>,
+}
+
+/// Beyond this many out-of-order events, they are dropped and a resume
+/// (which replays them) is relied on instead.
+const MAX_PENDING: usize = 1024;
+
 /// The socket's task: the state machine of connections.
 struct Task {
     http: HttpClient,
+    me: PeerId,
     url: String,
     config: WsConfig,
     events: mpsc::Sender<WsEvent>,
     commands: mpsc::Receiver<Command>,
     state: watch::Sender<WsState>,
     view: Arc<Mutex<Option<PartyResponse>>>,
+    /// Events the application has not taken yet, beyond the channel.
+    outbox: VecDeque<WsEvent>,
+    /// Events shed since the application last caught up.
+    dropped: u64,
+    /// Events of the followed party were shed: a snapshot is owed.
+    owe_snapshot: bool,
+    pending: Option<Pending>,
+    /// A resume was sent and its answer has not come yet.
+    resuming: bool,
+    /// A party we were seen joining and whose snapshot is being fetched.
+    fetching: Option<PartyId>,
+    /// The highest seq passed on, per party not followed (events go out as
+    /// they come until the party is followed).
+    passed_on: BTreeMap<PartyId, u64>,
+    /// Events of the followed party up to this seq already reached the
+    /// application before it was followed: folded, not emitted again.
+    delivered: Option<(PartyId, u64)>,
+    jobs: JoinSet<Job>,
 }
 
 impl Task {
     async fn run(mut self, mut socket: Socket) {
+        let mut reconnected = false;
         loop {
+            if let Err(e) = self.after_connect(&mut socket, reconnected).await {
+                tracing::debug!(error = %e, "resume not sent");
+            }
             let reason = match self.session(&mut socket).await {
                 SessionEnd::Closed => {
                     self.state.send_replace(WsState::Closed);
+                    self.flush().await;
                     return;
                 }
                 SessionEnd::Lost(reason) => reason,
             };
             tracing::info!(%reason, url = %self.url, "socket lost; reconnecting");
+            self.resuming = false;
             self.emit(WsEvent::Disconnected {
                 reason: reason.clone(),
-            })
-            .await;
+            });
             let mut error = reason;
             let mut attempt = 0;
             socket = loop {
@@ -447,7 +563,8 @@ impl Task {
                     let attempts = attempt - 1;
                     tracing::warn!(attempts, %error, url = %self.url, "control server unreachable; giving up the socket");
                     self.state.send_replace(WsState::GaveUp { attempts });
-                    self.emit(WsEvent::GaveUp { attempts, error }).await;
+                    self.emit(WsEvent::GaveUp { attempts, error });
+                    self.flush().await;
                     return;
                 }
                 let retry_in = self.config.reconnect.delay(attempt);
@@ -457,10 +574,10 @@ impl Task {
                     attempt,
                     retry_in,
                     error: error.clone(),
-                })
-                .await;
+                });
                 if self.wait(retry_in).await {
                     self.state.send_replace(WsState::Closed);
+                    self.flush().await;
                     return;
                 }
                 self.state.send_replace(WsState::Connecting { attempt });
@@ -469,23 +586,43 @@ impl Task {
                         self.emit(WsEvent::Connected {
                             peer_id,
                             reconnect: true,
-                        })
-                        .await;
+                        });
                         break socket;
                     }
                     Err(e) => error = error_chain(&e),
                 }
             };
             self.state.send_replace(WsState::Connected);
-            if let Some(party) = self.tracked()
-                && let Err(e) = self.resume(&mut socket, &party.0, party.1).await
-            {
-                tracing::debug!(error = %e, "resume not sent");
-            }
+            reconnected = true;
         }
     }
 
-    /// Sleeps `delay` while handling commands; true when closed meanwhile.
+    /// Resumes the followed party on a fresh socket and, after a reconnect,
+    /// fetches the signals queued while it was down.
+    async fn after_connect(
+        &mut self,
+        socket: &mut Socket,
+        reconnected: bool,
+    ) -> std::result::Result<(), tokio_tungstenite::tungstenite::Error> {
+        let Some((party_id, seq)) = self.tracked() else {
+            return Ok(());
+        };
+        if reconnected {
+            let http = self.http.clone();
+            let party = party_id.clone();
+            self.jobs.spawn(async move {
+                let result = http.poll_signals(&party).await;
+                Job::Signals {
+                    party_id: party,
+                    result,
+                }
+            });
+        }
+        self.resume(socket, &party_id, seq).await
+    }
+
+    /// Sleeps `delay` while handling commands, finished HTTP work and the
+    /// application's reading; true when closed meanwhile.
     async fn wait(&mut self, delay: Duration) -> bool {
         let sleep = tokio::time::sleep(delay);
         tokio::pin!(sleep);
@@ -498,10 +635,23 @@ impl Task {
                         let _ = done.send(());
                         return true;
                     }
-                    Some(Command::Track(party)) => self.set_view(party),
+                    Some(Command::Track(party)) => self.track(party),
                     Some(Command::Send(message)) => {
                         tracing::warn!(?message, "socket down: request dropped");
                     }
+                },
+                Some(done) = self.jobs.join_next(), if !self.jobs.is_empty() => {
+                    if let Ok(job) = done {
+                        self.on_job(job);
+                    }
+                }
+                permit = self.events.clone().reserve_owned(), if self.has_backlog() => match permit {
+                    Ok(permit) => {
+                        if let Some(event) = self.next_backlog() {
+                            permit.send(event);
+                        }
+                    }
+                    Err(_) => self.outbox.clear(),
                 },
             }
         }
@@ -509,26 +659,39 @@ impl Task {
 
     async fn session(&mut self, socket: &mut Socket) -> SessionEnd {
         let idle = self.config.idle_timeout;
+        let mut last_frame = Instant::now();
         loop {
+            if !self.resuming
+                && let Some((party_id, seq)) = self.gap()
+                && let Err(e) = self.resume(socket, &party_id, seq).await
+            {
+                return SessionEnd::Lost(e.to_string());
+            }
             tokio::select! {
-                frame = tokio::time::timeout(idle, socket.next()) => match frame {
-                    Err(_) => return SessionEnd::Lost(format!("nothing from the server for {idle:?}")),
-                    Ok(None) => return SessionEnd::Lost("the connection closed".into()),
-                    Ok(Some(Err(e))) => return SessionEnd::Lost(e.to_string()),
-                    Ok(Some(Ok(Message::Close(frame)))) => {
-                        return SessionEnd::Lost(match frame {
-                            Some(f) => format!("the server closed the socket ({} {})", f.code, f.reason),
-                            None => "the server closed the socket".into(),
-                        });
-                    }
-                    Ok(Some(Ok(Message::Text(text)))) => {
-                        if let Err(e) = self.on_text(socket, text.as_str()).await {
-                            return SessionEnd::Lost(e.to_string());
+                () = tokio::time::sleep_until(last_frame + idle) => {
+                    return SessionEnd::Lost(format!("nothing from the server for {idle:?}"));
+                }
+                frame = socket.next() => {
+                    last_frame = Instant::now();
+                    match frame {
+                        None => return SessionEnd::Lost("the connection closed".into()),
+                        Some(Err(e)) => return SessionEnd::Lost(e.to_string()),
+                        Some(Ok(Message::Close(frame))) => {
+                            return SessionEnd::Lost(match frame {
+                                Some(f) => format!("the server closed the socket ({} {})", f.code, f.reason),
+                                None => "the server closed the socket".into(),
+                            });
                         }
+                        Some(Ok(Message::Text(text))) => {
+                            if let Some(message) = decode(text.as_str()) {
+                                self.on_message(message);
+                            }
+                        }
+                        // Pings are answered by tungstenite itself, as long
+                        // as this loop keeps reading.
+                        Some(Ok(_)) => {}
                     }
-                    // Pings are answered by tungstenite itself.
-                    Ok(Some(Ok(_))) => {}
-                },
+                }
                 command = self.commands.recv() => match command {
                     None => {
                         let _ = socket.close(None).await;
@@ -545,19 +708,33 @@ impl Task {
                         }
                     }
                     Some(Command::Track(party)) => {
-                        let (party_id, seq) = (party.party.party_id.clone(), party.seq);
-                        self.set_view(party);
-                        if let Err(e) = self.resume(socket, &party_id, seq).await {
+                        self.track(party);
+                        if let Some((party_id, seq)) = self.tracked()
+                            && let Err(e) = self.resume(socket, &party_id, seq).await
+                        {
                             return SessionEnd::Lost(e.to_string());
                         }
                     }
+                },
+                Some(done) = self.jobs.join_next(), if !self.jobs.is_empty() => {
+                    if let Ok(job) = done {
+                        self.on_job(job);
+                    }
+                }
+                permit = self.events.clone().reserve_owned(), if self.has_backlog() => match permit {
+                    Ok(permit) => {
+                        if let Some(event) = self.next_backlog() {
+                            permit.send(event);
+                        }
+                    }
+                    Err(_) => self.outbox.clear(),
                 },
             }
         }
     }
 
     async fn resume(
-        &self,
+        &mut self,
         socket: &mut Socket,
         party_id: &PartyId,
         after_seq: u64,
@@ -567,6 +744,7 @@ impl Task {
             after_seq,
             request_id: Some(json!(RESYNC)),
         };
+        self.resuming = true;
         socket.send(Message::text(encode(&message))).await
     }
 
@@ -575,7 +753,30 @@ impl Task {
         view.as_ref().map(|v| (v.party.party_id.clone(), v.seq))
     }
 
-    fn set_view(&self, party: PartyResponse) {
+    /// The followed party and its seq, when events are held past a gap.
+    fn gap(&self) -> Option<(PartyId, u64)> {
+        let (party_id, last) = self.tracked()?;
+        let pending = self.pending.as_ref()?;
+        let first = *pending.events.keys().next()?;
+        (pending.party_id == party_id && first > last + 1).then_some((party_id, last))
+    }
+
+    fn tracked_party(&self) -> Option<PartyId> {
+        self.tracked().map(|(party_id, _)| party_id)
+    }
+
+    /// Follows `party` (unless the view of it is already newer).
+    fn track(&mut self, party: PartyResponse) {
+        if self.fetching.as_ref() == Some(&party.party.party_id) {
+            self.fetching = None;
+        }
+        // What went out before tracking must not go out again when the
+        // resume replays it.
+        self.delivered = self
+            .passed_on
+            .remove(&party.party.party_id)
+            .filter(|seq| *seq > party.seq)
+            .map(|seq| (party.party.party_id.clone(), seq));
         if let Ok(mut view) = self.view.lock() {
             let newer = match view.as_ref() {
                 Some(current) if current.party.party_id == party.party.party_id => {
@@ -587,177 +788,336 @@ impl Task {
                 *view = Some(party);
             }
         }
+        self.drain_pending();
     }
 
-    async fn on_text(
-        &mut self,
-        socket: &mut Socket,
-        text: &str,
-    ) -> std::result::Result<(), tokio_tungstenite::tungstenite::Error> {
-        let Some(message) = decode(text) else {
-            return Ok(());
-        };
-        let me = self.http.config().peer_id.clone();
-        match self.apply(&message, &me) {
-            Applied::Emit => self.emit(WsEvent::Message(message)).await,
-            Applied::Duplicate => {}
-            Applied::Gap {
-                party_id,
-                after_seq,
-            } => {
-                tracing::debug!(%party_id, after_seq, "gap in party events; resuming");
-                self.resume(socket, &party_id, after_seq).await?;
-            }
-            Applied::ResyncRefused { detail } => self.resync_over_http(detail).await,
-            Applied::NewParty { party_id } => {
-                // We moved into a party we hold no snapshot of: fetch one.
-                match self.http.get_party(&party_id).await {
-                    Ok(view) => self.set_view(view),
-                    Err(error) => tracing::warn!(%party_id, %error, "cannot read the new party"),
-                }
-                self.emit(WsEvent::Message(message)).await;
-            }
-        }
-        Ok(())
-    }
+    // ----- Incoming messages -----
 
-    /// Folds `message` into the party view and says what to do with it.
-    fn apply(&self, message: &ServerMessage, me: &PeerId) -> Applied {
-        let Ok(mut guard) = self.view.lock() else {
-            return Applied::Emit;
-        };
-        let view = &mut *guard;
-        match message {
-            ServerMessage::PartyUpdate {
-                party,
-                seq,
-                virtual_ip,
-                request_id,
-            } => {
-                let ours = request_id.is_some();
-                match view.as_mut() {
-                    Some(v) if v.party.party_id == party.party_id => {
-                        // A snapshot we asked for is shown even if nothing
-                        // changed; an unrequested stale one is not.
-                        if *seq < v.seq || (*seq == v.seq && !ours) {
-                            return Applied::Duplicate;
-                        }
-                        v.party = party.clone();
-                        v.seq = *seq;
-                        if let (true, Some(ip)) = (ours, virtual_ip) {
-                            v.virtual_ips.insert(me.clone(), *ip);
-                        }
-                        v.virtual_ips
-                            .retain(|peer, _| party.peers.contains_key(peer));
-                    }
-                    _ => {
-                        let mut virtual_ips = std::collections::BTreeMap::new();
-                        if let (true, Some(ip)) = (ours, virtual_ip) {
-                            virtual_ips.insert(me.clone(), *ip);
-                        }
-                        *view = Some(PartyResponse {
-                            party: party.clone(),
-                            virtual_ips,
-                            seq: *seq,
-                        });
-                    }
-                }
-                Applied::Emit
-            }
-            ServerMessage::PeerJoined {
-                party_id,
-                peer,
-                seq,
-            } => match view.as_mut() {
-                Some(v) if v.party.party_id == *party_id => match order(v.seq, *seq) {
-                    Order::Duplicate => Applied::Duplicate,
-                    Order::Gap => Applied::Gap {
-                        party_id: party_id.clone(),
-                        after_seq: v.seq,
-                    },
-                    Order::Next => {
-                        v.party.peers.insert(peer.peer_id.clone(), peer.clone());
-                        v.seq = *seq;
-                        Applied::Emit
-                    }
-                },
-                _ if peer.peer_id == *me => Applied::NewParty {
-                    party_id: party_id.clone(),
-                },
-                _ => Applied::Emit,
-            },
-            ServerMessage::PeerLeft {
-                party_id,
-                peer_id,
-                seq,
-            } => match view.as_mut() {
-                Some(v) if v.party.party_id == *party_id => match order(v.seq, *seq) {
-                    Order::Duplicate => Applied::Duplicate,
-                    Order::Gap => Applied::Gap {
-                        party_id: party_id.clone(),
-                        after_seq: v.seq,
-                    },
-                    Order::Next => {
-                        v.party.peers.remove(peer_id);
-                        v.virtual_ips.remove(peer_id);
-                        v.seq = *seq;
-                        if peer_id == me {
-                            *view = None;
-                        }
-                        Applied::Emit
-                    }
-                },
-                _ => Applied::Emit,
-            },
-            ServerMessage::PartyEnded { party_id, seq, .. } => match view.as_ref() {
-                Some(v) if v.party.party_id == *party_id => {
-                    if *seq <= v.seq {
-                        return Applied::Duplicate;
-                    }
-                    // The end is final: no need to fill a gap before it.
-                    *view = None;
-                    Applied::Emit
-                }
-                _ => Applied::Emit,
-            },
-            ServerMessage::Error {
-                message,
+    fn on_message(&mut self, message: ServerMessage) {
+        match &message {
+            ServerMessage::Ack {
                 request_id: Some(id),
-            } if *id == json!(RESYNC) => Applied::ResyncRefused {
-                detail: message.clone(),
+                ..
+            } if *id == json!(RESYNC) => {
+                // The replay is complete: whatever still waits is past a
+                // gap the replay did not fill.
+                self.resuming = false;
+                self.drain_pending();
+            }
+            ServerMessage::Error {
+                message: detail,
+                request_id: Some(id),
+            } if *id == json!(RESYNC) => {
+                self.resuming = false;
+                if let Some(party_id) = self.tracked_party() {
+                    self.fetch_snapshot(party_id, Some(detail.clone()));
+                }
+            }
+            _ => match message.party_seq().map(|(id, _)| id.clone()) {
+                Some(party_id) => self.on_party_event(party_id, message),
+                None => self.emit(WsEvent::Message(message)),
             },
-            _ => Applied::Emit,
         }
     }
-}
 
-impl Task {
-    async fn emit(&self, event: WsEvent) {
-        // A dropped receiver means nobody listens; the socket goes on
-        // (it still keeps the party view for the remote plane).
-        let _ = self.events.send(event).await;
+    fn on_party_event(&mut self, party_id: PartyId, message: ServerMessage) {
+        if self.tracked_party().as_ref() == Some(&party_id) {
+            self.fold(message);
+            self.drain_pending();
+            return;
+        }
+        if self.fetching.as_ref() == Some(&party_id) {
+            match message {
+                // A full party (the answer to a join over this socket):
+                // no need to wait for the fetch.
+                ServerMessage::PartyUpdate { .. } => {
+                    self.fetching = None;
+                    self.adopt(message);
+                    self.drain_pending();
+                }
+                ServerMessage::PartyEnded { .. } => {
+                    self.fetching = None;
+                    self.pending = None;
+                    self.emit(WsEvent::Message(message));
+                }
+                other => self.hold(party_id, other),
+            }
+            return;
+        }
+        match message {
+            ServerMessage::PartyUpdate { .. } => {
+                self.adopt(message);
+                self.drain_pending();
+            }
+            ServerMessage::PeerJoined { ref peer, .. } if peer.peer_id == self.me => {
+                // We are in a party we hold no view of (joined over HTTP,
+                // or moved): its snapshot is fetched beside the socket,
+                // and its events wait for it.
+                self.pass_on(message);
+                self.pending = None;
+                self.fetching = Some(party_id.clone());
+                self.fetch_snapshot(party_id, None);
+            }
+            other => self.pass_on(other),
+        }
     }
 
-    /// The server would not resume the party: read it over HTTP instead.
-    /// Its snapshot is emitted as a `party_update`; if it is gone, or we are
-    /// no longer in it, that is said with [`WsEvent::PartyLost`].
-    async fn resync_over_http(&self, detail: String) {
-        let Some((party_id, _)) = self.tracked() else {
+    /// An event of a party not followed: out as it comes.
+    fn pass_on(&mut self, message: ServerMessage) {
+        if let Some((party_id, seq)) = message.party_seq() {
+            if self.passed_on.len() >= MAX_PENDING {
+                self.passed_on.clear();
+            }
+            let last = self.passed_on.entry(party_id.clone()).or_default();
+            *last = (*last).max(seq);
+        }
+        self.emit(WsEvent::Message(message));
+    }
+
+    /// A `party_update` of a party not followed yet: it becomes the view.
+    fn adopt(&mut self, message: ServerMessage) {
+        let ServerMessage::PartyUpdate {
+            party,
+            seq,
+            virtual_ip,
+            request_id,
+        } = &message
+        else {
             return;
         };
-        match self.http.get_party(&party_id).await {
-            Ok(snapshot) => {
-                let me = &self.http.config().peer_id;
-                let message = ServerMessage::PartyUpdate {
-                    party: snapshot.party.clone(),
-                    seq: snapshot.seq,
-                    virtual_ip: snapshot.virtual_ips.get(me).copied(),
-                    request_id: None,
-                };
-                if let Ok(mut view) = self.view.lock() {
-                    *view = Some(snapshot);
+        let mut virtual_ips = BTreeMap::new();
+        if let (Some(_), Some(ip)) = (request_id, virtual_ip) {
+            virtual_ips.insert(self.me.clone(), *ip);
+        }
+        if let Ok(mut view) = self.view.lock() {
+            *view = Some(PartyResponse {
+                party: party.clone(),
+                virtual_ips,
+                seq: *seq,
+            });
+        }
+        self.emit(WsEvent::Message(message));
+    }
+
+    /// Folds an event of the followed party into the view: the next one is
+    /// applied and emitted, one already seen dropped, one past a gap held.
+    fn fold(&mut self, message: ServerMessage) {
+        let me = self.me.clone();
+        let outcome = {
+            let Ok(mut guard) = self.view.lock() else {
+                return;
+            };
+            let Some(view) = guard.as_mut() else {
+                return;
+            };
+            let last = view.seq;
+            match &message {
+                ServerMessage::PartyUpdate {
+                    party,
+                    seq,
+                    virtual_ip,
+                    request_id,
+                } => {
+                    let ours = request_id.is_some();
+                    // A snapshot we asked for is shown even if nothing
+                    // changed; an unrequested stale one is not.
+                    if *seq < last || (*seq == last && !ours) {
+                        Fold::Duplicate
+                    } else {
+                        if request_id.as_ref() == Some(&json!(RESYNC)) {
+                            self.resuming = false;
+                        }
+                        view.party = party.clone();
+                        view.seq = *seq;
+                        if let (true, Some(ip)) = (ours, virtual_ip) {
+                            view.virtual_ips.insert(me.clone(), *ip);
+                        }
+                        view.virtual_ips
+                            .retain(|peer, _| party.peers.contains_key(peer));
+                        Fold::Emit
+                    }
                 }
-                self.emit(WsEvent::Message(message)).await;
+                ServerMessage::PartyEnded { seq, .. } if *seq > last => {
+                    // The end is final: no need to fill a gap before it.
+                    *guard = None;
+                    Fold::Emit
+                }
+                ServerMessage::PeerJoined { peer, seq, .. } if *seq == last + 1 => {
+                    view.party.peers.insert(peer.peer_id.clone(), peer.clone());
+                    view.seq = *seq;
+                    Fold::Emit
+                }
+                ServerMessage::PeerLeft { peer_id, seq, .. } if *seq == last + 1 => {
+                    view.party.peers.remove(peer_id);
+                    view.virtual_ips.remove(peer_id);
+                    view.seq = *seq;
+                    if *peer_id == me {
+                        *guard = None;
+                    }
+                    Fold::Emit
+                }
+                ServerMessage::PeerJoined { seq, .. } | ServerMessage::PeerLeft { seq, .. }
+                    if *seq > last + 1 =>
+                {
+                    Fold::Gap
+                }
+                _ => Fold::Duplicate,
+            }
+        };
+        match outcome {
+            Fold::Emit => {
+                let seen = match (&self.delivered, message.party_seq()) {
+                    (Some((delivered, upto)), Some((party_id, seq))) => {
+                        party_id == delivered && seq <= *upto
+                    }
+                    _ => false,
+                };
+                if !seen {
+                    self.emit(WsEvent::Message(message));
+                }
+            }
+            Fold::Duplicate => {}
+            Fold::Gap => {
+                if let Some((party_id, _)) = message.party_seq() {
+                    let party_id = party_id.clone();
+                    tracing::debug!(%party_id, "gap in party events; resuming");
+                    // Held until the resume (sent from the session loop)
+                    // fills the gap.
+                    self.hold(party_id, message);
+                }
+            }
+        }
+    }
+
+    /// Keeps an event that arrived early until the ones before it are in.
+    fn hold(&mut self, party_id: PartyId, message: ServerMessage) {
+        let Some((_, seq)) = message.party_seq() else {
+            return;
+        };
+        let pending = match &mut self.pending {
+            Some(pending) if pending.party_id == party_id => pending,
+            slot => slot.insert(Pending {
+                party_id,
+                events: BTreeMap::new(),
+            }),
+        };
+        if pending.events.len() >= MAX_PENDING {
+            // The resume replays them all anyway.
+            pending.events.clear();
+        }
+        pending.events.insert(seq, message);
+    }
+
+    /// Applies the held events that now follow the view; asks for a resume
+    /// if some are still past a gap.
+    fn drain_pending(&mut self) {
+        loop {
+            let Some((party_id, last)) = self.tracked() else {
+                // Not following the held events' party (it ended, or we
+                // left): keep them only while its snapshot is on its way.
+                if self.fetching.is_none() {
+                    self.pending = None;
+                }
+                return;
+            };
+            let Some(pending) = self.pending.as_mut() else {
+                return;
+            };
+            if pending.party_id != party_id {
+                if self.fetching.as_ref() != Some(&pending.party_id) {
+                    self.pending = None;
+                }
+                return;
+            }
+            let Some(entry) = pending.events.first_entry() else {
+                self.pending = None;
+                return;
+            };
+            if *entry.key() > last + 1 {
+                return;
+            }
+            let message = entry.remove();
+            self.fold(message);
+        }
+    }
+
+    // ----- HTTP work beside the socket -----
+
+    fn fetch_snapshot(&mut self, party_id: PartyId, refused_resume: Option<String>) {
+        let http = self.http.clone();
+        self.jobs.spawn(async move {
+            let result = http.get_party(&party_id).await;
+            Job::Snapshot {
+                party_id,
+                refused_resume,
+                result,
+            }
+        });
+    }
+
+    fn on_job(&mut self, job: Job) {
+        match job {
+            Job::Snapshot {
+                party_id,
+                refused_resume,
+                result,
+            } => self.on_snapshot(party_id, refused_resume, result),
+            Job::Signals { party_id, result } => match result {
+                Ok(signals) => {
+                    for signal in signals {
+                        self.emit(WsEvent::Message(ServerMessage::Signal {
+                            party_id: signal.party_id,
+                            from_peer_id: signal.from_peer_id,
+                            to_peer_id: signal.to_peer_id,
+                            signal_data: signal.signal_data,
+                            sent_at: signal.sent_at,
+                        }));
+                    }
+                }
+                Err(error) => {
+                    tracing::warn!(%party_id, %error, "cannot fetch the signals queued while disconnected");
+                }
+            },
+        }
+    }
+
+    /// A fetched snapshot becomes the view, and is emitted as a
+    /// `party_update`, if it is newer than what the events told so far.
+    fn on_snapshot(
+        &mut self,
+        party_id: PartyId,
+        refused_resume: Option<String>,
+        result: Result<PartyResponse>,
+    ) {
+        let wanted = self.fetching.as_ref() == Some(&party_id)
+            || self.tracked_party().as_ref() == Some(&party_id);
+        if self.fetching.as_ref() == Some(&party_id) {
+            self.fetching = None;
+        }
+        if !wanted {
+            return;
+        }
+        match result {
+            Ok(snapshot) => {
+                let newer = match self.tracked() {
+                    Some((tracked, seq)) if tracked == party_id => {
+                        snapshot.seq > seq || (refused_resume.is_some() && snapshot.seq == seq)
+                    }
+                    _ => true,
+                };
+                if newer {
+                    let message = ServerMessage::PartyUpdate {
+                        party: snapshot.party.clone(),
+                        seq: snapshot.seq,
+                        virtual_ip: snapshot.virtual_ips.get(&self.me).copied(),
+                        request_id: None,
+                    };
+                    if let Ok(mut view) = self.view.lock() {
+                        *view = Some(snapshot);
+                    }
+                    self.emit(WsEvent::Message(message));
+                }
+                self.drain_pending();
             }
             Err(error)
                 if matches!(
@@ -765,40 +1125,135 @@ impl Task {
                     Some(StatusCode::NOT_FOUND | StatusCode::FORBIDDEN)
                 ) =>
             {
-                if let Ok(mut view) = self.view.lock() {
+                if self.tracked_party().as_ref() == Some(&party_id)
+                    && let Ok(mut view) = self.view.lock()
+                {
                     *view = None;
                 }
-                let detail = error.detail().map_or(detail, str::to_owned);
-                self.emit(WsEvent::PartyLost { party_id, detail }).await;
+                self.pending = None;
+                if let Some(detail) = refused_resume {
+                    let detail = error.detail().map_or(detail, str::to_owned);
+                    self.emit(WsEvent::PartyLost { party_id, detail });
+                }
             }
             Err(error) => {
-                tracing::warn!(%party_id, %error, "cannot resynchronise the party");
+                tracing::warn!(%party_id, %error, "cannot read the party");
+                // Without a snapshot, what was held for it goes out as it came.
+                if self.tracked_party().as_ref() != Some(&party_id)
+                    && let Some(pending) = self.pending.take()
+                {
+                    for (_, message) in pending.events {
+                        self.pass_on(message);
+                    }
+                }
+            }
+        }
+    }
+
+    // ----- Delivery to the application -----
+
+    /// Hands `event` to the application without ever waiting for it.
+    fn emit(&mut self, event: WsEvent) {
+        let covered = self.owe_snapshot && self.of_tracked_party(&event);
+        if covered {
+            // The snapshot owed to the application will include it.
+            self.dropped += 1;
+            return;
+        }
+        let event = if self.outbox.is_empty() && !self.owe_snapshot {
+            match self.events.try_send(event) {
+                Ok(()) => return,
+                Err(mpsc::error::TrySendError::Full(event)) => event,
+                // Nobody listens; the view is still kept for the remote plane.
+                Err(mpsc::error::TrySendError::Closed(_)) => return,
+            }
+        } else {
+            event
+        };
+        self.outbox.push_back(event);
+        if self.outbox.len() > self.config.event_buffer.max(1) {
+            self.shed();
+        }
+    }
+
+    fn of_tracked_party(&self, event: &WsEvent) -> bool {
+        let WsEvent::Message(message) = event else {
+            return false;
+        };
+        match (message.party_seq(), self.tracked_party()) {
+            (Some((party_id, _)), Some(tracked)) => *party_id == tracked,
+            _ => false,
+        }
+    }
+
+    /// The application is too slow: events of the followed party give way
+    /// to a snapshot owed, then the oldest of the rest are dropped.
+    fn shed(&mut self) {
+        let before = self.outbox.len();
+        if self.tracked_party().is_some() {
+            let mut kept = VecDeque::with_capacity(before);
+            for event in std::mem::take(&mut self.outbox) {
+                if !self.of_tracked_party(&event) {
+                    kept.push_back(event);
+                }
+            }
+            self.outbox = kept;
+            if self.outbox.len() < before {
+                self.owe_snapshot = true;
+            }
+        }
+        while self.outbox.len() > self.config.event_buffer.max(1) {
+            self.outbox.pop_front();
+        }
+        let shed = before - self.outbox.len();
+        self.dropped += shed as u64;
+        tracing::warn!(
+            shed,
+            "the application is not reading socket events; shedding"
+        );
+    }
+
+    fn has_backlog(&self) -> bool {
+        !self.outbox.is_empty() || self.owe_snapshot
+    }
+
+    /// The next event waiting for the application: the backlog in order,
+    /// then, if events were shed, `Lagged` and a snapshot of the party.
+    fn next_backlog(&mut self) -> Option<WsEvent> {
+        if self.outbox.is_empty() && (self.owe_snapshot || self.dropped > 0) {
+            self.owe_snapshot = false;
+            self.outbox.push_back(WsEvent::Lagged {
+                dropped: std::mem::take(&mut self.dropped),
+            });
+            if let Ok(view) = self.view.lock()
+                && let Some(view) = view.as_ref()
+            {
+                self.outbox
+                    .push_back(WsEvent::Message(ServerMessage::PartyUpdate {
+                        party: view.party.clone(),
+                        seq: view.seq,
+                        virtual_ip: view.virtual_ips.get(&self.me).copied(),
+                        request_id: None,
+                    }));
+            }
+        }
+        self.outbox.pop_front()
+    }
+
+    /// At the end: waits for the application to take what is left (or to
+    /// drop its receiver).
+    async fn flush(&mut self) {
+        while let Some(event) = self.next_backlog() {
+            if self.events.send(event).await.is_err() {
+                return;
             }
         }
     }
 }
 
-/// What folding a message into the view decided.
-enum Applied {
+/// What folding an event into the view decided.
+enum Fold {
     Emit,
     Duplicate,
-    Gap { party_id: PartyId, after_seq: u64 },
-    ResyncRefused { detail: String },
-    NewParty { party_id: PartyId },
-}
-
-enum Order {
-    Duplicate,
-    Next,
     Gap,
-}
-
-fn order(last: u64, seq: u64) -> Order {
-    if seq <= last {
-        Order::Duplicate
-    } else if seq == last + 1 {
-        Order::Next
-    } else {
-        Order::Gap
-    }
 }

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context as _, anyhow};
 use base64::{Engine, engine::general_purpose::STANDARD};
-use lanrage_client::files::{read_optional, write_atomic};
+use lanrage_client::files::{FileLock, read_optional, set_aside, write_atomic};
 use lanrage_proto::{Name, PartyId, PeerId, PublicKey, TokenResponse};
 use serde::{Deserialize, Serialize};
 
@@ -16,6 +16,21 @@ pub fn config_dir() -> anyhow::Result<PathBuf> {
         .filter(|h| !h.is_empty())
         .ok_or_else(|| anyhow!("cannot find your home folder: set HOME"))?;
     Ok(PathBuf::from(home).join(".lanrage"))
+}
+
+/// Creates `dir` (and its parents) readable by its owner only; a folder
+/// that already exists is left as it is.
+pub fn create_private_dir(dir: &Path) -> anyhow::Result<()> {
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::DirBuilderExt;
+        builder.mode(0o700);
+    }
+    builder
+        .create(dir)
+        .with_context(|| format!("cannot create {}", dir.display()))
 }
 
 /// This machine's peer: its default id and its WireGuard key pair.
@@ -42,8 +57,21 @@ impl Identity {
     /// X25519 key pair) on first use.
     pub fn load_or_create(dir: &Path) -> anyhow::Result<Self> {
         let path = dir.join("identity.json");
+        if let Some(identity) = Self::load(&path)? {
+            return Ok(identity);
+        }
+        // Two first runs at once must not each make (and use) a key pair.
+        let _lock = FileLock::exclusive(&path)
+            .with_context(|| format!("cannot lock {}", path.display()))?;
+        if let Some(identity) = Self::load(&path)? {
+            return Ok(identity);
+        }
+        Self::create(&path)
+    }
+
+    fn load(path: &Path) -> anyhow::Result<Option<Self>> {
         if let Some(bytes) =
-            read_optional(&path).with_context(|| format!("cannot read {}", path.display()))?
+            read_optional(path).with_context(|| format!("cannot read {}", path.display()))?
         {
             let IdentityFile::V1 {
                 peer_id,
@@ -55,11 +83,15 @@ impl Identity {
                     path.display()
                 )
             })?;
-            return Ok(Self {
+            return Ok(Some(Self {
                 peer_id,
                 public_key,
-            });
+            }));
         }
+        Ok(None)
+    }
+
+    fn create(path: &Path) -> anyhow::Result<Self> {
         let mut secret = [0u8; 32];
         getrandom::fill(&mut secret).map_err(|e| anyhow!("no randomness for a key: {e}"))?;
         let secret = x25519_dalek::StaticSecret::from(secret);
@@ -74,7 +106,7 @@ impl Identity {
             private_key: STANDARD.encode(secret.to_bytes()),
             public_key: public_key.clone(),
         };
-        write_atomic(&path, &serde_json::to_vec_pretty(&file)?, true)
+        write_atomic(path, &serde_json::to_vec_pretty(&file)?, true)
             .with_context(|| format!("cannot write {}", path.display()))?;
         Ok(Self {
             peer_id,
@@ -104,37 +136,36 @@ enum SessionsFile {
 }
 
 /// `client.json`: tokens and current parties, per server and peer.
+///
+/// Several commands may run at once (a `party watch` and a `signal send`):
+/// each reads the file at start and, at the end, saves only the session it
+/// changed, merged under a file lock into the file as it is then, so none
+/// loses another's session.
 #[derive(Debug)]
 pub struct Sessions {
     path: PathBuf,
     sessions: Vec<Session>,
-    changed: bool,
+    /// The sessions this process changed, to merge when saving.
+    changed: Vec<Session>,
 }
 
 impl Sessions {
-    /// Reads `client.json`; an unreadable one is only forgotten (it holds
-    /// nothing a new registration cannot give back).
+    /// Reads `client.json`; an unreadable one is moved aside with a warning
+    /// (it holds nothing a new registration cannot give back).
     pub fn load(dir: &Path) -> anyhow::Result<Self> {
         let path = dir.join("client.json");
-        let sessions = match read_optional(&path)
-            .with_context(|| format!("cannot read {}", path.display()))?
-        {
-            None => Vec::new(),
-            Some(bytes) => match serde_json::from_slice(&bytes) {
-                Ok(SessionsFile::V1 { sessions }) => sessions,
-                Err(error) => {
-                    eprintln!(
-                        "warning: {} is unreadable ({error}); starting a new session",
-                        path.display()
-                    );
-                    Vec::new()
-                }
-            },
+        let sessions = match read_sessions(&path)? {
+            Some(sessions) => sessions,
+            None => {
+                let _lock = FileLock::exclusive(&path)
+                    .with_context(|| format!("cannot lock {}", path.display()))?;
+                read_or_set_aside(&path)?
+            }
         };
         Ok(Self {
             path,
             sessions,
-            changed: false,
+            changed: Vec::new(),
         })
     }
 
@@ -157,34 +188,81 @@ impl Sessions {
             token,
             party_id,
         };
-        match self
-            .sessions
-            .iter_mut()
-            .find(|s| s.server == server && s.peer_id == *peer_id)
-        {
-            Some(existing) if *existing == session => {}
-            Some(existing) => {
-                *existing = session;
-                self.changed = true;
-            }
-            None => {
-                self.sessions.push(session);
-                self.changed = true;
-            }
+        if self.get(server, peer_id) == Some(&session) {
+            return;
         }
+        upsert(&mut self.sessions, session.clone());
+        upsert(&mut self.changed, session);
     }
 
-    /// Writes the file if anything changed: atomically, mode 0600 (tokens).
+    /// Writes the sessions this process changed, if any: under the file's
+    /// lock, into the file as it is now, atomically, mode 0600 (tokens).
+    /// Blocks while another process holds the lock.
     pub fn save(&mut self) -> anyhow::Result<()> {
-        if !self.changed {
+        if self.changed.is_empty() {
             return Ok(());
         }
+        let _lock = FileLock::exclusive(&self.path)
+            .with_context(|| format!("cannot lock {}", self.path.display()))?;
+        let mut sessions = read_or_set_aside(&self.path)?;
+        for session in &self.changed {
+            upsert(&mut sessions, session.clone());
+        }
         let file = SessionsFile::V1 {
-            sessions: self.sessions.clone(),
+            sessions: sessions.clone(),
         };
         write_atomic(&self.path, &serde_json::to_vec_pretty(&file)?, true)
             .with_context(|| format!("cannot write {}", self.path.display()))?;
-        self.changed = false;
+        self.sessions = sessions;
+        self.changed.clear();
         Ok(())
+    }
+}
+
+fn upsert(sessions: &mut Vec<Session>, session: Session) {
+    match sessions
+        .iter_mut()
+        .find(|s| s.server == session.server && s.peer_id == session.peer_id)
+    {
+        Some(existing) => *existing = session,
+        None => sessions.push(session),
+    }
+}
+
+/// The sessions in `path` (none if it does not exist); `None` if the file
+/// cannot be understood.
+fn read_sessions(path: &Path) -> anyhow::Result<Option<Vec<Session>>> {
+    let Some(bytes) =
+        read_optional(path).with_context(|| format!("cannot read {}", path.display()))?
+    else {
+        return Ok(Some(Vec::new()));
+    };
+    Ok(match serde_json::from_slice(&bytes) {
+        Ok(SessionsFile::V1 { sessions }) => Some(sessions),
+        Err(_) => None,
+    })
+}
+
+/// [`read_sessions`], moving an unreadable file aside (with a warning) so
+/// that it can be looked at and a fresh one takes its place. Call it with
+/// the file's lock held.
+fn read_or_set_aside(path: &Path) -> anyhow::Result<Vec<Session>> {
+    let Some(bytes) =
+        read_optional(path).with_context(|| format!("cannot read {}", path.display()))?
+    else {
+        return Ok(Vec::new());
+    };
+    match serde_json::from_slice(&bytes) {
+        Ok(SessionsFile::V1 { sessions }) => Ok(sessions),
+        Err(error) => {
+            let moved_to =
+                set_aside(path).with_context(|| format!("cannot move {} aside", path.display()))?;
+            eprintln!(
+                "warning: {} is unreadable ({error}); moved to {} and starting a new session",
+                path.display(),
+                moved_to.display()
+            );
+            Ok(Vec::new())
+        }
     }
 }

@@ -1,6 +1,16 @@
 //! The client commands: what they share (server, identity, remembered token
 //! and party, output mode) and how their errors read.
 
+/// `writeln!` to a locked stdout, as an `io::Result`: a closed stdout (the
+/// reader of a pipe went away, as in `| head`) is an error like any other,
+/// which `main` turns into a quiet exit instead of a panic.
+macro_rules! out {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        writeln!(std::io::stdout().lock(), $($arg)*)
+    }};
+}
+
 pub mod identity;
 pub mod party;
 pub mod relay;
@@ -9,21 +19,24 @@ pub mod signal;
 use std::net::IpAddr;
 
 use anyhow::anyhow;
-use clap::Args;
+use clap::{ArgMatches, Args, parser::ValueSource};
 use lanrage_client::{ClientError, HttpClient, HttpConfig};
 use lanrage_proto::{IpOrUnknown, Name, NatType, PartyId, PeerId, PeerInfo, PublicKey};
 use serde::Serialize;
 
 use identity::{Identity, Sessions, config_dir};
 
-/// Options every client command takes (before or after its name).
+/// The server used when neither `--server` nor `LANRAGE_CONTROL_SERVER` says.
+pub const DEFAULT_SERVER: &str = "http://127.0.0.1:8667";
+
+/// Options every client command takes (after the group's name, anywhere).
 #[derive(Debug, Clone, Args)]
 pub struct ClientArgs {
     /// Control server URL.
     #[arg(
         long,
         env = "LANRAGE_CONTROL_SERVER",
-        default_value = "http://127.0.0.1:8667",
+        default_value = DEFAULT_SERVER,
         global = true
     )]
     pub server: String,
@@ -45,6 +58,61 @@ pub struct ClientArgs {
     /// Print the server's JSON objects (one per line) instead of text.
     #[arg(long, global = true)]
     pub json: bool,
+}
+
+/// The client options given before the command group
+/// (`lanrage-control --server URL party show`). They are not taken by
+/// `serve`.
+#[derive(Debug, Clone, Default, Args)]
+pub struct LeadingArgs {
+    /// Control server URL (client commands).
+    #[arg(long = "server", id = "leading_server", value_name = "SERVER")]
+    pub server: Option<String>,
+    /// Act as this peer (client commands).
+    #[arg(long = "peer-id", id = "leading_peer_id", value_name = "PEER_ID", value_parser = parse_peer_id)]
+    pub peer_id: Option<PeerId>,
+    /// `X-Registration-Key` (client commands).
+    #[arg(
+        long = "registration-key",
+        id = "leading_registration_key",
+        value_name = "REGISTRATION_KEY"
+    )]
+    pub registration_key: Option<String>,
+    /// Print JSON (client commands).
+    #[arg(long = "json", id = "leading_json")]
+    pub json: bool,
+}
+
+impl LeadingArgs {
+    pub fn is_empty(&self) -> bool {
+        self.server.is_none()
+            && self.peer_id.is_none()
+            && self.registration_key.is_none()
+            && !self.json
+    }
+
+    /// The options in effect: one written after the group wins, then one
+    /// written before it, then the environment and the defaults.
+    pub fn merge_into(self, mut args: ClientArgs, group: &ArgMatches) -> ClientArgs {
+        let given_after = |id: &str| group.value_source(id) == Some(ValueSource::CommandLine);
+        if let Some(server) = self.server
+            && !given_after("server")
+        {
+            args.server = server;
+        }
+        if let Some(peer_id) = self.peer_id
+            && !given_after("peer_id")
+        {
+            args.peer_id = Some(peer_id);
+        }
+        if let Some(key) = self.registration_key
+            && !given_after("registration_key")
+        {
+            args.registration_key = Some(key);
+        }
+        args.json |= self.json;
+        args
+    }
 }
 
 /// How a peer describes itself when creating or joining a party.
@@ -105,6 +173,7 @@ impl Context {
     pub fn open(args: ClientArgs) -> anyhow::Result<Self> {
         init_logging();
         let dir = config_dir()?;
+        identity::create_private_dir(&dir)?;
         let identity = Identity::load_or_create(&dir)?;
         let peer_id = args
             .peer_id
@@ -141,7 +210,8 @@ impl Context {
         self.party = party;
     }
 
-    /// Saves the token in use and the current party (0600, atomically).
+    /// Saves the token in use and the current party (0600, atomically,
+    /// merged under a lock with what other processes saved meanwhile).
     pub async fn save(&mut self) -> anyhow::Result<()> {
         let token = self.http.current_token().await;
         self.sessions.put(
@@ -150,7 +220,8 @@ impl Context {
             token,
             self.party.clone(),
         );
-        self.sessions.save()
+        // The file lock may wait for another process: not on a worker.
+        tokio::task::block_in_place(|| self.sessions.save())
     }
 
     /// How this peer describes itself, from the flags and the identity.
@@ -175,7 +246,7 @@ impl Context {
 
     /// Prints `value` as one JSON line (for `--json`).
     pub fn print_json(&self, value: &impl Serialize) -> anyhow::Result<()> {
-        println!("{}", serde_json::to_string(value)?);
+        out!("{}", serde_json::to_string(value)?)?;
         Ok(())
     }
 }
@@ -192,6 +263,16 @@ pub fn detect_lan_address() -> IpOrUnknown {
         Ok(ip) if !ip.is_unspecified() => IpOrUnknown::Ip(ip),
         _ => IpOrUnknown::Unknown,
     }
+}
+
+/// Whether `error` is stdout closed under us (`lanrage-control … | head`):
+/// not a failure worth reporting.
+pub fn is_broken_pipe(error: &anyhow::Error) -> bool {
+    error.chain().any(|cause| {
+        cause
+            .downcast_ref::<std::io::Error>()
+            .is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe)
+    })
 }
 
 /// A client error as one clear line: what failed, and the root cause for

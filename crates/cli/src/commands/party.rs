@@ -3,7 +3,7 @@
 use std::{collections::BTreeMap, net::Ipv4Addr, time::Duration};
 
 use clap::{Args, Subcommand};
-use lanrage_client::{ControlPlane, WsClient, WsConfig, WsEvent};
+use lanrage_client::{ControlPlane, WsClient, WsConfig, WsEvent, WsEvents};
 use lanrage_proto::{
     CreatePartyResponse, Name, Party, PartyId, PartyResponse, PeerId, ServerMessage, StatusResponse,
 };
@@ -13,7 +13,7 @@ use super::{ClientArgs, Context, PeerArgs, describe, parse_name, parse_party_id}
 #[derive(Debug, Args)]
 pub struct PartyArgs {
     #[command(flatten)]
-    client: ClientArgs,
+    pub client: ClientArgs,
     #[command(subcommand)]
     command: PartyCommand,
 }
@@ -80,14 +80,17 @@ async fn create(cx: &mut Context, name: Name, peer: &PeerArgs) -> anyhow::Result
         });
     }
     let party = &joined.party;
-    println!(
+    out!(
         "Created party \"{}\" ({}). You are its host, {}, on {}.",
-        party.name, party.party_id, cx.peer_id, joined.virtual_ip
-    );
-    println!(
+        party.name,
+        party.party_id,
+        cx.peer_id,
+        joined.virtual_ip
+    )?;
+    out!(
         "Others join with: lanrage-control party join {}",
         party.party_id
-    );
+    )?;
     Ok(())
 }
 
@@ -102,12 +105,15 @@ async fn join(cx: &mut Context, party_id: PartyId, peer: &PeerArgs) -> anyhow::R
     if cx.args.json {
         return cx.print_json(&joined);
     }
-    println!(
+    out!(
         "Joined party \"{}\" ({}) as {} on {}.",
-        joined.party.name, joined.party.party_id, cx.peer_id, joined.virtual_ip
-    );
+        joined.party.name,
+        joined.party.party_id,
+        cx.peer_id,
+        joined.virtual_ip
+    )?;
     let ips = BTreeMap::from([(cx.peer_id.clone(), joined.virtual_ip)]);
-    print_members(&joined.party, &ips);
+    print_members(&joined.party, &ips)?;
     Ok(())
 }
 
@@ -117,7 +123,7 @@ async fn show(cx: &Context, party_id: Option<PartyId>) -> anyhow::Result<()> {
     if cx.args.json {
         return cx.print_json(&view);
     }
-    print_party(&view);
+    print_party(&view)?;
     Ok(())
 }
 
@@ -135,9 +141,9 @@ async fn leave(cx: &mut Context, party_id: Option<PartyId>) -> anyhow::Result<()
         return cx.print_json(&StatusResponse::new(outcome.as_str()));
     }
     match outcome {
-        lanrage_client::LeaveOutcome::Left => println!("Left party {party_id}."),
+        lanrage_client::LeaveOutcome::Left => out!("Left party {party_id}.")?,
         lanrage_client::LeaveOutcome::PartyDeleted => {
-            println!("Left party {party_id}; it has ended (its host or last member left).")
+            out!("Left party {party_id}; it has ended (its host or last member left).")?
         }
     }
     Ok(())
@@ -148,25 +154,35 @@ async fn leave(cx: &mut Context, party_id: Option<PartyId>) -> anyhow::Result<()
 async fn watch(cx: &Context, party_id: Option<PartyId>) -> anyhow::Result<()> {
     let party_id = cx.party(party_id)?;
     let snapshot = cx.http.get_party(&party_id).await.map_err(describe)?;
-    let (socket, mut events) = WsClient::connect(cx.http.clone(), WsConfig::default())
-        .await
-        .map_err(describe)?;
+    let first = ServerMessage::PartyUpdate {
+        party: snapshot.party.clone(),
+        seq: snapshot.seq,
+        virtual_ip: snapshot.virtual_ips.get(&cx.peer_id).copied(),
+        request_id: None,
+    };
+    // The socket follows the party from the snapshot's seq: whatever
+    // happened since is replayed once, and nothing is printed twice.
+    let (socket, mut events) =
+        WsClient::connect_tracking(cx.http.clone(), WsConfig::default(), snapshot)
+            .await
+            .map_err(describe)?;
     eprintln!(
         "Watching party {party_id} as {} on {} (Ctrl-C to stop).",
         cx.peer_id,
         socket.url()
     );
-    print_event(
-        cx,
-        &ServerMessage::PartyUpdate {
-            party: snapshot.party.clone(),
-            seq: snapshot.seq,
-            virtual_ip: snapshot.virtual_ips.get(&cx.peer_id).copied(),
-            request_id: None,
-        },
-    )?;
-    // Anything between the snapshot and the socket is replayed by this.
-    socket.track_party(snapshot).await.map_err(describe)?;
+    let outcome = follow(cx, &party_id, &first, &mut events).await;
+    let _ = tokio::time::timeout(Duration::from_secs(3), socket.close()).await;
+    outcome
+}
+
+async fn follow(
+    cx: &Context,
+    party_id: &PartyId,
+    first: &ServerMessage,
+    events: &mut WsEvents,
+) -> anyhow::Result<()> {
+    print_event(cx, first)?;
     let heartbeat_every = cx.http.config().heartbeat_interval;
     let mut heartbeat = tokio::time::interval_at(
         tokio::time::Instant::now() + heartbeat_every,
@@ -174,23 +190,23 @@ async fn watch(cx: &Context, party_id: Option<PartyId>) -> anyhow::Result<()> {
     );
     let interrupted = tokio::signal::ctrl_c();
     tokio::pin!(interrupted);
-    let outcome = loop {
+    loop {
         tokio::select! {
-            _ = &mut interrupted => break Ok(()),
+            _ = &mut interrupted => return Ok(()),
             _ = heartbeat.tick() => {
-                if let Err(error) = cx.http.heartbeat(&party_id, &cx.peer_id).await {
+                if let Err(error) = cx.http.heartbeat(party_id, &cx.peer_id).await {
                     eprintln!("heartbeat failed: {}", describe(error));
                 }
             }
             event = events.recv() => match event {
-                None => break Err(anyhow::anyhow!("the socket stopped")),
+                None => return Err(anyhow::anyhow!("the socket stopped")),
                 Some(WsEvent::Message(message)) => {
                     print_event(cx, &message)?;
-                    if matches!(&message, ServerMessage::PartyEnded { party_id: ended, .. } if *ended == party_id) {
-                        break Ok(());
+                    if matches!(&message, ServerMessage::PartyEnded { party_id: ended, .. } if ended == party_id) {
+                        return Ok(());
                     }
-                    if matches!(&message, ServerMessage::PeerLeft { peer_id, party_id: left, .. } if *peer_id == cx.peer_id && *left == party_id) {
-                        break Ok(());
+                    if matches!(&message, ServerMessage::PeerLeft { peer_id, party_id: left, .. } if *peer_id == cx.peer_id && left == party_id) {
+                        return Ok(());
                     }
                 }
                 Some(WsEvent::Connected { reconnect: true, .. }) => eprintln!("Reconnected; catching up."),
@@ -199,19 +215,20 @@ async fn watch(cx: &Context, party_id: Option<PartyId>) -> anyhow::Result<()> {
                 Some(WsEvent::Reconnecting { attempt, retry_in, .. }) => {
                     eprintln!("Reconnecting in {:.1} s (attempt {attempt})", retry_in.as_secs_f64());
                 }
+                Some(WsEvent::Lagged { dropped }) => {
+                    eprintln!("Output fell behind: {dropped} events skipped; the party as it is now follows.");
+                }
                 Some(WsEvent::PartyLost { party_id, detail }) => {
-                    break Err(anyhow::anyhow!("party {party_id} is gone: {detail}"));
+                    return Err(anyhow::anyhow!("party {party_id} is gone: {detail}"));
                 }
                 Some(WsEvent::GaveUp { attempts, error }) => {
-                    break Err(anyhow::anyhow!(
+                    return Err(anyhow::anyhow!(
                         "the control server stayed unreachable after {attempts} attempts: {error}"
                     ));
                 }
             }
         }
-    };
-    let _ = tokio::time::timeout(Duration::from_secs(3), socket.close()).await;
-    outcome
+    }
 }
 
 fn print_event(cx: &Context, message: &ServerMessage) -> anyhow::Result<()> {
@@ -221,15 +238,15 @@ fn print_event(cx: &Context, message: &ServerMessage) -> anyhow::Result<()> {
     match message {
         ServerMessage::PartyUpdate { party, seq, .. } => {
             let members: Vec<&str> = party.peers.keys().map(PeerId::as_str).collect();
-            println!(
+            out!(
                 "[{seq}] party \"{}\" hosted by {}: {} ({})",
                 party.name,
                 party.host_id,
                 plural(members.len(), "member"),
                 members.join(", ")
-            );
+            )?;
         }
-        ServerMessage::PeerJoined { peer, seq, .. } => println!(
+        ServerMessage::PeerJoined { peer, seq, .. } => out!(
             "[{seq}] + {} ({}) joined: lan {}:{}, public {}:{}, nat {}",
             peer.peer_id,
             peer.name,
@@ -238,19 +255,17 @@ fn print_event(cx: &Context, message: &ServerMessage) -> anyhow::Result<()> {
             peer.public_ip,
             peer.public_port,
             peer.nat_type
-        ),
-        ServerMessage::PeerLeft { peer_id, seq, .. } => println!("[{seq}] - {peer_id} left"),
-        ServerMessage::PartyEnded { reason, seq, .. } => {
-            println!("[{seq}] party ended: {reason}")
-        }
+        )?,
+        ServerMessage::PeerLeft { peer_id, seq, .. } => out!("[{seq}] - {peer_id} left")?,
+        ServerMessage::PartyEnded { reason, seq, .. } => out!("[{seq}] party ended: {reason}")?,
         ServerMessage::Signal {
             from_peer_id,
             signal_data,
             ..
-        } => println!(
+        } => out!(
             "signal from {from_peer_id}: {}",
             serde_json::to_string(signal_data)?
-        ),
+        )?,
         ServerMessage::Error { message, .. } => eprintln!("server error: {message}"),
         ServerMessage::AuthOk { .. } | ServerMessage::Ack { .. } => {}
     }
@@ -265,17 +280,21 @@ fn plural(n: usize, what: &str) -> String {
     }
 }
 
-pub fn print_party(view: &PartyResponse) {
+pub fn print_party(view: &PartyResponse) -> anyhow::Result<()> {
     let party = &view.party;
-    println!(
+    out!(
         "Party \"{}\" ({}), hosted by {}, created {}, event {}",
-        party.name, party.party_id, party.host_id, party.created_at, view.seq
-    );
-    print_members(party, &view.virtual_ips);
+        party.name,
+        party.party_id,
+        party.host_id,
+        party.created_at,
+        view.seq
+    )?;
+    print_members(party, &view.virtual_ips)
 }
 
 /// One line per member, columns aligned.
-fn print_members(party: &Party, ips: &BTreeMap<PeerId, Ipv4Addr>) {
+fn print_members(party: &Party, ips: &BTreeMap<PeerId, Ipv4Addr>) -> anyhow::Result<()> {
     let mut rows = vec![[
         "PEER".to_owned(),
         "NAME".to_owned(),
@@ -302,10 +321,10 @@ fn print_members(party: &Party, ips: &BTreeMap<PeerId, Ipv4Addr>) {
             peer.public_key.to_string(),
         ]);
     }
-    print_table(&rows);
+    print_table(&rows)
 }
 
-pub fn print_table<const N: usize>(rows: &[[String; N]]) {
+pub fn print_table<const N: usize>(rows: &[[String; N]]) -> anyhow::Result<()> {
     let mut widths = [0usize; N];
     for row in rows {
         for (width, cell) in widths.iter_mut().zip(row) {
@@ -318,6 +337,7 @@ pub fn print_table<const N: usize>(rows: &[[String; N]]) {
             .zip(widths)
             .map(|(cell, width)| format!("{cell:<width$}"))
             .collect();
-        println!("  {}", line.join("  ").trim_end());
+        out!("  {}", line.join("  ").trim_end())?;
     }
+    Ok(())
 }

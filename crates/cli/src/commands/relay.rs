@@ -9,7 +9,7 @@ use super::{ClientArgs, Context, describe, party::print_table};
 #[derive(Debug, Args)]
 pub struct RelayArgs {
     #[command(flatten)]
-    client: ClientArgs,
+    pub client: ClientArgs,
     #[command(subcommand)]
     command: RelayCommand,
 }
@@ -86,7 +86,7 @@ async fn list(cx: &Context, region: Option<Region>) -> anyhow::Result<()> {
         return cx.print_json(&RelaysResponse { relays });
     }
     if relays.is_empty() {
-        println!("No relays registered.");
+        out!("No relays registered.")?;
         return Ok(());
     }
     let mut rows = vec![[
@@ -105,7 +105,7 @@ async fn list(cx: &Context, region: Option<Region>) -> anyhow::Result<()> {
             relay.registered_at.to_string(),
         ]);
     }
-    print_table(&rows);
+    print_table(&rows)?;
     Ok(())
 }
 
@@ -118,9 +118,12 @@ async fn register(cx: &Context, relay_key: &str, relay: &RelayRegistration) -> a
     if cx.args.json {
         return cx.print_json(&answer);
     }
-    println!(
+    out!(
         "Relay {} registered in region {} at {}:{}.",
-        answer.relay_id, relay.region, relay.public_ip, relay.port
-    );
+        answer.relay_id,
+        relay.region,
+        relay.public_ip,
+        relay.port
+    )?;
     Ok(())
 }

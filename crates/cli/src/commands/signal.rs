@@ -9,7 +9,7 @@ use super::{ClientArgs, Context, describe, parse_party_id, parse_peer_id};
 #[derive(Debug, Args)]
 pub struct SignalArgs {
     #[command(flatten)]
-    client: ClientArgs,
+    pub client: ClientArgs,
     #[command(subcommand)]
     command: SignalCommand,
 }
@@ -66,7 +66,7 @@ async fn send(
     if cx.args.json {
         return cx.print_json(&StatusResponse::new("queued"));
     }
-    println!("Signal sent to {to}.");
+    out!("Signal sent to {to}.")?;
     Ok(())
 }
 
@@ -77,15 +77,15 @@ async fn poll(cx: &Context, party: Option<PartyId>) -> anyhow::Result<()> {
         return cx.print_json(&SignalsResponse { signals });
     }
     if signals.is_empty() {
-        println!("No signals waiting.");
+        out!("No signals waiting.")?;
     }
     for signal in signals {
-        println!(
+        out!(
             "{} from {}: {}",
             signal.sent_at,
             signal.from_peer_id,
             serde_json::to_string(&signal.signal_data)?
-        );
+        )?;
     }
     Ok(())
 }

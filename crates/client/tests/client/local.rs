@@ -97,6 +97,16 @@ async fn a_plane_dropped_without_close_still_saves() {
 
     drop(plane);
 
+    // The drop's write runs on the blocking pool, not on this task.
+    let state = dir.path().join("state.json");
+    let party_id = created.party.party_id.to_string();
+    eventually("the dropped plane's state is written", || async {
+        fs::read_to_string(&state)
+            .ok()
+            .filter(|text| text.contains(&party_id))
+            .map(|_| ())
+    })
+    .await;
     let reopened = LocalControlPlane::open(state_config(dir.path(), "alice"))
         .await
         .unwrap();
@@ -279,4 +289,53 @@ async fn stale_peers_are_cleaned_up() {
 
     assert!(view.party.peers.contains_key(&peer_id("alice")));
     alice.close().await.unwrap();
+}
+
+#[tokio::test]
+async fn the_host_keeps_itself_alive_until_it_leaves() {
+    let mut config = LocalConfig::new(peer_id("alice"));
+    config.peer_timeout = Duration::from_secs(2);
+    config.cleanup_interval = Duration::from_millis(100);
+    let plane = LocalControlPlane::open(config).await.unwrap();
+    let created = plane
+        .register_party(name("Friday LAN"), peer_info("alice"))
+        .await
+        .unwrap();
+    let party_id = created.party.party_id.clone();
+
+    // Well past the peer timeout, counted in heartbeats (one per third of it).
+    eventually("four heartbeats", || async {
+        (plane.heartbeats_sent() >= 4).then_some(())
+    })
+    .await;
+    let view = plane.get_party(&party_id).await.unwrap();
+    assert!(view.party.peers[&peer_id("alice")].last_seen > created.party.created_at);
+    assert_eq!(plane.heartbeat_party(), Some(party_id.clone()));
+
+    plane
+        .leave_party(&party_id, &peer_id("alice"))
+        .await
+        .unwrap();
+    assert_eq!(plane.heartbeat_party(), None);
+    let rejoined = plane
+        .register_party(name("Saturday LAN"), peer_info("alice"))
+        .await
+        .unwrap();
+    assert_eq!(plane.heartbeat_party(), Some(rejoined.party.party_id));
+    plane.close().await.unwrap();
+    assert_eq!(plane.heartbeat_party(), None);
+}
+
+#[test]
+fn the_heartbeat_is_never_slower_than_a_third_of_the_peer_timeout() {
+    let mut config = LocalConfig::new(peer_id("alice"));
+    assert_eq!(
+        config.effective_heartbeat_interval(),
+        Duration::from_secs(30)
+    );
+    config.peer_timeout = Duration::from_secs(3);
+    assert_eq!(
+        config.effective_heartbeat_interval(),
+        Duration::from_secs(1)
+    );
 }

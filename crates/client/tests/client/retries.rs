@@ -1,6 +1,7 @@
 //! Retries against a real listener that fails before it lets requests
 //! through to the real server: dropped connections, 503, 429 with
-//! `Retry-After`, and a 4xx that must not be retried.
+//! `Retry-After`, and a 4xx that must not be retried; exact attempt counts,
+//! and requests that must not be applied twice.
 
 use std::{
     collections::VecDeque,
@@ -12,14 +13,15 @@ use std::{
     time::{Duration, Instant},
 };
 
-use lanrage_client::{ClientError, ControlPlane, HttpClient, TransportKind};
+use lanrage_client::{ClientError, ControlPlane, HttpClient, LeaveOutcome, TransportKind};
+use lanrage_proto::SignalData;
 use reqwest::StatusCode;
 use tokio::{
     io::{AsyncReadExt, AsyncWriteExt},
     net::{TcpListener, TcpStream},
 };
 
-use crate::helpers::{client, http_config, name, peer_info, spawn_server};
+use crate::helpers::{client, http_config, name, peer_id, peer_info, spawn_server};
 
 /// What the flaky front does with one connection.
 #[derive(Debug, Clone)]
@@ -30,6 +32,12 @@ enum Act {
     Answer(u16, Option<u64>, &'static str),
     /// Pass the connection through to the real server.
     Proxy,
+    /// Pass one request to the real server (which acts on it), then cut
+    /// the connection before its answer gets back.
+    ProxyThenDrop,
+    /// Pass one request to the real server, then answer this status with
+    /// `Retry-After: 0` instead of its answer.
+    ProxyThenAnswer(u16),
 }
 
 /// A TCP listener that plays `script` one act per connection, then proxies.
@@ -67,29 +75,74 @@ impl FlakyFront {
     }
 }
 
+/// Reads one whole request (head, and a body of `content-length`).
+async fn read_request(stream: &mut TcpStream) -> Option<Vec<u8>> {
+    let mut request = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        if let Some(end) = request.windows(4).position(|w| w == b"\r\n\r\n") {
+            let head = String::from_utf8_lossy(&request[..end]).to_ascii_lowercase();
+            let length = head
+                .lines()
+                .find_map(|l| l.strip_prefix("content-length:"))
+                .and_then(|v| v.trim().parse::<usize>().ok())
+                .unwrap_or(0);
+            if request.len() >= end + 4 + length {
+                return Some(request);
+            }
+        }
+        match stream.read(&mut buf).await {
+            Ok(0) | Err(_) => return None,
+            Ok(n) => request.extend_from_slice(&buf[..n]),
+        }
+    }
+}
+
+/// Sends `request` to the real server and waits for the start of its answer.
+async fn forward(request: &[u8], upstream: SocketAddr) -> Option<()> {
+    let mut server = TcpStream::connect(upstream).await.ok()?;
+    server.write_all(request).await.ok()?;
+    let mut buf = [0u8; 1024];
+    match server.read(&mut buf).await {
+        Ok(n) if n > 0 => Some(()),
+        _ => None,
+    }
+}
+
+async fn answer(stream: &mut TcpStream, status: u16, retry_after: Option<u64>, detail: &str) {
+    let body = format!("{{\"detail\":\"{detail}\"}}");
+    let retry = retry_after
+        .map(|s| format!("Retry-After: {s}\r\n"))
+        .unwrap_or_default();
+    let response = format!(
+        "HTTP/1.1 {status} Whatever\r\ncontent-type: application/json\r\n{retry}content-length: {}\r\nconnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    let _ = stream.write_all(response.as_bytes()).await;
+    let _ = stream.shutdown().await;
+}
+
 async fn play(mut stream: TcpStream, act: Act, upstream: SocketAddr) {
     match act {
         Act::Drop => drop(stream),
-        Act::Answer(status, retry_after, detail) => {
-            // Read the request head; these tests send no bodies.
-            let mut head = Vec::new();
-            let mut buf = [0u8; 1024];
-            while !head.windows(4).any(|w| w == b"\r\n\r\n") {
-                match stream.read(&mut buf).await {
-                    Ok(0) | Err(_) => return,
-                    Ok(n) => head.extend_from_slice(&buf[..n]),
-                }
+        Act::ProxyThenDrop => {
+            if let Some(request) = read_request(&mut stream).await {
+                forward(&request, upstream).await;
             }
-            let body = format!("{{\"detail\":\"{detail}\"}}");
-            let retry = retry_after
-                .map(|s| format!("Retry-After: {s}\r\n"))
-                .unwrap_or_default();
-            let response = format!(
-                "HTTP/1.1 {status} Whatever\r\ncontent-type: application/json\r\n{retry}content-length: {}\r\nconnection: close\r\n\r\n{body}",
-                body.len()
-            );
-            let _ = stream.write_all(response.as_bytes()).await;
-            let _ = stream.shutdown().await;
+            drop(stream);
+        }
+        Act::ProxyThenAnswer(status) => {
+            if let Some(request) = read_request(&mut stream).await
+                && forward(&request, upstream).await.is_some()
+            {
+                answer(&mut stream, status, Some(0), "answer lost").await;
+            }
+        }
+        Act::Answer(status, retry_after, detail) => {
+            if read_request(&mut stream).await.is_none() {
+                return;
+            }
+            answer(&mut stream, status, retry_after, detail).await;
         }
         Act::Proxy => {
             let Ok(mut server) = TcpStream::connect(upstream).await else {
@@ -120,10 +173,18 @@ async fn dropped_connections_and_503_are_retried_until_the_server_answers() {
     assert_eq!(front.connections(), 4);
 }
 
+/// A client whose every request opens its own connection, so that each
+/// request meets the next act of the script.
+fn one_connection_per_request(url: &str, id: &str) -> HttpClient {
+    let mut config = http_config(url, id);
+    config.pool_max_idle = 0;
+    HttpClient::new(config).unwrap()
+}
+
 #[tokio::test]
 async fn authenticated_calls_survive_failures_too() {
     let server = spawn_server().await;
-    // Registration and the create both meet failures.
+    // Registration and the read both meet failures.
     let front = FlakyFront::start(
         server.addr,
         vec![
@@ -134,20 +195,131 @@ async fn authenticated_calls_survive_failures_too() {
         ],
     )
     .await;
-    let mut config = http_config(&front.url(), "alice");
-    // One connection per request, so each request meets the next act.
-    config.pool_max_idle = 0;
-    let alice = HttpClient::new(config).unwrap();
+    let alice = one_connection_per_request(&front.url(), "alice");
+
+    let relays = alice.list_relays().await.unwrap();
+
+    assert!(relays.is_empty());
+    // 502, registered, dropped, 503, answered: one attempt each, no more.
+    assert_eq!(front.connections(), 5);
+    assert_eq!(alice.registrations(), 1);
+}
+
+#[tokio::test]
+async fn registration_is_not_a_retry_loop_inside_the_retry_loop() {
+    let server = spawn_server().await;
+    let front = FlakyFront::start(
+        server.addr,
+        vec![Act::Answer(503, Some(0), "database unavailable"); 50],
+    )
+    .await;
+    let alice = one_connection_per_request(&front.url(), "alice");
+
+    let error = alice.list_relays().await.unwrap_err();
+
+    assert_eq!(error.status(), Some(StatusCode::SERVICE_UNAVAILABLE));
+    // http_config allows 5 attempts in all, registration included.
+    assert_eq!(front.connections(), 5);
+}
+
+#[tokio::test]
+async fn a_signal_whose_answer_is_lost_is_not_sent_again() {
+    let server = spawn_server().await;
+    let created = client(&server.url(), "alice")
+        .register_party(name("Friday LAN"), peer_info("alice"))
+        .await
+        .unwrap();
+    let party_id = created.party.party_id.clone();
+    let bob = client(&server.url(), "bob");
+    bob.join_party(&party_id, peer_info("bob")).await.unwrap();
+    // Alice registers through the front, then her signal reaches the
+    // server but its answer does not reach her.
+    let front = FlakyFront::start(server.addr, vec![Act::Proxy, Act::ProxyThenDrop]).await;
+    let alice = one_connection_per_request(&front.url(), "alice");
+    let offer = SignalData::parse(serde_json::json!({"type": "offer"})).unwrap();
+
+    let error = alice
+        .send_signal(&party_id, &peer_id("bob"), offer)
+        .await
+        .unwrap_err();
+
+    assert!(matches!(error, ClientError::Transport { .. }), "{error:?}");
+    assert!(!error.is_retryable_unsent());
+    assert_eq!(front.connections(), 2);
+    assert_eq!(bob.poll_signals(&party_id).await.unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn a_create_is_retried_only_when_the_server_did_not_act() {
+    let server = spawn_server().await;
+    // 503 with Retry-After: not acted on, retried. 503 without: maybe
+    // acted on, not retried.
+    let front = FlakyFront::start(
+        server.addr,
+        vec![
+            Act::Proxy,
+            Act::Answer(503, Some(0), "database unavailable"),
+            Act::Proxy,
+            Act::Answer(503, None, "who knows"),
+        ],
+    )
+    .await;
+    let alice = one_connection_per_request(&front.url(), "alice");
 
     let created = alice
         .register_party(name("Friday LAN"), peer_info("alice"))
         .await
         .unwrap();
+    let connections_after_create = front.connections();
+    let error = alice
+        .register_party(name("Saturday LAN"), peer_info("alice"))
+        .await
+        .unwrap_err();
 
+    assert_eq!(created.party.name.as_str(), "Friday LAN");
+    assert_eq!(connections_after_create, 3);
+    assert_eq!(error.detail(), Some("who knows"));
+    assert_eq!(front.connections(), 4);
+}
+
+#[tokio::test]
+async fn a_leave_that_the_retry_finds_done_is_a_success() {
+    let server = spawn_server().await;
     let direct = client(&server.url(), "alice");
-    let view = direct.get_party(&created.party.party_id).await.unwrap();
-    assert_eq!(view.party.name.as_str(), "Friday LAN");
-    assert!(front.connections() >= 5, "{}", front.connections());
+    let created = direct
+        .register_party(name("Friday LAN"), peer_info("alice"))
+        .await
+        .unwrap();
+    let party_id = created.party.party_id.clone();
+    direct.close().await.unwrap();
+    // The leave reaches the server, but alice is told 503: she tries again
+    // and hears 404, since she is already out.
+    let front = FlakyFront::start(server.addr, vec![Act::Proxy, Act::ProxyThenAnswer(503)]).await;
+    let alice = one_connection_per_request(&front.url(), "alice");
+
+    let outcome = alice
+        .leave_party(&party_id, &peer_id("alice"))
+        .await
+        .unwrap();
+
+    // The host left: the party ended.
+    assert_eq!(outcome, LeaveOutcome::PartyDeleted);
+    let gone = client(&server.url(), "alice")
+        .get_party(&party_id)
+        .await
+        .unwrap_err();
+    assert_eq!(gone.status(), Some(StatusCode::NOT_FOUND));
+}
+
+#[tokio::test]
+async fn a_malformed_server_url_is_a_settings_error_at_once() {
+    let started = Instant::now();
+
+    let error = HttpClient::new(http_config("http://exa mple", "alice")).unwrap_err();
+
+    assert!(matches!(error, ClientError::Config(_)), "{error:?}");
+    assert!(!error.is_retryable());
+    assert!(started.elapsed() < Duration::from_secs(1));
 }
 
 #[tokio::test]

@@ -278,3 +278,363 @@ async fn falls_back_to_the_local_plane_when_the_server_stays_away() {
     assert_eq!(outcome, lanrage_client::LeaveOutcome::PartyDeleted);
     alice.close().await.unwrap();
 }
+
+/// The party events among `events`, as (seq, type) pairs.
+fn party_seqs(events: &[WsEvent]) -> Vec<u64> {
+    events
+        .iter()
+        .filter_map(|e| match e {
+            WsEvent::Message(m) => m.party_seq().map(|(_, seq)| seq),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Reads events until `until` accepts one (kept), for at most PATIENCE.
+async fn collect_until(
+    events: &mut lanrage_client::WsEvents,
+    mut until: impl FnMut(&WsEvent) -> bool,
+) -> Vec<WsEvent> {
+    let mut seen = Vec::new();
+    let done = tokio::time::timeout(crate::helpers::PATIENCE, async {
+        while let Some(event) = events.recv().await {
+            let stop = until(&event);
+            seen.push(event);
+            if stop {
+                return true;
+            }
+        }
+        false
+    })
+    .await;
+    assert!(matches!(done, Ok(true)), "never came; saw {seen:#?}");
+    seen
+}
+
+/// Everything left once the socket is closed.
+async fn rest(events: &mut lanrage_client::WsEvents) -> Vec<WsEvent> {
+    let mut seen = Vec::new();
+    while let Ok(Some(event)) = tokio::time::timeout(crate::helpers::PATIENCE, events.recv()).await
+    {
+        seen.push(event);
+    }
+    seen
+}
+
+fn has_seq(e: &WsEvent, wanted: u64) -> bool {
+    matches!(e, WsEvent::Message(m) if m.party_seq().is_some_and(|(_, seq)| seq == wanted))
+}
+
+#[test]
+fn the_client_gives_up_on_a_silent_socket_before_the_server_does() {
+    // The server closes a socket silent for 2 × 20 s + 5 s.
+    assert!(WsConfig::default().idle_timeout < Duration::from_secs(45));
+    assert!(WsConfig::default().idle_timeout > Duration::from_secs(20));
+}
+
+#[tokio::test]
+async fn no_event_is_lost_or_repeated_across_a_reconnect() {
+    let mut server = spawn_server().await;
+    let alice = client(&server.url(), "alice");
+    let created = alice
+        .register_party(name("Friday LAN"), peer_info("alice"))
+        .await
+        .unwrap();
+    let party_id = created.party.party_id.clone();
+    let bob = client(&server.url(), "bob");
+    bob.join_party(&party_id, peer_info("bob")).await.unwrap();
+    let snapshot = alice.get_party(&party_id).await.unwrap();
+    assert_eq!(snapshot.seq, 2);
+    let (socket, mut events) = WsClient::connect_tracking(alice.clone(), patient_ws(), snapshot)
+        .await
+        .unwrap();
+    client(&server.url(), "carol")
+        .join_party(&party_id, peer_info("carol"))
+        .await
+        .unwrap();
+    let mut seen = collect_until(&mut events, |e| has_seq(e, 3)).await;
+
+    // Down: dave joins and bob leaves elsewhere, and bob signals alice.
+    let (other_addr, stop_other, other) = server.sibling().await;
+    server.stop().await;
+    seen.extend(collect_until(&mut events, |e| matches!(e, WsEvent::Disconnected { .. })).await);
+    let elsewhere = format!("http://{other_addr}");
+    client(&elsewhere, "dave")
+        .join_party(&party_id, peer_info("dave"))
+        .await
+        .unwrap();
+    let bob_elsewhere = client(&elsewhere, "bob");
+    let knock = lanrage_proto::SignalData::parse(serde_json::json!({"type": "knock"})).unwrap();
+    bob_elsewhere
+        .send_signal(&party_id, &peer_id("alice"), knock.clone())
+        .await
+        .unwrap();
+    bob_elsewhere
+        .leave_party(&party_id, &peer_id("bob"))
+        .await
+        .unwrap();
+    stop_other.send(()).unwrap();
+    other.await.unwrap().unwrap();
+
+    // Back: the missed events are replayed, the queued signal fetched,
+    // and live events follow.
+    server.start_again().await;
+    let (mut replayed, mut signalled) = (false, false);
+    seen.extend(
+        collect_until(&mut events, |e| {
+            replayed |= has_seq(e, 5);
+            signalled |= matches!(e, WsEvent::Message(ServerMessage::Signal { .. }));
+            replayed && signalled
+        })
+        .await,
+    );
+    let signals: Vec<_> = seen
+        .iter()
+        .filter_map(|e| match e {
+            WsEvent::Message(ServerMessage::Signal {
+                from_peer_id,
+                signal_data,
+                ..
+            }) => Some((from_peer_id.clone(), signal_data.clone())),
+            _ => None,
+        })
+        .collect();
+    client(&server.url(), "erin")
+        .join_party(&party_id, peer_info("erin"))
+        .await
+        .unwrap();
+    seen.extend(collect_until(&mut events, |e| has_seq(e, 6)).await);
+    socket.close().await;
+    seen.extend(rest(&mut events).await);
+
+    assert_eq!(party_seqs(&seen), [3, 4, 5, 6], "{seen:#?}");
+    assert_eq!(signals, [(peer_id("bob"), knock)]);
+    let view = socket.party().unwrap();
+    assert_eq!(view.seq, 6);
+    assert_eq!(
+        view.party
+            .peers
+            .keys()
+            .map(|p| p.as_str())
+            .collect::<Vec<_>>(),
+        ["alice", "carol", "dave", "erin"]
+    );
+}
+
+#[tokio::test]
+async fn following_a_known_party_from_the_start_repeats_nothing() {
+    let server = spawn_server().await;
+    let alice = client(&server.url(), "alice");
+    let created = alice
+        .register_party(name("Friday LAN"), peer_info("alice"))
+        .await
+        .unwrap();
+    let party_id = created.party.party_id.clone();
+    // What `party watch` does: the snapshot first, then the socket; bob
+    // joins in between, carol after.
+    let snapshot = alice.get_party(&party_id).await.unwrap();
+    client(&server.url(), "bob")
+        .join_party(&party_id, peer_info("bob"))
+        .await
+        .unwrap();
+    let (socket, mut events) = WsClient::connect_tracking(alice.clone(), patient_ws(), snapshot)
+        .await
+        .unwrap();
+    client(&server.url(), "carol")
+        .join_party(&party_id, peer_info("carol"))
+        .await
+        .unwrap();
+    let mut seen = collect_until(&mut events, |e| has_seq(e, 3)).await;
+    socket.close().await;
+    seen.extend(rest(&mut events).await);
+
+    assert_eq!(party_seqs(&seen), [2, 3], "{seen:#?}");
+}
+
+#[tokio::test]
+async fn tracking_after_events_went_out_does_not_repeat_them() {
+    let server = spawn_server().await;
+    let alice = client(&server.url(), "alice");
+    let created = alice
+        .register_party(name("Friday LAN"), peer_info("alice"))
+        .await
+        .unwrap();
+    let party_id = created.party.party_id.clone();
+    let snapshot = alice.get_party(&party_id).await.unwrap();
+    let (socket, mut events) = WsClient::connect(alice.clone(), patient_ws())
+        .await
+        .unwrap();
+    client(&server.url(), "bob")
+        .join_party(&party_id, peer_info("bob"))
+        .await
+        .unwrap();
+    let mut seen = collect_until(&mut events, |e| has_seq(e, 2)).await;
+
+    // The resume this asks for replays bob's join: it is not shown again.
+    socket.track_party(snapshot).await.unwrap();
+    client(&server.url(), "carol")
+        .join_party(&party_id, peer_info("carol"))
+        .await
+        .unwrap();
+    seen.extend(collect_until(&mut events, |e| has_seq(e, 3)).await);
+    socket.close().await;
+    seen.extend(rest(&mut events).await);
+
+    assert_eq!(party_seqs(&seen), [2, 3], "{seen:#?}");
+    assert_eq!(socket.party().unwrap().seq, 3);
+}
+
+#[tokio::test]
+async fn joining_over_http_brings_the_whole_party_to_the_socket() {
+    let server = spawn_server().await;
+    let alice = client(&server.url(), "alice");
+    let created = alice
+        .register_party(name("Friday LAN"), peer_info("alice"))
+        .await
+        .unwrap();
+    let party_id = created.party.party_id.clone();
+    let bob = client(&server.url(), "bob");
+    let config = WsConfig {
+        event_buffer: 1,
+        ..patient_ws()
+    };
+    let (socket, mut events) = WsClient::connect(bob.clone(), config).await.unwrap();
+
+    // Bob joins over HTTP and carol right after, while bob's application
+    // is not reading yet.
+    bob.join_party(&party_id, peer_info("bob")).await.unwrap();
+    client(&server.url(), "carol")
+        .join_party(&party_id, peer_info("carol"))
+        .await
+        .unwrap();
+    crate::helpers::eventually("the socket's view has carol", || async {
+        socket
+            .party()
+            .filter(|v| v.party.peers.contains_key(&peer_id("carol")))
+            .map(|_| ())
+    })
+    .await;
+    socket.close().await;
+    let seen = rest(&mut events).await;
+
+    let seqs = party_seqs(&seen);
+    assert!(seqs.windows(2).all(|w| w[0] < w[1]), "{seen:#?}");
+    let carol_shown = seen.iter().any(|e| match e {
+        WsEvent::Message(ServerMessage::PeerJoined { peer, .. }) => {
+            peer.peer_id.as_str() == "carol"
+        }
+        WsEvent::Message(ServerMessage::PartyUpdate { party, .. }) => {
+            party.peers.contains_key(&peer_id("carol"))
+        }
+        _ => false,
+    });
+    assert!(
+        carol_shown,
+        "carol's join never reached the application: {seen:#?}"
+    );
+    assert_eq!(seqs.last(), Some(&3), "{seen:#?}");
+}
+
+#[tokio::test]
+async fn a_reader_that_falls_behind_gets_the_party_as_it_is() {
+    let server = spawn_server().await;
+    let alice = client(&server.url(), "alice");
+    let created = alice
+        .register_party(name("Friday LAN"), peer_info("alice"))
+        .await
+        .unwrap();
+    let party_id = created.party.party_id.clone();
+    let snapshot = alice.get_party(&party_id).await.unwrap();
+    let config = WsConfig {
+        event_buffer: 2,
+        ..patient_ws()
+    };
+    let (socket, mut events) = WsClient::connect_tracking(alice.clone(), config, snapshot)
+        .await
+        .unwrap();
+
+    // Ten joins while the application reads nothing: the socket keeps up.
+    let guests: Vec<String> = (0..10).map(|i| format!("guest-{i}")).collect();
+    for guest in &guests {
+        client(&server.url(), guest)
+            .join_party(&party_id, peer_info(guest))
+            .await
+            .unwrap();
+    }
+    crate::helpers::eventually("the socket's view has every guest", || async {
+        socket.party().filter(|v| v.seq == 11).map(|_| ())
+    })
+    .await;
+    let seen = collect_until(&mut events, |e| has_seq(e, 11)).await;
+
+    let lagged = seen
+        .iter()
+        .position(|e| matches!(e, WsEvent::Lagged { .. }))
+        .unwrap_or_else(|| panic!("no Lagged: {seen:#?}"));
+    match &seen[lagged + 1] {
+        WsEvent::Message(ServerMessage::PartyUpdate { party, seq, .. }) => {
+            assert_eq!(*seq, 11);
+            assert_eq!(party.peers.len(), 11);
+        }
+        other => panic!("expected the party after Lagged, got {other:?}"),
+    }
+    let seqs = party_seqs(&seen);
+    assert!(seqs.windows(2).all(|w| w[0] < w[1]), "{seen:#?}");
+    socket.close().await;
+}
+
+#[tokio::test]
+async fn a_fallback_keeps_a_party_older_than_the_local_peer_timeout() {
+    let mut server = spawn_server().await;
+    let ws = WsConfig {
+        reconnect: Backoff {
+            initial: Duration::from_millis(20),
+            max: Duration::from_millis(100),
+            max_attempts: 3,
+        },
+        ..WsConfig::default()
+    };
+    let mut local = LocalConfig::new(peer_id("alice"));
+    local.peer_timeout = Duration::from_secs(1);
+    let (alice, mut events) =
+        RemoteControlPlane::connect(client(&server.url(), "alice"), ws, local)
+            .await
+            .unwrap();
+    let created = alice
+        .register_party(name("Friday LAN"), peer_info("alice"))
+        .await
+        .unwrap();
+    let party_id = created.party.party_id.clone();
+    client(&server.url(), "bob")
+        .join_party(&party_id, peer_info("bob"))
+        .await
+        .unwrap();
+    next_event(&mut events, |e| match e {
+        WsEvent::Message(ServerMessage::PeerJoined { peer, .. })
+            if peer.peer_id.as_str() == "bob" =>
+        {
+            Some(())
+        }
+        _ => None,
+    })
+    .await;
+    // The party has run longer than the local plane's peer timeout.
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    server.stop().await;
+    next_event(&mut events, |e| {
+        matches!(e, WsEvent::GaveUp { .. }).then_some(())
+    })
+    .await;
+
+    let first = alice.get_party(&party_id).await.unwrap();
+    let removed = alice.local().cleanup_now().await.unwrap();
+    let later = alice.get_party(&party_id).await.unwrap();
+
+    assert!(alice.is_local());
+    assert_eq!(removed, 0);
+    assert_eq!(first.party.peers.len(), 2);
+    assert_eq!(later.party.peers.len(), 2);
+    // The local plane keeps alice alive from now on.
+    assert_eq!(alice.local().heartbeat_party(), Some(party_id));
+    alice.close().await.unwrap();
+}
