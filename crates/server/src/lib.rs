@@ -9,6 +9,7 @@
 pub mod api;
 pub mod config;
 pub mod events;
+pub mod metrics;
 pub mod service;
 pub mod store;
 pub mod telemetry;

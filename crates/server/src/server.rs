@@ -8,6 +8,7 @@ use crate::{
     api::AppState,
     config::Config,
     events::EventBus,
+    metrics::Metrics,
     service::Service,
     store::{self, PgSettings, StoreError},
     ws::hub::{CloseReason, Hub},
@@ -68,7 +69,13 @@ impl Server {
                 })?;
         let events = EventBus::default();
         let store_delivers_events = store.deliver_events(events.clone()).await?;
-        let service = Service::new(store, Arc::new(config), events, store_delivers_events);
+        let service = Service::new(
+            store,
+            Arc::new(config),
+            events,
+            store_delivers_events,
+            Arc::new(Metrics::default()),
+        );
         service
             .forgive_downtime()
             .await
@@ -105,7 +112,7 @@ impl Server {
                 .clone()
                 .run_heartbeat_flusher(flush_every, stopped()),
         );
-        let hub = Arc::new(Hub::default());
+        let hub = Arc::new(Hub::new(self.service.metrics().clone()));
         let dispatcher = tokio::spawn(hub.clone().run(self.service.clone()));
         let state = AppState {
             service: self.service.clone(),

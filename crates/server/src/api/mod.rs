@@ -4,6 +4,7 @@ mod auth;
 pub mod error;
 pub mod extract;
 mod health;
+mod metrics;
 mod parties;
 mod rate_limit;
 mod relays;
@@ -50,6 +51,7 @@ pub fn router(state: AppState) -> Router {
     let mut router = Router::new()
         .merge(root::router())
         .merge(health::router())
+        .merge(metrics::router())
         .merge(auth::router())
         .merge(parties::router())
         .merge(signals::router())
@@ -62,6 +64,10 @@ pub fn router(state: AppState) -> Router {
                 "method not allowed on this route",
             )
         })
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.service.metrics().clone(),
+            metrics::track,
+        ))
         .with_state(state);
     router = router.layer(axum::middleware::from_fn(extract::reject_oversized));
     if limited {

@@ -80,6 +80,13 @@ impl Service {
                 tracing::warn!(error = %error_chain(&error), "cannot sweep expired rows");
             }
         }
+        let metrics = &self.metrics;
+        metrics.count_removed("stale_peers", report.stale_peers);
+        metrics.count_removed("ended_parties", report.ended_parties);
+        metrics.count_removed("expired_tokens", report.swept.tokens);
+        metrics.count_removed("silent_relays", report.swept.relays);
+        metrics.count_removed("expired_signals", report.swept.signals);
+        metrics.count_removed("old_events", report.swept.events);
         Ok(report)
     }
 

@@ -18,6 +18,7 @@ use tokio::sync::{Mutex, MutexGuard};
 use crate::{
     config::Config,
     events::{Event, EventBus},
+    metrics::Metrics,
     store::{Store, StoreError, Tx},
 };
 
@@ -66,6 +67,7 @@ pub struct Service {
     tokens: Arc<tokens::TokenCache>,
     /// Only when every change goes through this process (SQLite).
     snapshots: Option<Arc<snapshots::SnapshotCache>>,
+    metrics: Arc<Metrics>,
 }
 
 /// How many times a transaction that lost a race is tried in all.
@@ -78,6 +80,7 @@ impl Service {
         config: Arc<Config>,
         events: EventBus,
         store_delivers_events: bool,
+        metrics: Arc<Metrics>,
     ) -> Self {
         let snapshots = (!store_delivers_events).then(|| {
             let fresh_for = Duration::from_millis(config.heartbeat_flush_ms);
@@ -91,6 +94,7 @@ impl Service {
             heartbeats: Arc::default(),
             tokens: Arc::default(),
             snapshots,
+            metrics,
         }
     }
 
@@ -104,6 +108,10 @@ impl Service {
 
     pub fn store(&self) -> &Arc<dyn Store> {
         &self.store
+    }
+
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
     }
 
     /// Numbers of parties and relays, for `GET /`.

@@ -58,6 +58,7 @@ impl Service {
             id,
         });
         change.commit().await?;
+        self.metrics.signals_sent.inc();
         Ok(signal)
     }
 

@@ -11,6 +11,7 @@ use tokio::sync::{mpsc, oneshot};
 use super::hub::{CloseReason, Control, Outgoing, Slot, encode};
 use crate::{
     api::{AppState, error::ApiError},
+    metrics::Metrics,
     service::{self, Left, Service},
 };
 
@@ -39,6 +40,7 @@ pub async fn run(socket: WebSocket, state: AppState, header: HeaderAuth, slot: S
             ping_every,
             held_max: config.ws_send_queue,
             delivered: slot.delivered(),
+            metrics: slot.metrics(),
         },
     ));
     let session = Session {
@@ -103,7 +105,10 @@ pub async fn run(socket: WebSocket, state: AppState, header: HeaderAuth, slot: S
                         control.close(CloseReason::ClientClosed);
                         break;
                     }
-                    Ok(Some(Ok(Message::Text(text)))) => session.handle(&peer_id, &text).await,
+                    Ok(Some(Ok(Message::Text(text)))) => {
+                        slot.metrics().ws_messages_in.inc();
+                        session.handle(&peer_id, &text).await;
+                    }
                     Ok(Some(Ok(Message::Binary(_)))) => {
                         session.reply(error("binary frames are not supported: send JSON text", None), None);
                     }
@@ -444,6 +449,7 @@ struct Writer {
     /// Most live events kept while authenticating or resuming.
     held_max: usize,
     delivered: mpsc::UnboundedSender<i64>,
+    metrics: Arc<Metrics>,
 }
 
 /// The writer's view of what the client has.
@@ -539,11 +545,17 @@ async fn write(
     sink: &mut SplitSink<WebSocket, Message>,
     message: Message,
     timeout: Duration,
+    metrics: &Metrics,
 ) -> bool {
-    matches!(
+    let text = matches!(message, Message::Text(_));
+    let written = matches!(
         tokio::time::timeout(timeout, sink.send(message)).await,
         Ok(Ok(()))
-    )
+    );
+    if written && text {
+        metrics.ws_messages_out.inc();
+    }
+    written
 }
 
 /// Owns the sending half: frames from the queue, pings, and the close frame.
@@ -558,6 +570,7 @@ async fn write_loop(
         ping_every,
         held_max,
         delivered,
+        metrics,
     } = writer;
     let mut sent = Sent::default();
     // Until authenticated, live events wait (they may predate the socket).
@@ -571,7 +584,7 @@ async fn write_loop(
         while let Some(item) = pending.pop_front() {
             match sent.step(item) {
                 Step::Send(text, signal) => {
-                    if !write(&mut sink, Message::Text(text), write_timeout).await {
+                    if !write(&mut sink, Message::Text(text), write_timeout, &metrics).await {
                         break 'outer CloseReason::Unresponsive;
                     }
                     if let Some(id) = signal {
@@ -595,7 +608,7 @@ async fn write_loop(
                         sent.seq.insert(party_id, seq);
                     }
                     if let Some(text) = auth_ok
-                        && !write(&mut sink, Message::Text(text), write_timeout).await
+                        && !write(&mut sink, Message::Text(text), write_timeout, &metrics).await
                     {
                         break CloseReason::Unresponsive;
                     }
@@ -610,7 +623,7 @@ async fn write_loop(
                 }
             }
             _ = ping.tick() => {
-                if !write(&mut sink, Message::Ping(Default::default()), write_timeout).await {
+                if !write(&mut sink, Message::Ping(Default::default()), write_timeout, &metrics).await {
                     break CloseReason::Unresponsive;
                 }
             }
@@ -625,7 +638,7 @@ async fn write_loop(
         while let Some(item) = pending.pop_front() {
             match sent.step(item) {
                 Step::Send(text, signal) => {
-                    if !write(&mut sink, Message::Text(text), write_timeout).await {
+                    if !write(&mut sink, Message::Text(text), write_timeout, &metrics).await {
                         return;
                     }
                     if let Some(id) = signal {

@@ -20,7 +20,7 @@ use axum::extract::ws::Utf8Bytes;
 use lanrage_proto::{PartyId, PeerId, ServerMessage};
 use tokio::sync::{broadcast, mpsc, watch};
 
-use crate::{events::Event, service::Service, store::error_chain};
+use crate::{events::Event, metrics::Metrics, service::Service, store::error_chain};
 
 /// A frame queued for one socket. Party frames carry their party and `seq`
 /// so the socket's writer never sends a party's events out of order or twice.
@@ -135,12 +135,14 @@ pub struct Hub {
     delivered_rx: Mutex<Option<mpsc::UnboundedReceiver<i64>>>,
     resync_running: AtomicBool,
     resync_again: AtomicBool,
+    metrics: Arc<Metrics>,
 }
 
-impl Default for Hub {
-    fn default() -> Self {
+impl Hub {
+    pub fn new(metrics: Arc<Metrics>) -> Self {
         let (delivered, delivered_rx) = mpsc::unbounded_channel();
         Self {
+            metrics,
             peers: RwLock::default(),
             sockets: Mutex::default(),
             next_id: AtomicU64::new(0),
@@ -181,6 +183,10 @@ impl Slot {
     pub fn delivered(&self) -> mpsc::UnboundedSender<i64> {
         self.hub.delivered.clone()
     }
+
+    pub fn metrics(&self) -> Arc<Metrics> {
+        self.hub.metrics.clone()
+    }
 }
 
 impl Drop for Slot {
@@ -189,6 +195,7 @@ impl Drop for Slot {
             sockets.remove(&self.id);
         }
         self.hub.open.fetch_sub(1, Ordering::AcqRel);
+        self.hub.metrics.sockets.dec();
     }
 }
 
@@ -208,6 +215,7 @@ impl Hub {
                 Err(now) => open = now,
             }
         }
+        self.metrics.sockets.inc();
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let control = Arc::new(Control::default());
         if let Ok(mut sockets) = self.sockets.lock() {
@@ -288,6 +296,7 @@ impl Hub {
         }
         for control in slow {
             self.dropped_slow.fetch_add(1, Ordering::Relaxed);
+            self.metrics.ws_slow_readers_dropped.inc();
             control.close(CloseReason::SlowReader);
         }
     }
@@ -324,8 +333,10 @@ impl Hub {
         // the dispatcher never waits for the database.
         if let Some(mut written) = self.delivered_rx.lock().ok().and_then(|mut rx| rx.take()) {
             let store = service.store().clone();
+            let metrics = self.metrics.clone();
             tokio::spawn(async move {
                 while let Some(id) = written.recv().await {
+                    metrics.signals_delivered.inc();
                     if let Err(error) = store.mark_signal_delivered(id).await {
                         tracing::warn!(error = %error_chain(&error), "cannot mark a signal delivered");
                     }

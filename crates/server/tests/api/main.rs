@@ -13,6 +13,7 @@ pub const BACKEND: helpers::Backend = helpers::Backend::Sqlite;
 mod auth;
 mod cleanup;
 mod input;
+mod metrics;
 mod parties;
 mod persistence;
 mod relays;

@@ -1,0 +1,62 @@
+//! `GET /metrics` (Prometheus, no token) and the middleware that counts
+//! every request.
+
+use std::{sync::Arc, time::Instant};
+
+use axum::{
+    Router,
+    extract::{MatchedPath, Request, State},
+    http::header,
+    middleware::Next,
+    response::{IntoResponse, Response},
+    routing::get,
+};
+
+use super::AppState;
+use crate::{metrics::Metrics, service::Service};
+
+pub fn router() -> Router<AppState> {
+    Router::new().route("/metrics", get(render))
+}
+
+async fn render(State(service): State<Service>) -> Response {
+    let metrics = service.metrics();
+    // Stored totals are read at scrape time; without a database the rest
+    // is still worth scraping.
+    if let Ok((parties, relays)) = service.counts().await {
+        metrics
+            .parties
+            .set(i64::try_from(parties).unwrap_or(i64::MAX));
+        metrics
+            .relays
+            .set(i64::try_from(relays).unwrap_or(i64::MAX));
+    }
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        metrics.render(),
+    )
+        .into_response()
+}
+
+/// Counts the request by its route template (not its path, which would
+/// make a series per party) and records its latency.
+pub async fn track(State(metrics): State<Arc<Metrics>>, request: Request, next: Next) -> Response {
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or("unmatched", MatchedPath::as_str)
+        .to_owned();
+    let method = request.method().to_string();
+    let started = Instant::now();
+    let response = next.run(request).await;
+    metrics.observe_request(
+        &route,
+        &method,
+        response.status().as_u16(),
+        started.elapsed().as_secs_f64(),
+    );
+    response
+}

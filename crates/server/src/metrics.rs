@@ -1,0 +1,174 @@
+//! Prometheus metrics, one registry per server (no global recorder, so
+//! several servers can run in one process, as the tests do), served as
+//! OpenMetrics text at `GET /metrics`.
+
+use prometheus_client::{
+    encoding::text::encode,
+    metrics::{
+        counter::Counter,
+        family::Family,
+        gauge::Gauge,
+        histogram::{Histogram, exponential_buckets},
+    },
+    registry::Registry,
+};
+
+type Labels = Vec<(&'static str, String)>;
+
+fn latency_histogram() -> Histogram {
+    // 100 µs to ~3.3 s.
+    Histogram::new(exponential_buckets(0.0001, 2.0, 16))
+}
+
+/// Every metric the server exports.
+#[derive(Debug)]
+pub struct Metrics {
+    registry: Registry,
+    pub http_requests: Family<Labels, Counter>,
+    pub http_duration: Family<Labels, Histogram, fn() -> Histogram>,
+    pub sockets: Gauge,
+    pub ws_messages_in: Counter,
+    pub ws_messages_out: Counter,
+    pub ws_slow_readers_dropped: Counter,
+    pub parties: Gauge,
+    pub relays: Gauge,
+    pub signals_sent: Counter,
+    pub signals_delivered: Counter,
+    pub cleanup_removed: Family<Labels, Counter>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        let mut registry = Registry::with_prefix("lanrage");
+        let metrics = Self {
+            http_requests: Family::default(),
+            http_duration: Family::new_with_constructor(latency_histogram),
+            sockets: Gauge::default(),
+            ws_messages_in: Counter::default(),
+            ws_messages_out: Counter::default(),
+            ws_slow_readers_dropped: Counter::default(),
+            parties: Gauge::default(),
+            relays: Gauge::default(),
+            signals_sent: Counter::default(),
+            signals_delivered: Counter::default(),
+            cleanup_removed: Family::default(),
+            registry: Registry::default(),
+        };
+        registry.register(
+            "http_requests",
+            "HTTP requests by route, method and status",
+            metrics.http_requests.clone(),
+        );
+        registry.register(
+            "http_request_duration_seconds",
+            "HTTP request latency by route",
+            metrics.http_duration.clone(),
+        );
+        registry.register(
+            "websocket_connections",
+            "Open WebSocket connections",
+            metrics.sockets.clone(),
+        );
+        registry.register(
+            "websocket_messages_received",
+            "Frames received from WebSocket clients",
+            metrics.ws_messages_in.clone(),
+        );
+        registry.register(
+            "websocket_messages_sent",
+            "Frames written to WebSocket clients",
+            metrics.ws_messages_out.clone(),
+        );
+        registry.register(
+            "websocket_slow_readers_dropped",
+            "Sockets closed because their send queue was full",
+            metrics.ws_slow_readers_dropped.clone(),
+        );
+        registry.register("parties", "Parties stored", metrics.parties.clone());
+        registry.register("relays", "Relays registered", metrics.relays.clone());
+        registry.register(
+            "signals_sent",
+            "Signals accepted from senders",
+            metrics.signals_sent.clone(),
+        );
+        registry.register(
+            "signals_delivered",
+            "Signals written to their target's socket",
+            metrics.signals_delivered.clone(),
+        );
+        registry.register(
+            "cleanup_removed",
+            "Rows removed by the cleanup loop, by kind",
+            metrics.cleanup_removed.clone(),
+        );
+        let build_info: Family<Labels, Gauge> = Family::default();
+        build_info
+            .get_or_create(&vec![("version", env!("CARGO_PKG_VERSION").to_owned())])
+            .set(1);
+        registry.register("build_info", "The running server's version", build_info);
+        Self {
+            registry,
+            ..metrics
+        }
+    }
+}
+
+impl Metrics {
+    /// Counts one answered HTTP request.
+    pub fn observe_request(&self, route: &str, method: &str, status: u16, seconds: f64) {
+        self.http_requests
+            .get_or_create(&vec![
+                ("route", route.to_owned()),
+                ("method", method.to_owned()),
+                ("status", status.to_string()),
+            ])
+            .inc();
+        self.http_duration
+            .get_or_create(&vec![("route", route.to_owned())])
+            .observe(seconds);
+    }
+
+    pub fn count_removed(&self, kind: &str, count: u64) {
+        if count > 0 {
+            self.cleanup_removed
+                .get_or_create(&vec![("kind", kind.to_owned())])
+                .inc_by(count);
+        }
+    }
+
+    /// The OpenMetrics text of every metric.
+    pub fn render(&self) -> String {
+        let mut text = String::new();
+        // Writing into a String cannot fail.
+        let _ = encode(&mut text, &self.registry);
+        text
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_prefixed_counters_with_labels() {
+        let metrics = Metrics::default();
+        metrics.observe_request("/parties", "POST", 200, 0.002);
+        metrics.count_removed("stale_peers", 2);
+        let text = metrics.render();
+        assert!(
+            text.contains(
+                r#"lanrage_http_requests_total{route="/parties",method="POST",status="200"} 1"#
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#"lanrage_cleanup_removed_total{kind="stale_peers"} 2"#),
+            "{text}"
+        );
+        assert!(text.contains(r#"lanrage_build_info{version=""#), "{text}");
+        assert!(
+            text.contains("lanrage_http_request_duration_seconds_bucket"),
+            "{text}"
+        );
+    }
+}

@@ -1,0 +1,122 @@
+//! `GET /metrics`: Prometheus text that moves as traffic flows.
+
+use reqwest::{Method, StatusCode};
+use serde_json::json;
+
+use crate::helpers::spawn_app;
+
+async fn scrape(app: &crate::helpers::TestApp) -> String {
+    let response = app.send(Method::GET, "/metrics", None, None).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    assert!(
+        response.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("application/openmetrics-text")
+    );
+    response.text().await.unwrap()
+}
+
+/// The value of the first sample line starting with `series`.
+fn value(text: &str, series: &str) -> f64 {
+    text.lines()
+        .find(|line| line.starts_with(series))
+        .and_then(|line| line.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no {series} in\n{text}"))
+}
+
+#[tokio::test]
+async fn metrics_follow_requests_sockets_parties_and_signals() {
+    let app = spawn_app().await;
+    let before = scrape(&app).await;
+    assert!(before.contains("lanrage_build_info{version="));
+    assert_eq!(value(&before, "lanrage_parties "), 0.0);
+
+    let (alice, created) = app.create_party("alice").await;
+    let party = created.party_id.to_string();
+    let (bob, _) = app.join(&party, "bob").await;
+    let mut socket = app.ws_as("bob", &bob).await;
+    app.send(
+        Method::POST,
+        &format!("/parties/{party}/signals"),
+        Some(&alice),
+        Some(json!({"to_peer_id": "bob", "signal_data": {"type": "offer"}})),
+    )
+    .await;
+    socket.expect("signal").await;
+    app.send(
+        Method::GET,
+        "/parties/0123456789abcdef0123456789abcdef",
+        Some(&alice),
+        None,
+    )
+    .await;
+
+    let after = scrape(&app).await;
+    assert_eq!(value(&after, "lanrage_parties "), 1.0);
+    assert_eq!(value(&after, "lanrage_websocket_connections "), 1.0);
+    assert_eq!(value(&after, "lanrage_signals_sent_total "), 1.0);
+    assert!(
+        value(&after, "lanrage_websocket_messages_sent_total ") >= 2.0,
+        "auth_ok and the signal"
+    );
+    assert_eq!(
+        value(
+            &after,
+            r#"lanrage_http_requests_total{route="/parties/{party_id}/join",method="POST",status="200"}"#
+        ),
+        1.0
+    );
+    assert_eq!(
+        value(
+            &after,
+            r#"lanrage_http_requests_total{route="/parties/{party_id}",method="GET",status="404"}"#
+        ),
+        1.0
+    );
+    assert_eq!(
+        value(
+            &after,
+            r#"lanrage_http_request_duration_seconds_count{route="/parties/{party_id}/join"}"#
+        ),
+        1.0
+    );
+    // Signals are marked delivered by a background task.
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(5);
+    while value(&scrape(&app).await, "lanrage_signals_delivered_total ") < 1.0 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "delivery never counted"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    drop(socket);
+}
+
+#[tokio::test]
+async fn cleanup_removals_are_counted() {
+    let app = crate::helpers::spawn_app_with(|c| c.peer_timeout_secs = 60).await;
+    app.create_party("alice").await;
+
+    app.service
+        .cleanup_once(lanrage_proto::Timestamp::now().plus_secs(61))
+        .await
+        .unwrap();
+
+    let text = scrape(&app).await;
+    assert_eq!(
+        value(
+            &text,
+            r#"lanrage_cleanup_removed_total{kind="stale_peers"}"#
+        ),
+        1.0
+    );
+    assert_eq!(
+        value(
+            &text,
+            r#"lanrage_cleanup_removed_total{kind="ended_parties"}"#
+        ),
+        1.0
+    );
+}
