@@ -34,7 +34,28 @@ enum Command {
 }
 
 fn main() -> ExitCode {
-    let matches = Cli::command().get_matches();
+    let mut args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    if args.get(1).is_some_and(|command| command == "serve") {
+        // `serve --config FILE`: the file's settings, under flags and
+        // environment variables.
+        args = match lanrage_server::config_file::with_config_file(args, |name| {
+            std::env::var_os(name)
+        }) {
+            Ok(args) => args,
+            Err(error) => {
+                eprintln!(
+                    "error: {}",
+                    anyhow::Error::from(error)
+                        .chain()
+                        .map(ToString::to_string)
+                        .collect::<Vec<_>>()
+                        .join(": ")
+                );
+                return ExitCode::from(2);
+            }
+        };
+    }
+    let matches = Cli::command().get_matches_from(args);
     let mut cli = match Cli::from_arg_matches(&matches) {
         Ok(cli) => cli,
         Err(error) => error.exit(),

@@ -235,3 +235,52 @@ fn a_bad_setting_fails_fast_naming_it() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("--cors-origins"), "{stderr}");
 }
+
+/// `POST /relays` with `key`; the status line of the answer.
+fn register_relay(address: &str, key: &str) -> String {
+    let mut stream = TcpStream::connect(address).unwrap();
+    let body = r#"{"relay_id":"r1","public_ip":"198.51.100.1","port":3478}"#;
+    write!(
+        stream,
+        "POST /relays HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {key}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    response.lines().next().unwrap_or_default().to_owned()
+}
+
+#[test]
+fn a_config_file_sets_what_flags_and_environment_do_not() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("control.toml");
+    std::fs::write(
+        &file,
+        "relay-key = \"from-file\"\nlisten = \"127.0.0.1:1\"\ncleanup-interval-secs = 30\n",
+    )
+    .unwrap();
+    let db = format!("sqlite://{}", dir.path().join("c.db").display());
+    // The flag --listen (in spawn) and the environment's relay key win
+    // over the file; the file's other settings apply.
+    let mut server = spawn(
+        &db,
+        &[
+            ("LANRAGE_CONFIG", file.to_str().unwrap()),
+            ("LANRAGE_RELAY_KEY", "from-env"),
+        ],
+    );
+    let address = server.address();
+
+    assert!(register_relay(&address, "from-env").starts_with("HTTP/1.1 200"));
+    assert!(register_relay(&address, "from-file").starts_with("HTTP/1.1 403"));
+    assert_eq!(server.terminate().0, Some(0));
+
+    let missing = Command::new(env!("CARGO_BIN_EXE_lanrage-control"))
+        .args(["serve", "--config", "/nonexistent/control.toml"])
+        .output()
+        .unwrap();
+    assert!(!missing.status.success());
+    let stderr = String::from_utf8_lossy(&missing.stderr);
+    assert!(stderr.contains("/nonexistent/control.toml"), "{stderr}");
+}

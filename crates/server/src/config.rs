@@ -67,6 +67,11 @@ pub enum LogFormat {
 /// Settings of `lanrage-control serve`.
 #[derive(Debug, Clone, Args)]
 pub struct Config {
+    /// A TOML file holding any of these settings by flag name; flags and
+    /// environment variables override it.
+    #[arg(long, env = "LANRAGE_CONFIG")]
+    pub config: Option<PathBuf>,
+
     /// Address to listen on; port 0 picks a free port (the bound address is logged).
     #[arg(long, env = "LANRAGE_LISTEN", default_value = "127.0.0.1:8667")]
     pub listen: String,

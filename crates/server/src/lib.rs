@@ -8,6 +8,7 @@
 
 pub mod api;
 pub mod config;
+pub mod config_file;
 pub mod events;
 pub mod metrics;
 pub mod service;
