@@ -117,6 +117,30 @@ pub struct Config {
     #[arg(long, env = "LANRAGE_RATE_LIMIT", value_enum, default_value = "on")]
     pub rate_limit: Switch,
 
+    /// State-creating requests (register, create, join, relay) per second per client address; bursts of 4×.
+    #[arg(long, env = "LANRAGE_RATE_LIMIT_WRITES_PER_SEC", default_value_t = 5,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub rate_limit_writes_per_sec: u32,
+
+    /// Other requests per second per client address; bursts of 2×.
+    #[arg(long, env = "LANRAGE_RATE_LIMIT_READS_PER_SEC", default_value_t = 200,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub rate_limit_reads_per_sec: u32,
+
+    /// Authenticated requests per second per bearer token; bursts of 2×.
+    #[arg(long, env = "LANRAGE_RATE_LIMIT_TOKEN_PER_SEC", default_value_t = 100,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub rate_limit_token_per_sec: u32,
+
+    /// Requests a socket may send per second; bursts of 2×, beyond them `error` answers.
+    #[arg(long, env = "LANRAGE_WS_MESSAGES_PER_SEC", default_value_t = 50,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub ws_messages_per_sec: u32,
+
+    /// Proxies (IP addresses, comma-separated) whose X-Forwarded-For names the client for rate limiting.
+    #[arg(long, env = "LANRAGE_TRUSTED_PROXIES", value_delimiter = ',')]
+    pub trusted_proxies: Vec<std::net::IpAddr>,
+
     /// How long a queued signal waits for its target to poll.
     #[arg(long, env = "LANRAGE_SIGNAL_TTL_SECS", default_value_t = 60,
           value_parser = clap::value_parser!(u64).range(1..=86_400))]

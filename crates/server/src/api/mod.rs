@@ -47,7 +47,8 @@ impl FromRef<AppState> for Service {
 pub fn router(state: AppState) -> Router {
     let service = &state.service;
     let cors = cors(&service.config().cors_origins);
-    let limited = service.config().rate_limit == Switch::On;
+    let limits = (service.config().rate_limit == Switch::On)
+        .then(|| std::sync::Arc::new(rate_limit::RateLimits::new(service.config())));
     let mut router = Router::new()
         .merge(root::router())
         .merge(health::router())
@@ -70,9 +71,9 @@ pub fn router(state: AppState) -> Router {
         ))
         .with_state(state);
     router = router.layer(axum::middleware::from_fn(extract::reject_oversized));
-    if limited {
+    if let Some(limits) = limits {
         router = router.layer(axum::middleware::from_fn_with_state(
-            std::sync::Arc::new(rate_limit::RateLimits::default()),
+            limits,
             rate_limit::limit,
         ));
     }

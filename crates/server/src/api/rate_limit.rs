@@ -1,8 +1,14 @@
-//! Per-client-address rate limiting. Writes that create state (registration,
-//! party creation, joins, relay registration) get a tighter quota than the
-//! rest; over quota is a 429 with `Retry-After`.
+//! Rate limiting: per client address, and per bearer token on
+//! authenticated routes. Writes that create state (registration, party
+//! creation, joins, relay registration) get a tighter quota than the rest;
+//! over quota is a 429 with `Retry-After`.
+//!
+//! The client address is the connection's peer, or, when that peer is a
+//! configured trusted proxy, the nearest address in `X-Forwarded-For` that
+//! is not itself a trusted proxy.
 
 use std::{
+    hash::{DefaultHasher, Hash, Hasher},
     net::{IpAddr, SocketAddr},
     num::NonZeroU32,
     sync::{
@@ -13,43 +19,87 @@ use std::{
 
 use axum::{
     extract::{ConnectInfo, Request, State},
-    http::{HeaderValue, Method, StatusCode, header},
+    http::{HeaderMap, HeaderValue, Method, StatusCode, header},
     middleware::Next,
     response::{IntoResponse, Response},
 };
 use governor::{DefaultKeyedRateLimiter, Quota, clock::Clock};
 
-use super::error::ApiError;
+use super::{error::ApiError, extract::bearer_header};
+use crate::config::Config;
 
-const fn per_second(rate: u32) -> NonZeroU32 {
-    match NonZeroU32::new(rate) {
-        Some(rate) => rate,
-        None => NonZeroU32::MIN,
-    }
-}
-
-/// State-creating writes: 5 per second per address, bursts of 20.
-const STRICT: Quota = Quota::per_second(per_second(5)).allow_burst(per_second(20));
-/// Everything else: 200 per second per address, bursts of 400.
-const GENERAL: Quota = Quota::per_second(per_second(200)).allow_burst(per_second(400));
 /// Forget idle addresses every this many requests, so the maps stay small.
 const PRUNE_EVERY: u64 = 8192;
+
+fn quota(per_second: u32, burst_factor: u32) -> Quota {
+    let rate = NonZeroU32::new(per_second).unwrap_or(NonZeroU32::MIN);
+    let burst = NonZeroU32::new(per_second.saturating_mul(burst_factor)).unwrap_or(rate);
+    Quota::per_second(rate).allow_burst(burst)
+}
 
 /// The limiters, shared by all requests.
 #[derive(Debug)]
 pub struct RateLimits {
-    strict: DefaultKeyedRateLimiter<IpAddr>,
-    general: DefaultKeyedRateLimiter<IpAddr>,
+    writes: DefaultKeyedRateLimiter<IpAddr>,
+    reads: DefaultKeyedRateLimiter<IpAddr>,
+    tokens: DefaultKeyedRateLimiter<u64>,
+    trusted_proxies: Vec<IpAddr>,
     requests: AtomicU64,
 }
 
-impl Default for RateLimits {
-    fn default() -> Self {
+impl RateLimits {
+    pub fn new(config: &Config) -> Self {
         Self {
-            strict: DefaultKeyedRateLimiter::keyed(STRICT),
-            general: DefaultKeyedRateLimiter::keyed(GENERAL),
+            writes: DefaultKeyedRateLimiter::keyed(quota(config.rate_limit_writes_per_sec, 4)),
+            reads: DefaultKeyedRateLimiter::keyed(quota(config.rate_limit_reads_per_sec, 2)),
+            tokens: DefaultKeyedRateLimiter::keyed(quota(config.rate_limit_token_per_sec, 2)),
+            trusted_proxies: config.trusted_proxies.clone(),
             requests: AtomicU64::new(0),
         }
+    }
+
+    /// The address the request comes from, seen through trusted proxies.
+    fn client(&self, peer: IpAddr, headers: &HeaderMap) -> IpAddr {
+        if !self.trusted_proxies.contains(&peer) {
+            return peer;
+        }
+        let forwarded = headers
+            .get_all("x-forwarded-for")
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .filter_map(|a| a.trim().parse::<IpAddr>().ok())
+            .collect::<Vec<_>>();
+        forwarded
+            .into_iter()
+            .rev()
+            .find(|a| !self.trusted_proxies.contains(a))
+            .unwrap_or(peer)
+    }
+
+    /// `Ok` when the request may go on, else how many seconds until it may.
+    fn check(&self, client: IpAddr, token: Option<&str>, strict: bool) -> Result<(), u64> {
+        if self.requests.fetch_add(1, Ordering::Relaxed) % PRUNE_EVERY == PRUNE_EVERY - 1 {
+            self.writes.retain_recent();
+            self.reads.retain_recent();
+            self.tokens.retain_recent();
+        }
+        let limiter = if strict { &self.writes } else { &self.reads };
+        let wait = |not_until: governor::NotUntil<_>, clock: &governor::clock::DefaultClock| {
+            let wait = not_until.wait_time_from(clock.now());
+            wait.as_secs() + u64::from(wait.subsec_nanos() > 0)
+        };
+        limiter
+            .check_key(&client)
+            .map_err(|n| wait(n, limiter.clock()))?;
+        if let Some(token) = token {
+            let mut hasher = DefaultHasher::new();
+            token.hash(&mut hasher);
+            self.tokens
+                .check_key(&hasher.finish())
+                .map_err(|n| wait(n, self.tokens.clock()))?;
+        }
+        Ok(())
     }
 }
 
@@ -58,19 +108,17 @@ fn is_strict(method: &Method, path: &str) -> bool {
         && (matches!(path, "/auth/register" | "/parties" | "/relays") || path.ends_with("/join"))
 }
 
-impl RateLimits {
-    /// `Ok` when `ip` may go on, else how many seconds until it may.
-    fn check(&self, ip: IpAddr, strict: bool) -> Result<(), u64> {
-        if self.requests.fetch_add(1, Ordering::Relaxed) % PRUNE_EVERY == PRUNE_EVERY - 1 {
-            self.strict.retain_recent();
-            self.general.retain_recent();
-        }
-        let limiter = if strict { &self.strict } else { &self.general };
-        limiter.check_key(&ip).map_err(|not_until| {
-            let wait = not_until.wait_time_from(limiter.clock().now());
-            wait.as_secs() + u64::from(wait.subsec_nanos() > 0)
-        })
-    }
+/// The 429 answer.
+pub fn too_many(retry_after: u64) -> Response {
+    let mut response = ApiError::new(
+        StatusCode::TOO_MANY_REQUESTS,
+        format!("rate limit exceeded; retry in {retry_after} s"),
+    )
+    .into_response();
+    response
+        .headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from(retry_after.max(1)));
+    response
 }
 
 /// The middleware: answers 429 instead of calling the route when over quota.
@@ -82,26 +130,24 @@ pub async fn limit(
     let Some(ConnectInfo(addr)) = request.extensions().get::<ConnectInfo<SocketAddr>>() else {
         return next.run(request).await;
     };
+    let client = limits.client(addr.ip(), request.headers());
     let strict = is_strict(request.method(), request.uri().path());
-    match limits.check(addr.ip(), strict) {
+    let token = bearer_header(request.headers());
+    match limits.check(client, token, strict) {
         Ok(()) => next.run(request).await,
-        Err(retry_after) => {
-            let mut response = ApiError::new(
-                StatusCode::TOO_MANY_REQUESTS,
-                format!("rate limit exceeded; retry in {retry_after} s"),
-            )
-            .into_response();
-            response
-                .headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from(retry_after.max(1)));
-            response
-        }
+        Err(retry_after) => too_many(retry_after),
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn limits(trusted: &[&str]) -> RateLimits {
+        let mut config = Config::defaults();
+        config.trusted_proxies = trusted.iter().map(|a| a.parse().unwrap()).collect();
+        RateLimits::new(&config)
+    }
 
     #[test]
     fn state_creating_writes_are_strict() {
@@ -115,15 +161,62 @@ mod tests {
 
     #[test]
     fn a_burst_is_allowed_then_refused_per_address() {
-        let limits = RateLimits::default();
+        let limits = limits(&[]);
         let a: IpAddr = [192, 0, 2, 1].into();
         let b: IpAddr = [192, 0, 2, 2].into();
         for _ in 0..20 {
-            assert!(limits.check(a, true).is_ok());
+            assert!(limits.check(a, None, true).is_ok());
         }
-        let wait = limits.check(a, true).unwrap_err();
+        let wait = limits.check(a, None, true).unwrap_err();
         assert!(wait >= 1);
-        assert!(limits.check(b, true).is_ok(), "addresses are limited apart");
-        assert!(limits.check(a, false).is_ok(), "reads have their own quota");
+        assert!(
+            limits.check(b, None, true).is_ok(),
+            "addresses are limited apart"
+        );
+        assert!(
+            limits.check(a, None, false).is_ok(),
+            "reads have their own quota"
+        );
+    }
+
+    #[test]
+    fn tokens_are_limited_whatever_the_address() {
+        let limits = limits(&[]);
+        let mut refused = false;
+        for i in 0..300u32 {
+            let address = IpAddr::from(i.to_be_bytes());
+            refused |= limits.check(address, Some("one-token"), false).is_err();
+        }
+        assert!(
+            refused,
+            "200 requests/s per token with bursts of 200 cannot take 300 at once"
+        );
+    }
+
+    #[test]
+    fn forwarded_addresses_count_only_behind_trusted_proxies() {
+        let mut headers = HeaderMap::new();
+        headers.insert("x-forwarded-for", "203.0.113.9, 10.0.0.2".parse().unwrap());
+        let proxy: IpAddr = "10.0.0.1".parse().unwrap();
+
+        let untrusted = limits(&[]);
+        assert_eq!(
+            untrusted.client(proxy, &headers),
+            proxy,
+            "a header anyone can send is ignored"
+        );
+
+        let trusted = limits(&["10.0.0.1", "10.0.0.2"]);
+        assert_eq!(
+            trusted.client(proxy, &headers),
+            "203.0.113.9".parse::<IpAddr>().unwrap()
+        );
+
+        let one = limits(&["10.0.0.1"]);
+        assert_eq!(
+            one.client(proxy, &headers),
+            "10.0.0.2".parse::<IpAddr>().unwrap(),
+            "the nearest untrusted hop"
+        );
     }
 }

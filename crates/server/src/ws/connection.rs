@@ -94,6 +94,15 @@ pub async fn run(socket: WebSocket, state: AppState, header: HeaderAuth, slot: S
         tracing::debug!(peer_id = %peer_id, "socket authenticated");
         // Ping interval plus slack: a live client has answered a ping by then.
         let idle = ping_every * 2 + Duration::from_secs(5);
+        let flood = (config.rate_limit == crate::config::Switch::On).then(|| {
+            let rate = std::num::NonZeroU32::new(config.ws_messages_per_sec)
+                .unwrap_or(std::num::NonZeroU32::MIN);
+            let burst = std::num::NonZeroU32::new(config.ws_messages_per_sec.saturating_mul(2))
+                .unwrap_or(rate);
+            governor::DefaultDirectRateLimiter::direct(
+                governor::Quota::per_second(rate).allow_burst(burst),
+            )
+        });
         loop {
             tokio::select! {
                 frame = tokio::time::timeout(idle, stream.next()) => match frame {
@@ -107,6 +116,10 @@ pub async fn run(socket: WebSocket, state: AppState, header: HeaderAuth, slot: S
                     }
                     Ok(Some(Ok(Message::Text(text)))) => {
                         slot.metrics().ws_messages_in.inc();
+                        if flood.as_ref().is_some_and(|limit| limit.check().is_err()) {
+                            session.reply(error("rate limit exceeded: slow down", None), None);
+                            continue;
+                        }
                         session.handle(&peer_id, &text).await;
                     }
                     Ok(Some(Ok(Message::Binary(_)))) => {

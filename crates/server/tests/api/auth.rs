@@ -239,3 +239,63 @@ async fn a_fresh_token_works_at_once_every_time() {
         assert_eq!(response.status(), StatusCode::OK, "token {i}");
     }
 }
+
+#[tokio::test]
+async fn each_token_has_its_own_quota() {
+    let app = spawn_app_with(|c| {
+        c.rate_limit = lanrage_server::config::Switch::On;
+        c.rate_limit_token_per_sec = 5;
+    })
+    .await;
+    let token = app.register("alice").await;
+    let other = app.register("bob").await;
+
+    let mut statuses = Vec::new();
+    for _ in 0..15 {
+        statuses.push(
+            app.send(Method::GET, "/relays", Some(&token), None)
+                .await
+                .status(),
+        );
+    }
+
+    assert!(
+        statuses.contains(&StatusCode::TOO_MANY_REQUESTS),
+        "{statuses:?}"
+    );
+    assert_eq!(
+        app.send(Method::GET, "/relays", Some(&other), None)
+            .await
+            .status(),
+        StatusCode::OK
+    );
+}
+
+#[tokio::test]
+async fn behind_a_trusted_proxy_the_forwarded_client_is_limited() {
+    let app = spawn_app_with(|c| {
+        c.rate_limit = lanrage_server::config::Switch::On;
+        c.rate_limit_writes_per_sec = 1;
+        c.trusted_proxies = vec!["127.0.0.1".parse().unwrap()];
+    })
+    .await;
+    let register = |client: &'static str, n: u32| {
+        app.client
+            .post(app.url(&format!("/auth/register?peer_id=p{n}")))
+            .header("X-Forwarded-For", client)
+            .send()
+    };
+
+    let mut first = Vec::new();
+    for n in 0..6 {
+        first.push(register("203.0.113.1", n).await.unwrap().status());
+    }
+    let second = register("203.0.113.2", 99).await.unwrap().status();
+
+    assert!(first.contains(&StatusCode::TOO_MANY_REQUESTS), "{first:?}");
+    assert_eq!(
+        second,
+        StatusCode::OK,
+        "another client behind the same proxy has its own quota"
+    );
+}

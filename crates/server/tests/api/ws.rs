@@ -876,3 +876,30 @@ async fn shutdown_closes_unauthenticated_sockets_too() {
     let frame = socket.expect_close().await.expect("a close frame");
     assert_eq!(u16::from(frame.code), 1001);
 }
+
+#[tokio::test]
+async fn socket_message_floods_are_limited() {
+    let app = spawn_app_with(|c| {
+        c.rate_limit = lanrage_server::config::Switch::On;
+        c.ws_messages_per_sec = 2;
+    })
+    .await;
+    let (alice, created) = app.create_party("alice").await;
+    let mut socket = app.ws_as("alice", &alice).await;
+
+    for _ in 0..10 {
+        socket
+            .send(json!({"type": "heartbeat", "party_id": created.party_id, "peer_id": "alice"}))
+            .await;
+    }
+    let mut limited = 0;
+    for _ in 0..10 {
+        let reply = socket.recv().await;
+        if reply["type"] == "error" {
+            assert!(reply["message"].as_str().unwrap().contains("rate limit"));
+            limited += 1;
+        }
+    }
+
+    assert!(limited >= 4, "{limited} of 10 limited");
+}
