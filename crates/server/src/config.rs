@@ -190,6 +190,10 @@ pub struct Config {
           value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=10_000_000))]
     pub ws_max_sockets: usize,
 
+    /// Serve /metrics on this address (e.g. an internal interface) instead of on --listen.
+    #[arg(long, env = "LANRAGE_METRICS_LISTEN")]
+    pub metrics_listen: Option<String>,
+
     /// Log line format; the level comes from RUST_LOG (default `info`).
     #[arg(long, env = "LANRAGE_LOG_FORMAT", value_enum, default_value = "text")]
     pub log_format: LogFormat,

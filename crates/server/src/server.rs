@@ -40,6 +40,8 @@ pub enum StartError {
 #[derive(Debug)]
 pub struct Server {
     listener: TcpListener,
+    /// `--metrics-listen`: /metrics served there instead of on `listener`.
+    metrics_listener: Option<TcpListener>,
     service: Service,
 }
 
@@ -67,6 +69,19 @@ impl Server {
                     address: config.listen.clone(),
                     source,
                 })?;
+        let metrics_listener = match &config.metrics_listen {
+            Some(address) => {
+                Some(
+                    TcpListener::bind(address)
+                        .await
+                        .map_err(|source| StartError::Listen {
+                            address: address.clone(),
+                            source,
+                        })?,
+                )
+            }
+            None => None,
+        };
         let events = EventBus::default();
         let store_delivers_events = store.deliver_events(events.clone()).await?;
         let service = Service::new(
@@ -80,11 +95,20 @@ impl Server {
             .forgive_downtime()
             .await
             .map_err(|e| StartError::Prepare(Box::new(e)))?;
-        Ok(Self { listener, service })
+        Ok(Self {
+            listener,
+            metrics_listener,
+            service,
+        })
     }
 
     pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
         self.listener.local_addr()
+    }
+
+    /// Where `/metrics` is served when `--metrics-listen` is set.
+    pub fn metrics_addr(&self) -> Option<std::io::Result<SocketAddr>> {
+        self.metrics_listener.as_ref().map(TcpListener::local_addr)
     }
 
     pub fn service(&self) -> &Service {
@@ -118,6 +142,14 @@ impl Server {
             service: self.service.clone(),
             hub: hub.clone(),
         };
+        let metrics = match self.metrics_listener {
+            Some(listener) => {
+                let app = crate::api::metrics_router(state.clone());
+                let serve = axum::serve(listener, app).with_graceful_shutdown(stopped());
+                Some(tokio::spawn(serve.into_future()))
+            }
+            None => None,
+        };
         let app = crate::api::router(state).into_make_service_with_connect_info::<SocketAddr>();
         let serve = axum::serve(self.listener, app).with_graceful_shutdown(stopped());
         let mut serve = std::pin::pin!(serve.into_future());
@@ -142,6 +174,9 @@ impl Server {
         hub.drained(SOCKET_CLOSE_TIMEOUT).await;
         dispatcher.abort();
         let _ = cleanup.await;
+        if let Some(metrics) = metrics {
+            let _ = metrics.await;
+        }
         let _ = flusher.await;
         if tokio::time::timeout(SOCKET_CLOSE_TIMEOUT, self.service.store().close())
             .await

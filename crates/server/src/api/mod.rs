@@ -52,7 +52,11 @@ pub fn router(state: AppState) -> Router {
     let mut router = Router::new()
         .merge(root::router())
         .merge(health::router())
-        .merge(metrics::router())
+        .merge(if service.config().metrics_listen.is_none() {
+            metrics::router()
+        } else {
+            Router::new()
+        })
         .merge(auth::router())
         .merge(parties::router())
         .merge(signals::router())
@@ -106,6 +110,11 @@ pub fn router(state: AppState) -> Router {
         )
         .layer(PropagateRequestIdLayer::x_request_id())
         .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
+}
+
+/// `/metrics` alone, for `--metrics-listen`.
+pub fn metrics_router(state: AppState) -> Router {
+    metrics::router().with_state(state)
 }
 
 fn cors(origins: &[String]) -> CorsLayer {

@@ -120,3 +120,36 @@ async fn cleanup_removals_are_counted() {
         1.0
     );
 }
+
+#[tokio::test]
+async fn metrics_can_live_on_their_own_address() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config =
+        crate::helpers::test_config(&format!("sqlite://{}", dir.path().join("m.db").display()));
+    config.metrics_listen = Some("127.0.0.1:0".into());
+    let server = lanrage_server::Server::start(config).await.unwrap();
+    let main = server.local_addr().unwrap();
+    let metrics = server.metrics_addr().unwrap().unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let running = tokio::spawn(server.run(async {
+        let _ = stopped.await;
+    }));
+    let client = reqwest::Client::new();
+
+    let there = client
+        .get(format!("http://{metrics}/metrics"))
+        .send()
+        .await
+        .unwrap();
+    let here = client
+        .get(format!("http://{main}/metrics"))
+        .send()
+        .await
+        .unwrap();
+
+    assert_eq!(there.status(), StatusCode::OK);
+    assert!(there.text().await.unwrap().contains("lanrage_build_info"));
+    assert_eq!(here.status(), StatusCode::NOT_FOUND);
+    stop.send(()).unwrap();
+    running.await.unwrap().unwrap();
+}
