@@ -190,6 +190,14 @@ pub struct Config {
           value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=10_000_000))]
     pub ws_max_sockets: usize,
 
+    /// PEM certificate chain: serve HTTPS and WSS (with --tls-key). Reloaded on SIGHUP or when the file changes.
+    #[arg(long, env = "LANRAGE_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+
+    /// PEM private key of --tls-cert.
+    #[arg(long, env = "LANRAGE_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+
     /// Serve /metrics on this address (e.g. an internal interface) instead of on --listen.
     #[arg(long, env = "LANRAGE_METRICS_LISTEN")]
     pub metrics_listen: Option<String>,

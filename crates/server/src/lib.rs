@@ -14,6 +14,7 @@ pub mod metrics;
 pub mod service;
 pub mod store;
 pub mod telemetry;
+pub mod tls;
 pub mod ws;
 
 mod server;

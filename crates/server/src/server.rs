@@ -11,6 +11,7 @@ use crate::{
     metrics::Metrics,
     service::Service,
     store::{self, PgSettings, StoreError},
+    tls::{ClientAddr, TlsFiles, TlsListener},
     ws::hub::{CloseReason, Hub},
 };
 
@@ -24,6 +25,8 @@ const SOCKET_CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
 pub enum StartError {
     #[error("cannot open the database")]
     Store(#[from] StoreError),
+    #[error("cannot use the TLS certificate")]
+    Tls(#[from] crate::tls::TlsError),
     #[error("invalid settings: {0}")]
     Settings(String),
     #[error("cannot prepare the stored state")]
@@ -42,6 +45,8 @@ pub struct Server {
     listener: TcpListener,
     /// `--metrics-listen`: /metrics served there instead of on `listener`.
     metrics_listener: Option<TcpListener>,
+    /// `--tls-cert`/`--tls-key`: the files and their configuration now.
+    tls: Option<(TlsFiles, Arc<rustls::ServerConfig>)>,
     service: Service,
 }
 
@@ -58,6 +63,17 @@ impl Server {
                 config.heartbeat_flush_ms, config.peer_timeout_secs
             )));
         }
+        let tls = match (&config.tls_cert, &config.tls_key) {
+            (Some(cert), Some(key)) => {
+                let files = TlsFiles {
+                    cert: cert.clone(),
+                    key: key.clone(),
+                };
+                let loaded = files.load()?;
+                Some((files, loaded))
+            }
+            _ => None,
+        };
         let pg = PgSettings {
             pool_size: config.database_pool_size,
         };
@@ -98,6 +114,7 @@ impl Server {
         Ok(Self {
             listener,
             metrics_listener,
+            tls,
             service,
         })
     }
@@ -150,9 +167,23 @@ impl Server {
             }
             None => None,
         };
-        let app = crate::api::router(state).into_make_service_with_connect_info::<SocketAddr>();
-        let serve = axum::serve(self.listener, app).with_graceful_shutdown(stopped());
-        let mut serve = std::pin::pin!(serve.into_future());
+        let app = crate::api::router(state).into_make_service_with_connect_info::<ClientAddr>();
+        let mut serve: std::pin::Pin<Box<dyn Future<Output = std::io::Result<()>> + Send>> =
+            match self.tls {
+                Some((files, config)) => {
+                    let listener = TlsListener::new(self.listener, files, config)?;
+                    Box::pin(
+                        axum::serve(listener, app)
+                            .with_graceful_shutdown(stopped())
+                            .into_future(),
+                    )
+                }
+                None => Box::pin(
+                    axum::serve(self.listener, app)
+                        .with_graceful_shutdown(stopped())
+                        .into_future(),
+                ),
+            };
         let result = tokio::select! {
             result = &mut serve => result,
             () = shutdown => {

@@ -9,7 +9,7 @@
 
 use std::{
     hash::{DefaultHasher, Hash, Hasher},
-    net::{IpAddr, SocketAddr},
+    net::IpAddr,
     num::NonZeroU32,
     sync::{
         Arc,
@@ -26,7 +26,7 @@ use axum::{
 use governor::{DefaultKeyedRateLimiter, Quota, clock::Clock};
 
 use super::{error::ApiError, extract::bearer_header};
-use crate::config::Config;
+use crate::{config::Config, tls::ClientAddr};
 
 /// Forget idle addresses every this many requests, so the maps stay small.
 const PRUNE_EVERY: u64 = 8192;
@@ -127,7 +127,8 @@ pub async fn limit(
     request: Request,
     next: Next,
 ) -> Response {
-    let Some(ConnectInfo(addr)) = request.extensions().get::<ConnectInfo<SocketAddr>>() else {
+    let Some(ConnectInfo(ClientAddr(addr))) = request.extensions().get::<ConnectInfo<ClientAddr>>()
+    else {
         return next.run(request).await;
     };
     let client = limits.client(addr.ip(), request.headers());

@@ -20,4 +20,5 @@ mod relays;
 mod signals;
 mod socket;
 mod sqlite_only;
+mod tls;
 mod ws;
