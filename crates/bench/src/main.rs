@@ -87,6 +87,9 @@ enum Scenario {
     Register,
     IdleSockets,
     Fanout,
+    /// Joins through one instance, members' sockets on a second instance
+    /// on the same database (PostgreSQL only).
+    CrossInstance,
 }
 
 impl Scenario {
@@ -152,6 +155,30 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             Scenario::Churn => http_load::churn(&target, cli.concurrency, duration).await?,
             Scenario::Register => http_load::register(&target, cli.concurrency, duration).await?,
             Scenario::IdleSockets => vec![ws_load::idle_sockets(&target, cli.sockets).await?],
+            Scenario::CrossInstance => {
+                let Some(database_url) = cli
+                    .database_url
+                    .as_deref()
+                    .filter(|u| u.starts_with("postgres"))
+                else {
+                    eprintln!(
+                        "  skipped: needs --database-url postgres://… (instances share a database)"
+                    );
+                    continue;
+                };
+                let second = server::Target::spawn(database_url).await?;
+                let mut found = Vec::new();
+                for size in &cli.fanout_sizes {
+                    let name =
+                        format!("cross-instance fan-out to {size} (join on A → sockets on B)");
+                    found.push(
+                        ws_load::fanout_between(&target, &second, *size, cli.fanout_rounds, &name)
+                            .await?,
+                    );
+                }
+                second.stop().await;
+                found
+            }
             Scenario::Fanout => {
                 let mut found = Vec::new();
                 for size in &cli.fanout_sizes {

@@ -111,7 +111,7 @@ impl Report {
         if let Some(noop) = noop {
             for scenario in scenarios
                 .iter_mut()
-                .filter(|s| s.concurrency > 1 && !s.name.starts_with("fan-out"))
+                .filter(|s| s.concurrency > 1 && !s.name.contains("fan-out"))
             {
                 scenario.share_of_noop = Some(scenario.per_second / noop);
             }

@@ -121,6 +121,25 @@ fn mib(bytes: u64) -> f64 {
 /// joins (and leaves) over HTTP and every member's socket must see it.
 /// Latency: from sending the join to each member receiving `peer_joined`.
 pub async fn fanout(target: &Target, size: usize, rounds: usize) -> anyhow::Result<ScenarioResult> {
+    fanout_between(
+        target,
+        target,
+        size,
+        rounds,
+        &format!("fan-out to {size} members (join → every socket)"),
+    )
+    .await
+}
+
+/// Fan-out with the joins sent to `target` and the members' sockets on
+/// `sockets_on` (another instance on the same database, or the same one).
+pub async fn fanout_between(
+    target: &Target,
+    sockets_on: &Target,
+    size: usize,
+    rounds: usize,
+    name: &str,
+) -> anyhow::Result<ScenarioResult> {
     let client = reqwest::Client::new();
     eprintln!("  preparing a party of {size} on sockets");
     let parties =
@@ -129,7 +148,7 @@ pub async fn fanout(target: &Target, size: usize, rounds: usize) -> anyhow::Resu
     let mut readers = Vec::with_capacity(size);
     let mut writers = Vec::with_capacity(size);
     for member in &members {
-        let (reader, writer) = connect(target, member).await?;
+        let (reader, writer) = connect(sockets_on, member).await?;
         readers.push(reader);
         writers.push(writer);
     }
@@ -174,7 +193,7 @@ pub async fn fanout(target: &Target, size: usize, rounds: usize) -> anyhow::Resu
     }
     eprintln!();
     let mut result = ScenarioResult::from_histogram(
-        &format!("fan-out to {size} members (join → every socket)"),
+        name,
         &latencies,
         errors,
         started.elapsed(),
