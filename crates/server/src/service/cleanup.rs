@@ -115,7 +115,7 @@ impl Service {
         let left =
             Self::remove_member(&mut change, &party, peer_id, Removal::TimedOut, now).await?;
         change.commit().await?;
-        Ok(Some(left))
+        Ok(left)
     }
 
     /// Ends a party whose host is no longer among its members.
@@ -129,7 +129,7 @@ impl Service {
             return Ok(false);
         }
         let recipients = members.into_iter().map(|m| m.peer.peer_id).collect();
-        Self::log_event(&mut change, party_id, now, recipients, |seq| {
+        Self::log_event(&mut change, &party, now, recipients, |seq| {
             ServerMessage::PartyEnded {
                 party_id: party_id.clone(),
                 reason: "host_left".into(),

@@ -108,15 +108,18 @@ pub enum Left {
 
 impl Service {
     /// Logs a party event for `recipients` under the party's next `seq`,
-    /// to be published once the change commits.
+    /// to be published once the change commits. `party` was read (and
+    /// locked) in this change, which logs at most one event per party, so
+    /// its `seq` is current.
     pub(super) async fn log_event(
         change: &mut Change<'_>,
-        party_id: &PartyId,
+        party: &PartyRecord,
         now: Timestamp,
         recipients: Vec<PeerId>,
         event: impl FnOnce(u64) -> ServerMessage,
     ) -> Result<u64> {
-        let seq = change.tx.next_seq(party_id).await?;
+        let party_id = &party.party_id;
+        let seq = party.seq + 1;
         let message = event(seq);
         change
             .tx
@@ -127,19 +130,18 @@ impl Service {
     }
 
     /// Removes `peer_id` from `party`, ending the party when the host goes
-    /// or nobody is left.
+    /// or nobody is left; `None` when it is not a member (it may have been
+    /// removed by a concurrent change since its membership was read).
     pub(super) async fn remove_member(
         change: &mut Change<'_>,
         party: &PartyRecord,
         peer_id: &PeerId,
         why: Removal,
         now: Timestamp,
-    ) -> Result<Left> {
+    ) -> Result<Option<Left>> {
         let members = change.tx.members(&party.party_id).await?;
         if !members.iter().any(|m| m.peer.peer_id == *peer_id) {
-            // Already gone: membership was read before the party was locked
-            // and a concurrent change got there first. Nothing to announce.
-            return Ok(Left::Left);
+            return Ok(None);
         }
         let recipients = ids(&members);
         let remaining = members
@@ -152,7 +154,7 @@ impl Service {
                 (_, true) => "host_left",
                 (_, false) => "empty",
             };
-            Self::log_event(change, &party.party_id, now, recipients, |seq| {
+            Self::log_event(change, party, now, recipients, |seq| {
                 ServerMessage::PartyEnded {
                     party_id: party.party_id.clone(),
                     reason: reason.to_owned(),
@@ -161,10 +163,10 @@ impl Service {
             })
             .await?;
             change.tx.delete_party(&party.party_id).await?;
-            return Ok(Left::PartyDeleted);
+            return Ok(Some(Left::PartyDeleted));
         }
         change.tx.delete_member(&party.party_id, peer_id).await?;
-        Self::log_event(change, &party.party_id, now, recipients, |seq| {
+        Self::log_event(change, party, now, recipients, |seq| {
             ServerMessage::PeerLeft {
                 party_id: party.party_id.clone(),
                 peer_id: peer_id.clone(),
@@ -172,7 +174,7 @@ impl Service {
             }
         })
         .await?;
-        Ok(Left::Left)
+        Ok(Some(Left::Left))
     }
 
     /// Takes `peer_id` out of `current`, the party it is in (as read in
@@ -226,17 +228,13 @@ impl Service {
             vip_index: 1,
         };
         change.tx.insert_member(&record.party_id, &host).await?;
-        let seq = Self::log_event(
-            &mut change,
-            &record.party_id,
-            now,
-            vec![caller.clone()],
-            |seq| ServerMessage::PeerJoined {
+        let seq = Self::log_event(&mut change, &record, now, vec![caller.clone()], |seq| {
+            ServerMessage::PeerJoined {
                 party_id: record.party_id.clone(),
                 peer: host.peer.clone(),
                 seq,
-            },
-        )
+            }
+        })
         .await?;
         change.commit().await?;
         Ok(Joined {
@@ -292,7 +290,7 @@ impl Service {
             member.peer = peer.clone();
             change.tx.update_member(party_id, &peer).await?;
             let vip_index = member.vip_index;
-            record.seq = Self::log_event(&mut change, party_id, now, ids(&members), |seq| {
+            record.seq = Self::log_event(&mut change, &record, now, ids(&members), |seq| {
                 ServerMessage::PartyUpdate {
                     party: party_of(
                         &PartyRecord {
@@ -315,7 +313,7 @@ impl Service {
             change.tx.insert_member(party_id, &member).await?;
             let joined = member.peer.clone();
             members.push(member);
-            record.seq = Self::log_event(&mut change, party_id, now, ids(&members), |seq| {
+            record.seq = Self::log_event(&mut change, &record, now, ids(&members), |seq| {
                 ServerMessage::PeerJoined {
                     party_id: party_id.clone(),
                     peer: joined,
@@ -350,12 +348,13 @@ impl Service {
         let Some(party) = change.tx.party(party_id).await? else {
             return Err(party_not_found(party_id));
         };
-        if change.tx.membership(peer_id).await?.as_ref() != Some(party_id) {
+        let Some(left) =
+            Self::remove_member(&mut change, &party, peer_id, Removal::Left, now).await?
+        else {
             return Err(Error::NotFound(format!(
                 "peer {peer_id} is not in party {party_id}"
             )));
-        }
-        let left = Self::remove_member(&mut change, &party, peer_id, Removal::Left, now).await?;
+        };
         change.commit().await?;
         Ok(left)
     }

@@ -250,10 +250,9 @@ pub trait Tx: Send {
     /// Removes a member and the signals waiting for it.
     async fn delete_member(&mut self, party_id: &PartyId, peer_id: &PeerId) -> StoreResult<()>;
 
-    /// Advances the party's event counter and returns the new `seq`.
-    async fn next_seq(&mut self, party_id: &PartyId) -> StoreResult<u64>;
-    /// Logs a party event for `recipients`; a backend that delivers events
-    /// itself announces it when the transaction commits.
+    /// Logs a party event for `recipients` and advances the party's event
+    /// counter to `seq` (the locked party's `seq` plus one); a backend that
+    /// delivers events itself announces it when the transaction commits.
     async fn insert_event(
         &mut self,
         party_id: &PartyId,

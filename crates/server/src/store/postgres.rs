@@ -651,25 +651,15 @@ impl Tx for PgTx {
     }
 
     async fn delete_member(&mut self, party_id: &PartyId, peer_id: &PeerId) -> StoreResult<()> {
-        for statement in [
-            "DELETE FROM members WHERE party_id = $1 AND peer_id = $2",
-            "DELETE FROM signals WHERE party_id = $1 AND to_peer_id = $2",
-        ] {
-            sqlx::query(statement)
-                .bind(party_id.as_str())
-                .bind(peer_id.as_str())
-                .execute(&mut *self.tx)
-                .await?;
-        }
+        sqlx::query(
+            "WITH gone AS (DELETE FROM members WHERE party_id = $1 AND peer_id = $2) \
+             DELETE FROM signals WHERE party_id = $1 AND to_peer_id = $2",
+        )
+        .bind(party_id.as_str())
+        .bind(peer_id.as_str())
+        .execute(&mut *self.tx)
+        .await?;
         Ok(())
-    }
-
-    async fn next_seq(&mut self, party_id: &PartyId) -> StoreResult<u64> {
-        let row = sqlx::query("UPDATE parties SET seq = seq + 1 WHERE party_id = $1 RETURNING seq")
-            .bind(party_id.as_str())
-            .fetch_one(&mut *self.tx)
-            .await?;
-        rows::unsigned(row.int("seq")?, "seq")
     }
 
     async fn insert_event(
@@ -680,8 +670,10 @@ impl Tx for PgTx {
         event: &ServerMessage,
         recipients: &[PeerId],
     ) -> StoreResult<()> {
+        // One statement: the event and its party's counter.
         sqlx::query(
-            "INSERT INTO party_events (party_id, seq, created_at, payload, recipients) \
+            "WITH advanced AS (UPDATE parties SET seq = $2 WHERE party_id = $1 AND seq < $2) \
+             INSERT INTO party_events (party_id, seq, created_at, payload, recipients) \
              VALUES ($1, $2, $3, $4, $5)",
         )
         .bind(party_id.as_str())

@@ -54,6 +54,11 @@ fn migrator() -> Migrator {
             "events outlive parties",
             include_str!("../../migrations/sqlite/0002_events_outlive_parties.sql"),
         ),
+        step(
+            3,
+            "fewer statements",
+            include_str!("../../migrations/sqlite/0003_fewer_statements.sql"),
+        ),
     ])
 }
 
@@ -571,25 +576,13 @@ impl Tx for SqliteTx {
     }
 
     async fn delete_member(&mut self, party_id: &PartyId, peer_id: &PeerId) -> StoreResult<()> {
-        for statement in [
-            "DELETE FROM members WHERE party_id = ? AND peer_id = ?",
-            "DELETE FROM signals WHERE party_id = ? AND to_peer_id = ?",
-        ] {
-            sqlx::query(statement)
-                .bind(party_id.as_str())
-                .bind(peer_id.as_str())
-                .execute(&mut *self.tx)
-                .await?;
-        }
-        Ok(())
-    }
-
-    async fn next_seq(&mut self, party_id: &PartyId) -> StoreResult<u64> {
-        let row = sqlx::query("UPDATE parties SET seq = seq + 1 WHERE party_id = ? RETURNING seq")
+        // A trigger drops the signals waiting for the member.
+        sqlx::query("DELETE FROM members WHERE party_id = ? AND peer_id = ?")
             .bind(party_id.as_str())
-            .fetch_one(&mut *self.tx)
+            .bind(peer_id.as_str())
+            .execute(&mut *self.tx)
             .await?;
-        rows::unsigned(row.int("seq")?, "seq")
+        Ok(())
     }
 
     async fn insert_event(
@@ -600,6 +593,7 @@ impl Tx for SqliteTx {
         event: &ServerMessage,
         recipients: &[PeerId],
     ) -> StoreResult<()> {
+        // A trigger advances the party's counter to this seq.
         sqlx::query(
             "INSERT INTO party_events (party_id, seq, created_at, payload, recipients) \
              VALUES (?, ?, ?, ?, ?)",
