@@ -103,17 +103,10 @@ impl Service {
         let Some(party) = change.tx.party(party_id).await? else {
             return Ok(None);
         };
-        let still_stale = change
-            .tx
-            .members(party_id)
-            .await?
-            .iter()
-            .any(|m| m.peer.peer_id == *peer_id && m.peer.last_seen < cutoff);
-        if !still_stale {
-            return Ok(None);
-        }
-        let left =
-            Self::remove_member(&mut change, &party, peer_id, Removal::TimedOut, now).await?;
+        let silent = Removal::TimedOut {
+            silent_since: cutoff,
+        };
+        let left = Self::remove_member(&mut change, &party, peer_id, silent, now).await?;
         change.commit().await?;
         Ok(left)
     }

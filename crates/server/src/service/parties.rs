@@ -77,8 +77,9 @@ pub(super) enum Removal {
     Left,
     /// It joined another party.
     Moved,
-    /// The cleanup loop found it silent past the peer timeout.
-    TimedOut,
+    /// The cleanup loop found it silent since before this instant (it is
+    /// removed only if it still is: a heartbeat may have come since).
+    TimedOut { silent_since: Timestamp },
 }
 
 /// A party and its members as a member sees it.
@@ -131,7 +132,8 @@ impl Service {
 
     /// Removes `peer_id` from `party`, ending the party when the host goes
     /// or nobody is left; `None` when it is not a member (it may have been
-    /// removed by a concurrent change since its membership was read).
+    /// removed by a concurrent change since its membership was read) or,
+    /// for a timeout, is no longer silent.
     pub(super) async fn remove_member(
         change: &mut Change<'_>,
         party: &PartyRecord,
@@ -140,7 +142,12 @@ impl Service {
         now: Timestamp,
     ) -> Result<Option<Left>> {
         let members = change.tx.members(&party.party_id).await?;
-        if !members.iter().any(|m| m.peer.peer_id == *peer_id) {
+        let Some(member) = members.iter().find(|m| m.peer.peer_id == *peer_id) else {
+            return Ok(None);
+        };
+        if let Removal::TimedOut { silent_since } = why
+            && member.peer.last_seen >= silent_since
+        {
             return Ok(None);
         }
         let recipients = ids(&members);
@@ -150,7 +157,7 @@ impl Service {
             .count();
         if *peer_id == party.host_id || remaining == 0 {
             let reason = match (why, *peer_id == party.host_id) {
-                (Removal::TimedOut, true) => "host_timed_out",
+                (Removal::TimedOut { .. }, true) => "host_timed_out",
                 (_, true) => "host_left",
                 (_, false) => "empty",
             };

@@ -129,7 +129,6 @@ pub struct Hub {
     sockets: Mutex<HashMap<u64, Arc<Control>>>,
     next_id: AtomicU64,
     open: AtomicUsize,
-    dropped_slow: AtomicU64,
     /// Signals written to a socket, to be marked delivered in the queue.
     delivered: mpsc::UnboundedSender<i64>,
     delivered_rx: Mutex<Option<mpsc::UnboundedReceiver<i64>>>,
@@ -147,7 +146,6 @@ impl Hub {
             sockets: Mutex::default(),
             next_id: AtomicU64::new(0),
             open: AtomicUsize::new(0),
-            dropped_slow: AtomicU64::new(0),
             delivered,
             delivered_rx: Mutex::new(Some(delivered_rx)),
             resync_running: AtomicBool::new(false),
@@ -233,10 +231,6 @@ impl Hub {
         self.open.load(Ordering::Acquire)
     }
 
-    pub fn dropped_slow_readers(&self) -> u64 {
-        self.dropped_slow.load(Ordering::Relaxed)
-    }
-
     /// Adds the authenticated socket of `slot` for `peer_id`; beyond
     /// `max_per_peer` sockets the peer's oldest is closed.
     pub fn register(
@@ -295,7 +289,6 @@ impl Hub {
             }
         }
         for control in slow {
-            self.dropped_slow.fetch_add(1, Ordering::Relaxed);
             self.metrics.ws_slow_readers_dropped.inc();
             control.close(CloseReason::SlowReader);
         }
