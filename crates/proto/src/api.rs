@@ -13,12 +13,14 @@ use crate::{
 
 /// Every error body: `{"detail": "..."}`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ErrorBody {
     pub detail: String,
 }
 
 /// `GET /`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ServiceInfo {
     pub service: String,
     pub version: String,
@@ -29,6 +31,7 @@ pub struct ServiceInfo {
 
 /// `POST /auth/register?peer_id=P`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct TokenResponse {
     pub token: String,
     pub peer_id: PeerId,
@@ -37,6 +40,7 @@ pub struct TokenResponse {
 
 /// The body of `POST /parties`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct CreatePartyRequest {
     pub name: Name,
     #[serde(deserialize_with = "crate::de::object")]
@@ -45,15 +49,18 @@ pub struct CreatePartyRequest {
 
 /// `POST /parties`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct CreatePartyResponse {
     pub party_id: PartyId,
     pub party: Party,
+    #[cfg_attr(feature = "openapi", schema(value_type = crate::schema::Ipv4String))]
     pub virtual_ip: Ipv4Addr,
     pub seq: u64,
 }
 
 /// The body of `POST /parties/{id}/join`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct JoinPartyRequest {
     pub party_id: PartyId,
     #[serde(deserialize_with = "crate::de::object")]
@@ -62,34 +69,44 @@ pub struct JoinPartyRequest {
 
 /// `POST /parties/{id}/join`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct JoinPartyResponse {
     pub party: Party,
+    #[cfg_attr(feature = "openapi", schema(value_type = crate::schema::Ipv4String))]
     pub virtual_ip: Ipv4Addr,
     pub seq: u64,
 }
 
 /// `GET /parties/{id}`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct PartyResponse {
     pub party: Party,
+    #[cfg_attr(
+        feature = "openapi",
+        schema(value_type = BTreeMap<PeerId, crate::schema::Ipv4String>)
+    )]
     pub virtual_ips: BTreeMap<PeerId, Ipv4Addr>,
     pub seq: u64,
 }
 
 /// `GET /parties/{id}/peers`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct PeersResponse {
     pub peers: BTreeMap<PeerId, Peer>,
 }
 
 /// `GET /parties/{id}/peers/{peer}`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct PeerResponse {
     pub peer: Peer,
 }
 
 /// `{"status": ...}` answers: `ok`, `left`, `party_deleted`, `queued`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct StatusResponse {
     pub status: String,
 }
@@ -104,6 +121,7 @@ impl StatusResponse {
 
 /// `POST /relays` and `DELETE /relays/{id}`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct RelayStatusResponse {
     pub status: String,
     pub relay_id: RelayId,
@@ -111,12 +129,14 @@ pub struct RelayStatusResponse {
 
 /// `GET /relays` and `GET /relays/{region}`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct RelaysResponse {
     pub relays: Vec<Relay>,
 }
 
 /// The body of `POST /parties/{id}/signals`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct SendSignalRequest {
     pub to_peer_id: PeerId,
     pub signal_data: SignalData,
@@ -124,6 +144,7 @@ pub struct SendSignalRequest {
 
 /// `GET /parties/{id}/signals`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct SignalsResponse {
     pub signals: Vec<Signal>,
 }

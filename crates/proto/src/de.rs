@@ -4,7 +4,7 @@ use std::{fmt, marker::PhantomData};
 
 use serde::{
     Deserialize, Deserializer,
-    de::{MapAccess, Visitor, value::MapAccessDeserializer},
+    de::{Error, MapAccess, Unexpected, Visitor, value::MapAccessDeserializer},
 };
 
 /// Deserializes `T` from a JSON object only.
@@ -33,6 +33,67 @@ where
     deserializer.deserialize_map(ObjectVisitor(PhantomData))
 }
 
+/// Deserializes a port (0 to 65535), written `80` or `80.0`.
+pub fn port<'de, D: Deserializer<'de>>(deserializer: D) -> Result<u16, D::Error> {
+    whole(deserializer, u16::MAX.into())
+}
+
+/// Deserializes a count (0 to 2³² − 1), written `100` or `100.0`.
+pub fn count<'de, D: Deserializer<'de>>(deserializer: D) -> Result<u32, D::Error> {
+    whole(deserializer, u32::MAX.into())
+}
+
+/// A whole number from 0 to `max`. JSON (and JSON Schema) does not tell
+/// `80` from `80.0`, and Python clients may send either; a fraction, a
+/// negative number or anything above `max` is refused.
+fn whole<'de, D, T>(deserializer: D, max: u64) -> Result<T, D::Error>
+where
+    D: Deserializer<'de>,
+    T: TryFrom<u64>,
+{
+    struct WholeVisitor(u64);
+
+    impl WholeVisitor {
+        fn check<E: Error>(&self, value: u64) -> Result<u64, E> {
+            if value <= self.0 {
+                Ok(value)
+            } else {
+                Err(E::invalid_value(Unexpected::Unsigned(value), self))
+            }
+        }
+    }
+
+    impl Visitor<'_> for WholeVisitor {
+        type Value = u64;
+
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            write!(f, "a whole number from 0 to {}", self.0)
+        }
+
+        fn visit_u64<E: Error>(self, value: u64) -> Result<u64, E> {
+            self.check(value)
+        }
+
+        fn visit_i64<E: Error>(self, value: i64) -> Result<u64, E> {
+            u64::try_from(value)
+                .map_err(|_| E::invalid_value(Unexpected::Signed(value), &self))
+                .and_then(|value| self.check(value))
+        }
+
+        fn visit_f64<E: Error>(self, value: f64) -> Result<u64, E> {
+            // Every whole number up to 2³² is exact in an f64.
+            if value.fract() == 0.0 && (0.0..=self.0 as f64).contains(&value) {
+                Ok(value as u64)
+            } else {
+                Err(E::invalid_value(Unexpected::Float(value), &self))
+            }
+        }
+    }
+
+    let value = deserializer.deserialize_any(WholeVisitor(max))?;
+    T::try_from(value).map_err(|_| D::Error::custom("number out of range"))
+}
+
 #[cfg(test)]
 mod tests {
     use serde_json::json;
@@ -50,5 +111,27 @@ mod tests {
         assert!(serde_json::from_value::<RelayRegistration>(as_array.clone()).is_ok());
         let error = object::<_, RelayRegistration>(as_array).unwrap_err();
         assert!(error.to_string().contains("a JSON object"));
+    }
+
+    #[test]
+    fn ports_are_whole_numbers_written_either_way() {
+        let port = |v| port(v);
+        assert_eq!(port(json!(80)).unwrap(), 80);
+        assert_eq!(port(json!(80.0)).unwrap(), 80);
+        assert_eq!(port(json!(65535)).unwrap(), 65535);
+        for bad in [
+            json!(65536),
+            json!(65536.0),
+            json!(-1),
+            json!(-1.0),
+            json!(80.5),
+            json!(1e300),
+            json!("80"),
+            json!(null),
+        ] {
+            assert!(port(bad.clone()).is_err(), "{bad} accepted");
+        }
+        assert_eq!(count(json!(4_294_967_295_u64)).unwrap(), u32::MAX);
+        assert!(count(json!(4_294_967_296_u64)).is_err());
     }
 }

@@ -14,6 +14,8 @@ pub mod de;
 mod fields;
 mod ids;
 mod objects;
+#[cfg(feature = "openapi")]
+pub mod schema;
 mod time;
 mod ws;
 

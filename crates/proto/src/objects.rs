@@ -10,6 +10,7 @@ use crate::{
 
 /// A party member as the server reports it: exactly these nine keys.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct Peer {
     pub peer_id: PeerId,
@@ -17,8 +18,12 @@ pub struct Peer {
     pub public_key: PublicKey,
     pub nat_type: NatType,
     pub public_ip: IpOrUnknown,
+    #[cfg_attr(feature = "openapi", schema(value_type = crate::schema::Port))]
+    #[serde(deserialize_with = "crate::de::port")]
     pub public_port: u16,
     pub local_ip: IpOrUnknown,
+    #[cfg_attr(feature = "openapi", schema(value_type = crate::schema::Port))]
+    #[serde(deserialize_with = "crate::de::port")]
     pub local_port: u16,
     pub last_seen: Timestamp,
 }
@@ -28,14 +33,19 @@ pub struct Peer {
 /// Unknown keys are ignored, and so is `last_seen`: the server keeps the
 /// clock, a client's claim of when it was last seen means nothing.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct PeerInfo {
     pub peer_id: PeerId,
     pub name: Name,
     pub public_key: PublicKey,
     pub nat_type: NatType,
     pub public_ip: IpOrUnknown,
+    #[cfg_attr(feature = "openapi", schema(value_type = crate::schema::Port))]
+    #[serde(deserialize_with = "crate::de::port")]
     pub public_port: u16,
     pub local_ip: IpOrUnknown,
+    #[cfg_attr(feature = "openapi", schema(value_type = crate::schema::Port))]
+    #[serde(deserialize_with = "crate::de::port")]
     pub local_port: u16,
 }
 
@@ -72,6 +82,7 @@ impl From<Peer> for PeerInfo {
 
 /// A party: exactly these five keys, its members keyed by peer id.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct Party {
     pub party_id: PartyId,
@@ -83,12 +94,17 @@ pub struct Party {
 
 /// A relay server as listed to peers.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct Relay {
     pub relay_id: RelayId,
     pub public_ip: IpOrUnknown,
+    #[cfg_attr(feature = "openapi", schema(value_type = crate::schema::Port))]
+    #[serde(deserialize_with = "crate::de::port")]
     pub port: u16,
     pub region: Region,
+    #[serde(deserialize_with = "crate::de::count")]
+    #[cfg_attr(feature = "openapi", schema(value_type = crate::schema::Capacity))]
     pub capacity: u32,
     pub registered_at: Timestamp,
 }
@@ -99,18 +115,23 @@ fn default_capacity() -> u32 {
 
 /// The body of `POST /relays`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct RelayRegistration {
     pub relay_id: RelayId,
     pub public_ip: IpOrUnknown,
+    #[cfg_attr(feature = "openapi", schema(value_type = crate::schema::Port))]
+    #[serde(deserialize_with = "crate::de::port")]
     pub port: u16,
     #[serde(default)]
     pub region: Region,
-    #[serde(default = "default_capacity")]
+    #[serde(default = "default_capacity", deserialize_with = "crate::de::count")]
+    #[cfg_attr(feature = "openapi", schema(value_type = crate::schema::Capacity, default = 100))]
     pub capacity: u32,
 }
 
 /// A NAT hole-punching message from one party member to another.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Signal {
     pub party_id: PartyId,
     pub from_peer_id: PeerId,

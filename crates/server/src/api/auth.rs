@@ -1,15 +1,20 @@
 //! `POST /auth/register?peer_id=P`: a bearer token for a peer.
 
-use axum::{Json, Router, extract::State, http::HeaderMap, routing::post};
+use axum::{Json, extract::State, http::HeaderMap};
 use lanrage_proto::{PeerId, TokenResponse};
 use serde::Deserialize;
+use utoipa_axum::{router::OpenApiRouter, routes};
 
 use super::AppState;
-use super::{error::ApiResult, extract::QueryParams};
+use super::{
+    error::ApiResult,
+    extract::QueryParams,
+    openapi::{Forbidden, Invalid, ServiceErrors, Unauthorized},
+};
 use crate::service::Service;
 
-pub fn router() -> Router<AppState> {
-    Router::new().route("/auth/register", post(register))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(register))
 }
 
 #[derive(Debug, Deserialize)]
@@ -17,6 +22,29 @@ struct RegisterQuery {
     peer_id: PeerId,
 }
 
+/// Register a peer
+///
+/// Returns a bearer token for `peer_id`, valid for `--token-ttl-secs`
+/// (24 h by default). Registering again gives a new token; earlier ones stay
+/// valid until they expire. When the operator set `--registration-key`, the
+/// `X-Registration-Key` header must carry it.
+#[utoipa::path(
+    post,
+    path = "/auth/register",
+    tag = "auth",
+    params(
+        ("peer_id" = PeerId, Query, description = "The peer to issue a token for."),
+        ("X-Registration-Key" = Option<String>, Header,
+            description = "The operator's registration key, when one is configured."),
+    ),
+    responses(
+        (status = 200, description = "A new token.", body = TokenResponse),
+        (status = 401, response = inline(Unauthorized)),
+        (status = 403, response = inline(Forbidden)),
+        (status = 422, response = inline(Invalid)),
+        ServiceErrors,
+    )
+)]
 async fn register(
     State(service): State<Service>,
     headers: HeaderMap,

@@ -2,19 +2,36 @@
 //! `GET /livez`: liveness (the process answers), which does no work at all
 //! and is the benchmark's ceiling reference.
 
-use axum::{Json, Router, extract::State, routing::get};
+use axum::{Json, extract::State};
 use lanrage_proto::StatusResponse;
+use utoipa_axum::{router::OpenApiRouter, routes};
 
-use super::{AppState, error::ApiResult};
+use super::{
+    AppState,
+    error::ApiResult,
+    openapi::{RateLimited, ServiceErrors},
+};
 use crate::service::Service;
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/health", get(health))
-        .route("/livez", get(live))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(health))
+        .routes(routes!(live))
 }
 
-/// 200 `{"status":"ok"}` when the database answers, else 503 with a detail.
+/// Readiness
+///
+/// `{"status":"ok"}` when the database answers, else 503 with a detail:
+/// for load balancers.
+#[utoipa::path(
+    get,
+    path = "/health",
+    tag = "service",
+    responses(
+        (status = 200, description = "`ok`: ready to serve.", body = StatusResponse),
+        ServiceErrors,
+    )
+)]
 async fn health(State(service): State<Service>) -> ApiResult<Json<StatusResponse>> {
     service
         .store()
@@ -24,7 +41,18 @@ async fn health(State(service): State<Service>) -> ApiResult<Json<StatusResponse
     Ok(Json(StatusResponse::new("ok")))
 }
 
-/// Always 200 `{"status":"ok"}`: the process is up and serving.
+/// Liveness
+///
+/// Always `{"status":"ok"}`: the process is up and serving. Does no work.
+#[utoipa::path(
+    get,
+    path = "/livez",
+    tag = "service",
+    responses(
+        (status = 200, description = "`ok`.", body = StatusResponse),
+        (status = 429, response = inline(RateLimited)),
+    )
+)]
 async fn live() -> Json<StatusResponse> {
     Json(StatusResponse::new("ok"))
 }

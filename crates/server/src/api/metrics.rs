@@ -4,21 +4,35 @@
 use std::{sync::Arc, time::Instant};
 
 use axum::{
-    Router,
     extract::{MatchedPath, Request, State},
     http::header,
     middleware::Next,
     response::{IntoResponse, Response},
-    routing::get,
 };
+use utoipa_axum::{router::OpenApiRouter, routes};
 
-use super::AppState;
+use super::{AppState, openapi::RateLimited};
 use crate::{metrics::Metrics, service::Service};
 
-pub fn router() -> Router<AppState> {
-    Router::new().route("/metrics", get(render))
+const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(render))
 }
 
+/// Prometheus metrics
+///
+/// In the OpenMetrics text format; no token. Served on its own address
+/// instead when `--metrics-listen` is set.
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    tag = "service",
+    responses(
+        (status = 200, description = "The metrics.", body = String, content_type = "application/openmetrics-text"),
+        (status = 429, response = inline(RateLimited)),
+    )
+)]
 async fn render(State(service): State<Service>) -> Response {
     let metrics = service.metrics();
     // Stored totals are read at scrape time; without a database the rest
@@ -31,14 +45,7 @@ async fn render(State(service): State<Service>) -> Response {
             .relays
             .set(i64::try_from(relays).unwrap_or(i64::MAX));
     }
-    (
-        [(
-            header::CONTENT_TYPE,
-            "application/openmetrics-text; version=1.0.0; charset=utf-8",
-        )],
-        metrics.render(),
-    )
-        .into_response()
+    ([(header::CONTENT_TYPE, OPENMETRICS)], metrics.render()).into_response()
 }
 
 /// Counts the request by its route template (not its path, which would

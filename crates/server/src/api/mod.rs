@@ -1,10 +1,12 @@
 //! The HTTP API: one module per noun, each exporting its `router()`.
 
 mod auth;
+mod docs;
 pub mod error;
 pub mod extract;
 mod health;
 mod metrics;
+pub mod openapi;
 mod parties;
 mod rate_limit;
 mod relays;
@@ -12,7 +14,7 @@ mod root;
 mod signals;
 
 use axum::{
-    Router,
+    Extension, Router,
     http::{Method, StatusCode, header},
 };
 use tower_http::{
@@ -27,7 +29,14 @@ use std::sync::Arc;
 
 use axum::extract::FromRef;
 
-use crate::{config::Switch, service::Service, ws::hub::Hub};
+use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
+
+use crate::{
+    config::{Config, Switch},
+    service::Service,
+    ws::hub::Hub,
+};
 use error::ApiError;
 
 /// What every handler can reach.
@@ -43,25 +52,38 @@ impl FromRef<AppState> for Service {
     }
 }
 
-/// The whole HTTP API, WebSocket channel included.
-pub fn router(state: AppState) -> Router {
-    let service = &state.service;
-    let cors = cors(&service.config().cors_origins);
-    let limits = (service.config().rate_limit == Switch::On)
-        .then(|| std::sync::Arc::new(rate_limit::RateLimits::new(service.config())));
-    let mut router = Router::new()
+/// Every route this configuration serves, each with its documentation.
+fn routes(config: &Config) -> OpenApiRouter<AppState> {
+    let mut routes = OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
         .merge(root::router())
         .merge(health::router())
-        .merge(if service.config().metrics_listen.is_none() {
-            metrics::router()
-        } else {
-            Router::new()
-        })
         .merge(auth::router())
         .merge(parties::router())
         .merge(signals::router())
         .merge(relays::router())
         .merge(crate::ws::router())
+        .merge(docs::router());
+    if config.metrics_listen.is_none() {
+        routes = routes.merge(metrics::router());
+    }
+    routes
+}
+
+/// The OpenAPI document of the server this configuration runs.
+pub fn openapi_document(config: &Config) -> utoipa::openapi::OpenApi {
+    routes(config).into_openapi()
+}
+
+/// The whole HTTP API, WebSocket channel and documentation included.
+pub fn router(state: AppState) -> Router {
+    let service = &state.service;
+    let cors = cors(&service.config().cors_origins);
+    let limits = (service.config().rate_limit == Switch::On)
+        .then(|| std::sync::Arc::new(rate_limit::RateLimits::new(service.config())));
+    let (routes, document) = routes(service.config()).split_for_parts();
+    let document = docs::OpenApiJson(serde_json::to_vec(&document).unwrap_or_default().into());
+    let mut router = routes
+        .layer(Extension(document))
         .fallback(|| async { ApiError::not_found("not found") })
         .method_not_allowed_fallback(|| async {
             ApiError::new(
@@ -114,7 +136,7 @@ pub fn router(state: AppState) -> Router {
 
 /// `/metrics` alone, for `--metrics-listen`.
 pub fn metrics_router(state: AppState) -> Router {
-    metrics::router().with_state(state)
+    Router::from(metrics::router()).with_state(state)
 }
 
 fn cors(origins: &[String]) -> CorsLayer {
@@ -137,4 +159,37 @@ fn cors(origins: &[String]) -> CorsLayer {
 /// Records the party a request is about in its span.
 fn record_party(party_id: &str) {
     tracing::Span::current().record("party_id", party_id);
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+
+    use super::*;
+
+    /// The paths an axum router serves. axum has no API to list them; its
+    /// `Debug` output names each one, as a quoted string starting with `/`.
+    fn served_paths(router: &Router<AppState>) -> BTreeSet<String> {
+        let debug = format!("{router:?}");
+        debug
+            .split('"')
+            .skip(1)
+            .step_by(2)
+            .filter(|s| s.starts_with('/') && !s.contains("__private__axum"))
+            .map(str::to_owned)
+            .collect()
+    }
+
+    #[test]
+    fn every_served_path_is_documented() {
+        for metrics_listen in [None, Some("127.0.0.1:0".to_owned())] {
+            let mut config = Config::defaults();
+            config.metrics_listen = metrics_listen;
+            let (router, document) = routes(&config).split_for_parts();
+            let served = served_paths(&router);
+            let documented: BTreeSet<String> = document.paths.paths.keys().cloned().collect();
+            assert!(served.contains("/parties/{party_id}/join"), "{served:?}");
+            assert_eq!(served, documented);
+        }
+    }
 }

@@ -1,37 +1,30 @@
 //! Party routes: create, join, read, members, leave, heartbeat.
 
-use axum::{
-    Json, Router,
-    extract::State,
-    routing::{get, post},
-};
+use axum::{Json, extract::State};
 use lanrage_proto::{
     CreatePartyRequest, CreatePartyResponse, JoinPartyRequest, JoinPartyResponse, PartyId,
     PartyResponse, PeerId, PeerResponse, PeersResponse, StatusResponse,
 };
 
+use utoipa_axum::{router::OpenApiRouter, routes};
+
 use super::AppState;
 use super::{
     error::{ApiError, ApiResult},
     extract::{Caller, JsonBody, PathParams},
+    openapi::{BodyErrors, Conflict, MemberErrors, MemberPath, PartyPath},
     record_party,
 };
 use crate::service::{Left, Service};
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/parties", post(create))
-        .route("/parties/{party_id}", get(read))
-        .route("/parties/{party_id}/join", post(join))
-        .route("/parties/{party_id}/peers", get(peers))
-        .route(
-            "/parties/{party_id}/peers/{peer_id}",
-            get(peer).delete(leave),
-        )
-        .route(
-            "/parties/{party_id}/peers/{peer_id}/heartbeat",
-            post(heartbeat),
-        )
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(create))
+        .routes(routes!(read))
+        .routes(routes!(join))
+        .routes(routes!(peers))
+        .routes(routes!(peer, leave))
+        .routes(routes!(heartbeat))
 }
 
 /// A party id from the path: one that cannot exist is simply not found.
@@ -44,6 +37,23 @@ fn peer_id(raw: String) -> ApiResult<PeerId> {
     PeerId::parse(raw).map_err(|_| ApiError::not_found("peer not found"))
 }
 
+/// Create a party
+///
+/// The caller becomes its host and first member (`host_peer_info.peer_id`
+/// must be the caller). A peer already in another party leaves it first.
+#[utoipa::path(
+    post,
+    path = "/parties",
+    tag = "parties",
+    security(("peer_token" = [])),
+    request_body = CreatePartyRequest,
+    responses(
+        (status = 200, description = "The party, with the host as its first member.", body = CreatePartyResponse),
+        (status = 409, response = inline(Conflict)),
+        MemberErrors,
+        BodyErrors,
+    )
+)]
 async fn create(
     State(service): State<Service>,
     Caller(caller): Caller,
@@ -61,6 +71,25 @@ async fn create(
     }))
 }
 
+/// Join a party
+///
+/// `peer_info.peer_id` must be the caller and `party_id` the one in the
+/// path. Joining the same party again refreshes the member's info; joining
+/// another party moves the peer.
+#[utoipa::path(
+    post,
+    path = "/parties/{party_id}/join",
+    tag = "parties",
+    security(("peer_token" = [])),
+    params(PartyPath),
+    request_body = JoinPartyRequest,
+    responses(
+        (status = 200, description = "The party as joined.", body = JoinPartyResponse),
+        (status = 409, response = inline(Conflict)),
+        MemberErrors,
+        BodyErrors,
+    )
+)]
 async fn join(
     State(service): State<Service>,
     Caller(caller): Caller,
@@ -84,6 +113,20 @@ async fn join(
     }))
 }
 
+/// Read a party
+///
+/// Members only.
+#[utoipa::path(
+    get,
+    path = "/parties/{party_id}",
+    tag = "parties",
+    security(("peer_token" = [])),
+    params(PartyPath),
+    responses(
+        (status = 200, description = "The party.", body = PartyResponse),
+        MemberErrors,
+    )
+)]
 async fn read(
     State(service): State<Service>,
     Caller(caller): Caller,
@@ -97,6 +140,20 @@ async fn read(
     }))
 }
 
+/// List a party's members
+///
+/// Members only.
+#[utoipa::path(
+    get,
+    path = "/parties/{party_id}/peers",
+    tag = "parties",
+    security(("peer_token" = [])),
+    params(PartyPath),
+    responses(
+        (status = 200, description = "The members, by peer id.", body = PeersResponse),
+        MemberErrors,
+    )
+)]
 async fn peers(
     State(service): State<Service>,
     Caller(caller): Caller,
@@ -108,6 +165,20 @@ async fn peers(
     }))
 }
 
+/// Read one member
+///
+/// Members only.
+#[utoipa::path(
+    get,
+    path = "/parties/{party_id}/peers/{peer_id}",
+    tag = "parties",
+    security(("peer_token" = [])),
+    params(MemberPath),
+    responses(
+        (status = 200, description = "The member.", body = PeerResponse),
+        MemberErrors,
+    )
+)]
 async fn peer(
     State(service): State<Service>,
     Caller(caller): Caller,
@@ -120,6 +191,22 @@ async fn peer(
     Ok(Json(PeerResponse { peer }))
 }
 
+/// Leave a party
+///
+/// A peer removes only itself. When the host leaves or the last member
+/// does, the party is deleted.
+#[utoipa::path(
+    delete,
+    path = "/parties/{party_id}/peers/{peer_id}",
+    tag = "parties",
+    security(("peer_token" = [])),
+    params(MemberPath),
+    responses(
+        (status = 200, description = "`left`, or `party_deleted` when the host left or the party emptied.", body = StatusResponse),
+        (status = 409, response = inline(Conflict)),
+        MemberErrors,
+    )
+)]
 async fn leave(
     State(service): State<Service>,
     Caller(caller): Caller,
@@ -136,6 +223,21 @@ async fn leave(
     Ok(Json(StatusResponse::new(status)))
 }
 
+/// Heartbeat
+///
+/// Keeps the caller's membership alive; members silent for
+/// `--peer-timeout-secs` are removed.
+#[utoipa::path(
+    post,
+    path = "/parties/{party_id}/peers/{peer_id}/heartbeat",
+    tag = "parties",
+    security(("peer_token" = [])),
+    params(MemberPath),
+    responses(
+        (status = 200, description = "`ok`.", body = StatusResponse),
+        MemberErrors,
+    )
+)]
 async fn heartbeat(
     State(service): State<Service>,
     Caller(caller): Caller,

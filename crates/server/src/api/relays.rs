@@ -1,26 +1,47 @@
 //! Relay routes: operators register and deregister with the relay key;
 //! peers list them.
 
-use axum::{
-    Json, Router,
-    extract::State,
-    routing::{get, post},
-};
+use axum::{Json, extract::State};
 use lanrage_proto::{Region, RelayId, RelayRegistration, RelayStatusResponse, RelaysResponse};
+use utoipa_axum::{router::OpenApiRouter, routes};
 
 use super::AppState;
 use super::{
     error::{ApiError, ApiResult},
     extract::{Caller, JsonBody, PathParams, RelayOperator},
+    openapi::{BodyErrors, Forbidden, MemberErrors, ServiceErrors, Unauthorized},
 };
 use crate::service::Service;
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/relays", post(register).get(list))
-        .route("/relays/{key}", get(by_region).delete(deregister))
+// `GET /relays/{region}` and `DELETE /relays/{relay_id}` share one path
+// template (OpenAPI and the router both treat `{region}` and `{relay_id}`
+// as the same segment), so the segment is called `key`.
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(register, list))
+        .routes(routes!(by_region, deregister))
 }
 
+/// Register a relay
+///
+/// For relay operators, with the relay key. Posting the same relay again
+/// refreshes it (its heartbeat); relays silent for `--relay-timeout-secs`
+/// are removed. Without a configured relay key, registration is refused
+/// with a 403 naming the setting.
+#[utoipa::path(
+    post,
+    path = "/relays",
+    tag = "relays",
+    security(("relay_key" = [])),
+    request_body = RelayRegistration,
+    responses(
+        (status = 200, description = "`registered`.", body = RelayStatusResponse),
+        (status = 401, response = inline(Unauthorized)),
+        (status = 403, response = inline(Forbidden)),
+        BodyErrors,
+        ServiceErrors,
+    )
+)]
 async fn register(
     State(service): State<Service>,
     _operator: RelayOperator,
@@ -33,6 +54,20 @@ async fn register(
     }))
 }
 
+/// Deregister a relay
+///
+/// For relay operators, with the relay key; `key` is the relay's id.
+#[utoipa::path(
+    delete,
+    path = "/relays/{key}",
+    tag = "relays",
+    security(("relay_key" = [])),
+    params(("key" = RelayId, Path, description = "The relay's id.")),
+    responses(
+        (status = 200, description = "`deregistered`.", body = RelayStatusResponse),
+        MemberErrors,
+    )
+)]
 async fn deregister(
     State(service): State<Service>,
     _operator: RelayOperator,
@@ -46,12 +81,42 @@ async fn deregister(
     }))
 }
 
+/// List relays
+///
+/// Every live relay, ordered by region, then relay id.
+#[utoipa::path(
+    get,
+    path = "/relays",
+    tag = "relays",
+    security(("peer_token" = [])),
+    responses(
+        (status = 200, description = "The relays.", body = RelaysResponse),
+        (status = 401, response = inline(Unauthorized)),
+        ServiceErrors,
+    )
+)]
 async fn list(State(service): State<Service>, _caller: Caller) -> ApiResult<Json<RelaysResponse>> {
     Ok(Json(RelaysResponse {
         relays: service.relays(None).await?,
     }))
 }
 
+/// List a region's relays
+///
+/// The live relays of one region, ordered by relay id; `key` is the region.
+/// A region with no relays (or one that cannot exist) gives an empty list.
+#[utoipa::path(
+    get,
+    path = "/relays/{key}",
+    tag = "relays",
+    security(("peer_token" = [])),
+    params(("key" = String, Path, description = "The region, e.g. `eu-west`.")),
+    responses(
+        (status = 200, description = "The region's relays.", body = RelaysResponse),
+        (status = 401, response = inline(Unauthorized)),
+        ServiceErrors,
+    )
+)]
 async fn by_region(
     State(service): State<Service>,
     _caller: Caller,

@@ -1,15 +1,29 @@
 //! `GET /`: what this service is and how much it holds.
 
-use axum::{Json, Router, extract::State, routing::get};
+use axum::{Json, extract::State};
 use lanrage_proto::ServiceInfo;
+use utoipa_axum::{router::OpenApiRouter, routes};
 
 use super::AppState;
-use super::error::ApiResult;
+use super::{error::ApiResult, openapi::ServiceErrors};
 use crate::service::Service;
 
-pub fn router() -> Router<AppState> {
-    Router::new().route("/", get(info))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(info))
 }
+
+/// Service information
+///
+/// The service's name and version, and how many parties and relays it holds.
+#[utoipa::path(
+    get,
+    path = "/",
+    tag = "service",
+    responses(
+        (status = 200, description = "Service information.", body = ServiceInfo),
+        ServiceErrors,
+    )
+)]
 
 async fn info(State(service): State<Service>) -> ApiResult<Json<ServiceInfo>> {
     let (parties, relays) = service.counts().await?;

@@ -1,20 +1,40 @@
 //! Signals over HTTP: queue one for a member, drain one's own queue.
 
-use axum::{Json, Router, extract::State, http::StatusCode, routing::post};
+use axum::{Json, extract::State, http::StatusCode};
 use lanrage_proto::{SendSignalRequest, SignalsResponse, StatusResponse};
+use utoipa_axum::{router::OpenApiRouter, routes};
 
 use super::AppState;
 use super::{
     error::ApiResult,
     extract::{Caller, JsonBody, PathParams},
+    openapi::{BodyErrors, MemberErrors, PartyPath},
     parties::party_id,
 };
 use crate::service::Service;
 
-pub fn router() -> Router<AppState> {
-    Router::new().route("/parties/{party_id}/signals", post(send).get(drain))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(send, drain))
 }
 
+/// Send a signal
+///
+/// Queues a hole-punching message for another member of the party (both
+/// must be members); a member connected by WebSocket gets it at once.
+/// Undelivered signals expire.
+#[utoipa::path(
+    post,
+    path = "/parties/{party_id}/signals",
+    tag = "signals",
+    security(("peer_token" = [])),
+    params(PartyPath),
+    request_body = SendSignalRequest,
+    responses(
+        (status = 202, description = "`queued`.", body = StatusResponse),
+        MemberErrors,
+        BodyErrors,
+    )
+)]
 async fn send(
     State(service): State<Service>,
     Caller(caller): Caller,
@@ -28,6 +48,21 @@ async fn send(
     Ok((StatusCode::ACCEPTED, Json(StatusResponse::new("queued"))))
 }
 
+/// Drain signals
+///
+/// Returns the caller's queued signals in this party, oldest first, and
+/// removes them.
+#[utoipa::path(
+    get,
+    path = "/parties/{party_id}/signals",
+    tag = "signals",
+    security(("peer_token" = [])),
+    params(PartyPath),
+    responses(
+        (status = 200, description = "The signals, oldest first.", body = SignalsResponse),
+        MemberErrors,
+    )
+)]
 async fn drain(
     State(service): State<Service>,
     Caller(caller): Caller,

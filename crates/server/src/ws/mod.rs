@@ -5,23 +5,45 @@ mod connection;
 pub mod hub;
 
 use axum::{
-    Router,
     extract::{State, WebSocketUpgrade, ws::rejection::WebSocketUpgradeRejection},
     http::{HeaderMap, StatusCode},
     response::{IntoResponse, Response},
-    routing::get,
 };
+use utoipa_axum::{router::OpenApiRouter, routes};
 
-use crate::api::{AppState, error::ApiError, extract::bearer_header};
+use crate::api::{
+    AppState,
+    error::ApiError,
+    extract::bearer_header,
+    openapi::{BadUpgrade, NotUpgradable, ServiceErrors},
+};
 use connection::HeaderAuth;
 
 /// Initial read and write buffer of a socket.
 const SOCKET_BUFFER: usize = 4 * 1024;
 
-pub fn router() -> Router<AppState> {
-    Router::new().route("/ws", get(upgrade))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(upgrade))
 }
 
+/// Open the WebSocket
+///
+/// Upgrades to the real-time channel (protocol in docs/websocket.md). The
+/// token goes in an `Authorization: Bearer` header or in the first `auth`
+/// message; a bad header token is answered on the socket, with an `error`
+/// message and a close frame.
+#[utoipa::path(
+    get,
+    path = "/ws",
+    tag = "realtime",
+    security((), ("peer_token" = [])),
+    responses(
+        (status = 101, description = "Switching to the WebSocket protocol."),
+        (status = 400, response = inline(BadUpgrade)),
+        (status = 426, response = inline(NotUpgradable)),
+        ServiceErrors,
+    )
+)]
 async fn upgrade(
     State(state): State<AppState>,
     headers: HeaderMap,

@@ -14,6 +14,7 @@ mod auth;
 mod cleanup;
 mod input;
 mod metrics;
+mod openapi;
 mod parties;
 mod persistence;
 mod relays;
