@@ -13,6 +13,8 @@ use prometheus_client::{
     registry::Registry,
 };
 
+use crate::store::PoolState;
+
 type Labels = Vec<(&'static str, String)>;
 
 fn latency_histogram() -> Histogram {
@@ -35,6 +37,9 @@ pub struct Metrics {
     pub signals_sent: Counter,
     pub signals_delivered: Counter,
     pub cleanup_removed: Family<Labels, Counter>,
+    db_connections: Family<Labels, Gauge>,
+    db_max_connections: Family<Labels, Gauge>,
+    db_errors: Family<Labels, Counter>,
 }
 
 impl Default for Metrics {
@@ -52,6 +57,9 @@ impl Default for Metrics {
             signals_sent: Counter::default(),
             signals_delivered: Counter::default(),
             cleanup_removed: Family::default(),
+            db_connections: Family::default(),
+            db_max_connections: Family::default(),
+            db_errors: Family::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -101,6 +109,21 @@ impl Default for Metrics {
             "Rows removed by the cleanup loop, by kind",
             metrics.cleanup_removed.clone(),
         );
+        registry.register(
+            "db_connections",
+            "Database connections by pool and state (idle, in_use)",
+            metrics.db_connections.clone(),
+        );
+        registry.register(
+            "db_max_connections",
+            "The most connections each database pool opens",
+            metrics.db_max_connections.clone(),
+        );
+        registry.register(
+            "db_errors",
+            "Database errors by kind (unavailable, conflict, other), for the whole process",
+            metrics.db_errors.clone(),
+        );
         let build_info: Family<Labels, Gauge> = Family::default();
         build_info
             .get_or_create(&vec![("version", env!("CARGO_PKG_VERSION").to_owned())])
@@ -133,6 +156,30 @@ impl Metrics {
             self.cleanup_removed
                 .get_or_create(&vec![("kind", kind.to_owned())])
                 .inc_by(count);
+        }
+    }
+
+    /// Records the database's pools and error totals, read at scrape time.
+    pub fn observe_database(&self, pools: &[PoolState], errors: &[(&'static str, u64)]) {
+        for pool in pools {
+            for (state, count) in [("idle", pool.idle), ("in_use", pool.in_use)] {
+                self.db_connections
+                    .get_or_create(&vec![
+                        ("pool", pool.name.to_owned()),
+                        ("state", state.to_owned()),
+                    ])
+                    .set(count.into());
+            }
+            self.db_max_connections
+                .get_or_create(&vec![("pool", pool.name.to_owned())])
+                .set(pool.max.into());
+        }
+        for &(kind, total) in errors {
+            let counter = self
+                .db_errors
+                .get_or_create(&vec![("kind", kind.to_owned())]);
+            // The totals only grow; the counter catches up with them.
+            counter.inc_by(total.saturating_sub(counter.get()));
         }
     }
 
@@ -170,5 +217,28 @@ mod tests {
             text.contains("lanrage_http_request_duration_seconds_bucket"),
             "{text}"
         );
+    }
+
+    #[test]
+    fn database_pools_and_errors_are_exported() {
+        let metrics = Metrics::default();
+        let pool = PoolState {
+            name: "write",
+            idle: 0,
+            in_use: 1,
+            max: 1,
+        };
+        metrics.observe_database(&[pool], &[("conflict", 3), ("other", 0)]);
+        metrics.observe_database(&[pool], &[("conflict", 5), ("other", 0)]);
+        let text = metrics.render();
+        for line in [
+            r#"lanrage_db_connections{pool="write",state="in_use"} 1"#,
+            r#"lanrage_db_connections{pool="write",state="idle"} 0"#,
+            r#"lanrage_db_max_connections{pool="write"} 1"#,
+            r#"lanrage_db_errors_total{kind="conflict"} 5"#,
+            r#"lanrage_db_errors_total{kind="other"} 0"#,
+        ] {
+            assert!(text.contains(line), "{line} missing from\n{text}");
+        }
     }
 }

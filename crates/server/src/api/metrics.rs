@@ -45,6 +45,7 @@ async fn render(State(service): State<Service>) -> Response {
             .relays
             .set(i64::try_from(relays).unwrap_or(i64::MAX));
     }
+    metrics.observe_database(&service.store().pools(), &crate::store::error_counts());
     ([(header::CONTENT_TYPE, OPENMETRICS)], metrics.render()).into_response()
 }
 

@@ -17,6 +17,8 @@ use lanrage_proto::{
 pub use postgres::{PgSettings, PostgresStore};
 pub use sqlite::SqliteStore;
 
+use std::sync::atomic::{AtomicU64, Ordering};
+
 use crate::events::EventBus;
 
 /// Why a storage operation failed.
@@ -68,8 +70,33 @@ fn is_retryable(error: &dyn sqlx::error::DatabaseError) -> bool {
     matches!(error.code().as_deref(), Some("40001" | "40P01"))
 }
 
+/// Database errors by kind (`unavailable`, `conflict`, `other`), counted as
+/// they are classified. Counted for the whole process: errors arise deep in
+/// `?` chains with no server at hand, and a deployment runs one server per
+/// process (tests that start several see the sum).
+static ERRORS: [AtomicU64; 3] = [AtomicU64::new(0), AtomicU64::new(0), AtomicU64::new(0)];
+const ERROR_KINDS: [&str; 3] = ["unavailable", "conflict", "other"];
+
+/// How many database errors of each kind this process has seen.
+pub fn error_counts() -> [(&'static str, u64); 3] {
+    [0, 1, 2].map(|i| (ERROR_KINDS[i], ERRORS[i].load(Ordering::Relaxed)))
+}
+
 impl From<sqlx::Error> for StoreError {
     fn from(error: sqlx::Error) -> Self {
+        let classified = Self::classify(error);
+        let kind = match classified {
+            Self::Unavailable(_) => 0,
+            Self::Conflict(_) => 1,
+            _ => 2,
+        };
+        ERRORS[kind].fetch_add(1, Ordering::Relaxed);
+        classified
+    }
+}
+
+impl StoreError {
+    fn classify(error: sqlx::Error) -> Self {
         match &error {
             sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) => {
                 Self::Unavailable(error)
@@ -79,6 +106,29 @@ impl From<sqlx::Error> for StoreError {
             }
             sqlx::Error::Database(db) if is_transient(db.as_ref()) => Self::Unavailable(error),
             _ => Self::Database(error),
+        }
+    }
+}
+
+/// The state of one connection pool, for metrics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PoolState {
+    /// `read` or `write` on SQLite, `main` on PostgreSQL.
+    pub name: &'static str,
+    pub idle: u32,
+    pub in_use: u32,
+    pub max: u32,
+}
+
+impl PoolState {
+    pub fn of<DB: sqlx::Database>(name: &'static str, pool: &sqlx::Pool<DB>) -> Self {
+        let size = pool.size();
+        let idle = u32::try_from(pool.num_idle()).unwrap_or(size).min(size);
+        Self {
+            name,
+            idle,
+            in_use: size - idle,
+            max: pool.options().get_max_connections(),
         }
     }
 }
@@ -142,6 +192,9 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
 
     /// Closes the connections once pending writes are done.
     async fn close(&self);
+
+    /// The state of each connection pool.
+    fn pools(&self) -> Vec<PoolState>;
 
     /// Starts delivering every committed event into `bus`, from all server
     /// instances sharing the database, and returns true; or returns false

@@ -17,7 +17,8 @@ use sqlx::{
 };
 
 use super::{
-    MemberRecord, PartyRecord, Store, StoreError, StoreResult, Swept, TokenRecord, Tx, error_chain,
+    MemberRecord, PartyRecord, PoolState, Store, StoreError, StoreResult, Swept, TokenRecord, Tx,
+    error_chain,
     rows::{self, Columns},
     sqlite::lease_cutoff,
 };
@@ -178,6 +179,10 @@ impl Store for PostgresStore {
 
     async fn close(&self) {
         self.pool.close().await;
+    }
+
+    fn pools(&self) -> Vec<PoolState> {
+        vec![PoolState::of("main", &self.pool)]
     }
 
     async fn deliver_events(&self, bus: EventBus) -> StoreResult<bool> {

@@ -15,7 +15,7 @@ use sqlx::{
 };
 
 use super::{
-    MemberRecord, PartyRecord, Store, StoreError, StoreResult, Swept, TokenRecord, Tx,
+    MemberRecord, PartyRecord, PoolState, Store, StoreError, StoreResult, Swept, TokenRecord, Tx,
     rows::{self, Columns},
 };
 use crate::events::EventBus;
@@ -123,6 +123,13 @@ impl Store for SqliteStore {
     async fn close(&self) {
         self.reader.close().await;
         self.writer.close().await;
+    }
+
+    fn pools(&self) -> Vec<PoolState> {
+        vec![
+            PoolState::of("read", &self.reader),
+            PoolState::of("write", &self.writer),
+        ]
     }
 
     async fn deliver_events(&self, _bus: EventBus) -> StoreResult<bool> {

@@ -55,6 +55,20 @@ async fn metrics_follow_requests_sockets_parties_and_signals() {
 
     let after = scrape(&app).await;
     assert_eq!(value(&after, "lanrage_parties "), 1.0);
+    assert_eq!(
+        value(&after, r#"lanrage_db_max_connections{pool="write"}"#),
+        1.0
+    );
+    // A connection goes back to its pool in the background: count both.
+    let read_pool = value(
+        &after,
+        r#"lanrage_db_connections{pool="read",state="idle"}"#,
+    ) + value(
+        &after,
+        r#"lanrage_db_connections{pool="read",state="in_use"}"#,
+    );
+    assert!(read_pool >= 1.0, "{after}");
+    assert!(after.contains(r#"lanrage_db_errors_total{kind="unavailable"}"#));
     assert_eq!(value(&after, "lanrage_websocket_connections "), 1.0);
     assert_eq!(value(&after, "lanrage_signals_sent_total "), 1.0);
     assert!(

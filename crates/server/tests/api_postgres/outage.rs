@@ -151,6 +151,20 @@ async fn a_database_outage_is_503_and_the_server_recovers_by_itself() {
         started.elapsed()
     );
     assert!(detail.contains("database"), "{detail}");
+    // Metrics still answer, and count what the database did.
+    let metrics = app
+        .send(Method::GET, "/metrics", None, None)
+        .await
+        .text()
+        .await
+        .unwrap();
+    let unavailable = metrics
+        .lines()
+        .find_map(|line| line.strip_prefix(r#"lanrage_db_errors_total{kind="unavailable"} "#))
+        .and_then(|v| v.parse::<f64>().ok())
+        .unwrap_or_else(|| panic!("no unavailable count in\n{metrics}"));
+    assert!(unavailable >= 1.0, "{metrics}");
+    assert!(metrics.contains(r#"lanrage_db_connections{pool="main",state="idle"}"#));
     wait_for_health(&app, StatusCode::SERVICE_UNAVAILABLE).await;
     socket
         .send(serde_json::json!({"type": "heartbeat", "party_id": party, "peer_id": "alice"}))
