@@ -33,6 +33,7 @@ pub struct Metrics {
     pub ws_messages_out: Counter,
     pub ws_slow_readers_dropped: Counter,
     pub parties: Gauge,
+    pub peers: Gauge,
     pub relays: Gauge,
     pub signals_sent: Counter,
     pub signals_delivered: Counter,
@@ -53,6 +54,7 @@ impl Default for Metrics {
             ws_messages_out: Counter::default(),
             ws_slow_readers_dropped: Counter::default(),
             parties: Gauge::default(),
+            peers: Gauge::default(),
             relays: Gauge::default(),
             signals_sent: Counter::default(),
             signals_delivered: Counter::default(),
@@ -93,6 +95,11 @@ impl Default for Metrics {
             metrics.ws_slow_readers_dropped.clone(),
         );
         registry.register("parties", "Parties stored", metrics.parties.clone());
+        registry.register(
+            "peers",
+            "Party members stored, across all parties",
+            metrics.peers.clone(),
+        );
         registry.register("relays", "Relays registered", metrics.relays.clone());
         registry.register(
             "signals_sent",

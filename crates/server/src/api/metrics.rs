@@ -37,13 +37,11 @@ async fn render(State(service): State<Service>) -> Response {
     let metrics = service.metrics();
     // Stored totals are read at scrape time; without a database the rest
     // is still worth scraping.
-    if let Ok((parties, relays)) = service.counts().await {
-        metrics
-            .parties
-            .set(i64::try_from(parties).unwrap_or(i64::MAX));
-        metrics
-            .relays
-            .set(i64::try_from(relays).unwrap_or(i64::MAX));
+    if let Ok(counts) = service.counts().await {
+        let gauge = |count: u64| i64::try_from(count).unwrap_or(i64::MAX);
+        metrics.parties.set(gauge(counts.parties));
+        metrics.peers.set(gauge(counts.peers));
+        metrics.relays.set(gauge(counts.relays));
     }
     metrics.observe_database(&service.store().pools(), &crate::store::error_counts());
     ([(header::CONTENT_TYPE, OPENMETRICS)], metrics.render()).into_response()

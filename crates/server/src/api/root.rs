@@ -26,12 +26,12 @@ pub fn router() -> OpenApiRouter<AppState> {
 )]
 
 async fn info(State(service): State<Service>) -> ApiResult<Json<ServiceInfo>> {
-    let (parties, relays) = service.counts().await?;
+    let counts = service.counts().await?;
     Ok(Json(ServiceInfo {
         service: "LANrage Control Plane".into(),
         version: env!("CARGO_PKG_VERSION").into(),
         status: "ok".into(),
-        parties,
-        relays,
+        parties: counts.parties,
+        relays: counts.relays,
     }))
 }

@@ -19,7 +19,7 @@ use crate::{
     config::Config,
     events::{Event, EventBus},
     metrics::Metrics,
-    store::{Store, StoreError, Tx},
+    store::{Counts, Store, StoreError, Tx},
 };
 
 pub use cleanup::CleanupReport;
@@ -114,8 +114,8 @@ impl Service {
         &self.metrics
     }
 
-    /// Numbers of parties and relays, for `GET /`.
-    pub async fn counts(&self) -> Result<(u64, u64)> {
+    /// Numbers of parties, members and relays, for `GET /` and metrics.
+    pub async fn counts(&self) -> Result<Counts> {
         Ok(self.store.counts().await?)
     }
 

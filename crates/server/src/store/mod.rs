@@ -110,6 +110,15 @@ impl StoreError {
     }
 }
 
+/// How much the database holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Counts {
+    pub parties: u64,
+    /// Members across all parties.
+    pub peers: u64,
+    pub relays: u64,
+}
+
 /// The state of one connection pool, for metrics.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PoolState {
@@ -208,7 +217,7 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     ) -> StoreResult<Option<(PartyRecord, Vec<MemberRecord>)>>;
     /// The party `peer_id` is in, if any, and that party's current `seq`.
     async fn membership(&self, peer_id: &PeerId) -> StoreResult<Option<(PartyId, u64)>>;
-    async fn counts(&self) -> StoreResult<(u64, u64)>;
+    async fn counts(&self) -> StoreResult<Counts>;
 
     async fn insert_token(
         &self,

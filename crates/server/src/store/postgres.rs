@@ -17,8 +17,8 @@ use sqlx::{
 };
 
 use super::{
-    MemberRecord, PartyRecord, PoolState, Store, StoreError, StoreResult, Swept, TokenRecord, Tx,
-    error_chain,
+    Counts, MemberRecord, PartyRecord, PoolState, Store, StoreError, StoreResult, Swept,
+    TokenRecord, Tx, error_chain,
     rows::{self, Columns},
     sqlite::lease_cutoff,
 };
@@ -226,16 +226,19 @@ impl Store for PostgresStore {
         )))
     }
 
-    async fn counts(&self) -> StoreResult<(u64, u64)> {
+    async fn counts(&self) -> StoreResult<Counts> {
         let row = sqlx::query(
-            "SELECT (SELECT COUNT(*) FROM parties) AS parties, (SELECT COUNT(*) FROM relays) AS relays",
+            "SELECT (SELECT COUNT(*) FROM parties) AS parties, \
+                    (SELECT COUNT(*) FROM members) AS peers, \
+                    (SELECT COUNT(*) FROM relays) AS relays",
         )
         .fetch_one(&self.pool)
         .await?;
-        Ok((
-            rows::unsigned(row.int("parties")?, "count")?,
-            rows::unsigned(row.int("relays")?, "count")?,
-        ))
+        Ok(Counts {
+            parties: rows::unsigned(row.int("parties")?, "count")?,
+            peers: rows::unsigned(row.int("peers")?, "count")?,
+            relays: rows::unsigned(row.int("relays")?, "count")?,
+        })
     }
 
     async fn insert_token(

@@ -15,7 +15,8 @@ use sqlx::{
 };
 
 use super::{
-    MemberRecord, PartyRecord, PoolState, Store, StoreError, StoreResult, Swept, TokenRecord, Tx,
+    Counts, MemberRecord, PartyRecord, PoolState, Store, StoreError, StoreResult, Swept,
+    TokenRecord, Tx,
     rows::{self, Columns},
 };
 use crate::events::EventBus;
@@ -171,16 +172,19 @@ impl Store for SqliteStore {
         )))
     }
 
-    async fn counts(&self) -> StoreResult<(u64, u64)> {
+    async fn counts(&self) -> StoreResult<Counts> {
         let row = sqlx::query(
-            "SELECT (SELECT COUNT(*) FROM parties) AS parties, (SELECT COUNT(*) FROM relays) AS relays",
+            "SELECT (SELECT COUNT(*) FROM parties) AS parties, \
+                    (SELECT COUNT(*) FROM members) AS peers, \
+                    (SELECT COUNT(*) FROM relays) AS relays",
         )
         .fetch_one(&self.reader)
         .await?;
-        Ok((
-            rows::unsigned(row.int("parties")?, "count")?,
-            rows::unsigned(row.int("relays")?, "count")?,
-        ))
+        Ok(Counts {
+            parties: rows::unsigned(row.int("parties")?, "count")?,
+            peers: rows::unsigned(row.int("peers")?, "count")?,
+            relays: rows::unsigned(row.int("relays")?, "count")?,
+        })
     }
 
     async fn insert_token(

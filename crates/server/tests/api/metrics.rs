@@ -55,6 +55,7 @@ async fn metrics_follow_requests_sockets_parties_and_signals() {
 
     let after = scrape(&app).await;
     assert_eq!(value(&after, "lanrage_parties "), 1.0);
+    assert_eq!(value(&after, "lanrage_peers "), 2.0);
     assert_eq!(
         value(&after, r#"lanrage_db_max_connections{pool="write"}"#),
         1.0
