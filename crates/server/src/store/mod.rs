@@ -230,13 +230,37 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
 }
 
 /// A write transaction. Dropping it without [`Tx::commit`] rolls back.
+///
+/// A backend may defer writes until its next read, savepoint release or
+/// commit, so a write's failure can surface at one of those instead.
 #[async_trait]
 pub trait Tx: Send {
     /// The party row, locked for the rest of the transaction.
     async fn party(&mut self, party_id: &PartyId) -> StoreResult<Option<PartyRecord>>;
     async fn members(&mut self, party_id: &PartyId) -> StoreResult<Vec<MemberRecord>>;
+    /// The party row, locked as by [`Tx::party`], with its members.
+    async fn party_and_members(
+        &mut self,
+        party_id: &PartyId,
+    ) -> StoreResult<Option<(PartyRecord, Vec<MemberRecord>)>> {
+        let Some(party) = self.party(party_id).await? else {
+            return Ok(None);
+        };
+        let members = self.members(party_id).await?;
+        Ok(Some((party, members)))
+    }
     /// The party `peer_id` is in, if any.
     async fn membership(&mut self, peer_id: &PeerId) -> StoreResult<Option<PartyId>>;
+
+    /// Starts one operation of several sharing this transaction (group
+    /// commit): [`Tx::rollback_to_savepoint`] undoes its writes alone.
+    async fn savepoint(&mut self) -> StoreResult<()>;
+    /// Ends the operation, keeping its writes. A backend that defers
+    /// writes sends them now, so a failing write is reported here at the
+    /// latest.
+    async fn release_savepoint(&mut self) -> StoreResult<()>;
+    /// Ends the operation, undoing its writes.
+    async fn rollback_to_savepoint(&mut self) -> StoreResult<()>;
 
     async fn insert_party(&mut self, party: &PartyRecord) -> StoreResult<()>;
     /// Deletes the party with its members and signals (its events stay

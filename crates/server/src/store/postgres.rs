@@ -581,6 +581,25 @@ impl Tx for PgTx {
         select_membership(&mut *self.tx, peer_id).await
     }
 
+    async fn savepoint(&mut self) -> StoreResult<()> {
+        sqlx::raw_sql("SAVEPOINT op").execute(&mut *self.tx).await?;
+        Ok(())
+    }
+
+    async fn release_savepoint(&mut self) -> StoreResult<()> {
+        sqlx::raw_sql("RELEASE SAVEPOINT op")
+            .execute(&mut *self.tx)
+            .await?;
+        Ok(())
+    }
+
+    async fn rollback_to_savepoint(&mut self) -> StoreResult<()> {
+        sqlx::raw_sql("ROLLBACK TO SAVEPOINT op; RELEASE SAVEPOINT op")
+            .execute(&mut *self.tx)
+            .await?;
+        Ok(())
+    }
+
     async fn insert_party(&mut self, party: &PartyRecord) -> StoreResult<()> {
         sqlx::query(
             "INSERT INTO parties (party_id, name, host_id, created_at, seq) VALUES ($1, $2, $3, $4, $5)",
