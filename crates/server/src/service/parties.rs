@@ -270,22 +270,7 @@ impl Service {
         info: &PeerInfo,
     ) -> Result<Joined> {
         let now = Timestamp::now();
-        // A move locks two parties: always in id order, so two peers moving
-        // opposite ways between the same parties never deadlock.
-        let current = change.tx.membership(caller).await?;
-        let mut parties: Vec<&PartyId> =
-            std::iter::once(party_id).chain(current.as_ref()).collect();
-        parties.sort();
-        parties.dedup();
-        let (mut target, mut previous) = (None, None);
-        for id in parties {
-            let read = change.tx.party_and_members(id).await?;
-            if id == party_id {
-                target = read;
-            } else {
-                previous = read;
-            }
-        }
+        let (target, previous) = change.tx.join_parties(party_id, caller).await?;
         let Some((mut record, mut members)) = target else {
             return Err(party_not_found(party_id));
         };

@@ -108,6 +108,9 @@ pub struct PartyRecord {
     pub seq: u64,
 }
 
+/// A party and its members, as read together.
+pub type PartyWithMembers = (PartyRecord, Vec<MemberRecord>);
+
 /// A party member: its peer info and the offset of its virtual IP.
 #[derive(Debug, Clone, PartialEq)]
 pub struct MemberRecord {
@@ -149,10 +152,7 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     async fn deliver_events(&self, bus: EventBus) -> StoreResult<bool>;
 
     /// The party and its members, read in one consistent snapshot.
-    async fn snapshot(
-        &self,
-        party_id: &PartyId,
-    ) -> StoreResult<Option<(PartyRecord, Vec<MemberRecord>)>>;
+    async fn snapshot(&self, party_id: &PartyId) -> StoreResult<Option<PartyWithMembers>>;
     /// The party `peer_id` is in, if any, and that party's current `seq`.
     async fn membership(&self, peer_id: &PeerId) -> StoreResult<Option<(PartyId, u64)>>;
     async fn counts(&self) -> StoreResult<(u64, u64)>;
@@ -242,12 +242,37 @@ pub trait Tx: Send {
     async fn party_and_members(
         &mut self,
         party_id: &PartyId,
-    ) -> StoreResult<Option<(PartyRecord, Vec<MemberRecord>)>> {
+    ) -> StoreResult<Option<PartyWithMembers>> {
         let Some(party) = self.party(party_id).await? else {
             return Ok(None);
         };
         let members = self.members(party_id).await?;
         Ok(Some((party, members)))
+    }
+    /// For `peer_id` joining `party_id`: that party, and the other party
+    /// the peer is in (if any), each locked with its members. Locked in
+    /// party id order, so two peers moving opposite ways between the same
+    /// parties never deadlock.
+    async fn join_parties(
+        &mut self,
+        party_id: &PartyId,
+        peer_id: &PeerId,
+    ) -> StoreResult<(Option<PartyWithMembers>, Option<PartyWithMembers>)> {
+        let current = self.membership(peer_id).await?;
+        let mut parties: Vec<&PartyId> =
+            std::iter::once(party_id).chain(current.as_ref()).collect();
+        parties.sort();
+        parties.dedup();
+        let (mut target, mut previous) = (None, None);
+        for id in parties {
+            let read = self.party_and_members(id).await?;
+            if id == party_id {
+                target = read;
+            } else {
+                previous = read;
+            }
+        }
+        Ok((target, previous))
     }
     /// The party `peer_id` is in, if any.
     async fn membership(&mut self, peer_id: &PeerId) -> StoreResult<Option<PartyId>>;

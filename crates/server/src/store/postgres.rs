@@ -17,7 +17,8 @@ use sqlx::{
 };
 
 use super::{
-    MemberRecord, PartyRecord, Store, StoreError, StoreResult, Swept, TokenRecord, Tx, error_chain,
+    MemberRecord, PartyRecord, PartyWithMembers, Store, StoreError, StoreResult, Swept,
+    TokenRecord, Tx, error_chain,
     rows::{self, Columns},
     sqlite::lease_cutoff,
 };
@@ -187,10 +188,7 @@ impl Store for PostgresStore {
         Ok(true)
     }
 
-    async fn snapshot(
-        &self,
-        party_id: &PartyId,
-    ) -> StoreResult<Option<(PartyRecord, Vec<MemberRecord>)>> {
+    async fn snapshot(&self, party_id: &PartyId) -> StoreResult<Option<PartyWithMembers>> {
         // One statement: the members match the party's seq.
         let rows = sqlx::query(
             "SELECT p.party_id, p.name AS party_name, p.host_id, p.created_at, p.seq, m.peer_id, \

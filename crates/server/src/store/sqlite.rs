@@ -19,7 +19,8 @@ use sqlx::{
 };
 
 use super::{
-    MemberRecord, PartyRecord, Store, StoreError, StoreResult, Swept, TokenRecord, Tx,
+    MemberRecord, PartyRecord, PartyWithMembers, Store, StoreError, StoreResult, Swept,
+    TokenRecord, Tx,
     rows::{self, Columns},
 };
 use crate::events::EventBus;
@@ -132,10 +133,7 @@ impl Store for SqliteStore {
         Ok(false)
     }
 
-    async fn snapshot(
-        &self,
-        party_id: &PartyId,
-    ) -> StoreResult<Option<(PartyRecord, Vec<MemberRecord>)>> {
+    async fn snapshot(&self, party_id: &PartyId) -> StoreResult<Option<PartyWithMembers>> {
         select_snapshot(&self.reader, party_id).await
     }
 
@@ -451,21 +449,28 @@ where
         .transpose()
 }
 
+/// Parties with their members, as `rows::snapshots_rows` reads them.
+macro_rules! parties_with_members {
+    () => {
+        "SELECT p.party_id, p.name AS party_name, p.host_id, p.created_at, p.seq, m.peer_id, \
+         m.name, m.public_key, m.nat_type, m.public_ip, m.public_port, m.local_ip, m.local_port, \
+         m.last_seen, m.vip_index FROM parties p LEFT JOIN members m ON m.party_id = p.party_id"
+    };
+}
+
 /// The party and its members in one statement, so they match the party's
 /// seq without a transaction.
 async fn select_snapshot<'e, E>(
     executor: E,
     party_id: &PartyId,
-) -> StoreResult<Option<(PartyRecord, Vec<MemberRecord>)>>
+) -> StoreResult<Option<PartyWithMembers>>
 where
     E: sqlx::Executor<'e, Database = Sqlite>,
 {
-    let rows = sqlx::query(
-        "SELECT p.party_id, p.name AS party_name, p.host_id, p.created_at, p.seq, m.peer_id, \
-         m.name, m.public_key, m.nat_type, m.public_ip, m.public_port, m.local_ip, m.local_port, \
-         m.last_seen, m.vip_index FROM parties p LEFT JOIN members m ON m.party_id = p.party_id \
-         WHERE p.party_id = ? ORDER BY m.vip_index",
-    )
+    let rows = sqlx::query(concat!(
+        parties_with_members!(),
+        " WHERE p.party_id = ? ORDER BY m.vip_index"
+    ))
     .bind(party_id.as_str())
     .fetch_all(executor)
     .await?;
@@ -608,9 +613,36 @@ impl Tx for SqliteTx {
     async fn party_and_members(
         &mut self,
         party_id: &PartyId,
-    ) -> StoreResult<Option<(PartyRecord, Vec<MemberRecord>)>> {
+    ) -> StoreResult<Option<PartyWithMembers>> {
         self.flush(false).await?;
         select_snapshot(&mut *self.tx, party_id).await
+    }
+
+    async fn join_parties(
+        &mut self,
+        party_id: &PartyId,
+        peer_id: &PeerId,
+    ) -> StoreResult<(Option<PartyWithMembers>, Option<PartyWithMembers>)> {
+        // One statement for both parties: the single writer needs no locks.
+        self.flush(false).await?;
+        let rows = sqlx::query(concat!(
+            parties_with_members!(),
+            " WHERE p.party_id IN (?, (SELECT party_id FROM members WHERE peer_id = ?)) \
+             ORDER BY p.party_id, m.vip_index"
+        ))
+        .bind(party_id.as_str())
+        .bind(peer_id.as_str())
+        .fetch_all(&mut *self.tx)
+        .await?;
+        let (mut target, mut previous) = (None, None);
+        for party in rows::snapshots_rows(&rows)? {
+            if party.0.party_id == *party_id {
+                target = Some(party);
+            } else {
+                previous = Some(party);
+            }
+        }
+        Ok((target, previous))
     }
 
     async fn membership(&mut self, peer_id: &PeerId) -> StoreResult<Option<PartyId>> {
