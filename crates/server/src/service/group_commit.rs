@@ -9,9 +9,12 @@
 //! COMMIT, and the hand-offs between the request tasks, across a batch
 //! removes most of them.
 
-use std::time::{Duration, Instant};
+use std::{
+    panic::AssertUnwindSafe,
+    time::{Duration, Instant},
+};
 
-use futures_util::future::BoxFuture;
+use futures_util::{FutureExt, future::BoxFuture};
 use tokio::sync::{mpsc, oneshot};
 
 use super::{Change, Error, Result, Service};
@@ -84,7 +87,8 @@ pub(super) struct GroupCommit {
     jobs: mpsc::Sender<Box<dyn Job>>,
 }
 
-/// The writer task is gone: only at shutdown, once the store is closed.
+/// The writer task is gone (at shutdown, once the store is closed), or
+/// dropped the change unanswered (a change in its batch panicked).
 fn writer_gone() -> Error {
     Error::Store(StoreError::Unavailable(sqlx::Error::PoolClosed))
 }
@@ -122,7 +126,7 @@ async fn run(service: Service, mut queue: mpsc::Receiver<Box<dyn Job>>) {
     let mut taken = Vec::with_capacity(MAX_BATCH);
     while queue.recv_many(&mut taken, MAX_BATCH).await > 0 {
         let batch = std::mem::take(&mut taken);
-        let Err((error, batch)) = service.commit_batch(batch).await else {
+        let Err((error, batch)) = service.commit_guarded(batch).await else {
             continue;
         };
         if batch.len() == 1 {
@@ -133,7 +137,7 @@ async fn run(service: Service, mut queue: mpsc::Receiver<Box<dyn Job>>) {
         // each change runs again alone, so each caller gets its own outcome.
         tracing::debug!(error = %crate::store::error_chain(&error), "group commit failed; running its changes one by one");
         for job in batch {
-            if let Err((error, alone)) = service.commit_batch(vec![job]).await {
+            if let Err((error, alone)) = service.commit_guarded(vec![job]).await {
                 fail(alone, error);
             }
         }
@@ -151,6 +155,22 @@ fn fail(alone: Vec<Box<dyn Job>>, error: Error) {
 type Failed = (Error, Vec<Box<dyn Job>>);
 
 impl Service {
+    /// [`Service::commit_batch`], but a panicking change (a bug) only
+    /// costs its batch: the transaction rolls back, the batch's callers get
+    /// 503, and the writer goes on serving the rest.
+    async fn commit_guarded(&self, jobs: Vec<Box<dyn Job>>) -> std::result::Result<(), Failed> {
+        match AssertUnwindSafe(self.commit_batch(jobs))
+            .catch_unwind()
+            .await
+        {
+            Ok(outcome) => outcome,
+            Err(_) => {
+                tracing::error!("a change panicked; its batch was rolled back");
+                Ok(())
+            }
+        }
+    }
+
     /// Runs `jobs` in one transaction, each in a savepoint, and answers
     /// them once it commits; gives back, unanswered, those not yet answered
     /// when the transaction as a whole fails.
@@ -420,6 +440,21 @@ mod tests {
         let ids: Vec<_> = members.iter().map(|m| m.peer.peer_id.as_str()).collect();
         assert_eq!(ids, ["host", "b"]);
         assert_eq!(record.seq, 4);
+    }
+
+    #[tokio::test]
+    async fn a_panicking_change_costs_only_its_batch() {
+        let (service, _dir) = sqlite_service().await;
+        let panicked = service
+            .write((), |(), _change| {
+                Box::pin(async { panic!("a bug in a change") })
+            })
+            .await;
+        assert!(matches!(
+            panicked,
+            Err::<(), _>(Error::Store(StoreError::Unavailable(_)))
+        ));
+        create_party(&service, "host").await;
     }
 
     #[tokio::test]
