@@ -30,14 +30,15 @@ const QUEUE: usize = 1024;
 const QUEUE_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// One change: the operation, what it needs, and where its answer goes.
-pub(super) trait Job: Send {
+trait Job: Send {
     /// Runs the change inside `change`; false when it failed (then its
     /// writes must be undone).
     fn run<'c, 's>(&'c mut self, change: &'c mut Change<'s>) -> BoxFuture<'c, bool>;
     /// Replaces the outcome with a failure found after the change ran.
     fn overrule(&mut self, error: Error);
     fn queued_at(&self) -> Instant;
-    /// Sends the outcome; called once the batch committed.
+    /// Sends the outcome: once the batch committed, or at once for a
+    /// change refused or failed without it.
     fn answer(self: Box<Self>);
 }
 

@@ -63,7 +63,8 @@ pub struct Service {
     /// For a store that does not deliver events itself (SQLite): held from
     /// the start of a party-changing transaction until its events are
     /// published, so the bus carries each party's events in `seq` order.
-    /// The SQLite store has a single writer anyway, so it costs nothing.
+    /// On SQLite only the group-commit writer task takes it, once per
+    /// batch, so it costs nothing.
     sequencer: Option<Arc<Mutex<()>>>,
     heartbeats: Arc<heartbeats::Heartbeats>,
     tokens: Arc<tokens::TokenCache>,
