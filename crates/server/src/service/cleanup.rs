@@ -99,40 +99,48 @@ impl Service {
         cutoff: Timestamp,
         now: Timestamp,
     ) -> Result<Option<Left>> {
-        let mut change = self.change().await?;
-        let Some(party) = change.tx.party(party_id).await? else {
-            return Ok(None);
-        };
-        let silent = Removal::TimedOut {
-            silent_since: cutoff,
-        };
-        let left = Self::remove_member(&mut change, &party, peer_id, silent, now).await?;
-        change.commit().await?;
-        Ok(left)
+        self.write(
+            (party_id.clone(), peer_id.clone()),
+            move |(party_id, peer_id), change| {
+                Box::pin(async move {
+                    let Some((party, members)) = change.tx.party_and_members(party_id).await?
+                    else {
+                        return Ok(None);
+                    };
+                    let silent = Removal::TimedOut {
+                        silent_since: cutoff,
+                    };
+                    Self::remove_member(change, &party, &members, peer_id, silent, now).await
+                })
+            },
+        )
+        .await
     }
 
     /// Ends a party whose host is no longer among its members.
     async fn end_if_orphaned(&self, party_id: &PartyId, now: Timestamp) -> Result<bool> {
-        let mut change = self.change().await?;
-        let Some(party) = change.tx.party(party_id).await? else {
-            return Ok(false);
-        };
-        let members = change.tx.members(party_id).await?;
-        if members.iter().any(|m| m.peer.peer_id == party.host_id) {
-            return Ok(false);
-        }
-        let recipients = members.into_iter().map(|m| m.peer.peer_id).collect();
-        Self::log_event(&mut change, &party, now, recipients, |seq| {
-            ServerMessage::PartyEnded {
-                party_id: party_id.clone(),
-                reason: "host_left".into(),
-                seq,
-            }
+        self.write(party_id.clone(), move |party_id, change| {
+            Box::pin(async move {
+                let Some((party, members)) = change.tx.party_and_members(party_id).await? else {
+                    return Ok(false);
+                };
+                if members.iter().any(|m| m.peer.peer_id == party.host_id) {
+                    return Ok(false);
+                }
+                let recipients = members.into_iter().map(|m| m.peer.peer_id).collect();
+                Self::log_event(change, &party, now, recipients, |seq| {
+                    ServerMessage::PartyEnded {
+                        party_id: party_id.clone(),
+                        reason: "host_left".into(),
+                        seq,
+                    }
+                })
+                .await?;
+                change.tx.delete_party(party_id).await?;
+                Ok(true)
+            })
         })
-        .await?;
-        change.tx.delete_party(party_id).await?;
-        change.commit().await?;
-        Ok(true)
+        .await
     }
 
     /// Forgives the time the server was down: peers and relays could not

@@ -3,6 +3,7 @@
 //! Every change is committed first and then announced on the [`EventBus`].
 
 mod cleanup;
+mod group_commit;
 mod heartbeats;
 mod parties;
 mod relays;
@@ -12,6 +13,7 @@ mod tokens;
 
 use std::{future::Future, sync::Arc, time::Duration};
 
+use futures_util::future::BoxFuture;
 use lanrage_proto::{PartyId, PeerId, ServerMessage};
 use tokio::sync::{Mutex, MutexGuard};
 
@@ -61,12 +63,16 @@ pub struct Service {
     /// For a store that does not deliver events itself (SQLite): held from
     /// the start of a party-changing transaction until its events are
     /// published, so the bus carries each party's events in `seq` order.
-    /// The SQLite store has a single writer anyway, so it costs nothing.
+    /// On SQLite only the group-commit writer task takes it, once per
+    /// batch, so it costs nothing.
     sequencer: Option<Arc<Mutex<()>>>,
     heartbeats: Arc<heartbeats::Heartbeats>,
     tokens: Arc<tokens::TokenCache>,
     /// Only when every change goes through this process (SQLite).
     snapshots: Option<Arc<snapshots::SnapshotCache>>,
+    /// Only with a single writer (SQLite), where it is the only writer of
+    /// changes.
+    group_commit: Option<Arc<group_commit::GroupCommit>>,
     metrics: Arc<Metrics>,
 }
 
@@ -86,7 +92,7 @@ impl Service {
             let fresh_for = Duration::from_millis(config.heartbeat_flush_ms);
             Arc::new(snapshots::SnapshotCache::new(fresh_for))
         });
-        Self {
+        let mut service = Self {
             store,
             config,
             events,
@@ -94,8 +100,16 @@ impl Service {
             heartbeats: Arc::default(),
             tokens: Arc::default(),
             snapshots,
+            group_commit: None,
             metrics,
+        };
+        if !store_delivers_events {
+            // The writer task's own copy has no group commit: it runs the
+            // changes it is handed directly.
+            let writer = group_commit::GroupCommit::start(service.clone());
+            service.group_commit = Some(Arc::new(writer));
         }
+        service
     }
 
     pub fn config(&self) -> &Config {
@@ -136,9 +150,29 @@ impl Service {
         Ok(Some(snapshot))
     }
 
+    /// Runs `op` over `state` as one change, committed (its events
+    /// published) before this returns. With a single writer it is queued
+    /// and committed with the changes queued meanwhile; `op` may then run
+    /// more than once (again alone when the shared transaction fails), so
+    /// it takes its inputs by reference.
+    pub(crate) async fn write<S, T, F>(&self, state: S, op: F) -> Result<T>
+    where
+        S: Send + Sync + 'static,
+        T: Send + 'static,
+        F: for<'c, 's> Fn(&'c S, &'c mut Change<'s>) -> BoxFuture<'c, Result<T>> + Send + 'static,
+    {
+        if let Some(group_commit) = &self.group_commit {
+            return group_commit.submit(state, op).await;
+        }
+        let mut change = self.change().await?;
+        let value = op(&state, &mut change).await?;
+        change.commit().await?;
+        Ok(value)
+    }
+
     /// Starts a change: a write transaction whose events are published when
     /// it commits.
-    pub(crate) async fn change(&self) -> Result<Change<'_>> {
+    async fn change(&self) -> Result<Change<'_>> {
         let order = match &self.sequencer {
             Some(sequencer) => Some(sequencer.lock().await),
             None => None,

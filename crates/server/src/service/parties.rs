@@ -130,18 +130,18 @@ impl Service {
         Ok(seq)
     }
 
-    /// Removes `peer_id` from `party`, ending the party when the host goes
-    /// or nobody is left; `None` when it is not a member (it may have been
-    /// removed by a concurrent change since its membership was read) or,
-    /// for a timeout, is no longer silent.
+    /// Removes `peer_id` from `party`, whose members are `members` (read
+    /// in this change), ending the party when the host goes or nobody is
+    /// left; `None` when it is not a member or, for a timeout, is no longer
+    /// silent.
     pub(super) async fn remove_member(
         change: &mut Change<'_>,
         party: &PartyRecord,
+        members: &[MemberRecord],
         peer_id: &PeerId,
         why: Removal,
         now: Timestamp,
     ) -> Result<Option<Left>> {
-        let members = change.tx.members(&party.party_id).await?;
         let Some(member) = members.iter().find(|m| m.peer.peer_id == *peer_id) else {
             return Ok(None);
         };
@@ -150,7 +150,7 @@ impl Service {
         {
             return Ok(None);
         }
-        let recipients = ids(&members);
+        let recipients = ids(members);
         let remaining = members
             .iter()
             .filter(|m| &m.peer.peer_id != peer_id)
@@ -184,27 +184,6 @@ impl Service {
         Ok(Some(Left::Left))
     }
 
-    /// Takes `peer_id` out of `current`, the party it is in (as read in
-    /// this transaction), unless that is `except`.
-    async fn leave_current(
-        change: &mut Change<'_>,
-        peer_id: &PeerId,
-        current: Option<PartyId>,
-        except: Option<&PartyId>,
-        now: Timestamp,
-    ) -> Result<()> {
-        let Some(current) = current else {
-            return Ok(());
-        };
-        if Some(&current) == except {
-            return Ok(());
-        }
-        if let Some(party) = change.tx.party(&current).await? {
-            Self::remove_member(change, &party, peer_id, Removal::Moved, now).await?;
-        }
-        Ok(())
-    }
-
     /// Creates a party hosted by the caller, moving it out of any other.
     pub async fn create_party(
         &self,
@@ -213,29 +192,43 @@ impl Service {
         host: PeerInfo,
     ) -> Result<Joined> {
         must_be_caller(caller, &host.peer_id)?;
-        self.retrying(|| self.create_once(caller, name.clone(), host.clone()))
-            .await
+        self.retrying(|| {
+            self.write(
+                (caller.clone(), name.clone(), host.clone()),
+                |(caller, name, host), change| {
+                    Box::pin(Self::create_in(change, caller, name, host))
+                },
+            )
+        })
+        .await
     }
 
-    async fn create_once(&self, caller: &PeerId, name: Name, host: PeerInfo) -> Result<Joined> {
+    async fn create_in(
+        change: &mut Change<'_>,
+        caller: &PeerId,
+        name: &Name,
+        host: &PeerInfo,
+    ) -> Result<Joined> {
         let now = Timestamp::now();
-        let mut change = self.change().await?;
-        let current = change.tx.membership(caller).await?;
-        Self::leave_current(&mut change, caller, current, None, now).await?;
+        if let Some(current) = change.tx.membership(caller).await?
+            && let Some((party, members)) = change.tx.party_and_members(&current).await?
+        {
+            Self::remove_member(change, &party, &members, caller, Removal::Moved, now).await?;
+        }
         let record = PartyRecord {
             party_id: new_party_id()?,
-            name,
+            name: name.clone(),
             host_id: caller.clone(),
             created_at: now,
             seq: 0,
         };
         change.tx.insert_party(&record).await?;
         let host = MemberRecord {
-            peer: host.into_peer(now),
+            peer: host.clone().into_peer(now),
             vip_index: 1,
         };
         change.tx.insert_member(&record.party_id, &host).await?;
-        let seq = Self::log_event(&mut change, &record, now, vec![caller.clone()], |seq| {
+        let seq = Self::log_event(change, &record, now, vec![caller.clone()], |seq| {
             ServerMessage::PeerJoined {
                 party_id: record.party_id.clone(),
                 peer: host.peer.clone(),
@@ -243,7 +236,6 @@ impl Service {
             }
         })
         .await?;
-        change.commit().await?;
         Ok(Joined {
             party: party_of(&PartyRecord { seq, ..record }, std::slice::from_ref(&host)),
             virtual_ip: virtual_ip(host.vip_index),
@@ -260,44 +252,52 @@ impl Service {
         info: PeerInfo,
     ) -> Result<Joined> {
         must_be_caller(caller, &info.peer_id)?;
-        self.retrying(|| self.join_once(caller, party_id, info.clone()))
-            .await
+        self.retrying(|| {
+            self.write(
+                (caller.clone(), party_id.clone(), info.clone()),
+                |(caller, party_id, info), change| {
+                    Box::pin(Self::join_in(change, caller, party_id, info))
+                },
+            )
+        })
+        .await
     }
 
-    async fn join_once(
-        &self,
+    pub(super) async fn join_in(
+        change: &mut Change<'_>,
         caller: &PeerId,
         party_id: &PartyId,
-        info: PeerInfo,
+        info: &PeerInfo,
     ) -> Result<Joined> {
         let now = Timestamp::now();
-        let mut change = self.change().await?;
-        // A move locks two parties: always in id order, so two peers moving
-        // opposite ways between the same parties never deadlock.
-        let current = change.tx.membership(caller).await?;
-        let mut parties: Vec<&PartyId> =
-            std::iter::once(party_id).chain(current.as_ref()).collect();
-        parties.sort();
-        parties.dedup();
-        let mut record = None;
-        for id in parties {
-            let locked = change.tx.party(id).await?;
-            if id == party_id {
-                record = locked;
-            }
-        }
-        let Some(mut record) = record else {
+        let (target, previous) = change.tx.join_parties(party_id, caller).await?;
+        let Some((mut record, mut members)) = target else {
             return Err(party_not_found(party_id));
         };
-        Self::leave_current(&mut change, caller, current, Some(party_id), now).await?;
-        let mut members = change.tx.members(party_id).await?;
-        let peer = info.into_peer(now);
-        let vip_index = if let Some(member) = members.iter_mut().find(|m| m.peer.peer_id == *caller)
-        {
-            member.peer = peer.clone();
+        let existing = members.iter().position(|m| m.peer.peer_id == *caller);
+        // Settled before leaving the previous party: a full party refuses
+        // the peer without moving it.
+        let vip_index = match existing {
+            Some(at) => members[at].vip_index,
+            None => free_vip_index(&members)
+                .ok_or_else(|| Error::Conflict(format!("party {party_id} is full")))?,
+        };
+        if let Some((party, previous_members)) = previous {
+            Self::remove_member(
+                change,
+                &party,
+                &previous_members,
+                caller,
+                Removal::Moved,
+                now,
+            )
+            .await?;
+        }
+        let peer = info.clone().into_peer(now);
+        if let Some(at) = existing {
+            members[at].peer = peer.clone();
             change.tx.update_member(party_id, &peer).await?;
-            let vip_index = member.vip_index;
-            record.seq = Self::log_event(&mut change, &record, now, ids(&members), |seq| {
+            record.seq = Self::log_event(change, &record, now, ids(&members), |seq| {
                 ServerMessage::PartyUpdate {
                     party: party_of(
                         &PartyRecord {
@@ -312,15 +312,12 @@ impl Service {
                 }
             })
             .await?;
-            vip_index
         } else {
-            let vip_index = free_vip_index(&members)
-                .ok_or_else(|| Error::Conflict(format!("party {party_id} is full")))?;
             let member = MemberRecord { peer, vip_index };
             change.tx.insert_member(party_id, &member).await?;
             let joined = member.peer.clone();
             members.push(member);
-            record.seq = Self::log_event(&mut change, &record, now, ids(&members), |seq| {
+            record.seq = Self::log_event(change, &record, now, ids(&members), |seq| {
                 ServerMessage::PeerJoined {
                     party_id: party_id.clone(),
                     peer: joined,
@@ -328,9 +325,7 @@ impl Service {
                 }
             })
             .await?;
-            vip_index
-        };
-        change.commit().await?;
+        }
         Ok(Joined {
             party: party_of(&record, &members),
             virtual_ip: virtual_ip(vip_index),
@@ -346,24 +341,27 @@ impl Service {
         peer_id: &PeerId,
     ) -> Result<Left> {
         must_be_caller(caller, peer_id)?;
-        self.retrying(|| self.leave_once(party_id, peer_id)).await
+        self.retrying(|| {
+            self.write(
+                (party_id.clone(), peer_id.clone()),
+                |(party_id, peer_id), change| Box::pin(Self::leave_in(change, party_id, peer_id)),
+            )
+        })
+        .await
     }
 
-    async fn leave_once(&self, party_id: &PartyId, peer_id: &PeerId) -> Result<Left> {
+    async fn leave_in(
+        change: &mut Change<'_>,
+        party_id: &PartyId,
+        peer_id: &PeerId,
+    ) -> Result<Left> {
         let now = Timestamp::now();
-        let mut change = self.change().await?;
-        let Some(party) = change.tx.party(party_id).await? else {
+        let Some((party, members)) = change.tx.party_and_members(party_id).await? else {
             return Err(party_not_found(party_id));
         };
-        let Some(left) =
-            Self::remove_member(&mut change, &party, peer_id, Removal::Left, now).await?
-        else {
-            return Err(Error::NotFound(format!(
-                "peer {peer_id} is not in party {party_id}"
-            )));
-        };
-        change.commit().await?;
-        Ok(left)
+        Self::remove_member(change, &party, &members, peer_id, Removal::Left, now)
+            .await?
+            .ok_or_else(|| Error::NotFound(format!("peer {peer_id} is not in party {party_id}")))
     }
 
     /// The party as its member `caller` sees it.

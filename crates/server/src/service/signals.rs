@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use lanrage_proto::{PartyId, PeerId, Signal, SignalData, Timestamp};
 
-use super::{Error, Result, Service};
+use super::{Change, Error, Result, Service};
 use crate::events::Event;
 
 impl Service {
@@ -17,48 +17,70 @@ impl Service {
         to_peer_id: PeerId,
         signal_data: SignalData,
     ) -> Result<Signal> {
+        let signal = self
+            .write(
+                (caller.clone(), party_id.clone(), to_peer_id, signal_data),
+                |(caller, party_id, to_peer_id, signal_data), change| {
+                    Box::pin(Self::send_signal_in(
+                        change,
+                        caller,
+                        party_id,
+                        to_peer_id,
+                        signal_data,
+                    ))
+                },
+            )
+            .await?;
+        self.metrics.signals_sent.inc();
+        Ok(signal)
+    }
+
+    async fn send_signal_in(
+        change: &mut Change<'_>,
+        caller: &PeerId,
+        party_id: &PartyId,
+        to_peer_id: &PeerId,
+        signal_data: &SignalData,
+    ) -> Result<Signal> {
         let now = Timestamp::now();
-        let mut change = self.change().await?;
+        let config = change.service.config.clone();
         let tx = &mut change.tx;
-        if tx.party(party_id).await?.is_none() {
+        let Some((_, members)) = tx.party_and_members(party_id).await? else {
             return Err(Error::NotFound(format!("party {party_id} not found")));
-        }
-        let members = tx.members(party_id).await?;
+        };
         let is_member = |id: &PeerId| members.iter().any(|m| m.peer.peer_id == *id);
         if !is_member(caller) {
             return Err(Error::Forbidden(format!(
                 "only members of party {party_id} can signal in it"
             )));
         }
-        if *caller == to_peer_id {
+        if caller == to_peer_id {
             return Err(Error::Invalid("a peer cannot signal itself".into()));
         }
-        if !is_member(&to_peer_id) {
+        if !is_member(to_peer_id) {
             return Err(Error::NotFound(format!(
                 "peer {to_peer_id} is not in party {party_id}"
             )));
         }
-        if tx.queued_signals(party_id, &to_peer_id, now).await? >= self.config.signal_queue_max {
+        if tx.queued_signals(party_id, to_peer_id, now).await? >= config.signal_queue_max {
             return Err(Error::TooManyRequests(format!(
                 "{to_peer_id} has {} signals waiting; try again once it has read them",
-                self.config.signal_queue_max
+                config.signal_queue_max
             )));
         }
         let signal = Signal {
             party_id: party_id.clone(),
             from_peer_id: caller.clone(),
-            to_peer_id,
-            signal_data,
+            to_peer_id: to_peer_id.clone(),
+            signal_data: signal_data.clone(),
             sent_at: now,
         };
-        let ttl = i64::try_from(self.config.signal_ttl_secs).unwrap_or(i64::MAX);
+        let ttl = i64::try_from(config.signal_ttl_secs).unwrap_or(i64::MAX);
         let id = tx.insert_signal(&signal, now.plus_secs(ttl)).await?;
         change.publish(Event::Signal {
             signal: Arc::new(signal.clone()),
             id,
         });
-        change.commit().await?;
-        self.metrics.signals_sent.inc();
         Ok(signal)
     }
 

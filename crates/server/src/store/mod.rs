@@ -167,6 +167,9 @@ pub struct PartyRecord {
     pub seq: u64,
 }
 
+/// A party and its members, as read together.
+pub type PartyWithMembers = (PartyRecord, Vec<MemberRecord>);
+
 /// A party member: its peer info and the offset of its virtual IP.
 #[derive(Debug, Clone, PartialEq)]
 pub struct MemberRecord {
@@ -211,10 +214,7 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     async fn deliver_events(&self, bus: EventBus) -> StoreResult<bool>;
 
     /// The party and its members, read in one consistent snapshot.
-    async fn snapshot(
-        &self,
-        party_id: &PartyId,
-    ) -> StoreResult<Option<(PartyRecord, Vec<MemberRecord>)>>;
+    async fn snapshot(&self, party_id: &PartyId) -> StoreResult<Option<PartyWithMembers>>;
     /// The party `peer_id` is in, if any, and that party's current `seq`.
     async fn membership(&self, peer_id: &PeerId) -> StoreResult<Option<(PartyId, u64)>>;
     async fn counts(&self) -> StoreResult<Counts>;
@@ -292,13 +292,62 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
 }
 
 /// A write transaction. Dropping it without [`Tx::commit`] rolls back.
+///
+/// A backend may defer writes until its next read, savepoint release or
+/// commit, so a write's failure can surface at one of those instead.
 #[async_trait]
 pub trait Tx: Send {
     /// The party row, locked for the rest of the transaction.
     async fn party(&mut self, party_id: &PartyId) -> StoreResult<Option<PartyRecord>>;
     async fn members(&mut self, party_id: &PartyId) -> StoreResult<Vec<MemberRecord>>;
+    /// The party row, locked as by [`Tx::party`], with its members.
+    async fn party_and_members(
+        &mut self,
+        party_id: &PartyId,
+    ) -> StoreResult<Option<PartyWithMembers>> {
+        let Some(party) = self.party(party_id).await? else {
+            return Ok(None);
+        };
+        let members = self.members(party_id).await?;
+        Ok(Some((party, members)))
+    }
+    /// For `peer_id` joining `party_id`: that party, and the other party
+    /// the peer is in (if any), each locked with its members. Locked in
+    /// party id order, so two peers moving opposite ways between the same
+    /// parties never deadlock.
+    async fn join_parties(
+        &mut self,
+        party_id: &PartyId,
+        peer_id: &PeerId,
+    ) -> StoreResult<(Option<PartyWithMembers>, Option<PartyWithMembers>)> {
+        let current = self.membership(peer_id).await?;
+        let mut parties: Vec<&PartyId> =
+            std::iter::once(party_id).chain(current.as_ref()).collect();
+        parties.sort();
+        parties.dedup();
+        let (mut target, mut previous) = (None, None);
+        for id in parties {
+            let read = self.party_and_members(id).await?;
+            if id == party_id {
+                target = read;
+            } else {
+                previous = read;
+            }
+        }
+        Ok((target, previous))
+    }
     /// The party `peer_id` is in, if any.
     async fn membership(&mut self, peer_id: &PeerId) -> StoreResult<Option<PartyId>>;
+
+    /// Starts one operation of several sharing this transaction (group
+    /// commit): [`Tx::rollback_to_savepoint`] undoes its writes alone.
+    async fn savepoint(&mut self) -> StoreResult<()>;
+    /// Ends the operation, keeping its writes. A backend that defers
+    /// writes sends them now, so a failing write is reported here at the
+    /// latest.
+    async fn release_savepoint(&mut self) -> StoreResult<()>;
+    /// Ends the operation, undoing its writes.
+    async fn rollback_to_savepoint(&mut self) -> StoreResult<()>;
 
     async fn insert_party(&mut self, party: &PartyRecord) -> StoreResult<()>;
     /// Deletes the party with its members and signals (its events stay

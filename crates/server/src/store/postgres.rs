@@ -17,8 +17,8 @@ use sqlx::{
 };
 
 use super::{
-    Counts, MemberRecord, PartyRecord, PoolState, Store, StoreError, StoreResult, Swept,
-    TokenRecord, Tx, error_chain,
+    Counts, MemberRecord, PartyRecord, PartyWithMembers, PoolState, Store, StoreError, StoreResult,
+    Swept, TokenRecord, Tx, error_chain,
     rows::{self, Columns},
     sqlite::lease_cutoff,
 };
@@ -192,10 +192,7 @@ impl Store for PostgresStore {
         Ok(true)
     }
 
-    async fn snapshot(
-        &self,
-        party_id: &PartyId,
-    ) -> StoreResult<Option<(PartyRecord, Vec<MemberRecord>)>> {
+    async fn snapshot(&self, party_id: &PartyId) -> StoreResult<Option<PartyWithMembers>> {
         // One statement: the members match the party's seq.
         let rows = sqlx::query(
             "SELECT p.party_id, p.name AS party_name, p.host_id, p.created_at, p.seq, m.peer_id, \
@@ -587,6 +584,25 @@ impl Tx for PgTx {
 
     async fn membership(&mut self, peer_id: &PeerId) -> StoreResult<Option<PartyId>> {
         select_membership(&mut *self.tx, peer_id).await
+    }
+
+    async fn savepoint(&mut self) -> StoreResult<()> {
+        sqlx::raw_sql("SAVEPOINT op").execute(&mut *self.tx).await?;
+        Ok(())
+    }
+
+    async fn release_savepoint(&mut self) -> StoreResult<()> {
+        sqlx::raw_sql("RELEASE SAVEPOINT op")
+            .execute(&mut *self.tx)
+            .await?;
+        Ok(())
+    }
+
+    async fn rollback_to_savepoint(&mut self) -> StoreResult<()> {
+        sqlx::raw_sql("ROLLBACK TO SAVEPOINT op; RELEASE SAVEPOINT op")
+            .execute(&mut *self.tx)
+            .await?;
+        Ok(())
     }
 
     async fn insert_party(&mut self, party: &PartyRecord) -> StoreResult<()> {

@@ -6,7 +6,7 @@ use lanrage_proto::{
     ServerMessage, Signal, SignalData, Timestamp,
 };
 
-use super::{MemberRecord, PartyRecord, StoreError, StoreResult};
+use super::{MemberRecord, PartyRecord, PartyWithMembers, StoreError, StoreResult};
 
 /// Column access shared by SQLite and PostgreSQL rows.
 pub(super) trait Columns {
@@ -110,20 +110,29 @@ pub(super) fn member_record(row: &impl Columns) -> StoreResult<MemberRecord> {
 /// A party and its members from one `parties LEFT JOIN members` result
 /// (the party's name as `party_name`, ordered by `vip_index`):
 /// one statement, so one consistent snapshot without a transaction.
-pub(super) fn snapshot_rows<R: Columns>(
-    rows: &[R],
-) -> StoreResult<Option<(PartyRecord, Vec<MemberRecord>)>> {
-    let Some(first) = rows.first() else {
-        return Ok(None);
-    };
-    let party = party_named(first, "party_name")?;
-    let mut members = Vec::with_capacity(rows.len());
+pub(super) fn snapshot_rows<R: Columns>(rows: &[R]) -> StoreResult<Option<PartyWithMembers>> {
+    Ok(snapshots_rows(rows)?.into_iter().next())
+}
+
+/// Several parties and their members from one such result, ordered by
+/// party then `vip_index`.
+pub(super) fn snapshots_rows<R: Columns>(rows: &[R]) -> StoreResult<Vec<PartyWithMembers>> {
+    let mut parties: Vec<PartyWithMembers> = Vec::new();
     for row in rows {
-        if row.nullable_text("peer_id")?.is_some() {
+        let party_id = party_id(row)?;
+        if parties
+            .last()
+            .is_none_or(|(party, _)| party.party_id != party_id)
+        {
+            parties.push((party_named(row, "party_name")?, Vec::new()));
+        }
+        if row.nullable_text("peer_id")?.is_some()
+            && let Some((_, members)) = parties.last_mut()
+        {
             members.push(member_record(row)?);
         }
     }
-    Ok(Some((party, members)))
+    Ok(parties)
 }
 
 pub(super) fn relay_record(row: &impl Columns) -> StoreResult<Relay> {

@@ -9,14 +9,18 @@ use lanrage_proto::{
     PartyId, Peer, PeerId, Region, Relay, RelayId, ServerMessage, Signal, Timestamp,
 };
 use sqlx::{
-    SqlSafeStr, Sqlite, SqlitePool, Transaction,
+    Arguments, AssertSqlSafe, SqlSafeStr, Sqlite, SqlitePool, Transaction,
+    error::BoxDynError,
     migrate::{Migration, MigrationType, Migrator},
-    sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous},
+    sqlite::{
+        SqliteArguments, SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions,
+        SqliteSynchronous,
+    },
 };
 
 use super::{
-    Counts, MemberRecord, PartyRecord, PoolState, Store, StoreError, StoreResult, Swept,
-    TokenRecord, Tx,
+    Counts, MemberRecord, PartyRecord, PartyWithMembers, PoolState, Store, StoreError, StoreResult,
+    Swept, TokenRecord, Tx,
     rows::{self, Columns},
 };
 use crate::events::EventBus;
@@ -111,9 +115,7 @@ impl SqliteStore {
 #[async_trait]
 impl Store for SqliteStore {
     async fn begin(&self) -> StoreResult<Box<dyn Tx>> {
-        Ok(Box::new(SqliteTx {
-            tx: self.writer.begin().await?,
-        }))
+        Ok(Box::new(SqliteTx::new(self.writer.begin().await?)))
     }
 
     async fn ping(&self) -> StoreResult<()> {
@@ -138,21 +140,8 @@ impl Store for SqliteStore {
         Ok(false)
     }
 
-    async fn snapshot(
-        &self,
-        party_id: &PartyId,
-    ) -> StoreResult<Option<(PartyRecord, Vec<MemberRecord>)>> {
-        // One statement: the members match the party's seq.
-        let rows = sqlx::query(
-            "SELECT p.party_id, p.name AS party_name, p.host_id, p.created_at, p.seq, m.peer_id, \
-             m.name, m.public_key, m.nat_type, m.public_ip, m.public_port, m.local_ip, m.local_port, \
-             m.last_seen, m.vip_index FROM parties p LEFT JOIN members m ON m.party_id = p.party_id \
-             WHERE p.party_id = ? ORDER BY m.vip_index",
-        )
-        .bind(party_id.as_str())
-        .fetch_all(&self.reader)
-        .await?;
-        rows::snapshot_rows(&rows)
+    async fn snapshot(&self, party_id: &PartyId) -> StoreResult<Option<PartyWithMembers>> {
+        select_snapshot(&self.reader, party_id).await
     }
 
     async fn membership(&self, peer_id: &PeerId) -> StoreResult<Option<(PartyId, u64)>> {
@@ -470,6 +459,34 @@ where
         .transpose()
 }
 
+/// Parties with their members, as `rows::snapshots_rows` reads them.
+macro_rules! parties_with_members {
+    () => {
+        "SELECT p.party_id, p.name AS party_name, p.host_id, p.created_at, p.seq, m.peer_id, \
+         m.name, m.public_key, m.nat_type, m.public_ip, m.public_port, m.local_ip, m.local_port, \
+         m.last_seen, m.vip_index FROM parties p LEFT JOIN members m ON m.party_id = p.party_id"
+    };
+}
+
+/// The party and its members in one statement, so they match the party's
+/// seq without a transaction.
+async fn select_snapshot<'e, E>(
+    executor: E,
+    party_id: &PartyId,
+) -> StoreResult<Option<PartyWithMembers>>
+where
+    E: sqlx::Executor<'e, Database = Sqlite>,
+{
+    let rows = sqlx::query(concat!(
+        parties_with_members!(),
+        " WHERE p.party_id = ? ORDER BY m.vip_index"
+    ))
+    .bind(party_id.as_str())
+    .fetch_all(executor)
+    .await?;
+    rows::snapshot_rows(&rows)
+}
+
 async fn select_members<'e, E>(executor: E, party_id: &PartyId) -> StoreResult<Vec<MemberRecord>>
 where
     E: sqlx::Executor<'e, Database = Sqlite>,
@@ -497,46 +514,194 @@ where
         .transpose()
 }
 
+/// A member's info, in the column order of both `members` writes: name,
+/// public_key, nat_type, public_ip, public_port, local_ip, local_port,
+/// last_seen.
+fn bind_peer_info(args: &mut SqliteArguments, peer: &Peer) -> Result<(), BoxDynError> {
+    args.add(peer.name.as_str())?;
+    args.add(peer.public_key.as_str())?;
+    args.add(peer.nat_type.as_str())?;
+    args.add(peer.public_ip.to_string())?;
+    args.add(i64::from(peer.public_port))?;
+    args.add(peer.local_ip.to_string())?;
+    args.add(i64::from(peer.local_port))?;
+    args.add(peer.last_seen.as_micros())
+}
+
 /// A write transaction on the writer connection.
+///
+/// Each statement is a round trip to sqlx's SQLite worker thread, and with
+/// one writer those round trips are what bounds the write rate. So writes
+/// are deferred and sent together, as one multi-statement query, before the
+/// next read, at [`Tx::release_savepoint`] or at commit. Inside an
+/// operation the savepoint is opened by that same query, at the first
+/// write: an operation that fails before writing costs no statement to
+/// undo.
 struct SqliteTx {
     tx: Transaction<'static, Sqlite>,
+    /// Deferred writes: their statements, each ended by `;`...
+    pending_sql: String,
+    /// ...and their arguments, in order.
+    pending_args: SqliteArguments,
+    /// Between [`Tx::savepoint`] and its release or rollback.
+    in_op: bool,
+    /// Whether the operation's savepoint exists in the database yet.
+    savepoint_open: bool,
+}
+
+impl SqliteTx {
+    fn new(tx: Transaction<'static, Sqlite>) -> Self {
+        Self {
+            tx,
+            pending_sql: String::new(),
+            pending_args: SqliteArguments::default(),
+            in_op: false,
+            savepoint_open: false,
+        }
+    }
+
+    /// Queues a write; `bind` adds its arguments.
+    fn defer(
+        &mut self,
+        sql: &str,
+        bind: impl FnOnce(&mut SqliteArguments) -> Result<(), BoxDynError>,
+    ) -> StoreResult<()> {
+        bind(&mut self.pending_args).map_err(|e| StoreError::Database(sqlx::Error::Encode(e)))?;
+        self.pending_sql.push_str(sql);
+        self.pending_sql.push(';');
+        Ok(())
+    }
+
+    /// Sends the deferred writes, opening the operation's savepoint first
+    /// if it is not yet, and releasing it after them when `release`.
+    async fn flush(&mut self, release: bool) -> StoreResult<()> {
+        let release = release && self.in_op;
+        if self.pending_sql.is_empty() && !(release && self.savepoint_open) {
+            // Nothing written: no savepoint to open or release.
+            self.in_op &= !release;
+            return Ok(());
+        }
+        let open = self.in_op && !self.savepoint_open;
+        let mut sql = String::with_capacity(self.pending_sql.len() + 24);
+        if open {
+            sql.push_str("SAVEPOINT op;");
+        }
+        sql.push_str(&self.pending_sql);
+        if release {
+            sql.push_str("RELEASE op;");
+        }
+        self.pending_sql.clear();
+        let args = std::mem::take(&mut self.pending_args);
+        // Set before sending: if a write fails, the savepoint it opened must
+        // be rolled back to.
+        self.savepoint_open |= open;
+        // The few distinct combinations are each prepared once and cached.
+        sqlx::query_with(AssertSqlSafe(sql), args)
+            .execute(&mut *self.tx)
+            .await?;
+        if release {
+            self.savepoint_open = false;
+            self.in_op = false;
+        }
+        Ok(())
+    }
 }
 
 #[async_trait]
 impl Tx for SqliteTx {
     async fn party(&mut self, party_id: &PartyId) -> StoreResult<Option<PartyRecord>> {
         // The single writer connection already serializes transactions.
+        self.flush(false).await?;
         select_party(&mut *self.tx, party_id).await
     }
 
     async fn members(&mut self, party_id: &PartyId) -> StoreResult<Vec<MemberRecord>> {
+        self.flush(false).await?;
         select_members(&mut *self.tx, party_id).await
     }
 
+    async fn party_and_members(
+        &mut self,
+        party_id: &PartyId,
+    ) -> StoreResult<Option<PartyWithMembers>> {
+        self.flush(false).await?;
+        select_snapshot(&mut *self.tx, party_id).await
+    }
+
+    async fn join_parties(
+        &mut self,
+        party_id: &PartyId,
+        peer_id: &PeerId,
+    ) -> StoreResult<(Option<PartyWithMembers>, Option<PartyWithMembers>)> {
+        // One statement for both parties: the single writer needs no locks.
+        self.flush(false).await?;
+        let rows = sqlx::query(concat!(
+            parties_with_members!(),
+            " WHERE p.party_id IN (?, (SELECT party_id FROM members WHERE peer_id = ?)) \
+             ORDER BY p.party_id, m.vip_index"
+        ))
+        .bind(party_id.as_str())
+        .bind(peer_id.as_str())
+        .fetch_all(&mut *self.tx)
+        .await?;
+        let (mut target, mut previous) = (None, None);
+        for party in rows::snapshots_rows(&rows)? {
+            if party.0.party_id == *party_id {
+                target = Some(party);
+            } else {
+                previous = Some(party);
+            }
+        }
+        Ok((target, previous))
+    }
+
     async fn membership(&mut self, peer_id: &PeerId) -> StoreResult<Option<PartyId>> {
+        self.flush(false).await?;
         select_membership(&mut *self.tx, peer_id).await
     }
 
-    async fn insert_party(&mut self, party: &PartyRecord) -> StoreResult<()> {
-        sqlx::query(
-            "INSERT INTO parties (party_id, name, host_id, created_at, seq) VALUES (?, ?, ?, ?, ?)",
-        )
-        .bind(party.party_id.as_str())
-        .bind(party.name.as_str())
-        .bind(party.host_id.as_str())
-        .bind(party.created_at.as_micros())
-        .bind(rows::seq_param(party.seq)?)
-        .execute(&mut *self.tx)
-        .await?;
+    async fn savepoint(&mut self) -> StoreResult<()> {
+        // Writes deferred before the operation belong outside it.
+        self.flush(false).await?;
+        self.in_op = true;
+        self.savepoint_open = false;
         Ok(())
     }
 
-    async fn delete_party(&mut self, party_id: &PartyId) -> StoreResult<()> {
-        sqlx::query("DELETE FROM parties WHERE party_id = ?")
-            .bind(party_id.as_str())
-            .execute(&mut *self.tx)
-            .await?;
+    async fn release_savepoint(&mut self) -> StoreResult<()> {
+        self.flush(true).await
+    }
+
+    async fn rollback_to_savepoint(&mut self) -> StoreResult<()> {
+        self.pending_sql.clear();
+        self.pending_args = SqliteArguments::default();
+        self.in_op = false;
+        if std::mem::take(&mut self.savepoint_open) {
+            sqlx::raw_sql("ROLLBACK TO op; RELEASE op")
+                .execute(&mut *self.tx)
+                .await?;
+        }
         Ok(())
+    }
+
+    async fn insert_party(&mut self, party: &PartyRecord) -> StoreResult<()> {
+        let seq = rows::seq_param(party.seq)?;
+        self.defer(
+            "INSERT INTO parties (party_id, name, host_id, created_at, seq) VALUES (?, ?, ?, ?, ?)",
+            |args| {
+                args.add(party.party_id.as_str())?;
+                args.add(party.name.as_str())?;
+                args.add(party.host_id.as_str())?;
+                args.add(party.created_at.as_micros())?;
+                args.add(seq)
+            },
+        )
+    }
+
+    async fn delete_party(&mut self, party_id: &PartyId) -> StoreResult<()> {
+        self.defer("DELETE FROM parties WHERE party_id = ?", |args| {
+            args.add(party_id.as_str())
+        })
     }
 
     async fn insert_member(
@@ -545,55 +710,41 @@ impl Tx for SqliteTx {
         member: &MemberRecord,
     ) -> StoreResult<()> {
         let peer = &member.peer;
-        sqlx::query(
-            "INSERT INTO members (peer_id, party_id, name, public_key, nat_type, public_ip, public_port, \
-             local_ip, local_port, last_seen, joined_at, vip_index) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        self.defer(
+            "INSERT INTO members (name, public_key, nat_type, public_ip, public_port, local_ip, \
+             local_port, last_seen, peer_id, party_id, joined_at, vip_index) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            |args| {
+                bind_peer_info(args, peer)?;
+                args.add(peer.peer_id.as_str())?;
+                args.add(party_id.as_str())?;
+                args.add(peer.last_seen.as_micros())?;
+                args.add(i64::from(member.vip_index))
+            },
         )
-        .bind(peer.peer_id.as_str())
-        .bind(party_id.as_str())
-        .bind(peer.name.as_str())
-        .bind(peer.public_key.as_str())
-        .bind(peer.nat_type.as_str())
-        .bind(peer.public_ip.to_string())
-        .bind(i64::from(peer.public_port))
-        .bind(peer.local_ip.to_string())
-        .bind(i64::from(peer.local_port))
-        .bind(peer.last_seen.as_micros())
-        .bind(peer.last_seen.as_micros())
-        .bind(i64::from(member.vip_index))
-        .execute(&mut *self.tx)
-        .await?;
-        Ok(())
     }
 
     async fn update_member(&mut self, party_id: &PartyId, peer: &Peer) -> StoreResult<()> {
-        sqlx::query(
+        self.defer(
             "UPDATE members SET name = ?, public_key = ?, nat_type = ?, public_ip = ?, public_port = ?, \
              local_ip = ?, local_port = ?, last_seen = ? WHERE peer_id = ? AND party_id = ?",
+            |args| {
+                bind_peer_info(args, peer)?;
+                args.add(peer.peer_id.as_str())?;
+                args.add(party_id.as_str())
+            },
         )
-        .bind(peer.name.as_str())
-        .bind(peer.public_key.as_str())
-        .bind(peer.nat_type.as_str())
-        .bind(peer.public_ip.to_string())
-        .bind(i64::from(peer.public_port))
-        .bind(peer.local_ip.to_string())
-        .bind(i64::from(peer.local_port))
-        .bind(peer.last_seen.as_micros())
-        .bind(peer.peer_id.as_str())
-        .bind(party_id.as_str())
-        .execute(&mut *self.tx)
-        .await?;
-        Ok(())
     }
 
     async fn delete_member(&mut self, party_id: &PartyId, peer_id: &PeerId) -> StoreResult<()> {
         // A trigger drops the signals waiting for the member.
-        sqlx::query("DELETE FROM members WHERE party_id = ? AND peer_id = ?")
-            .bind(party_id.as_str())
-            .bind(peer_id.as_str())
-            .execute(&mut *self.tx)
-            .await?;
-        Ok(())
+        self.defer(
+            "DELETE FROM members WHERE party_id = ? AND peer_id = ?",
+            |args| {
+                args.add(party_id.as_str())?;
+                args.add(peer_id.as_str())
+            },
+        )
     }
 
     async fn insert_event(
@@ -604,19 +755,21 @@ impl Tx for SqliteTx {
         event: &ServerMessage,
         recipients: &[PeerId],
     ) -> StoreResult<()> {
+        let seq = rows::seq_param(seq)?;
+        let payload = rows::to_json(event, "event payload")?;
+        let recipients = rows::to_json(&recipients, "event recipients")?;
         // A trigger advances the party's counter to this seq.
-        sqlx::query(
+        self.defer(
             "INSERT INTO party_events (party_id, seq, created_at, payload, recipients) \
              VALUES (?, ?, ?, ?, ?)",
+            |args| {
+                args.add(party_id.as_str())?;
+                args.add(seq)?;
+                args.add(at.as_micros())?;
+                args.add(payload)?;
+                args.add(recipients)
+            },
         )
-        .bind(party_id.as_str())
-        .bind(rows::seq_param(seq)?)
-        .bind(at.as_micros())
-        .bind(rows::to_json(event, "event payload")?)
-        .bind(rows::to_json(&recipients, "event recipients")?)
-        .execute(&mut *self.tx)
-        .await?;
-        Ok(())
     }
 
     async fn queued_signals(
@@ -625,6 +778,7 @@ impl Tx for SqliteTx {
         to_peer_id: &PeerId,
         now: Timestamp,
     ) -> StoreResult<u64> {
+        self.flush(false).await?;
         let row = sqlx::query(
             "SELECT COUNT(*) AS n FROM signals WHERE party_id = ? AND to_peer_id = ? \
              AND expires_at > ? AND delivered = FALSE",
@@ -638,6 +792,12 @@ impl Tx for SqliteTx {
     }
 
     async fn insert_signal(&mut self, signal: &Signal, expires_at: Timestamp) -> StoreResult<i64> {
+        // Sent at once, for its id; inside the operation's savepoint.
+        self.flush(false).await?;
+        if self.in_op && !self.savepoint_open {
+            sqlx::raw_sql("SAVEPOINT op").execute(&mut *self.tx).await?;
+            self.savepoint_open = true;
+        }
         let done = sqlx::query(
             "INSERT INTO signals (party_id, from_peer_id, to_peer_id, signal_data, sent_at, expires_at) \
              VALUES (?, ?, ?, ?, ?, ?)",
@@ -653,7 +813,8 @@ impl Tx for SqliteTx {
         Ok(done.last_insert_rowid())
     }
 
-    async fn commit(self: Box<Self>) -> StoreResult<()> {
+    async fn commit(mut self: Box<Self>) -> StoreResult<()> {
+        self.flush(true).await?;
         self.tx.commit().await?;
         Ok(())
     }
