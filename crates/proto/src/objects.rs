@@ -123,6 +123,7 @@ pub struct RelayRegistration {
     #[serde(deserialize_with = "crate::de::port")]
     pub port: u16,
     #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(default = "unknown"))]
     pub region: Region,
     #[serde(default = "default_capacity", deserialize_with = "crate::de::count")]
     #[cfg_attr(feature = "openapi", schema(value_type = crate::schema::Capacity, default = 100))]

@@ -13,7 +13,7 @@ use prometheus_client::{
     registry::Registry,
 };
 
-use crate::store::PoolState;
+use crate::store::{PoolState, StoreError};
 
 type Labels = Vec<(&'static str, String)>;
 
@@ -128,9 +128,12 @@ impl Default for Metrics {
         );
         registry.register(
             "db_errors",
-            "Database errors by kind (unavailable, conflict, other), for the whole process",
+            "Database errors that failed a request, socket message or background step, by kind",
             metrics.db_errors.clone(),
         );
+        for kind in ["unavailable", "conflict", "other"] {
+            metrics.count_db_errors(kind, 0);
+        }
         let build_info: Family<Labels, Gauge> = Family::default();
         build_info
             .get_or_create(&vec![("version", env!("CARGO_PKG_VERSION").to_owned())])
@@ -166,8 +169,21 @@ impl Metrics {
         }
     }
 
-    /// Records the database's pools and error totals, read at scrape time.
-    pub fn observe_database(&self, pools: &[PoolState], errors: &[(&'static str, u64)]) {
+    /// Counts a database error that failed a request, a socket message or
+    /// a background step.
+    pub fn count_db_error(&self, error: &StoreError) {
+        self.count_db_errors(error.kind(), 1);
+    }
+
+    /// Counts `count` database errors of `kind` (see [`StoreError::kind`]).
+    pub fn count_db_errors(&self, kind: &str, count: u64) {
+        self.db_errors
+            .get_or_create(&vec![("kind", kind.to_owned())])
+            .inc_by(count);
+    }
+
+    /// Records the database's pools, read at scrape time.
+    pub fn observe_pools(&self, pools: &[PoolState]) {
         for pool in pools {
             for (state, count) in [("idle", pool.idle), ("in_use", pool.in_use)] {
                 self.db_connections
@@ -180,13 +196,6 @@ impl Metrics {
             self.db_max_connections
                 .get_or_create(&vec![("pool", pool.name.to_owned())])
                 .set(pool.max.into());
-        }
-        for &(kind, total) in errors {
-            let counter = self
-                .db_errors
-                .get_or_create(&vec![("kind", kind.to_owned())]);
-            // The totals only grow; the counter catches up with them.
-            counter.inc_by(total.saturating_sub(counter.get()));
         }
     }
 
@@ -235,15 +244,17 @@ mod tests {
             in_use: 1,
             max: 1,
         };
-        metrics.observe_database(&[pool], &[("conflict", 3), ("other", 0)]);
-        metrics.observe_database(&[pool], &[("conflict", 5), ("other", 0)]);
+        metrics.observe_pools(&[pool]);
+        let conflict = StoreError::Conflict(sqlx::Error::RowNotFound);
+        metrics.count_db_error(&conflict);
+        metrics.count_db_error(&conflict);
         let text = metrics.render();
         for line in [
             r#"lanrage_db_connections{pool="write",state="in_use"} 1"#,
             r#"lanrage_db_connections{pool="write",state="idle"} 0"#,
             r#"lanrage_db_max_connections{pool="write"} 1"#,
-            r#"lanrage_db_errors_total{kind="conflict"} 5"#,
-            r#"lanrage_db_errors_total{kind="other"} 0"#,
+            r#"lanrage_db_errors_total{kind="conflict"} 2"#,
+            r#"lanrage_db_errors_total{kind="unavailable"} 0"#,
         ] {
             assert!(text.contains(line), "{line} missing from\n{text}");
         }

@@ -167,7 +167,9 @@ impl Server {
             }
             None => None,
         };
-        let app = crate::api::router(state).into_make_service_with_connect_info::<ClientAddr>();
+        let app = crate::api::router(state)
+            .map_err(std::io::Error::other)?
+            .into_make_service_with_connect_info::<ClientAddr>();
         let mut serve: std::pin::Pin<Box<dyn Future<Output = std::io::Result<()>> + Send>> =
             match self.tls {
                 Some((files, config)) => {

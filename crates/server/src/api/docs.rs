@@ -38,7 +38,6 @@ static VIEWER: LazyLock<Arc<Config<'static>>> = LazyLock::new(|| {
         Config::new([OPENAPI_PATH])
             // The default validator is an external web service.
             .validator_url("none")
-            .persist_authorization(true)
             .try_it_out_enabled(true),
     )
 });

@@ -17,13 +17,21 @@ use crate::{
 pub struct ApiError {
     pub status: StatusCode,
     pub detail: String,
+    /// The kind of database error behind it, counted by the metrics
+    /// middleware (which sees the response, not the error).
+    database: Option<&'static str>,
 }
+
+/// A response extension: this response answers a database error.
+#[derive(Debug, Clone, Copy)]
+pub struct DatabaseError(pub &'static str);
 
 impl ApiError {
     pub fn new(status: StatusCode, detail: impl Into<String>) -> Self {
         Self {
             status,
             detail: detail.into(),
+            database: None,
         }
     }
 
@@ -38,6 +46,19 @@ impl ApiError {
 
 impl From<service::Error> for ApiError {
     fn from(error: service::Error) -> Self {
+        use service::Error as E;
+        let database = match &error {
+            E::Store(store) => Some(store.kind()),
+            _ => None,
+        };
+        let mut answer = Self::answer(error);
+        answer.database = database;
+        answer
+    }
+}
+
+impl ApiError {
+    fn answer(error: service::Error) -> Self {
         use service::Error as E;
         let status = match &error {
             E::Unauthorized(_) => StatusCode::UNAUTHORIZED,
@@ -78,6 +99,9 @@ impl IntoResponse for ApiError {
             }),
         )
             .into_response();
+        if let Some(kind) = self.database {
+            response.extensions_mut().insert(DatabaseError(kind));
+        }
         match self.status {
             StatusCode::UNAUTHORIZED => {
                 response

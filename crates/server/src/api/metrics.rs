@@ -11,7 +11,7 @@ use axum::{
 };
 use utoipa_axum::{router::OpenApiRouter, routes};
 
-use super::{AppState, openapi::RateLimited};
+use super::{AppState, error::DatabaseError, openapi::RateLimited};
 use crate::{metrics::Metrics, service::Service};
 
 const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
@@ -43,7 +43,7 @@ async fn render(State(service): State<Service>) -> Response {
         metrics.peers.set(gauge(counts.peers));
         metrics.relays.set(gauge(counts.relays));
     }
-    metrics.observe_database(&service.store().pools(), &crate::store::error_counts());
+    metrics.observe_pools(&service.store().pools());
     ([(header::CONTENT_TYPE, OPENMETRICS)], metrics.render()).into_response()
 }
 
@@ -58,6 +58,9 @@ pub async fn track(State(metrics): State<Arc<Metrics>>, request: Request, next: 
     let method = request.method().to_string();
     let started = Instant::now();
     let response = next.run(request).await;
+    if let Some(DatabaseError(kind)) = response.extensions().get() {
+        metrics.count_db_errors(kind, 1);
+    }
     metrics.observe_request(
         &route,
         &method,

@@ -75,13 +75,14 @@ pub fn openapi_document(config: &Config) -> utoipa::openapi::OpenApi {
 }
 
 /// The whole HTTP API, WebSocket channel and documentation included.
-pub fn router(state: AppState) -> Router {
+/// Fails only if the OpenAPI document cannot be written as JSON.
+pub fn router(state: AppState) -> Result<Router, serde_json::Error> {
     let service = &state.service;
     let cors = cors(&service.config().cors_origins);
     let limits = (service.config().rate_limit == Switch::On)
         .then(|| std::sync::Arc::new(rate_limit::RateLimits::new(service.config())));
     let (routes, document) = routes(service.config()).split_for_parts();
-    let document = docs::OpenApiJson(serde_json::to_vec(&document).unwrap_or_default().into());
+    let document = docs::OpenApiJson(serde_json::to_vec(&document)?.into());
     let mut router = routes
         .layer(Extension(document))
         .fallback(|| async { ApiError::not_found("not found") })
@@ -103,7 +104,7 @@ pub fn router(state: AppState) -> Router {
             rate_limit::limit,
         ));
     }
-    router
+    Ok(router
         .layer(CatchPanicLayer::custom(|_| {
             axum::response::IntoResponse::into_response(ApiError::new(
                 StatusCode::INTERNAL_SERVER_ERROR,
@@ -131,7 +132,7 @@ pub fn router(state: AppState) -> Router {
                 .on_response(DefaultOnResponse::new().level(Level::INFO)),
         )
         .layer(PropagateRequestIdLayer::x_request_id())
-        .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
+        .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid)))
 }
 
 /// `/metrics` alone, for `--metrics-listen`.

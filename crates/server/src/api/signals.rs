@@ -8,7 +8,7 @@ use super::AppState;
 use super::{
     error::ApiResult,
     extract::{Caller, JsonBody, PathParams},
-    openapi::{BodyErrors, MemberErrors, PartyPath},
+    openapi::{BodyErrors, Conflict, MemberErrors, PartyPath},
     parties::party_id,
 };
 use crate::service::Service;
@@ -31,6 +31,7 @@ pub fn router() -> OpenApiRouter<AppState> {
     request_body = SendSignalRequest,
     responses(
         (status = 202, description = "`queued`.", body = StatusResponse),
+        (status = 409, response = inline(Conflict)),
         MemberErrors,
         BodyErrors,
     )

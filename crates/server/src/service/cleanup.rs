@@ -38,6 +38,7 @@ impl Service {
         let mut report = CleanupReport::default();
         // Heartbeats noted in memory count: store them before judging.
         if let Err(error) = self.flush_heartbeats().await {
+            self.count_failure(&error);
             tracing::warn!(error = %error_chain(&error), "cannot store heartbeats before cleanup");
         }
         let cutoff = now.plus_secs(-secs(self.config.peer_timeout_secs));
@@ -50,6 +51,7 @@ impl Service {
                 }
                 Err(error) => {
                     report.failures += 1;
+                    self.count_failure(&error);
                     tracing::warn!(%party_id, %peer_id, error = %error_chain(&error), "cannot remove a stale peer");
                 }
             }
@@ -59,6 +61,7 @@ impl Service {
                 Ok(ended) => report.ended_parties += u64::from(ended),
                 Err(error) => {
                     report.failures += 1;
+                    self.count_failure(&error);
                     tracing::warn!(%party_id, error = %error_chain(&error), "cannot end an orphaned party");
                 }
             }
@@ -77,6 +80,7 @@ impl Service {
             Ok(swept) => report.swept = swept,
             Err(error) => {
                 report.failures += 1;
+                self.metrics.count_db_error(&error);
                 tracing::warn!(error = %error_chain(&error), "cannot sweep expired rows");
             }
         }
@@ -86,6 +90,7 @@ impl Service {
         metrics.count_removed("expired_tokens", report.swept.tokens);
         metrics.count_removed("silent_relays", report.swept.relays);
         metrics.count_removed("expired_signals", report.swept.signals);
+        metrics.count_removed("delivered_signals", report.swept.delivered_signals);
         metrics.count_removed("old_events", report.swept.events);
         Ok(report)
     }
@@ -179,6 +184,7 @@ impl Service {
                     continue;
                 }
                 Err(error) => {
+                    self.metrics.count_db_error(&error);
                     tracing::warn!(error = %error_chain(&error), "cannot claim the cleanup pass");
                     continue;
                 }
@@ -198,7 +204,8 @@ impl Service {
                 }
                 Ok(_) => tracing::debug!("cleanup found nothing to remove"),
                 Err(error) => {
-                    tracing::warn!(error = %error_chain(&error), "cleanup pass failed; retrying next interval")
+                    self.count_failure(&error);
+                    tracing::warn!(error = %error_chain(&error), "cleanup pass failed; retrying next interval");
                 }
             }
         }

@@ -136,6 +136,7 @@ impl Service {
                 () = &mut shutdown => break,
                 _ = ticker.tick() => {
                     if let Err(error) = self.flush_heartbeats().await {
+                        self.count_failure(&error);
                         tracing::warn!(error = %error_chain(&error), "cannot store heartbeats; retrying");
                     }
                 }
@@ -153,6 +154,7 @@ impl Service {
             }
         }
         if let Err(error) = self.flush_heartbeats().await {
+            self.count_failure(&error);
             tracing::warn!(error = %error_chain(&error), "heartbeats not stored at shutdown");
         }
     }

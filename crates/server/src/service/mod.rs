@@ -185,6 +185,14 @@ impl Service {
         })
     }
 
+    /// Counts the database error behind a failure that is only logged (a
+    /// background step), so metrics see it as they see failed requests.
+    pub(crate) fn count_failure(&self, error: &Error) {
+        if let Error::Store(store) = error {
+            self.metrics.count_db_error(store);
+        }
+    }
+
     /// Runs `attempt` again (after a short, jittered pause) while its
     /// transaction loses races: unique violations, deadlocks.
     pub(crate) async fn retrying<T, F, Fut>(&self, mut attempt: F) -> Result<T>
@@ -195,8 +203,9 @@ impl Service {
         let mut tries = 1;
         loop {
             match attempt().await {
-                Err(Error::Store(StoreError::Conflict(error))) if tries < ATTEMPTS => {
-                    tracing::debug!(%error, tries, "transaction lost a race; retrying");
+                Err(Error::Store(conflict @ StoreError::Conflict(_))) if tries < ATTEMPTS => {
+                    self.metrics.count_db_error(&conflict);
+                    tracing::debug!(error = %crate::store::error_chain(&conflict), tries, "transaction lost a race; retrying");
                     let jitter = random_bytes::<1>().map_or(0, |[b]| u64::from(b));
                     tokio::time::sleep(Duration::from_millis(u64::from(tries) * 5 + jitter % 10))
                         .await;

@@ -94,9 +94,13 @@ impl Service {
                 "only members of party {party_id} can read its signals"
             )));
         }
-        Ok(self
+        let signals = self
             .store
             .drain_signals(party_id, caller, Timestamp::now())
-            .await?)
+            .await?;
+        self.metrics
+            .signals_delivered
+            .inc_by(u64::try_from(signals.len()).unwrap_or(u64::MAX));
+        Ok(signals)
     }
 }

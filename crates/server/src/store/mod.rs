@@ -17,8 +17,6 @@ use lanrage_proto::{
 pub use postgres::{PgSettings, PostgresStore};
 pub use sqlite::SqliteStore;
 
-use std::sync::atomic::{AtomicU64, Ordering};
-
 use crate::events::EventBus;
 
 /// Why a storage operation failed.
@@ -70,33 +68,19 @@ fn is_retryable(error: &dyn sqlx::error::DatabaseError) -> bool {
     matches!(error.code().as_deref(), Some("40001" | "40P01"))
 }
 
-/// Database errors by kind (`unavailable`, `conflict`, `other`), counted as
-/// they are classified. Counted for the whole process: errors arise deep in
-/// `?` chains with no server at hand, and a deployment runs one server per
-/// process (tests that start several see the sum).
-static ERRORS: [AtomicU64; 3] = [AtomicU64::new(0), AtomicU64::new(0), AtomicU64::new(0)];
-const ERROR_KINDS: [&str; 3] = ["unavailable", "conflict", "other"];
-
-/// How many database errors of each kind this process has seen.
-pub fn error_counts() -> [(&'static str, u64); 3] {
-    [0, 1, 2].map(|i| (ERROR_KINDS[i], ERRORS[i].load(Ordering::Relaxed)))
+impl StoreError {
+    /// The kind this error is counted as in metrics.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Unavailable(_) => "unavailable",
+            Self::Conflict(_) => "conflict",
+            _ => "other",
+        }
+    }
 }
 
 impl From<sqlx::Error> for StoreError {
     fn from(error: sqlx::Error) -> Self {
-        let classified = Self::classify(error);
-        let kind = match classified {
-            Self::Unavailable(_) => 0,
-            Self::Conflict(_) => 1,
-            _ => 2,
-        };
-        ERRORS[kind].fetch_add(1, Ordering::Relaxed);
-        classified
-    }
-}
-
-impl StoreError {
-    fn classify(error: sqlx::Error) -> Self {
         match &error {
             sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) => {
                 Self::Unavailable(error)
@@ -189,7 +173,10 @@ pub struct TokenRecord {
 pub struct Swept {
     pub tokens: u64,
     pub relays: u64,
+    /// Signals that expired before their target read them.
     pub signals: u64,
+    /// Signals delivered over a socket, kept until they would have expired.
+    pub delivered_signals: u64,
     pub events: u64,
 }
 

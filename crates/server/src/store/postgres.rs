@@ -488,8 +488,15 @@ impl Store for PostgresStore {
                 None,
             )
             .await?,
+            // Expired unread, apart from those read over a socket.
             signals: run(
-                "DELETE FROM signals WHERE expires_at <= $1",
+                "DELETE FROM signals WHERE expires_at <= $1 AND NOT delivered",
+                now.as_micros(),
+                None,
+            )
+            .await?,
+            delivered_signals: run(
+                "DELETE FROM signals WHERE expires_at <= $1 AND delivered",
                 now.as_micros(),
                 None,
             )

@@ -418,8 +418,15 @@ impl Store for SqliteStore {
                 None,
             )
             .await?,
+            // Expired unread, apart from those read over a socket.
             signals: run(
-                "DELETE FROM signals WHERE expires_at <= ?",
+                "DELETE FROM signals WHERE expires_at <= ? AND NOT delivered",
+                now.as_micros(),
+                None,
+            )
+            .await?,
+            delivered_signals: run(
+                "DELETE FROM signals WHERE expires_at <= ? AND delivered",
                 now.as_micros(),
                 None,
             )

@@ -82,6 +82,7 @@ pub async fn run(socket: WebSocket, state: AppState, header: HeaderAuth, slot: S
         let current = match state.service.store().membership(&peer_id).await {
             Ok(current) => current,
             Err(error) => {
+                state.service.metrics().count_db_error(&error);
                 tracing::warn!(error = %crate::store::error_chain(&error), "cannot read the socket's party");
                 None
             }
@@ -153,7 +154,10 @@ fn ack(status: &str, request_id: Option<serde_json::Value>) -> ServerMessage {
 }
 
 /// The message a refused request gets: the same words as over HTTP.
-fn refusal(error: service::Error) -> String {
+fn refusal(service: &Service, error: service::Error) -> String {
+    if let service::Error::Store(store) = &error {
+        service.metrics().count_db_error(store);
+    }
     ApiError::from(error).detail
 }
 
@@ -220,7 +224,7 @@ impl Session {
                             None
                         }
                         Err(e) => {
-                            self.refuse(refusal(e), request_id);
+                            self.refuse(refusal(&self.service, e), request_id);
                             None
                         }
                     };
@@ -307,7 +311,7 @@ impl Session {
             }
         };
         if let Err(e) = outcome {
-            self.reply(error(refusal(e), request_id), None);
+            self.reply(error(refusal(&self.service, e), request_id), None);
         }
     }
 

@@ -329,10 +329,13 @@ impl Hub {
             let metrics = self.metrics.clone();
             tokio::spawn(async move {
                 while let Some(id) = written.recv().await {
-                    metrics.signals_delivered.inc();
                     if let Err(error) = store.mark_signal_delivered(id).await {
+                        metrics.count_db_error(&error);
                         tracing::warn!(error = %error_chain(&error), "cannot mark a signal delivered");
                     }
+                    // Counted once marked, so a scrape that sees it also
+                    // finds the row marked.
+                    metrics.signals_delivered.inc();
                 }
             });
         }

@@ -69,7 +69,7 @@ async fn metrics_follow_requests_sockets_parties_and_signals() {
         r#"lanrage_db_connections{pool="read",state="in_use"}"#,
     );
     assert!(read_pool >= 1.0, "{after}");
-    assert!(after.contains(r#"lanrage_db_errors_total{kind="unavailable"}"#));
+    assert!(after.contains(r#"lanrage_db_errors_total{kind="unavailable"} 0"#));
     assert_eq!(value(&after, "lanrage_websocket_connections "), 1.0);
     assert_eq!(value(&after, "lanrage_signals_sent_total "), 1.0);
     assert!(
@@ -106,6 +106,24 @@ async fn metrics_follow_requests_sockets_parties_and_signals() {
         );
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
+    // A signal read over HTTP is delivered too.
+    app.send(
+        Method::POST,
+        &format!("/parties/{party}/signals"),
+        Some(&bob),
+        Some(json!({"to_peer_id": "alice", "signal_data": {"type": "answer"}})),
+    )
+    .await;
+    app.send(
+        Method::GET,
+        &format!("/parties/{party}/signals"),
+        Some(&alice),
+        None,
+    )
+    .await;
+    let text = scrape(&app).await;
+    assert_eq!(value(&text, "lanrage_signals_sent_total "), 2.0);
+    assert_eq!(value(&text, "lanrage_signals_delivered_total "), 2.0);
     drop(socket);
 }
 

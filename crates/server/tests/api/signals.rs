@@ -242,6 +242,43 @@ async fn expired_signals_are_never_delivered() {
 }
 
 #[tokio::test]
+async fn signals_read_on_a_socket_are_not_counted_as_expired() {
+    let app = spawn_app_with(|c| c.signal_ttl_secs = 30).await;
+    let party = party_of_two(&app).await;
+    let mut socket = app.ws_as("bob", &party.bob).await;
+    send(
+        &app,
+        &party.id,
+        &party.alice,
+        "bob",
+        json!({"type": "offer"}),
+        StatusCode::ACCEPTED,
+    )
+    .await;
+    socket.expect("signal").await;
+    // The socket's write is recorded in the background.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while app.service.metrics().signals_delivered.get() < 1 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "never marked delivered"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+
+    let report = app
+        .service
+        .cleanup_once(Timestamp::now().plus_secs(31))
+        .await
+        .unwrap();
+
+    assert_eq!(
+        (report.swept.signals, report.swept.delivered_signals),
+        (0, 1)
+    );
+}
+
+#[tokio::test]
 async fn a_peer_leaving_drops_the_signals_waiting_for_it() {
     let app = spawn_app().await;
     let party = party_of_two(&app).await;

@@ -45,6 +45,17 @@ async fn a_locked_database_answers_503_quickly_then_recovers() {
         started.elapsed()
     );
     assert!(detail.contains("database"), "{detail}");
+    // The failed request is counted, once, by its kind.
+    let metrics = app
+        .send(Method::GET, "/metrics", None, None)
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains(r#"lanrage_db_errors_total{kind="unavailable"} 1"#),
+        "{metrics}"
+    );
 
     sqlx::query("COMMIT").execute(&mut other).await.unwrap();
     app.register("alice").await;
