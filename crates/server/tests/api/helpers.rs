@@ -231,6 +231,15 @@ impl TestApp {
         request.send().await.unwrap()
     }
 
+    /// The body of a GET of `path`, as text, whatever its status.
+    pub async fn get_text(&self, path: &str) -> String {
+        self.send(Method::GET, path, None, None)
+            .await
+            .text()
+            .await
+            .unwrap()
+    }
+
     /// Sends a request and expects `status` with a body of type `T`.
     pub async fn expect<T: DeserializeOwned>(
         &self,

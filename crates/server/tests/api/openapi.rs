@@ -243,12 +243,7 @@ async fn the_docs_page_loads_only_assets_the_server_embeds() {
 
     // The page's configuration points at this server's document and turns
     // off Swagger's online validator.
-    let initializer = app
-        .send(Method::GET, "/docs/swagger-initializer.js", None, None)
-        .await
-        .text()
-        .await
-        .unwrap();
+    let initializer = app.get_text("/docs/swagger-initializer.js").await;
     assert!(initializer.contains("\"/openapi.json\""), "{initializer}");
     assert!(
         initializer.contains("\"validatorUrl\": \"none\""),

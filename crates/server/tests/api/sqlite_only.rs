@@ -46,12 +46,7 @@ async fn a_locked_database_answers_503_quickly_then_recovers() {
     );
     assert!(detail.contains("database"), "{detail}");
     // The failed request is counted, once, by its kind.
-    let metrics = app
-        .send(Method::GET, "/metrics", None, None)
-        .await
-        .text()
-        .await
-        .unwrap();
+    let metrics = app.get_text("/metrics").await;
     assert!(
         metrics.contains(r#"lanrage_db_errors_total{kind="unavailable"} 1"#),
         "{metrics}"

@@ -152,12 +152,7 @@ async fn a_database_outage_is_503_and_the_server_recovers_by_itself() {
     );
     assert!(detail.contains("database"), "{detail}");
     // Metrics still answer, and count what the database did.
-    let metrics = app
-        .send(Method::GET, "/metrics", None, None)
-        .await
-        .text()
-        .await
-        .unwrap();
+    let metrics = app.get_text("/metrics").await;
     let unavailable = metrics
         .lines()
         .find_map(|line| line.strip_prefix(r#"lanrage_db_errors_total{kind="unavailable"} "#))
