@@ -206,11 +206,8 @@ mod tests {
         for metrics_listen in [None, Some("127.0.0.1:0".to_owned())] {
             let mut config = Config::defaults();
             config.metrics_listen = metrics_listen;
-            let documented: BTreeSet<String> = openapi_document(&config)
-                .paths
-                .paths
-                .into_keys()
-                .collect();
+            let documented: BTreeSet<String> =
+                openapi_document(&config).paths.paths.into_keys().collect();
             let (router, _dir) = served_router(config).await;
             let served = served_paths(&router);
             assert!(served.contains("/parties/{party_id}/join"), "{served:?}");
