@@ -1,6 +1,12 @@
 //! Party routes: create, join, read, members, leave, heartbeat.
 
-use axum::{Json, extract::State};
+use axum::{
+    Json,
+    body::Bytes,
+    extract::State,
+    http::header,
+    response::{IntoResponse, Response},
+};
 use lanrage_proto::{
     CreatePartyRequest, CreatePartyResponse, JoinPartyRequest, JoinPartyResponse, PartyId,
     PartyResponse, PeerId, PeerResponse, PeersResponse, StatusResponse,
@@ -25,6 +31,11 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(peers))
         .routes(routes!(peer, leave))
         .routes(routes!(heartbeat))
+}
+
+/// A JSON body written beforehand.
+fn json_bytes(json: Bytes) -> Response {
+    ([(header::CONTENT_TYPE, "application/json")], json).into_response()
 }
 
 /// A party id from the path: one that cannot exist is simply not found.
@@ -131,13 +142,9 @@ async fn read(
     State(service): State<Service>,
     Caller(caller): Caller,
     PathParams(raw): PathParams<String>,
-) -> ApiResult<Json<PartyResponse>> {
-    let view = service.party_view(&caller, &party_id(raw)?).await?;
-    Ok(Json(PartyResponse {
-        party: view.party,
-        virtual_ips: view.virtual_ips,
-        seq: view.seq,
-    }))
+) -> ApiResult<Response> {
+    let json = service.party_json(&caller, &party_id(raw)?).await?;
+    Ok(json_bytes(json))
 }
 
 /// List a party's members
@@ -158,11 +165,9 @@ async fn peers(
     State(service): State<Service>,
     Caller(caller): Caller,
     PathParams(raw): PathParams<String>,
-) -> ApiResult<Json<PeersResponse>> {
-    let view = service.party_view(&caller, &party_id(raw)?).await?;
-    Ok(Json(PeersResponse {
-        peers: view.party.peers,
-    }))
+) -> ApiResult<Response> {
+    let json = service.peers_json(&caller, &party_id(raw)?).await?;
+    Ok(json_bytes(json))
 }
 
 /// Read one member

@@ -136,7 +136,11 @@ impl Service {
     /// The party and its members, from memory when possible.
     pub(crate) async fn snapshot(&self, party_id: &PartyId) -> Result<Option<snapshots::Snapshot>> {
         let Some(cache) = &self.snapshots else {
-            return Ok(self.store.snapshot(party_id).await?.map(Arc::new));
+            return Ok(self
+                .store
+                .snapshot(party_id)
+                .await?
+                .map(|parts| Arc::new(snapshots::PartySnapshot::new(parts))));
         };
         if let Some(snapshot) = cache.get(party_id) {
             return Ok(Some(snapshot));
@@ -145,7 +149,7 @@ impl Service {
         let Some(snapshot) = self.store.snapshot(party_id).await? else {
             return Ok(None);
         };
-        let snapshot = Arc::new(snapshot);
+        let snapshot = Arc::new(snapshots::PartySnapshot::new(snapshot));
         cache.put(party_id.clone(), snapshot.clone(), since);
         Ok(Some(snapshot))
     }

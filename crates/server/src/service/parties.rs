@@ -2,10 +2,42 @@
 
 use std::{collections::BTreeMap, net::Ipv4Addr};
 
-use lanrage_proto::{Name, Party, PartyId, Peer, PeerId, PeerInfo, ServerMessage, Timestamp};
+use std::sync::OnceLock;
 
-use super::{Change, Error, Result, Service, random_bytes};
+use axum::body::Bytes;
+use lanrage_proto::{
+    Name, Party, PartyId, PartyResponse, Peer, PeerId, PeerInfo, PeersResponse, ServerMessage,
+    Timestamp,
+};
+use serde::Serialize;
+
+use super::{
+    Change, Error, Result, Service, random_bytes,
+    snapshots::{PartySnapshot, Snapshot},
+};
 use crate::store::{MemberRecord, PartyRecord};
+
+/// What a member sees of a party.
+fn view_of(snapshot: &PartySnapshot) -> PartyView {
+    let (record, members) = &**snapshot;
+    PartyView {
+        virtual_ips: members
+            .iter()
+            .map(|m| (m.peer.peer_id.clone(), virtual_ip(m.vip_index)))
+            .collect(),
+        party: party_of(record, members),
+        seq: record.seq,
+    }
+}
+
+/// The JSON of `make()`, from `cell` when it was written before.
+fn cached_json<T: Serialize>(cell: &OnceLock<Bytes>, make: impl FnOnce() -> T) -> Result<Bytes> {
+    if let Some(json) = cell.get() {
+        return Ok(json.clone());
+    }
+    let json = serde_json::to_vec(&make()).map_err(|e| Error::Internal(Box::new(e)))?;
+    Ok(cell.get_or_init(|| json.into()).clone())
+}
 
 /// The highest offset in 10.66.0.0/16 a member can get (.255.255 is broadcast).
 const MAX_VIP_INDEX: u16 = u16::MAX - 1;
@@ -364,24 +396,45 @@ impl Service {
             .ok_or_else(|| Error::NotFound(format!("peer {peer_id} is not in party {party_id}")))
     }
 
-    /// The party as its member `caller` sees it.
-    pub async fn party_view(&self, caller: &PeerId, party_id: &PartyId) -> Result<PartyView> {
+    /// The party's snapshot, for its member `caller`.
+    async fn member_snapshot(&self, caller: &PeerId, party_id: &PartyId) -> Result<Snapshot> {
         let Some(snapshot) = self.snapshot(party_id).await? else {
             return Err(party_not_found(party_id));
         };
-        let (record, members) = &*snapshot;
-        if !members.iter().any(|m| m.peer.peer_id == *caller) {
+        if !snapshot.1.iter().any(|m| m.peer.peer_id == *caller) {
             return Err(Error::Forbidden(format!(
                 "only members of party {party_id} can read it"
             )));
         }
-        Ok(PartyView {
-            virtual_ips: members
-                .iter()
-                .map(|m| (m.peer.peer_id.clone(), virtual_ip(m.vip_index)))
-                .collect(),
-            party: party_of(record, members),
-            seq: record.seq,
+        Ok(snapshot)
+    }
+
+    /// The party as its member `caller` sees it.
+    pub async fn party_view(&self, caller: &PeerId, party_id: &PartyId) -> Result<PartyView> {
+        let snapshot = self.member_snapshot(caller, party_id).await?;
+        Ok(view_of(&snapshot))
+    }
+
+    /// The JSON of [`PartyResponse`] for member `caller`: written once per
+    /// snapshot, as every member reads the same.
+    pub async fn party_json(&self, caller: &PeerId, party_id: &PartyId) -> Result<Bytes> {
+        let snapshot = self.member_snapshot(caller, party_id).await?;
+        cached_json(&snapshot.party_json, || {
+            let view = view_of(&snapshot);
+            PartyResponse {
+                party: view.party,
+                virtual_ips: view.virtual_ips,
+                seq: view.seq,
+            }
+        })
+    }
+
+    /// The JSON of [`PeersResponse`] for member `caller`, written once per
+    /// snapshot.
+    pub async fn peers_json(&self, caller: &PeerId, party_id: &PartyId) -> Result<Bytes> {
+        let snapshot = self.member_snapshot(caller, party_id).await?;
+        cached_json(&snapshot.peers_json, || PeersResponse {
+            peers: party_of(&snapshot.0, &snapshot.1).peers,
         })
     }
 

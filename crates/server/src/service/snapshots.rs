@@ -10,18 +10,50 @@
 
 use std::{
     collections::HashMap,
+    ops::Deref,
     sync::{
-        Arc, RwLock,
+        Arc, OnceLock, RwLock,
         atomic::{AtomicU64, Ordering},
     },
     time::{Duration, Instant},
 };
 
+use axum::body::Bytes;
 use lanrage_proto::PartyId;
 
-use crate::store::{MemberRecord, PartyRecord};
+use crate::store::PartyWithMembers;
 
-pub(crate) type Snapshot = Arc<(PartyRecord, Vec<MemberRecord>)>;
+/// A party and its members as read at one moment, with the JSON answers
+/// made from it. Every member reading a party gets the same bytes, so they
+/// are written once per snapshot, not once per read.
+#[derive(Debug)]
+pub(crate) struct PartySnapshot {
+    parts: PartyWithMembers,
+    /// The body of `GET /parties/{id}`.
+    pub(crate) party_json: OnceLock<Bytes>,
+    /// The body of `GET /parties/{id}/peers`.
+    pub(crate) peers_json: OnceLock<Bytes>,
+}
+
+impl PartySnapshot {
+    pub(crate) fn new(parts: PartyWithMembers) -> Self {
+        Self {
+            parts,
+            party_json: OnceLock::new(),
+            peers_json: OnceLock::new(),
+        }
+    }
+}
+
+impl Deref for PartySnapshot {
+    type Target = PartyWithMembers;
+
+    fn deref(&self) -> &PartyWithMembers {
+        &self.parts
+    }
+}
+
+pub(crate) type Snapshot = Arc<PartySnapshot>;
 
 /// Most parties kept; beyond it the cache starts over.
 const MAX_ENTRIES: usize = 50_000;
@@ -82,10 +114,12 @@ impl SnapshotCache {
 mod tests {
     use lanrage_proto::{Name, PeerId, Timestamp};
 
+    use crate::store::PartyRecord;
+
     use super::*;
 
     fn snapshot(seq: u64) -> Snapshot {
-        Arc::new((
+        Arc::new(PartySnapshot::new((
             PartyRecord {
                 party_id: PartyId::parse("p").unwrap(),
                 name: Name::parse("n").unwrap(),
@@ -94,7 +128,7 @@ mod tests {
                 seq,
             },
             Vec::new(),
-        ))
+        )))
     }
 
     #[test]
