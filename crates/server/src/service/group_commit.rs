@@ -37,6 +37,10 @@ trait Job: Send {
     /// Replaces the outcome with a failure found after the change ran.
     fn overrule(&mut self, error: Error);
     fn queued_at(&self) -> Instant;
+    /// Whether the change failed on the database itself (not on a party
+    /// rule): SQLite may then have rolled back the whole transaction, so
+    /// what ran before it in the batch is in doubt.
+    fn in_doubt(&self) -> bool;
     /// Sends the outcome: once the batch committed, or at once for a
     /// change refused or failed without it.
     fn answer(self: Box<Self>);
@@ -73,6 +77,15 @@ where
         self.queued_at
     }
 
+    fn in_doubt(&self) -> bool {
+        matches!(
+            self.outcome,
+            Some(Err(Error::Store(
+                StoreError::Unavailable(_) | StoreError::Database(_)
+            )))
+        )
+    }
+
     fn answer(self: Box<Self>) {
         // A caller that went away (its request was cancelled) needs no
         // answer; the change stands, as if its response were lost.
@@ -86,6 +99,11 @@ where
 #[derive(Debug)]
 pub(super) struct GroupCommit {
     jobs: mpsc::Sender<Box<dyn Job>>,
+}
+
+/// A change that could not be run in time.
+fn timed_out() -> Error {
+    Error::Store(StoreError::Unavailable(sqlx::Error::PoolTimedOut))
 }
 
 /// The writer task is gone (at shutdown, once the store is closed), or
@@ -118,7 +136,13 @@ impl GroupCommit {
             reply,
             queued_at: Instant::now(),
         });
-        self.jobs.send(job).await.map_err(|_| writer_gone())?;
+        // A full queue means the writer is far behind: refuse as a request
+        // that cannot get a pooled connection is refused.
+        match tokio::time::timeout(QUEUE_TIMEOUT, self.jobs.send(job)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(_)) => return Err(writer_gone()),
+            Err(_) => return Err(timed_out()),
+        }
         answer.await.map_err(|_| writer_gone())?
     }
 }
@@ -134,8 +158,10 @@ async fn run(service: Service, mut queue: mpsc::Receiver<Box<dyn Job>>) {
             fail(batch, error);
             continue;
         }
-        // The transaction itself failed (it could not begin or commit):
-        // each change runs again alone, so each caller gets its own outcome.
+        // The transaction failed after its changes ran (a savepoint, a
+        // statement that left it in doubt, or the commit): nothing of it
+        // was committed, so each change runs again alone and each caller
+        // gets its own outcome.
         tracing::debug!(error = %crate::store::error_chain(&error), "group commit failed; running its changes one by one");
         for job in batch {
             if let Err((error, alone)) = service.commit_guarded(vec![job]).await {
@@ -178,7 +204,16 @@ impl Service {
     async fn commit_batch(&self, jobs: Vec<Box<dyn Job>>) -> std::result::Result<(), Failed> {
         let mut change = match self.change().await {
             Ok(change) => change,
-            Err(error) => return Err((error, jobs)),
+            Err(error) => {
+                // No change ran, and running them one by one would wait
+                // for the writer once per change: all are refused at once.
+                tracing::warn!(error = %crate::store::error_chain(&error), changes = jobs.len(), "cannot start a write transaction");
+                for mut job in jobs {
+                    job.overrule(timed_out());
+                    job.answer();
+                }
+                return Ok(());
+            }
         };
         let mut ran = Vec::with_capacity(jobs.len());
         let mut queued = jobs.into_iter();
@@ -187,13 +222,26 @@ impl Service {
             // database that stalls every write (a lock held elsewhere),
             // waiting callers are still answered within seconds.
             if job.queued_at().elapsed() > QUEUE_TIMEOUT {
-                job.overrule(Error::Store(StoreError::Unavailable(
-                    sqlx::Error::PoolTimedOut,
-                )));
+                job.overrule(timed_out());
                 job.answer();
                 continue;
             }
             let outcome = run_in_savepoint(&mut change, job.as_mut()).await;
+            if outcome.is_ok() && job.in_doubt() {
+                if ran.is_empty() && queued.len() == 0 {
+                    // Alone: its own error is its answer; the transaction
+                    // is dropped, rolled back, not committed.
+                    job.answer();
+                    return Ok(());
+                }
+                ran.push(job);
+                ran.extend(queued);
+                let in_doubt = sqlx::Error::Protocol(
+                    "a statement failed on the database; the batch's transaction is in doubt"
+                        .into(),
+                );
+                return Err((Error::Store(StoreError::Unavailable(in_doubt)), ran));
+            }
             ran.push(job);
             if let Err(error) = outcome {
                 ran.extend(queued);
@@ -255,17 +303,56 @@ mod tests {
     };
 
     async fn sqlite_service() -> (Service, tempfile::TempDir) {
+        let (service, _, dir) = sqlite_service_and_store().await;
+        (service, dir)
+    }
+
+    async fn sqlite_service_and_store() -> (Service, Arc<SqliteStore>, tempfile::TempDir) {
         let dir = tempfile::tempdir().unwrap();
         let url = format!("sqlite://{}", dir.path().join("control.db").display());
         let store = Arc::new(SqliteStore::open(&url).await.unwrap());
         let service = Service::new(
-            store,
+            store.clone(),
             Arc::new(Config::defaults()),
             EventBus::default(),
             false,
             Arc::new(Metrics::default()),
         );
-        (service, dir)
+        (service, store, dir)
+    }
+
+    #[tokio::test]
+    async fn changes_behind_a_busy_writer_connection_are_refused_together() {
+        let (service, store, _dir) = sqlite_service_and_store().await;
+        let party = create_party(&service, "host").await;
+        // Something else holds the one writer connection for long.
+        let held = store.writer_pool().acquire().await.unwrap();
+
+        let started = Instant::now();
+        let joins = (0..6).map(|i| {
+            let service = service.clone();
+            let party = party.clone();
+            tokio::spawn(async move {
+                let id = format!("p{i}");
+                service.join_party(&peer(&id), &party, info(&id)).await
+            })
+        });
+        for joined in futures_util::future::join_all(joins).await {
+            let error = joined.unwrap().unwrap_err();
+            assert!(
+                matches!(error, Error::Store(StoreError::Unavailable(_))),
+                "{error:?}"
+            );
+        }
+        // One wait for the connection, not one per change.
+        let took = started.elapsed();
+        assert!(took < Duration::from_secs(5), "took {took:?}");
+
+        drop(held);
+        service
+            .join_party(&peer("late"), &party, info("late"))
+            .await
+            .unwrap();
     }
 
     fn peer(id: &str) -> PeerId {

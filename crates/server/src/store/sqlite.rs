@@ -68,6 +68,12 @@ fn migrator() -> Migrator {
 }
 
 impl SqliteStore {
+    /// The single writer connection's pool, for tests that hold it.
+    #[cfg(test)]
+    pub(crate) fn writer_pool(&self) -> &SqlitePool {
+        &self.writer
+    }
+
     /// Opens (creating it and its folder if needed) and migrates the database
     /// at `url`, for example `sqlite:///var/lib/lanrage/control.db`.
     pub async fn open(url: &str) -> StoreResult<Self> {

@@ -55,3 +55,44 @@ async fn a_locked_database_answers_503_quickly_then_recovers() {
     sqlx::query("COMMIT").execute(&mut other).await.unwrap();
     app.register("alice").await;
 }
+
+#[tokio::test]
+async fn writes_queued_behind_a_locked_database_are_all_refused_within_seconds() {
+    use sqlx::Connection;
+
+    let app = spawn_app().await;
+    let (_, created) = app.create_party("alice").await;
+    let party = created.party_id.to_string();
+    let mut tokens = Vec::new();
+    for i in 0..8 {
+        let peer = format!("peer{i}");
+        tokens.push((app.register(&peer).await, peer));
+    }
+    let url = format!("sqlite://{}", app.db_path.display());
+    let mut other = sqlx::SqliteConnection::connect(&url).await.unwrap();
+    sqlx::query("BEGIN EXCLUSIVE")
+        .execute(&mut other)
+        .await
+        .unwrap();
+
+    // Eight joins queue for the one writer; none may wait for the others'
+    // timeouts in turn.
+    let started = std::time::Instant::now();
+    let path = format!("/parties/{party}/join");
+    let joins = tokens.iter().map(|(token, peer)| {
+        let body = serde_json::json!({
+            "party_id": party,
+            "peer_info": crate::helpers::peer_info(peer),
+        });
+        app.send(Method::POST, &path, Some(token), Some(body))
+    });
+    let answers = futures_util::future::join_all(joins).await;
+    let took = started.elapsed();
+    for answer in answers {
+        assert_eq!(answer.status(), StatusCode::SERVICE_UNAVAILABLE);
+    }
+    assert!(took < std::time::Duration::from_secs(6), "took {took:?}");
+
+    sqlx::query("COMMIT").execute(&mut other).await.unwrap();
+    app.join_with(&party, "peer0", &tokens[0].0).await;
+}
