@@ -16,18 +16,24 @@ async fn the_database_runs_in_wal_mode() {
     );
 }
 
-#[tokio::test]
-async fn a_locked_database_answers_503_quickly_then_recovers() {
+/// A connection of "another process" holding the database's write lock
+/// until it runs `COMMIT`.
+async fn lock_database(app: &crate::helpers::TestApp) -> sqlx::SqliteConnection {
     use sqlx::Connection;
 
-    let app = spawn_app().await;
     let url = format!("sqlite://{}", app.db_path.display());
     let mut other = sqlx::SqliteConnection::connect(&url).await.unwrap();
-    // Another process holds the write lock.
     sqlx::query("BEGIN EXCLUSIVE")
         .execute(&mut other)
         .await
         .unwrap();
+    other
+}
+
+#[tokio::test]
+async fn a_locked_database_answers_503_quickly_then_recovers() {
+    let app = spawn_app().await;
+    let mut other = lock_database(&app).await;
 
     let started = std::time::Instant::now();
     let detail = app
@@ -58,8 +64,6 @@ async fn a_locked_database_answers_503_quickly_then_recovers() {
 
 #[tokio::test]
 async fn writes_queued_behind_a_locked_database_are_all_refused_within_seconds() {
-    use sqlx::Connection;
-
     let app = spawn_app().await;
     let (_, created) = app.create_party("alice").await;
     let party = created.party_id.to_string();
@@ -68,12 +72,7 @@ async fn writes_queued_behind_a_locked_database_are_all_refused_within_seconds()
         let peer = format!("peer{i}");
         tokens.push((app.register(&peer).await, peer));
     }
-    let url = format!("sqlite://{}", app.db_path.display());
-    let mut other = sqlx::SqliteConnection::connect(&url).await.unwrap();
-    sqlx::query("BEGIN EXCLUSIVE")
-        .execute(&mut other)
-        .await
-        .unwrap();
+    let mut other = lock_database(&app).await;
 
     // Eight joins queue for the one writer; none may wait for the others'
     // timeouts in turn.
