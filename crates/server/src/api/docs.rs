@@ -16,6 +16,7 @@ use utoipa_swagger_ui::Config;
 use super::{
     AppState,
     error::{ApiError, ApiResult},
+    extract::PathParams,
     openapi::{NotFound, RateLimited},
 };
 
@@ -110,9 +111,7 @@ async fn page() -> ApiResult<Response> {
         (status = 429, response = inline(RateLimited)),
     )
 )]
-async fn asset(
-    super::extract::PathParams(name): super::extract::PathParams<String>,
-) -> ApiResult<Response> {
+async fn asset(PathParams(name): PathParams<String>) -> ApiResult<Response> {
     let content_type = content_type(&name).ok_or_else(|| ApiError::not_found("no such asset"))?;
     let asset = file(&name)?;
     Ok((
