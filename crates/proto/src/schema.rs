@@ -232,7 +232,7 @@ mod tests {
         }
     }
 
-    /// The schema's `pattern` as a regex (JSON Schema's `\uXXXX` escapes
+    /// The schema's `pattern` as a regex (JSON Schema's `\u001F`-style escapes
     /// read the same in Rust's regex syntax).
     fn pattern<T: PartialSchema>() -> regex::Regex {
         regex::Regex::new(json::<T>()["pattern"].as_str().unwrap()).unwrap()
