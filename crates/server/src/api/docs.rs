@@ -7,7 +7,7 @@ use std::sync::{Arc, LazyLock};
 use axum::{
     Extension,
     body::Bytes,
-    http::{HeaderValue, header},
+    http::header,
     response::{IntoResponse, Response},
 };
 use utoipa_axum::{router::OpenApiRouter, routes};
@@ -56,14 +56,7 @@ static VIEWER: LazyLock<Arc<Config<'static>>> = LazyLock::new(|| {
     )
 )]
 async fn openapi_json(Extension(json): Extension<OpenApiJson>) -> Response {
-    (
-        [(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("application/json"),
-        )],
-        json.0,
-    )
-        .into_response()
+    super::json_bytes(json.0)
 }
 
 /// API documentation page

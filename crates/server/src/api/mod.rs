@@ -157,6 +157,14 @@ fn cors(origins: &[String]) -> CorsLayer {
     }
 }
 
+/// An answer whose JSON body was written beforehand.
+fn json_bytes(json: axum::body::Bytes) -> axum::response::Response {
+    axum::response::IntoResponse::into_response((
+        [(header::CONTENT_TYPE, "application/json")],
+        json,
+    ))
+}
+
 /// Records the party a request is about in its span.
 fn record_party(party_id: &str) {
     tracing::Span::current().record("party_id", party_id);
@@ -183,20 +191,10 @@ mod tests {
 
     /// The router `serve` runs, over a scratch SQLite database.
     async fn served_router(config: Config) -> (Router, tempfile::TempDir) {
-        let dir = tempfile::tempdir().unwrap();
-        let url = format!("sqlite://{}", dir.path().join("control.db").display());
-        let store = Arc::new(crate::store::SqliteStore::open(&url).await.unwrap());
-        let metrics = Arc::new(crate::metrics::Metrics::default());
-        let service = Service::new(
-            store,
-            Arc::new(config),
-            crate::events::EventBus::default(),
-            false,
-            metrics.clone(),
-        );
+        let (service, _, dir) = crate::service::scratch_sqlite(config).await;
         let state = AppState {
+            hub: Arc::new(Hub::new(service.metrics().clone())),
             service,
-            hub: Arc::new(Hub::new(metrics)),
         };
         (router(state).unwrap(), dir)
     }

@@ -1,12 +1,6 @@
 //! Party routes: create, join, read, members, leave, heartbeat.
 
-use axum::{
-    Json,
-    body::Bytes,
-    extract::State,
-    http::header,
-    response::{IntoResponse, Response},
-};
+use axum::{Json, extract::State, response::Response};
 use lanrage_proto::{
     CreatePartyRequest, CreatePartyResponse, JoinPartyRequest, JoinPartyResponse, PartyId,
     PartyResponse, PeerId, PeerResponse, PeersResponse, StatusResponse,
@@ -14,7 +8,7 @@ use lanrage_proto::{
 
 use utoipa_axum::{router::OpenApiRouter, routes};
 
-use super::AppState;
+use super::{AppState, json_bytes};
 use super::{
     error::{ApiError, ApiResult},
     extract::{Caller, JsonBody, PathParams},
@@ -31,11 +25,6 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(peers))
         .routes(routes!(peer, leave))
         .routes(routes!(heartbeat))
-}
-
-/// A JSON body written beforehand.
-fn json_bytes(json: Bytes) -> Response {
-    ([(header::CONTENT_TYPE, "application/json")], json).into_response()
 }
 
 /// A party id from the path: one that cannot exist is simply not found.

@@ -295,12 +295,7 @@ mod tests {
     use tokio::sync::{Semaphore, broadcast};
 
     use super::*;
-    use crate::{
-        config::Config,
-        events::{Event, EventBus},
-        metrics::Metrics,
-        store::SqliteStore,
-    };
+    use crate::{config::Config, events::Event, store::SqliteStore};
 
     async fn sqlite_service() -> (Service, tempfile::TempDir) {
         let (service, _, dir) = sqlite_service_and_store().await;
@@ -308,17 +303,7 @@ mod tests {
     }
 
     async fn sqlite_service_and_store() -> (Service, Arc<SqliteStore>, tempfile::TempDir) {
-        let dir = tempfile::tempdir().unwrap();
-        let url = format!("sqlite://{}", dir.path().join("control.db").display());
-        let store = Arc::new(SqliteStore::open(&url).await.unwrap());
-        let service = Service::new(
-            store.clone(),
-            Arc::new(Config::defaults()),
-            EventBus::default(),
-            false,
-            Arc::new(Metrics::default()),
-        );
-        (service, store, dir)
+        super::super::scratch_sqlite(Config::defaults()).await
     }
 
     #[tokio::test]

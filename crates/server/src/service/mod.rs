@@ -54,6 +54,25 @@ pub enum Error {
 
 pub type Result<T> = std::result::Result<T, Error>;
 
+/// A service over a fresh SQLite file, for unit tests: the service, its
+/// store, and the folder holding the file (dropped last).
+#[cfg(test)]
+pub(crate) async fn scratch_sqlite(
+    config: Config,
+) -> (Service, Arc<crate::store::SqliteStore>, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("control.db").display());
+    let store = Arc::new(crate::store::SqliteStore::open(&url).await.unwrap());
+    let service = Service::new(
+        store.clone(),
+        Arc::new(config),
+        EventBus::default(),
+        false,
+        Arc::new(Metrics::default()),
+    );
+    (service, store, dir)
+}
+
 /// The shared core of the server: storage, settings and the event bus.
 #[derive(Debug, Clone)]
 pub struct Service {
