@@ -156,9 +156,40 @@ pub struct Config {
     pub cors_origins: Vec<String>,
 
     /// Milliseconds between writes of coalesced heartbeats (one batch each).
-    #[arg(long, env = "LANRAGE_HEARTBEAT_FLUSH_MS", default_value_t = 1000,
+    /// Default: 1000, or a quarter of --peer-timeout-secs when that is shorter.
+    #[arg(long, env = "LANRAGE_HEARTBEAT_FLUSH_MS",
           value_parser = clap::value_parser!(u64).range(10..=60_000))]
-    pub heartbeat_flush_ms: u64,
+    pub heartbeat_flush_ms: Option<u64>,
+
+    /// Seconds a connection has to send a complete request head (each request on a kept-alive connection too).
+    #[arg(long, env = "LANRAGE_HTTP_HEADER_TIMEOUT_SECS", default_value_t = 10,
+          value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub http_header_timeout_secs: u64,
+
+    /// Seconds a request body has to arrive in full; beyond it, 408 and the connection is closed.
+    #[arg(long, env = "LANRAGE_HTTP_BODY_TIMEOUT_SECS", default_value_t = 10,
+          value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub http_body_timeout_secs: u64,
+
+    /// Seconds a kept-alive connection may sit idle between requests before it is closed.
+    #[arg(long, env = "LANRAGE_HTTP_IDLE_TIMEOUT_SECS", default_value_t = 60,
+          value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    pub http_idle_timeout_secs: u64,
+
+    /// Open connections (HTTP and WebSocket) per client address; IPv6 counted per /64.
+    #[arg(long, env = "LANRAGE_MAX_CONNECTIONS_PER_IP", default_value_t = 256,
+          value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=10_000_000))]
+    pub max_connections_per_ip: usize,
+
+    /// Sockets per client address that have not authenticated yet.
+    #[arg(long, env = "LANRAGE_WS_MAX_UNAUTHENTICATED_PER_IP", default_value_t = 64,
+          value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=10_000_000))]
+    pub ws_max_unauthenticated_per_ip: usize,
+
+    /// Most events kept per party for `resume` (the newest are kept; at least 256).
+    #[arg(long, env = "LANRAGE_EVENT_LOG_MAX_PER_PARTY", default_value_t = 1024,
+          value_parser = clap::value_parser!(u64).range(256..=1_000_000))]
+    pub event_log_max_per_party: u64,
 
     /// Seconds a new socket has to authenticate before it is closed.
     #[arg(long, env = "LANRAGE_WS_AUTH_TIMEOUT_SECS", default_value_t = 10,
@@ -231,6 +262,17 @@ impl Config {
         Duration::from_secs(self.cleanup_interval_secs)
     }
 
+    /// How often coalesced heartbeats are written: as given, or 1 s capped
+    /// at a quarter of the peer timeout, so a short peer timeout (a test
+    /// rig's 2 s) works with the default.
+    pub fn heartbeat_flush(&self) -> Duration {
+        let quarter_of_timeout = self.peer_timeout_secs.saturating_mul(1000) / 4;
+        Duration::from_millis(
+            self.heartbeat_flush_ms
+                .unwrap_or_else(|| quarter_of_timeout.clamp(10, 1000)),
+        )
+    }
+
     /// The defaults, as `serve` with no flags and no environment would use
     /// (for tests and embedding).
     pub fn defaults() -> Self {
@@ -286,5 +328,27 @@ mod tests {
         assert_eq!(config.rate_limit, Switch::On);
         assert!(config.relay_key.is_none());
         assert!(config.database_url().ends_with(".lanrage/control_plane.db"));
+        assert_eq!(config.http_header_timeout_secs, 10);
+        assert_eq!(config.http_body_timeout_secs, 10);
+        assert_eq!(config.http_idle_timeout_secs, 60);
+        assert_eq!(config.max_connections_per_ip, 256);
+        assert_eq!(config.ws_max_unauthenticated_per_ip, 64);
+        assert_eq!(config.event_log_max_per_party, 1024);
+        assert_eq!(config.heartbeat_flush(), Duration::from_secs(1));
+    }
+
+    #[test]
+    fn the_heartbeat_flush_adapts_to_a_short_peer_timeout() {
+        let mut config = Config::defaults();
+        for (timeout, flush_ms) in [(1, 250), (2, 500), (3, 750), (4, 1000), (300, 1000)] {
+            config.peer_timeout_secs = timeout;
+            assert_eq!(
+                config.heartbeat_flush(),
+                Duration::from_millis(flush_ms),
+                "{timeout}"
+            );
+        }
+        config.heartbeat_flush_ms = Some(2000);
+        assert_eq!(config.heartbeat_flush(), Duration::from_secs(2));
     }
 }

@@ -11,6 +11,7 @@ pub mod config;
 pub mod config_file;
 pub mod events;
 pub mod metrics;
+pub mod net;
 pub mod service;
 pub mod store;
 pub mod telemetry;

@@ -55,12 +55,14 @@ impl Server {
     pub async fn start(config: Config) -> Result<Self, StartError> {
         // Coalesced heartbeats must reach the database well within the
         // peer timeout, or live peers would be removed.
-        if config.heartbeat_flush_ms.saturating_mul(4)
-            > config.peer_timeout_secs.saturating_mul(1000)
+        // Only a flush interval the operator gave can contradict the peer
+        // timeout; the default adapts to it.
+        if let Some(flush_ms) = config.heartbeat_flush_ms
+            && flush_ms.saturating_mul(4) > config.peer_timeout_secs.saturating_mul(1000)
         {
             return Err(StartError::Settings(format!(
-                "--heartbeat-flush-ms ({}) must be at most a quarter of --peer-timeout-secs ({} s)",
-                config.heartbeat_flush_ms, config.peer_timeout_secs
+                "--heartbeat-flush-ms ({flush_ms}) must be at most a quarter of --peer-timeout-secs ({} s)",
+                config.peer_timeout_secs
             )));
         }
         let tls = match (&config.tls_cert, &config.tls_key) {
@@ -147,7 +149,7 @@ impl Server {
             }
         };
         let cleanup = tokio::spawn(self.service.clone().run_cleanup(stopped()));
-        let flush_every = Duration::from_millis(self.service.config().heartbeat_flush_ms);
+        let flush_every = self.service.config().heartbeat_flush();
         let flusher = tokio::spawn(
             self.service
                 .clone()

@@ -108,7 +108,7 @@ impl Service {
         metrics: Arc<Metrics>,
     ) -> Self {
         let snapshots = (!store_delivers_events).then(|| {
-            let fresh_for = Duration::from_millis(config.heartbeat_flush_ms);
+            let fresh_for = config.heartbeat_flush();
             Arc::new(snapshots::SnapshotCache::new(fresh_for))
         });
         let mut service = Self {

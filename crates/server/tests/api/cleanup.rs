@@ -133,7 +133,7 @@ async fn the_loop_runs_on_its_interval() {
     let app = spawn_app_with(|c| {
         c.peer_timeout_secs = 1;
         c.cleanup_interval_secs = 1;
-        c.heartbeat_flush_ms = 100;
+        c.heartbeat_flush_ms = Some(100);
     })
     .await;
     app.create_party("alice").await;
