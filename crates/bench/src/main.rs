@@ -7,6 +7,7 @@
 //! process so the server's CPU and memory are measured apart from the load
 //! generator's) on a temporary SQLite file, or on `--database-url`.
 
+mod abuse;
 mod http_load;
 mod report;
 mod server;
@@ -42,12 +43,17 @@ struct Cli {
     sockets: usize,
 
     /// Party sizes of the `fanout` scenario.
-    #[arg(long, value_delimiter = ',', default_value = "8,64,256")]
+    #[arg(long, value_delimiter = ',', default_value = "8,64,256,1024")]
     fanout_sizes: Vec<usize>,
 
     /// Joins measured per party size in the `fanout` scenario.
     #[arg(long, default_value_t = 100)]
     fanout_rounds: usize,
+
+    /// Hostile connections in the `abuse` scenario (4 in 10 slowloris
+    /// heads, 3 sockets that never read, 3 resume storms).
+    #[arg(long, default_value_t = 1000)]
+    hostile_connections: usize,
 
     /// Benchmark a running server instead of starting one (its CPU and
     /// memory are reported only with --server-pid).
@@ -90,10 +96,13 @@ enum Scenario {
     /// Joins through one instance, members' sockets on a second instance
     /// on the same database (PostgreSQL only).
     CrossInstance,
+    /// Hostile connections (slowloris heads, sockets that never read,
+    /// resume storms) while a well-behaved client heartbeats and reads.
+    Abuse,
 }
 
 impl Scenario {
-    const ALL: [Scenario; 8] = [
+    const ALL: [Scenario; 9] = [
         Self::Noop,
         Self::Heartbeat,
         Self::PartyRead,
@@ -102,6 +111,7 @@ impl Scenario {
         Self::Register,
         Self::Fanout,
         Self::IdleSockets,
+        Self::Abuse,
     ];
 }
 
@@ -155,6 +165,14 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             Scenario::Churn => http_load::churn(&target, cli.concurrency, duration).await?,
             Scenario::Register => http_load::register(&target, cli.concurrency, duration).await?,
             Scenario::IdleSockets => vec![ws_load::idle_sockets(&target, cli.sockets).await?],
+            Scenario::Abuse => vec![
+                abuse::abuse(
+                    &target,
+                    abuse::Hostiles::around(cli.hostile_connections),
+                    duration.max(Duration::from_secs(10)),
+                )
+                .await?,
+            ],
             Scenario::CrossInstance => {
                 let Some(database_url) = cli
                     .database_url
