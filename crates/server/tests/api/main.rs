@@ -23,3 +23,4 @@ mod socket;
 mod sqlite_only;
 mod tls;
 mod ws;
+mod ws_abuse;
