@@ -34,7 +34,9 @@ pub fn router() -> OpenApiRouter<AppState> {
 /// Upgrades to the real-time channel (protocol in docs/websocket.md). The
 /// token goes in an `Authorization: Bearer` header or in the first `auth`
 /// message; a bad header token is answered on the socket, with an `error`
-/// message and a close frame.
+/// message and a close frame. An address holding too many sockets that
+/// have not authenticated yet gets 429; a server whose member slots are all
+/// taken, 503.
 #[utoipa::path(
     get,
     path = "/ws",
