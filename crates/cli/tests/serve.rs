@@ -212,6 +212,8 @@ fn a_bad_setting_fails_fast_naming_it() {
             "127.0.0.1:0",
             "--peer-timeout-secs",
             "2",
+            "--heartbeat-flush-ms",
+            "1000",
         ])
         .env(
             "LANRAGE_DATABASE_URL",
@@ -219,9 +221,13 @@ fn a_bad_setting_fails_fast_naming_it() {
         )
         .output()
         .unwrap();
+    // Only values the operator gave can contradict each other.
     assert!(!output.status.success());
     let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(stderr.contains("--heartbeat-flush-ms"), "{stderr}");
+    assert!(
+        stderr.contains("--heartbeat-flush-ms") && stderr.contains("--peer-timeout-secs"),
+        "{stderr}"
+    );
 
     let output = Command::new(env!("CARGO_BIN_EXE_lanrage-control"))
         .args([
@@ -283,4 +289,135 @@ fn a_config_file_sets_what_flags_and_environment_do_not() {
     assert!(!missing.status.success());
     let stderr = String::from_utf8_lossy(&missing.stderr);
     assert!(stderr.contains("/nonexistent/control.toml"), "{stderr}");
+}
+
+#[test]
+fn a_two_second_peer_timeout_starts_with_every_other_default() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("control.db");
+    let mut server = spawn(
+        &format!("sqlite://{}", db.display()),
+        &[("LANRAGE_PEER_TIMEOUT_SECS", "2")],
+    );
+    let address = server.address();
+    assert!(http(&address, "GET", "/").starts_with("HTTP/1.1 200"));
+    let (code, _) = server.terminate();
+    assert_eq!(code, Some(0));
+}
+
+/// A connection to `address` from the local address `from` (127.0.0.0/8
+/// holds many), which never sends anything.
+fn connect_from(from: &str, address: &str) -> std::io::Result<TcpStream> {
+    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)?;
+    let local: std::net::SocketAddr = format!("{from}:0").parse().unwrap();
+    socket.bind(&local.into())?;
+    let remote: std::net::SocketAddr = address.parse().unwrap();
+    socket.connect_timeout(&remote.into(), Duration::from_secs(5))?;
+    Ok(socket.into())
+}
+
+/// `GET path` from the local address `from`: the whole answer, or what of
+/// it came within `within`.
+fn get_from(from: &str, address: &str, path: &str, within: Duration) -> String {
+    let mut response = String::new();
+    let Ok(mut stream) = connect_from(from, address) else {
+        return response;
+    };
+    let _ = stream.set_read_timeout(Some(within));
+    if write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n"
+    )
+    .is_ok()
+    {
+        let _ = stream.read_to_string(&mut response);
+    }
+    response
+}
+
+/// `GET /` from the local address `from`: the status line, if answered
+/// within `within`.
+fn status_from(from: &str, address: &str, within: Duration) -> Option<String> {
+    get_from(from, address, "/", within)
+        .lines()
+        .next()
+        .map(str::to_owned)
+}
+
+/// The server's file-descriptor limit, lowered from outside as an
+/// operator's `LimitNOFILE` (or a stock service's 1024) would set it.
+fn limit_descriptors(server: &Process, limit: u64) {
+    let pid = i32::try_from(server.child.id()).unwrap();
+    rlimit::prlimit(pid, rlimit::Resource::NOFILE, Some((limit, limit)), None).unwrap();
+}
+
+#[test]
+fn a_flood_from_one_address_leaves_others_served() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("control.db");
+    let mut server = spawn(
+        &format!("sqlite://{}", db.display()),
+        &[("LANRAGE_MAX_CONNECTIONS_PER_IP", "20")],
+    );
+    let address = server.address();
+    limit_descriptors(&server, 96);
+    // Far more than the descriptor limit, all from one address, never
+    // sending a byte.
+    let flood: Vec<_> = (0..300)
+        .filter_map(|_| connect_from("127.0.0.1", &address).ok())
+        .collect();
+    assert!(!flood.is_empty());
+    for _ in 0..5 {
+        let status = status_from("127.0.0.2", &address, Duration::from_secs(2));
+        assert_eq!(status.as_deref(), Some("HTTP/1.1 200 OK"));
+    }
+    let metrics = get_from("127.0.0.3", &address, "/metrics", Duration::from_secs(5));
+    let refused = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix(r#"lanrage_connections_refused_total{kind="per_address"} "#))
+        .and_then(|n| n.trim().parse::<u64>().ok());
+    assert!(refused.is_some_and(|n| n >= 200), "{metrics}");
+    drop(flood);
+    let (code, _) = server.terminate();
+    assert_eq!(code, Some(0));
+}
+
+#[test]
+fn running_out_of_descriptors_recovers_once_timeouts_free_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("control.db");
+    let mut server = spawn(
+        &format!("sqlite://{}", db.display()),
+        &[
+            ("LANRAGE_MAX_CONNECTIONS_PER_IP", "100000"),
+            ("LANRAGE_HTTP_HEADER_TIMEOUT_SECS", "1"),
+        ],
+    );
+    let address = server.address();
+    limit_descriptors(&server, 96);
+    let flood: Vec<_> = (0..300)
+        .filter_map(|_| connect_from("127.0.0.1", &address).ok())
+        .collect();
+    assert!(flood.len() > 96, "the backlog took the flood");
+    // The flood holds every descriptor; the header timeout frees them a
+    // batch at a time, and the other address's turn comes.
+    let started = Instant::now();
+    let status = status_from("127.0.0.2", &address, Duration::from_secs(20));
+    assert_eq!(status.as_deref(), Some("HTTP/1.1 200 OK"));
+    assert!(started.elapsed() < Duration::from_secs(20));
+    drop(flood);
+    let metrics = http(&address, "GET", "/metrics");
+    let exhausted = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix(r#"lanrage_accept_errors_total{kind="descriptors"} "#))
+        .and_then(|n| n.trim().parse::<u64>().ok());
+    assert!(exhausted.is_some_and(|n| n > 0), "{metrics}");
+    server.wait_for(|line| {
+        line["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("out of file descriptors"))
+            .then_some(())
+    });
+    let (code, _) = server.terminate();
+    assert_eq!(code, Some(0));
 }

@@ -29,6 +29,10 @@ pub struct Metrics {
     pub http_requests: Family<Labels, Counter>,
     pub http_duration: Family<Labels, Histogram, fn() -> Histogram>,
     pub sockets: Gauge,
+    pub connections: Gauge,
+    connections_refused: Family<Labels, Counter>,
+    accept_errors: Family<Labels, Counter>,
+    http_timeouts: Family<Labels, Counter>,
     pub ws_messages_in: Counter,
     pub ws_messages_out: Counter,
     pub ws_slow_readers_dropped: Counter,
@@ -53,6 +57,10 @@ impl Default for Metrics {
             http_requests: Family::default(),
             http_duration: Family::new_with_constructor(latency_histogram),
             sockets: Gauge::default(),
+            connections: Gauge::default(),
+            connections_refused: Family::default(),
+            accept_errors: Family::default(),
+            http_timeouts: Family::default(),
             ws_messages_in: Counter::default(),
             ws_messages_out: Counter::default(),
             ws_slow_readers_dropped: Counter::default(),
@@ -79,6 +87,26 @@ impl Default for Metrics {
             "http_request_duration_seconds",
             "HTTP request latency by route",
             metrics.http_duration.clone(),
+        );
+        registry.register(
+            "connections",
+            "Open client connections (HTTP and WebSocket)",
+            metrics.connections.clone(),
+        );
+        registry.register(
+            "connections_refused",
+            "Connections closed at once, by reason (per_address: the address holds --max-connections-per-ip)",
+            metrics.connections_refused.clone(),
+        );
+        registry.register(
+            "accept_errors",
+            "Failed accepts, by kind (descriptors: out of file descriptors)",
+            metrics.accept_errors.clone(),
+        );
+        registry.register(
+            "http_timeouts",
+            "Connections closed or requests refused by a timeout, by kind (header, body, idle)",
+            metrics.http_timeouts.clone(),
         );
         registry.register(
             "websocket_connections",
@@ -155,6 +183,15 @@ impl Default for Metrics {
         for kind in ["unavailable", "conflict", "other"] {
             metrics.count_db_errors(kind, 0);
         }
+        for (family, labels) in [
+            (&metrics.connections_refused, &["per_address"][..]),
+            (&metrics.accept_errors, &["descriptors", "other"]),
+            (&metrics.http_timeouts, &["header", "body", "idle"]),
+        ] {
+            for label in labels {
+                let _ = family.get_or_create(&vec![("kind", (*label).to_owned())]);
+            }
+        }
         let build_info: Family<Labels, Gauge> = Family::default();
         build_info
             .get_or_create(&vec![("version", env!("CARGO_PKG_VERSION").to_owned())])
@@ -180,6 +217,27 @@ impl Metrics {
         self.http_duration
             .get_or_create(&vec![("route", route.to_owned())])
             .observe(seconds);
+    }
+
+    /// Counts a connection or request ended by a timeout of `kind`.
+    pub fn count_http_timeout(&self, kind: &str) {
+        self.http_timeouts
+            .get_or_create(&vec![("kind", kind.to_owned())])
+            .inc();
+    }
+
+    /// Counts a failed accept of `kind`.
+    pub fn count_accept_error(&self, kind: &str) {
+        self.accept_errors
+            .get_or_create(&vec![("kind", kind.to_owned())])
+            .inc();
+    }
+
+    /// Counts a connection closed at once, for `reason`.
+    pub fn count_connection_refused(&self, reason: &str) {
+        self.connections_refused
+            .get_or_create(&vec![("kind", reason.to_owned())])
+            .inc();
     }
 
     pub fn count_removed(&self, kind: &str, count: u64) {

@@ -1,17 +1,29 @@
 //! Starting and stopping the server.
 
-use std::{future::Future, net::SocketAddr, sync::Arc, time::Duration};
+use std::{
+    future::Future,
+    net::SocketAddr,
+    sync::{Arc, RwLock},
+    time::Duration,
+};
 
-use tokio::{net::TcpListener, sync::watch};
+use tokio::net::TcpListener;
+use tokio_rustls::TlsAcceptor;
+use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
 use crate::{
     api::AppState,
     config::Config,
     events::EventBus,
     metrics::Metrics,
+    net::{
+        HttpTimeouts,
+        counts::AddressCounts,
+        listener::{Serving, accept_loop},
+    },
     service::Service,
     store::{self, PgSettings, StoreError},
-    tls::{ClientAddr, TlsFiles, TlsListener},
+    tls::TlsFiles,
     ws::hub::{CloseReason, Hub},
 };
 
@@ -135,19 +147,15 @@ impl Server {
     }
 
     /// Serves until `shutdown` completes, then lets in-flight requests
-    /// finish (for a few seconds at most) and stops the cleanup loop.
+    /// finish (for a few seconds at most), closes every socket and stops
+    /// every task the server started.
     pub async fn run(
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
-        let (stop_tx, stop_rx) = watch::channel(false);
-        let stopped = move || {
-            let mut stop_rx = stop_rx.clone();
-            async move {
-                // An error means the sender is gone: stop as well.
-                let _ = stop_rx.wait_for(|stop| *stop).await;
-            }
-        };
+        let stop = CancellationToken::new();
+        let stopped = || stop.clone().cancelled_owned();
+        let tasks = TaskTracker::new();
         let cleanup = tokio::spawn(self.service.clone().run_cleanup(stopped()));
         let flush_every = self.service.config().heartbeat_flush();
         let flusher = tokio::spawn(
@@ -161,57 +169,59 @@ impl Server {
             service: self.service.clone(),
             hub: hub.clone(),
         };
-        let metrics = match self.metrics_listener {
-            Some(listener) => {
-                let app = crate::api::metrics_router(state.clone());
-                let serve = axum::serve(listener, app).with_graceful_shutdown(stopped());
-                Some(tokio::spawn(serve.into_future()))
-            }
-            None => None,
+        let config = self.service.config();
+        let metrics = self.service.metrics().clone();
+        let timeouts = HttpTimeouts {
+            header: Duration::from_secs(config.http_header_timeout_secs),
+            body: Duration::from_secs(config.http_body_timeout_secs),
+            idle: Duration::from_secs(config.http_idle_timeout_secs),
         };
-        let app = crate::api::router(state)
-            .map_err(std::io::Error::other)?
-            .into_make_service_with_connect_info::<ClientAddr>();
-        let mut serve: std::pin::Pin<Box<dyn Future<Output = std::io::Result<()>> + Send>> =
-            match self.tls {
-                Some((files, config)) => {
-                    let listener = TlsListener::new(self.listener, files, config)?;
-                    Box::pin(
-                        axum::serve(listener, app)
-                            .with_graceful_shutdown(stopped())
-                            .into_future(),
-                    )
-                }
-                None => Box::pin(
-                    axum::serve(self.listener, app)
-                        .with_graceful_shutdown(stopped())
-                        .into_future(),
-                ),
+        if let Some(listener) = self.metrics_listener {
+            let serving = Serving {
+                app: crate::api::metrics_router(state.clone()),
+                tls: None,
+                timeouts,
+                per_address: AddressCounts::new(config.max_connections_per_ip),
+                metrics: metrics.clone(),
             };
-        let result = tokio::select! {
-            result = &mut serve => result,
-            () = shutdown => {
-                tracing::info!("shutting down: finishing in-flight requests, closing sockets");
-                let _ = stop_tx.send(true);
-                hub.close_all(CloseReason::ShuttingDown);
-                match tokio::time::timeout(DRAIN_TIMEOUT, &mut serve).await {
-                    Ok(result) => result,
-                    Err(_) => {
-                        tracing::warn!("requests still running after {DRAIN_TIMEOUT:?}; stopping anyway");
-                        Ok(())
-                    }
-                }
-            }
+            tasks.spawn(accept_loop(listener, serving, stop.clone(), tasks.clone()));
+        }
+        let tls = self.tls.map(|(files, first)| {
+            let acceptor = Arc::new(RwLock::new(TlsAcceptor::from(first)));
+            tasks.spawn(crate::tls::reload(files, acceptor.clone(), stop.clone()));
+            acceptor
+        });
+        let serving = Serving {
+            app: crate::api::router(state).map_err(std::io::Error::other)?,
+            tls,
+            timeouts,
+            per_address: AddressCounts::new(config.max_connections_per_ip),
+            metrics,
         };
-        let _ = stop_tx.send(true);
+        tasks.spawn(accept_loop(
+            self.listener,
+            serving,
+            stop.clone(),
+            tasks.clone(),
+        ));
+        shutdown.await;
+        tracing::info!("shutting down: finishing in-flight requests, closing sockets");
+        stop.cancel();
+        hub.close_all(CloseReason::ShuttingDown);
+        tasks.close();
+        // Each connection ends by itself within the drain time; the margin
+        // covers the last responses' writes.
+        if tokio::time::timeout(DRAIN_TIMEOUT * 2, tasks.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!("connections still open after {DRAIN_TIMEOUT:?}; stopping anyway");
+        }
         // Sockets that authenticated while the listener drained get closed too.
         hub.close_all(CloseReason::ShuttingDown);
         hub.drained(SOCKET_CLOSE_TIMEOUT).await;
         dispatcher.abort();
         let _ = cleanup.await;
-        if let Some(metrics) = metrics {
-            let _ = metrics.await;
-        }
         let _ = flusher.await;
         if tokio::time::timeout(SOCKET_CLOSE_TIMEOUT, self.service.store().close())
             .await
@@ -219,6 +229,6 @@ impl Server {
         {
             tracing::warn!("database connections still busy at exit");
         }
-        result
+        Ok(())
     }
 }

@@ -33,7 +33,16 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
     async fn from_request(req: Request, _state: &S) -> Result<Self, Self::Rejection> {
         let bytes = axum::body::to_bytes(req.into_body(), MAX_BODY_BYTES)
             .await
-            .map_err(|_| too_large())?;
+            .map_err(|error| {
+                if timed_out(&error) {
+                    ApiError::new(
+                        StatusCode::REQUEST_TIMEOUT,
+                        "request body not received within the body timeout",
+                    )
+                } else {
+                    too_large()
+                }
+            })?;
         let text = std::str::from_utf8(&bytes)
             .map_err(|_| ApiError::unprocessable("request body is not UTF-8"))?;
         if bytes.len() > MAX_BODY_CHARS && text.chars().count() > MAX_BODY_CHARS {
@@ -41,6 +50,18 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
         }
         parse_json(text).map(JsonBody)
     }
+}
+
+/// Whether reading a body failed because it did not arrive in time.
+fn timed_out(error: &axum::Error) -> bool {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(error);
+    while let Some(error) = source {
+        if error.is::<crate::net::BodyTimedOut>() {
+            return true;
+        }
+        source = error.source();
+    }
+    false
 }
 
 /// Refuses, before routing, any request that announces a body larger than

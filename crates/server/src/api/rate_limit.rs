@@ -26,7 +26,7 @@ use axum::{
 use governor::{DefaultKeyedRateLimiter, Quota, clock::Clock};
 
 use super::{error::ApiError, extract::bearer_header};
-use crate::{config::Config, tls::ClientAddr};
+use crate::{config::Config, net::ClientAddr};
 
 /// Forget idle addresses every this many requests, so the maps stay small.
 const PRUNE_EVERY: u64 = 8192;

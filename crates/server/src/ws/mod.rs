@@ -19,7 +19,7 @@ use crate::api::{
     openapi::{BadUpgrade, NotUpgradable, ServiceErrors},
     rate_limit::client_address,
 };
-use crate::{net::ClientKey, tls::ClientAddr};
+use crate::net::{ClientAddr, ClientKey};
 use connection::HeaderAuth;
 
 /// Initial read and write buffer of a socket.

@@ -12,6 +12,7 @@ pub const BACKEND: helpers::Backend = helpers::Backend::Sqlite;
 
 mod auth;
 mod cleanup;
+mod connections;
 mod input;
 mod metrics;
 mod openapi;
