@@ -19,6 +19,7 @@ use crate::{
     api::{AppState, error::ApiError},
     config::Config,
     metrics::Metrics,
+    net::Connection,
     service::{self, Grant, Left, Service},
 };
 
@@ -36,12 +37,17 @@ pub enum HeaderAuth {
 
 /// Ends the TCP connection under a socket at once: pending reads and writes
 /// fail, and the socket closes with a reset, so the kernel drops what it
-/// still buffers for a client that does not read.
+/// still buffers for a client that does not read. (None: a router served
+/// without the connection layer, as in unit tests.)
 #[derive(Debug, Clone, Default)]
-pub struct Abort {}
+pub struct Abort(pub Option<Connection>);
 
 impl Abort {
-    fn abort(&self) {}
+    fn abort(&self) {
+        if let Some(connection) = &self.0 {
+            connection.abort();
+        }
+    }
 }
 
 /// A socket's reading half.

@@ -19,7 +19,7 @@ use crate::api::{
     openapi::{BadUpgrade, NotUpgradable, ServiceErrors},
     rate_limit::client_address,
 };
-use crate::net::{ClientAddr, ClientKey};
+use crate::net::{ClientAddr, ClientKey, Connection};
 use connection::HeaderAuth;
 
 /// Initial read and write buffer of a socket.
@@ -53,6 +53,7 @@ async fn upgrade(
     State(state): State<AppState>,
     headers: HeaderMap,
     address: Option<Extension<ConnectInfo<ClientAddr>>>,
+    connection: Option<Extension<Connection>>,
     upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Response {
     let upgrade = match upgrade {
@@ -120,7 +121,7 @@ async fn upgrade(
         return server_full();
     };
     let limit = config.ws_max_message_bytes;
-    let abort = connection::Abort::default();
+    let abort = connection::Abort(connection.map(|Extension(connection)| connection));
     upgrade
         // Small buffers: most sockets idle, and 10,000 of them must fit in
         // a few hundred MiB (the defaults are 128 KiB each way).
