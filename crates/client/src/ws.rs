@@ -412,7 +412,7 @@ async fn open_once(
     .map_err(websocket)?;
     let peer_id = http.config().peer_id.clone();
     let auth = ClientMessage::Auth {
-        peer_id: peer_id.clone(),
+        peer_id: Some(peer_id.clone()),
         token: token.to_owned(),
         request_id: Some(json!("auth")),
     };

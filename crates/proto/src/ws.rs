@@ -12,7 +12,10 @@ use crate::{Name, Party, PartyId, Peer, PeerId, PeerInfo, SignalData, Timestamp}
 pub enum ClientMessage {
     #[serde(alias = "hello")]
     Auth {
-        peer_id: PeerId,
+        /// Absent or `null`: the token's own peer (the newest upstream
+        /// Python client sends `null` before its application sets an ID).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        peer_id: Option<PeerId>,
         token: String,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         request_id: Option<serde_json::Value>,

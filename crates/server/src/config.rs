@@ -216,7 +216,7 @@ pub struct Config {
           value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=64))]
     pub ws_max_sockets_per_peer: usize,
 
-    /// Sockets the server holds at once; beyond it upgrades get 503.
+    /// Authenticated sockets the server holds at once; beyond it upgrades get 503.
     #[arg(long, env = "LANRAGE_WS_MAX_SOCKETS", default_value_t = 50_000,
           value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=10_000_000))]
     pub ws_max_sockets: usize,

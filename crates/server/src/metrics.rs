@@ -36,6 +36,9 @@ pub struct Metrics {
     pub ws_messages_in: Counter,
     pub ws_messages_out: Counter,
     pub ws_slow_readers_dropped: Counter,
+    pub ws_unauthenticated: Gauge,
+    pub ws_closes: Family<Labels, Counter>,
+    pub ws_upgrades_refused: Family<Labels, Counter>,
     pub parties: Gauge,
     pub peers: Gauge,
     pub relays: Gauge,
@@ -61,6 +64,9 @@ impl Default for Metrics {
             ws_messages_in: Counter::default(),
             ws_messages_out: Counter::default(),
             ws_slow_readers_dropped: Counter::default(),
+            ws_unauthenticated: Gauge::default(),
+            ws_closes: Family::default(),
+            ws_upgrades_refused: Family::default(),
             parties: Gauge::default(),
             peers: Gauge::default(),
             relays: Gauge::default(),
@@ -119,8 +125,23 @@ impl Default for Metrics {
         );
         registry.register(
             "websocket_slow_readers_dropped",
-            "Sockets closed because their send queue was full",
+            "Sockets dropped because their send queue filled or a write to them stalled",
             metrics.ws_slow_readers_dropped.clone(),
+        );
+        registry.register(
+            "websocket_unauthenticated",
+            "Open WebSocket connections that have not authenticated yet",
+            metrics.ws_unauthenticated.clone(),
+        );
+        registry.register(
+            "websocket_closes",
+            "WebSocket connections ended, by reason",
+            metrics.ws_closes.clone(),
+        );
+        registry.register(
+            "websocket_upgrades_refused",
+            "WebSocket upgrades refused, by reason",
+            metrics.ws_upgrades_refused.clone(),
         );
         registry.register("parties", "Parties stored", metrics.parties.clone());
         registry.register(

@@ -8,7 +8,7 @@ mod health;
 mod metrics;
 pub mod openapi;
 mod parties;
-mod rate_limit;
+pub(crate) mod rate_limit;
 mod relays;
 mod root;
 mod signals;

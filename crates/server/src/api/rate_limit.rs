@@ -60,21 +60,7 @@ impl RateLimits {
 
     /// The address the request comes from, seen through trusted proxies.
     fn client(&self, peer: IpAddr, headers: &HeaderMap) -> IpAddr {
-        if !self.trusted_proxies.contains(&peer) {
-            return peer;
-        }
-        let forwarded = headers
-            .get_all("x-forwarded-for")
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|v| v.split(','))
-            .filter_map(|a| a.trim().parse::<IpAddr>().ok())
-            .collect::<Vec<_>>();
-        forwarded
-            .into_iter()
-            .rev()
-            .find(|a| !self.trusted_proxies.contains(a))
-            .unwrap_or(peer)
+        client_address(&self.trusted_proxies, peer, headers)
     }
 
     /// `Ok` when the request may go on, else how many seconds until it may.
@@ -101,6 +87,31 @@ impl RateLimits {
         }
         Ok(())
     }
+}
+
+/// The address a request comes from: the connection's peer, or, when that
+/// peer is a trusted proxy, the nearest address in `X-Forwarded-For` that
+/// is not itself a trusted proxy.
+pub(crate) fn client_address(
+    trusted_proxies: &[IpAddr],
+    peer: IpAddr,
+    headers: &HeaderMap,
+) -> IpAddr {
+    if !trusted_proxies.contains(&peer) {
+        return peer;
+    }
+    let forwarded = headers
+        .get_all("x-forwarded-for")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|a| a.trim().parse::<IpAddr>().ok())
+        .collect::<Vec<_>>();
+    forwarded
+        .into_iter()
+        .rev()
+        .find(|a| !trusted_proxies.contains(a))
+        .unwrap_or(peer)
 }
 
 fn is_strict(method: &Method, path: &str) -> bool {

@@ -26,7 +26,7 @@ use crate::{
 
 pub use cleanup::CleanupReport;
 pub use parties::{Joined, Left, PartyView, virtual_ip};
-pub use tokens::token_hash;
+pub use tokens::{Grant, token_hash};
 
 /// Why a request was refused.
 #[derive(Debug, thiserror::Error)]

@@ -38,6 +38,30 @@ impl TokenCache {
     }
 }
 
+/// What a valid token grants: its peer, until when, and the token's hash
+/// (to see later whether it was revoked) but never the token itself.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Grant {
+    pub peer_id: PeerId,
+    pub expires_at: Timestamp,
+    hash: String,
+}
+
+impl Grant {
+    pub fn expired(&self) -> bool {
+        self.expires_at <= Timestamp::now()
+    }
+
+    /// Time left until the token expires (zero once it has).
+    pub fn remaining(&self) -> std::time::Duration {
+        let micros = self
+            .expires_at
+            .as_micros()
+            .saturating_sub(Timestamp::now().as_micros());
+        std::time::Duration::from_micros(u64::try_from(micros).unwrap_or(0))
+    }
+}
+
 /// The form a token is stored in: SHA-256, hex.
 pub fn token_hash(token: &str) -> String {
     Sha256::digest(token.as_bytes())
@@ -98,6 +122,12 @@ impl Service {
 
     /// The peer a bearer token belongs to.
     pub async fn authenticate(&self, token: &str) -> Result<PeerId> {
+        self.grant(token).await.map(|grant| grant.peer_id)
+    }
+
+    /// What a bearer token grants, and until when: a socket holds on to it
+    /// so its authority ends with the token's.
+    pub async fn grant(&self, token: &str) -> Result<Grant> {
         let hash = token_hash(token);
         let record = match self.tokens.get(&hash) {
             Some(record) => record,
@@ -107,14 +137,29 @@ impl Service {
                     .token(&hash)
                     .await?
                     .ok_or_else(|| Error::Unauthorized("invalid token".into()))?;
-                self.tokens.put(hash, record.clone());
+                self.tokens.put(hash.clone(), record.clone());
                 record
             }
         };
         if record.expires_at <= Timestamp::now() {
             return Err(Error::Unauthorized("token expired".into()));
         }
-        Ok(record.peer_id)
+        Ok(Grant {
+            peer_id: record.peer_id,
+            expires_at: record.expires_at,
+            hash,
+        })
+    }
+
+    /// Whether a granted token still stands: unexpired and still in the
+    /// store. Reads the store, not the cache, because revoking a token
+    /// deletes its row (on whichever instance revoked it); one primary-key
+    /// read, so an open socket can afford it every ping interval.
+    pub async fn still_granted(&self, grant: &Grant) -> Result<bool> {
+        if grant.expired() {
+            return Ok(false);
+        }
+        Ok(self.store.token(&grant.hash).await?.is_some())
     }
 
     /// Checks a relay operator's bearer credential.

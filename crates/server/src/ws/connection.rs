@@ -4,27 +4,63 @@
 use std::{collections::HashMap, sync::Arc, time::Duration};
 
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
-use futures_util::{SinkExt, StreamExt, stream::SplitSink};
+use futures_util::{
+    SinkExt, StreamExt,
+    stream::{SplitSink, SplitStream},
+};
 use lanrage_proto::{ClientMessage, PartyId, PeerId, ServerMessage};
-use tokio::sync::{mpsc, oneshot};
+use tokio::{
+    sync::{mpsc, oneshot},
+    time::Instant,
+};
 
 use super::hub::{CloseReason, Control, Outgoing, Slot, encode};
 use crate::{
     api::{AppState, error::ApiError},
+    config::Config,
     metrics::Metrics,
-    service::{self, Left, Service},
+    net::Connection,
+    service::{self, Grant, Left, Service},
 };
+
+/// How long a socket the server closes gets for its close frame (and the
+/// client's answer) before its connection is aborted.
+const CLOSE_GRACE: Duration = Duration::from_secs(5);
 
 /// What the upgrade request's `Authorization` header said, if it had one.
 #[derive(Debug)]
 pub enum HeaderAuth {
     None,
-    Valid(PeerId),
+    Valid(Grant),
     Invalid(String),
 }
 
+/// Ends the TCP connection under a socket at once: pending reads and writes
+/// fail, and the socket closes with a reset, so the kernel drops what it
+/// still buffers for a client that does not read. (None: a router served
+/// without the connection layer, as in unit tests.)
+#[derive(Debug, Clone, Default)]
+pub struct Abort(pub Option<Connection>);
+
+impl Abort {
+    fn abort(&self) {
+        if let Some(connection) = &self.0 {
+            connection.abort();
+        }
+    }
+}
+
+/// A socket's reading half.
+type Reader = SplitStream<WebSocket>;
+
 /// Runs a connection until either side closes it.
-pub async fn run(socket: WebSocket, state: AppState, header: HeaderAuth, slot: Slot) {
+pub async fn run(
+    socket: WebSocket,
+    state: AppState,
+    header: HeaderAuth,
+    mut slot: Slot,
+    abort: Abort,
+) {
     let config = state.service.config().clone();
     let (sink, mut stream) = socket.split();
     let (queue, queue_rx) = mpsc::channel(config.ws_send_queue);
@@ -50,7 +86,7 @@ pub async fn run(socket: WebSocket, state: AppState, header: HeaderAuth, slot: S
     };
 
     let authenticated = match header {
-        HeaderAuth::Valid(peer_id) => Some((peer_id, None)),
+        HeaderAuth::Valid(grant) => Some((grant, None)),
         HeaderAuth::Invalid(message) => {
             session.refuse(message, None);
             None
@@ -58,9 +94,16 @@ pub async fn run(socket: WebSocket, state: AppState, header: HeaderAuth, slot: S
         HeaderAuth::None => {
             let auth_timeout = Duration::from_secs(config.ws_auth_timeout_secs);
             tokio::select! {
-                peer = session.authenticate(&mut stream) => peer,
+                outcome = session.authenticate(&mut stream) => match outcome {
+                    Ok(granted) => Some(granted),
+                    Err(reason) => {
+                        control.close(reason);
+                        None
+                    }
+                },
                 () = tokio::time::sleep(auth_timeout) => {
-                    session.refuse("not authenticated in time".into(), None);
+                    session.reply(error("not authenticated in time", None), None);
+                    control.close(CloseReason::AuthTimeout);
                     None
                 }
                 _ = control.closed() => None,
@@ -68,75 +111,258 @@ pub async fn run(socket: WebSocket, state: AppState, header: HeaderAuth, slot: S
         }
     };
 
-    if let Some((peer_id, request_id)) = authenticated {
-        let _registration = state.hub.register(
-            &slot,
-            peer_id.clone(),
-            session.queue.clone(),
-            config.ws_max_sockets_per_peer,
-        );
-        // The socket's stream of party events starts after the party's
-        // current seq: events committed before it connected, still on their
-        // way through the bus, are not sent. The writer sends auth_ok first,
-        // then what the bus delivered since registration.
-        let current = match state.service.store().membership(&peer_id).await {
-            Ok(current) => current,
-            Err(error) => {
-                state.service.metrics().count_db_error(&error);
-                tracing::warn!(error = %crate::store::error_chain(&error), "cannot read the socket's party");
-                None
+    if let Some((grant, request_id)) = authenticated {
+        // The server-wide cap counts members only: the slot is taken now,
+        // not at the upgrade, so sockets that never authenticate cannot
+        // lock members out.
+        if slot.authenticate(config.ws_max_sockets) {
+            serve(
+                &session,
+                &state,
+                &slot,
+                &mut stream,
+                &config,
+                grant,
+                request_id,
+                prime,
+            )
+            .await;
+        } else {
+            session.reply(
+                error(
+                    "too many open sockets on this server; try again shortly",
+                    request_id,
+                ),
+                None,
+            );
+            control.close(CloseReason::Full);
+        }
+    }
+    control.close(CloseReason::ClientClosed);
+    drop(session);
+    // The writer stops writing as soon as the socket is closing, and gives
+    // the close frame CLOSE_GRACE at most, so this wait is bounded.
+    let end = match writer.await {
+        Ok(end) => end,
+        Err(_) => WriterEnd {
+            close_written: false,
+            deadline: Instant::now(),
+        },
+    };
+    let reason = control.reason().unwrap_or(CloseReason::ClientClosed);
+    // A close the server started is complete when the client answers it;
+    // until then (within the grace) its frames are read and ignored.
+    let answered = reason == CloseReason::ClientClosed
+        || (end.close_written
+            && tokio::time::timeout_at(end.deadline, close_answer(&mut stream))
+                .await
+                .unwrap_or(false));
+    if !end.close_written || (reason.abandons_queue() && !answered) {
+        abort.abort();
+    }
+    drop(stream);
+    drop(slot);
+}
+
+/// Serves an authenticated socket until it closes, its token ends, or it
+/// stops answering pings.
+#[allow(clippy::too_many_arguments)]
+async fn serve(
+    session: &Session,
+    state: &AppState,
+    slot: &Slot,
+    stream: &mut Reader,
+    config: &Config,
+    grant: Grant,
+    request_id: Option<serde_json::Value>,
+    prime: oneshot::Sender<Primed>,
+) {
+    let control = &session.control;
+    let peer_id = grant.peer_id.clone();
+    let _registration = state.hub.register(
+        slot,
+        peer_id.clone(),
+        session.queue.clone(),
+        config.ws_max_sockets_per_peer,
+    );
+    // The socket's stream of party events starts after the party's
+    // current seq: events committed before it connected, still on their
+    // way through the bus, are not sent. The writer sends auth_ok first,
+    // then what the bus delivered since registration.
+    let current = match state.service.store().membership(&peer_id).await {
+        Ok(current) => current,
+        Err(error) => {
+            state.service.metrics().count_db_error(&error);
+            tracing::warn!(error = %crate::store::error_chain(&error), "cannot read the socket's party");
+            None
+        }
+    };
+    let auth_ok = encode(&ServerMessage::AuthOk {
+        peer_id: peer_id.clone(),
+        request_id,
+    });
+    let _ = prime.send(Primed { current, auth_ok });
+    tracing::debug!(peer_id = %peer_id, "socket authenticated");
+    let ping_every = Duration::from_secs(config.ws_ping_interval_secs);
+    let flood = Flood::new(config);
+    // The authority ends at the token's expiry instant, not at the next
+    // message: a timer, raced against everything the socket does.
+    let expiry = tokio::time::sleep(grant.remaining());
+    tokio::pin!(expiry);
+    // Each ping interval: is the token still there (revocation deletes it,
+    // maybe on another instance), and did the client answer the pings?
+    let mut check = tokio::time::interval_at(Instant::now() + ping_every, ping_every);
+    check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut last_pong = Instant::now();
+    loop {
+        tokio::select! {
+            biased;
+            _ = control.closed() => break,
+            () = &mut expiry => {
+                control.close(CloseReason::TokenExpired);
+                break;
             }
-        };
-        let auth_ok = encode(&ServerMessage::AuthOk {
-            peer_id: peer_id.clone(),
-            request_id,
-        });
-        let _ = prime.send(Primed { current, auth_ok });
-        tracing::debug!(peer_id = %peer_id, "socket authenticated");
-        // Ping interval plus slack: a live client has answered a ping by then.
-        let idle = ping_every * 2 + Duration::from_secs(5);
-        let flood = (config.rate_limit == crate::config::Switch::On).then(|| {
-            let rate = std::num::NonZeroU32::new(config.ws_messages_per_sec)
-                .unwrap_or(std::num::NonZeroU32::MIN);
-            let burst = std::num::NonZeroU32::new(config.ws_messages_per_sec.saturating_mul(2))
+            _ = check.tick() => {
+                if last_pong.elapsed() >= ping_every * 2 {
+                    control.close(CloseReason::Unresponsive);
+                    break;
+                }
+                match state.service.still_granted(&grant).await {
+                    Ok(true) => {}
+                    Ok(false) => {
+                        control.close(if grant.expired() {
+                            CloseReason::TokenExpired
+                        } else {
+                            CloseReason::TokenRevoked
+                        });
+                        break;
+                    }
+                    // A database hiccup is no proof of revocation: the
+                    // next check decides.
+                    Err(error) => {
+                        if let service::Error::Store(store) = &error {
+                            state.service.metrics().count_db_error(store);
+                        }
+                        tracing::warn!(%peer_id, error = %crate::store::error_chain(&error), "cannot recheck a socket's token");
+                    }
+                }
+            }
+            frame = stream.next() => match frame_or_end(frame) {
+                Err(reason) => {
+                    control.close(reason);
+                    break;
+                }
+                Ok(Message::Text(text)) => {
+                    slot.metrics().ws_messages_in.inc();
+                    // The timer may not have fired yet at the very instant.
+                    if grant.expired() {
+                        control.close(CloseReason::TokenExpired);
+                        break;
+                    }
+                    match flood.check() {
+                        Pace::Ok => session.handle(&peer_id, &text).await,
+                        Pace::Limited => session.reply(error("rate limit exceeded: slow down", None), None),
+                        Pace::Flood => {
+                            control.close(CloseReason::Flood);
+                            break;
+                        }
+                    }
+                }
+                Ok(Message::Binary(_)) => {
+                    slot.metrics().ws_messages_in.inc();
+                    session.reply(error("binary frames are not supported: send JSON text", None), None);
+                }
+                Ok(Message::Pong(_)) => last_pong = Instant::now(),
+                Ok(Message::Ping(_) | Message::Close(_)) => {}
+            },
+        }
+    }
+}
+
+/// A socket's message rate: over it a message is refused with an `error`;
+/// a client that keeps sending far over it (more refused messages than
+/// four times the rate allows) is flooding and is closed. `None` when rate
+/// limiting is off.
+struct Flood(
+    Option<(
+        governor::DefaultDirectRateLimiter,
+        governor::DefaultDirectRateLimiter,
+    )>,
+);
+
+enum Pace {
+    Ok,
+    Limited,
+    Flood,
+}
+
+impl Flood {
+    fn new(config: &Config) -> Self {
+        use std::num::NonZeroU32;
+
+        if config.rate_limit != crate::config::Switch::On {
+            return Self(None);
+        }
+        let limiter = |burst_factor: u32| {
+            let rate = NonZeroU32::new(config.ws_messages_per_sec).unwrap_or(NonZeroU32::MIN);
+            let burst = NonZeroU32::new(config.ws_messages_per_sec.saturating_mul(burst_factor))
                 .unwrap_or(rate);
             governor::DefaultDirectRateLimiter::direct(
                 governor::Quota::per_second(rate).allow_burst(burst),
             )
-        });
-        loop {
-            tokio::select! {
-                frame = tokio::time::timeout(idle, stream.next()) => match frame {
-                    Err(_) => {
-                        control.close(CloseReason::Unresponsive);
-                        break;
-                    }
-                    Ok(None | Some(Err(_)) | Some(Ok(Message::Close(_)))) => {
-                        control.close(CloseReason::ClientClosed);
-                        break;
-                    }
-                    Ok(Some(Ok(Message::Text(text)))) => {
-                        slot.metrics().ws_messages_in.inc();
-                        if flood.as_ref().is_some_and(|limit| limit.check().is_err()) {
-                            session.reply(error("rate limit exceeded: slow down", None), None);
-                            continue;
-                        }
-                        session.handle(&peer_id, &text).await;
-                    }
-                    Ok(Some(Ok(Message::Binary(_)))) => {
-                        session.reply(error("binary frames are not supported: send JSON text", None), None);
-                    }
-                    Ok(Some(Ok(Message::Ping(_) | Message::Pong(_)))) => {}
-                },
-                _ = control.closed() => break,
-            }
+        };
+        Self(Some((limiter(2), limiter(4))))
+    }
+
+    fn check(&self) -> Pace {
+        match &self.0 {
+            None => Pace::Ok,
+            Some((rate, _)) if rate.check().is_ok() => Pace::Ok,
+            Some((_, patience)) if patience.check().is_ok() => Pace::Limited,
+            Some(_) => Pace::Flood,
         }
     }
-    control.close(CloseReason::ClientClosed);
-    // The writer sends the close frame; give it a moment, then let go.
-    drop(session);
-    let _ = tokio::time::timeout(Duration::from_secs(2), writer).await;
-    drop(slot);
+}
+
+/// A frame read from the socket, or why the socket ends.
+fn frame_or_end(read: Option<Result<Message, axum::Error>>) -> Result<Message, CloseReason> {
+    match read {
+        None | Some(Ok(Message::Close(_))) => Err(CloseReason::ClientClosed),
+        Some(Ok(message)) => Ok(message),
+        Some(Err(error)) => Err(read_failure(&error)),
+    }
+}
+
+/// The close a failed read calls for (RFC 6455 section 7.4.1).
+fn read_failure(error: &axum::Error) -> CloseReason {
+    use tungstenite::error::{Error as E, ProtocolError as P};
+
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(error);
+    while let Some(current) = cause {
+        if let Some(error) = current.downcast_ref::<E>() {
+            return match error {
+                E::Utf8(_) => CloseReason::InvalidUtf8,
+                E::Capacity(_) => CloseReason::TooBig,
+                // The connection went away: nothing to tell it.
+                E::Protocol(P::ResetWithoutClosingHandshake) => CloseReason::ClientClosed,
+                E::Protocol(_) | E::AttackAttempt => CloseReason::ProtocolViolation,
+                _ => CloseReason::ClientClosed,
+            };
+        }
+        cause = current.source();
+    }
+    CloseReason::ClientClosed
+}
+
+/// Reads, ignoring all, until the client answers a close: true if it did.
+async fn close_answer(stream: &mut Reader) -> bool {
+    loop {
+        match stream.next().await {
+            Some(Ok(Message::Close(_))) | None => return true,
+            Some(Ok(_)) => {}
+            Some(Err(_)) => return false,
+        }
+    }
 }
 
 fn error(message: impl Into<String>, request_id: Option<serde_json::Value>) -> ServerMessage {
@@ -188,15 +414,15 @@ impl Session {
     }
 
     /// Reads frames until one authenticates; anything else gets an error.
+    /// `Err`: why the socket ends (a refusal has queued its `error`).
     async fn authenticate(
         &self,
-        stream: &mut futures_util::stream::SplitStream<WebSocket>,
-    ) -> Option<(PeerId, Option<serde_json::Value>)> {
-        while let Some(Ok(frame)) = stream.next().await {
-            let text = match frame {
+        stream: &mut Reader,
+    ) -> Result<(Grant, Option<serde_json::Value>), CloseReason> {
+        loop {
+            let text = match frame_or_end(stream.next().await)? {
                 Message::Text(text) => text,
-                Message::Close(_) => return None,
-                Message::Ping(_) | Message::Pong(_) => continue,
+                Message::Ping(_) | Message::Pong(_) | Message::Close(_) => continue,
                 Message::Binary(_) => {
                     self.reply(
                         error("binary frames are not supported: send JSON text", None),
@@ -214,18 +440,22 @@ impl Session {
                     },
                     _,
                 )) => {
-                    return match self.service.authenticate(&token).await {
-                        Ok(owner) if owner == peer_id => Some((owner, request_id)),
+                    return match self.service.grant(&token).await {
+                        // No peer_id (or null) means the token's own peer.
+                        Ok(grant) if peer_id.as_ref().is_none_or(|p| *p == grant.peer_id) => {
+                            Ok((grant, request_id))
+                        }
                         Ok(_) => {
+                            let claimed = peer_id.map(|p| p.to_string()).unwrap_or_default();
                             self.refuse(
-                                format!("the token does not belong to {peer_id}"),
+                                format!("the token does not belong to {claimed}"),
                                 request_id,
                             );
-                            None
+                            Err(CloseReason::Refused)
                         }
                         Err(e) => {
                             self.refuse(refusal(&self.service, e), request_id);
-                            None
+                            Err(CloseReason::Refused)
                         }
                     };
                 }
@@ -241,7 +471,6 @@ impl Session {
                 Err((message, request_id)) => self.reply(error(message, request_id), None),
             }
         }
-        None
     }
 
     /// Handles one text frame of an authenticated socket.
@@ -557,22 +786,40 @@ impl Sent {
     }
 }
 
-/// Sends one frame; false when the peer does not take it in time.
+/// Sends one frame, racing the close signal: a socket being closed (its
+/// queue full, its token ended) stops waiting on a blocked write at once.
+/// `Err`: why the socket ends; a write that does not complete within
+/// `stall` means a client that does not read.
 async fn write(
     sink: &mut SplitSink<WebSocket, Message>,
     message: Message,
-    timeout: Duration,
+    stall: Duration,
+    control: &Control,
     metrics: &Metrics,
-) -> bool {
+) -> Result<(), CloseReason> {
     let text = matches!(message, Message::Text(_));
-    let written = matches!(
-        tokio::time::timeout(timeout, sink.send(message)).await,
-        Ok(Ok(()))
-    );
-    if written && text {
-        metrics.ws_messages_out.inc();
+    tokio::select! {
+        biased;
+        reason = control.closed() => Err(reason),
+        sent = tokio::time::timeout(stall, sink.send(message)) => match sent {
+            Ok(Ok(())) => {
+                if text {
+                    metrics.ws_messages_out.inc();
+                }
+                Ok(())
+            }
+            Ok(Err(_)) => Err(CloseReason::ClientClosed),
+            Err(_) => Err(CloseReason::SlowReader),
+        },
     }
-    written
+}
+
+/// How the writer ended.
+struct WriterEnd {
+    /// The close frame was handed to the connection.
+    close_written: bool,
+    /// Until when the client may answer the close.
+    deadline: Instant,
 }
 
 /// Owns the sending half: frames from the queue, pings, and the close frame.
@@ -580,7 +827,7 @@ async fn write_loop(
     mut sink: SplitSink<WebSocket, Message>,
     mut queue: mpsc::Receiver<Outgoing>,
     writer: Writer,
-) {
+) -> WriterEnd {
     let Writer {
         mut primed,
         control,
@@ -592,17 +839,20 @@ async fn write_loop(
     let mut sent = Sent::default();
     // Until authenticated, live events wait (they may predate the socket).
     let mut before_auth: Option<Vec<Outgoing>> = Some(Vec::new());
-    let mut ping = tokio::time::interval_at(tokio::time::Instant::now() + ping_every, ping_every);
-    // A write that does not complete in this time means a dead peer.
-    let write_timeout = ping_every.max(Duration::from_secs(5));
+    let mut ping = tokio::time::interval_at(Instant::now() + ping_every, ping_every);
+    // A write that does not complete in this time means a client that
+    // does not read.
+    let stall = ping_every.max(CLOSE_GRACE);
     let mut pending: std::collections::VecDeque<Outgoing> = std::collections::VecDeque::new();
     let reason = 'outer: loop {
         // Items released by a resume or by authentication go first.
         while let Some(item) = pending.pop_front() {
             match sent.step(item) {
                 Step::Send(text, signal) => {
-                    if !write(&mut sink, Message::Text(text), write_timeout, &metrics).await {
-                        break 'outer CloseReason::Unresponsive;
+                    if let Err(reason) =
+                        write(&mut sink, Message::Text(text), stall, &control, &metrics).await
+                    {
+                        break 'outer reason;
                     }
                     if let Some(id) = signal {
                         let _ = delivered.send(id);
@@ -625,9 +875,9 @@ async fn write_loop(
                         sent.seq.insert(party_id, seq);
                     }
                     if let Some(text) = auth_ok
-                        && !write(&mut sink, Message::Text(text), write_timeout, &metrics).await
+                        && let Err(reason) = write(&mut sink, Message::Text(text), stall, &control, &metrics).await
                     {
-                        break CloseReason::Unresponsive;
+                        break reason;
                     }
                 }
                 pending.extend(waiting);
@@ -640,41 +890,65 @@ async fn write_loop(
                 }
             }
             _ = ping.tick() => {
-                if !write(&mut sink, Message::Ping(Default::default()), write_timeout, &metrics).await {
-                    break CloseReason::Unresponsive;
+                if let Err(reason) = write(&mut sink, Message::Ping(Default::default()), stall, &control, &metrics).await {
+                    break reason;
                 }
             }
         }
     };
     control.close(reason);
-    if !matches!(reason, CloseReason::SlowReader | CloseReason::Unresponsive) {
-        // What was queued before the close still goes out (replies to the
-        // last requests, an error before a refusal, the events of a
-        // shutdown).
-        pending.extend(std::iter::from_fn(|| queue.try_recv().ok()));
-        while let Some(item) = pending.pop_front() {
-            match sent.step(item) {
-                Step::Send(text, signal) => {
-                    if !write(&mut sink, Message::Text(text), write_timeout, &metrics).await {
-                        return;
+    // The first reason given wins, whoever gave it.
+    let reason = control.reason().unwrap_or(reason);
+    // Counted here, once per socket, however many noticed.
+    if reason == CloseReason::SlowReader {
+        metrics.ws_slow_readers_dropped.inc();
+    }
+    metrics
+        .ws_closes
+        .get_or_create(&vec![("reason", reason.label().to_owned())])
+        .inc();
+    let deadline = Instant::now() + CLOSE_GRACE;
+    let farewell = async {
+        if reason.ends_authority() {
+            // Nothing more reaches a socket whose token ended: only why.
+            let (_, why) = reason.frame();
+            if let Some(text) = encode(&error(why, None)) {
+                sink.send(Message::Text(text)).await.ok()?;
+                metrics.ws_messages_out.inc();
+            }
+        } else if !reason.abandons_queue() {
+            // What was queued before the close still goes out (replies to
+            // the last requests, an error before a refusal, the events of a
+            // shutdown).
+            pending.extend(std::iter::from_fn(|| queue.try_recv().ok()));
+            while let Some(item) = pending.pop_front() {
+                match sent.step(item) {
+                    Step::Send(text, signal) => {
+                        sink.send(Message::Text(text)).await.ok()?;
+                        metrics.ws_messages_out.inc();
+                        if let Some(id) = signal {
+                            let _ = delivered.send(id);
+                        }
                     }
-                    if let Some(id) = signal {
-                        let _ = delivered.send(id);
-                    }
+                    Step::Skip => {}
+                    Step::Release(items) => pending.extend(items),
                 }
-                Step::Skip => {}
-                Step::Release(items) => pending.extend(items),
             }
         }
+        let (code, why) = reason.frame();
+        let close = Message::Close(Some(CloseFrame {
+            code,
+            reason: Utf8Bytes::from_static(why),
+        }));
+        sink.send(close).await.ok()?;
+        Some(())
+    };
+    let close_written = matches!(
+        tokio::time::timeout_at(deadline, farewell).await,
+        Ok(Some(()))
+    );
+    WriterEnd {
+        close_written,
+        deadline,
     }
-    let (code, why) = reason.frame();
-    let close = Message::Close(Some(CloseFrame {
-        code,
-        reason: Utf8Bytes::from_static(why),
-    }));
-    let _ = tokio::time::timeout(write_timeout, async {
-        let _ = sink.send(close).await;
-        let _ = sink.close().await;
-    })
-    .await;
 }

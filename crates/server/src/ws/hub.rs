@@ -20,7 +20,9 @@ use axum::extract::ws::Utf8Bytes;
 use lanrage_proto::{PartyId, PeerId, ServerMessage};
 use tokio::sync::{broadcast, mpsc, watch};
 
-use crate::{events::Event, metrics::Metrics, service::Service, store::error_chain};
+use crate::{
+    events::Event, metrics::Metrics, net::ClientKey, service::Service, store::error_chain,
+};
 
 /// A frame queued for one socket. Party frames carry their party and `seq`
 /// so the socket's writer never sends a party's events out of order or twice.
@@ -55,27 +57,86 @@ pub enum Outgoing {
 /// Why the server closes a socket.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CloseReason {
+    /// Its send queue filled, or a write to it stalled.
     SlowReader,
     Replaced,
     Resync,
+    /// It did not answer pings for two ping intervals.
     Unresponsive,
     ClientClosed,
+    /// Its authentication was refused.
     Refused,
+    AuthTimeout,
+    /// No member slot was free when it authenticated (`--ws-max-sockets`).
+    Full,
+    /// It kept sending far over its message rate.
+    Flood,
+    TokenExpired,
+    TokenRevoked,
+    InvalidUtf8,
+    ProtocolViolation,
+    TooBig,
     ShuttingDown,
 }
 
 impl CloseReason {
-    /// WebSocket close code and reason text.
+    /// WebSocket close code (RFC 6455 section 7.4.1; 4401 is ours) and
+    /// reason text.
     pub fn frame(self) -> (u16, &'static str) {
         match self {
             Self::SlowReader => (1008, "send queue full: reading too slowly"),
             Self::Replaced => (1008, "replaced by a newer connection of this peer"),
             Self::Resync => (1013, "events were missed: reconnect and resume"),
-            Self::Unresponsive => (1001, "no frame or pong within the ping timeout"),
+            Self::Unresponsive => (1001, "pings not answered within two ping intervals"),
             Self::ClientClosed => (1000, "closed"),
             Self::Refused => (1008, "authentication failed"),
+            Self::AuthTimeout => (1008, "not authenticated in time"),
+            Self::Full => (
+                1013,
+                "too many open sockets on this server: try again later",
+            ),
+            Self::Flood => (1008, "message flood: far over the message rate"),
+            Self::TokenExpired => (4401, "token expired: reconnect with a fresh token"),
+            Self::TokenRevoked => (4401, "token revoked: reconnect with a fresh token"),
+            Self::InvalidUtf8 => (1007, "text frame is not valid UTF-8"),
+            Self::ProtocolViolation => (1002, "WebSocket protocol violation"),
+            Self::TooBig => (1009, "frame or message over the size limit"),
             Self::ShuttingDown => (1001, "server shutting down"),
         }
+    }
+
+    /// A label for the metrics.
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::SlowReader => "slow_reader",
+            Self::Replaced => "replaced",
+            Self::Resync => "resync",
+            Self::Unresponsive => "unresponsive",
+            Self::ClientClosed => "client_closed",
+            Self::Refused => "refused",
+            Self::AuthTimeout => "auth_timeout",
+            Self::Full => "full",
+            Self::Flood => "flood",
+            Self::TokenExpired => "token_expired",
+            Self::TokenRevoked => "token_revoked",
+            Self::InvalidUtf8 => "invalid_utf8",
+            Self::ProtocolViolation => "protocol_violation",
+            Self::TooBig => "too_big",
+            Self::ShuttingDown => "shutting_down",
+        }
+    }
+
+    /// The socket's authority ended: nothing queued for it goes out, only
+    /// an `error` saying why, then the close frame.
+    pub fn ends_authority(self) -> bool {
+        matches!(self, Self::TokenExpired | Self::TokenRevoked)
+    }
+
+    /// The client is not taking what it is sent: queued frames are dropped
+    /// and the close frame gets a short grace before the connection is
+    /// aborted.
+    pub fn abandons_queue(self) -> bool {
+        matches!(self, Self::SlowReader | Self::Unresponsive)
     }
 }
 
@@ -100,6 +161,11 @@ impl Control {
             slot.get_or_insert(reason);
             first
         });
+    }
+
+    /// The reason given first, once the socket is closing.
+    pub fn reason(&self) -> Option<CloseReason> {
+        *self.reason.borrow()
     }
 
     /// Completes once [`Control::close`] was called, with its reason.
@@ -128,7 +194,11 @@ pub struct Hub {
     /// Every open socket, authenticated or not, so shutdown reaches all.
     sockets: Mutex<HashMap<u64, Arc<Control>>>,
     next_id: AtomicU64,
-    open: AtomicUsize,
+    /// Authenticated sockets, capped by `--ws-max-sockets`.
+    members: AtomicUsize,
+    /// Sockets not authenticated yet, per client address, capped by
+    /// `--ws-max-unauthenticated-per-ip` (they never take a member slot).
+    unauthenticated: Mutex<HashMap<ClientKey, usize>>,
     /// Signals written to a socket, to be marked delivered in the queue.
     delivered: mpsc::UnboundedSender<i64>,
     delivered_rx: Mutex<Option<mpsc::UnboundedReceiver<i64>>>,
@@ -145,7 +215,8 @@ impl Hub {
             peers: RwLock::default(),
             sockets: Mutex::default(),
             next_id: AtomicU64::new(0),
-            open: AtomicUsize::new(0),
+            members: AtomicUsize::new(0),
+            unauthenticated: Mutex::default(),
             delivered,
             delivered_rx: Mutex::new(Some(delivered_rx)),
             resync_running: AtomicBool::new(false),
@@ -168,12 +239,16 @@ impl Drop for Registration {
     }
 }
 
-/// An open socket, counted against the server-wide cap until dropped.
+/// An open socket: counted against its address's cap while it has not
+/// authenticated, then against the server-wide cap, until dropped.
 #[derive(Debug)]
 pub struct Slot {
     hub: Arc<Hub>,
     id: u64,
     pub control: Arc<Control>,
+    /// The address whose unauthenticated count this socket holds.
+    unauthenticated: Option<ClientKey>,
+    member: bool,
 }
 
 impl Slot {
@@ -185,6 +260,21 @@ impl Slot {
     pub fn metrics(&self) -> Arc<Metrics> {
         self.hub.metrics.clone()
     }
+
+    /// Takes a member slot for the socket, which stops counting as
+    /// unauthenticated; false when `max` members are connected already.
+    pub fn authenticate(&mut self, max: usize) -> bool {
+        if !self.member {
+            if !self.hub.take_member_slot(max) {
+                return false;
+            }
+            self.member = true;
+        }
+        if let Some(client) = self.unauthenticated.take() {
+            self.hub.release_unauthenticated(client);
+        }
+        true
+    }
 }
 
 impl Drop for Slot {
@@ -192,43 +282,98 @@ impl Drop for Slot {
         if let Ok(mut sockets) = self.hub.sockets.lock() {
             sockets.remove(&self.id);
         }
-        self.hub.open.fetch_sub(1, Ordering::AcqRel);
+        if let Some(client) = self.unauthenticated.take() {
+            self.hub.release_unauthenticated(client);
+        }
+        if self.member {
+            self.hub.members.fetch_sub(1, Ordering::AcqRel);
+        }
         self.hub.metrics.sockets.dec();
     }
 }
 
 impl Hub {
-    /// Opens a slot for a new socket, unless `max` are open already.
-    pub fn reserve(self: &Arc<Self>, max: usize) -> Option<Slot> {
-        let mut open = self.open.load(Ordering::Acquire);
-        loop {
-            if open >= max {
+    /// Opens a slot for a new socket that has yet to authenticate, unless
+    /// `max_per_client` sockets of `client` are in that state already.
+    /// Without a known address the socket is only bounded by the auth
+    /// timeout.
+    pub fn admit(
+        self: &Arc<Self>,
+        client: Option<ClientKey>,
+        max_per_client: usize,
+    ) -> Option<Slot> {
+        if let Some(client) = client {
+            let mut counts = self.unauthenticated.lock().ok()?;
+            let count = counts.entry(client).or_default();
+            if *count >= max_per_client {
                 return None;
             }
-            match self
-                .open
-                .compare_exchange(open, open + 1, Ordering::AcqRel, Ordering::Acquire)
-            {
-                Ok(_) => break,
-                Err(now) => open = now,
-            }
+            *count += 1;
+            self.metrics.ws_unauthenticated.inc();
         }
+        Some(self.open_slot(client, false))
+    }
+
+    /// Opens a slot for a socket already authenticated (by its upgrade's
+    /// header), unless `max` members are connected.
+    pub fn admit_member(self: &Arc<Self>, max: usize) -> Option<Slot> {
+        self.take_member_slot(max)
+            .then(|| self.open_slot(None, true))
+    }
+
+    /// Whether a member slot is free now (an upgrade is refused early
+    /// when none is, rather than at its `auth`).
+    pub fn has_member_room(&self, max: usize) -> bool {
+        self.members.load(Ordering::Acquire) < max
+    }
+
+    fn open_slot(self: &Arc<Self>, unauthenticated: Option<ClientKey>, member: bool) -> Slot {
         self.metrics.sockets.inc();
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let control = Arc::new(Control::default());
         if let Ok(mut sockets) = self.sockets.lock() {
             sockets.insert(id, control.clone());
         }
-        Some(Slot {
+        Slot {
             hub: self.clone(),
             id,
             control,
-        })
+            unauthenticated,
+            member,
+        }
+    }
+
+    fn take_member_slot(&self, max: usize) -> bool {
+        let mut open = self.members.load(Ordering::Acquire);
+        loop {
+            if open >= max {
+                return false;
+            }
+            match self
+                .members
+                .compare_exchange(open, open + 1, Ordering::AcqRel, Ordering::Acquire)
+            {
+                Ok(_) => return true,
+                Err(now) => open = now,
+            }
+        }
+    }
+
+    fn release_unauthenticated(&self, client: ClientKey) {
+        if let Ok(mut counts) = self.unauthenticated.lock()
+            && let Some(count) = counts.get_mut(&client)
+        {
+            *count = count.saturating_sub(1);
+            if *count == 0 {
+                counts.remove(&client);
+            }
+        }
+        self.metrics.ws_unauthenticated.dec();
     }
 
     /// Open sockets, authenticated or not.
     pub fn open_sockets(&self) -> usize {
-        self.open.load(Ordering::Acquire)
+        self.sockets.lock().map_or(0, |sockets| sockets.len())
     }
 
     /// Adds the authenticated socket of `slot` for `peer_id`; beyond
@@ -288,8 +433,8 @@ impl Hub {
                 }
             }
         }
+        // Counted once per socket, by its writer, whoever noticed first.
         for control in slow {
-            self.metrics.ws_slow_readers_dropped.inc();
             control.close(CloseReason::SlowReader);
         }
     }

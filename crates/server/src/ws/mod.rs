@@ -5,8 +5,9 @@ mod connection;
 pub mod hub;
 
 use axum::{
-    extract::{State, WebSocketUpgrade, ws::rejection::WebSocketUpgradeRejection},
-    http::{HeaderMap, StatusCode},
+    Extension,
+    extract::{ConnectInfo, State, WebSocketUpgrade, ws::rejection::WebSocketUpgradeRejection},
+    http::{HeaderMap, HeaderValue, StatusCode, header},
     response::{IntoResponse, Response},
 };
 use utoipa_axum::{router::OpenApiRouter, routes};
@@ -16,7 +17,9 @@ use crate::api::{
     error::ApiError,
     extract::bearer_header,
     openapi::{BadUpgrade, NotUpgradable, ServiceErrors},
+    rate_limit::client_address,
 };
+use crate::net::{ClientAddr, ClientKey, Connection};
 use connection::HeaderAuth;
 
 /// Initial read and write buffer of a socket.
@@ -31,7 +34,9 @@ pub fn router() -> OpenApiRouter<AppState> {
 /// Upgrades to the real-time channel (protocol in docs/websocket.md). The
 /// token goes in an `Authorization: Bearer` header or in the first `auth`
 /// message; a bad header token is answered on the socket, with an `error`
-/// message and a close frame.
+/// message and a close frame. An address holding too many sockets that
+/// have not authenticated yet gets 429; a server whose member slots are all
+/// taken, 503.
 #[utoipa::path(
     get,
     path = "/ws",
@@ -47,6 +52,8 @@ pub fn router() -> OpenApiRouter<AppState> {
 async fn upgrade(
     State(state): State<AppState>,
     headers: HeaderMap,
+    address: Option<Extension<ConnectInfo<ClientAddr>>>,
+    connection: Option<Extension<Connection>>,
     upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Response {
     let upgrade = match upgrade {
@@ -56,21 +63,65 @@ async fn upgrade(
         }
     };
     let config = state.service.config();
-    let Some(slot) = state.hub.reserve(config.ws_max_sockets) else {
-        return ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "too many open sockets on this server; try again shortly",
-        )
-        .into_response();
+    let metrics = state.service.metrics();
+    let refused = |reason: &str| {
+        metrics
+            .ws_upgrades_refused
+            .get_or_create(&vec![("reason", reason.to_owned())])
+            .inc();
     };
+    // Member slots are taken at authentication; when none is free now, say
+    // so before the upgrade rather than after the client's `auth`.
+    if !state.hub.has_member_room(config.ws_max_sockets) {
+        refused("full");
+        return server_full();
+    }
     let header = match bearer_header(&headers) {
         None => HeaderAuth::None,
-        Some(token) => match state.service.authenticate(token).await {
-            Ok(peer_id) => HeaderAuth::Valid(peer_id),
+        Some(token) => match state.service.grant(token).await {
+            Ok(grant) => HeaderAuth::Valid(grant),
             Err(error) => HeaderAuth::Invalid(ApiError::from(error).detail),
         },
     };
+    let slot = if let HeaderAuth::Valid(_) = header {
+        state.hub.admit_member(config.ws_max_sockets)
+    } else {
+        let client = address.map(|Extension(ConnectInfo(ClientAddr(peer)))| {
+            ClientKey::of(client_address(&config.trusted_proxies, peer.ip(), &headers))
+        });
+        match state
+            .hub
+            .admit(client, config.ws_max_unauthenticated_per_ip)
+        {
+            Some(slot) => Some(slot),
+            None => {
+                refused("unauthenticated_per_ip");
+                // Within the auth timeout every socket now waiting has
+                // authenticated or been closed.
+                let mut response = ApiError::new(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    format!(
+                        "too many sockets from this address have not authenticated \
+                         (at most {}); authenticate or close them, or send the token \
+                         in the upgrade's Authorization header",
+                        config.ws_max_unauthenticated_per_ip
+                    ),
+                )
+                .into_response();
+                response.headers_mut().insert(
+                    header::RETRY_AFTER,
+                    HeaderValue::from(config.ws_auth_timeout_secs.max(1)),
+                );
+                return response;
+            }
+        }
+    };
+    let Some(slot) = slot else {
+        refused("full");
+        return server_full();
+    };
     let limit = config.ws_max_message_bytes;
+    let abort = connection::Abort(connection.map(|Extension(connection)| connection));
     upgrade
         // Small buffers: most sockets idle, and 10,000 of them must fit in
         // a few hundred MiB (the defaults are 128 KiB each way).
@@ -78,5 +129,13 @@ async fn upgrade(
         .write_buffer_size(SOCKET_BUFFER)
         .max_message_size(limit)
         .max_frame_size(limit)
-        .on_upgrade(move |socket| connection::run(socket, state, header, slot))
+        .on_upgrade(move |socket| connection::run(socket, state, header, slot, abort))
+}
+
+fn server_full() -> Response {
+    ApiError::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "too many open sockets on this server; try again shortly",
+    )
+    .into_response()
 }

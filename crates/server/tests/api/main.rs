@@ -24,3 +24,4 @@ mod socket;
 mod sqlite_only;
 mod tls;
 mod ws;
+mod ws_abuse;
