@@ -276,7 +276,7 @@ pub async fn abuse(
     let mut n = 0u64;
     while started.elapsed() < duration {
         let sent = Instant::now();
-        let request = if n % 2 == 0 {
+        let request = if n.is_multiple_of(2) {
             client
                 .post(format!(
                     "{}/parties/{own_party}/peers/{}/heartbeat",
