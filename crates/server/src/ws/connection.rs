@@ -63,7 +63,7 @@ pub async fn run(
 ) {
     let config = state.service.config().clone();
     let (sink, mut stream) = socket.split();
-    let (queue, queue_rx) = mpsc::channel(config.ws_send_queue);
+    let (queue, queue_rx) = super::queue::channel(config.ws_send_queue);
     let control = slot.control.clone();
     let ping_every = Duration::from_secs(config.ws_ping_interval_secs);
     let (prime, primed) = oneshot::channel();
@@ -390,7 +390,7 @@ fn refusal(service: &Service, error: service::Error) -> String {
 /// A connection's request side.
 struct Session {
     service: Service,
-    queue: mpsc::Sender<Outgoing>,
+    queue: super::queue::Sender,
     control: Arc<Control>,
 }
 
@@ -825,7 +825,7 @@ struct WriterEnd {
 /// Owns the sending half: frames from the queue, pings, and the close frame.
 async fn write_loop(
     mut sink: SplitSink<WebSocket, Message>,
-    mut queue: mpsc::Receiver<Outgoing>,
+    mut queue: super::queue::Receiver,
     writer: Writer,
 ) -> WriterEnd {
     let Writer {
@@ -920,7 +920,7 @@ async fn write_loop(
             // What was queued before the close still goes out (replies to
             // the last requests, an error before a refusal, the events of a
             // shutdown).
-            pending.extend(std::iter::from_fn(|| queue.try_recv().ok()));
+            pending.extend(std::iter::from_fn(|| queue.try_recv()));
             while let Some(item) = pending.pop_front() {
                 match sent.step(item) {
                     Step::Send(text, signal) => {

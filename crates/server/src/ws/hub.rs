@@ -183,7 +183,7 @@ impl Control {
 #[derive(Debug)]
 struct Entry {
     id: u64,
-    queue: mpsc::Sender<Outgoing>,
+    queue: super::queue::Sender,
     control: Arc<Control>,
 }
 
@@ -382,7 +382,7 @@ impl Hub {
         self: &Arc<Self>,
         slot: &Slot,
         peer_id: PeerId,
-        queue: mpsc::Sender<Outgoing>,
+        queue: super::queue::Sender,
         max_per_peer: usize,
     ) -> Registration {
         let mut evicted = Vec::new();
@@ -425,7 +425,7 @@ impl Hub {
         if let Ok(peers) = self.peers.read() {
             for peer in recipients {
                 for entry in peers.get(peer).into_iter().flatten() {
-                    if let Err(mpsc::error::TrySendError::Full(_)) =
+                    if let Err(super::queue::TrySendError::Full(_)) =
                         entry.queue.try_send(item.clone())
                     {
                         slow.push(entry.control.clone());

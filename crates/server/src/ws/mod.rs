@@ -3,6 +3,7 @@
 
 mod connection;
 pub mod hub;
+mod queue;
 
 use axum::{
     Extension,
@@ -22,8 +23,11 @@ use crate::api::{
 use crate::net::{ClientAddr, ClientKey, Connection};
 use connection::HeaderAuth;
 
-/// Initial read and write buffer of a socket.
-const SOCKET_BUFFER: usize = 4 * 1024;
+/// Initial read buffer of a socket: allocated for every socket, and a
+/// client's requests are a few hundred bytes (a larger message grows it).
+const READ_BUFFER: usize = 1024;
+/// Frames written are gathered up to this much before a flush.
+const WRITE_BUFFER: usize = 4 * 1024;
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new().routes(routes!(upgrade))
@@ -124,9 +128,9 @@ async fn upgrade(
     let abort = connection::Abort(connection.map(|Extension(connection)| connection));
     upgrade
         // Small buffers: most sockets idle, and 10,000 of them must fit in
-        // a few hundred MiB (the defaults are 128 KiB each way).
-        .read_buffer_size(SOCKET_BUFFER)
-        .write_buffer_size(SOCKET_BUFFER)
+        // 80 MiB (the defaults are 128 KiB each way).
+        .read_buffer_size(READ_BUFFER)
+        .write_buffer_size(WRITE_BUFFER)
         .max_message_size(limit)
         .max_frame_size(limit)
         .on_upgrade(move |socket| connection::run(socket, state, header, slot, abort))
