@@ -13,6 +13,7 @@ pub const BACKEND: helpers::Backend = helpers::Backend::Sqlite;
 mod auth;
 mod cleanup;
 mod input;
+mod limits;
 mod metrics;
 mod openapi;
 mod parties;
