@@ -146,7 +146,7 @@ pub struct Config {
           value_parser = clap::value_parser!(u64).range(1..=86_400))]
     pub signal_ttl_secs: u64,
 
-    /// Most signals queued for one peer; beyond it senders get 429.
+    /// Most signals one member may have waiting for one target; beyond it that sender gets 429 (others are not blocked).
     #[arg(long, env = "LANRAGE_SIGNAL_QUEUE_MAX", default_value_t = 64,
           value_parser = clap::value_parser!(u64).range(1..=10_000))]
     pub signal_queue_max: u64,

@@ -26,6 +26,7 @@ use crate::{
 
 pub use cleanup::CleanupReport;
 pub use parties::{Joined, Left, PartyView, virtual_ip};
+pub use signals::MAX_SIGNALS_PER_DRAIN;
 pub use tokens::token_hash;
 
 /// Why a request was refused.

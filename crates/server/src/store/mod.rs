@@ -233,13 +233,18 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     /// All relays ordered by region then id, or one region's by id.
     async fn relays(&self, region: Option<&Region>) -> StoreResult<Vec<Relay>>;
 
-    /// Removes and returns, oldest first, the unexpired signals queued for
-    /// `peer_id` in `party_id` that no socket has delivered.
+    /// Removes and returns, oldest first, at most `limit` of the unexpired
+    /// signals queued for `peer_id` in `party_id` that no socket has
+    /// delivered. Exactly the rows returned are removed, in one transaction:
+    /// the rest stay queued, and two drains at once never return the same
+    /// signal. A row that no longer parses (stored under older limits) is
+    /// neither returned nor removed: it expires.
     async fn drain_signals(
         &self,
         party_id: &PartyId,
         peer_id: &PeerId,
         now: Timestamp,
+        limit: u64,
     ) -> StoreResult<Vec<Signal>>;
 
     /// Marks a signal delivered over a socket: polls no longer return it.
@@ -360,10 +365,12 @@ pub trait Tx: Send {
         recipients: &[PeerId],
     ) -> StoreResult<()>;
 
-    /// How many undelivered, unexpired signals wait for `to_peer_id`.
+    /// How many undelivered, unexpired signals from `from_peer_id` wait
+    /// for `to_peer_id`.
     async fn queued_signals(
         &mut self,
         party_id: &PartyId,
+        from_peer_id: &PeerId,
         to_peer_id: &PeerId,
         now: Timestamp,
     ) -> StoreResult<u64>;

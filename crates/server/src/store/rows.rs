@@ -158,6 +158,24 @@ pub(super) fn signal_record(row: &impl Columns) -> StoreResult<Signal> {
     })
 }
 
+/// The signals of rows a drain selected, with their ids, oldest first. A
+/// row that does not parse (stored by an older version under looser
+/// limits) is logged and left out: it is not removed either, and expires.
+pub(super) fn drained_signals<R: Columns>(rows: &[R]) -> StoreResult<(Vec<i64>, Vec<Signal>)> {
+    let mut drained = Vec::with_capacity(rows.len());
+    for row in rows {
+        let id = row.int("id")?;
+        match signal_record(row) {
+            Ok(signal) => drained.push((id, signal)),
+            Err(error) => {
+                tracing::warn!(id, error = %super::error_chain(&error), "a queued signal cannot be delivered; leaving it to expire");
+            }
+        }
+    }
+    drained.sort_by_key(|(id, _)| *id);
+    Ok(drained.into_iter().unzip())
+}
+
 pub(super) fn event_payload(row: &impl Columns) -> StoreResult<ServerMessage> {
     serde_json::from_str(&row.text("payload")?)
         .map_err(|e| StoreError::Corrupt(format!("event payload: {e}")))

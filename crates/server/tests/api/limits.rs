@@ -254,3 +254,167 @@ async fn signal_data_deeper_than_32_levels_is_422_and_queues_nothing() {
     assert_eq!(drained.signals.len(), 1);
     assert_eq!(depth_of(&drained.signals[0].signal_data.clone().into()), 32);
 }
+
+#[tokio::test]
+async fn one_sender_filling_its_queue_share_never_blocks_another() {
+    let app = crate::helpers::spawn_app_with(|c| c.signal_queue_max = 3).await;
+    let (alice, created) = app.create_party("alice").await;
+    let party = created.party_id.to_string();
+    let (bob, _) = app.join(&party, "bob").await;
+    let (mallory, _) = app.join(&party, "mallory").await;
+
+    for n in 0..3 {
+        let status = send_signal(&app, &party, &mallory, "bob", json!({"junk": n})).await;
+        assert_eq!(status, StatusCode::ACCEPTED);
+    }
+    let detail = app
+        .expect_error(
+            Method::POST,
+            &format!("/parties/{party}/signals"),
+            Some(&mallory),
+            Some(json!({"to_peer_id": "bob", "signal_data": {}})),
+            StatusCode::TOO_MANY_REQUESTS,
+        )
+        .await;
+    assert!(
+        detail.contains("you have 3 signals waiting for bob"),
+        "the 429 names the sender's own backlog: {detail}"
+    );
+
+    // Alice's offers still get through, up to her own share.
+    for n in 0..3 {
+        let status = send_signal(&app, &party, &alice, "bob", json!({"offer": n})).await;
+        assert_eq!(status, StatusCode::ACCEPTED, "alice's signal {n}");
+    }
+    assert_eq!(
+        send_signal(&app, &party, &alice, "bob", json!({})).await,
+        StatusCode::TOO_MANY_REQUESTS
+    );
+    // And mallory's share toward someone else is its own.
+    assert_eq!(
+        send_signal(&app, &party, &mallory, "alice", json!({})).await,
+        StatusCode::ACCEPTED
+    );
+
+    let drained = drain(&app, &party, &bob).await;
+    let senders: Vec<&str> = drained
+        .signals
+        .iter()
+        .map(|s| s.from_peer_id.as_str())
+        .collect();
+    assert_eq!(
+        senders,
+        ["mallory", "mallory", "mallory", "alice", "alice", "alice"]
+    );
+    assert_eq!(
+        send_signal(&app, &party, &mallory, "bob", json!({})).await,
+        StatusCode::ACCEPTED,
+        "a drained queue takes signals again"
+    );
+}
+
+#[tokio::test]
+async fn a_drain_removes_only_the_signals_it_answers_with() {
+    let app = spawn_app().await;
+    let (alice, created) = app.create_party("alice").await;
+    let party = created.party_id.to_string();
+    let (bob, _) = app.join(&party, "bob").await;
+
+    assert_eq!(
+        send_signal(&app, &party, &alice, "bob", json!({"n": 1})).await,
+        StatusCode::ACCEPTED
+    );
+    // A signal an older server accepted before signal_data depth was
+    // bounded: it can never be answered, and must not take the others with
+    // it.
+    let deep = nested(126).to_string();
+    let far = i64::MAX / 2;
+    app.sql(&format!(
+        "INSERT INTO signals (party_id, from_peer_id, to_peer_id, signal_data, sent_at, expires_at) \
+         VALUES ('{party}', 'alice', 'bob', '{deep}', 0, {far})"
+    ))
+    .await;
+    assert_eq!(
+        send_signal(&app, &party, &alice, "bob", json!({"n": 2})).await,
+        StatusCode::ACCEPTED
+    );
+
+    let drained = drain(&app, &party, &bob).await;
+
+    let numbers: Vec<&Value> = drained
+        .signals
+        .iter()
+        .map(|s| &s.signal_data.as_map()["n"])
+        .collect();
+    assert_eq!(numbers, [&json!(1), &json!(2)]);
+    // The undeliverable one stays queued (it expires); the answered ones
+    // are gone.
+    let left = app
+        .sql(&format!(
+            "SELECT COUNT(*) FROM signals WHERE party_id = '{party}' AND to_peer_id = 'bob'"
+        ))
+        .await;
+    assert_eq!(left, Some(1));
+    assert!(drain(&app, &party, &bob).await.signals.is_empty());
+}
+
+#[tokio::test]
+async fn a_capped_drain_leaves_the_rest_queued_in_order() {
+    let app = spawn_app().await;
+    let (_, created) = app.create_party("host").await;
+    let party = created.party_id.to_string();
+    let (target, _) = app.join(&party, "target").await;
+    let cap = lanrage_server::service::MAX_SIGNALS_PER_DRAIN as usize;
+    // More than one drain holds, from senders each within their share.
+    let total = cap + 44;
+    let senders: Vec<String> = (0..total.div_ceil(60)).map(|n| format!("s{n}")).collect();
+    let mut tokens = Vec::new();
+    for sender in &senders {
+        tokens.push(app.join(&party, sender).await.0);
+    }
+    for n in 0..total {
+        let status = send_signal(&app, &party, &tokens[n / 60], "target", json!({"n": n})).await;
+        assert_eq!(status, StatusCode::ACCEPTED);
+    }
+
+    let first = drain(&app, &party, &target).await.signals;
+    let second = drain(&app, &party, &target).await.signals;
+    let third = drain(&app, &party, &target).await.signals;
+
+    assert_eq!((first.len(), second.len(), third.len()), (cap, 44, 0));
+    let order: Vec<u64> = first
+        .iter()
+        .chain(&second)
+        .map(|s| s.signal_data.as_map()["n"].as_u64().unwrap())
+        .collect();
+    assert_eq!(order, (0..total as u64).collect::<Vec<_>>());
+}
+
+#[tokio::test]
+async fn drains_at_once_never_answer_the_same_signal_twice() {
+    let app = spawn_app_with_queue(200).await;
+    let (alice, created) = app.create_party("alice").await;
+    let party = created.party_id.to_string();
+    let (bob, _) = app.join(&party, "bob").await;
+    for n in 0..150 {
+        assert_eq!(
+            send_signal(&app, &party, &alice, "bob", json!({"n": n})).await,
+            StatusCode::ACCEPTED
+        );
+    }
+
+    let drains = (0..6).map(|_| drain(&app, &party, &bob));
+    let answers = futures_util::future::join_all(drains).await;
+
+    let mut seen: Vec<u64> = answers
+        .iter()
+        .flat_map(|a| &a.signals)
+        .map(|s| s.signal_data.as_map()["n"].as_u64().unwrap())
+        .collect();
+    seen.sort_unstable();
+    assert_eq!(seen, (0..150).collect::<Vec<_>>());
+}
+
+async fn spawn_app_with_queue(max: u64) -> TestApp {
+    crate::helpers::spawn_app_with(|c| c.signal_queue_max = max).await
+}
