@@ -25,7 +25,7 @@ use crate::{
 };
 
 pub use cleanup::CleanupReport;
-pub use parties::{Joined, Left, PartyView, virtual_ip};
+pub use parties::{Joined, Left, MIN_EVENT_LOG, PartyView, virtual_ip};
 pub use signals::MAX_SIGNALS_PER_DRAIN;
 pub use tokens::token_hash;
 

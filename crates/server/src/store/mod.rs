@@ -250,11 +250,13 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     /// Marks a signal delivered over a socket: polls no longer return it.
     async fn mark_signal_delivered(&self, id: i64) -> StoreResult<()>;
 
-    /// The party's logged events after `after_seq`, in order.
+    /// The party's logged events after `after_seq`, in order, at most
+    /// `limit` of them.
     async fn events_after(
         &self,
         party_id: &PartyId,
         after_seq: u64,
+        limit: u64,
     ) -> StoreResult<Vec<ServerMessage>>;
 
     /// Raises every member's and relay's `last_seen` to at least `now`,
@@ -356,6 +358,8 @@ pub trait Tx: Send {
     /// Logs a party event for `recipients` and advances the party's event
     /// counter to `seq` (the locked party's `seq` plus one); a backend that
     /// delivers events itself announces it when the transaction commits.
+    /// In the same write, the party's log is trimmed to its newest
+    /// `keep_last` events, so a burst never piles up, whatever its age.
     async fn insert_event(
         &mut self,
         party_id: &PartyId,
@@ -363,6 +367,7 @@ pub trait Tx: Send {
         at: Timestamp,
         event: &ServerMessage,
         recipients: &[PeerId],
+        keep_last: u64,
     ) -> StoreResult<()>;
 
     /// How many undelivered, unexpired signals from `from_peer_id` wait

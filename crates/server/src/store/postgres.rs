@@ -393,7 +393,7 @@ impl Store for PostgresStore {
         .bind(party_id.as_str())
         .bind(peer_id.as_str())
         .bind(now.as_micros())
-        .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+        .bind(rows::limit_param(limit))
         .fetch_all(&mut *tx)
         .await?;
         let (ids, signals) = rows::drained_signals(&rows)?;
@@ -419,12 +419,14 @@ impl Store for PostgresStore {
         &self,
         party_id: &PartyId,
         after_seq: u64,
+        limit: u64,
     ) -> StoreResult<Vec<ServerMessage>> {
         let rows = sqlx::query(
-            "SELECT payload FROM party_events WHERE party_id = $1 AND seq > $2 ORDER BY seq",
+            "SELECT payload FROM party_events WHERE party_id = $1 AND seq > $2 ORDER BY seq LIMIT $3",
         )
         .bind(party_id.as_str())
         .bind(rows::seq_param(after_seq)?)
+        .bind(rows::limit_param(limit))
         .fetch_all(&self.pool)
         .await?;
         rows.iter().map(rows::event_payload).collect()
@@ -722,10 +724,13 @@ impl Tx for PgTx {
         at: Timestamp,
         event: &ServerMessage,
         recipients: &[PeerId],
+        keep_last: u64,
     ) -> StoreResult<()> {
-        // One statement: the event and its party's counter.
+        // One statement: the event, its party's counter, and the trim of
+        // the party's log to its newest `keep_last` events.
         sqlx::query(
-            "WITH advanced AS (UPDATE parties SET seq = $2 WHERE party_id = $1 AND seq < $2) \
+            "WITH advanced AS (UPDATE parties SET seq = $2 WHERE party_id = $1 AND seq < $2), \
+             trimmed AS (DELETE FROM party_events WHERE party_id = $1 AND seq <= $6) \
              INSERT INTO party_events (party_id, seq, created_at, payload, recipients) \
              VALUES ($1, $2, $3, $4, $5)",
         )
@@ -734,6 +739,7 @@ impl Tx for PgTx {
         .bind(at.as_micros())
         .bind(rows::to_json(event, "event payload")?)
         .bind(rows::to_json(&recipients, "event recipients")?)
+        .bind(rows::seq_param(seq.saturating_sub(keep_last))?)
         .execute(&mut *self.tx)
         .await?;
         self.notify(format!("p:{party_id}:{seq}")).await

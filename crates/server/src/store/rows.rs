@@ -56,6 +56,11 @@ pub(super) fn unsigned(value: i64, what: &str) -> StoreResult<u64> {
 }
 
 /// A `seq` as the databases store it.
+/// A row count for `LIMIT`: anything beyond `i64::MAX` is no limit at all.
+pub(super) fn limit_param(limit: u64) -> i64 {
+    i64::try_from(limit).unwrap_or(i64::MAX)
+}
+
 pub(super) fn seq_param(seq: u64) -> StoreResult<i64> {
     i64::try_from(seq).map_err(|_| StoreError::Corrupt(format!("seq {seq} out of range")))
 }

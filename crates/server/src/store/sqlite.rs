@@ -321,7 +321,7 @@ impl Store for SqliteStore {
         .bind(party_id.as_str())
         .bind(peer_id.as_str())
         .bind(now.as_micros())
-        .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+        .bind(rows::limit_param(limit))
         .fetch_all(&mut *tx)
         .await?;
         let (ids, signals) = rows::drained_signals(&rows)?;
@@ -348,12 +348,14 @@ impl Store for SqliteStore {
         &self,
         party_id: &PartyId,
         after_seq: u64,
+        limit: u64,
     ) -> StoreResult<Vec<ServerMessage>> {
         let rows = sqlx::query(
-            "SELECT payload FROM party_events WHERE party_id = ? AND seq > ? ORDER BY seq",
+            "SELECT payload FROM party_events WHERE party_id = ? AND seq > ? ORDER BY seq LIMIT ?",
         )
         .bind(party_id.as_str())
         .bind(rows::seq_param(after_seq)?)
+        .bind(rows::limit_param(limit))
         .fetch_all(&self.reader)
         .await?;
         rows.iter().map(rows::event_payload).collect()
@@ -781,7 +783,9 @@ impl Tx for SqliteTx {
         at: Timestamp,
         event: &ServerMessage,
         recipients: &[PeerId],
+        keep_last: u64,
     ) -> StoreResult<()> {
+        let oldest_dropped = seq.saturating_sub(keep_last);
         let seq = rows::seq_param(seq)?;
         let payload = rows::to_json(event, "event payload")?;
         let recipients = rows::to_json(&recipients, "event recipients")?;
@@ -795,6 +799,18 @@ impl Tx for SqliteTx {
                 args.add(at.as_micros())?;
                 args.add(payload)?;
                 args.add(recipients)
+            },
+        )?;
+        if oldest_dropped == 0 {
+            // A log this short keeps everything: no statement to send.
+            return Ok(());
+        }
+        let oldest_dropped = rows::seq_param(oldest_dropped)?;
+        self.defer(
+            "DELETE FROM party_events WHERE party_id = ? AND seq <= ?",
+            |args| {
+                args.add(party_id.as_str())?;
+                args.add(oldest_dropped)
             },
         )
     }

@@ -418,3 +418,169 @@ async fn drains_at_once_never_answer_the_same_signal_twice() {
 async fn spawn_app_with_queue(max: u64) -> TestApp {
     crate::helpers::spawn_app_with(|c| c.signal_queue_max = max).await
 }
+
+/// The test process's resident memory (the server runs in it), in KiB.
+fn rss_kib() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
+    line.split_whitespace().nth(1).unwrap().parse().unwrap()
+}
+
+/// A party of `members` members whose log gets `events` more events, made
+/// fast by members refreshing their info at once. Returns the party, the
+/// host's token and the party's seq.
+async fn long_log(app: &TestApp, members: usize, events: usize) -> (String, String, u64) {
+    let (alice, created) = app.create_party("alice").await;
+    let party = created.party_id.to_string();
+    let mut tokens = Vec::new();
+    for n in 1..members {
+        tokens.push((format!("m{n}"), app.join(&party, &format!("m{n}")).await.0));
+    }
+    let each = events / tokens.len();
+    let refreshes = tokens.iter().map(|(peer, token)| {
+        let party = &party;
+        async move {
+            for _ in 0..each {
+                app.join_with(party, peer, token).await;
+            }
+        }
+    });
+    futures_util::future::join_all(refreshes).await;
+    let read: PartyResponse = app
+        .expect(
+            Method::GET,
+            &format!("/parties/{party}"),
+            Some(&alice),
+            None,
+            StatusCode::OK,
+        )
+        .await;
+    (party, alice, read.seq)
+}
+
+/// Resumes from `after_seq` 0 on `sockets` sockets at once, `rounds` times;
+/// every answer must be the snapshot at `seq`.
+async fn resume_storm(
+    sockets: &mut [crate::socket::Socket],
+    party: &str,
+    seq: u64,
+    members: usize,
+    rounds: usize,
+) {
+    for round in 0..rounds {
+        let resumes = sockets
+            .iter_mut()
+            .enumerate()
+            .map(|(n, socket)| async move {
+                socket
+                    .send(json!({"type": "resume", "party_id": party, "after_seq": 0,
+                             "request_id": format!("{round}-{n}")}))
+                    .await;
+                let update = socket.expect("party_update").await;
+                assert_eq!(update["seq"], seq, "{update}");
+                assert_eq!(update["request_id"], format!("{round}-{n}"));
+                assert_eq!(update["party"]["peers"].as_object().unwrap().len(), members);
+            });
+        futures_util::future::join_all(resumes).await;
+    }
+}
+
+#[tokio::test]
+async fn resuming_a_long_log_costs_a_snapshot_and_the_log_stays_bounded() {
+    let app = spawn_app().await;
+    let members = 8;
+    let (party, alice, seq) = long_log(&app, members, 3000).await;
+    assert!(seq > 3000, "{seq}");
+    let mut sockets = Vec::new();
+    for _ in 0..4 {
+        sockets.push(app.ws_as("alice", &alice).await);
+    }
+    resume_storm(&mut sockets, &party, seq, members, 1).await;
+    let before = rss_kib();
+
+    resume_storm(&mut sockets, &party, seq, members, 10).await;
+
+    let grown = rss_kib().saturating_sub(before);
+    eprintln!("log of {seq}: RSS grew by {grown} KiB over 40 resumes");
+    assert!(grown < 32 * 1024, "RSS grew by {grown} KiB over 40 resumes");
+    // Trimmed as it was written: the newest 1,024 events, whatever their age.
+    let party_id = lanrage_proto::PartyId::parse(party.clone()).unwrap();
+    let logged: Vec<u64> = app
+        .service
+        .store()
+        .events_after(&party_id, 0, u64::MAX)
+        .await
+        .unwrap()
+        .iter()
+        .filter_map(|e| e.party_seq().map(|(_, seq)| seq))
+        .collect();
+    assert_eq!(logged, (seq - 1023..=seq).collect::<Vec<_>>());
+    // What the log holds still replays.
+    let socket = &mut sockets[0];
+    socket
+        .send(json!({"type": "resume", "party_id": party, "after_seq": seq - 3}))
+        .await;
+    for expected in seq - 2..=seq {
+        assert_eq!(socket.expect("party_update").await["seq"], expected);
+    }
+    assert_eq!(socket.expect("ack").await["status"], "resumed");
+}
+
+#[tokio::test]
+async fn resume_reads_at_most_the_replay_limit_of_an_untrimmed_log() {
+    // A log kept long on purpose: resume must not read it to decide.
+    let app = crate::helpers::spawn_app_with(|c| {
+        c.event_log_max_per_party = 1_000_000;
+        c.ws_max_sockets_per_peer = 8;
+    })
+    .await;
+    let members = 8;
+    let (party, alice, seq) = long_log(&app, members, 5000).await;
+    let mut sockets = Vec::new();
+    for _ in 0..8 {
+        sockets.push(app.ws_as("alice", &alice).await);
+    }
+    resume_storm(&mut sockets, &party, seq, members, 1).await;
+    let before = rss_kib();
+    let started = std::time::Instant::now();
+
+    resume_storm(&mut sockets, &party, seq, members, 5).await;
+
+    let grown = rss_kib().saturating_sub(before);
+    eprintln!(
+        "untrimmed log of {seq}: RSS grew by {grown} KiB over 40 resumes in {:?}",
+        started.elapsed()
+    );
+    assert!(grown < 32 * 1024, "RSS grew by {grown} KiB over 40 resumes");
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(5),
+        "40 resumes took {:?}",
+        started.elapsed()
+    );
+}
+
+#[tokio::test]
+async fn after_seq_must_be_a_whole_number() {
+    let app = spawn_app().await;
+    let (alice, created) = app.create_party("alice").await;
+    let party = created.party_id.to_string();
+    let mut socket = app.ws_as("alice", &alice).await;
+
+    for bad in [json!(-1), json!(-0.5), json!(1.5), json!("1"), json!(null)] {
+        socket
+            .send(json!({"type": "resume", "party_id": party, "after_seq": bad, "request_id": 9}))
+            .await;
+        let error = socket.expect("error").await;
+        let message = error["message"].as_str().unwrap();
+        assert!(
+            message.contains("after_seq") && message.contains("whole number"),
+            "{bad}: {message}"
+        );
+        assert_eq!(error["request_id"], 9);
+    }
+    // A whole number written as a float is still one.
+    socket
+        .send(json!({"type": "resume", "party_id": party, "after_seq": 1.0}))
+        .await;
+    assert_eq!(socket.expect("ack").await["status"], "resumed");
+}
