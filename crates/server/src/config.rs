@@ -117,7 +117,7 @@ pub struct Config {
     #[arg(long, env = "LANRAGE_RATE_LIMIT", value_enum, default_value = "on")]
     pub rate_limit: Switch,
 
-    /// State-creating requests (register, create, join, relay) per second per client address; bursts of 4×.
+    /// State-creating requests (register, create, join) and operator-key checks (relay routes) per second per client address (IPv6 per /64); bursts of 4×.
     #[arg(long, env = "LANRAGE_RATE_LIMIT_WRITES_PER_SEC", default_value_t = 5,
           value_parser = clap::value_parser!(u32).range(1..))]
     pub rate_limit_writes_per_sec: u32,

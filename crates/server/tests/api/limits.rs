@@ -584,3 +584,75 @@ async fn after_seq_must_be_a_whole_number() {
         .await;
     assert_eq!(socket.expect("ack").await["status"], "resumed");
 }
+
+/// Statuses of `n` requests sent one after the other.
+async fn statuses(app: &TestApp, n: usize, method: Method, path: &str, key: &str) -> Vec<u16> {
+    let body = (method == Method::POST).then(
+        || json!({"relay_id": "r1", "public_ip": "198.51.100.7", "port": 51820, "region": "eu"}),
+    );
+    let mut seen = Vec::new();
+    for _ in 0..n {
+        let response = app
+            .send(method.clone(), path, Some(key), body.clone())
+            .await;
+        seen.push(response.status().as_u16());
+    }
+    seen
+}
+
+#[tokio::test]
+async fn guessing_the_relay_key_is_limited_at_the_write_rate_on_every_relay_route() {
+    for (method, path) in [(Method::POST, "/relays"), (Method::DELETE, "/relays/r1")] {
+        let app = crate::helpers::spawn_app_with(|c| {
+            c.rate_limit = lanrage_server::config::Switch::On;
+            c.rate_limit_writes_per_sec = 1;
+        })
+        .await;
+
+        // A burst of 4 (1/s, bursts of 4×); the read quota would allow 400.
+        let guesses = statuses(&app, 8, method.clone(), path, "guess").await;
+
+        let limited = guesses.iter().position(|s| *s == 429);
+        assert!(
+            limited.is_some_and(|at| at <= 5),
+            "{method} {path}: {guesses:?}"
+        );
+        assert!(guesses[..limited.unwrap()].iter().all(|s| *s == 403));
+        // While limited, the right key is not even compared: a right guess
+        // looks like any other.
+        let response = app
+            .send(method.clone(), path, Some(crate::helpers::RELAY_KEY), None)
+            .await;
+        assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
+        assert!(response.headers().contains_key("retry-after"));
+        let body: Value = response.json().await.unwrap();
+        assert!(body["detail"].as_str().unwrap().contains("rate limit"));
+    }
+}
+
+#[tokio::test]
+async fn every_ipv6_address_of_one_slash_64_shares_its_limits() {
+    let app = crate::helpers::spawn_app_with(|c| {
+        c.rate_limit = lanrage_server::config::Switch::On;
+        c.rate_limit_writes_per_sec = 1;
+        c.trusted_proxies = vec!["127.0.0.1".parse().unwrap()];
+    })
+    .await;
+    let register = |n: usize, from: String| {
+        app.client
+            .post(app.url(&format!("/auth/register?peer_id=v6-{n}")))
+            .header("x-forwarded-for", from)
+            .send()
+    };
+
+    let mut seen = Vec::new();
+    for n in 0..8 {
+        // A new address of the same /64 for every request.
+        let response = register(n, format!("2001:db8:7:7:{n:x}::1")).await.unwrap();
+        seen.push(response.status().as_u16());
+    }
+    let other = register(99, "2001:db8:7:8::1".into()).await.unwrap();
+
+    assert!(seen.contains(&429), "{seen:?}");
+    assert_eq!(other.status(), StatusCode::OK, "another /64 has its own");
+}
