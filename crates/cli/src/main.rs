@@ -24,7 +24,7 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run the control plane server (SQLite under ~/.lanrage/ by default).
-    Serve(Config),
+    Serve(Box<Config>),
     /// Create, join, show, leave or watch a party on a control server.
     Party(commands::party::PartyArgs),
     /// Send hole-punching signals to party members, or read yours.
@@ -90,7 +90,7 @@ fn main() -> ExitCode {
         }
     };
     let result = match cli.command {
-        Command::Serve(config) => runtime.block_on(serve(config)),
+        Command::Serve(config) => runtime.block_on(serve(*config)),
         Command::Party(args) => runtime.block_on(commands::party::run(args)),
         Command::Signal(args) => runtime.block_on(commands::signal::run(args)),
         Command::Relay(args) => runtime.block_on(commands::relay::run(args)),
