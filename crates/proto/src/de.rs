@@ -43,6 +43,15 @@ pub fn count<'de, D: Deserializer<'de>>(deserializer: D) -> Result<u32, D::Error
     whole(deserializer, u32::MAX.into())
 }
 
+/// Deserializes `resume`'s `after_seq`, an event number (0 to 2⁶³ − 1,
+/// what the database holds), written `7` or `7.0`; negative or fractional
+/// numbers are refused. The error names the field: inside a tagged socket
+/// message serde cannot say where it failed.
+pub fn after_seq<'de, D: Deserializer<'de>>(deserializer: D) -> Result<u64, D::Error> {
+    whole(deserializer, i64::MAX.unsigned_abs())
+        .map_err(|e| D::Error::custom(format!("after_seq: {e}")))
+}
+
 /// A whole number from 0 to `max`. JSON (and JSON Schema) does not tell
 /// `80` from `80.0`, and Python clients may send either; a fraction, a
 /// negative number or anything above `max` is refused.
@@ -133,5 +142,12 @@ mod tests {
         }
         assert_eq!(count(json!(4_294_967_295_u64)).unwrap(), u32::MAX);
         assert!(count(json!(4_294_967_296_u64)).is_err());
+        assert_eq!(after_seq(json!(7)).unwrap(), 7);
+        assert_eq!(after_seq(json!(7.0)).unwrap(), 7);
+        for bad in [json!(-1), json!(-0.5), json!(1.5), json!("3"), json!(null)] {
+            let error = after_seq(bad.clone()).unwrap_err().to_string();
+            assert!(error.starts_with("after_seq: "), "{bad}: {error}");
+            assert!(error.contains("whole number"), "{bad}: {error}");
+        }
     }
 }

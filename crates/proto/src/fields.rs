@@ -7,10 +7,37 @@ use serde::{Deserialize, Serialize};
 
 use crate::{
     InvalidValue,
-    limits::{MAX_NAME_CHARS, MAX_SIGNAL_CHARS},
+    limits::{MAX_NAME_CHARS, MAX_SIGNAL_CHARS, MAX_SIGNAL_DEPTH},
 };
 
-/// A party or peer name: 1 to 100 characters, no control characters.
+/// Whether `c` is an invisible formatting character that changes how the
+/// text around it renders: bidirectional embeddings, overrides, isolates
+/// and marks (a name could show reversed, or reorder its neighbours in a
+/// member list), zero-width spaces and joiners of words, invisible
+/// operators, the byte order mark, line and paragraph separators,
+/// interlinear annotations and the like. ZWJ and ZWNJ (U+200D, U+200C) are
+/// not among them: Arabic, Indic scripts and emoji sequences need them.
+fn is_hidden_format(c: char) -> bool {
+    matches!(
+        c,
+        '\u{00AD}'                    // soft hyphen
+            | '\u{061C}'              // Arabic letter mark
+            | '\u{200B}'              // zero width space
+            | '\u{200E}' | '\u{200F}' // left-to-right and right-to-left marks
+            | '\u{2028}' | '\u{2029}' // line and paragraph separators
+            | '\u{202A}'..='\u{202E}' // bidi embeddings and overrides
+            | '\u{2060}'..='\u{2064}' // word joiner, invisible operators
+            | '\u{2066}'..='\u{2069}' // bidi isolates
+            | '\u{206A}'..='\u{206F}' // deprecated shaping and digit controls
+            | '\u{FEFF}'              // zero width no-break space (BOM)
+            | '\u{FFF9}'..='\u{FFFB}' // interlinear annotation
+            | '\u{1D173}'..='\u{1D17A}' // musical formatting controls
+            | '\u{E0001}'             // language tag
+    )
+}
+
+/// A party or peer name: 1 to 100 characters, no control characters and no
+/// invisible formatting that changes how neighbouring text renders.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
 pub struct Name(String);
@@ -28,6 +55,14 @@ impl Name {
             return Err(InvalidValue(
                 "name may not contain control characters".into(),
             ));
+        }
+        if let Some(hidden) = value.chars().find(|&c| is_hidden_format(c)) {
+            return Err(InvalidValue(format!(
+                "name may not contain U+{:04X}: invisible formatting characters \
+                 (bidirectional overrides, isolates, marks, zero-width spaces) \
+                 would change how it and the names beside it render",
+                u32::from(hidden)
+            )));
         }
         Ok(Self(value))
     }
@@ -195,14 +230,43 @@ impl fmt::Display for NatType {
     }
 }
 
+/// How many levels of objects and arrays `value` nests, counting `value`
+/// itself, up to `limit + 1` (deeper is not measured). Iterative, so no
+/// input can exhaust the stack.
+fn nesting_depth(value: &serde_json::Value, limit: usize) -> usize {
+    let mut deepest = 0;
+    let mut stack = vec![(value, 1)];
+    while let Some((value, depth)) = stack.pop() {
+        match value {
+            serde_json::Value::Object(map) => stack.extend(map.values().map(|v| (v, depth + 1))),
+            serde_json::Value::Array(items) => stack.extend(items.iter().map(|v| (v, depth + 1))),
+            _ => continue,
+        }
+        deepest = deepest.max(depth);
+        if deepest > limit {
+            break;
+        }
+    }
+    deepest
+}
+
 /// Opaque hole-punching data (offer, answer, candidates): a JSON object of at
-/// most 16 KiB once serialized.
+/// most 16 KiB once serialized, nesting at most 32 levels deep (so a drain
+/// answer holding it stays within what any JSON parser reads).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(try_from = "serde_json::Value", into = "serde_json::Value")]
 pub struct SignalData(serde_json::Map<String, serde_json::Value>);
 
 impl SignalData {
     pub fn parse(value: serde_json::Value) -> Result<Self, InvalidValue> {
+        if !value.is_object() {
+            return Err(InvalidValue("signal_data must be a JSON object".into()));
+        }
+        if nesting_depth(&value, MAX_SIGNAL_DEPTH) > MAX_SIGNAL_DEPTH {
+            return Err(InvalidValue(format!(
+                "signal_data nests more than {MAX_SIGNAL_DEPTH} levels of objects and arrays"
+            )));
+        }
         let serde_json::Value::Object(map) = value else {
             return Err(InvalidValue("signal_data must be a JSON object".into()));
         };
@@ -250,6 +314,91 @@ mod tests {
         assert!(Name::parse("").is_err());
         assert!(Name::parse("tab\there").is_err());
         assert!(Name::parse("Friday night 🎮").is_ok());
+    }
+
+    /// The invisible formatting characters a name refuses.
+    const HIDDEN: &[char] = &[
+        '\u{00AD}',
+        '\u{061C}',
+        '\u{200B}',
+        '\u{200E}',
+        '\u{200F}',
+        '\u{2028}',
+        '\u{2029}',
+        '\u{202A}',
+        '\u{202B}',
+        '\u{202C}',
+        '\u{202D}',
+        '\u{202E}',
+        '\u{2060}',
+        '\u{2061}',
+        '\u{2062}',
+        '\u{2063}',
+        '\u{2064}',
+        '\u{2066}',
+        '\u{2067}',
+        '\u{2068}',
+        '\u{2069}',
+        '\u{206A}',
+        '\u{206F}',
+        '\u{FEFF}',
+        '\u{FFF9}',
+        '\u{FFFB}',
+        '\u{1D173}',
+        '\u{E0001}',
+    ];
+
+    #[test]
+    fn names_refuse_bidi_controls_and_invisible_formatting() {
+        for &hidden in HIDDEN {
+            let error = Name::parse(format!("ali{hidden}ce")).unwrap_err();
+            let code = format!("U+{:04X}", u32::from(hidden));
+            assert!(error.0.contains(&code), "{code}: {error}");
+        }
+        // The classic: an override that makes "evil\u{202E}gpj.exe" read
+        // as "evilexe.jpg".
+        assert!(Name::parse("evil\u{202E}gpj.exe").is_err());
+    }
+
+    #[test]
+    fn names_keep_every_script_and_the_joiners_they_need() {
+        for name in [
+            "مرحبا بالجميع",                                            // Arabic, right to left
+            "שלום חברים",                                               // Hebrew
+            "金曜日のLANパーティー",                                    // CJK and kana
+            "नमस्ते",              // Devanagari (virama conjuncts)
+            "क्\u{200D}ष",        // ZWJ in an Indic conjunct
+            "می\u{200C}خواهم",   // ZWNJ in Persian
+            "👩\u{200D}💻 crew", // an emoji ZWJ sequence
+            "🏴\u{E0067}\u{E0062}\u{E0073}\u{E0063}\u{E0074}\u{E007F}", // a tag sequence flag
+            "Ελληνικά и кириллица",
+        ] {
+            assert!(Name::parse(name).is_ok(), "{name:?} refused");
+        }
+    }
+
+    #[test]
+    fn signal_data_nests_at_most_32_levels() {
+        let nested = |depth: usize| {
+            let mut value = json!({});
+            for level in 1..depth {
+                value = if level % 2 == 0 {
+                    json!({ "k": value })
+                } else {
+                    json!([value])
+                };
+            }
+            // The outermost level must be an object.
+            json!({ "outer": value })
+        };
+        // nested(n) has n + 1 levels with its wrapper.
+        assert!(SignalData::parse(nested(31)).is_ok());
+        let error = SignalData::parse(nested(32)).unwrap_err();
+        assert!(error.0.contains("more than 32 levels"), "{error}");
+        assert!(SignalData::parse(nested(120)).is_err());
+        // Wide is fine, deep is not.
+        let wide: serde_json::Map<_, _> = (0..500).map(|i| (i.to_string(), json!([[1]]))).collect();
+        assert!(SignalData::parse(serde_json::Value::Object(wide)).is_ok());
     }
 
     #[test]
@@ -314,8 +463,35 @@ mod tests {
         }
 
         #[test]
-        fn names_of_valid_length_parse(name in "[^\\p{Cc}]{1,100}") {
+        fn names_of_valid_length_parse(name in "[^\\p{Cc}\\p{Cf}\\p{Zl}\\p{Zp}]{1,100}") {
             prop_assert!(Name::parse(name).is_ok());
+        }
+
+        #[test]
+        fn letters_of_any_script_with_joiners_parse(
+            name in "[\\p{L}\\p{M}\\p{N}\\u{200C}\\u{200D} ]{1,100}"
+        ) {
+            prop_assert!(Name::parse(name).is_ok());
+        }
+
+        #[test]
+        fn one_hidden_formatting_character_refuses_any_name(
+            name in "[^\\p{Cc}\\p{Cf}\\p{Zl}\\p{Zp}]{0,99}",
+            which in 0..HIDDEN.len(),
+            at in any::<prop::sample::Index>(),
+        ) {
+            let mut chars: Vec<char> = name.chars().collect();
+            chars.insert(at.index(chars.len() + 1), HIDDEN[which]);
+            prop_assert!(Name::parse(chars.into_iter().collect::<String>()).is_err());
+        }
+
+        #[test]
+        fn signal_data_depth_is_checked_exactly(depth in 1usize..60) {
+            let mut value = json!({});
+            for _ in 1..depth {
+                value = json!({ "k": value });
+            }
+            prop_assert_eq!(SignalData::parse(value).is_ok(), depth <= MAX_SIGNAL_DEPTH);
         }
     }
 }

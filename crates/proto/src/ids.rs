@@ -20,6 +20,13 @@ fn check_identifier(what: &str, value: &str) -> Result<(), InvalidValue> {
             "{what} may contain only letters, digits, '-', '_' and '.'"
         )));
     }
+    // `.` and `..` are rewritten away as URL path segments (a route naming
+    // the peer would reach another resource), so no identifier is all dots.
+    if value.chars().all(|c| c == '.') {
+        return Err(InvalidValue(format!(
+            "{what} must contain a letter, digit, '-' or '_', not only dots"
+        )));
+    }
     Ok(())
 }
 
@@ -122,6 +129,20 @@ mod tests {
     }
 
     #[test]
+    fn refuses_identifiers_made_only_of_dots() {
+        for dots in [".", "..", "...", &".".repeat(64)] {
+            let error = PeerId::parse(dots).unwrap_err();
+            assert!(error.0.contains("not only dots"), "{error}");
+            assert!(PartyId::parse(dots).is_err());
+            assert!(RelayId::parse(dots).is_err());
+            assert!(Region::parse(dots).is_err());
+        }
+        for fine in ["a.", ".a", "..-", "_..", "v1.2"] {
+            assert!(PeerId::parse(fine).is_ok(), "{fine:?} refused");
+        }
+    }
+
+    #[test]
     fn deserializing_validates() {
         let err = serde_json::from_str::<PeerId>("\"no spaces\"").unwrap_err();
         assert!(err.to_string().contains("peer_id may contain only"));
@@ -134,8 +155,14 @@ mod tests {
     proptest! {
         #[test]
         fn every_alphabet_string_of_valid_length_parses(s in "[A-Za-z0-9._-]{1,64}") {
+            prop_assume!(!s.chars().all(|c| c == '.'));
             let id = PeerId::parse(s.clone()).unwrap();
             prop_assert_eq!(id.as_str(), s.as_str());
+        }
+
+        #[test]
+        fn dots_alone_never_parse(n in 1usize..=64) {
+            prop_assert!(PeerId::parse(".".repeat(n)).is_err());
         }
 
         #[test]

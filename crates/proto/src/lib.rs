@@ -37,6 +37,10 @@ pub mod limits {
     pub const MAX_BODY_CHARS: usize = 64 * 1024;
     /// The largest `signal_data` object, as serialized JSON.
     pub const MAX_SIGNAL_CHARS: usize = 16 * 1024;
+    /// The deepest `signal_data` nests, in objects and arrays, counting
+    /// itself: a drain answer wraps it in three more levels and must stay
+    /// well within the 128 that common JSON parsers accept.
+    pub const MAX_SIGNAL_DEPTH: usize = 32;
     /// Party and peer names.
     pub const MAX_NAME_CHARS: usize = 100;
     /// Peer, party and relay identifiers and regions.

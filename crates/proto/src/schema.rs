@@ -3,9 +3,9 @@
 //!
 //! Each schema states what the type's parser accepts, no more and no less:
 //! property-based API tests generate requests from these schemas and expect
-//! every valid one accepted and every invalid one refused. The one limit
-//! JSON Schema cannot state, the serialized size of `signal_data`, is in
-//! its description.
+//! every valid one accepted and every invalid one refused. The limits
+//! JSON Schema cannot state, the serialized size and nesting depth of
+//! `signal_data`, are in its description.
 
 use utoipa::{
     PartialSchema, ToSchema,
@@ -17,7 +17,7 @@ use utoipa::{
 
 use crate::{
     IpOrUnknown, Name, NatType, PartyId, PeerId, PublicKey, Region, RelayId, SignalData, Timestamp,
-    limits::{MAX_ID_CHARS, MAX_NAME_CHARS, MAX_SIGNAL_CHARS},
+    limits::{MAX_ID_CHARS, MAX_NAME_CHARS, MAX_SIGNAL_CHARS, MAX_SIGNAL_DEPTH},
 };
 
 fn string() -> ObjectBuilder {
@@ -28,7 +28,8 @@ fn identifier(description: &str, example: &str) -> RefOr<Schema> {
     string()
         .min_length(Some(1))
         .max_length(Some(MAX_ID_CHARS))
-        .pattern(Some("^[A-Za-z0-9._-]+$"))
+        // At least one character that is not a dot: `.` and `..` are refused.
+        .pattern(Some("^[A-Za-z0-9._-]*[A-Za-z0-9_-][A-Za-z0-9._-]*$"))
         .description(Some(description))
         .examples([example])
         .into()
@@ -74,10 +75,16 @@ schema!(
     string()
         .min_length(Some(1))
         .max_length(Some(MAX_NAME_CHARS))
-        // `char::is_control`: the C0 and C1 control characters and DEL.
-        .pattern(Some("^[^\\u0000-\\u001F\\u007F-\\u009F]+$"))
+        // `char::is_control` (the C0 and C1 control characters and DEL),
+        // then the invisible formatting characters `Name` refuses.
+        .pattern(Some(
+            "^[^\\u0000-\\u001F\\u007F-\\u009F\\u00AD\\u061C\\u200B\\u200E\\u200F\\u2028\\u2029\\u202A-\\u202E\\u2060-\\u2064\\u2066-\\u206F\\uFEFF\\uFFF9-\\uFFFB\\u{1D173}-\\u{1D17A}\\u{E0001}]+$"
+        ))
         .description(Some(
-            "1 to 100 characters (Unicode scalar values), no control characters.",
+            "1 to 100 characters (Unicode scalar values), no control characters, no \
+             bidirectional overrides, isolates or marks, and no other invisible \
+             formatting characters (zero-width spaces, word joiners, BOM); ZWJ and \
+             ZWNJ are allowed.",
         ))
         .examples(["Friday night"])
         .into()
@@ -120,7 +127,8 @@ schema!(
         .schema_type(Type::Object)
         .description(Some(format!(
             "Opaque hole-punching data (offer, answer, candidates): any JSON object \
-             of at most {MAX_SIGNAL_CHARS} characters once serialized."
+             of at most {MAX_SIGNAL_CHARS} characters once serialized, nesting at \
+             most {MAX_SIGNAL_DEPTH} levels of objects and arrays (itself included)."
         )))
         .examples([serde_json::json!({"type": "offer", "endpoint": "203.0.113.7:51820"})])
         .into()
@@ -245,6 +253,39 @@ mod tests {
         pattern::<T>().is_match(value)
             && schema["minLength"].as_u64().is_none_or(|min| chars >= min)
             && schema["maxLength"].as_u64().is_none_or(|max| chars <= max)
+    }
+
+    #[test]
+    fn schemas_agree_on_dots_and_invisible_formatting() {
+        for value in [".", "..", "...", "a.", ".a"] {
+            assert_eq!(
+                schema_accepts::<PeerId>(value),
+                PeerId::parse(value).is_ok(),
+                "{value:?}"
+            );
+        }
+        for c in [
+            '\u{202E}',
+            '\u{2066}',
+            '\u{200E}',
+            '\u{061C}',
+            '\u{200B}',
+            '\u{2060}',
+            '\u{FEFF}',
+            '\u{1D173}',
+            '\u{E0001}',
+            '\u{200C}',
+            '\u{200D}',
+            '\u{E0067}',
+        ] {
+            let value = format!("a{c}b");
+            assert_eq!(
+                schema_accepts::<Name>(&value),
+                Name::parse(value.clone()).is_ok(),
+                "U+{:04X}",
+                u32::from(c)
+            );
+        }
     }
 
     proptest::proptest! {

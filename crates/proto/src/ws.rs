@@ -56,6 +56,7 @@ pub enum ClientMessage {
     },
     Resume {
         party_id: PartyId,
+        #[serde(deserialize_with = "crate::de::after_seq")]
         after_seq: u64,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         request_id: Option<serde_json::Value>,

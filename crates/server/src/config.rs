@@ -117,7 +117,7 @@ pub struct Config {
     #[arg(long, env = "LANRAGE_RATE_LIMIT", value_enum, default_value = "on")]
     pub rate_limit: Switch,
 
-    /// State-creating requests (register, create, join, relay) per second per client address; bursts of 4×.
+    /// State-creating requests (register, create, join) and operator-key checks (relay routes) per second per client address (IPv6 per /64); bursts of 4×.
     #[arg(long, env = "LANRAGE_RATE_LIMIT_WRITES_PER_SEC", default_value_t = 5,
           value_parser = clap::value_parser!(u32).range(1..))]
     pub rate_limit_writes_per_sec: u32,
@@ -146,7 +146,7 @@ pub struct Config {
           value_parser = clap::value_parser!(u64).range(1..=86_400))]
     pub signal_ttl_secs: u64,
 
-    /// Most signals queued for one peer; beyond it senders get 429.
+    /// Most signals one member may have waiting for one target; beyond it that sender gets 429 (others are not blocked).
     #[arg(long, env = "LANRAGE_SIGNAL_QUEUE_MAX", default_value_t = 64,
           value_parser = clap::value_parser!(u64).range(1..=10_000))]
     pub signal_queue_max: u64,

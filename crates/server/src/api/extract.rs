@@ -5,11 +5,15 @@ use axum::{
     extract::FromRef,
     extract::{FromRequest, FromRequestParts, Request},
     http::{HeaderMap, StatusCode, header, request::Parts},
+    response::IntoResponse,
 };
 use lanrage_proto::{PeerId, limits::MAX_BODY_CHARS};
 use serde::de::DeserializeOwned;
 
-use super::error::ApiError;
+use super::{
+    error::ApiError,
+    rate_limit::{ClientQuota, too_many},
+};
 use crate::service::Service;
 
 /// A body of at most this many bytes can hold [`MAX_BODY_CHARS`] characters.
@@ -156,6 +160,55 @@ pub fn bearer_header(headers: &HeaderMap) -> Option<&str> {
         .filter(|token| !token.is_empty())
 }
 
+/// An operator's secret that a route may require as its bearer credential.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OperatorKey {
+    /// `--relay-key`: relays register and deregister with it.
+    Relay,
+}
+
+/// Why an operator credential check refused a request.
+#[derive(Debug)]
+pub enum OperatorRefusal {
+    /// The client is out of its strict quota: seconds until it may retry
+    /// (429 with that `Retry-After`).
+    RateLimited(u64),
+    /// Missing, wrong or unconfigured key (401 or 403).
+    Refused(ApiError),
+}
+
+impl IntoResponse for OperatorRefusal {
+    fn into_response(self) -> axum::response::Response {
+        match self {
+            Self::RateLimited(retry_after) => too_many(retry_after),
+            Self::Refused(error) => error.into_response(),
+        }
+    }
+}
+
+/// Checks the request's bearer credential against an operator key: the one
+/// function every route that takes an operator credential goes through.
+///
+/// Each check first spends one request of the client address's strict
+/// (write) quota, whatever its outcome, and a client out of quota gets 429
+/// before its credential is compared at all: guessing a key goes no faster
+/// than the write rate on any route, and a right guess cannot be told from
+/// a wrong one while limited.
+pub fn operator_credential(
+    parts: &Parts,
+    service: &Service,
+    key: OperatorKey,
+) -> Result<(), OperatorRefusal> {
+    if let Some(quota) = parts.extensions.get::<ClientQuota>() {
+        quota.spend_strict().map_err(OperatorRefusal::RateLimited)?;
+    }
+    let given = bearer(parts);
+    let checked = match key {
+        OperatorKey::Relay => service.authorize_relay_operator(given),
+    };
+    checked.map_err(|e| OperatorRefusal::Refused(e.into()))
+}
+
 /// A caller holding the operator's relay key.
 #[derive(Debug)]
 pub struct RelayOperator;
@@ -164,10 +217,10 @@ impl<S: Send + Sync> FromRequestParts<S> for RelayOperator
 where
     Service: FromRef<S>,
 {
-    type Rejection = ApiError;
+    type Rejection = OperatorRefusal;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
-        Service::from_ref(state).authorize_relay_operator(bearer(parts))?;
+        operator_credential(parts, &Service::from_ref(state), OperatorKey::Relay)?;
         Ok(RelayOperator)
     }
 }

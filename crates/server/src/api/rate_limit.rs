@@ -1,11 +1,13 @@
 //! Rate limiting: per client address, and per bearer token on
 //! authenticated routes. Writes that create state (registration, party
-//! creation, joins, relay registration) get a tighter quota than the rest;
-//! over quota is a 429 with `Retry-After`.
+//! creation, joins) get a tighter quota than the rest, and so does every
+//! check of an operator credential (see [`ClientQuota`]); over quota is a
+//! 429 with `Retry-After`.
 //!
 //! The client address is the connection's peer, or, when that peer is a
 //! configured trusted proxy, the nearest address in `X-Forwarded-For` that
-//! is not itself a trusted proxy.
+//! is not itself a trusted proxy. Limits count it as a [`ClientKey`]: IPv6
+//! clients per /64, so one subscriber cannot mint a bucket per address.
 
 use std::{
     hash::{DefaultHasher, Hash, Hasher},
@@ -26,7 +28,10 @@ use axum::{
 use governor::{DefaultKeyedRateLimiter, Quota, clock::Clock};
 
 use super::{error::ApiError, extract::bearer_header};
-use crate::{config::Config, net::ClientAddr};
+use crate::{
+    config::Config,
+    net::{ClientAddr, ClientKey},
+};
 
 /// Forget idle addresses every this many requests, so the maps stay small.
 const PRUNE_EVERY: u64 = 8192;
@@ -40,8 +45,8 @@ fn quota(per_second: u32, burst_factor: u32) -> Quota {
 /// The limiters, shared by all requests.
 #[derive(Debug)]
 pub struct RateLimits {
-    writes: DefaultKeyedRateLimiter<IpAddr>,
-    reads: DefaultKeyedRateLimiter<IpAddr>,
+    writes: DefaultKeyedRateLimiter<ClientKey>,
+    reads: DefaultKeyedRateLimiter<ClientKey>,
     tokens: DefaultKeyedRateLimiter<u64>,
     trusted_proxies: Vec<IpAddr>,
     requests: AtomicU64,
@@ -58,23 +63,24 @@ impl RateLimits {
         }
     }
 
+    /// The client the request comes from, seen through trusted proxies.
+    fn client(&self, peer: IpAddr, headers: &HeaderMap) -> ClientKey {
+        ClientKey::of(self.client_address(peer, headers))
+    }
+
     /// The address the request comes from, seen through trusted proxies.
-    fn client(&self, peer: IpAddr, headers: &HeaderMap) -> IpAddr {
+    fn client_address(&self, peer: IpAddr, headers: &HeaderMap) -> IpAddr {
         client_address(&self.trusted_proxies, peer, headers)
     }
 
     /// `Ok` when the request may go on, else how many seconds until it may.
-    fn check(&self, client: IpAddr, token: Option<&str>, strict: bool) -> Result<(), u64> {
+    fn check(&self, client: ClientKey, token: Option<&str>, strict: bool) -> Result<(), u64> {
         if self.requests.fetch_add(1, Ordering::Relaxed) % PRUNE_EVERY == PRUNE_EVERY - 1 {
             self.writes.retain_recent();
             self.reads.retain_recent();
             self.tokens.retain_recent();
         }
         let limiter = if strict { &self.writes } else { &self.reads };
-        let wait = |not_until: governor::NotUntil<_>, clock: &governor::clock::DefaultClock| {
-            let wait = not_until.wait_time_from(clock.now());
-            wait.as_secs() + u64::from(wait.subsec_nanos() > 0)
-        };
         limiter
             .check_key(&client)
             .map_err(|n| wait(n, limiter.clock()))?;
@@ -114,9 +120,43 @@ pub(crate) fn client_address(
         .unwrap_or(peer)
 }
 
+/// Whole seconds until a refused request may be tried again.
+fn wait(
+    not_until: governor::NotUntil<governor::clock::QuantaInstant>,
+    clock: &governor::clock::DefaultClock,
+) -> u64 {
+    let wait = not_until.wait_time_from(clock.now());
+    wait.as_secs() + u64::from(wait.subsec_nanos() > 0)
+}
+
+/// The client a request comes from and the limits it counts against, left
+/// in the request's extensions by [`limit`] for checks a route makes
+/// itself. Absent when rate limiting is off.
+#[derive(Debug, Clone)]
+pub struct ClientQuota {
+    limits: Arc<RateLimits>,
+    client: ClientKey,
+}
+
+impl ClientQuota {
+    /// Spends one request of the client's strict (write) quota: `Err` with
+    /// the seconds to wait when none is left. Operator credential checks
+    /// call it before comparing, whatever the outcome, so guessing a key
+    /// goes no faster than the write rate.
+    pub fn spend_strict(&self) -> Result<(), u64> {
+        let writes = &self.limits.writes;
+        writes
+            .check_key(&self.client)
+            .map_err(|n| wait(n, writes.clock()))
+    }
+}
+
+/// Routes that create state. The relay routes are not listed: every check
+/// of an operator credential spends a strict request itself
+/// ([`ClientQuota::spend_strict`]), on every route that checks one.
 fn is_strict(method: &Method, path: &str) -> bool {
     method == Method::POST
-        && (matches!(path, "/auth/register" | "/parties" | "/relays") || path.ends_with("/join"))
+        && (matches!(path, "/auth/register" | "/parties") || path.ends_with("/join"))
 }
 
 /// The 429 answer.
@@ -135,7 +175,7 @@ pub fn too_many(retry_after: u64) -> Response {
 /// The middleware: answers 429 instead of calling the route when over quota.
 pub async fn limit(
     State(limits): State<Arc<RateLimits>>,
-    request: Request,
+    mut request: Request,
     next: Next,
 ) -> Response {
     let Some(ConnectInfo(ClientAddr(addr))) = request.extensions().get::<ConnectInfo<ClientAddr>>()
@@ -145,10 +185,13 @@ pub async fn limit(
     let client = limits.client(addr.ip(), request.headers());
     let strict = is_strict(request.method(), request.uri().path());
     let token = bearer_header(request.headers());
-    match limits.check(client, token, strict) {
-        Ok(()) => next.run(request).await,
-        Err(retry_after) => too_many(retry_after),
+    if let Err(retry_after) = limits.check(client, token, strict) {
+        return too_many(retry_after);
     }
+    request
+        .extensions_mut()
+        .insert(ClientQuota { limits, client });
+    next.run(request).await
 }
 
 #[cfg(test)]
@@ -166,16 +209,19 @@ mod tests {
         assert!(is_strict(&Method::POST, "/auth/register"));
         assert!(is_strict(&Method::POST, "/parties"));
         assert!(is_strict(&Method::POST, "/parties/abc/join"));
-        assert!(is_strict(&Method::POST, "/relays"));
         assert!(!is_strict(&Method::GET, "/parties/abc"));
         assert!(!is_strict(&Method::POST, "/parties/abc/peers/p/heartbeat"));
+    }
+
+    fn key(address: &str) -> ClientKey {
+        ClientKey::of(address.parse().unwrap())
     }
 
     #[test]
     fn a_burst_is_allowed_then_refused_per_address() {
         let limits = limits(&[]);
-        let a: IpAddr = [192, 0, 2, 1].into();
-        let b: IpAddr = [192, 0, 2, 2].into();
+        let a = key("192.0.2.1");
+        let b = key("192.0.2.2");
         for _ in 0..20 {
             assert!(limits.check(a, None, true).is_ok());
         }
@@ -196,13 +242,42 @@ mod tests {
         let limits = limits(&[]);
         let mut refused = false;
         for i in 0..300u32 {
-            let address = IpAddr::from(i.to_be_bytes());
+            let address = ClientKey::of(IpAddr::from(i.to_be_bytes()));
             refused |= limits.check(address, Some("one-token"), false).is_err();
         }
         assert!(
             refused,
             "200 requests/s per token with bursts of 200 cannot take 300 at once"
         );
+    }
+
+    #[test]
+    fn ipv6_clients_share_a_bucket_per_slash_64() {
+        let limits = limits(&[]);
+        for i in 0..20u16 {
+            let address = format!("2001:db8:1:2:{i:x}::1");
+            assert!(limits.check(key(&address), None, true).is_ok());
+        }
+        assert!(
+            limits
+                .check(key("2001:db8:1:2:ffff::9"), None, true)
+                .is_err()
+        );
+        assert!(limits.check(key("2001:db8:1:3::1"), None, true).is_ok());
+    }
+
+    #[test]
+    fn strict_spending_shares_the_write_quota() {
+        let limits = Arc::new(limits(&[]));
+        let quota = ClientQuota {
+            limits: limits.clone(),
+            client: key("192.0.2.7"),
+        };
+        for _ in 0..20 {
+            assert!(quota.spend_strict().is_ok());
+        }
+        assert!(quota.spend_strict().unwrap_err() >= 1);
+        assert!(limits.check(key("192.0.2.7"), None, true).is_err());
     }
 
     #[test]
@@ -214,20 +289,17 @@ mod tests {
         let untrusted = limits(&[]);
         assert_eq!(
             untrusted.client(proxy, &headers),
-            proxy,
+            ClientKey::of(proxy),
             "a header anyone can send is ignored"
         );
 
         let trusted = limits(&["10.0.0.1", "10.0.0.2"]);
-        assert_eq!(
-            trusted.client(proxy, &headers),
-            "203.0.113.9".parse::<IpAddr>().unwrap()
-        );
+        assert_eq!(trusted.client(proxy, &headers), key("203.0.113.9"));
 
         let one = limits(&["10.0.0.1"]);
         assert_eq!(
             one.client(proxy, &headers),
-            "10.0.0.2".parse::<IpAddr>().unwrap(),
+            key("10.0.0.2"),
             "the nearest untrusted hop"
         );
     }

@@ -51,8 +51,9 @@ async fn send(
 
 /// Drain signals
 ///
-/// Returns the caller's queued signals in this party, oldest first, and
-/// removes them.
+/// Returns the caller's queued signals in this party, oldest first, at
+/// most 256 per call, and removes exactly those: the rest wait for the
+/// next poll.
 #[utoipa::path(
     get,
     path = "/parties/{party_id}/signals",

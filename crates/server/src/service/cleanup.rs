@@ -12,9 +12,10 @@ use super::{
 };
 use crate::store::{Swept, error_chain};
 
-/// A party's event log keeps at least its last this many events...
-const KEEP_EVENTS: u64 = 256;
-/// ...and at least this many seconds of history.
+/// A party's event log keeps at least its last this many events (the
+/// write path keeps at most `--event-log-max-per-party`)...
+const KEEP_EVENTS: u64 = super::parties::MIN_EVENT_LOG;
+/// ...and, up to that maximum, every event of this many last seconds.
 const KEEP_EVENTS_SECS: i64 = 600;
 
 fn secs(value: u64) -> i64 {

@@ -451,7 +451,7 @@ mod tests {
         assert_eq!(record.seq, 3);
         let logged: Vec<_> = service
             .store()
-            .events_after(&party, 0)
+            .events_after(&party, 0, u64::MAX)
             .await
             .unwrap()
             .iter()
@@ -568,7 +568,7 @@ mod tests {
             assert_eq!(seqs, (2..=161).collect::<Vec<_>>());
             let logged: Vec<u64> = service
                 .store()
-                .events_after(party, 1)
+                .events_after(party, 1, u64::MAX)
                 .await
                 .unwrap()
                 .iter()

@@ -25,7 +25,8 @@ use crate::{
 };
 
 pub use cleanup::CleanupReport;
-pub use parties::{Joined, Left, PartyView, virtual_ip};
+pub use parties::{Joined, Left, MIN_EVENT_LOG, PartyView, virtual_ip};
+pub use signals::MAX_SIGNALS_PER_DRAIN;
 pub use tokens::{Grant, token_hash};
 
 /// Why a request was refused.

@@ -139,6 +139,10 @@ pub enum Left {
     PartyDeleted,
 }
 
+/// The fewest events a party's log keeps, whatever the settings: what
+/// `resume` promises to replay.
+pub const MIN_EVENT_LOG: u64 = 256;
+
 impl Service {
     /// Logs a party event for `recipients` under the party's next `seq`,
     /// to be published once the change commits. `party` was read (and
@@ -154,9 +158,14 @@ impl Service {
         let party_id = &party.party_id;
         let seq = party.seq + 1;
         let message = event(seq);
+        let keep_last = change
+            .service
+            .config
+            .event_log_max_per_party
+            .max(MIN_EVENT_LOG);
         change
             .tx
-            .insert_event(party_id, seq, now, &message, &recipients)
+            .insert_event(party_id, seq, now, &message, &recipients, keep_last)
             .await?;
         change.publish_party(message, recipients);
         Ok(seq)

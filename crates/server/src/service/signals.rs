@@ -7,6 +7,10 @@ use lanrage_proto::{PartyId, PeerId, Signal, SignalData, Timestamp};
 use super::{Change, Error, Result, Service};
 use crate::events::Event;
 
+/// Most signals one drain answers with: with every signal at most 16 KiB,
+/// an answer stays under about 4 MiB however many members wait to signal.
+pub const MAX_SIGNALS_PER_DRAIN: u64 = 256;
+
 impl Service {
     /// Queues a signal from the caller to another member, and announces it
     /// so a connected target gets it at once.
@@ -62,9 +66,13 @@ impl Service {
                 "peer {to_peer_id} is not in party {party_id}"
             )));
         }
-        if tx.queued_signals(party_id, to_peer_id, now).await? >= config.signal_queue_max {
+        // Bounded per sender and target: one member filling its share
+        // never blocks the others' signals to the same target.
+        let waiting = tx.queued_signals(party_id, caller, to_peer_id, now).await?;
+        if waiting >= config.signal_queue_max {
             return Err(Error::TooManyRequests(format!(
-                "{to_peer_id} has {} signals waiting; try again once it has read them",
+                "you have {waiting} signals waiting for {to_peer_id} (at most {} per sender); \
+                 try again once it has read them",
                 config.signal_queue_max
             )));
         }
@@ -84,7 +92,8 @@ impl Service {
         Ok(signal)
     }
 
-    /// Takes the caller's queued signals in a party, oldest first.
+    /// Takes the caller's queued signals in a party, oldest first, at most
+    /// [`MAX_SIGNALS_PER_DRAIN`]; the rest stay queued for the next poll.
     pub async fn drain_signals(&self, caller: &PeerId, party_id: &PartyId) -> Result<Vec<Signal>> {
         let Some(snapshot) = self.snapshot(party_id).await? else {
             return Err(Error::NotFound(format!("party {party_id} not found")));
@@ -96,7 +105,7 @@ impl Service {
         }
         let signals = self
             .store
-            .drain_signals(party_id, caller, Timestamp::now())
+            .drain_signals(party_id, caller, Timestamp::now(), MAX_SIGNALS_PER_DRAIN)
             .await?;
         self.metrics
             .signals_delivered

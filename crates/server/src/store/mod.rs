@@ -233,23 +233,30 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     /// All relays ordered by region then id, or one region's by id.
     async fn relays(&self, region: Option<&Region>) -> StoreResult<Vec<Relay>>;
 
-    /// Removes and returns, oldest first, the unexpired signals queued for
-    /// `peer_id` in `party_id` that no socket has delivered.
+    /// Removes and returns, oldest first, at most `limit` of the unexpired
+    /// signals queued for `peer_id` in `party_id` that no socket has
+    /// delivered. Exactly the rows returned are removed, in one transaction:
+    /// the rest stay queued, and two drains at once never return the same
+    /// signal. A row that no longer parses (stored under older limits) is
+    /// neither returned nor removed: it expires.
     async fn drain_signals(
         &self,
         party_id: &PartyId,
         peer_id: &PeerId,
         now: Timestamp,
+        limit: u64,
     ) -> StoreResult<Vec<Signal>>;
 
     /// Marks a signal delivered over a socket: polls no longer return it.
     async fn mark_signal_delivered(&self, id: i64) -> StoreResult<()>;
 
-    /// The party's logged events after `after_seq`, in order.
+    /// The party's logged events after `after_seq`, in order, at most
+    /// `limit` of them.
     async fn events_after(
         &self,
         party_id: &PartyId,
         after_seq: u64,
+        limit: u64,
     ) -> StoreResult<Vec<ServerMessage>>;
 
     /// Raises every member's and relay's `last_seen` to at least `now`,
@@ -351,6 +358,8 @@ pub trait Tx: Send {
     /// Logs a party event for `recipients` and advances the party's event
     /// counter to `seq` (the locked party's `seq` plus one); a backend that
     /// delivers events itself announces it when the transaction commits.
+    /// In the same write, the party's log is trimmed to its newest
+    /// `keep_last` events, so a burst never piles up, whatever its age.
     async fn insert_event(
         &mut self,
         party_id: &PartyId,
@@ -358,12 +367,15 @@ pub trait Tx: Send {
         at: Timestamp,
         event: &ServerMessage,
         recipients: &[PeerId],
+        keep_last: u64,
     ) -> StoreResult<()>;
 
-    /// How many undelivered, unexpired signals wait for `to_peer_id`.
+    /// How many undelivered, unexpired signals from `from_peer_id` wait
+    /// for `to_peer_id`.
     async fn queued_signals(
         &mut self,
         party_id: &PartyId,
+        from_peer_id: &PeerId,
         to_peer_id: &PeerId,
         now: Timestamp,
     ) -> StoreResult<u64>;

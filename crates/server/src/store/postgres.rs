@@ -45,13 +45,27 @@ pub struct PostgresStore {
 }
 
 fn migrator() -> Migrator {
-    Migrator::with_migrations(vec![Migration::new(
-        1,
-        "init".into(),
-        MigrationType::Simple,
-        include_str!("../../migrations/postgres/0001_init.sql").into_sql_str(),
-        false,
-    )])
+    let step = |version, description: &'static str, sql: &'static str| {
+        Migration::new(
+            version,
+            description.into(),
+            MigrationType::Simple,
+            sql.into_sql_str(),
+            false,
+        )
+    };
+    Migrator::with_migrations(vec![
+        step(
+            1,
+            "init",
+            include_str!("../../migrations/postgres/0001_init.sql"),
+        ),
+        step(
+            2,
+            "signal queues per sender",
+            include_str!("../../migrations/postgres/0002_signal_queues_per_sender.sql"),
+        ),
+    ])
 }
 
 impl PostgresStore {
@@ -365,24 +379,32 @@ impl Store for PostgresStore {
         party_id: &PartyId,
         peer_id: &PeerId,
         now: Timestamp,
+        limit: u64,
     ) -> StoreResult<Vec<Signal>> {
+        let mut tx = self.pool.begin().await?;
+        // Locked and skipped by any other drain running at the same time
+        // (another poll, on this instance or another): each signal goes to
+        // one answer.
         let rows = sqlx::query(
-            "DELETE FROM signals WHERE party_id = $1 AND to_peer_id = $2 \
-             RETURNING id, party_id, from_peer_id, to_peer_id, signal_data, sent_at, expires_at, \
-             (CASE WHEN delivered THEN 1 ELSE 0 END)::int8 AS delivered",
+            "SELECT id, party_id, from_peer_id, to_peer_id, signal_data, sent_at FROM signals \
+             WHERE party_id = $1 AND to_peer_id = $2 AND expires_at > $3 AND NOT delivered \
+             ORDER BY id LIMIT $4 FOR UPDATE SKIP LOCKED",
         )
         .bind(party_id.as_str())
         .bind(peer_id.as_str())
-        .fetch_all(&self.pool)
+        .bind(now.as_micros())
+        .bind(rows::limit_param(limit))
+        .fetch_all(&mut *tx)
         .await?;
-        let mut live = Vec::with_capacity(rows.len());
-        for row in &rows {
-            if row.int("expires_at")? > now.as_micros() && row.int("delivered")? == 0 {
-                live.push((row.int("id")?, rows::signal_record(row)?));
-            }
+        let (ids, signals) = rows::drained_signals(&rows)?;
+        if !ids.is_empty() {
+            sqlx::query("DELETE FROM signals WHERE id = ANY($1)")
+                .bind(&ids)
+                .execute(&mut *tx)
+                .await?;
         }
-        live.sort_by_key(|(id, _)| *id);
-        Ok(live.into_iter().map(|(_, signal)| signal).collect())
+        tx.commit().await?;
+        Ok(signals)
     }
 
     async fn mark_signal_delivered(&self, id: i64) -> StoreResult<()> {
@@ -397,12 +419,14 @@ impl Store for PostgresStore {
         &self,
         party_id: &PartyId,
         after_seq: u64,
+        limit: u64,
     ) -> StoreResult<Vec<ServerMessage>> {
         let rows = sqlx::query(
-            "SELECT payload FROM party_events WHERE party_id = $1 AND seq > $2 ORDER BY seq",
+            "SELECT payload FROM party_events WHERE party_id = $1 AND seq > $2 ORDER BY seq LIMIT $3",
         )
         .bind(party_id.as_str())
         .bind(rows::seq_param(after_seq)?)
+        .bind(rows::limit_param(limit))
         .fetch_all(&self.pool)
         .await?;
         rows.iter().map(rows::event_payload).collect()
@@ -700,10 +724,13 @@ impl Tx for PgTx {
         at: Timestamp,
         event: &ServerMessage,
         recipients: &[PeerId],
+        keep_last: u64,
     ) -> StoreResult<()> {
-        // One statement: the event and its party's counter.
+        // One statement: the event, its party's counter, and the trim of
+        // the party's log to its newest `keep_last` events.
         sqlx::query(
-            "WITH advanced AS (UPDATE parties SET seq = $2 WHERE party_id = $1 AND seq < $2) \
+            "WITH advanced AS (UPDATE parties SET seq = $2 WHERE party_id = $1 AND seq < $2), \
+             trimmed AS (DELETE FROM party_events WHERE party_id = $1 AND seq <= $6) \
              INSERT INTO party_events (party_id, seq, created_at, payload, recipients) \
              VALUES ($1, $2, $3, $4, $5)",
         )
@@ -712,6 +739,7 @@ impl Tx for PgTx {
         .bind(at.as_micros())
         .bind(rows::to_json(event, "event payload")?)
         .bind(rows::to_json(&recipients, "event recipients")?)
+        .bind(rows::seq_param(seq.saturating_sub(keep_last))?)
         .execute(&mut *self.tx)
         .await?;
         self.notify(format!("p:{party_id}:{seq}")).await
@@ -720,16 +748,18 @@ impl Tx for PgTx {
     async fn queued_signals(
         &mut self,
         party_id: &PartyId,
+        from_peer_id: &PeerId,
         to_peer_id: &PeerId,
         now: Timestamp,
     ) -> StoreResult<u64> {
         let row = sqlx::query(
             "SELECT COUNT(*) AS n FROM signals WHERE party_id = $1 AND to_peer_id = $2 \
-             AND expires_at > $3 AND delivered = FALSE",
+             AND from_peer_id = $4 AND expires_at > $3 AND delivered = FALSE",
         )
         .bind(party_id.as_str())
         .bind(to_peer_id.as_str())
         .bind(now.as_micros())
+        .bind(from_peer_id.as_str())
         .fetch_one(&mut *self.tx)
         .await?;
         rows::unsigned(row.int("n")?, "count")

@@ -56,6 +56,11 @@ pub(super) fn unsigned(value: i64, what: &str) -> StoreResult<u64> {
 }
 
 /// A `seq` as the databases store it.
+/// A row count for `LIMIT`: anything beyond `i64::MAX` is no limit at all.
+pub(super) fn limit_param(limit: u64) -> i64 {
+    i64::try_from(limit).unwrap_or(i64::MAX)
+}
+
 pub(super) fn seq_param(seq: u64) -> StoreResult<i64> {
     i64::try_from(seq).map_err(|_| StoreError::Corrupt(format!("seq {seq} out of range")))
 }
@@ -156,6 +161,24 @@ pub(super) fn signal_record(row: &impl Columns) -> StoreResult<Signal> {
         signal_data: valid(SignalData::parse(data))?,
         sent_at: timestamp(row, "sent_at")?,
     })
+}
+
+/// The signals of rows a drain selected, with their ids, oldest first. A
+/// row that does not parse (stored by an older version under looser
+/// limits) is logged and left out: it is not removed either, and expires.
+pub(super) fn drained_signals<R: Columns>(rows: &[R]) -> StoreResult<(Vec<i64>, Vec<Signal>)> {
+    let mut drained = Vec::with_capacity(rows.len());
+    for row in rows {
+        let id = row.int("id")?;
+        match signal_record(row) {
+            Ok(signal) => drained.push((id, signal)),
+            Err(error) => {
+                tracing::warn!(id, error = %super::error_chain(&error), "a queued signal cannot be delivered; leaving it to expire");
+            }
+        }
+    }
+    drained.sort_by_key(|(id, _)| *id);
+    Ok(drained.into_iter().unzip())
 }
 
 pub(super) fn event_payload(row: &impl Columns) -> StoreResult<ServerMessage> {

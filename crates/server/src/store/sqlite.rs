@@ -64,6 +64,11 @@ fn migrator() -> Migrator {
             "fewer statements",
             include_str!("../../migrations/sqlite/0003_fewer_statements.sql"),
         ),
+        step(
+            4,
+            "signal queues per sender",
+            include_str!("../../migrations/sqlite/0004_signal_queues_per_sender.sql"),
+        ),
     ])
 }
 
@@ -303,23 +308,32 @@ impl Store for SqliteStore {
         party_id: &PartyId,
         peer_id: &PeerId,
         now: Timestamp,
+        limit: u64,
     ) -> StoreResult<Vec<Signal>> {
+        // The single writer connection serializes drains: two never select
+        // the same rows.
+        let mut tx = self.writer.begin().await?;
         let rows = sqlx::query(
-            "DELETE FROM signals WHERE party_id = ? AND to_peer_id = ? \
-             RETURNING id, party_id, from_peer_id, to_peer_id, signal_data, sent_at, expires_at, delivered",
+            "SELECT id, party_id, from_peer_id, to_peer_id, signal_data, sent_at FROM signals \
+             WHERE party_id = ? AND to_peer_id = ? AND expires_at > ? AND delivered = FALSE \
+             ORDER BY id LIMIT ?",
         )
         .bind(party_id.as_str())
         .bind(peer_id.as_str())
-        .fetch_all(&self.writer)
+        .bind(now.as_micros())
+        .bind(rows::limit_param(limit))
+        .fetch_all(&mut *tx)
         .await?;
-        let mut live = Vec::with_capacity(rows.len());
-        for row in &rows {
-            if row.int("expires_at")? > now.as_micros() && row.int("delivered")? == 0 {
-                live.push((row.int("id")?, rows::signal_record(row)?));
-            }
+        let (ids, signals) = rows::drained_signals(&rows)?;
+        if !ids.is_empty() {
+            // One statement whatever the count: the ids as a JSON array.
+            sqlx::query("DELETE FROM signals WHERE id IN (SELECT value FROM json_each(?))")
+                .bind(rows::to_json(&ids, "signal ids")?)
+                .execute(&mut *tx)
+                .await?;
         }
-        live.sort_by_key(|(id, _)| *id);
-        Ok(live.into_iter().map(|(_, signal)| signal).collect())
+        tx.commit().await?;
+        Ok(signals)
     }
 
     async fn mark_signal_delivered(&self, id: i64) -> StoreResult<()> {
@@ -334,12 +348,14 @@ impl Store for SqliteStore {
         &self,
         party_id: &PartyId,
         after_seq: u64,
+        limit: u64,
     ) -> StoreResult<Vec<ServerMessage>> {
         let rows = sqlx::query(
-            "SELECT payload FROM party_events WHERE party_id = ? AND seq > ? ORDER BY seq",
+            "SELECT payload FROM party_events WHERE party_id = ? AND seq > ? ORDER BY seq LIMIT ?",
         )
         .bind(party_id.as_str())
         .bind(rows::seq_param(after_seq)?)
+        .bind(rows::limit_param(limit))
         .fetch_all(&self.reader)
         .await?;
         rows.iter().map(rows::event_payload).collect()
@@ -767,7 +783,9 @@ impl Tx for SqliteTx {
         at: Timestamp,
         event: &ServerMessage,
         recipients: &[PeerId],
+        keep_last: u64,
     ) -> StoreResult<()> {
+        let oldest_dropped = seq.saturating_sub(keep_last);
         let seq = rows::seq_param(seq)?;
         let payload = rows::to_json(event, "event payload")?;
         let recipients = rows::to_json(&recipients, "event recipients")?;
@@ -782,22 +800,36 @@ impl Tx for SqliteTx {
                 args.add(payload)?;
                 args.add(recipients)
             },
+        )?;
+        if oldest_dropped == 0 {
+            // A log this short keeps everything: no statement to send.
+            return Ok(());
+        }
+        let oldest_dropped = rows::seq_param(oldest_dropped)?;
+        self.defer(
+            "DELETE FROM party_events WHERE party_id = ? AND seq <= ?",
+            |args| {
+                args.add(party_id.as_str())?;
+                args.add(oldest_dropped)
+            },
         )
     }
 
     async fn queued_signals(
         &mut self,
         party_id: &PartyId,
+        from_peer_id: &PeerId,
         to_peer_id: &PeerId,
         now: Timestamp,
     ) -> StoreResult<u64> {
         self.flush(false).await?;
         let row = sqlx::query(
             "SELECT COUNT(*) AS n FROM signals WHERE party_id = ? AND to_peer_id = ? \
-             AND expires_at > ? AND delivered = FALSE",
+             AND from_peer_id = ? AND expires_at > ? AND delivered = FALSE",
         )
         .bind(party_id.as_str())
         .bind(to_peer_id.as_str())
+        .bind(from_peer_id.as_str())
         .bind(now.as_micros())
         .fetch_one(&mut *self.tx)
         .await?;

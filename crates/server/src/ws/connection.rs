@@ -558,8 +558,11 @@ impl Session {
     }
 
     /// Replays the party's events after `after_seq`, or sends the current
-    /// party when the log no longer holds them all (or holds more than the
-    /// socket's queue could take at once).
+    /// party when the log no longer holds them all or there are more than
+    /// the socket's queue could take at once (half of it: the replay
+    /// limit). The choice is made from the sequence numbers before any event
+    /// is read, and at most the replay limit of events is read, so a resume
+    /// costs the same however long the party's history.
     async fn resume(
         &self,
         caller: &PeerId,
@@ -568,31 +571,47 @@ impl Session {
         request_id: Option<serde_json::Value>,
     ) -> service::Result<()> {
         let view = self.service.party_view(caller, party_id).await?;
-        // Live events of the party wait in the writer until the replay is
-        // queued, so everything goes out in seq order, once.
+        let replay_limit = u64::try_from(self.queue.max_capacity() / 2).unwrap_or(u64::MAX);
+        // The log holds at most this many of the newest events.
+        let kept = self
+            .service
+            .config()
+            .event_log_max_per_party
+            .max(service::MIN_EVENT_LOG);
         // A client ahead of the server (a restored database) has nothing
         // that counts: it gets the snapshot.
+        let gap = view.seq.checked_sub(after_seq);
+        let may_replay = gap.is_some_and(|gap| gap <= replay_limit && gap <= kept);
+        // Live events of the party wait in the writer until the replay is
+        // queued, so everything goes out in seq order, once.
         self.send(Outgoing::BeginResume {
             party_id: party_id.clone(),
-            after_seq: if after_seq <= view.seq { after_seq } else { 0 },
+            after_seq: if gap.is_some() { after_seq } else { 0 },
         })
         .await;
-        let events = if after_seq < view.seq {
-            match self.service.store().events_after(party_id, after_seq).await {
-                Ok(events) => events,
-                Err(error) => {
-                    self.send(Outgoing::EndResume {
-                        party_id: party_id.clone(),
-                    })
-                    .await;
-                    return Err(error.into());
+        let events = match gap {
+            Some(gap) if may_replay && gap > 0 => {
+                match self
+                    .service
+                    .store()
+                    .events_after(party_id, after_seq, gap)
+                    .await
+                {
+                    Ok(events) => events,
+                    Err(error) => {
+                        self.send(Outgoing::EndResume {
+                            party_id: party_id.clone(),
+                        })
+                        .await;
+                        return Err(error.into());
+                    }
                 }
             }
-        } else {
-            Vec::new()
+            _ => Vec::new(),
         };
-        let complete = after_seq <= view.seq
-            && events.len() <= self.queue.max_capacity() / 2
+        // The log may still have lost some of them (pruned by age, or a
+        // party that ended): a replay must be whole, or it is a snapshot.
+        let complete = may_replay
             && events
                 .iter()
                 .zip(after_seq + 1..)

@@ -184,6 +184,35 @@ impl TestApp {
         format!("http://{}{}", self.addr, path)
     }
 
+    /// Runs SQL on the server's database from outside, as another program
+    /// (or an older version of the server) would; returns the first column
+    /// of the first row as an integer, if there is one.
+    #[allow(dead_code)] // Not every suite writes behind the server's back.
+    pub async fn sql(&self, statement: &str) -> Option<i64> {
+        use sqlx::{Connection, Row};
+        match crate::BACKEND {
+            Backend::Sqlite => {
+                let url = format!("sqlite://{}", self.db_path.display());
+                let mut db = sqlx::SqliteConnection::connect(&url).await.unwrap();
+                let row = sqlx::query(sqlx::AssertSqlSafe(statement))
+                    .fetch_optional(&mut db)
+                    .await
+                    .unwrap();
+                row.map(|row| row.get(0))
+            }
+            Backend::Postgres => {
+                let mut db = sqlx::PgConnection::connect(&self.database_url)
+                    .await
+                    .unwrap();
+                let row = sqlx::query(sqlx::AssertSqlSafe(statement))
+                    .fetch_optional(&mut db)
+                    .await
+                    .unwrap();
+                row.map(|row| row.get(0))
+            }
+        }
+    }
+
     /// Stops the server and starts a new one on the same database.
     pub async fn restart(mut self, configure: impl FnOnce(&mut Config)) -> TestApp {
         self.stop_server().await;

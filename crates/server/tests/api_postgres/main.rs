@@ -18,6 +18,8 @@ mod auth;
 mod cleanup;
 #[path = "../api/input.rs"]
 mod input;
+#[path = "../api/limits.rs"]
+mod limits;
 #[path = "../api/parties.rs"]
 mod parties;
 #[path = "../api/persistence.rs"]
