@@ -45,6 +45,12 @@ impl Hostiles {
     }
 }
 
+/// Hostile members per party.
+const PARTY_SIZE: usize = 10;
+/// Events written to each hostile party's log before the run: more than
+/// any replay (half the default send queue), so every resume is a snapshot.
+const LOG_EVENTS: usize = 300;
+
 /// The loopback address hostile connection `i` comes from (127.0.0.2 up,
 /// 200 a piece).
 fn hostile_address(i: usize) -> SocketAddr {
@@ -175,17 +181,16 @@ async fn resume_storm(
     }
 }
 
-/// Keeps the storm party's log growing: one member rejoins (a refresh, one
-/// event each) back to back.
-async fn churn(target: Arc<Target>, party: String, member: Member, stop: Arc<AtomicBool>) {
+/// Keeps the hostile parties' logs growing: their hosts rejoin in turn (a
+/// refresh, one event each), about 50 events a second in all.
+async fn churn(target: Arc<Target>, parties: Vec<(String, Member)>, stop: Arc<AtomicBool>) {
     let client = reqwest::Client::new();
-    while !stop.load(Ordering::Relaxed) {
-        if setup::join(&client, &target, &party, &member)
-            .await
-            .is_err()
-        {
-            tokio::time::sleep(Duration::from_millis(100)).await;
+    for (party, host) in parties.iter().cycle() {
+        if stop.load(Ordering::Relaxed) {
+            return;
         }
+        let _ = setup::join(&client, &target, party, host).await;
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
 
@@ -206,26 +211,49 @@ pub async fn abuse(
         .local_address(std::net::IpAddr::from([127, 0, 0, 1]))
         .timeout(Duration::from_secs(10))
         .build()?;
+    // Hostile members in parties of ten, each party's log longer than
+    // any replay: every resume from 0 must be answered by a snapshot.
     let members = hostiles.never_read + hostiles.resume_storm;
+    let party_count = members.div_ceil(PARTY_SIZE).max(1);
     eprintln!(
-        "  preparing a party of {} members with a long event log",
-        members + 2
+        "  preparing {party_count} parties of {PARTY_SIZE} hostile members with long event logs"
     );
-    let host = setup::register(&client, &target, "abuse-host").await?;
-    let party = setup::create_party(&client, &target, &host).await?;
-    let churner = setup::register(&client, &target, "abuse-churn").await?;
     let hostile_members = setup::register_many(&client, &target, "abuser", members).await?;
-    for chunk in hostile_members.chunks(32) {
-        let joins = chunk
+    let hosts = setup::register_many(&client, &target, "abuse-host", party_count).await?;
+    let mut parties = Vec::with_capacity(party_count);
+    let mut party_of = Vec::with_capacity(members);
+    for (p, host) in hosts.iter().enumerate() {
+        let party = setup::create_party(&client, &target, host).await?;
+        let guests: Vec<&Member> = hostile_members
             .iter()
-            .map(|m| setup::join(&client, &target, &party, m));
-        for joined in futures_util::future::join_all(joins).await {
-            joined?;
+            .skip(p)
+            .step_by(party_count)
+            .collect();
+        for chunk in guests.chunks(32) {
+            let joins = chunk
+                .iter()
+                .map(|m| setup::join(&client, &target, &party, m));
+            for joined in futures_util::future::join_all(joins).await {
+                joined?;
+            }
+        }
+        parties.push((party, host.clone()));
+    }
+    for i in 0..members {
+        party_of.push(parties[i % party_count].0.clone());
+    }
+    for round in 0..LOG_EVENTS {
+        let refreshes = parties
+            .iter()
+            .map(|(party, host)| setup::join(&client, &target, party, host));
+        for refreshed in futures_util::future::join_all(refreshes).await {
+            refreshed?;
+        }
+        if (round + 1) % 50 == 0 {
+            eprint!("\r  {} events in each party's log", round + 1);
         }
     }
-    for _ in 0..2_000 {
-        setup::join(&client, &target, &party, &churner).await?;
-    }
+    eprintln!();
     // The well-behaved client: a party of its own.
     let player = setup::register(&client, &target, "abuse-player").await?;
     let own_party = setup::create_party(&client, &target, &player).await?;
@@ -242,6 +270,7 @@ pub async fn abuse(
         next += 1;
     }
     let (quiet, stormy) = hostile_members.split_at(hostiles.never_read);
+    let (_, storm_parties) = party_of.split_at(hostiles.never_read);
     for member in quiet {
         tasks.spawn(never_read(
             hostile_address(next),
@@ -252,7 +281,7 @@ pub async fn abuse(
         ));
         next += 1;
     }
-    for member in stormy {
+    for (member, party) in stormy.iter().zip(storm_parties) {
         tasks.spawn(resume_storm(
             hostile_address(next),
             target.clone(),
@@ -263,7 +292,7 @@ pub async fn abuse(
         ));
         next += 1;
     }
-    tasks.spawn(churn(target.clone(), party.clone(), churner, stop.clone()));
+    tasks.spawn(churn(target.clone(), parties, stop.clone()));
     eprintln!("  {next} hostile connections starting; the player heartbeats and reads");
     // Give the hostiles a moment to connect before measuring.
     tokio::time::sleep(Duration::from_secs(2)).await;
@@ -304,8 +333,8 @@ pub async fn abuse(
                 peak = Some(now);
             }
         }
-        // A player's pace, not a load test: about 200 requests a second.
-        tokio::time::sleep(Duration::from_millis(5)).await;
+        // A player's pace, not a load test: under 100 requests a second.
+        tokio::time::sleep(Duration::from_millis(10)).await;
     }
     let elapsed = started.elapsed();
     stop.store(true, Ordering::Relaxed);
