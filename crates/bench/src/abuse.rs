@@ -33,15 +33,22 @@ pub struct Hostiles {
     pub slowloris: usize,
     pub never_read: usize,
     pub resume_storm: usize,
+    /// Requests a second each socket of the last two kinds sends.
+    pub per_second: u32,
 }
 
 impl Hostiles {
-    pub fn around(total: usize) -> Self {
+    pub fn around(total: usize, per_second: u32) -> Self {
         Self {
             slowloris: total * 4 / 10,
             never_read: total * 3 / 10,
             resume_storm: total * 3 / 10,
+            per_second: per_second.max(1),
         }
+    }
+
+    fn pause(&self) -> Duration {
+        Duration::from_secs(1) / self.per_second
     }
 }
 
@@ -96,12 +103,15 @@ async fn slowloris(local: SocketAddr, server: SocketAddr, stop: Arc<AtomicBool>)
     }
 }
 
-/// A member's socket, authenticated, that never reads again; when the
-/// server drops it, it comes back.
+/// A member's socket that asks for snapshots (`resume` from 0, every
+/// `pause`) and never reads them: the server's queue and the kernel's
+/// buffers fill until the server drops it; then it comes back.
 async fn never_read(
     local: SocketAddr,
     target: Arc<Target>,
     member: Member,
+    party: String,
+    pause: Duration,
     stop: Arc<AtomicBool>,
     dropped: Arc<AtomicU64>,
 ) {
@@ -119,23 +129,25 @@ async fn never_read(
             continue;
         };
         let auth = json!({"type": "auth", "peer_id": member.peer_id, "token": member.token});
-        if socket
+        let resume = json!({"type": "resume", "party_id": party, "after_seq": 0}).to_string();
+        let mut ok = socket
             .send(Message::Text(auth.to_string().into()))
             .await
-            .is_err()
-        {
-            continue;
+            .is_ok();
+        while ok && !stop.load(Ordering::Relaxed) {
+            tokio::time::sleep(pause).await;
+            // Written without reading: a reset from the server ends it.
+            ok = tokio::time::timeout(
+                Duration::from_secs(1),
+                socket.send(Message::Text(resume.clone().into())),
+            )
+            .await
+            .is_ok_and(|sent| sent.is_ok())
+                && socket.get_ref().peer_addr().is_ok();
         }
-        // Held without reading: the server's queue and the kernel's
-        // buffers fill with the party's events until it lets go.
-        let started = Instant::now();
-        while !stop.load(Ordering::Relaxed) && started.elapsed() < Duration::from_secs(60) {
-            tokio::time::sleep(Duration::from_millis(250)).await;
-            if socket.get_ref().peer_addr().is_err() {
-                break;
-            }
+        if !stop.load(Ordering::Relaxed) {
+            dropped.fetch_add(1, Ordering::Relaxed);
         }
-        dropped.fetch_add(1, Ordering::Relaxed);
     }
 }
 
@@ -145,6 +157,7 @@ async fn resume_storm(
     target: Arc<Target>,
     member: Member,
     party: String,
+    pause: Duration,
     stop: Arc<AtomicBool>,
     resumes: Arc<AtomicU64>,
 ) {
@@ -175,7 +188,7 @@ async fn resume_storm(
                 .await
                 .is_ok();
             resumes.fetch_add(1, Ordering::Relaxed);
-            tokio::time::sleep(Duration::from_millis(100)).await;
+            tokio::time::sleep(pause).await;
         }
         reader.abort();
     }
@@ -270,12 +283,14 @@ pub async fn abuse(
         next += 1;
     }
     let (quiet, stormy) = hostile_members.split_at(hostiles.never_read);
-    let (_, storm_parties) = party_of.split_at(hostiles.never_read);
-    for member in quiet {
+    let (quiet_parties, storm_parties) = party_of.split_at(hostiles.never_read);
+    for (member, party) in quiet.iter().zip(quiet_parties) {
         tasks.spawn(never_read(
             hostile_address(next),
             target.clone(),
             member.clone(),
+            party.clone(),
+            hostiles.pause(),
             stop.clone(),
             dropped.clone(),
         ));
@@ -287,6 +302,7 @@ pub async fn abuse(
             target.clone(),
             member.clone(),
             party.clone(),
+            hostiles.pause(),
             stop.clone(),
             resumes.clone(),
         ));
@@ -344,7 +360,10 @@ pub async fn abuse(
     tokio::time::sleep(Duration::from_secs(5)).await;
     let after = target.usage();
     let mut result = ScenarioResult::from_histogram(
-        &format!("abuse ({next} hostile connections; player latency)"),
+        &format!(
+            "abuse ({next} hostile connections, {}/s each; player latency)",
+            hostiles.per_second
+        ),
         &latencies,
         errors,
         elapsed,
@@ -355,7 +374,7 @@ pub async fn abuse(
     if let (Some(idle), Some(peak), Some(after)) = (idle, peak, after) {
         result.note = Some(format!(
             "server RSS idle {:.1} MiB, peak during {:.1} MiB ({:.2}x idle), after {:.1} MiB; \
-             {} never-reading sockets dropped, {} resumes sent",
+             {} never-reading sockets dropped by the server, {} resumes sent by the storm",
             mib(idle.rss_bytes),
             mib(peak.rss_bytes),
             peak.rss_bytes as f64 / idle.rss_bytes.max(1) as f64,

@@ -55,6 +55,11 @@ struct Cli {
     #[arg(long, default_value_t = 1000)]
     hostile_connections: usize,
 
+    /// Resumes a second each never-reading and resume-storm socket of the
+    /// `abuse` scenario sends (the server's default socket limit is 50).
+    #[arg(long, default_value_t = 10)]
+    hostile_rate: u32,
+
     /// Benchmark a running server instead of starting one (its CPU and
     /// memory are reported only with --server-pid).
     #[arg(long)]
@@ -168,7 +173,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             Scenario::Abuse => vec![
                 abuse::abuse(
                     &target,
-                    abuse::Hostiles::around(cli.hostile_connections),
+                    abuse::Hostiles::around(cli.hostile_connections, cli.hostile_rate),
                     duration.max(Duration::from_secs(10)),
                 )
                 .await?,
