@@ -103,6 +103,29 @@ async fn slowloris(local: SocketAddr, server: SocketAddr, stop: Arc<AtomicBool>)
     }
 }
 
+/// A WebSocket from `local` to the target, or `None` (after a pause) when
+/// the server refused it.
+async fn upgrade(
+    local: SocketAddr,
+    target: &Target,
+    receive_buffer: Option<u32>,
+) -> Option<tokio_tungstenite::WebSocketStream<tokio::net::TcpStream>> {
+    let connected = async {
+        let tcp = connect_from(local, server_address(target).ok()?, receive_buffer)
+            .await
+            .ok()?;
+        let (socket, _) = tokio_tungstenite::client_async(target.ws_url(), tcp)
+            .await
+            .ok()?;
+        Some(socket)
+    };
+    let socket = connected.await;
+    if socket.is_none() {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    socket
+}
+
 /// A member's socket that asks for snapshots (`resume` from 0, every
 /// `pause`) and never reads them: the server's queue and the kernel's
 /// buffers fill until the server drops it; then it comes back.
@@ -115,17 +138,8 @@ async fn never_read(
     stop: Arc<AtomicBool>,
     dropped: Arc<AtomicU64>,
 ) {
-    let Ok(server) = server_address(&target) else {
-        return;
-    };
     while !stop.load(Ordering::Relaxed) {
-        let Ok(tcp) = connect_from(local, server, Some(4096)).await else {
-            tokio::time::sleep(Duration::from_millis(500)).await;
-            continue;
-        };
-        let Ok((mut socket, _)) = tokio_tungstenite::client_async(target.ws_url(), tcp).await
-        else {
-            tokio::time::sleep(Duration::from_millis(500)).await;
+        let Some(mut socket) = upgrade(local, &target, Some(4096)).await else {
             continue;
         };
         let auth = json!({"type": "auth", "peer_id": member.peer_id, "token": member.token});
@@ -161,16 +175,8 @@ async fn resume_storm(
     stop: Arc<AtomicBool>,
     resumes: Arc<AtomicU64>,
 ) {
-    let Ok(server) = server_address(&target) else {
-        return;
-    };
     while !stop.load(Ordering::Relaxed) {
-        let Ok(tcp) = connect_from(local, server, None).await else {
-            tokio::time::sleep(Duration::from_millis(500)).await;
-            continue;
-        };
-        let Ok((socket, _)) = tokio_tungstenite::client_async(target.ws_url(), tcp).await else {
-            tokio::time::sleep(Duration::from_millis(500)).await;
+        let Some(socket) = upgrade(local, &target, None).await else {
             continue;
         };
         let (mut sink, mut stream) = socket.split();
