@@ -61,7 +61,7 @@ pub async fn run(
     mut slot: Slot,
     abort: Abort,
 ) {
-    let config = state.service.config().clone();
+    let config = state.service.config();
     let (sink, mut stream) = socket.split();
     let (queue, queue_rx) = super::queue::channel(config.ws_send_queue);
     let control = slot.control.clone();

@@ -25,7 +25,7 @@ use connection::HeaderAuth;
 
 /// Initial read buffer of a socket: allocated for every socket, and a
 /// client's requests are a few hundred bytes (a larger message grows it).
-const READ_BUFFER: usize = 1024;
+const READ_BUFFER: usize = 256;
 /// Frames written are gathered up to this much before a flush.
 const WRITE_BUFFER: usize = 4 * 1024;
 
