@@ -63,7 +63,8 @@ pub async fn run(
 ) {
     let config = state.service.config();
     let (sink, mut stream) = socket.split();
-    let (queue, queue_rx) = super::queue::channel(config.ws_send_queue);
+    let (queue, queue_rx) =
+        super::queue::channel(config.ws_send_queue, super::queue::MAX_QUEUED_BYTES);
     let control = slot.control.clone();
     let ping_every = Duration::from_secs(config.ws_ping_interval_secs);
     let (prime, primed) = oneshot::channel();

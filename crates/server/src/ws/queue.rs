@@ -17,11 +17,33 @@ use super::hub::Outgoing;
 
 /// A queue emptied back to this many slots or fewer keeps its allocation.
 const KEEP_SLOTS: usize = 8;
+/// The most bytes of text a socket's queue holds beyond its first item:
+/// the item count alone would let a client that never reads pin 256
+/// snapshots, hundreds of KiB each for a big party. A queue this full is a
+/// slow reader's, like one at its item limit.
+pub const MAX_QUEUED_BYTES: usize = 256 * 1024;
+
+/// The bytes of text an item holds.
+fn size(item: &Outgoing) -> usize {
+    match item {
+        Outgoing::Event { text, .. }
+        | Outgoing::Reply { text, .. }
+        | Outgoing::Catchup { text, .. } => text.len(),
+        Outgoing::BeginResume { .. } | Outgoing::EndResume { .. } => 0,
+    }
+}
+
+#[derive(Debug, Default)]
+struct Items {
+    queue: VecDeque<Outgoing>,
+    bytes: usize,
+}
 
 #[derive(Debug)]
 struct Shared {
-    items: Mutex<VecDeque<Outgoing>>,
+    items: Mutex<Items>,
     capacity: usize,
+    max_bytes: usize,
     /// An item was queued, or the last sender left.
     queued: Notify,
     /// An item was taken: room for a waiting sender.
@@ -33,7 +55,7 @@ struct Shared {
 impl Shared {
     // Every critical section is one push or pop, so a poisoned lock still
     // holds a consistent queue.
-    fn items(&self) -> MutexGuard<'_, VecDeque<Outgoing>> {
+    fn items(&self) -> MutexGuard<'_, Items> {
         self.items
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
@@ -49,11 +71,13 @@ pub enum TrySendError {
     Closed(Outgoing),
 }
 
-/// A queue of at most `capacity` items.
-pub fn channel(capacity: usize) -> (Sender, Receiver) {
+/// A queue of at most `capacity` items and, beyond its first item,
+/// `max_bytes` of text.
+pub fn channel(capacity: usize, max_bytes: usize) -> (Sender, Receiver) {
     let shared = Arc::new(Shared {
-        items: Mutex::new(VecDeque::new()),
+        items: Mutex::new(Items::default()),
         capacity: capacity.max(1),
+        max_bytes,
         queued: Notify::new(),
         taken: Notify::new(),
         senders: AtomicUsize::new(1),
@@ -97,10 +121,14 @@ impl Sender {
         }
         {
             let mut items = self.shared.items();
-            if items.len() >= self.shared.capacity {
+            let bytes = size(&item);
+            if items.queue.len() >= self.shared.capacity
+                || (!items.queue.is_empty() && items.bytes + bytes > self.shared.max_bytes)
+            {
                 return Err(TrySendError::Full(item));
             }
-            items.push_back(item);
+            items.bytes += bytes;
+            items.queue.push_back(item);
         }
         self.shared.queued.notify_one();
         Ok(())
@@ -144,9 +172,12 @@ impl Receiver {
     pub fn try_recv(&mut self) -> Option<Outgoing> {
         let item = {
             let mut items = self.shared.items();
-            let item = items.pop_front();
-            if items.is_empty() && items.capacity() > KEEP_SLOTS {
-                *items = VecDeque::new();
+            let item = items.queue.pop_front();
+            if let Some(item) = &item {
+                items.bytes -= size(item);
+            }
+            if items.queue.is_empty() && items.queue.capacity() > KEEP_SLOTS {
+                items.queue = VecDeque::new();
             }
             item
         };
@@ -195,7 +226,7 @@ mod tests {
 
     #[tokio::test]
     async fn items_come_out_in_order_up_to_the_capacity() {
-        let (sender, mut receiver) = channel(2);
+        let (sender, mut receiver) = channel(2, MAX_QUEUED_BYTES);
         sender.try_send(item(1)).unwrap();
         sender.try_send(item(2)).unwrap();
         assert!(matches!(
@@ -211,7 +242,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_waiting_sender_gets_room_and_a_closed_queue_says_so() {
-        let (sender, mut receiver) = channel(1);
+        let (sender, mut receiver) = channel(1, MAX_QUEUED_BYTES);
         sender.try_send(item(1)).unwrap();
         let waiting = {
             let sender = sender.clone();
@@ -224,7 +255,7 @@ mod tests {
         drop(sender);
         assert!(receiver.recv().await.is_none(), "every sender gone");
 
-        let (sender, receiver) = channel(1);
+        let (sender, receiver) = channel(1, MAX_QUEUED_BYTES);
         drop(receiver);
         assert!(matches!(
             sender.try_send(item(1)),
@@ -235,11 +266,37 @@ mod tests {
 
     #[tokio::test]
     async fn an_emptied_queue_gives_its_memory_back() {
-        let (sender, mut receiver) = channel(100);
+        let (sender, mut receiver) = channel(100, MAX_QUEUED_BYTES);
         for n in 0..50 {
             sender.try_send(item(n)).unwrap();
         }
         while receiver.try_recv().is_some() {}
-        assert_eq!(receiver.shared.items().capacity(), 0);
+        assert_eq!(receiver.shared.items().queue.capacity(), 0);
+    }
+
+    fn text(bytes: usize) -> Outgoing {
+        Outgoing::Reply {
+            text: "x".repeat(bytes).into(),
+            party: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_queue_holds_a_bounded_number_of_bytes_but_always_one_item() {
+        let (sender, mut receiver) = channel(100, 1000);
+        sender.try_send(text(5000)).unwrap();
+        assert!(matches!(
+            sender.try_send(text(1)),
+            Err(TrySendError::Full(_))
+        ));
+        receiver.recv().await.unwrap();
+        sender.try_send(text(600)).unwrap();
+        sender.try_send(text(400)).unwrap();
+        assert!(matches!(
+            sender.try_send(text(1)),
+            Err(TrySendError::Full(_))
+        ));
+        receiver.recv().await.unwrap();
+        sender.try_send(text(600)).unwrap();
     }
 }
