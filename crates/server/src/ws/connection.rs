@@ -122,7 +122,7 @@ pub async fn run(
                 &state,
                 &slot,
                 &mut stream,
-                &config,
+                config,
                 grant,
                 request_id,
                 prime,
