@@ -103,6 +103,11 @@ async fn slowloris(local: SocketAddr, server: SocketAddr, stop: Arc<AtomicBool>)
     }
 }
 
+/// The `auth` message of `member`.
+fn auth_message(member: &Member) -> String {
+    json!({"type": "auth", "peer_id": member.peer_id, "token": member.token}).to_string()
+}
+
 /// A WebSocket from `local` to the target, or `None` (after a pause) when
 /// the server refused it.
 async fn upgrade(
@@ -142,12 +147,9 @@ async fn never_read(
         let Some(mut socket) = upgrade(local, &target, Some(4096)).await else {
             continue;
         };
-        let auth = json!({"type": "auth", "peer_id": member.peer_id, "token": member.token});
+        let auth = auth_message(&member);
         let resume = json!({"type": "resume", "party_id": party, "after_seq": 0}).to_string();
-        let mut ok = socket
-            .send(Message::Text(auth.to_string().into()))
-            .await
-            .is_ok();
+        let mut ok = socket.send(Message::Text(auth.into())).await.is_ok();
         while ok && !stop.load(Ordering::Relaxed) {
             tokio::time::sleep(pause).await;
             // Written without reading: a reset from the server ends it.
@@ -182,11 +184,8 @@ async fn resume_storm(
         let (mut sink, mut stream) = socket.split();
         // Read and discard everything, so this socket is not a slow reader.
         let reader = tokio::spawn(async move { while let Some(Ok(_)) = stream.next().await {} });
-        let auth = json!({"type": "auth", "peer_id": member.peer_id, "token": member.token});
-        let mut ok = sink
-            .send(Message::Text(auth.to_string().into()))
-            .await
-            .is_ok();
+        let auth = auth_message(&member);
+        let mut ok = sink.send(Message::Text(auth.into())).await.is_ok();
         while ok && !stop.load(Ordering::Relaxed) && !reader.is_finished() {
             let resume = json!({"type": "resume", "party_id": party, "after_seq": 0});
             ok = sink

@@ -942,6 +942,12 @@ async fn write_loop(
         .inc();
     let deadline = Instant::now() + CLOSE_GRACE;
     let farewell = async {
+        if reason == CloseReason::ClientClosed {
+            // tungstenite queued the answer to the client's close frame;
+            // nothing may follow it, and a flush writes it.
+            sink.flush().await.ok()?;
+            return Some(());
+        }
         if reason.ends_authority() {
             // Nothing more reaches a socket whose token ended: only why.
             let (_, why) = reason.frame();

@@ -242,6 +242,32 @@ impl TestApp {
         }
     }
 
+    /// `GET /parties/{party}` as `token`, which must succeed.
+    #[allow(dead_code)] // Not every suite reads parties this way.
+    pub async fn read_party(&self, party: &str, token: &str) -> lanrage_proto::PartyResponse {
+        self.expect(
+            Method::GET,
+            &format!("/parties/{party}"),
+            Some(token),
+            None,
+            StatusCode::OK,
+        )
+        .await
+    }
+
+    /// Drains `token`'s queued signals in `party`, which must succeed.
+    #[allow(dead_code)] // Not every suite sends signals.
+    pub async fn drain_signals(&self, party: &str, token: &str) -> lanrage_proto::SignalsResponse {
+        self.expect(
+            Method::GET,
+            &format!("/parties/{party}/signals"),
+            Some(token),
+            None,
+            StatusCode::OK,
+        )
+        .await
+    }
+
     /// Sends a request; `token` becomes a bearer credential, `body` JSON.
     pub async fn send(
         &self,

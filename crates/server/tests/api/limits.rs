@@ -1,7 +1,6 @@
 //! Limits against abuse on the data path: names, identifiers, signal depth
 //! and queues, drains, the event log, resume, and operator credentials.
 
-use lanrage_proto::{PartyResponse, SignalsResponse};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
@@ -39,17 +38,6 @@ async fn send_signal(app: &TestApp, party: &str, token: &str, to: &str, data: Va
     )
     .await
     .status()
-}
-
-async fn drain(app: &TestApp, party: &str, token: &str) -> SignalsResponse {
-    app.expect(
-        Method::GET,
-        &format!("/parties/{party}/signals"),
-        Some(token),
-        None,
-        StatusCode::OK,
-    )
-    .await
 }
 
 #[tokio::test]
@@ -131,15 +119,7 @@ async fn names_in_every_script_with_joiners_are_kept_as_sent() {
         )
         .await;
     }
-    let read: PartyResponse = app
-        .expect(
-            Method::GET,
-            &format!("/parties/{party}"),
-            Some(&app.register("p0").await),
-            None,
-            StatusCode::OK,
-        )
-        .await;
+    let read = app.read_party(&party, &app.register("p0").await).await;
     for (n, name) in names.iter().enumerate() {
         let peer = lanrage_proto::PeerId::parse(format!("p{n}")).unwrap();
         assert_eq!(read.party.peers[&peer].name.as_str(), *name);
@@ -243,14 +223,14 @@ async fn signal_data_deeper_than_32_levels_is_422_and_queues_nothing() {
         "{error}"
     );
     assert_eq!(error["request_id"], 1);
-    assert!(drain(&app, &party, &bob).await.signals.is_empty());
+    assert!(app.drain_signals(&party, &bob).await.signals.is_empty());
 
     // 32 levels pass, and the drain answer stays readable.
     assert_eq!(
         send_signal(&app, &party, &alice, "bob", nested(32)).await,
         StatusCode::ACCEPTED
     );
-    let drained = drain(&app, &party, &bob).await;
+    let drained = app.drain_signals(&party, &bob).await;
     assert_eq!(drained.signals.len(), 1);
     assert_eq!(depth_of(&drained.signals[0].signal_data.clone().into()), 32);
 }
@@ -296,7 +276,7 @@ async fn one_sender_filling_its_queue_share_never_blocks_another() {
         StatusCode::ACCEPTED
     );
 
-    let drained = drain(&app, &party, &bob).await;
+    let drained = app.drain_signals(&party, &bob).await;
     let senders: Vec<&str> = drained
         .signals
         .iter()
@@ -339,7 +319,7 @@ async fn a_drain_removes_only_the_signals_it_answers_with() {
         StatusCode::ACCEPTED
     );
 
-    let drained = drain(&app, &party, &bob).await;
+    let drained = app.drain_signals(&party, &bob).await;
 
     let numbers: Vec<&Value> = drained
         .signals
@@ -355,7 +335,7 @@ async fn a_drain_removes_only_the_signals_it_answers_with() {
         ))
         .await;
     assert_eq!(left, Some(1));
-    assert!(drain(&app, &party, &bob).await.signals.is_empty());
+    assert!(app.drain_signals(&party, &bob).await.signals.is_empty());
 }
 
 #[tokio::test]
@@ -377,9 +357,9 @@ async fn a_capped_drain_leaves_the_rest_queued_in_order() {
         assert_eq!(status, StatusCode::ACCEPTED);
     }
 
-    let first = drain(&app, &party, &target).await.signals;
-    let second = drain(&app, &party, &target).await.signals;
-    let third = drain(&app, &party, &target).await.signals;
+    let first = app.drain_signals(&party, &target).await.signals;
+    let second = app.drain_signals(&party, &target).await.signals;
+    let third = app.drain_signals(&party, &target).await.signals;
 
     assert_eq!((first.len(), second.len(), third.len()), (cap, 44, 0));
     let order: Vec<u64> = first
@@ -403,7 +383,7 @@ async fn drains_at_once_never_answer_the_same_signal_twice() {
         );
     }
 
-    let drains = (0..6).map(|_| drain(&app, &party, &bob));
+    let drains = (0..6).map(|_| app.drain_signals(&party, &bob));
     let answers = futures_util::future::join_all(drains).await;
 
     let mut seen: Vec<u64> = answers
@@ -446,15 +426,7 @@ async fn long_log(app: &TestApp, members: usize, events: usize) -> (String, Stri
         }
     });
     futures_util::future::join_all(refreshes).await;
-    let read: PartyResponse = app
-        .expect(
-            Method::GET,
-            &format!("/parties/{party}"),
-            Some(&alice),
-            None,
-            StatusCode::OK,
-        )
-        .await;
+    let read = app.read_party(&party, &alice).await;
     (party, alice, read.seq)
 }
 

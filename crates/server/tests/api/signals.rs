@@ -1,6 +1,6 @@
 //! Signals over HTTP.
 
-use lanrage_proto::{SignalsResponse, StatusResponse, Timestamp};
+use lanrage_proto::{StatusResponse, Timestamp};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
@@ -39,17 +39,6 @@ async fn send(
     response
 }
 
-async fn drain(app: &TestApp, party: &str, token: &str) -> SignalsResponse {
-    app.expect(
-        Method::GET,
-        &format!("/parties/{party}/signals"),
-        Some(token),
-        None,
-        StatusCode::OK,
-    )
-    .await
-}
-
 #[tokio::test]
 async fn signals_are_queued_then_drained_in_order() {
     let app = spawn_app().await;
@@ -69,7 +58,7 @@ async fn signals_are_queued_then_drained_in_order() {
         let body: StatusResponse = response.json().await.unwrap();
         assert_eq!(body.status, "queued");
     }
-    let received = drain(&app, &party.id, &party.bob).await;
+    let received = app.drain_signals(&party.id, &party.bob).await;
 
     assert_eq!(received.signals.len(), 3);
     for (n, signal) in received.signals.iter().enumerate() {
@@ -80,11 +69,14 @@ async fn signals_are_queued_then_drained_in_order() {
         assert!(signal.sent_at >= before);
     }
     assert!(
-        drain(&app, &party.id, &party.bob).await.signals.is_empty(),
+        app.drain_signals(&party.id, &party.bob)
+            .await
+            .signals
+            .is_empty(),
         "drained on read"
     );
     assert!(
-        drain(&app, &party.id, &party.alice)
+        app.drain_signals(&party.id, &party.alice)
             .await
             .signals
             .is_empty(),
@@ -143,7 +135,12 @@ async fn only_members_signal_and_only_to_members() {
     )
     .await;
 
-    assert!(drain(&app, &party.id, &party.bob).await.signals.is_empty());
+    assert!(
+        app.drain_signals(&party.id, &party.bob)
+            .await
+            .signals
+            .is_empty()
+    );
 }
 
 #[tokio::test]
@@ -177,7 +174,10 @@ async fn signal_data_must_be_a_small_object() {
     )
     .await;
 
-    assert_eq!(drain(&app, &party.id, &party.bob).await.signals.len(), 1);
+    assert_eq!(
+        app.drain_signals(&party.id, &party.bob).await.signals.len(),
+        1
+    );
 }
 
 #[tokio::test]
@@ -205,7 +205,7 @@ async fn a_full_queue_answers_429() {
         StatusCode::TOO_MANY_REQUESTS,
     )
     .await;
-    drain(&app, &party.id, &party.bob).await;
+    app.drain_signals(&party.id, &party.bob).await;
     send(
         &app,
         &party.id,
@@ -238,7 +238,12 @@ async fn expired_signals_are_never_delivered() {
         .unwrap();
 
     assert_eq!(report.swept.signals, 1);
-    assert!(drain(&app, &party.id, &party.bob).await.signals.is_empty());
+    assert!(
+        app.drain_signals(&party.id, &party.bob)
+            .await
+            .signals
+            .is_empty()
+    );
 }
 
 #[tokio::test]
@@ -302,5 +307,10 @@ async fn a_peer_leaving_drops_the_signals_waiting_for_it() {
 
     app.join_with(&party.id, "bob", &party.bob).await;
 
-    assert!(drain(&app, &party.id, &party.bob).await.signals.is_empty());
+    assert!(
+        app.drain_signals(&party.id, &party.bob)
+            .await
+            .signals
+            .is_empty()
+    );
 }

@@ -246,6 +246,29 @@ async fn auth_without_a_peer_id_or_with_null_is_the_tokens_peer() {
 // --- RFC 6455 close codes ---
 
 #[tokio::test]
+async fn a_close_the_client_starts_ends_orderly_not_with_a_reset() {
+    let app = spawn_app().await;
+    let token = app.register("alice").await;
+    let mut socket = Raw::connect(&app, None, None).await;
+    socket.auth("alice", &token).await;
+
+    // Close 1000, masked as a client must.
+    socket
+        .send_bytes(&frame(0x8, true, &1000u16.to_be_bytes()))
+        .await;
+
+    let ((code, _), _) = socket.close().await;
+    assert_eq!(code, 1000);
+    // Then the server closes its side: an end of stream, not a reset
+    // that would discard the close answer on some clients.
+    let mut rest = [0u8; 16];
+    let read = tokio::time::timeout(Duration::from_secs(10), socket.tcp.read(&mut rest))
+        .await
+        .expect("the server kept the connection open");
+    assert!(matches!(read, Ok(0)), "{read:?}");
+}
+
+#[tokio::test]
 async fn invalid_utf8_in_a_text_frame_closes_with_1007() {
     let app = spawn_app().await;
     let token = app.register("alice").await;
