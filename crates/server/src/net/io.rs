@@ -40,6 +40,9 @@ pub(super) struct Shared {
     /// Written (if the socket takes it at once) just before a plain
     /// connection closes: the 408 of a header timeout.
     goodbye: OnceLock<&'static [u8]>,
+    /// A send buffer size asked for by the connection's user, applied by
+    /// the I/O before its next write (0: none pending).
+    send_buffer: AtomicUsize,
     pub(super) activity: Activity,
 }
 
@@ -141,6 +144,14 @@ impl Connection {
         self.shared.write_waker.wake();
     }
 
+    /// Fixes the kernel's send buffer at about `bytes` (Linux doubles it
+    /// for bookkeeping) instead of letting it grow to megabytes: what a
+    /// client that stops reading can make the kernel hold for it. Applied
+    /// before the connection's next write.
+    pub fn limit_send_buffer(&self, bytes: usize) {
+        self.shared.send_buffer.store(bytes, Ordering::Release);
+    }
+
     pub fn is_aborted(&self) -> bool {
         self.shared.aborted.load(Ordering::Acquire)
     }
@@ -196,6 +207,7 @@ impl ClientIo {
                 read_waker: AtomicWaker::new(),
                 write_waker: AtomicWaker::new(),
                 goodbye: OnceLock::new(),
+                send_buffer: AtomicUsize::new(0),
                 activity: Activity::new(),
             }),
             _slot: slot,
@@ -211,6 +223,15 @@ impl ClientIo {
 
     fn aborted(&self) -> bool {
         self.shared.aborted.load(Ordering::Acquire)
+    }
+
+    fn apply_send_buffer(&self) {
+        let bytes = self.shared.send_buffer.swap(0, Ordering::AcqRel);
+        if bytes > 0
+            && let Err(error) = socket2::SockRef::from(&self.tcp).set_send_buffer_size(bytes)
+        {
+            tracing::debug!(%error, "cannot limit a connection's send buffer");
+        }
     }
 }
 
@@ -249,6 +270,7 @@ impl AsyncWrite for ClientIo {
         if this.aborted() {
             return Poll::Ready(Err(aborted_error()));
         }
+        this.apply_send_buffer();
         Pin::new(&mut this.tcp).poll_write(cx, buf)
     }
 
@@ -262,6 +284,7 @@ impl AsyncWrite for ClientIo {
         if this.aborted() {
             return Poll::Ready(Err(aborted_error()));
         }
+        this.apply_send_buffer();
         Pin::new(&mut this.tcp).poll_write_vectored(cx, bufs)
     }
 

@@ -27,6 +27,13 @@ use crate::{
 /// client's answer) before its connection is aborted.
 const CLOSE_GRACE: Duration = Duration::from_secs(5);
 
+/// A socket's next request is read only once its send queue holds at most
+/// this many bytes: a client that asks (for snapshots, say) without reading
+/// the answers holds that much of the server's memory, not a full queue,
+/// and one whose backlog does not drain within [`CLOSE_GRACE`] is a slow
+/// reader.
+const REQUEST_BACKLOG: usize = 4 * 1024;
+
 /// What the upgrade request's `Authorization` header said, if it had one.
 #[derive(Debug)]
 pub enum HeaderAuth {
@@ -259,6 +266,10 @@ async fn serve(
                 }
                 Ok(Message::Text(text)) => {
                     slot.metrics().ws_messages_in.inc();
+                    if let Err(reason) = session.backlog_drained().await {
+                        control.close(reason);
+                        break;
+                    }
                     // The timer may not have fired yet at the very instant.
                     if grant.expired() {
                         control.close(CloseReason::TokenExpired);
@@ -275,6 +286,10 @@ async fn serve(
                 }
                 Ok(Message::Binary(_)) => {
                     slot.metrics().ws_messages_in.inc();
+                    if let Err(reason) = session.backlog_drained().await {
+                        control.close(reason);
+                        break;
+                    }
                     // Refused frames count against the rate too, or a client
                     // could make the server answer at wire speed.
                     match flood.check() {
@@ -409,6 +424,20 @@ struct Session {
 }
 
 impl Session {
+    /// Waits until the socket's backlog is at most [`REQUEST_BACKLOG`];
+    /// `Err`: why the socket ends instead.
+    async fn backlog_drained(&self) -> Result<(), CloseReason> {
+        tokio::select! {
+            biased;
+            reason = self.control.closed() => Err(reason),
+            drained = tokio::time::timeout(CLOSE_GRACE, self.queue.drained_to(REQUEST_BACKLOG)) => match drained {
+                Ok(true) => Ok(()),
+                Ok(false) => Err(CloseReason::ClientClosed),
+                Err(_) => Err(CloseReason::SlowReader),
+            },
+        }
+    }
+
     /// Queues a reply; a socket too slow to take its own replies is closed.
     fn reply(&self, message: ServerMessage, party: Option<(PartyId, u64)>) {
         let Some(text) = encode(&message) else { return };

@@ -618,7 +618,12 @@ impl Hub {
 /// A server message as a text frame.
 pub fn encode(message: &ServerMessage) -> Option<Utf8Bytes> {
     match serde_json::to_string(message) {
-        Ok(text) => Some(text.into()),
+        // The serializer doubles its buffer as it goes: a snapshot waiting
+        // in a queue would hold up to twice its size.
+        Ok(mut text) => {
+            text.shrink_to_fit();
+            Some(text.into())
+        }
         Err(error) => {
             tracing::error!(%error, "cannot serialize a server message");
             None

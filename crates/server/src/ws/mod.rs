@@ -28,6 +28,11 @@ use connection::HeaderAuth;
 const READ_BUFFER: usize = 256;
 /// Frames written are gathered up to this much before a flush.
 const WRITE_BUFFER: usize = 4 * 1024;
+/// The kernel's send buffer under a socket (Linux doubles it): events are
+/// small, and a client that stops reading pins no more than this in the
+/// kernel until it is found slow, instead of the megabytes the buffer
+/// grows to by itself.
+const SEND_BUFFER: usize = 64 * 1024;
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new().routes(routes!(upgrade))
@@ -125,7 +130,11 @@ async fn upgrade(
         return server_full();
     };
     let limit = config.ws_max_message_bytes;
-    let abort = connection::Abort(connection.map(|Extension(connection)| connection));
+    let connection = connection.map(|Extension(connection)| connection);
+    if let Some(connection) = &connection {
+        connection.limit_send_buffer(SEND_BUFFER);
+    }
+    let abort = connection::Abort(connection);
     upgrade
         // Small buffers: most sockets idle, and 10,000 of them must fit in
         // 80 MiB (the defaults are 128 KiB each way).

@@ -149,6 +149,24 @@ impl Sender {
         }
     }
 
+    /// Waits until the queue holds at most `bytes` of text, so a client's
+    /// next request is read only once what it was sent is on its way;
+    /// false once the writer is gone.
+    pub async fn drained_to(&self, bytes: usize) -> bool {
+        loop {
+            let taken = self.shared.taken.notified();
+            tokio::pin!(taken);
+            taken.as_mut().enable();
+            if self.shared.receiver_gone.load(Ordering::Acquire) {
+                return false;
+            }
+            if self.shared.items().bytes <= bytes {
+                return true;
+            }
+            taken.await;
+        }
+    }
+
     pub fn max_capacity(&self) -> usize {
         self.shared.capacity
     }
@@ -182,7 +200,9 @@ impl Receiver {
             item
         };
         if item.is_some() {
-            self.shared.taken.notify_one();
+            // A request waiting for the backlog to drain and a sender
+            // waiting for room may both be waiting.
+            self.shared.taken.notify_waiters();
         }
         item
     }
@@ -279,6 +299,24 @@ mod tests {
             text: "x".repeat(bytes).into(),
             party: None,
         }
+    }
+
+    #[tokio::test]
+    async fn a_request_waits_for_the_backlog_to_drain() {
+        let (sender, mut receiver) = channel(100, MAX_QUEUED_BYTES);
+        sender.try_send(text(3000)).unwrap();
+        sender.try_send(text(2000)).unwrap();
+        assert!(sender.drained_to(5000).await, "within the limit already");
+        let waiting = {
+            let sender = sender.clone();
+            tokio::spawn(async move { sender.drained_to(2500).await })
+        };
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        assert!(!waiting.is_finished(), "5000 bytes queued");
+        receiver.recv().await.unwrap();
+        assert!(waiting.await.unwrap(), "2000 bytes left");
+        drop(receiver);
+        assert!(!sender.drained_to(0).await, "the writer is gone");
     }
 
     #[tokio::test]

@@ -671,3 +671,46 @@ async fn a_slow_readers_connection_is_aborted_not_held() {
     app.join(&party, "carol").await;
     assert_eq!(fast.expect("peer_joined").await["peer"]["peer_id"], "carol");
 }
+
+#[tokio::test]
+async fn a_client_asking_without_reading_holds_little_and_is_dropped() {
+    let app = spawn_app().await;
+    let (_, created) = app.create_party("alice").await;
+    let party = created.party_id.to_string();
+    // A party of 30 members: every snapshot is several KiB.
+    for i in 0..28 {
+        app.join(&party, &format!("member{i}")).await;
+    }
+    let bob = app.join(&party, "bob").await.0;
+    let mut slow = Raw::connect(&app, Some(4096), None).await;
+    slow.auth("bob", &bob).await;
+
+    // Snapshot after snapshot asked for, none read.
+    let started = Instant::now();
+    let mut most_held = 0;
+    while app.service.metrics().ws_slow_readers_dropped.get() == 0 {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "never found slow"
+        );
+        let resume = json!({"type": "resume", "party_id": party, "after_seq": 0});
+        let _ = tokio::time::timeout(Duration::from_millis(100), slow.send(resume)).await;
+        if let Some((_, send_queue)) = server_side(&app, slow.port()) {
+            most_held = most_held.max(send_queue);
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // The kernel held at most the socket's fixed send buffer for it (the
+    // buffer grows to megabytes by itself), and the server found it slow
+    // once its backlog stopped draining.
+    assert!(
+        most_held <= 192 * 1024,
+        "the kernel held {most_held} bytes for a client that does not read"
+    );
+    wait_released(&app, slow.port(), Duration::from_secs(10)).await;
+    let metrics = app.get_text("/metrics").await;
+    assert!(
+        metrics.contains(r#"lanrage_websocket_closes_total{reason="slow_reader"} 1"#),
+        "{metrics}"
+    );
+}
