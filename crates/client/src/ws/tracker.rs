@@ -1,0 +1,527 @@
+//! The party the socket follows, kept from the server's messages alone.
+//!
+//! The [`Tracker`] folds party events into its view in `seq` order, drops
+//! what it has seen, holds what arrives past a gap, and says when a resume
+//! or a snapshot is needed to fill one. It does no I/O: the socket task
+//! feeds it what the server and the HTTP side jobs answered, and carries
+//! out what it asks for ([`Output`]).
+
+use std::collections::{BTreeMap, VecDeque};
+
+use lanrage_proto::{ClientMessage, PartyId, PartyResponse, PeerId, ServerMessage};
+use reqwest::StatusCode;
+use serde_json::json;
+
+use super::WsEvent;
+use crate::error::Result;
+
+/// The `request_id` of the resume the client sends itself, so its answer
+/// (or refusal) is told apart from the application's requests.
+const RESYNC: &str = "lanrage-client-resync";
+
+/// Beyond this many out-of-order events, they are dropped and a resume
+/// (which replays them) is relied on instead. Also the bound on the
+/// parties remembered in [`Tracker::passed_on`].
+const MAX_PENDING: usize = 1024;
+
+/// What the tracker asks of the task, in order.
+#[derive(Debug, PartialEq)]
+pub(super) enum Output {
+    /// Hand `event` to the application. `followed` is the party followed
+    /// when it was produced: what a snapshot owed to a slow reader covers.
+    Event {
+        event: WsEvent,
+        followed: Option<PartyId>,
+    },
+    /// Read the party over HTTP and give the answer to
+    /// [`Tracker::on_snapshot`]: one we found ourselves in without holding a
+    /// view of it (`refused_resume` none), or one the server would not
+    /// resume (`refused_resume` says why).
+    FetchSnapshot {
+        party_id: PartyId,
+        refused_resume: Option<String>,
+    },
+}
+
+/// Party events that arrived ahead of a gap, waiting for it to be filled.
+#[derive(Debug)]
+struct Pending {
+    party_id: PartyId,
+    events: BTreeMap<u64, ServerMessage>,
+}
+
+/// What folding an event into the view decided.
+enum Fold {
+    Emit,
+    Duplicate,
+    Gap,
+}
+
+/// The followed party and everything needed to deliver its events once
+/// each, in `seq` order.
+#[derive(Debug)]
+pub(super) struct Tracker {
+    me: PeerId,
+    /// The followed party as its events describe it.
+    view: Option<PartyResponse>,
+    /// The view changed since the task last published it.
+    view_changed: bool,
+    pending: Option<Pending>,
+    /// A resume was sent and its answer has not come yet.
+    resuming: bool,
+    /// A party we were seen joining and whose snapshot is being fetched.
+    fetching: Option<PartyId>,
+    /// The highest seq passed on, per party not followed (events go out as
+    /// they come until the party is followed).
+    passed_on: BTreeMap<PartyId, u64>,
+    /// Events of the followed party up to this seq already reached the
+    /// application before it was followed: folded, not emitted again.
+    delivered: Option<(PartyId, u64)>,
+    outputs: VecDeque<Output>,
+}
+
+impl Tracker {
+    /// A tracker for peer `me`, following `party` if one is given.
+    pub(super) fn new(me: PeerId, party: Option<PartyResponse>) -> Self {
+        Self {
+            me,
+            view: party,
+            view_changed: false,
+            pending: None,
+            resuming: false,
+            fetching: None,
+            passed_on: BTreeMap::new(),
+            delivered: None,
+            outputs: VecDeque::new(),
+        }
+    }
+
+    /// The followed party as its events describe it.
+    pub(super) fn view(&self) -> Option<&PartyResponse> {
+        self.view.as_ref()
+    }
+
+    /// Whether the view changed since this was last asked.
+    pub(super) fn take_view_changed(&mut self) -> bool {
+        std::mem::take(&mut self.view_changed)
+    }
+
+    /// The next thing the task must do for the tracker.
+    pub(super) fn poll_output(&mut self) -> Option<Output> {
+        self.outputs.pop_front()
+    }
+
+    /// The followed party.
+    pub(super) fn followed_party(&self) -> Option<&PartyId> {
+        self.view.as_ref().map(|view| &view.party.party_id)
+    }
+
+    /// The followed party as a `party_update`, as a reader that missed some
+    /// of its events needs it.
+    pub(super) fn current_update(&self) -> Option<ServerMessage> {
+        self.view.as_ref().map(|view| update_of(view, &self.me))
+    }
+
+    /// The resume that asks the server to replay what came after the view
+    /// (or to send the party as it is); `None` when no party is followed.
+    /// The task sends it on every fresh socket and whenever it starts
+    /// following a party.
+    pub(super) fn resume(&mut self) -> Option<ClientMessage> {
+        let view = self.view.as_ref()?;
+        self.resuming = true;
+        Some(ClientMessage::Resume {
+            party_id: view.party.party_id.clone(),
+            after_seq: view.seq,
+            request_id: Some(json!(RESYNC)),
+        })
+    }
+
+    /// The resume to send because events are held past a gap, unless one
+    /// is already on its way.
+    pub(super) fn fill_gap(&mut self) -> Option<ClientMessage> {
+        if self.resuming || !self.has_gap() {
+            return None;
+        }
+        self.resume()
+    }
+
+    /// The socket is gone, and with it the answer to any resume sent on it.
+    pub(super) fn disconnected(&mut self) {
+        self.resuming = false;
+    }
+
+    /// Follows `party` (unless the view of it is already newer).
+    pub(super) fn track(&mut self, party: PartyResponse) {
+        let party_id = &party.party.party_id;
+        if self.fetching.as_ref() == Some(party_id) {
+            self.fetching = None;
+        }
+        // What went out before tracking must not go out again when the
+        // resume replays it.
+        self.delivered = self
+            .passed_on
+            .remove(party_id)
+            .filter(|seq| *seq > party.seq)
+            .map(|seq| (party_id.clone(), seq));
+        let newer = match &self.view {
+            Some(current) if current.party.party_id == *party_id => party.seq >= current.seq,
+            _ => true,
+        };
+        if newer {
+            self.set_view(Some(party));
+        }
+        self.drain_pending();
+    }
+
+    /// A message the server sent over the socket.
+    pub(super) fn on_message(&mut self, message: ServerMessage) {
+        match &message {
+            ServerMessage::Ack {
+                request_id: Some(id),
+                ..
+            } if is_resync(id) => {
+                // The replay is complete: whatever still waits is past a
+                // gap the replay did not fill.
+                self.resuming = false;
+                self.drain_pending();
+            }
+            ServerMessage::Error {
+                message: detail,
+                request_id: Some(id),
+            } if is_resync(id) => {
+                self.resuming = false;
+                if let Some(party_id) = self.followed_party().cloned() {
+                    self.outputs.push_back(Output::FetchSnapshot {
+                        party_id,
+                        refused_resume: Some(detail.clone()),
+                    });
+                }
+            }
+            _ => match message.party_seq().map(|(id, _)| id.clone()) {
+                Some(party_id) => self.on_party_event(party_id, message),
+                None => self.emit(WsEvent::Message(message)),
+            },
+        }
+    }
+
+    /// The answer to an [`Output::FetchSnapshot`]. A snapshot becomes the
+    /// view, and is emitted as a `party_update`, if it is newer than what
+    /// the events told so far.
+    pub(super) fn on_snapshot(
+        &mut self,
+        party_id: PartyId,
+        refused_resume: Option<String>,
+        result: Result<PartyResponse>,
+    ) {
+        let fetched = self.fetching.as_ref() == Some(&party_id);
+        let wanted = fetched || self.followed_party() == Some(&party_id);
+        if fetched {
+            self.fetching = None;
+        }
+        if !wanted {
+            return;
+        }
+        match result {
+            Ok(snapshot) => {
+                let newer = match &self.view {
+                    Some(view) if view.party.party_id == party_id => {
+                        snapshot.seq > view.seq
+                            || (refused_resume.is_some() && snapshot.seq == view.seq)
+                    }
+                    _ => true,
+                };
+                if newer {
+                    let message = update_of(&snapshot, &self.me);
+                    self.set_view(Some(snapshot));
+                    self.emit(WsEvent::Message(message));
+                }
+                self.drain_pending();
+            }
+            Err(error)
+                if matches!(
+                    error.status(),
+                    Some(StatusCode::NOT_FOUND | StatusCode::FORBIDDEN)
+                ) =>
+            {
+                if self.followed_party() == Some(&party_id) {
+                    self.set_view(None);
+                }
+                self.pending = None;
+                if let Some(detail) = refused_resume {
+                    let detail = error.detail().map_or(detail, str::to_owned);
+                    self.emit(WsEvent::PartyLost { party_id, detail });
+                }
+            }
+            Err(error) => {
+                tracing::warn!(%party_id, %error, "cannot read the party");
+                // Without a snapshot, what was held for it goes out as it came.
+                if self.followed_party() != Some(&party_id)
+                    && let Some(pending) = self.pending.take()
+                {
+                    for (_, message) in pending.events {
+                        self.pass_on(message);
+                    }
+                }
+            }
+        }
+    }
+
+    fn on_party_event(&mut self, party_id: PartyId, message: ServerMessage) {
+        if self.followed_party() == Some(&party_id) {
+            self.fold(message);
+            self.drain_pending();
+            return;
+        }
+        if self.fetching.as_ref() == Some(&party_id) {
+            match message {
+                // A full party (the answer to a join over this socket):
+                // no need to wait for the fetch.
+                ServerMessage::PartyUpdate { .. } => {
+                    self.fetching = None;
+                    self.adopt(message);
+                    self.drain_pending();
+                }
+                ServerMessage::PartyEnded { .. } => {
+                    self.fetching = None;
+                    self.pending = None;
+                    self.emit(WsEvent::Message(message));
+                }
+                other => self.hold(party_id, other),
+            }
+            return;
+        }
+        match message {
+            ServerMessage::PartyUpdate { .. } => {
+                self.adopt(message);
+                self.drain_pending();
+            }
+            ServerMessage::PeerJoined { ref peer, .. } if peer.peer_id == self.me => {
+                // We are in a party we hold no view of (joined over HTTP,
+                // or moved): its snapshot is fetched beside the socket,
+                // and its events wait for it.
+                self.pass_on(message);
+                self.pending = None;
+                self.fetching = Some(party_id.clone());
+                self.outputs.push_back(Output::FetchSnapshot {
+                    party_id,
+                    refused_resume: None,
+                });
+            }
+            other => self.pass_on(other),
+        }
+    }
+
+    /// An event of a party not followed: out as it comes.
+    fn pass_on(&mut self, message: ServerMessage) {
+        if let Some((party_id, seq)) = message.party_seq() {
+            if self.passed_on.len() >= MAX_PENDING {
+                self.passed_on.clear();
+            }
+            let last = self.passed_on.entry(party_id.clone()).or_default();
+            *last = (*last).max(seq);
+        }
+        self.emit(WsEvent::Message(message));
+    }
+
+    /// A `party_update` of a party not followed yet: it becomes the view.
+    fn adopt(&mut self, message: ServerMessage) {
+        let ServerMessage::PartyUpdate {
+            party,
+            seq,
+            virtual_ip,
+            request_id,
+        } = &message
+        else {
+            return;
+        };
+        let mut virtual_ips = BTreeMap::new();
+        if let (Some(_), Some(ip)) = (request_id, virtual_ip) {
+            virtual_ips.insert(self.me.clone(), *ip);
+        }
+        self.set_view(Some(PartyResponse {
+            party: party.clone(),
+            virtual_ips,
+            seq: *seq,
+        }));
+        self.emit(WsEvent::Message(message));
+    }
+
+    /// Folds an event of the followed party into the view: the next one is
+    /// applied and emitted, one already seen dropped, one past a gap held.
+    fn fold(&mut self, message: ServerMessage) {
+        let Some(view) = self.view.as_mut() else {
+            return;
+        };
+        let last = view.seq;
+        let outcome = match &message {
+            ServerMessage::PartyUpdate {
+                party,
+                seq,
+                virtual_ip,
+                request_id,
+            } => {
+                let ours = request_id.is_some();
+                // A snapshot we asked for is shown even if nothing
+                // changed; an unrequested stale one is not.
+                if *seq < last || (*seq == last && !ours) {
+                    Fold::Duplicate
+                } else {
+                    if request_id.as_ref().is_some_and(is_resync) {
+                        self.resuming = false;
+                    }
+                    view.party = party.clone();
+                    view.seq = *seq;
+                    if let (true, Some(ip)) = (ours, virtual_ip) {
+                        view.virtual_ips.insert(self.me.clone(), *ip);
+                    }
+                    view.virtual_ips
+                        .retain(|peer, _| party.peers.contains_key(peer));
+                    Fold::Emit
+                }
+            }
+            ServerMessage::PartyEnded { seq, .. } if *seq > last => {
+                // The end is final: no need to fill a gap before it.
+                self.view = None;
+                Fold::Emit
+            }
+            ServerMessage::PeerJoined { peer, seq, .. } if *seq == last + 1 => {
+                view.party.peers.insert(peer.peer_id.clone(), peer.clone());
+                view.seq = *seq;
+                Fold::Emit
+            }
+            ServerMessage::PeerLeft { peer_id, seq, .. } if *seq == last + 1 => {
+                view.party.peers.remove(peer_id);
+                view.virtual_ips.remove(peer_id);
+                view.seq = *seq;
+                if *peer_id == self.me {
+                    self.view = None;
+                }
+                Fold::Emit
+            }
+            ServerMessage::PeerJoined { seq, .. } | ServerMessage::PeerLeft { seq, .. }
+                if is_past_gap(*seq, last) =>
+            {
+                Fold::Gap
+            }
+            _ => Fold::Duplicate,
+        };
+        match outcome {
+            Fold::Emit => {
+                self.view_changed = true;
+                let seen = match (&self.delivered, message.party_seq()) {
+                    (Some((delivered, upto)), Some((party_id, seq))) => {
+                        party_id == delivered && seq <= *upto
+                    }
+                    _ => false,
+                };
+                if !seen {
+                    self.emit(WsEvent::Message(message));
+                }
+            }
+            Fold::Duplicate => {}
+            Fold::Gap => {
+                if let Some((party_id, _)) = message.party_seq() {
+                    let party_id = party_id.clone();
+                    tracing::debug!(%party_id, "gap in party events; resuming");
+                    // Held until the resume (sent from the session loop)
+                    // fills the gap.
+                    self.hold(party_id, message);
+                }
+            }
+        }
+    }
+
+    /// Keeps an event that arrived early until the ones before it are in.
+    fn hold(&mut self, party_id: PartyId, message: ServerMessage) {
+        let Some((_, seq)) = message.party_seq() else {
+            return;
+        };
+        let pending = match &mut self.pending {
+            Some(pending) if pending.party_id == party_id => pending,
+            slot => slot.insert(Pending {
+                party_id,
+                events: BTreeMap::new(),
+            }),
+        };
+        if pending.events.len() >= MAX_PENDING {
+            // The resume replays them all anyway.
+            pending.events.clear();
+        }
+        pending.events.insert(seq, message);
+    }
+
+    /// Applies the held events that now follow the view; those still past
+    /// a gap stay (and [`Tracker::fill_gap`] asks for a resume).
+    fn drain_pending(&mut self) {
+        loop {
+            let Some(view) = &self.view else {
+                // Not following the held events' party (it ended, or we
+                // left): keep them only while its snapshot is on its way.
+                if self.fetching.is_none() {
+                    self.pending = None;
+                }
+                return;
+            };
+            let Some(pending) = self.pending.as_mut() else {
+                return;
+            };
+            if pending.party_id != view.party.party_id {
+                if self.fetching.as_ref() != Some(&pending.party_id) {
+                    self.pending = None;
+                }
+                return;
+            }
+            let Some(entry) = pending.events.first_entry() else {
+                self.pending = None;
+                return;
+            };
+            if is_past_gap(*entry.key(), view.seq) {
+                return;
+            }
+            let message = entry.remove();
+            self.fold(message);
+        }
+    }
+
+    /// Events of the followed party are held past a gap.
+    fn has_gap(&self) -> bool {
+        let (Some(view), Some(pending)) = (&self.view, &self.pending) else {
+            return false;
+        };
+        pending.party_id == view.party.party_id
+            && pending
+                .events
+                .keys()
+                .next()
+                .is_some_and(|first| is_past_gap(*first, view.seq))
+    }
+
+    fn set_view(&mut self, view: Option<PartyResponse>) {
+        self.view = view;
+        self.view_changed = true;
+    }
+
+    fn emit(&mut self, event: WsEvent) {
+        let followed = self.followed_party().cloned();
+        self.outputs.push_back(Output::Event { event, followed });
+    }
+}
+
+/// Whether an event numbered `seq` leaves events missing after `last`.
+fn is_past_gap(seq: u64, last: u64) -> bool {
+    seq > last + 1
+}
+
+fn is_resync(request_id: &serde_json::Value) -> bool {
+    request_id.as_str() == Some(RESYNC)
+}
+
+/// `party` as the `party_update` a reader receives, with `me`'s virtual IP.
+fn update_of(party: &PartyResponse, me: &PeerId) -> ServerMessage {
+    ServerMessage::PartyUpdate {
+        party: party.party.clone(),
+        seq: party.seq,
+        virtual_ip: party.virtual_ips.get(me).copied(),
+        request_id: None,
+    }
+}
