@@ -149,3 +149,144 @@ fn concerns(event: &WsEvent, party: Option<&PartyId>) -> bool {
         _ => false,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use futures_util::FutureExt;
+
+    use super::*;
+    use crate::ws::fixtures::{joined, party, party_id, update};
+
+    /// An event of no party, told apart by `label`.
+    fn other(label: &str) -> WsEvent {
+        WsEvent::Disconnected {
+            reason: label.into(),
+        }
+    }
+
+    fn of_party(seq: u64) -> WsEvent {
+        WsEvent::Message(joined("bob", seq))
+    }
+
+    /// A delivery into a channel of `capacity`, with a backlog of as many.
+    fn delivery(capacity: usize) -> (Delivery, mpsc::Receiver<WsEvent>) {
+        let (events, rx) = mpsc::channel(capacity);
+        (Delivery::new(events, capacity), rx)
+    }
+
+    /// What a reader that now catches up reads: the channel, then the
+    /// backlog, with `party` as the followed party's snapshot.
+    fn catch_up(
+        delivery: &mut Delivery,
+        rx: &mut mpsc::Receiver<WsEvent>,
+        party: Option<ServerMessage>,
+    ) -> Vec<WsEvent> {
+        let mut read = Vec::new();
+        loop {
+            while let Ok(event) = rx.try_recv() {
+                read.push(event);
+            }
+            if !delivery.has_backlog() {
+                return read;
+            }
+            let room = delivery
+                .room()
+                .now_or_never()
+                .expect("the channel has room");
+            delivery.deliver(room, || party.clone());
+        }
+    }
+
+    #[test]
+    fn a_reader_that_keeps_up_gets_events_straight_through_the_channel() {
+        let (mut delivery, mut rx) = delivery(4);
+
+        delivery.emit(other("a"), None);
+        delivery.emit(of_party(2), Some(&party_id()));
+
+        assert!(!delivery.has_backlog());
+        assert_eq!(rx.try_recv().ok(), Some(other("a")));
+        assert_eq!(rx.try_recv().ok(), Some(of_party(2)));
+    }
+
+    #[test]
+    fn events_of_the_followed_party_give_way_to_a_snapshot_of_it() {
+        let (mut delivery, mut rx) = delivery(2);
+        let followed = party_id();
+        let snapshot = update(&party(5, &["alice", "bob"]));
+
+        delivery.emit(of_party(2), Some(&followed));
+        delivery.emit(of_party(3), Some(&followed));
+        delivery.emit(other("a"), Some(&followed));
+        delivery.emit(of_party(4), Some(&followed));
+        delivery.emit(of_party(5), Some(&followed));
+        delivery.emit(other("b"), Some(&followed));
+
+        assert_eq!(
+            catch_up(&mut delivery, &mut rx, Some(snapshot.clone())),
+            [
+                of_party(2),
+                of_party(3),
+                other("a"),
+                other("b"),
+                WsEvent::Lagged { dropped: 2 },
+                WsEvent::Message(snapshot),
+            ]
+        );
+    }
+
+    #[test]
+    fn once_caught_up_events_flow_straight_again() {
+        let (mut delivery, mut rx) = delivery(1);
+        for label in ["0", "1", "2", "3"] {
+            delivery.emit(other(label), None);
+        }
+        let _ = catch_up(&mut delivery, &mut rx, None);
+
+        delivery.emit(other("4"), None);
+
+        assert!(!delivery.has_backlog());
+        assert_eq!(rx.try_recv().ok(), Some(other("4")));
+    }
+
+    #[test]
+    fn without_a_reader_nothing_is_kept() {
+        let (mut delivery, rx) = delivery(2);
+        drop(rx);
+
+        for label in ["0", "1", "2", "3"] {
+            delivery.emit(other(label), None);
+        }
+
+        assert!(!delivery.has_backlog());
+    }
+
+    #[tokio::test]
+    async fn at_the_end_the_reader_gets_everything_left() {
+        let (mut delivery, mut rx) = delivery(2);
+        for label in ["0", "1", "2", "3", "4", "5"] {
+            delivery.emit(other(label), None);
+        }
+
+        let read = async {
+            let mut read = Vec::new();
+            while read.len() < 5 {
+                read.extend(rx.recv().await);
+            }
+            read
+        };
+        let ((), read) = tokio::join!(delivery.flush(|| None), read);
+
+        assert_eq!(
+            read,
+            [
+                other("0"),
+                other("1"),
+                other("4"),
+                other("5"),
+                WsEvent::Lagged { dropped: 2 },
+            ]
+        );
+        assert!(!delivery.has_backlog());
+    }
+}

@@ -16,6 +16,8 @@ mod config;
 mod connect;
 mod delivery;
 mod events;
+#[cfg(test)]
+mod fixtures;
 mod task;
 mod tracker;
 

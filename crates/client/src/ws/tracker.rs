@@ -525,3 +525,410 @@ fn update_of(party: &PartyResponse, me: &PeerId) -> ServerMessage {
         request_id: None,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::net::Ipv4Addr;
+
+    use super::*;
+    use crate::{
+        error::ClientError,
+        ws::fixtures::{ack, ended, joined, left, party, party_id, peer_id, update},
+    };
+
+    /// Alice's tracker, following the party at `seq` with `members`.
+    fn following(seq: u64, members: &[&str]) -> Tracker {
+        Tracker::new(peer_id("alice"), Some(party(seq, members)))
+    }
+
+    fn outputs(tracker: &mut Tracker) -> Vec<Output> {
+        std::iter::from_fn(|| tracker.poll_output()).collect()
+    }
+
+    /// The events asked for, which must be all there is.
+    fn events(tracker: &mut Tracker) -> Vec<WsEvent> {
+        outputs(tracker)
+            .into_iter()
+            .map(|output| match output {
+                Output::Event { event, .. } => event,
+                other => panic!("not an event: {other:?}"),
+            })
+            .collect()
+    }
+
+    /// The seq of each party event among `events`.
+    fn seqs(events: &[WsEvent]) -> Vec<u64> {
+        events
+            .iter()
+            .filter_map(|event| match event {
+                WsEvent::Message(message) => message.party_seq().map(|(_, seq)| seq),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn members(tracker: &Tracker) -> Vec<String> {
+        tracker.view().map_or_else(Vec::new, |view| {
+            view.party
+                .peers
+                .keys()
+                .map(|id| id.as_str().to_owned())
+                .collect()
+        })
+    }
+
+    fn view_seq(tracker: &Tracker) -> Option<u64> {
+        tracker.view().map(|view| view.seq)
+    }
+
+    fn resync_error(detail: &str) -> ServerMessage {
+        ServerMessage::Error {
+            message: detail.into(),
+            request_id: Some(json!(RESYNC)),
+        }
+    }
+
+    fn refused(status: StatusCode, detail: &str) -> ClientError {
+        ClientError::Refused {
+            status,
+            detail: detail.into(),
+            retry_after: None,
+        }
+    }
+
+    fn assert_resume_after(message: Option<ClientMessage>, after: u64) {
+        assert_eq!(
+            message,
+            Some(ClientMessage::Resume {
+                party_id: party_id(),
+                after_seq: after,
+                request_id: Some(json!(RESYNC)),
+            })
+        );
+    }
+
+    #[test]
+    fn events_in_order_are_applied_and_emitted() {
+        let mut tracker = following(1, &["alice"]);
+
+        tracker.on_message(joined("bob", 2));
+        tracker.on_message(joined("carol", 3));
+        tracker.on_message(left("bob", 4));
+
+        assert_eq!(seqs(&events(&mut tracker)), [2, 3, 4]);
+        assert_eq!(view_seq(&tracker), Some(4));
+        assert_eq!(members(&tracker), ["alice", "carol"]);
+        assert!(tracker.take_view_changed());
+        assert!(!tracker.take_view_changed());
+        assert_eq!(tracker.fill_gap(), None);
+    }
+
+    #[test]
+    fn events_already_seen_are_dropped() {
+        let mut tracker = following(3, &["alice", "bob"]);
+
+        tracker.on_message(joined("bob", 2));
+        tracker.on_message(left("bob", 3));
+        tracker.on_message(update(&party(3, &["alice", "bob"])));
+        tracker.on_message(update(&party(1, &["alice"])));
+        tracker.on_message(ended(3));
+
+        assert_eq!(events(&mut tracker), []);
+        assert_eq!(view_seq(&tracker), Some(3));
+        assert_eq!(members(&tracker), ["alice", "bob"]);
+        assert!(!tracker.take_view_changed());
+    }
+
+    #[test]
+    fn an_event_past_a_gap_is_held_and_a_resume_asked_for_once() {
+        let mut tracker = following(1, &["alice"]);
+
+        tracker.on_message(joined("carol", 3));
+
+        assert_eq!(events(&mut tracker), []);
+        assert_eq!(view_seq(&tracker), Some(1));
+        assert_resume_after(tracker.fill_gap(), 1);
+        assert_eq!(tracker.fill_gap(), None, "a resume is on its way");
+    }
+
+    #[test]
+    fn the_replay_releases_held_events_in_order() {
+        let mut tracker = following(1, &["alice"]);
+        tracker.on_message(joined("dave", 4));
+        tracker.on_message(joined("carol", 3));
+        assert_resume_after(tracker.fill_gap(), 1);
+
+        tracker.on_message(joined("bob", 2));
+        tracker.on_message(joined("carol", 3));
+        tracker.on_message(joined("dave", 4));
+        tracker.on_message(ack(RESYNC));
+
+        assert_eq!(seqs(&events(&mut tracker)), [2, 3, 4]);
+        assert_eq!(members(&tracker), ["alice", "bob", "carol", "dave"]);
+        assert_eq!(tracker.fill_gap(), None);
+    }
+
+    #[test]
+    fn a_gap_the_replay_left_open_is_resumed_again() {
+        let mut tracker = following(1, &["alice"]);
+        tracker.on_message(joined("carol", 3));
+        assert_resume_after(tracker.fill_gap(), 1);
+
+        tracker.on_message(ack(RESYNC));
+
+        assert_resume_after(tracker.fill_gap(), 1);
+    }
+
+    #[test]
+    fn a_lost_socket_forgets_the_resume_sent_on_it() {
+        let mut tracker = following(1, &["alice"]);
+        tracker.on_message(joined("carol", 3));
+        assert_resume_after(tracker.fill_gap(), 1);
+
+        tracker.disconnected();
+
+        assert_resume_after(tracker.fill_gap(), 1);
+    }
+
+    #[test]
+    fn the_snapshot_answering_a_resume_is_shown_and_releases_what_follows_it() {
+        let mut tracker = following(1, &["alice"]);
+        tracker.on_message(joined("dave", 5));
+        assert_resume_after(tracker.fill_gap(), 1);
+        let ServerMessage::PartyUpdate { party, seq, .. } = update(&party(4, &["alice", "bob"]))
+        else {
+            unreachable!()
+        };
+
+        tracker.on_message(ServerMessage::PartyUpdate {
+            party,
+            seq,
+            virtual_ip: Some(Ipv4Addr::new(10, 66, 0, 2)),
+            request_id: Some(json!(RESYNC)),
+        });
+
+        assert_eq!(seqs(&events(&mut tracker)), [4, 5]);
+        assert_eq!(members(&tracker), ["alice", "bob", "dave"]);
+        let view = tracker.view().unwrap();
+        assert_eq!(
+            view.virtual_ips.get(&peer_id("alice")),
+            Some(&Ipv4Addr::new(10, 66, 0, 2))
+        );
+        assert_eq!(tracker.fill_gap(), None);
+    }
+
+    #[test]
+    fn a_refused_resume_is_filled_by_a_snapshot() {
+        let mut tracker = following(1, &["alice"]);
+        tracker.on_message(joined("dave", 5));
+        assert_resume_after(tracker.fill_gap(), 1);
+
+        tracker.on_message(resync_error("too far behind"));
+
+        assert_eq!(
+            outputs(&mut tracker),
+            [Output::FetchSnapshot {
+                party_id: party_id(),
+                refused_resume: Some("too far behind".into()),
+            }]
+        );
+        tracker.on_snapshot(
+            party_id(),
+            Some("too far behind".into()),
+            Ok(party(4, &["alice", "bob", "carol"])),
+        );
+        let events = events(&mut tracker);
+        assert_eq!(seqs(&events), [4, 5]);
+        assert!(matches!(
+            &events[0],
+            WsEvent::Message(ServerMessage::PartyUpdate {
+                request_id: None,
+                ..
+            })
+        ));
+        assert_eq!(members(&tracker), ["alice", "bob", "carol", "dave"]);
+        assert!(tracker.take_view_changed());
+    }
+
+    #[test]
+    fn a_snapshot_no_newer_than_the_view_is_not_shown_unless_a_resume_was_refused() {
+        let mut tracker = following(5, &["alice"]);
+
+        tracker.on_snapshot(party_id(), None, Ok(party(5, &["alice"])));
+        tracker.on_snapshot(party_id(), None, Ok(party(4, &["alice"])));
+        assert_eq!(events(&mut tracker), []);
+
+        tracker.on_snapshot(party_id(), Some("gone".into()), Ok(party(5, &["alice"])));
+        assert_eq!(seqs(&events(&mut tracker)), [5]);
+    }
+
+    #[test]
+    fn a_party_gone_while_the_socket_was_down_is_reported_lost() {
+        let mut tracker = following(3, &["alice", "bob"]);
+        tracker.on_message(resync_error("not in this party"));
+        assert_eq!(outputs(&mut tracker).len(), 1);
+
+        tracker.on_snapshot(
+            party_id(),
+            Some("not in this party".into()),
+            Err(refused(StatusCode::NOT_FOUND, "party not found")),
+        );
+
+        assert_eq!(
+            events(&mut tracker),
+            [WsEvent::PartyLost {
+                party_id: party_id(),
+                detail: "party not found".into(),
+            }]
+        );
+        assert_eq!(tracker.view(), None);
+        assert_eq!(tracker.resume(), None);
+    }
+
+    #[test]
+    fn joining_a_party_not_followed_fetches_it_and_holds_its_events_meanwhile() {
+        let mut tracker = Tracker::new(peer_id("alice"), None);
+
+        tracker.on_message(joined("alice", 3));
+        let first = outputs(&mut tracker);
+        tracker.on_message(joined("carol", 5));
+        tracker.on_message(joined("bob", 4));
+        assert_eq!(outputs(&mut tracker), []);
+        tracker.on_snapshot(party_id(), None, Ok(party(3, &["host", "alice"])));
+
+        assert!(matches!(
+            &first[..],
+            [
+                Output::Event {
+                    event: WsEvent::Message(ServerMessage::PeerJoined { seq: 3, .. }),
+                    followed: None
+                },
+                Output::FetchSnapshot {
+                    refused_resume: None,
+                    ..
+                },
+            ]
+        ));
+        assert_eq!(seqs(&events(&mut tracker)), [3, 4, 5]);
+        assert_eq!(members(&tracker), ["alice", "bob", "carol", "host"]);
+        assert_eq!(tracker.followed_party(), Some(&party_id()));
+    }
+
+    #[test]
+    fn without_the_snapshot_held_events_go_out_as_they_came() {
+        let mut tracker = Tracker::new(peer_id("alice"), None);
+        tracker.on_message(joined("alice", 3));
+        tracker.on_message(joined("carol", 5));
+        tracker.on_message(joined("bob", 4));
+        let _ = outputs(&mut tracker);
+
+        tracker.on_snapshot(
+            party_id(),
+            None,
+            Err(refused(StatusCode::SERVICE_UNAVAILABLE, "busy")),
+        );
+
+        assert_eq!(seqs(&events(&mut tracker)), [4, 5]);
+        assert_eq!(tracker.view(), None);
+    }
+
+    #[test]
+    fn events_passed_on_before_tracking_are_not_repeated_by_the_replay() {
+        let mut tracker = Tracker::new(peer_id("alice"), None);
+        tracker.on_message(joined("bob", 2));
+        tracker.on_message(joined("carol", 3));
+        assert_eq!(seqs(&events(&mut tracker)), [2, 3]);
+
+        tracker.track(party(1, &["alice"]));
+        assert_resume_after(tracker.resume(), 1);
+        tracker.on_message(joined("bob", 2));
+        tracker.on_message(joined("carol", 3));
+        tracker.on_message(joined("dave", 4));
+
+        assert_eq!(seqs(&events(&mut tracker)), [4]);
+        assert_eq!(members(&tracker), ["alice", "bob", "carol", "dave"]);
+    }
+
+    #[test]
+    fn tracking_keeps_a_newer_view_of_the_same_party() {
+        let mut tracker = following(4, &["alice", "bob"]);
+
+        tracker.track(party(2, &["alice"]));
+
+        assert_eq!(view_seq(&tracker), Some(4));
+        assert_eq!(members(&tracker), ["alice", "bob"]);
+    }
+
+    #[test]
+    fn an_unrequested_party_update_is_adopted_when_nothing_is_followed() {
+        let mut tracker = Tracker::new(peer_id("alice"), None);
+
+        tracker.on_message(update(&party(7, &["host", "alice"])));
+        tracker.on_message(joined("bob", 8));
+
+        assert_eq!(seqs(&events(&mut tracker)), [7, 8]);
+        assert_eq!(view_seq(&tracker), Some(8));
+        assert!(tracker.take_view_changed());
+    }
+
+    #[test]
+    fn the_party_ending_stops_following_it_even_past_a_gap() {
+        let mut tracker = following(2, &["alice", "bob"]);
+        tracker.on_message(joined("dave", 9));
+
+        tracker.on_message(ended(7));
+
+        let outputs = outputs(&mut tracker);
+        assert!(matches!(
+            &outputs[..],
+            [Output::Event {
+                event: WsEvent::Message(ServerMessage::PartyEnded { seq: 7, .. }),
+                followed: None
+            }]
+        ));
+        assert_eq!(tracker.view(), None);
+        assert_eq!(tracker.fill_gap(), None);
+        assert_eq!(tracker.current_update(), None);
+    }
+
+    #[test]
+    fn leaving_the_party_oneself_stops_following_it() {
+        let mut tracker = following(2, &["alice", "bob"]);
+
+        tracker.on_message(left("alice", 3));
+
+        assert_eq!(seqs(&events(&mut tracker)), [3]);
+        assert_eq!(tracker.view(), None);
+    }
+
+    #[test]
+    fn events_say_which_party_was_followed_when_they_were_produced() {
+        let mut tracker = following(1, &["alice"]);
+
+        tracker.on_message(joined("bob", 2));
+        tracker.on_message(ack("heartbeat-1"));
+
+        assert_eq!(
+            outputs(&mut tracker),
+            [
+                Output::Event {
+                    event: WsEvent::Message(joined("bob", 2)),
+                    followed: Some(party_id()),
+                },
+                Output::Event {
+                    event: WsEvent::Message(ack("heartbeat-1")),
+                    followed: Some(party_id()),
+                },
+            ]
+        );
+    }
+
+    #[test]
+    fn nothing_is_resumed_when_nothing_is_followed() {
+        let mut tracker = Tracker::new(peer_id("alice"), None);
+
+        assert_eq!(tracker.resume(), None);
+        assert_eq!(tracker.fill_gap(), None);
+        assert_eq!(tracker.current_update(), None);
+    }
+}
