@@ -348,11 +348,17 @@ impl Tracker {
 
     /// Folds an event of the followed party into the view: the next one is
     /// applied and emitted, one already seen dropped, one past a gap held.
+    ///
+    /// `seq` comes from the server, so the one after the view's is computed
+    /// with checked arithmetic: a view at `u64::MAX` has no next event, and
+    /// whatever claims to come after it is dropped as seen, neither
+    /// wrapping to 0 nor panicking.
     fn fold(&mut self, message: ServerMessage) {
         let Some(view) = self.view.as_mut() else {
             return;
         };
         let last = view.seq;
+        let next = last.checked_add(1);
         let outcome = match &message {
             ServerMessage::PartyUpdate {
                 party,
@@ -384,12 +390,12 @@ impl Tracker {
                 self.view = None;
                 Fold::Emit
             }
-            ServerMessage::PeerJoined { peer, seq, .. } if *seq == last + 1 => {
+            ServerMessage::PeerJoined { peer, seq, .. } if Some(*seq) == next => {
                 view.party.peers.insert(peer.peer_id.clone(), peer.clone());
                 view.seq = *seq;
                 Fold::Emit
             }
-            ServerMessage::PeerLeft { peer_id, seq, .. } if *seq == last + 1 => {
+            ServerMessage::PeerLeft { peer_id, seq, .. } if Some(*seq) == next => {
                 view.party.peers.remove(peer_id);
                 view.virtual_ips.remove(peer_id);
                 view.seq = *seq;
@@ -508,8 +514,9 @@ impl Tracker {
 }
 
 /// Whether an event numbered `seq` leaves events missing after `last`.
+/// Nothing follows `u64::MAX`, so nothing is past a gap after it.
 fn is_past_gap(seq: u64, last: u64) -> bool {
-    seq > last + 1
+    last.checked_add(1).is_some_and(|next| seq > next)
 }
 
 fn is_resync(request_id: &serde_json::Value) -> bool {
@@ -930,5 +937,48 @@ mod tests {
         assert_eq!(tracker.resume(), None);
         assert_eq!(tracker.fill_gap(), None);
         assert_eq!(tracker.current_update(), None);
+    }
+
+    #[test]
+    fn a_seq_of_u64_max_past_a_gap_is_held_until_the_events_before_it_are_in() {
+        let mut tracker = following(5, &["alice"]);
+
+        tracker.on_message(joined("bob", u64::MAX));
+        assert_eq!(events(&mut tracker), []);
+        assert_resume_after(tracker.fill_gap(), 5);
+        tracker.on_message(update(&party(u64::MAX - 1, &["alice", "carol"])));
+
+        assert_eq!(seqs(&events(&mut tracker)), [u64::MAX - 1, u64::MAX]);
+        assert_eq!(view_seq(&tracker), Some(u64::MAX));
+        assert_eq!(members(&tracker), ["alice", "bob", "carol"]);
+    }
+
+    #[test]
+    fn nothing_follows_a_view_at_u64_max() {
+        let mut tracker = Tracker::new(peer_id("alice"), None);
+        tracker.on_message(update(&party(u64::MAX, &["alice"])));
+        assert_eq!(seqs(&events(&mut tracker)), [u64::MAX]);
+
+        tracker.on_message(joined("bob", u64::MAX));
+        tracker.on_message(joined("carol", 0));
+        tracker.on_message(left("alice", u64::MAX));
+        tracker.on_message(ended(u64::MAX));
+
+        assert_eq!(events(&mut tracker), []);
+        assert_eq!(view_seq(&tracker), Some(u64::MAX));
+        assert_eq!(members(&tracker), ["alice"]);
+        assert_eq!(tracker.fill_gap(), None);
+    }
+
+    #[test]
+    fn events_held_when_the_view_jumps_to_u64_max_are_dropped_as_seen() {
+        let mut tracker = following(5, &["alice"]);
+        tracker.on_message(joined("carol", 7));
+
+        tracker.on_message(update(&party(u64::MAX, &["alice", "bob"])));
+
+        assert_eq!(seqs(&events(&mut tracker)), [u64::MAX]);
+        assert_eq!(members(&tracker), ["alice", "bob"]);
+        assert_eq!(tracker.fill_gap(), None);
     }
 }
