@@ -61,9 +61,10 @@ impl Delivery {
         }
     }
 
-    /// Events wait in the backlog, or a snapshot is owed.
+    /// Events wait in the backlog, or the reader is owed a `Lagged` (and a
+    /// snapshot).
     pub(super) fn has_backlog(&self) -> bool {
-        !self.outbox.is_empty() || self.owe_snapshot
+        !self.outbox.is_empty() || self.owes()
     }
 
     /// Resolves when the channel has room for one more event; owns what it
@@ -88,7 +89,12 @@ impl Delivery {
                     permit.send(event);
                 }
             }
-            Err(_) => self.outbox.clear(),
+            // Nobody will read again: nothing is owed to anyone.
+            Err(_) => {
+                self.outbox.clear();
+                self.dropped = 0;
+                self.owe_snapshot = false;
+            }
         }
     }
 
@@ -123,10 +129,15 @@ impl Delivery {
         );
     }
 
+    /// Events were shed since the reader last caught up.
+    fn owes(&self) -> bool {
+        self.owe_snapshot || self.dropped > 0
+    }
+
     /// The next event waiting for the application: the backlog in order,
     /// then, if events were shed, `Lagged` and a snapshot of the party.
     fn next(&mut self, party: impl FnOnce() -> Option<ServerMessage>) -> Option<WsEvent> {
-        if self.outbox.is_empty() && (self.owe_snapshot || self.dropped > 0) {
+        if self.outbox.is_empty() && self.owes() {
             self.owe_snapshot = false;
             self.outbox.push_back(WsEvent::Lagged {
                 dropped: std::mem::take(&mut self.dropped),
@@ -233,6 +244,63 @@ mod tests {
                 WsEvent::Message(snapshot),
             ]
         );
+    }
+
+    #[test]
+    fn the_backlog_is_bounded_and_sheds_its_oldest_events() {
+        let (mut delivery, mut rx) = delivery(2);
+
+        for label in ["0", "1", "2", "3", "4", "5", "6", "7", "8", "9"] {
+            delivery.emit(other(label), None);
+        }
+
+        assert_eq!(delivery.outbox.len(), 2);
+        assert_eq!(
+            catch_up(&mut delivery, &mut rx, None),
+            [
+                other("0"),
+                other("1"),
+                other("8"),
+                other("9"),
+                WsEvent::Lagged { dropped: 6 },
+            ]
+        );
+    }
+
+    #[test]
+    fn events_of_a_party_not_followed_are_shed_like_any_other() {
+        let (mut delivery, mut rx) = delivery(1);
+
+        delivery.emit(of_party(2), None);
+        delivery.emit(of_party(3), None);
+        delivery.emit(of_party(4), None);
+
+        assert_eq!(
+            catch_up(&mut delivery, &mut rx, None),
+            [of_party(2), of_party(4), WsEvent::Lagged { dropped: 1 }]
+        );
+    }
+
+    #[test]
+    fn a_reader_gone_after_falling_behind_leaves_nothing_owed() {
+        let (mut delivery, rx) = delivery(1);
+        let followed = party_id();
+        for seq in 2..6 {
+            delivery.emit(of_party(seq), Some(&followed));
+        }
+        delivery.emit(other("a"), Some(&followed));
+        assert!(delivery.has_backlog());
+        drop(rx);
+
+        let room = delivery
+            .room()
+            .now_or_never()
+            .expect("no waiting on a closed channel");
+        delivery.deliver(room, || None);
+
+        assert!(!delivery.has_backlog());
+        delivery.emit(of_party(6), Some(&followed));
+        assert!(!delivery.has_backlog());
     }
 
     #[test]
