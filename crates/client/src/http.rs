@@ -5,7 +5,7 @@
 use std::{
     collections::BTreeMap,
     sync::{
-        Arc, Mutex, Weak,
+        Arc, Weak,
         atomic::{AtomicU64, Ordering},
     },
     time::Duration,
@@ -20,12 +20,12 @@ use lanrage_proto::{
 };
 use reqwest::{Method, StatusCode, header};
 use serde::{Serialize, de::DeserializeOwned};
-use tokio::task::JoinHandle;
 
 use crate::{
     backoff::{Backoff, retry, retry_if},
     control::{ControlPlane, LeaveOutcome},
     error::{ClientError, Result, TransportKind},
+    heartbeat::HeartbeatSlot,
 };
 
 /// Settings of an [`HttpClient`].
@@ -138,7 +138,7 @@ struct Inner {
     // An async lock: concurrent calls wait for one registration instead of
     // each registering.
     token: tokio::sync::Mutex<Option<HeldToken>>,
-    heartbeat: Mutex<Option<Heartbeat>>,
+    heartbeat: HeartbeatSlot,
     heartbeats_sent: AtomicU64,
     registrations: AtomicU64,
 }
@@ -147,22 +147,6 @@ struct Inner {
 struct HeldToken {
     response: TokenResponse,
     obtained_at: Timestamp,
-}
-
-#[derive(Debug)]
-struct Heartbeat {
-    party_id: PartyId,
-    task: JoinHandle<()>,
-}
-
-impl Drop for Inner {
-    fn drop(&mut self) {
-        if let Ok(mut slot) = self.heartbeat.lock()
-            && let Some(heartbeat) = slot.take()
-        {
-            heartbeat.task.abort();
-        }
-    }
 }
 
 /// Whether a request may be sent again after a failure that leaves unknown
@@ -230,7 +214,7 @@ impl HttpClient {
                 base,
                 http,
                 token: tokio::sync::Mutex::new(token),
-                heartbeat: Mutex::new(None),
+                heartbeat: HeartbeatSlot::default(),
                 heartbeats_sent: AtomicU64::new(0),
                 registrations: AtomicU64::new(0),
                 config,
@@ -350,10 +334,7 @@ impl HttpClient {
 
     /// The party whose heartbeat task is running, if any.
     pub fn heartbeat_party(&self) -> Option<PartyId> {
-        let slot = self.inner.heartbeat.lock().ok()?;
-        slot.as_ref()
-            .filter(|h| !h.task.is_finished())
-            .map(|h| h.party_id.clone())
+        self.inner.heartbeat.party()
     }
 
     /// `POST /relays` with the operator's relay key.
@@ -548,54 +529,23 @@ impl HttpClient {
 
     /// Starts (or moves) the heartbeat task to `party_id`.
     fn start_heartbeat(&self, party_id: PartyId) {
+        // A weak handle: a client dropped without close() stops its
+        // heartbeat instead of being kept alive by it.
         let weak: Weak<Inner> = Arc::downgrade(&self.inner);
-        let every = self.inner.config.heartbeat_interval;
-        let peer_id = self.inner.config.peer_id.clone();
-        let party = party_id.clone();
-        let task = tokio::spawn(async move {
-            let start = tokio::time::Instant::now() + every;
-            let mut ticker = tokio::time::interval_at(start, every);
-            ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            loop {
-                ticker.tick().await;
-                // A weak handle: a client dropped without close() stops its
-                // heartbeat instead of being kept alive by it.
-                let Some(inner) = weak.upgrade() else { return };
-                let client = HttpClient { inner };
-                match client.heartbeat(&party, &peer_id).await {
-                    Ok(()) => {
-                        client.inner.heartbeats_sent.fetch_add(1, Ordering::Relaxed);
-                    }
-                    Err(error)
-                        if matches!(
-                            error.status(),
-                            Some(StatusCode::NOT_FOUND | StatusCode::FORBIDDEN)
-                        ) =>
-                    {
-                        tracing::warn!(party_id = %party, %error, "no longer in the party; heartbeat stopped");
-                        return;
-                    }
-                    Err(error) => tracing::warn!(party_id = %party, %error, "heartbeat failed"),
-                }
-            }
-        });
-        if let Ok(mut slot) = self.inner.heartbeat.lock()
-            && let Some(old) = slot.replace(Heartbeat { party_id, task })
-        {
-            old.task.abort();
-        }
+        self.inner.heartbeat.start(
+            party_id,
+            self.inner.config.peer_id.clone(),
+            self.inner.config.heartbeat_interval,
+            move || weak.upgrade().map(|inner| HttpClient { inner }),
+            |client| {
+                client.inner.heartbeats_sent.fetch_add(1, Ordering::Relaxed);
+            },
+        );
     }
 
     /// Stops the heartbeat task (of `party_id` only, when given).
     fn stop_heartbeat(&self, party_id: Option<&PartyId>) {
-        if let Ok(mut slot) = self.inner.heartbeat.lock()
-            && slot
-                .as_ref()
-                .is_some_and(|h| party_id.is_none_or(|p| *p == h.party_id))
-            && let Some(heartbeat) = slot.take()
-        {
-            heartbeat.task.abort();
-        }
+        self.inner.heartbeat.stop(party_id);
     }
 }
 

@@ -45,6 +45,7 @@ mod control;
 mod error;
 mod factory;
 pub mod files;
+mod heartbeat;
 mod http;
 mod local;
 mod remote;

@@ -18,6 +18,10 @@ use lanrage_proto::{
     JoinPartyResponse, Name, Party, PartyId, PartyResponse, Peer, PeerId, PeerInfo, Region, Relay,
     Signal, SignalData, Timestamp,
 };
+use lanrage_rules::{
+    self as rules, JoinPlan, Member, PARTY_ID_BYTES, Removal, RemovalPlan, Roster, RuleError,
+    virtual_ip,
+};
 use reqwest::StatusCode;
 use serde::{Deserialize, Serialize};
 use tokio::{sync::Notify, task::JoinHandle};
@@ -26,6 +30,7 @@ use crate::{
     control::{ControlPlane, LeaveOutcome},
     error::{ClientError, Result},
     files::{FileLock, read_optional, set_aside, write_atomic},
+    heartbeat::HeartbeatSlot,
 };
 
 /// Settings of a [`LocalControlPlane`].
@@ -110,6 +115,29 @@ struct Entry {
 }
 
 impl Entry {
+    /// The party as the shared rules see it. An address outside the rules'
+    /// range (a book written by hand) counts as none.
+    fn roster(&self) -> Roster<'_> {
+        Roster {
+            party_id: &self.party.party_id,
+            host_id: &self.party.host_id,
+            members: self
+                .party
+                .peers
+                .iter()
+                .map(|(peer_id, peer)| Member {
+                    peer_id,
+                    vip_index: self
+                        .virtual_ips
+                        .get(peer_id)
+                        .copied()
+                        .and_then(rules::vip_index),
+                    last_seen: peer.last_seen,
+                })
+                .collect(),
+        }
+    }
+
     fn view(&self) -> PartyResponse {
         PartyResponse {
             party: self.party.clone(),
@@ -153,42 +181,40 @@ enum DiscoveryFile {
     },
 }
 
-/// Parties and queued signals, with the server's rules applied to them.
-/// The same rules run on the in-memory book and on the shared discovery file.
+/// Parties and queued signals. The party rules are those of the server
+/// (`lanrage-rules`): this book asks them and carries out their decisions,
+/// on the in-memory book and on the shared discovery file alike.
 #[derive(Debug, Default, Clone)]
 struct Book {
     parties: BTreeMap<PartyId, Entry>,
     signals: Vec<Signal>,
 }
 
-fn not_found(what: String) -> ClientError {
-    ClientError::refused(StatusCode::NOT_FOUND, what)
+/// A refusal of the rules, with the status the server answers it with.
+fn refused(error: RuleError) -> ClientError {
+    let status = match error {
+        RuleError::PartyNotFound(_) | RuleError::NotAMember { .. } => StatusCode::NOT_FOUND,
+        RuleError::PartyFull(_) => StatusCode::CONFLICT,
+    };
+    ClientError::refused(status, error.to_string())
 }
 
-fn virtual_ip(index: u16) -> Ipv4Addr {
-    let [high, low] = index.to_be_bytes();
-    Ipv4Addr::new(10, 66, high, low)
-}
-
-fn random_party_id() -> Result<PartyId> {
-    let mut bytes = [0u8; 16];
+fn party_id_randomness() -> Result<[u8; PARTY_ID_BYTES]> {
+    let mut bytes = [0u8; PARTY_ID_BYTES];
     getrandom::fill(&mut bytes)
         .map_err(|e| ClientError::Config(format!("no randomness for a party id: {e}")))?;
-    let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
-    PartyId::parse(hex).map_err(|e| ClientError::Config(e.to_string()))
+    Ok(bytes)
 }
 
 impl Book {
     fn entry(&self, party_id: &PartyId) -> Result<&Entry> {
         self.parties
             .get(party_id)
-            .ok_or_else(|| not_found(format!("party {party_id} not found")))
+            .ok_or_else(|| refused(RuleError::PartyNotFound(party_id.clone())))
     }
 
-    fn entry_mut(&mut self, party_id: &PartyId) -> Result<&mut Entry> {
-        self.parties
-            .get_mut(party_id)
-            .ok_or_else(|| not_found(format!("party {party_id} not found")))
+    fn roster(&self, party_id: &PartyId) -> Option<Roster<'_>> {
+        self.parties.get(party_id).map(Entry::roster)
     }
 
     fn member(&self, party_id: &PartyId, peer_id: &PeerId) -> Result<&Peer> {
@@ -196,7 +222,12 @@ impl Book {
             .party
             .peers
             .get(peer_id)
-            .ok_or_else(|| not_found(format!("peer {peer_id} is not in party {party_id}")))
+            .ok_or_else(|| {
+                refused(RuleError::NotAMember {
+                    party_id: party_id.clone(),
+                    peer_id: peer_id.clone(),
+                })
+            })
     }
 
     /// The party `peer_id` is in, if any.
@@ -207,26 +238,33 @@ impl Book {
             .map(|(id, _)| id.clone())
     }
 
-    fn create(&mut self, name: Name, host: PeerInfo, now: Timestamp) -> Result<JoinPartyResponse> {
-        let party_id = random_party_id()?;
-        if let Some(old) = self.party_of(&host.peer_id) {
-            self.remove_member(&old, &host.peer_id)?;
-        }
+    /// Creates a party whose ID is made of `random`.
+    fn create(
+        &mut self,
+        name: Name,
+        host: PeerInfo,
+        now: Timestamp,
+        random: [u8; PARTY_ID_BYTES],
+    ) -> JoinPartyResponse {
         let host_id = host.peer_id.clone();
+        let plan = rules::plan_create(random, self.party_of(&host_id).as_ref());
+        if let Some(old) = &plan.leave_first {
+            self.remove(old, &host_id, Removal::Moved);
+        }
         let entry = Entry {
             party: Party {
-                party_id: party_id.clone(),
+                party_id: plan.party_id.clone(),
                 name,
                 host_id: host_id.clone(),
                 created_at: now,
                 peers: BTreeMap::from([(host_id.clone(), host.into_peer(now))]),
             },
-            virtual_ips: BTreeMap::from([(host_id.clone(), virtual_ip(1))]),
+            virtual_ips: BTreeMap::from([(host_id.clone(), virtual_ip(plan.host_vip_index))]),
             seq: 1,
         };
         let joined = entry.joined(&host_id);
-        self.parties.insert(party_id, entry);
-        Ok(joined)
+        self.parties.insert(plan.party_id, entry);
+        joined
     }
 
     fn join(
@@ -235,22 +273,30 @@ impl Book {
         peer: PeerInfo,
         now: Timestamp,
     ) -> Result<JoinPartyResponse> {
-        self.entry(party_id)?;
         let peer_id = peer.peer_id.clone();
-        if let Some(old) = self.party_of(&peer_id)
-            && old != *party_id
+        // Decided before anything changes: a full party refuses the peer
+        // without taking it out of the party it is in.
+        let plan = rules::plan_join(
+            party_id,
+            self.roster(party_id).as_ref(),
+            &peer_id,
+            self.party_of(&peer_id).as_ref(),
+        )
+        .map_err(refused)?;
+        if let JoinPlan::Admit {
+            leave_first: Some(old),
+            ..
+        } = &plan
         {
-            self.remove_member(&old, &peer_id)?;
+            self.remove(old, &peer_id, Removal::Moved);
         }
-        let entry = self.entry_mut(party_id)?;
-        if !entry.virtual_ips.contains_key(&peer_id) {
-            let index = (1..u16::MAX)
-                .find(|i| !entry.virtual_ips.values().any(|ip| *ip == virtual_ip(*i)))
-                .ok_or_else(|| {
-                    ClientError::refused(StatusCode::CONFLICT, format!("party {party_id} is full"))
-                })?;
-            entry.virtual_ips.insert(peer_id.clone(), virtual_ip(index));
-        }
+        let entry = self
+            .parties
+            .get_mut(party_id)
+            .ok_or_else(|| refused(RuleError::PartyNotFound(party_id.clone())))?;
+        entry
+            .virtual_ips
+            .insert(peer_id.clone(), virtual_ip(plan.vip_index()));
         entry
             .party
             .peers
@@ -259,25 +305,58 @@ impl Book {
         Ok(entry.joined(&peer_id))
     }
 
-    /// Removes a member; the host leaving, or the last member, ends the party.
-    fn remove_member(&mut self, party_id: &PartyId, peer_id: &PeerId) -> Result<LeaveOutcome> {
-        self.member(party_id, peer_id)?;
-        let entry = self.entry_mut(party_id)?;
-        entry.party.peers.remove(peer_id);
-        entry.virtual_ips.remove(peer_id);
-        entry.seq += 1;
-        if entry.party.host_id == *peer_id || entry.party.peers.is_empty() {
-            self.parties.remove(party_id);
-            self.signals.retain(|s| s.party_id != *party_id);
-            return Ok(LeaveOutcome::PartyDeleted);
+    fn leave(&mut self, party_id: &PartyId, peer_id: &PeerId) -> Result<LeaveOutcome> {
+        let plan = rules::plan_leave(party_id, self.roster(party_id).as_ref(), peer_id)
+            .map_err(refused)?;
+        Ok(self.carry_out(party_id, peer_id, plan))
+    }
+
+    /// Removes a member as the rules decide for `why`; none when they
+    /// remove nobody (not a member, or no longer silent).
+    fn remove(
+        &mut self,
+        party_id: &PartyId,
+        peer_id: &PeerId,
+        why: Removal,
+    ) -> Option<LeaveOutcome> {
+        let plan = rules::plan_removal(&self.roster(party_id)?, peer_id, why)?;
+        Some(self.carry_out(party_id, peer_id, plan))
+    }
+
+    /// Carries out a removal the rules decided. As on the server, the
+    /// signals waiting for whoever goes go with them.
+    fn carry_out(
+        &mut self,
+        party_id: &PartyId,
+        peer_id: &PeerId,
+        plan: RemovalPlan,
+    ) -> LeaveOutcome {
+        match plan {
+            RemovalPlan::EndParty(_) => {
+                self.parties.remove(party_id);
+                self.signals.retain(|s| s.party_id != *party_id);
+                LeaveOutcome::PartyDeleted
+            }
+            RemovalPlan::RemoveMember => {
+                if let Some(entry) = self.parties.get_mut(party_id) {
+                    entry.party.peers.remove(peer_id);
+                    entry.virtual_ips.remove(peer_id);
+                    entry.seq += 1;
+                }
+                self.signals
+                    .retain(|s| !(s.party_id == *party_id && s.to_peer_id == *peer_id));
+                LeaveOutcome::Left
+            }
         }
-        Ok(LeaveOutcome::Left)
     }
 
     fn heartbeat(&mut self, party_id: &PartyId, peer_id: &PeerId, now: Timestamp) -> Result<()> {
-        self.member(party_id, peer_id)?;
-        let entry = self.entry_mut(party_id)?;
-        if let Some(peer) = entry.party.peers.get_mut(peer_id) {
+        rules::check_member(party_id, self.roster(party_id).as_ref(), peer_id).map_err(refused)?;
+        if let Some(peer) = self
+            .parties
+            .get_mut(party_id)
+            .and_then(|entry| entry.party.peers.get_mut(peer_id))
+        {
             peer.last_seen = now;
         }
         Ok(())
@@ -300,27 +379,31 @@ impl Book {
     }
 
     /// Removes members silent since before `peer_cutoff` (ending the
-    /// parties of hosts among them) and signals older than `signal_cutoff`.
-    /// Returns how many members were removed.
+    /// parties of hosts among them), then parties left without their host,
+    /// as the server's cleanup pass does; and signals older than
+    /// `signal_cutoff`. Returns how many members were removed.
     fn cleanup(&mut self, peer_cutoff: Timestamp, signal_cutoff: Timestamp) -> usize {
-        let stale: Vec<(PartyId, PeerId)> = self
-            .parties
-            .iter()
-            .flat_map(|(party_id, entry)| {
-                entry
-                    .party
-                    .peers
-                    .values()
-                    .filter(|peer| peer.last_seen < peer_cutoff)
-                    .map(move |peer| (party_id.clone(), peer.peer_id.clone()))
-            })
-            .collect();
+        let rosters: Vec<Roster<'_>> = self.parties.values().map(Entry::roster).collect();
+        let stale = rules::stale_members(&rosters, peer_cutoff);
+        let why = Removal::TimedOut {
+            silent_since: peer_cutoff,
+        };
         let mut removed = 0;
         for (party_id, peer_id) in stale {
             // The party may be gone already: its host was stale too.
-            if self.remove_member(&party_id, &peer_id).is_ok() {
+            if self.remove(&party_id, &peer_id, why).is_some() {
                 removed += 1;
             }
+        }
+        let orphans: Vec<PartyId> = self
+            .parties
+            .values()
+            .filter(|entry| rules::orphan_end(&entry.roster()).is_some())
+            .map(|entry| entry.party.party_id.clone())
+            .collect();
+        for party_id in orphans {
+            self.parties.remove(&party_id);
+            self.signals.retain(|s| s.party_id != party_id);
         }
         self.signals.retain(|s| s.sent_at >= signal_cutoff);
         removed
@@ -428,14 +511,8 @@ struct LocalInner {
     write_lock: tokio::sync::Mutex<()>,
     set_aside: Mutex<Vec<SetAside>>,
     tasks: Mutex<Vec<JoinHandle<()>>>,
-    heartbeat: Mutex<Option<LocalHeartbeat>>,
+    heartbeat: HeartbeatSlot,
     heartbeats_sent: AtomicU64,
-}
-
-#[derive(Debug)]
-struct LocalHeartbeat {
-    party_id: PartyId,
-    task: JoinHandle<()>,
 }
 
 impl Drop for LocalInner {
@@ -450,11 +527,7 @@ impl Drop for LocalInner {
                 task.abort();
             }
         }
-        if let Ok(mut slot) = self.heartbeat.lock()
-            && let Some(heartbeat) = slot.take()
-        {
-            heartbeat.task.abort();
-        }
+        self.heartbeat.stop(None);
         if self.changes.load(Ordering::SeqCst) == self.saved.load(Ordering::SeqCst) {
             return;
         }
@@ -542,7 +615,7 @@ impl LocalControlPlane {
                 write_lock: tokio::sync::Mutex::new(()),
                 set_aside: Mutex::new(set_aside_files),
                 tasks: Mutex::new(Vec::new()),
-                heartbeat: Mutex::new(None),
+                heartbeat: HeartbeatSlot::default(),
                 heartbeats_sent: AtomicU64::new(0),
                 config,
             }),
@@ -639,10 +712,7 @@ impl LocalControlPlane {
 
     /// The party whose heartbeat task is running, if any.
     pub fn heartbeat_party(&self) -> Option<PartyId> {
-        let slot = self.inner.heartbeat.lock().ok()?;
-        slot.as_ref()
-            .filter(|h| !h.task.is_finished())
-            .map(|h| h.party_id.clone())
+        self.inner.heartbeat.party()
     }
 
     /// How many heartbeats the heartbeat task made.
@@ -654,60 +724,39 @@ impl LocalControlPlane {
     /// plane's peer alive against the plane's own cleanup, and against the
     /// cleanup of other instances sharing the discovery file.
     fn start_heartbeat(&self, party_id: PartyId) {
+        // Weak: a plane dropped without close() stops beating.
         let weak = Arc::downgrade(&self.inner);
-        let every = self.inner.config.effective_heartbeat_interval();
-        let me = self.inner.config.peer_id.clone();
-        let party = party_id.clone();
-        let task = tokio::spawn(async move {
-            let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
-            ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            loop {
-                ticker.tick().await;
-                // Weak: a plane dropped without close() stops beating.
-                let Some(inner) = weak.upgrade() else { return };
-                let plane = LocalControlPlane { inner };
-                match plane.heartbeat(&party, &me).await {
-                    Ok(()) => {
-                        plane.inner.heartbeats_sent.fetch_add(1, Ordering::Relaxed);
-                    }
-                    Err(error) if error.status() == Some(StatusCode::NOT_FOUND) => {
-                        tracing::info!(party_id = %party, "no longer in the party; heartbeat stopped");
-                        return;
-                    }
-                    Err(error) => {
-                        tracing::warn!(party_id = %party, error = %crate::error_chain(&error), "heartbeat failed");
-                    }
-                }
-            }
-        });
-        if let Ok(mut slot) = self.inner.heartbeat.lock()
-            && let Some(old) = slot.replace(LocalHeartbeat { party_id, task })
-        {
-            old.task.abort();
-        }
+        self.inner.heartbeat.start(
+            party_id,
+            self.inner.config.peer_id.clone(),
+            self.inner.config.effective_heartbeat_interval(),
+            move || weak.upgrade().map(|inner| LocalControlPlane { inner }),
+            |plane| {
+                plane.inner.heartbeats_sent.fetch_add(1, Ordering::Relaxed);
+            },
+        );
     }
 
     /// Stops the heartbeat task (of `party_id` only, when given).
     fn stop_heartbeat(&self, party_id: Option<&PartyId>) {
-        if let Ok(mut slot) = self.inner.heartbeat.lock()
-            && slot
-                .as_ref()
-                .is_some_and(|h| party_id.is_none_or(|p| *p == h.party_id))
-            && let Some(heartbeat) = slot.take()
-        {
-            heartbeat.task.abort();
-        }
+        self.inner.heartbeat.stop(party_id);
     }
 
     /// Removes stale members now, as the periodic cleanup does; returns how
     /// many were removed.
     pub async fn cleanup_now(&self) -> Result<usize> {
-        let peer_timeout = secs(self.inner.config.peer_timeout);
-        let signal_ttl = secs(self.inner.config.signal_ttl);
-        self.mutate(move |book, now| {
-            Ok(book.cleanup(now.plus_secs(-peer_timeout), now.plus_secs(-signal_ttl)))
-        })
-        .await
+        self.cleanup_at(Timestamp::now()).await
+    }
+
+    /// Runs the cleanup as if it were `now` (the server's
+    /// `Service::cleanup_once` takes its time the same way): members silent
+    /// for longer than [`LocalConfig::peer_timeout`] before `now` are
+    /// removed. Returns how many were.
+    pub async fn cleanup_at(&self, now: Timestamp) -> Result<usize> {
+        let peer_cutoff = rules::stale_cutoff(now, self.inner.config.peer_timeout);
+        let signal_cutoff = now.plus_secs(-secs(self.inner.config.signal_ttl));
+        self.mutate(move |book, _| Ok(book.cleanup(peer_cutoff, signal_cutoff)))
+            .await
     }
 
     fn check_self(&self, peer_id: &PeerId) -> Result<()> {
@@ -861,8 +910,9 @@ impl ControlPlane for LocalControlPlane {
 
     async fn register_party(&self, name: Name, host: PeerInfo) -> Result<JoinPartyResponse> {
         self.check_self(&host.peer_id)?;
+        let random = party_id_randomness()?;
         let joined = self
-            .mutate(move |book, now| book.create(name, host, now))
+            .mutate(move |book, now| Ok(book.create(name, host, now, random)))
             .await?;
         self.start_heartbeat(joined.party.party_id.clone());
         Ok(joined)
@@ -882,7 +932,7 @@ impl ControlPlane for LocalControlPlane {
         self.check_self(peer_id)?;
         self.stop_heartbeat(Some(party_id));
         let (party_id, peer_id) = (party_id.clone(), peer_id.clone());
-        self.mutate(move |book, _| book.remove_member(&party_id, &peer_id))
+        self.mutate(move |book, _| book.leave(&party_id, &peer_id))
             .await
     }
 

@@ -13,6 +13,7 @@ use lanrage_proto::{IpOrUnknown, Name, NatType, PeerId, PeerInfo, PublicKey};
 use lanrage_server::{
     Config, Server,
     config::{Secret, Switch},
+    service::Service,
 };
 use tokio::{sync::oneshot, task::JoinHandle};
 
@@ -44,18 +45,27 @@ pub async fn spawn_server() -> TestServer {
 }
 
 pub async fn spawn_server_with(configure: impl FnOnce(&mut Config)) -> TestServer {
+    spawn_server_with_service(configure).await.0
+}
+
+/// A real server, and its service for what no request does (a cleanup
+/// pass at a chosen time).
+pub async fn spawn_server_with_service(
+    configure: impl FnOnce(&mut Config),
+) -> (TestServer, Service) {
     let dir = tempfile::tempdir().unwrap();
     let db_path = dir.path().join("control.db");
     let mut config = server_config(&db_path, "127.0.0.1:0");
     configure(&mut config);
-    let (addr, stop, handle) = start(config).await;
-    TestServer {
+    let ((addr, stop, handle), service) = start_with_service(config).await;
+    let server = TestServer {
         addr,
         db_path,
         stop: Some(stop),
         handle: Some(handle),
         _dir: dir,
-    }
+    };
+    (server, service)
 }
 
 type Running = (
@@ -65,13 +75,18 @@ type Running = (
 );
 
 async fn start(config: Config) -> Running {
+    start_with_service(config).await.0
+}
+
+async fn start_with_service(config: Config) -> (Running, Service) {
     let server = Server::start(config).await.unwrap();
     let addr = server.local_addr().unwrap();
+    let service = server.service().clone();
     let (stop, stopped) = oneshot::channel::<()>();
     let handle = tokio::spawn(server.run(async {
         let _ = stopped.await;
     }));
-    (addr, stop, handle)
+    ((addr, stop, handle), service)
 }
 
 impl TestServer {

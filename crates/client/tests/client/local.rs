@@ -2,10 +2,10 @@
 //! state files, corrupt-file recovery, discovery between instances under
 //! concurrent writers, and its own stale-peer cleanup.
 
-use std::{fs, path::Path, time::Duration};
+use std::{collections::BTreeMap, fs, path::Path, time::Duration};
 
 use lanrage_client::{ControlPlane, LeaveOutcome, LocalConfig, LocalControlPlane};
-use lanrage_proto::SignalData;
+use lanrage_proto::{Party, PartyId, PartyResponse, SignalData, Timestamp};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
@@ -178,6 +178,62 @@ async fn same_rules_as_the_server() {
         LeaveOutcome::PartyDeleted
     );
     assert!(alice.list_relays().await.unwrap().is_empty());
+}
+
+/// A party holding every address of 10.66.0.0/16, as a server would
+/// describe it.
+fn full_party() -> PartyResponse {
+    let now = Timestamp::now();
+    let mut peers = BTreeMap::new();
+    let mut virtual_ips = BTreeMap::new();
+    for index in 1..=u16::MAX - 1 {
+        let id = format!("m{index}");
+        peers.insert(peer_id(&id), peer_info(&id).into_peer(now));
+        let [high, low] = index.to_be_bytes();
+        virtual_ips.insert(peer_id(&id), std::net::Ipv4Addr::new(10, 66, high, low));
+    }
+    PartyResponse {
+        party: Party {
+            party_id: PartyId::parse("crowded").unwrap(),
+            name: name("Crowded"),
+            host_id: peer_id("m1"),
+            created_at: now,
+            peers,
+        },
+        virtual_ips,
+        seq: 70_000,
+    }
+}
+
+#[tokio::test]
+async fn a_full_party_refuses_a_peer_without_moving_it() {
+    let alice = LocalControlPlane::open(LocalConfig::new(peer_id("alice")))
+        .await
+        .unwrap();
+    let own = alice
+        .register_party(name("Mine"), peer_info("alice"))
+        .await
+        .unwrap();
+    let full = full_party();
+    let full_id = full.party.party_id.clone();
+    alice.adopt_party(full).await.unwrap();
+
+    let refused = alice.join_party(&full_id, peer_info("alice")).await;
+    let still_mine = alice.get_party(&own.party.party_id).await;
+
+    let error = refused.unwrap_err();
+    assert_eq!(error.status(), Some(StatusCode::CONFLICT));
+    assert_eq!(error.detail(), Some("party crowded is full"));
+    // Nothing changed: alice still hosts her party, at the same address.
+    let still_mine = still_mine.unwrap();
+    assert_eq!(still_mine.party.host_id, peer_id("alice"));
+    assert_eq!(still_mine.seq, own.seq);
+    assert_eq!(
+        still_mine.virtual_ips[&peer_id("alice")].to_string(),
+        "10.66.0.1"
+    );
+    assert_eq!(alice.heartbeat_party(), Some(own.party.party_id.clone()));
+    alice.close().await.unwrap();
 }
 
 #[tokio::test]

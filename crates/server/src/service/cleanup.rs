@@ -2,13 +2,14 @@
 //! of it), orphaned parties, expired tokens and signals, silent relays, and
 //! old event-log rows.
 
-use std::future::Future;
+use std::{future::Future, time::Duration};
 
-use lanrage_proto::{PartyId, PeerId, ServerMessage, Timestamp};
+use lanrage_proto::{PartyId, PeerId, Timestamp};
+use lanrage_rules::{self as rules, Removal};
 
 use super::{
     Result, Service,
-    parties::{Left, Removal},
+    parties::{Left, roster},
 };
 use crate::store::{Swept, error_chain};
 
@@ -42,7 +43,10 @@ impl Service {
             self.count_failure(&error);
             tracing::warn!(error = %error_chain(&error), "cannot store heartbeats before cleanup");
         }
-        let cutoff = now.plus_secs(-secs(self.config.peer_timeout_secs));
+        let cutoff = rules::stale_cutoff(now, Duration::from_secs(self.config.peer_timeout_secs));
+        // The store's query finds the candidates (`last_seen < cutoff`,
+        // the rules' `is_stale` in SQL); each removal asks the rules again
+        // inside its own transaction.
         for (party_id, peer_id) in self.store.stale_members(cutoff).await? {
             match self.remove_if_stale(&party_id, &peer_id, cutoff, now).await {
                 Ok(None) => {}
@@ -123,26 +127,19 @@ impl Service {
         .await
     }
 
-    /// Ends a party whose host is no longer among its members.
+    /// Ends a party whose host is no longer among its members (the store's
+    /// query finds candidates; the rules decide).
     async fn end_if_orphaned(&self, party_id: &PartyId, now: Timestamp) -> Result<bool> {
         self.write(party_id.clone(), move |party_id, change| {
             Box::pin(async move {
                 let Some((party, members)) = change.tx.party_and_members(party_id).await? else {
                     return Ok(false);
                 };
-                if members.iter().any(|m| m.peer.peer_id == party.host_id) {
+                let Some(reason) = rules::orphan_end(&roster(&party, &members)) else {
                     return Ok(false);
-                }
+                };
                 let recipients = members.into_iter().map(|m| m.peer.peer_id).collect();
-                Self::log_event(change, &party, now, recipients, |seq| {
-                    ServerMessage::PartyEnded {
-                        party_id: party_id.clone(),
-                        reason: "host_left".into(),
-                        seq,
-                    }
-                })
-                .await?;
-                change.tx.delete_party(party_id).await?;
+                Self::end_party(change, &party, recipients, reason.as_str(), now).await?;
                 Ok(true)
             })
         })

@@ -12,7 +12,10 @@ use std::{
 use lanrage_proto::{PartyId, PeerId, ServerMessage, Timestamp};
 use tokio::sync::broadcast;
 
-use super::{Error, Result, Service, parties::must_be_caller};
+use super::{
+    Result, Service,
+    parties::{must_be_caller, roster_of},
+};
 use crate::{events::Event, store::error_chain};
 
 /// How long a verified membership is trusted without asking the database.
@@ -100,12 +103,11 @@ impl Service {
             self.heartbeats.verify(key);
             return Ok(());
         }
-        match self.store.snapshot(party_id).await? {
-            None => Err(Error::NotFound(format!("party {party_id} not found"))),
-            Some(_) => Err(Error::NotFound(format!(
-                "peer {peer_id} is not in party {party_id}"
-            ))),
-        }
+        // Which of the two refusals, as the rules word them. A peer that
+        // joined since the write passes: its join stamped it just now.
+        let snapshot = self.store.snapshot(party_id).await?;
+        lanrage_rules::check_member(party_id, roster_of(snapshot.as_ref()).as_ref(), peer_id)?;
+        Ok(())
     }
 
     /// Writes the noted heartbeats in one batch.

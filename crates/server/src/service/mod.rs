@@ -25,7 +25,9 @@ use crate::{
 };
 
 pub use cleanup::CleanupReport;
-pub use parties::{Joined, Left, MIN_EVENT_LOG, PartyView, virtual_ip};
+/// Where a virtual-IP offset points; the rule lives in `lanrage-rules`.
+pub use lanrage_rules::virtual_ip;
+pub use parties::{Joined, Left, MIN_EVENT_LOG, PartyView};
 pub use signals::MAX_SIGNALS_PER_DRAIN;
 pub use tokens::{Grant, token_hash};
 
@@ -54,6 +56,18 @@ pub enum Error {
 }
 
 pub type Result<T> = std::result::Result<T, Error>;
+
+impl From<lanrage_rules::RuleError> for Error {
+    fn from(error: lanrage_rules::RuleError) -> Self {
+        use lanrage_rules::RuleError;
+        match error {
+            RuleError::PartyNotFound(_) | RuleError::NotAMember { .. } => {
+                Self::NotFound(error.to_string())
+            }
+            RuleError::PartyFull(_) => Self::Conflict(error.to_string()),
+        }
+    }
+}
 
 /// A service over a fresh SQLite file, for unit tests: the service, its
 /// store, and the folder holding the file (dropped last).

@@ -1,13 +1,21 @@
-//! Party rules: create, join (or move, or refresh), leave, read, heartbeat.
+//! Parties: create, join (or move, or refresh), leave, read.
+//!
+//! The rules themselves (party IDs, which virtual IP a member gets, when a
+//! join is refused, what a leave ends) live in `lanrage-rules`, shared with
+//! the client's local plane. This module reads what they need inside the
+//! write transaction, asks them, and carries out their decision: rows,
+//! events and the answer.
 
-use std::{collections::BTreeMap, net::Ipv4Addr};
-
-use std::sync::OnceLock;
+use std::{collections::BTreeMap, net::Ipv4Addr, sync::OnceLock};
 
 use axum::body::Bytes;
 use lanrage_proto::{
     Name, Party, PartyId, PartyResponse, Peer, PeerId, PeerInfo, PeersResponse, ServerMessage,
     Timestamp,
+};
+use lanrage_rules::{
+    self as rules, JoinPlan, Member, PARTY_ID_BYTES, Removal, RemovalPlan, Roster, RuleError,
+    virtual_ip,
 };
 use serde::Serialize;
 
@@ -15,7 +23,7 @@ use super::{
     Change, Error, Result, Service, random_bytes,
     snapshots::{PartySnapshot, Snapshot},
 };
-use crate::store::{MemberRecord, PartyRecord};
+use crate::store::{MemberRecord, PartyRecord, PartyWithMembers};
 
 /// What a member sees of a party.
 fn view_of(snapshot: &PartySnapshot) -> PartyView {
@@ -39,36 +47,25 @@ fn cached_json<T: Serialize>(cell: &OnceLock<Bytes>, make: impl FnOnce() -> T) -
     Ok(cell.get_or_init(|| json.into()).clone())
 }
 
-/// The highest offset in 10.66.0.0/16 a member can get (.255.255 is broadcast).
-const MAX_VIP_INDEX: u16 = u16::MAX - 1;
-
-/// The virtual IP at `index` in 10.66.0.0/16; the host's is 10.66.0.1.
-pub fn virtual_ip(index: u16) -> Ipv4Addr {
-    let [high, low] = index.to_be_bytes();
-    Ipv4Addr::new(10, 66, high, low)
-}
-
-/// The lowest offset no member holds.
-fn free_vip_index(members: &[MemberRecord]) -> Option<u16> {
-    let mut taken: Vec<u16> = members.iter().map(|m| m.vip_index).collect();
-    taken.sort_unstable();
-    let mut candidate = 1;
-    for index in taken {
-        if index == candidate {
-            candidate += 1;
-        } else if index > candidate {
-            break;
-        }
+/// The party as the shared rules see it.
+pub(super) fn roster<'a>(party: &'a PartyRecord, members: &'a [MemberRecord]) -> Roster<'a> {
+    Roster {
+        party_id: &party.party_id,
+        host_id: &party.host_id,
+        members: members
+            .iter()
+            .map(|m| Member {
+                peer_id: &m.peer.peer_id,
+                vip_index: Some(m.vip_index),
+                last_seen: m.peer.last_seen,
+            })
+            .collect(),
     }
-    (candidate <= MAX_VIP_INDEX).then_some(candidate)
 }
 
-fn new_party_id() -> Result<PartyId> {
-    let hex: String = random_bytes::<16>()?
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
-    PartyId::parse(hex).map_err(|e| Error::Internal(Box::new(e)))
+/// The roster of a party read with its members, if there is one.
+pub(super) fn roster_of(read: Option<&PartyWithMembers>) -> Option<Roster<'_>> {
+    read.map(|(party, members)| roster(party, members))
 }
 
 fn party_of(record: &PartyRecord, members: &[MemberRecord]) -> Party {
@@ -99,19 +96,7 @@ pub(super) fn must_be_caller(caller: &PeerId, peer_id: &PeerId) -> Result<()> {
 }
 
 fn party_not_found(party_id: &PartyId) -> Error {
-    Error::NotFound(format!("party {party_id} not found"))
-}
-
-/// Why a member is being removed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Removal {
-    /// It asked to leave.
-    Left,
-    /// It joined another party.
-    Moved,
-    /// The cleanup loop found it silent since before this instant (it is
-    /// removed only if it still is: a heartbeat may have come since).
-    TimedOut { silent_since: Timestamp },
+    RuleError::PartyNotFound(party_id.clone()).into()
 }
 
 /// A party and its members as a member sees it.
@@ -172,9 +157,8 @@ impl Service {
     }
 
     /// Removes `peer_id` from `party`, whose members are `members` (read
-    /// in this change), ending the party when the host goes or nobody is
-    /// left; `None` when it is not a member or, for a timeout, is no longer
-    /// silent.
+    /// in this change), as the rules decide for `why`; `None` when it is
+    /// not a member or, for a timeout, is no longer silent.
     pub(super) async fn remove_member(
         change: &mut Change<'_>,
         party: &PartyRecord,
@@ -183,35 +167,28 @@ impl Service {
         why: Removal,
         now: Timestamp,
     ) -> Result<Option<Left>> {
-        let Some(member) = members.iter().find(|m| m.peer.peer_id == *peer_id) else {
+        let Some(plan) = rules::plan_removal(&roster(party, members), peer_id, why) else {
             return Ok(None);
         };
-        if let Removal::TimedOut { silent_since } = why
-            && member.peer.last_seen >= silent_since
-        {
-            return Ok(None);
-        }
+        Self::carry_out_removal(change, party, members, peer_id, plan, now)
+            .await
+            .map(Some)
+    }
+
+    /// Carries out a removal the rules decided: the member goes, or the
+    /// whole party ends; every member hears of it.
+    async fn carry_out_removal(
+        change: &mut Change<'_>,
+        party: &PartyRecord,
+        members: &[MemberRecord],
+        peer_id: &PeerId,
+        plan: RemovalPlan,
+        now: Timestamp,
+    ) -> Result<Left> {
         let recipients = ids(members);
-        let remaining = members
-            .iter()
-            .filter(|m| &m.peer.peer_id != peer_id)
-            .count();
-        if *peer_id == party.host_id || remaining == 0 {
-            let reason = match (why, *peer_id == party.host_id) {
-                (Removal::TimedOut { .. }, true) => "host_timed_out",
-                (_, true) => "host_left",
-                (_, false) => "empty",
-            };
-            Self::log_event(change, party, now, recipients, |seq| {
-                ServerMessage::PartyEnded {
-                    party_id: party.party_id.clone(),
-                    reason: reason.to_owned(),
-                    seq,
-                }
-            })
-            .await?;
-            change.tx.delete_party(&party.party_id).await?;
-            return Ok(Some(Left::PartyDeleted));
+        if let RemovalPlan::EndParty(reason) = plan {
+            Self::end_party(change, party, recipients, reason.as_str(), now).await?;
+            return Ok(Left::PartyDeleted);
         }
         change.tx.delete_member(&party.party_id, peer_id).await?;
         Self::log_event(change, party, now, recipients, |seq| {
@@ -222,7 +199,27 @@ impl Service {
             }
         })
         .await?;
-        Ok(Some(Left::Left))
+        Ok(Left::Left)
+    }
+
+    /// Ends `party`, telling `recipients` why.
+    pub(super) async fn end_party(
+        change: &mut Change<'_>,
+        party: &PartyRecord,
+        recipients: Vec<PeerId>,
+        reason: &str,
+        now: Timestamp,
+    ) -> Result<()> {
+        Self::log_event(change, party, now, recipients, |seq| {
+            ServerMessage::PartyEnded {
+                party_id: party.party_id.clone(),
+                reason: reason.to_owned(),
+                seq,
+            }
+        })
+        .await?;
+        change.tx.delete_party(&party.party_id).await?;
+        Ok(())
     }
 
     /// Creates a party hosted by the caller, moving it out of any other.
@@ -251,13 +248,15 @@ impl Service {
         host: &PeerInfo,
     ) -> Result<Joined> {
         let now = Timestamp::now();
-        if let Some(current) = change.tx.membership(caller).await?
-            && let Some((party, members)) = change.tx.party_and_members(&current).await?
+        let current = change.tx.membership(caller).await?;
+        let plan = rules::plan_create(random_bytes::<PARTY_ID_BYTES>()?, current.as_ref());
+        if let Some(old) = &plan.leave_first
+            && let Some((party, members)) = change.tx.party_and_members(old).await?
         {
             Self::remove_member(change, &party, &members, caller, Removal::Moved, now).await?;
         }
         let record = PartyRecord {
-            party_id: new_party_id()?,
+            party_id: plan.party_id,
             name: name.clone(),
             host_id: caller.clone(),
             created_at: now,
@@ -266,7 +265,7 @@ impl Service {
         change.tx.insert_party(&record).await?;
         let host = MemberRecord {
             peer: host.clone().into_peer(now),
-            vip_index: 1,
+            vip_index: plan.host_vip_index,
         };
         change.tx.insert_member(&record.party_id, &host).await?;
         let seq = Self::log_event(change, &record, now, vec![caller.clone()], |seq| {
@@ -312,18 +311,23 @@ impl Service {
     ) -> Result<Joined> {
         let now = Timestamp::now();
         let (target, previous) = change.tx.join_parties(party_id, caller).await?;
+        // Decided before anything changes: a full party refuses the peer
+        // without taking it out of the party it is in.
+        let plan = rules::plan_join(
+            party_id,
+            roster_of(target.as_ref()).as_ref(),
+            caller,
+            previous.as_ref().map(|(party, _)| &party.party_id),
+        )?;
         let Some((mut record, mut members)) = target else {
             return Err(party_not_found(party_id));
         };
-        let existing = members.iter().position(|m| m.peer.peer_id == *caller);
-        // Settled before leaving the previous party: a full party refuses
-        // the peer without moving it.
-        let vip_index = match existing {
-            Some(at) => members[at].vip_index,
-            None => free_vip_index(&members)
-                .ok_or_else(|| Error::Conflict(format!("party {party_id} is full")))?,
-        };
-        if let Some((party, previous_members)) = previous {
+        if let JoinPlan::Admit {
+            leave_first: Some(old),
+            ..
+        } = &plan
+            && let Some((party, previous_members)) = previous.filter(|(p, _)| p.party_id == *old)
+        {
             Self::remove_member(
                 change,
                 &party,
@@ -334,9 +338,12 @@ impl Service {
             )
             .await?;
         }
+        let vip_index = plan.vip_index();
         let peer = info.clone().into_peer(now);
-        if let Some(at) = existing {
-            members[at].peer = peer.clone();
+        if let JoinPlan::Refresh { .. } = plan {
+            if let Some(member) = members.iter_mut().find(|m| m.peer.peer_id == *caller) {
+                member.peer = peer.clone();
+            }
             change.tx.update_member(party_id, &peer).await?;
             record.seq = Self::log_event(change, &record, now, ids(&members), |seq| {
                 ServerMessage::PartyUpdate {
@@ -397,12 +404,12 @@ impl Service {
         peer_id: &PeerId,
     ) -> Result<Left> {
         let now = Timestamp::now();
-        let Some((party, members)) = change.tx.party_and_members(party_id).await? else {
+        let target = change.tx.party_and_members(party_id).await?;
+        let plan = rules::plan_leave(party_id, roster_of(target.as_ref()).as_ref(), peer_id)?;
+        let Some((party, members)) = target else {
             return Err(party_not_found(party_id));
         };
-        Self::remove_member(change, &party, &members, peer_id, Removal::Left, now)
-            .await?
-            .ok_or_else(|| Error::NotFound(format!("peer {peer_id} is not in party {party_id}")))
+        Self::carry_out_removal(change, &party, &members, peer_id, plan, now).await
     }
 
     /// The party's snapshot, for its member `caller`.
@@ -455,61 +462,12 @@ impl Service {
         peer_id: &PeerId,
     ) -> Result<Peer> {
         let mut view = self.party_view(caller, party_id).await?;
-        view.party
-            .peers
-            .remove(peer_id)
-            .ok_or_else(|| Error::NotFound(format!("peer {peer_id} is not in party {party_id}")))
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use lanrage_proto::{IpOrUnknown, NatType, PublicKey};
-
-    use super::*;
-
-    fn member(vip_index: u16) -> MemberRecord {
-        MemberRecord {
-            peer: Peer {
-                peer_id: PeerId::parse(format!("p{vip_index}")).unwrap(),
-                name: Name::parse("n").unwrap(),
-                public_key: PublicKey::from_bytes(&[0; 32]),
-                nat_type: NatType::Open,
-                public_ip: IpOrUnknown::Unknown,
-                public_port: 0,
-                local_ip: IpOrUnknown::Unknown,
-                local_port: 0,
-                last_seen: Timestamp::now(),
-            },
-            vip_index,
-        }
-    }
-
-    #[test]
-    fn virtual_ips_cover_the_slash_16() {
-        assert_eq!(virtual_ip(1), Ipv4Addr::new(10, 66, 0, 1));
-        assert_eq!(virtual_ip(256), Ipv4Addr::new(10, 66, 1, 0));
-        assert_eq!(virtual_ip(MAX_VIP_INDEX), Ipv4Addr::new(10, 66, 255, 254));
-    }
-
-    #[test]
-    fn the_lowest_free_index_is_handed_out() {
-        assert_eq!(free_vip_index(&[]), Some(1));
-        assert_eq!(free_vip_index(&[member(1), member(2)]), Some(3));
-        assert_eq!(free_vip_index(&[member(3), member(1)]), Some(2));
-    }
-
-    #[test]
-    fn a_full_party_has_no_index() {
-        let all: Vec<_> = (1..=MAX_VIP_INDEX).map(member).collect();
-        assert_eq!(free_vip_index(&all), None);
-    }
-
-    #[test]
-    fn party_ids_are_128_bit_hex() {
-        let a = new_party_id().unwrap();
-        assert_eq!(a.as_str().len(), 32);
-        assert!(a.as_str().chars().all(|c| c.is_ascii_hexdigit()));
-        assert_ne!(a, new_party_id().unwrap());
+        view.party.peers.remove(peer_id).ok_or_else(|| {
+            RuleError::NotAMember {
+                party_id: party_id.clone(),
+                peer_id: peer_id.clone(),
+            }
+            .into()
+        })
     }
 }

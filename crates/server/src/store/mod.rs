@@ -1,8 +1,9 @@
 //! Storage behind one interface.
 //!
-//! The party rules live once, in the service layer, written against the
-//! primitive operations of a [`Tx`]; each backend only says how to read and
-//! write rows. Everything a backend returns is already validated: a row that
+//! The party rules live once, in `lanrage-rules` (shared with the client's
+//! local plane), applied by the service layer through the primitive
+//! operations of a [`Tx`]; each backend only says how to read and write
+//! rows. Everything a backend returns is already validated: a row that
 //! does not parse is reported as [`StoreError::Corrupt`], never passed on.
 
 mod postgres;
@@ -158,6 +159,9 @@ pub type PartyWithMembers = (PartyRecord, Vec<MemberRecord>);
 #[derive(Debug, Clone, PartialEq)]
 pub struct MemberRecord {
     pub peer: Peer,
+    /// Picked by the party rules (`lanrage_rules::free_vip_index`, inside
+    /// the transaction that locked the party); the schema's
+    /// `UNIQUE (party_id, vip_index)` only guards it.
     pub vip_index: u16,
 }
 
@@ -269,9 +273,13 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     /// ran one less than `interval_secs` ago.
     async fn claim_cleanup(&self, now: Timestamp, interval_secs: u64) -> StoreResult<bool>;
 
-    /// Members whose `last_seen` is before `cutoff`.
+    /// Members whose `last_seen` is before `cutoff`: `lanrage_rules::is_stale`
+    /// as a query. Candidates only: the cleanup asks the rules again for
+    /// each one inside the transaction that removes it.
     async fn stale_members(&self, cutoff: Timestamp) -> StoreResult<Vec<(PartyId, PeerId)>>;
-    /// Parties with no members or whose host is not a member.
+    /// Parties with no members or whose host is not a member:
+    /// `lanrage_rules::orphan_end` as a query, candidates only, like
+    /// [`Store::stale_members`].
     async fn orphaned_parties(&self) -> StoreResult<Vec<PartyId>>;
     /// Deletes expired tokens and signals, relays silent since
     /// `relay_cutoff`, and events older than `events_cutoff` that are beyond
