@@ -7,9 +7,11 @@
 //! the shutdown future completes.
 
 pub mod api;
+pub mod app;
 pub mod config;
 pub mod config_file;
 pub mod events;
+pub mod http;
 pub mod metrics;
 pub mod net;
 pub mod service;
@@ -19,6 +21,9 @@ pub mod tls;
 pub mod ws;
 
 mod server;
+
+#[cfg(test)]
+mod layers;
 
 pub use config::Config;
 pub use server::{Server, StartError};

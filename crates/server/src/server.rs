@@ -12,7 +12,7 @@ use tokio_rustls::TlsAcceptor;
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
 use crate::{
-    api::AppState,
+    app::AppState,
     config::Config,
     events::EventBus,
     metrics::Metrics,
@@ -178,7 +178,7 @@ impl Server {
         };
         if let Some(listener) = self.metrics_listener {
             let serving = Serving {
-                app: crate::api::metrics_router(state.clone()),
+                app: crate::app::metrics_router(state.clone()),
                 tls: None,
                 timeouts,
                 per_address: AddressCounts::new(config.max_connections_per_ip),
@@ -192,7 +192,7 @@ impl Server {
             acceptor
         });
         let serving = Serving {
-            app: crate::api::router(state).map_err(std::io::Error::other)?,
+            app: crate::app::router(state).map_err(std::io::Error::other)?,
             tls,
             timeouts,
             per_address: AddressCounts::new(config.max_connections_per_ip),

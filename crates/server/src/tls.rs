@@ -15,7 +15,7 @@ use rustls::{
 use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 
-use crate::store::error_chain;
+use crate::telemetry::error_chain;
 
 /// How often the certificate files are checked for changes.
 const WATCH_EVERY: Duration = Duration::from_secs(5);

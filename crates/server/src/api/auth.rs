@@ -5,15 +5,14 @@ use lanrage_proto::{PeerId, TokenResponse};
 use serde::Deserialize;
 use utoipa_axum::{router::OpenApiRouter, routes};
 
-use super::AppState;
-use super::{
+use super::extract::QueryParams;
+use crate::http::{
     error::ApiResult,
-    extract::QueryParams,
     openapi::{Forbidden, Invalid, ServiceErrors, Unauthorized},
 };
 use crate::service::Service;
 
-pub fn router() -> OpenApiRouter<AppState> {
+pub fn router() -> OpenApiRouter<Service> {
     OpenApiRouter::new().routes(routes!(register))
 }
 

@@ -13,10 +13,11 @@ use axum::{
 use utoipa_axum::{router::OpenApiRouter, routes};
 use utoipa_swagger_ui::Config;
 
-use super::{
-    AppState,
+use crate::service::Service;
+
+use super::extract::PathParams;
+use crate::http::{
     error::{ApiError, ApiResult},
-    extract::PathParams,
     openapi::{NotFound, RateLimited},
 };
 
@@ -27,7 +28,7 @@ pub const OPENAPI_PATH: &str = "/openapi.json";
 #[derive(Debug, Clone)]
 pub struct OpenApiJson(pub Bytes);
 
-pub fn router() -> OpenApiRouter<AppState> {
+pub fn router() -> OpenApiRouter<Service> {
     OpenApiRouter::new()
         .routes(routes!(openapi_json))
         .routes(routes!(page))

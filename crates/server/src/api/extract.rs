@@ -4,16 +4,14 @@
 use axum::{
     extract::FromRef,
     extract::{FromRequest, FromRequestParts, Request},
-    http::{HeaderMap, StatusCode, header, request::Parts},
+    http::{StatusCode, header, request::Parts},
     response::IntoResponse,
 };
 use lanrage_proto::{PeerId, limits::MAX_BODY_CHARS};
 use serde::de::DeserializeOwned;
 
-use super::{
-    error::ApiError,
-    rate_limit::{ClientQuota, too_many},
-};
+use super::rate_limit::{ClientQuota, too_many};
+use crate::http::{bearer_header, error::ApiError};
 use crate::service::Service;
 
 /// A body of at most this many bytes can hold [`MAX_BODY_CHARS`] characters.
@@ -148,16 +146,6 @@ impl<S: Send + Sync, T: DeserializeOwned + Send> FromRequestParts<S> for PathPar
 /// The `Authorization: Bearer` credential, if any.
 pub fn bearer(parts: &Parts) -> Option<&str> {
     bearer_header(&parts.headers)
-}
-
-/// The `Authorization: Bearer` credential of these headers, if any.
-pub fn bearer_header(headers: &HeaderMap) -> Option<&str> {
-    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
-    let (scheme, token) = value.split_once(' ')?;
-    scheme
-        .eq_ignore_ascii_case("bearer")
-        .then(|| token.trim())
-        .filter(|token| !token.is_empty())
 }
 
 /// An operator's secret that a route may require as its bearer credential.

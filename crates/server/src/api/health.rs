@@ -6,14 +6,13 @@ use axum::{Json, extract::State};
 use lanrage_proto::StatusResponse;
 use utoipa_axum::{router::OpenApiRouter, routes};
 
-use super::{
-    AppState,
+use crate::http::{
     error::ApiResult,
     openapi::{RateLimited, ServiceErrors},
 };
 use crate::service::Service;
 
-pub fn router() -> OpenApiRouter<AppState> {
+pub fn router() -> OpenApiRouter<Service> {
     OpenApiRouter::new()
         .routes(routes!(health))
         .routes(routes!(live))
@@ -33,11 +32,7 @@ pub fn router() -> OpenApiRouter<AppState> {
     )
 )]
 async fn health(State(service): State<Service>) -> ApiResult<Json<StatusResponse>> {
-    service
-        .store()
-        .ping()
-        .await
-        .map_err(crate::service::Error::from)?;
+    service.check_database().await?;
     Ok(Json(StatusResponse::new("ok")))
 }
 

@@ -11,12 +11,12 @@ use axum::{
 };
 use utoipa_axum::{router::OpenApiRouter, routes};
 
-use super::{AppState, error::DatabaseError, openapi::RateLimited};
+use crate::http::{error::DatabaseError, openapi::RateLimited};
 use crate::{metrics::Metrics, service::Service};
 
 const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
-pub fn router() -> OpenApiRouter<AppState> {
+pub fn router() -> OpenApiRouter<Service> {
     OpenApiRouter::new().routes(routes!(render))
 }
 
@@ -43,7 +43,7 @@ async fn render(State(service): State<Service>) -> Response {
         metrics.peers.set(gauge(counts.peers));
         metrics.relays.set(gauge(counts.relays));
     }
-    metrics.observe_pools(&service.store().pools());
+    metrics.observe_pools(&service.pool_states());
     ([(header::CONTENT_TYPE, OPENMETRICS)], metrics.render()).into_response()
 }
 

@@ -1,59 +1,28 @@
-//! The HTTP API: one module per noun, each exporting its `router()`.
+//! The HTTP API: one module per noun, each exporting its `router()`. It
+//! calls the service layer and shares its HTTP plumbing with the WebSocket
+//! transport through [`crate::http`]; the two transports never import each
+//! other (the application in [`crate::app`] puts them together).
 
 mod auth;
-mod docs;
-pub mod error;
+pub(crate) mod docs;
 pub mod extract;
 mod health;
-mod metrics;
-pub mod openapi;
+pub(crate) mod metrics;
 mod parties;
 pub(crate) mod rate_limit;
 mod relays;
 mod root;
 mod signals;
 
-use axum::{
-    Extension, Router,
-    http::{Method, StatusCode, header},
-};
-use tower_http::{
-    catch_panic::CatchPanicLayer,
-    cors::{AllowOrigin, Any, CorsLayer},
-    request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer},
-    trace::{DefaultOnResponse, TraceLayer},
-};
-use tracing::Level;
-
-use std::sync::Arc;
-
-use axum::extract::FromRef;
-
+use axum::http::header;
 use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
 
-use crate::{
-    config::{Config, Switch},
-    service::Service,
-    ws::hub::Hub,
-};
-use error::ApiError;
+use crate::{config::Config, http::openapi, service::Service};
 
-/// What every handler can reach.
-#[derive(Debug, Clone)]
-pub struct AppState {
-    pub service: Service,
-    pub hub: Arc<Hub>,
-}
-
-impl FromRef<AppState> for Service {
-    fn from_ref(state: &AppState) -> Self {
-        state.service.clone()
-    }
-}
-
-/// Every route this configuration serves, each with its documentation.
-fn routes(config: &Config) -> OpenApiRouter<AppState> {
+/// Every HTTP route this configuration serves, each with its
+/// documentation, over the service.
+pub fn routes(config: &Config) -> OpenApiRouter<Service> {
     let mut routes = OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
         .merge(root::router())
         .merge(health::router())
@@ -61,7 +30,6 @@ fn routes(config: &Config) -> OpenApiRouter<AppState> {
         .merge(parties::router())
         .merge(signals::router())
         .merge(relays::router())
-        .merge(crate::ws::router())
         .merge(docs::router());
     if config.metrics_listen.is_none() {
         routes = routes.merge(metrics::router());
@@ -69,92 +37,9 @@ fn routes(config: &Config) -> OpenApiRouter<AppState> {
     routes
 }
 
-/// The OpenAPI document of the server this configuration runs.
-pub fn openapi_document(config: &Config) -> utoipa::openapi::OpenApi {
-    routes(config).into_openapi()
-}
-
-/// The whole HTTP API, WebSocket channel and documentation included.
-/// Fails only if the OpenAPI document cannot be written as JSON.
-pub fn router(state: AppState) -> Result<Router, serde_json::Error> {
-    let service = &state.service;
-    let cors = cors(&service.config().cors_origins);
-    let limits = (service.config().rate_limit == Switch::On)
-        .then(|| std::sync::Arc::new(rate_limit::RateLimits::new(service.config())));
-    let (routes, document) = routes(service.config()).split_for_parts();
-    let document = docs::OpenApiJson(serde_json::to_vec(&document)?.into());
-    let mut router = routes
-        .layer(Extension(document))
-        .fallback(|| async { ApiError::not_found("not found") })
-        .method_not_allowed_fallback(|| async {
-            ApiError::new(
-                StatusCode::METHOD_NOT_ALLOWED,
-                "method not allowed on this route",
-            )
-        })
-        .route_layer(axum::middleware::from_fn_with_state(
-            state.service.metrics().clone(),
-            metrics::track,
-        ))
-        .with_state(state);
-    router = router.layer(axum::middleware::from_fn(extract::reject_oversized));
-    if let Some(limits) = limits {
-        router = router.layer(axum::middleware::from_fn_with_state(
-            limits,
-            rate_limit::limit,
-        ));
-    }
-    Ok(router
-        .layer(CatchPanicLayer::custom(|_| {
-            axum::response::IntoResponse::into_response(ApiError::new(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "internal server error",
-            ))
-        }))
-        .layer(cors)
-        .layer(
-            TraceLayer::new_for_http()
-                .make_span_with(|request: &axum::http::Request<_>| {
-                    let request_id = request
-                        .headers()
-                        .get("x-request-id")
-                        .and_then(|v| v.to_str().ok())
-                        .unwrap_or_default();
-                    tracing::info_span!(
-                        "request",
-                        method = %request.method(),
-                        path = %request.uri().path(),
-                        request_id,
-                        peer_id = tracing::field::Empty,
-                        party_id = tracing::field::Empty,
-                    )
-                })
-                .on_response(DefaultOnResponse::new().level(Level::INFO)),
-        )
-        .layer(PropagateRequestIdLayer::x_request_id())
-        .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid)))
-}
-
 /// `/metrics` alone, for `--metrics-listen`.
-pub fn metrics_router(state: AppState) -> Router {
-    Router::from(metrics::router()).with_state(state)
-}
-
-fn cors(origins: &[String]) -> CorsLayer {
-    let layer = CorsLayer::new()
-        .allow_methods([Method::GET, Method::POST, Method::DELETE])
-        .allow_headers([
-            header::AUTHORIZATION,
-            header::CONTENT_TYPE,
-            header::HeaderName::from_static("x-registration-key"),
-        ]);
-    // Config validated every origin at start.
-    let origins: Vec<_> = origins.iter().filter_map(|o| o.parse().ok()).collect();
-    if origins.is_empty() {
-        layer.allow_origin(Any)
-    } else {
-        layer.allow_origin(AllowOrigin::list(origins))
-    }
+pub fn metrics_routes() -> OpenApiRouter<Service> {
+    metrics::router()
 }
 
 /// An answer whose JSON body was written beforehand.
@@ -168,48 +53,4 @@ fn json_bytes(json: axum::body::Bytes) -> axum::response::Response {
 /// Records the party a request is about in its span.
 fn record_party(party_id: &str) {
     tracing::Span::current().record("party_id", party_id);
-}
-
-#[cfg(test)]
-mod tests {
-    use std::collections::BTreeSet;
-
-    use super::*;
-
-    /// The paths an axum router serves. axum has no API to list them; its
-    /// `Debug` output names each one, as a quoted string starting with `/`.
-    fn served_paths(router: &Router) -> BTreeSet<String> {
-        let debug = format!("{router:?}");
-        debug
-            .split('"')
-            .skip(1)
-            .step_by(2)
-            .filter(|s| s.starts_with('/') && !s.contains("__private__axum"))
-            .map(str::to_owned)
-            .collect()
-    }
-
-    /// The router `serve` runs, over a scratch SQLite database.
-    async fn served_router(config: Config) -> (Router, tempfile::TempDir) {
-        let (service, _, dir) = crate::service::scratch_sqlite(config).await;
-        let state = AppState {
-            hub: Arc::new(Hub::new(service.metrics().clone())),
-            service,
-        };
-        (router(state).unwrap(), dir)
-    }
-
-    #[tokio::test]
-    async fn every_served_path_is_documented() {
-        for metrics_listen in [None, Some("127.0.0.1:0".to_owned())] {
-            let mut config = Config::defaults();
-            config.metrics_listen = metrics_listen;
-            let documented: BTreeSet<String> =
-                openapi_document(&config).paths.paths.into_keys().collect();
-            let (router, _dir) = served_router(config).await;
-            let served = served_paths(&router);
-            assert!(served.contains("/parties/{party_id}/join"), "{served:?}");
-            assert_eq!(served, documented);
-        }
-    }
 }

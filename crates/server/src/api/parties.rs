@@ -8,16 +8,18 @@ use lanrage_proto::{
 
 use utoipa_axum::{router::OpenApiRouter, routes};
 
-use super::{AppState, json_bytes};
+use super::json_bytes;
 use super::{
-    error::{ApiError, ApiResult},
     extract::{Caller, JsonBody, PathParams},
-    openapi::{BodyErrors, Conflict, MemberErrors, MemberPath, PartyPath},
     record_party,
+};
+use crate::http::{
+    error::{ApiError, ApiResult},
+    openapi::{BodyErrors, Conflict, MemberErrors, MemberPath, PartyPath},
 };
 use crate::service::{Left, Service};
 
-pub fn router() -> OpenApiRouter<AppState> {
+pub fn router() -> OpenApiRouter<Service> {
     OpenApiRouter::new()
         .routes(routes!(create))
         .routes(routes!(read))

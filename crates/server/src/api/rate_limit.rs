@@ -27,7 +27,7 @@ use axum::{
 };
 use governor::{DefaultKeyedRateLimiter, Quota, clock::Clock};
 
-use super::{error::ApiError, extract::bearer_header};
+use crate::http::{bearer_header, client_address, error::ApiError};
 use crate::{
     config::Config,
     net::{ClientAddr, ClientKey},
@@ -93,31 +93,6 @@ impl RateLimits {
         }
         Ok(())
     }
-}
-
-/// The address a request comes from: the connection's peer, or, when that
-/// peer is a trusted proxy, the nearest address in `X-Forwarded-For` that
-/// is not itself a trusted proxy.
-pub(crate) fn client_address(
-    trusted_proxies: &[IpAddr],
-    peer: IpAddr,
-    headers: &HeaderMap,
-) -> IpAddr {
-    if !trusted_proxies.contains(&peer) {
-        return peer;
-    }
-    let forwarded = headers
-        .get_all("x-forwarded-for")
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .filter_map(|a| a.trim().parse::<IpAddr>().ok())
-        .collect::<Vec<_>>();
-    forwarded
-        .into_iter()
-        .rev()
-        .find(|a| !trusted_proxies.contains(a))
-        .unwrap_or(peer)
 }
 
 /// Whole seconds until a refused request may be tried again.

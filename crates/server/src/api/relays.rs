@@ -5,10 +5,9 @@ use axum::{Json, extract::State};
 use lanrage_proto::{Region, RelayId, RelayRegistration, RelayStatusResponse, RelaysResponse};
 use utoipa_axum::{router::OpenApiRouter, routes};
 
-use super::AppState;
-use super::{
+use super::extract::{Caller, JsonBody, PathParams, RelayOperator};
+use crate::http::{
     error::{ApiError, ApiResult},
-    extract::{Caller, JsonBody, PathParams, RelayOperator},
     openapi::{BodyErrors, Forbidden, MemberErrors, ServiceErrors, Unauthorized},
 };
 use crate::service::Service;
@@ -16,7 +15,7 @@ use crate::service::Service;
 // `GET /relays/{region}` and `DELETE /relays/{relay_id}` share one path
 // template (OpenAPI and the router both treat `{region}` and `{relay_id}`
 // as the same segment), so the segment is called `key`.
-pub fn router() -> OpenApiRouter<AppState> {
+pub fn router() -> OpenApiRouter<Service> {
     OpenApiRouter::new()
         .routes(routes!(register, list))
         .routes(routes!(by_region, deregister))

@@ -4,11 +4,10 @@ use axum::{Json, extract::State};
 use lanrage_proto::ServiceInfo;
 use utoipa_axum::{router::OpenApiRouter, routes};
 
-use super::AppState;
-use super::{error::ApiResult, openapi::ServiceErrors};
+use crate::http::{error::ApiResult, openapi::ServiceErrors};
 use crate::service::Service;
 
-pub fn router() -> OpenApiRouter<AppState> {
+pub fn router() -> OpenApiRouter<Service> {
     OpenApiRouter::new().routes(routes!(info))
 }
 

@@ -4,16 +4,17 @@ use axum::{Json, extract::State, http::StatusCode};
 use lanrage_proto::{SendSignalRequest, SignalsResponse, StatusResponse};
 use utoipa_axum::{router::OpenApiRouter, routes};
 
-use super::AppState;
 use super::{
-    error::ApiResult,
     extract::{Caller, JsonBody, PathParams},
-    openapi::{BodyErrors, Conflict, MemberErrors, PartyPath},
     parties::party_id,
+};
+use crate::http::{
+    error::ApiResult,
+    openapi::{BodyErrors, Conflict, MemberErrors, PartyPath},
 };
 use crate::service::Service;
 
-pub fn router() -> OpenApiRouter<AppState> {
+pub fn router() -> OpenApiRouter<Service> {
     OpenApiRouter::new().routes(routes!(send, drain))
 }
 

@@ -11,7 +11,7 @@ use super::{
     Result, Service,
     parties::{Left, roster},
 };
-use crate::store::{Swept, error_chain};
+use crate::{store::Swept, telemetry::error_chain};
 
 /// A party's event log keeps at least its last this many events (the
 /// write path keeps at most `--event-log-max-per-party`)...

@@ -162,7 +162,7 @@ async fn run(service: Service, mut queue: mpsc::Receiver<Box<dyn Job>>) {
         // statement that left it in doubt, or the commit): nothing of it
         // was committed, so each change runs again alone and each caller
         // gets its own outcome.
-        tracing::debug!(error = %crate::store::error_chain(&error), "group commit failed; running its changes one by one");
+        tracing::debug!(error = %crate::telemetry::error_chain(&error), "group commit failed; running its changes one by one");
         for job in batch {
             if let Err((error, alone)) = service.commit_guarded(vec![job]).await {
                 fail(alone, error);
@@ -207,7 +207,7 @@ impl Service {
             Err(error) => {
                 // No change ran, and running them one by one would wait
                 // for the writer once per change: all are refused at once.
-                tracing::warn!(error = %crate::store::error_chain(&error), changes = jobs.len(), "cannot start a write transaction");
+                tracing::warn!(error = %crate::telemetry::error_chain(&error), changes = jobs.len(), "cannot start a write transaction");
                 for mut job in jobs {
                     job.overrule(timed_out());
                     job.answer();

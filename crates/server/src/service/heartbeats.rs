@@ -16,7 +16,7 @@ use super::{
     Result, Service,
     parties::{must_be_caller, roster_of},
 };
-use crate::{events::Event, store::error_chain};
+use crate::{events::Event, telemetry::error_chain};
 
 /// How long a verified membership is trusted without asking the database.
 const VERIFIED_FOR: Duration = Duration::from_secs(30);

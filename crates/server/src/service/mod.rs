@@ -6,6 +6,7 @@ mod cleanup;
 mod group_commit;
 mod heartbeats;
 mod parties;
+mod realtime;
 mod relays;
 mod signals;
 mod snapshots;
@@ -56,6 +57,68 @@ pub enum Error {
 }
 
 pub type Result<T> = std::result::Result<T, Error>;
+
+/// What kind of failure an [`Error`] is, for a transport to answer it
+/// (an HTTP status, say) without looking into the store's errors.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorKind {
+    Unauthorized,
+    Forbidden,
+    NotFound,
+    /// A refused conflict, or a write that lost a race: try again.
+    Conflict,
+    Invalid,
+    TooManyRequests,
+    /// The database is unreachable for now.
+    Unavailable,
+    Internal,
+}
+
+impl Error {
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            Self::Unauthorized(_) => ErrorKind::Unauthorized,
+            Self::Forbidden(_) => ErrorKind::Forbidden,
+            Self::NotFound(_) => ErrorKind::NotFound,
+            Self::Conflict(_) | Self::Store(StoreError::Conflict(_)) => ErrorKind::Conflict,
+            Self::Invalid(_) => ErrorKind::Invalid,
+            Self::TooManyRequests(_) => ErrorKind::TooManyRequests,
+            Self::Store(StoreError::Unavailable(_)) => ErrorKind::Unavailable,
+            Self::Store(_) | Self::Internal(_) => ErrorKind::Internal,
+        }
+    }
+
+    /// The kind of database error behind this one, for the metrics.
+    pub fn database_kind(&self) -> Option<&'static str> {
+        match self {
+            Self::Store(store) => Some(store.kind()),
+            _ => None,
+        }
+    }
+
+    /// What a client is told, whatever the transport: a refusal's own
+    /// words; for storage and internal failures a fixed sentence, never
+    /// their internals (those are logged here, once).
+    pub fn client_detail(&self) -> std::borrow::Cow<'static, str> {
+        use crate::telemetry::error_chain;
+
+        match self {
+            Self::Store(StoreError::Unavailable(source)) => {
+                tracing::warn!(error = %error_chain(source), "database unavailable");
+                "the database is unavailable; try again shortly".into()
+            }
+            Self::Store(StoreError::Conflict(source)) => {
+                tracing::info!(error = %error_chain(source), "write lost a race");
+                "a concurrent change conflicted with this one; try again".into()
+            }
+            Self::Store(_) | Self::Internal(_) => {
+                tracing::error!(error = %error_chain(self), "request failed");
+                "internal server error".into()
+            }
+            refusal => refusal.to_string().into(),
+        }
+    }
+}
 
 impl From<lanrage_rules::RuleError> for Error {
     fn from(error: lanrage_rules::RuleError) -> Self {
@@ -243,7 +306,7 @@ impl Service {
             match attempt().await {
                 Err(Error::Store(conflict @ StoreError::Conflict(_))) if tries < ATTEMPTS => {
                     self.metrics.count_db_error(&conflict);
-                    tracing::debug!(error = %crate::store::error_chain(&conflict), tries, "transaction lost a race; retrying");
+                    tracing::debug!(error = %crate::telemetry::error_chain(&conflict), tries, "transaction lost a race; retrying");
                     let jitter = random_bytes::<1>().map_or(0, |[b]| u64::from(b));
                     tokio::time::sleep(Duration::from_millis(u64::from(tries) * 5 + jitter % 10))
                         .await;

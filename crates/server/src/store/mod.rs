@@ -127,18 +127,6 @@ impl PoolState {
     }
 }
 
-/// An error with its chain of causes, for logs: `top: cause: root`.
-pub fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
-}
-
 pub type StoreResult<T> = Result<T, StoreError>;
 
 /// A party's own row.

@@ -18,11 +18,14 @@ use sqlx::{
 
 use super::{
     Counts, MemberRecord, PartyRecord, PartyWithMembers, PoolState, Store, StoreError, StoreResult,
-    Swept, TokenRecord, Tx, error_chain,
+    Swept, TokenRecord, Tx,
     rows::{self, Columns},
     sqlite::lease_cutoff,
 };
-use crate::events::{Event, EventBus};
+use crate::{
+    events::{Event, EventBus},
+    telemetry::error_chain,
+};
 
 /// The notification channel every instance listens on. Payloads are
 /// `p:<party_id>:<seq>` or `s:<signal id>`: far below NOTIFY's 8000-byte

@@ -173,7 +173,7 @@ pub(super) fn drained_signals<R: Columns>(rows: &[R]) -> StoreResult<(Vec<i64>, 
         match signal_record(row) {
             Ok(signal) => drained.push((id, signal)),
             Err(error) => {
-                tracing::warn!(id, error = %super::error_chain(&error), "a queued signal cannot be delivered; leaving it to expire");
+                tracing::warn!(id, error = %crate::telemetry::error_chain(&error), "a queued signal cannot be delivered; leaving it to expire");
             }
         }
     }

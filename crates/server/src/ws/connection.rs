@@ -16,7 +16,6 @@ use tokio::{
 
 use super::hub::{CloseReason, Control, Outgoing, Slot, encode};
 use crate::{
-    api::{AppState, error::ApiError},
     config::Config,
     metrics::Metrics,
     net::Connection,
@@ -63,7 +62,7 @@ type Reader = SplitStream<WebSocket>;
 /// Runs a connection until either side closes it.
 pub async fn run(
     socket: WebSocket,
-    state: AppState,
+    state: super::Channel,
     header: HeaderAuth,
     mut slot: Slot,
     abort: Abort,
@@ -181,7 +180,7 @@ pub async fn run(
 #[allow(clippy::too_many_arguments)]
 async fn serve(
     session: &Session,
-    state: &AppState,
+    state: &super::Channel,
     slot: &Slot,
     stream: &mut Reader,
     config: &Config,
@@ -201,11 +200,11 @@ async fn serve(
     // current seq: events committed before it connected, still on their
     // way through the bus, are not sent. The writer sends auth_ok first,
     // then what the bus delivered since registration.
-    let current = match state.service.store().membership(&peer_id).await {
+    let current = match state.service.membership(&peer_id).await {
         Ok(current) => current,
         Err(error) => {
-            state.service.metrics().count_db_error(&error);
-            tracing::warn!(error = %crate::store::error_chain(&error), "cannot read the socket's party");
+            state.service.count_db_error(&error);
+            tracing::warn!(error = %crate::telemetry::error_chain(&error), "cannot read the socket's party");
             None
         }
     };
@@ -252,10 +251,8 @@ async fn serve(
                     // A database hiccup is no proof of revocation: the
                     // next check decides.
                     Err(error) => {
-                        if let service::Error::Store(store) = &error {
-                            state.service.metrics().count_db_error(store);
-                        }
-                        tracing::warn!(%peer_id, error = %crate::store::error_chain(&error), "cannot recheck a socket's token");
+                        state.service.count_db_error(&error);
+                        tracing::warn!(%peer_id, error = %crate::telemetry::error_chain(&error), "cannot recheck a socket's token");
                     }
                 }
             }
@@ -410,10 +407,8 @@ fn ack(status: &str, request_id: Option<serde_json::Value>) -> ServerMessage {
 
 /// The message a refused request gets: the same words as over HTTP.
 fn refusal(service: &Service, error: service::Error) -> String {
-    if let service::Error::Store(store) = &error {
-        service.metrics().count_db_error(store);
-    }
-    ApiError::from(error).detail
+    service.count_db_error(&error);
+    error.client_detail().into_owned()
 }
 
 /// A connection's request side.
@@ -613,7 +608,34 @@ impl Session {
         after_seq: u64,
         request_id: Option<serde_json::Value>,
     ) -> service::Result<()> {
-        let view = self.service.party_view(caller, party_id).await?;
+        let mut view = self.service.party_view(caller, party_id).await?;
+        // Live events of the party wait in the writer from here until the
+        // replay is queued, so everything goes out in seq order, once. A
+        // client ahead of the server (a restored database) has nothing that
+        // counts: it gets the snapshot.
+        self.send(Outgoing::BeginResume {
+            party_id: party_id.clone(),
+            after_seq: if view.seq >= after_seq { after_seq } else { 0 },
+        })
+        .await;
+        // Events committed while the view was read went out live, before
+        // the resume began: the answer must reach past them.
+        let moved_on = !matches!(
+            self.service.membership(caller).await,
+            Ok(Some((ref id, seq))) if id == party_id && seq == view.seq
+        );
+        if moved_on {
+            match self.service.party_view(caller, party_id).await {
+                Ok(newer) => view = newer,
+                Err(error) => {
+                    self.send(Outgoing::EndResume {
+                        party_id: party_id.clone(),
+                    })
+                    .await;
+                    return Err(error);
+                }
+            }
+        }
         let replay_limit = u64::try_from(self.queue.max_capacity() / 2).unwrap_or(u64::MAX);
         // The log holds at most this many of the newest events.
         let kept = self
@@ -621,32 +643,18 @@ impl Session {
             .config()
             .event_log_max_per_party
             .max(service::MIN_EVENT_LOG);
-        // A client ahead of the server (a restored database) has nothing
-        // that counts: it gets the snapshot.
         let gap = view.seq.checked_sub(after_seq);
         let may_replay = gap.is_some_and(|gap| gap <= replay_limit && gap <= kept);
-        // Live events of the party wait in the writer until the replay is
-        // queued, so everything goes out in seq order, once.
-        self.send(Outgoing::BeginResume {
-            party_id: party_id.clone(),
-            after_seq: if gap.is_some() { after_seq } else { 0 },
-        })
-        .await;
         let events = match gap {
             Some(gap) if may_replay && gap > 0 => {
-                match self
-                    .service
-                    .store()
-                    .events_after(party_id, after_seq, gap)
-                    .await
-                {
+                match self.service.events_after(party_id, after_seq, gap).await {
                     Ok(events) => events,
                     Err(error) => {
                         self.send(Outgoing::EndResume {
                             party_id: party_id.clone(),
                         })
                         .await;
-                        return Err(error.into());
+                        return Err(error);
                     }
                 }
             }

@@ -21,7 +21,7 @@ use lanrage_proto::{PartyId, PeerId, ServerMessage};
 use tokio::sync::{broadcast, mpsc, watch};
 
 use crate::{
-    events::Event, metrics::Metrics, net::ClientKey, service::Service, store::error_chain,
+    events::Event, metrics::Metrics, net::ClientKey, service::Service, telemetry::error_chain,
 };
 
 /// A frame queued for one socket. Party frames carry their party and `seq`
@@ -499,12 +499,12 @@ impl Hub {
         // Signals written to a socket are marked by one task, in order, so
         // the dispatcher never waits for the database.
         if let Some(mut written) = self.delivered_rx.lock().ok().and_then(|mut rx| rx.take()) {
-            let store = service.store().clone();
+            let service = service.clone();
             let metrics = self.metrics.clone();
             tokio::spawn(async move {
                 while let Some(id) = written.recv().await {
-                    if let Err(error) = store.mark_signal_delivered(id).await {
-                        metrics.count_db_error(&error);
+                    if let Err(error) = service.mark_signal_delivered(id).await {
+                        service.count_db_error(&error);
                         tracing::warn!(error = %error_chain(&error), "cannot mark a signal delivered");
                     }
                     // Counted once marked, so a scrape that sees it also
@@ -584,13 +584,13 @@ impl Hub {
             Err(_) => return,
         };
         for peer_id in peers {
-            let view = match service.store().membership(&peer_id).await {
+            let view = match service.membership(&peer_id).await {
                 Ok(Some((party_id, _))) => service.party_view(&peer_id, &party_id).await,
                 Ok(None) => {
                     self.close_peer(&peer_id, CloseReason::Resync);
                     continue;
                 }
-                Err(error) => Err(error.into()),
+                Err(error) => Err(error),
             };
             match view {
                 Ok(view) => {

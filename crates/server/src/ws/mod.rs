@@ -5,6 +5,8 @@ mod connection;
 pub mod hub;
 mod queue;
 
+use std::sync::Arc;
+
 use axum::{
     Extension,
     extract::{ConnectInfo, State, WebSocketUpgrade, ws::rejection::WebSocketUpgradeRejection},
@@ -13,15 +15,17 @@ use axum::{
 };
 use utoipa_axum::{router::OpenApiRouter, routes};
 
-use crate::api::{
-    AppState,
-    error::ApiError,
-    extract::bearer_header,
-    openapi::{BadUpgrade, NotUpgradable, ServiceErrors},
-    rate_limit::client_address,
+use crate::{
+    http::{
+        bearer_header, client_address,
+        error::ApiError,
+        openapi::{BadUpgrade, NotUpgradable, ServiceErrors},
+    },
+    net::{ClientAddr, ClientKey, Connection},
+    service::Service,
 };
-use crate::net::{ClientAddr, ClientKey, Connection};
 use connection::HeaderAuth;
+use hub::Hub;
 
 /// Initial read buffer of a socket: allocated for every socket, and a
 /// client's requests are a few hundred bytes (a larger message grows it).
@@ -34,7 +38,15 @@ const WRITE_BUFFER: usize = 4 * 1024;
 /// grows to by itself.
 const SEND_BUFFER: usize = 64 * 1024;
 
-pub fn router() -> OpenApiRouter<AppState> {
+/// What the channel needs: the service it calls, and the hub that routes
+/// committed events to sockets.
+#[derive(Debug, Clone)]
+pub struct Channel {
+    pub service: Service,
+    pub hub: Arc<Hub>,
+}
+
+pub fn router() -> OpenApiRouter<Channel> {
     OpenApiRouter::new().routes(routes!(upgrade))
 }
 
@@ -59,7 +71,7 @@ pub fn router() -> OpenApiRouter<AppState> {
     )
 )]
 async fn upgrade(
-    State(state): State<AppState>,
+    State(state): State<Channel>,
     headers: HeaderMap,
     address: Option<Extension<ConnectInfo<ClientAddr>>>,
     connection: Option<Extension<Connection>>,
@@ -89,7 +101,7 @@ async fn upgrade(
         None => HeaderAuth::None,
         Some(token) => match state.service.grant(token).await {
             Ok(grant) => HeaderAuth::Valid(grant),
-            Err(error) => HeaderAuth::Invalid(ApiError::from(error).detail),
+            Err(error) => HeaderAuth::Invalid(error.client_detail().into_owned()),
         },
     };
     let slot = if let HeaderAuth::Valid(_) = header {

@@ -7,10 +7,7 @@ use axum::{
 };
 use lanrage_proto::ErrorBody;
 
-use crate::{
-    service,
-    store::{StoreError, error_chain},
-};
+use crate::service;
 
 /// An error answer of the HTTP API.
 #[derive(Debug)]
@@ -46,47 +43,20 @@ impl ApiError {
 
 impl From<service::Error> for ApiError {
     fn from(error: service::Error) -> Self {
-        use service::Error as E;
-        let database = match &error {
-            E::Store(store) => Some(store.kind()),
-            _ => None,
+        use service::ErrorKind as K;
+        let status = match error.kind() {
+            K::Unauthorized => StatusCode::UNAUTHORIZED,
+            K::Forbidden => StatusCode::FORBIDDEN,
+            K::NotFound => StatusCode::NOT_FOUND,
+            K::Conflict => StatusCode::CONFLICT,
+            K::Invalid => StatusCode::UNPROCESSABLE_ENTITY,
+            K::TooManyRequests => StatusCode::TOO_MANY_REQUESTS,
+            K::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            K::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         };
-        let mut answer = Self::answer(error);
-        answer.database = database;
+        let mut answer = Self::new(status, error.client_detail());
+        answer.database = error.database_kind();
         answer
-    }
-}
-
-impl ApiError {
-    fn answer(error: service::Error) -> Self {
-        use service::Error as E;
-        let status = match &error {
-            E::Unauthorized(_) => StatusCode::UNAUTHORIZED,
-            E::Forbidden(_) => StatusCode::FORBIDDEN,
-            E::NotFound(_) => StatusCode::NOT_FOUND,
-            E::Conflict(_) => StatusCode::CONFLICT,
-            E::Invalid(_) => StatusCode::UNPROCESSABLE_ENTITY,
-            E::TooManyRequests(_) => StatusCode::TOO_MANY_REQUESTS,
-            E::Store(StoreError::Unavailable(source)) => {
-                tracing::warn!(error = %error_chain(source), "database unavailable");
-                return Self::new(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "the database is unavailable; try again shortly",
-                );
-            }
-            E::Store(StoreError::Conflict(source)) => {
-                tracing::info!(error = %error_chain(source), "write lost a race");
-                return Self::new(
-                    StatusCode::CONFLICT,
-                    "a concurrent change conflicted with this one; try again",
-                );
-            }
-            E::Store(_) | E::Internal(_) => {
-                tracing::error!(error = %error_chain(&error), "request failed");
-                return Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal server error");
-            }
-        };
-        Self::new(status, error.to_string())
     }
 }
 
