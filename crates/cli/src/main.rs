@@ -79,6 +79,14 @@ fn main() -> ExitCode {
             Command::Relay(args) => args.client = leading.merge_into(args.client.clone(), group),
         }
     }
+    // The parser only turned text into values; whether the server can run
+    // with them is decided here, before anything starts, as a usage error.
+    if let Command::Serve(config) = &cli.command
+        && let Err(error) = config.validate()
+    {
+        eprintln!("error: {error}");
+        return ExitCode::from(2);
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

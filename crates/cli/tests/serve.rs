@@ -242,6 +242,55 @@ fn a_bad_setting_fails_fast_naming_it() {
     assert!(stderr.contains("--cors-origins"), "{stderr}");
 }
 
+/// Settings only the environment or the config file gives are checked
+/// like flags: a usage error (status 2) naming the setting, never a panic.
+#[test]
+fn malformed_settings_in_the_environment_or_a_file_stop_serve_naming_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("control.toml");
+    std::fs::write(&file, "cleanup-interval-secs = 0\n").unwrap();
+    let file = file.to_str().unwrap();
+    for (env, expected) in [
+        (
+            vec![("LANRAGE_PEER_TIMEOUT_SECS", "abc")],
+            "--peer-timeout-secs",
+        ),
+        (
+            vec![("LANRAGE_PEER_TIMEOUT_SECS", "0")],
+            "--peer-timeout-secs (LANRAGE_PEER_TIMEOUT_SECS) must be from 1 to 31536000, not 0",
+        ),
+        (
+            vec![("LANRAGE_TOKEN_TTL_SECS", "18446744073709551615")],
+            "LANRAGE_TOKEN_TTL_SECS",
+        ),
+        (
+            vec![("LANRAGE_WS_PING_INTERVAL_SECS", "0")],
+            "LANRAGE_WS_PING_INTERVAL_SECS",
+        ),
+        (
+            vec![("LANRAGE_TLS_CERT", "/only/the/cert.pem")],
+            "--tls-cert (LANRAGE_TLS_CERT) needs --tls-key (LANRAGE_TLS_KEY)",
+        ),
+        (
+            vec![("LANRAGE_CONFIG", file)],
+            "LANRAGE_CLEANUP_INTERVAL_SECS",
+        ),
+    ] {
+        let output = Command::new(env!("CARGO_BIN_EXE_lanrage-control"))
+            .args(["serve", "--listen", "127.0.0.1:0"])
+            // Were the setting let through, the server would stop here
+            // with status 1 instead of running on.
+            .env("LANRAGE_DATABASE_URL", "mysql://nope")
+            .envs(env.iter().copied())
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(2), "{env:?}: {stderr}");
+        assert!(stderr.contains(expected), "{env:?}: {stderr}");
+        assert!(!stderr.contains("panicked"), "{env:?}: {stderr}");
+    }
+}
+
 /// `POST /relays` with `key`; the status line of the answer.
 fn register_relay(address: &str, key: &str) -> String {
     let mut stream = TcpStream::connect(address).unwrap();

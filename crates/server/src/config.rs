@@ -1,8 +1,12 @@
 //! The server's settings: every one a flag and an environment variable.
+//!
+//! The command line only turns text into values; [`Config::validate`] is
+//! the one place that decides which values a server can run with, for the
+//! command line, the config file and a `Config` built in code alike.
 
 use std::{fmt, path::PathBuf, str::FromStr, time::Duration};
 
-use clap::{Args, ValueEnum};
+use clap::{Args, CommandFactory, FromArgMatches, ValueEnum};
 
 /// A secret that never shows in logs or `Debug` output.
 #[derive(Clone, PartialEq, Eq)]
@@ -36,14 +40,12 @@ fn parse_origin(value: &str) -> Result<String, String> {
     let rest = value
         .strip_prefix("https://")
         .or_else(|| value.strip_prefix("http://"))
-        .ok_or("an origin starts with http:// or https://")?;
+        .ok_or("not an origin: one starts with http:// or https://")?;
     if rest.is_empty()
         || rest.contains(|c: char| c == '/' || c.is_whitespace())
         || axum::http::HeaderValue::from_str(value).is_err()
     {
-        return Err(format!(
-            "{value:?} is not an origin like https://example.com[:port]"
-        ));
+        return Err("not an origin like https://example.com[:port]".into());
     }
     Ok(value.to_owned())
 }
@@ -65,6 +67,9 @@ pub enum LogFormat {
 }
 
 /// Settings of `lanrage-control serve`.
+///
+/// A new number setting gets its legal values in [`bounds`] and a line in
+/// `Config::numbers`, so [`Config::validate`] checks it.
 #[derive(Debug, Clone, Args)]
 pub struct Config {
     /// A TOML file holding any of these settings by flag name; flags and
@@ -81,8 +86,7 @@ pub struct Config {
     pub database_url: Option<String>,
 
     /// Connections in the PostgreSQL pool (per server instance).
-    #[arg(long, env = "LANRAGE_DATABASE_POOL_SIZE", default_value_t = 16,
-          value_parser = clap::value_parser!(u32).range(2..=1000))]
+    #[arg(long, env = "LANRAGE_DATABASE_POOL_SIZE", default_value_t = 16)]
     pub database_pool_size: u32,
 
     /// Operator secret that relays present to register; none refuses relay registration.
@@ -94,23 +98,19 @@ pub struct Config {
     pub registration_key: Option<Secret>,
 
     /// Lifetime of a bearer token.
-    #[arg(long, env = "LANRAGE_TOKEN_TTL_SECS", default_value_t = 86_400,
-          value_parser = clap::value_parser!(u64).range(1..=31_536_000))]
+    #[arg(long, env = "LANRAGE_TOKEN_TTL_SECS", default_value_t = 86_400)]
     pub token_ttl_secs: u64,
 
     /// A peer silent this long is removed from its party.
-    #[arg(long, env = "LANRAGE_PEER_TIMEOUT_SECS", default_value_t = 300,
-          value_parser = clap::value_parser!(u64).range(1..=31_536_000))]
+    #[arg(long, env = "LANRAGE_PEER_TIMEOUT_SECS", default_value_t = 300)]
     pub peer_timeout_secs: u64,
 
     /// A relay silent this long is removed from the list.
-    #[arg(long, env = "LANRAGE_RELAY_TIMEOUT_SECS", default_value_t = 600,
-          value_parser = clap::value_parser!(u64).range(1..=31_536_000))]
+    #[arg(long, env = "LANRAGE_RELAY_TIMEOUT_SECS", default_value_t = 600)]
     pub relay_timeout_secs: u64,
 
     /// How often the cleanup loop runs.
-    #[arg(long, env = "LANRAGE_CLEANUP_INTERVAL_SECS", default_value_t = 60,
-          value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    #[arg(long, env = "LANRAGE_CLEANUP_INTERVAL_SECS", default_value_t = 60)]
     pub cleanup_interval_secs: u64,
 
     /// `off` disables rate limiting (test rigs, or a proxy that limits).
@@ -118,23 +118,19 @@ pub struct Config {
     pub rate_limit: Switch,
 
     /// State-creating requests (register, create, join) and operator-key checks (relay routes) per second per client address (IPv6 per /64); bursts of 4×.
-    #[arg(long, env = "LANRAGE_RATE_LIMIT_WRITES_PER_SEC", default_value_t = 5,
-          value_parser = clap::value_parser!(u32).range(1..))]
+    #[arg(long, env = "LANRAGE_RATE_LIMIT_WRITES_PER_SEC", default_value_t = 5)]
     pub rate_limit_writes_per_sec: u32,
 
     /// Other requests per second per client address; bursts of 2×.
-    #[arg(long, env = "LANRAGE_RATE_LIMIT_READS_PER_SEC", default_value_t = 200,
-          value_parser = clap::value_parser!(u32).range(1..))]
+    #[arg(long, env = "LANRAGE_RATE_LIMIT_READS_PER_SEC", default_value_t = 200)]
     pub rate_limit_reads_per_sec: u32,
 
     /// Authenticated requests per second per bearer token; bursts of 2×.
-    #[arg(long, env = "LANRAGE_RATE_LIMIT_TOKEN_PER_SEC", default_value_t = 100,
-          value_parser = clap::value_parser!(u32).range(1..))]
+    #[arg(long, env = "LANRAGE_RATE_LIMIT_TOKEN_PER_SEC", default_value_t = 100)]
     pub rate_limit_token_per_sec: u32,
 
     /// Requests a socket may send per second; bursts of 2×, beyond them `error` answers.
-    #[arg(long, env = "LANRAGE_WS_MESSAGES_PER_SEC", default_value_t = 50,
-          value_parser = clap::value_parser!(u32).range(1..))]
+    #[arg(long, env = "LANRAGE_WS_MESSAGES_PER_SEC", default_value_t = 50)]
     pub ws_messages_per_sec: u32,
 
     /// Proxies (IP addresses, comma-separated) whose X-Forwarded-For names the client for rate limiting.
@@ -142,13 +138,11 @@ pub struct Config {
     pub trusted_proxies: Vec<std::net::IpAddr>,
 
     /// How long a queued signal waits for its target to poll.
-    #[arg(long, env = "LANRAGE_SIGNAL_TTL_SECS", default_value_t = 60,
-          value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    #[arg(long, env = "LANRAGE_SIGNAL_TTL_SECS", default_value_t = 60)]
     pub signal_ttl_secs: u64,
 
     /// Most signals one member may have waiting for one target; beyond it that sender gets 429 (others are not blocked).
-    #[arg(long, env = "LANRAGE_SIGNAL_QUEUE_MAX", default_value_t = 64,
-          value_parser = clap::value_parser!(u64).range(1..=10_000))]
+    #[arg(long, env = "LANRAGE_SIGNAL_QUEUE_MAX", default_value_t = 64)]
     pub signal_queue_max: u64,
 
     /// Origins allowed by CORS, comma-separated; empty allows any origin (without credentials).
@@ -157,76 +151,67 @@ pub struct Config {
 
     /// Milliseconds between writes of coalesced heartbeats (one batch each).
     /// Default: 1000, or a quarter of --peer-timeout-secs when that is shorter.
-    #[arg(long, env = "LANRAGE_HEARTBEAT_FLUSH_MS",
-          value_parser = clap::value_parser!(u64).range(10..=60_000))]
+    #[arg(long, env = "LANRAGE_HEARTBEAT_FLUSH_MS")]
     pub heartbeat_flush_ms: Option<u64>,
 
     /// Seconds a connection has to send a complete request head (each request on a kept-alive connection too).
-    #[arg(long, env = "LANRAGE_HTTP_HEADER_TIMEOUT_SECS", default_value_t = 10,
-          value_parser = clap::value_parser!(u64).range(1..=3600))]
+    #[arg(long, env = "LANRAGE_HTTP_HEADER_TIMEOUT_SECS", default_value_t = 10)]
     pub http_header_timeout_secs: u64,
 
     /// Seconds a request body has to arrive in full; beyond it, 408 and the connection is closed.
-    #[arg(long, env = "LANRAGE_HTTP_BODY_TIMEOUT_SECS", default_value_t = 10,
-          value_parser = clap::value_parser!(u64).range(1..=3600))]
+    #[arg(long, env = "LANRAGE_HTTP_BODY_TIMEOUT_SECS", default_value_t = 10)]
     pub http_body_timeout_secs: u64,
 
     /// Seconds a kept-alive connection may sit idle between requests before it is closed.
-    #[arg(long, env = "LANRAGE_HTTP_IDLE_TIMEOUT_SECS", default_value_t = 60,
-          value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    #[arg(long, env = "LANRAGE_HTTP_IDLE_TIMEOUT_SECS", default_value_t = 60)]
     pub http_idle_timeout_secs: u64,
 
     /// Open connections (HTTP and WebSocket) per client address; IPv6 counted per /64.
-    #[arg(long, env = "LANRAGE_MAX_CONNECTIONS_PER_IP", default_value_t = 256,
-          value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=10_000_000))]
+    #[arg(long, env = "LANRAGE_MAX_CONNECTIONS_PER_IP", default_value_t = 256)]
     pub max_connections_per_ip: usize,
 
     /// Sockets per client address that have not authenticated yet.
-    #[arg(long, env = "LANRAGE_WS_MAX_UNAUTHENTICATED_PER_IP", default_value_t = 64,
-          value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=10_000_000))]
+    #[arg(
+        long,
+        env = "LANRAGE_WS_MAX_UNAUTHENTICATED_PER_IP",
+        default_value_t = 64
+    )]
     pub ws_max_unauthenticated_per_ip: usize,
 
     /// Most events kept per party for `resume` (the newest are kept; at least 256).
-    #[arg(long, env = "LANRAGE_EVENT_LOG_MAX_PER_PARTY", default_value_t = 1024,
-          value_parser = clap::value_parser!(u64).range(256..=1_000_000))]
+    #[arg(long, env = "LANRAGE_EVENT_LOG_MAX_PER_PARTY", default_value_t = 1024)]
     pub event_log_max_per_party: u64,
 
     /// Seconds a new socket has to authenticate before it is closed.
-    #[arg(long, env = "LANRAGE_WS_AUTH_TIMEOUT_SECS", default_value_t = 10,
-          value_parser = clap::value_parser!(u64).range(1..=600))]
+    #[arg(long, env = "LANRAGE_WS_AUTH_TIMEOUT_SECS", default_value_t = 10)]
     pub ws_auth_timeout_secs: u64,
 
     /// Seconds between pings on a socket; one silent for two intervals is closed.
-    #[arg(long, env = "LANRAGE_WS_PING_INTERVAL_SECS", default_value_t = 20,
-          value_parser = clap::value_parser!(u64).range(1..=3600))]
+    #[arg(long, env = "LANRAGE_WS_PING_INTERVAL_SECS", default_value_t = 20)]
     pub ws_ping_interval_secs: u64,
 
     /// Messages queued for one socket; a socket whose queue fills is dropped as a slow reader.
-    #[arg(long, env = "LANRAGE_WS_SEND_QUEUE", default_value_t = 256,
-          value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=65_536))]
+    #[arg(long, env = "LANRAGE_WS_SEND_QUEUE", default_value_t = 256)]
     pub ws_send_queue: usize,
 
     /// Largest frame or message a client may send, in bytes.
-    #[arg(long, env = "LANRAGE_WS_MAX_MESSAGE_BYTES", default_value_t = 65_536,
-          value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1024..=16_777_216))]
+    #[arg(long, env = "LANRAGE_WS_MAX_MESSAGE_BYTES", default_value_t = 65_536)]
     pub ws_max_message_bytes: usize,
 
     /// Sockets one peer may hold; a new one beyond it closes the peer's oldest.
-    #[arg(long, env = "LANRAGE_WS_MAX_SOCKETS_PER_PEER", default_value_t = 4,
-          value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=64))]
+    #[arg(long, env = "LANRAGE_WS_MAX_SOCKETS_PER_PEER", default_value_t = 4)]
     pub ws_max_sockets_per_peer: usize,
 
     /// Authenticated sockets the server holds at once; beyond it upgrades get 503.
-    #[arg(long, env = "LANRAGE_WS_MAX_SOCKETS", default_value_t = 50_000,
-          value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=10_000_000))]
+    #[arg(long, env = "LANRAGE_WS_MAX_SOCKETS", default_value_t = 50_000)]
     pub ws_max_sockets: usize,
 
     /// PEM certificate chain: serve HTTPS and WSS (with --tls-key). Reloaded on SIGHUP or when the file changes.
-    #[arg(long, env = "LANRAGE_TLS_CERT", requires = "tls_key")]
+    #[arg(long, env = "LANRAGE_TLS_CERT")]
     pub tls_cert: Option<PathBuf>,
 
     /// PEM private key of --tls-cert.
-    #[arg(long, env = "LANRAGE_TLS_KEY", requires = "tls_cert")]
+    #[arg(long, env = "LANRAGE_TLS_KEY")]
     pub tls_key: Option<PathBuf>,
 
     /// Serve /metrics on this address (e.g. an internal interface) instead of on --listen.
@@ -236,6 +221,169 @@ pub struct Config {
     /// Log line format; the level comes from RUST_LOG (default `info`).
     #[arg(long, env = "LANRAGE_LOG_FORMAT", value_enum, default_value = "text")]
     pub log_format: LogFormat,
+}
+
+/// A setting as the operator gives it: the flag's name without its dashes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Setting(&'static str);
+
+impl Setting {
+    pub const CORS_ORIGINS: Self = Self("cors-origins");
+    pub const TLS_CERT: Self = Self("tls-cert");
+    pub const TLS_KEY: Self = Self("tls-key");
+
+    /// The flag without its leading dashes, e.g. `peer-timeout-secs`.
+    pub fn flag(self) -> &'static str {
+        self.0
+    }
+
+    /// The environment variable, e.g. `LANRAGE_PEER_TIMEOUT_SECS`.
+    pub fn env(self) -> String {
+        env_name(self.0)
+    }
+}
+
+/// Every flag's variable is its name in capitals under `LANRAGE_`.
+fn env_name(flag: &str) -> String {
+    format!("LANRAGE_{}", flag.replace('-', "_").to_uppercase())
+}
+
+impl fmt::Display for Setting {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "--{} ({})", self.0, self.env())
+    }
+}
+
+/// A number setting and the values it accepts, both ends included.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Bounded {
+    pub setting: Setting,
+    pub min: u64,
+    pub max: u64,
+}
+
+impl Bounded {
+    const fn new(flag: &'static str, min: u64, max: u64) -> Self {
+        Self {
+            setting: Setting(flag),
+            min,
+            max,
+        }
+    }
+
+    fn check(self, value: u64) -> Result<(), ConfigError> {
+        if (self.min..=self.max).contains(&value) {
+            Ok(())
+        } else {
+            Err(ConfigError::OutOfRange {
+                setting: self.setting,
+                value,
+                min: self.min,
+                max: self.max,
+            })
+        }
+    }
+}
+
+/// The legal values of every number setting. Zero is never one of them
+/// (a zero interval or queue means nothing), and the upper ends keep every
+/// duration far inside what timers and timestamps can represent.
+pub mod bounds {
+    use super::Bounded;
+
+    const YEAR_SECS: u64 = 31_536_000;
+    const DAY_SECS: u64 = 86_400;
+    const ANY_U32: u64 = u32::MAX as u64;
+
+    pub const DATABASE_POOL_SIZE: Bounded = Bounded::new("database-pool-size", 2, 1000);
+    pub const TOKEN_TTL_SECS: Bounded = Bounded::new("token-ttl-secs", 1, YEAR_SECS);
+    pub const PEER_TIMEOUT_SECS: Bounded = Bounded::new("peer-timeout-secs", 1, YEAR_SECS);
+    pub const RELAY_TIMEOUT_SECS: Bounded = Bounded::new("relay-timeout-secs", 1, YEAR_SECS);
+    pub const CLEANUP_INTERVAL_SECS: Bounded = Bounded::new("cleanup-interval-secs", 1, DAY_SECS);
+    pub const RATE_LIMIT_WRITES_PER_SEC: Bounded =
+        Bounded::new("rate-limit-writes-per-sec", 1, ANY_U32);
+    pub const RATE_LIMIT_READS_PER_SEC: Bounded =
+        Bounded::new("rate-limit-reads-per-sec", 1, ANY_U32);
+    pub const RATE_LIMIT_TOKEN_PER_SEC: Bounded =
+        Bounded::new("rate-limit-token-per-sec", 1, ANY_U32);
+    pub const WS_MESSAGES_PER_SEC: Bounded = Bounded::new("ws-messages-per-sec", 1, ANY_U32);
+    pub const SIGNAL_TTL_SECS: Bounded = Bounded::new("signal-ttl-secs", 1, DAY_SECS);
+    pub const SIGNAL_QUEUE_MAX: Bounded = Bounded::new("signal-queue-max", 1, 10_000);
+    pub const HEARTBEAT_FLUSH_MS: Bounded = Bounded::new("heartbeat-flush-ms", 10, 60_000);
+    pub const HTTP_HEADER_TIMEOUT_SECS: Bounded = Bounded::new("http-header-timeout-secs", 1, 3600);
+    pub const HTTP_BODY_TIMEOUT_SECS: Bounded = Bounded::new("http-body-timeout-secs", 1, 3600);
+    pub const HTTP_IDLE_TIMEOUT_SECS: Bounded = Bounded::new("http-idle-timeout-secs", 1, DAY_SECS);
+    pub const MAX_CONNECTIONS_PER_IP: Bounded =
+        Bounded::new("max-connections-per-ip", 1, 10_000_000);
+    pub const WS_MAX_UNAUTHENTICATED_PER_IP: Bounded =
+        Bounded::new("ws-max-unauthenticated-per-ip", 1, 10_000_000);
+    /// At least the 256 events `resume` promises.
+    pub const EVENT_LOG_MAX_PER_PARTY: Bounded =
+        Bounded::new("event-log-max-per-party", 256, 1_000_000);
+    pub const WS_AUTH_TIMEOUT_SECS: Bounded = Bounded::new("ws-auth-timeout-secs", 1, 600);
+    pub const WS_PING_INTERVAL_SECS: Bounded = Bounded::new("ws-ping-interval-secs", 1, 3600);
+    pub const WS_SEND_QUEUE: Bounded = Bounded::new("ws-send-queue", 1, 65_536);
+    pub const WS_MAX_MESSAGE_BYTES: Bounded =
+        Bounded::new("ws-max-message-bytes", 1024, 16_777_216);
+    pub const WS_MAX_SOCKETS_PER_PEER: Bounded = Bounded::new("ws-max-sockets-per-peer", 1, 64);
+    pub const WS_MAX_SOCKETS: Bounded = Bounded::new("ws-max-sockets", 1, 10_000_000);
+}
+
+/// Why a server cannot run with these settings; each names the settings
+/// at fault by flag and environment variable.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{setting} must be from {min} to {max}, not {value}")]
+    OutOfRange {
+        setting: Setting,
+        value: u64,
+        min: u64,
+        max: u64,
+    },
+    #[error("{setting}: {value:?} is {reason}")]
+    Invalid {
+        setting: Setting,
+        value: String,
+        reason: String,
+    },
+    #[error("{given} needs {missing} too")]
+    Missing { given: Setting, missing: Setting },
+    /// Heartbeats written less often than a quarter of the peer timeout
+    /// would let live peers be removed.
+    #[error(
+        "{flush} must be at most a quarter of {timeout}: {flush_ms} ms is more than a quarter of {timeout_secs} s",
+        flush = bounds::HEARTBEAT_FLUSH_MS.setting,
+        timeout = bounds::PEER_TIMEOUT_SECS.setting
+    )]
+    FlushSlowerThanTimeout { flush_ms: u64, timeout_secs: u64 },
+}
+
+impl ConfigError {
+    /// The settings this error is about.
+    pub fn settings(&self) -> Vec<Setting> {
+        match self {
+            Self::OutOfRange { setting, .. } | Self::Invalid { setting, .. } => vec![*setting],
+            Self::Missing { given, missing } => vec![*given, *missing],
+            Self::FlushSlowerThanTimeout { .. } => vec![
+                bounds::HEARTBEAT_FLUSH_MS.setting,
+                bounds::PEER_TIMEOUT_SECS.setting,
+            ],
+        }
+    }
+}
+
+/// `Config` as a whole command line, for parsing it alone.
+#[derive(clap::Parser)]
+pub(crate) struct Settings {
+    #[command(flatten)]
+    pub(crate) config: Config,
+}
+
+impl Settings {
+    /// The command line of `serve` deaf to the environment.
+    fn command_without_env() -> clap::Command {
+        Self::command().mut_args(|arg| arg.env(None))
+    }
 }
 
 impl Config {
@@ -273,23 +421,120 @@ impl Config {
         )
     }
 
-    /// The defaults, as `serve` with no flags and no environment would use
-    /// (for tests and embedding).
+    /// The defaults, as `serve` with no flags, no environment and no
+    /// config file would use (for tests and embedding). The environment is
+    /// never read here: only the command line reads it.
     pub fn defaults() -> Self {
-        #[derive(clap::Parser)]
-        struct Wrapper {
-            #[command(flatten)]
-            config: Config,
-        }
-        // Parsing an empty command line cannot fail: every field has a default.
-        <Wrapper as clap::Parser>::try_parse_from(["serve"])
-            .map(|w| w.config)
+        // An empty command line cannot fail to parse (every field has a
+        // default or is optional); `defaults_match_the_design` proves it.
+        Settings::command_without_env()
+            .try_get_matches_from(["serve"])
+            .and_then(|matches| Self::from_arg_matches(&matches))
             .unwrap_or_else(|e| panic!("defaults of Config do not parse: {e}"))
+    }
+
+    /// Every number setting with its value (`None`: not given, and its
+    /// default adapts to the others).
+    fn numbers(&self) -> [(Bounded, Option<u64>); 24] {
+        use bounds::*;
+        let wide = |n: usize| Some(u64::try_from(n).unwrap_or(u64::MAX));
+        [
+            (DATABASE_POOL_SIZE, Some(self.database_pool_size.into())),
+            (TOKEN_TTL_SECS, Some(self.token_ttl_secs)),
+            (PEER_TIMEOUT_SECS, Some(self.peer_timeout_secs)),
+            (RELAY_TIMEOUT_SECS, Some(self.relay_timeout_secs)),
+            (CLEANUP_INTERVAL_SECS, Some(self.cleanup_interval_secs)),
+            (
+                RATE_LIMIT_WRITES_PER_SEC,
+                Some(self.rate_limit_writes_per_sec.into()),
+            ),
+            (
+                RATE_LIMIT_READS_PER_SEC,
+                Some(self.rate_limit_reads_per_sec.into()),
+            ),
+            (
+                RATE_LIMIT_TOKEN_PER_SEC,
+                Some(self.rate_limit_token_per_sec.into()),
+            ),
+            (WS_MESSAGES_PER_SEC, Some(self.ws_messages_per_sec.into())),
+            (SIGNAL_TTL_SECS, Some(self.signal_ttl_secs)),
+            (SIGNAL_QUEUE_MAX, Some(self.signal_queue_max)),
+            (HEARTBEAT_FLUSH_MS, self.heartbeat_flush_ms),
+            (
+                HTTP_HEADER_TIMEOUT_SECS,
+                Some(self.http_header_timeout_secs),
+            ),
+            (HTTP_BODY_TIMEOUT_SECS, Some(self.http_body_timeout_secs)),
+            (HTTP_IDLE_TIMEOUT_SECS, Some(self.http_idle_timeout_secs)),
+            (MAX_CONNECTIONS_PER_IP, wide(self.max_connections_per_ip)),
+            (
+                WS_MAX_UNAUTHENTICATED_PER_IP,
+                wide(self.ws_max_unauthenticated_per_ip),
+            ),
+            (EVENT_LOG_MAX_PER_PARTY, Some(self.event_log_max_per_party)),
+            (WS_AUTH_TIMEOUT_SECS, Some(self.ws_auth_timeout_secs)),
+            (WS_PING_INTERVAL_SECS, Some(self.ws_ping_interval_secs)),
+            (WS_SEND_QUEUE, wide(self.ws_send_queue)),
+            (WS_MAX_MESSAGE_BYTES, wide(self.ws_max_message_bytes)),
+            (WS_MAX_SOCKETS_PER_PEER, wide(self.ws_max_sockets_per_peer)),
+            (WS_MAX_SOCKETS, wide(self.ws_max_sockets)),
+        ]
+    }
+
+    /// Whether a server can run with these settings: every number within
+    /// its bounds, every origin an origin, TLS files in pairs, and no two
+    /// given values that contradict each other. The first problem found is
+    /// the error.
+    ///
+    /// The command line and the config file are checked by this after
+    /// parsing, and [`crate::Server::start`] checks again, so a `Config`
+    /// built in code is held to the same rules.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        for (bounded, value) in self.numbers() {
+            if let Some(value) = value {
+                bounded.check(value)?;
+            }
+        }
+        // Only a flush interval the operator gave can contradict the peer
+        // timeout; the default adapts to it.
+        if let Some(flush_ms) = self.heartbeat_flush_ms
+            && flush_ms.saturating_mul(4) > self.peer_timeout_secs.saturating_mul(1000)
+        {
+            return Err(ConfigError::FlushSlowerThanTimeout {
+                flush_ms,
+                timeout_secs: self.peer_timeout_secs,
+            });
+        }
+        for origin in &self.cors_origins {
+            // An origin with spaces around it would never match a request's.
+            let problem = match parse_origin(origin) {
+                Ok(parsed) if parsed == *origin => continue,
+                Ok(_) => "not an origin: it has spaces around it".to_owned(),
+                Err(reason) => reason,
+            };
+            return Err(ConfigError::Invalid {
+                setting: Setting::CORS_ORIGINS,
+                value: origin.clone(),
+                reason: problem,
+            });
+        }
+        let (cert, key) = (Setting::TLS_CERT, Setting::TLS_KEY);
+        match (&self.tls_cert, &self.tls_key) {
+            (Some(_), None) => Err(ConfigError::Missing {
+                given: cert,
+                missing: key,
+            }),
+            (None, Some(_)) => Err(ConfigError::Missing {
+                given: key,
+                missing: cert,
+            }),
+            _ => Ok(()),
+        }
     }
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     #[test]
@@ -317,24 +562,312 @@ mod tests {
         }
     }
 
+    /// Also run in a child process with `LANRAGE_*` variables set, by
+    /// `defaults_ignore_the_environment`.
     #[test]
     fn defaults_match_the_design() {
         let config = Config::defaults();
+        assert_eq!(config.config, None);
         assert_eq!(config.listen, "127.0.0.1:8667");
+        assert_eq!(config.database_url, None);
+        assert!(config.database_url().ends_with(".lanrage/control_plane.db"));
+        assert_eq!(config.database_pool_size, 16);
+        assert!(config.relay_key.is_none());
+        assert!(config.registration_key.is_none());
         assert_eq!(config.token_ttl_secs, 86_400);
         assert_eq!(config.peer_timeout_secs, 300);
         assert_eq!(config.relay_timeout_secs, 600);
         assert_eq!(config.cleanup_interval_secs, 60);
         assert_eq!(config.rate_limit, Switch::On);
-        assert!(config.relay_key.is_none());
-        assert!(config.database_url().ends_with(".lanrage/control_plane.db"));
+        assert_eq!(config.rate_limit_writes_per_sec, 5);
+        assert_eq!(config.rate_limit_reads_per_sec, 200);
+        assert_eq!(config.rate_limit_token_per_sec, 100);
+        assert_eq!(config.ws_messages_per_sec, 50);
+        assert!(config.trusted_proxies.is_empty());
+        assert_eq!(config.signal_ttl_secs, 60);
+        assert_eq!(config.signal_queue_max, 64);
+        assert!(config.cors_origins.is_empty());
+        assert_eq!(config.heartbeat_flush_ms, None);
+        assert_eq!(config.heartbeat_flush(), Duration::from_secs(1));
         assert_eq!(config.http_header_timeout_secs, 10);
         assert_eq!(config.http_body_timeout_secs, 10);
         assert_eq!(config.http_idle_timeout_secs, 60);
         assert_eq!(config.max_connections_per_ip, 256);
         assert_eq!(config.ws_max_unauthenticated_per_ip, 64);
         assert_eq!(config.event_log_max_per_party, 1024);
-        assert_eq!(config.heartbeat_flush(), Duration::from_secs(1));
+        assert_eq!(config.ws_auth_timeout_secs, 10);
+        assert_eq!(config.ws_ping_interval_secs, 20);
+        assert_eq!(config.ws_send_queue, 256);
+        assert_eq!(config.ws_max_message_bytes, 65_536);
+        assert_eq!(config.ws_max_sockets_per_peer, 4);
+        assert_eq!(config.ws_max_sockets, 50_000);
+        assert_eq!(config.tls_cert, None);
+        assert_eq!(config.tls_key, None);
+        assert_eq!(config.metrics_listen, None);
+        assert_eq!(config.log_format, LogFormat::Text);
+        assert_eq!(config.validate(), Ok(()));
+    }
+
+    /// Runs `defaults_match_the_design` in a child process whose
+    /// environment holds `env`: changing this process's environment would
+    /// race the other tests (and needs `unsafe`).
+    fn defaults_under(env: &[(&str, &str)]) {
+        let test = "config::tests::defaults_match_the_design";
+        let output = std::process::Command::new(std::env::current_exe().unwrap())
+            .args([test, "--exact", "--test-threads=1"])
+            .envs(env.iter().copied())
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(
+            output.status.success() && stdout.contains("1 passed"),
+            "with {env:?}:\n{stdout}\n{stderr}"
+        );
+    }
+
+    #[test]
+    fn defaults_ignore_the_environment() {
+        defaults_under(&[
+            ("LANRAGE_CONFIG", "/nonexistent/control.toml"),
+            ("LANRAGE_LISTEN", "0.0.0.0:1"),
+            ("LANRAGE_DATABASE_URL", "postgres://elsewhere/lanrage"),
+            ("LANRAGE_RELAY_KEY", "from-the-environment"),
+            ("LANRAGE_REGISTRATION_KEY", "from-the-environment"),
+            ("LANRAGE_PEER_TIMEOUT_SECS", "7"),
+            ("LANRAGE_RATE_LIMIT", "off"),
+            ("LANRAGE_TRUSTED_PROXIES", "10.0.0.1"),
+            ("LANRAGE_HEARTBEAT_FLUSH_MS", "500"),
+            ("LANRAGE_WS_MAX_SOCKETS", "3"),
+            ("LANRAGE_LOG_FORMAT", "json"),
+        ]);
+        // Values the command line would refuse: nothing reads them either,
+        // so nothing panics.
+        defaults_under(&[
+            ("LANRAGE_PEER_TIMEOUT_SECS", "abc"),
+            ("LANRAGE_TOKEN_TTL_SECS", "-1"),
+            ("LANRAGE_RATE_LIMIT", "sometimes"),
+            ("LANRAGE_CORS_ORIGINS", "not-an-origin"),
+            ("LANRAGE_TLS_CERT", "/only/the/cert.pem"),
+        ]);
+    }
+
+    /// `serve ARGS`, parsed without the environment.
+    fn parse(args: &[&str]) -> Result<Config, clap::Error> {
+        let matches = Settings::command_without_env()
+            .try_get_matches_from(std::iter::once("serve").chain(args.iter().copied()))?;
+        Config::from_arg_matches(&matches)
+    }
+
+    /// The DESIGN's rule: any legal value of one setting works with the
+    /// defaults of all the others, and a value beyond either end is
+    /// refused naming the setting.
+    #[test]
+    fn every_number_is_checked_at_both_ends() {
+        for (bounded, _) in Config::defaults().numbers() {
+            let flag = format!("--{}", bounded.setting.flag());
+            for legal in [bounded.min, bounded.max] {
+                let config = parse(&[&format!("{flag}={legal}")])
+                    .unwrap_or_else(|e| panic!("{flag}={legal}: {e}"));
+                assert_eq!(config.validate(), Ok(()), "{flag}={legal}");
+            }
+
+            assert!(bounded.min > 0, "{flag}: zero is never legal");
+            let below = parse(&[&format!("{flag}={}", bounded.min - 1)])
+                .unwrap_or_else(|e| panic!("{flag} below its range: {e}"))
+                .validate()
+                .unwrap_err();
+            assert_eq!(below.settings(), [bounded.setting]);
+            let message = below.to_string();
+            assert!(
+                message.contains(&flag) && message.contains(&bounded.setting.env()),
+                "{message}"
+            );
+
+            // Past a field's type the parser refuses; within it, validate.
+            let above = bounded.max.saturating_add(1);
+            let message = match parse(&[&format!("{flag}={above}")]) {
+                Err(error) => error.to_string(),
+                Ok(config) => config.validate().unwrap_err().to_string(),
+            };
+            assert!(message.contains(&flag), "{message}");
+        }
+    }
+
+    #[test]
+    fn every_setting_named_is_a_flag_with_its_variable() {
+        let command = Settings::command();
+        for arg in command.get_arguments() {
+            let (Some(long), Some(env)) = (arg.get_long(), arg.get_env()) else {
+                continue;
+            };
+            assert_eq!(env.to_string_lossy(), env_name(long));
+        }
+        let named = Config::defaults()
+            .numbers()
+            .map(|(bounded, _)| bounded.setting)
+            .into_iter()
+            .chain([Setting::CORS_ORIGINS, Setting::TLS_CERT, Setting::TLS_KEY]);
+        for setting in named {
+            assert!(
+                command.get_arguments().any(|arg| {
+                    arg.get_long() == Some(setting.flag()) && arg.get_env().is_some()
+                }),
+                "{setting} is not a setting of serve"
+            );
+        }
+        assert_eq!(
+            bounds::EVENT_LOG_MAX_PER_PARTY.min,
+            crate::service::MIN_EVENT_LOG
+        );
+    }
+
+    /// The README lists every range; each group of flags is followed by
+    /// its `MIN to MAX`.
+    #[test]
+    fn the_readme_gives_every_range() {
+        let readme = include_str!("../../../README.md");
+        let start = readme.find("The ranges, both ends included:").unwrap();
+        let ranges = readme[start..].split("\n\n").next().unwrap();
+        let ranges = ranges.split_whitespace().collect::<Vec<_>>().join(" ");
+        for (bounded, _) in Config::defaults().numbers() {
+            let flag = format!("`--{}`", bounded.setting.flag());
+            let at = ranges
+                .find(&flag)
+                .unwrap_or_else(|| panic!("{flag} is missing: {ranges}"));
+            let after: Vec<_> = ranges[at..].split(' ').collect();
+            let to = after.iter().position(|word| *word == "to").unwrap();
+            let number = |word: &str| {
+                word.trim_matches(|c: char| !c.is_ascii_digit())
+                    .parse::<u64>()
+                    .unwrap()
+            };
+            assert_eq!(
+                (number(after[to - 1]), number(after[to + 1])),
+                (bounded.min, bounded.max),
+                "{flag}"
+            );
+        }
+    }
+
+    /// Configs built in code that used to panic somewhere in the server,
+    /// or to be silently changed, each with the flags its error must name.
+    pub(crate) fn unusable() -> Vec<(&'static str, Config, Vec<&'static str>)> {
+        let with = |change: fn(&mut Config)| {
+            let mut config = Config::defaults();
+            change(&mut config);
+            config
+        };
+        vec![
+            (
+                "zero cleanup interval: tokio's interval_at panics",
+                with(|c| c.cleanup_interval_secs = 0),
+                vec!["cleanup-interval-secs"],
+            ),
+            (
+                "huge cleanup interval: forgive_downtime's arithmetic overflows",
+                with(|c| c.cleanup_interval_secs = u64::MAX),
+                vec!["cleanup-interval-secs"],
+            ),
+            (
+                "zero heartbeat flush: tokio's interval panics",
+                with(|c| c.heartbeat_flush_ms = Some(0)),
+                vec!["heartbeat-flush-ms"],
+            ),
+            (
+                "zero ping interval: each socket's interval_at panics",
+                with(|c| c.ws_ping_interval_secs = 0),
+                vec!["ws-ping-interval-secs"],
+            ),
+            (
+                "huge token TTL: TimeDelta::seconds panics at registration",
+                with(|c| c.token_ttl_secs = u64::MAX),
+                vec!["token-ttl-secs"],
+            ),
+            (
+                "huge signal TTL: TimeDelta::seconds panics on a signal",
+                with(|c| c.signal_ttl_secs = u64::MAX),
+                vec!["signal-ttl-secs"],
+            ),
+            (
+                "huge peer timeout: TimeDelta::seconds panics in cleanup",
+                with(|c| c.peer_timeout_secs = u64::MAX),
+                vec!["peer-timeout-secs"],
+            ),
+            (
+                "huge relay timeout: TimeDelta::seconds panics in cleanup",
+                with(|c| c.relay_timeout_secs = u64::MAX),
+                vec!["relay-timeout-secs"],
+            ),
+            (
+                "huge idle timeout: Instant + Duration overflows per connection",
+                with(|c| c.http_idle_timeout_secs = u64::MAX),
+                vec!["http-idle-timeout-secs"],
+            ),
+            (
+                "event log below the resume promise: silently raised to 256",
+                with(|c| c.event_log_max_per_party = 0),
+                vec!["event-log-max-per-party"],
+            ),
+            (
+                "zero send queue: silently one",
+                with(|c| c.ws_send_queue = 0),
+                vec!["ws-send-queue"],
+            ),
+            (
+                "a pool of one: silently two",
+                with(|c| c.database_pool_size = 1),
+                vec!["database-pool-size"],
+            ),
+            (
+                "a certificate without its key: silently plain HTTP",
+                with(|c| c.tls_cert = Some("cert.pem".into())),
+                vec!["tls-cert", "tls-key"],
+            ),
+            (
+                "an origin that is not one: silently dropped",
+                with(|c| c.cors_origins = vec!["lanrage.example".into()]),
+                vec!["cors-origins"],
+            ),
+            (
+                "heartbeats written after the peer times out",
+                with(|c| {
+                    c.peer_timeout_secs = 1;
+                    c.heartbeat_flush_ms = Some(2000);
+                }),
+                vec!["heartbeat-flush-ms", "peer-timeout-secs"],
+            ),
+        ]
+    }
+
+    #[test]
+    fn configs_built_in_code_are_refused_naming_the_settings() {
+        for (why, config, flags) in unusable() {
+            let error = config.validate().expect_err(why);
+            let named: Vec<_> = error.settings().iter().map(|s| s.flag()).collect();
+            assert_eq!(named, flags, "{why}");
+            let message = error.to_string();
+            for flag in flags {
+                assert!(message.contains(&format!("--{flag}")), "{why}: {message}");
+            }
+        }
+    }
+
+    #[test]
+    fn only_a_flush_interval_given_can_contradict_the_peer_timeout() {
+        let mut config = Config::defaults();
+        config.peer_timeout_secs = 1;
+        assert_eq!(config.validate(), Ok(()));
+        config.heartbeat_flush_ms = Some(250);
+        assert_eq!(config.validate(), Ok(()));
+        config.heartbeat_flush_ms = Some(251);
+        assert_eq!(
+            config.validate(),
+            Err(ConfigError::FlushSlowerThanTimeout {
+                flush_ms: 251,
+                timeout_secs: 1
+            })
+        );
     }
 
     #[test]

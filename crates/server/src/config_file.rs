@@ -10,14 +10,16 @@
 //!
 //! The file is read before the command line is parsed: each setting it
 //! holds that neither a flag nor its environment variable gives is added
-//! as a flag, so clap validates it like any other, and a bad value fails
-//! at start naming the flag.
+//! as a flag, so it is parsed, then checked by [`Config::validate`], like
+//! any other, and a bad value fails at start naming the flag.
+//!
+//! [`Config::validate`]: crate::Config::validate
 
 use std::{ffi::OsString, path::PathBuf};
 
 use clap::CommandFactory;
 
-use crate::Config;
+use crate::config::Settings;
 
 /// Why the config file could not be used.
 #[derive(Debug, thiserror::Error)]
@@ -40,12 +42,6 @@ pub enum ConfigFileError {
     Unknown { key: String, path: PathBuf },
     #[error("setting {key:?} in {path} must be a string, number, boolean or list of those")]
     Type { key: String, path: PathBuf },
-}
-
-#[derive(clap::Parser)]
-struct Settings {
-    #[command(flatten)]
-    config: Config,
 }
 
 /// The path given by `--config PATH`, `--config=PATH` or `LANRAGE_CONFIG`.
@@ -136,6 +132,7 @@ mod tests {
     use clap::Parser;
 
     use super::*;
+    use crate::Config;
 
     /// The arguments `serve --config FILE ARGS` becomes, with `env` as the
     /// environment.
@@ -162,11 +159,15 @@ mod tests {
             .collect())
     }
 
+    /// The settings `serve --config FILE` runs with, checked as `serve`
+    /// checks them.
     fn parse(file: &str) -> Result<Config, String> {
         let args = expand(file, &[], &[])?;
-        Settings::try_parse_from(args)
+        let config = Settings::try_parse_from(args)
             .map(|s| s.config)
-            .map_err(|e| e.to_string())
+            .map_err(|e| e.to_string())?;
+        config.validate().map_err(|e| e.to_string())?;
+        Ok(config)
     }
 
     #[test]

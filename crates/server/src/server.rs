@@ -13,7 +13,7 @@ use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
 use crate::{
     app::AppState,
-    config::Config,
+    config::{Config, ConfigError},
     events::EventBus,
     metrics::Metrics,
     net::{
@@ -39,8 +39,8 @@ pub enum StartError {
     Store(#[from] StoreError),
     #[error("cannot use the TLS certificate")]
     Tls(#[from] crate::tls::TlsError),
-    #[error("invalid settings: {0}")]
-    Settings(String),
+    #[error("invalid settings")]
+    Settings(#[from] ConfigError),
     #[error("cannot prepare the stored state")]
     Prepare(#[source] Box<dyn std::error::Error + Send + Sync>),
     #[error("cannot listen on {address}")]
@@ -63,20 +63,12 @@ pub struct Server {
 }
 
 impl Server {
-    /// Opens the database named by the config and binds its listen address.
+    /// Checks the settings ([`Config::validate`]), opens the database
+    /// named by them and binds the listen address.
     pub async fn start(config: Config) -> Result<Self, StartError> {
-        // Coalesced heartbeats must reach the database well within the
-        // peer timeout, or live peers would be removed.
-        // Only a flush interval the operator gave can contradict the peer
-        // timeout; the default adapts to it.
-        if let Some(flush_ms) = config.heartbeat_flush_ms
-            && flush_ms.saturating_mul(4) > config.peer_timeout_secs.saturating_mul(1000)
-        {
-            return Err(StartError::Settings(format!(
-                "--heartbeat-flush-ms ({flush_ms}) must be at most a quarter of --peer-timeout-secs ({} s)",
-                config.peer_timeout_secs
-            )));
-        }
+        // A `Config` built in code has met no parser: nothing below may
+        // see a value it cannot run with.
+        config.validate()?;
         let tls = match (&config.tls_cert, &config.tls_key) {
             (Some(cert), Some(key)) => {
                 let files = TlsFiles {
@@ -230,5 +222,35 @@ impl Server {
             tracing::warn!("database connections still busy at exit");
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Each config that used to panic once the server ran is refused by
+    /// `start`, before it opens or binds anything.
+    #[tokio::test]
+    async fn start_refuses_unusable_settings_naming_them() {
+        let dir = tempfile::tempdir().unwrap();
+        for (why, mut config, flags) in crate::config::tests::unusable() {
+            config.listen = "127.0.0.1:0".into();
+            config.database_url = Some(format!(
+                "sqlite://{}",
+                dir.path().join("control.db").display()
+            ));
+            match Server::start(config).await {
+                Err(StartError::Settings(error)) => {
+                    let named: Vec<_> = error.settings().iter().map(|s| s.flag()).collect();
+                    assert_eq!(named, flags, "{why}");
+                }
+                other => panic!("{why}: {other:?}"),
+            }
+        }
+        assert!(
+            !dir.path().join("control.db").exists(),
+            "settings are checked before the database is opened"
+        );
     }
 }
