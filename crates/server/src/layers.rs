@@ -31,9 +31,14 @@ const FORBIDDEN: &[(&str, &[&str])] = &[
 /// Source without comments and without its test module (tests may reach
 /// anywhere).
 fn code(source: &str) -> String {
-    let source = source
-        .find("#[cfg(test)]\nmod tests")
-        .map_or(source, |at| &source[..at]);
+    let source = [
+        "#[cfg(test)]\nmod tests",
+        "#[cfg(test)]\npub(crate) mod tests",
+    ]
+    .iter()
+    .filter_map(|start| source.find(start))
+    .min()
+    .map_or(source, |at| &source[..at]);
     source
         .lines()
         .map(|line| line.find("//").map_or(line, |at| &line[..at]))

@@ -21,7 +21,7 @@ use crate::{
         counts::AddressCounts,
         listener::{Serving, accept_loop},
     },
-    service::Service,
+    service::{Service, Writer},
     store::{self, PgSettings, StoreError},
     tls::TlsFiles,
     ws::hub::{CloseReason, Hub},
@@ -60,6 +60,8 @@ pub struct Server {
     /// `--tls-cert`/`--tls-key`: the files and their configuration now.
     tls: Option<(TlsFiles, Arc<rustls::ServerConfig>)>,
     service: Service,
+    /// The service's group-commit writer (SQLite), run by [`Server::run`].
+    writer: Option<Writer>,
 }
 
 impl Server {
@@ -106,7 +108,7 @@ impl Server {
         };
         let events = EventBus::default();
         let store_delivers_events = store.deliver_events(events.clone()).await?;
-        let service = Service::new(
+        let (service, writer) = Service::new(
             store,
             Arc::new(config),
             events,
@@ -122,6 +124,7 @@ impl Server {
             metrics_listener,
             tls,
             service,
+            writer,
         })
     }
 
@@ -148,6 +151,14 @@ impl Server {
         let stop = CancellationToken::new();
         let stopped = || stop.clone().cancelled_owned();
         let tasks = TaskTracker::new();
+        // The writer stops last, once nothing is left to write: requests
+        // still draining and a cleanup pass still running get their
+        // changes committed. It stops however `run` ends.
+        let writes_stop = CancellationToken::new();
+        let _writes_stop_on_exit = writes_stop.clone().drop_guard();
+        let writer = self
+            .writer
+            .map(|writer| tokio::spawn(writer.run(writes_stop.clone().cancelled_owned())));
         let cleanup = tokio::spawn(self.service.clone().run_cleanup(stopped()));
         let flush_every = self.service.config().heartbeat_flush();
         let flusher = tokio::spawn(
@@ -215,6 +226,10 @@ impl Server {
         dispatcher.abort();
         let _ = cleanup.await;
         let _ = flusher.await;
+        writes_stop.cancel();
+        if let Some(writer) = writer {
+            let _ = writer.await;
+        }
         if tokio::time::timeout(SOCKET_CLOSE_TIMEOUT, self.service.store().close())
             .await
             .is_err()

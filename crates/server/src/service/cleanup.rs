@@ -8,7 +8,7 @@ use lanrage_proto::{PartyId, PeerId, Timestamp};
 use lanrage_rules::{self as rules, Removal};
 
 use super::{
-    Result, Service,
+    Change, Result, Service, WriteOp,
     parties::{Left, roster},
 };
 use crate::{store::Swept, telemetry::error_chain};
@@ -109,41 +109,55 @@ impl Service {
         cutoff: Timestamp,
         now: Timestamp,
     ) -> Result<Option<Left>> {
-        self.write(
-            (party_id.clone(), peer_id.clone()),
-            move |(party_id, peer_id), change| {
-                Box::pin(async move {
-                    let Some((party, members)) = change.tx.party_and_members(party_id).await?
-                    else {
-                        return Ok(None);
-                    };
-                    let silent = Removal::TimedOut {
-                        silent_since: cutoff,
-                    };
-                    Self::remove_member(change, &party, &members, peer_id, silent, now).await
-                })
-            },
-        )
-        .await
+        let op = WriteOp::RemoveIfStale {
+            party_id: party_id.clone(),
+            peer_id: peer_id.clone(),
+            cutoff,
+            now,
+        };
+        self.write(op).await?.try_into()
+    }
+
+    pub(super) async fn remove_if_stale_in(
+        change: &mut Change<'_>,
+        party_id: &PartyId,
+        peer_id: &PeerId,
+        cutoff: Timestamp,
+        now: Timestamp,
+    ) -> Result<Option<Left>> {
+        let Some((party, members)) = change.tx.party_and_members(party_id).await? else {
+            return Ok(None);
+        };
+        let silent = Removal::TimedOut {
+            silent_since: cutoff,
+        };
+        Self::remove_member(change, &party, &members, peer_id, silent, now).await
     }
 
     /// Ends a party whose host is no longer among its members (the store's
     /// query finds candidates; the rules decide).
     async fn end_if_orphaned(&self, party_id: &PartyId, now: Timestamp) -> Result<bool> {
-        self.write(party_id.clone(), move |party_id, change| {
-            Box::pin(async move {
-                let Some((party, members)) = change.tx.party_and_members(party_id).await? else {
-                    return Ok(false);
-                };
-                let Some(reason) = rules::orphan_end(&roster(&party, &members)) else {
-                    return Ok(false);
-                };
-                let recipients = members.into_iter().map(|m| m.peer.peer_id).collect();
-                Self::end_party(change, &party, recipients, reason.as_str(), now).await?;
-                Ok(true)
-            })
-        })
-        .await
+        let op = WriteOp::EndIfOrphaned {
+            party_id: party_id.clone(),
+            now,
+        };
+        self.write(op).await?.try_into()
+    }
+
+    pub(super) async fn end_if_orphaned_in(
+        change: &mut Change<'_>,
+        party_id: &PartyId,
+        now: Timestamp,
+    ) -> Result<bool> {
+        let Some((party, members)) = change.tx.party_and_members(party_id).await? else {
+            return Ok(false);
+        };
+        let Some(reason) = rules::orphan_end(&roster(&party, &members)) else {
+            return Ok(false);
+        };
+        let recipients = members.into_iter().map(|m| m.peer.peer_id).collect();
+        Self::end_party(change, &party, recipients, reason.as_str(), now).await?;
+        Ok(true)
     }
 
     /// Forgives the time the server was down: peers and relays could not

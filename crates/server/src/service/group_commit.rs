@@ -1,141 +1,147 @@
-//! Group commit for a store with a single writer (SQLite): one task owns the
-//! writes, takes every change queued meanwhile, runs them in one
-//! transaction (each in its own savepoint, so one change's failure undoes
-//! only that change), commits once, publishes the events in commit order,
-//! then answers each caller.
+//! Group commit for a store with a single writer (SQLite): one task, the
+//! [`Writer`], owns the writes. It takes every op queued meanwhile, applies
+//! them in one transaction (each in its own savepoint, so one op's failure
+//! undoes only that op), commits once, announces the events in commit
+//! order, then answers each caller. `seq` stays gap-free: each op reads its
+//! party's counter inside the shared transaction, after the ops before it,
+//! and an op undone takes its event (and so its `seq`) with it.
 //!
 //! With one writer, changes run one after another whatever we do; what a
 //! change costs is its round trips to the database. Sharing BEGIN and
 //! COMMIT, and the hand-offs between the request tasks, across a batch
 //! removes most of them.
+//!
+//! The writer is a task the server owns: [`crate::Server::run`] starts it
+//! and, once its connections have drained, stops it. Ops queued by then
+//! are still committed; later ones are refused at once.
 
 use std::{
+    future::Future,
     panic::AssertUnwindSafe,
+    sync::Arc,
     time::{Duration, Instant},
 };
 
-use futures_util::{FutureExt, future::BoxFuture};
+use futures_util::FutureExt;
 use tokio::sync::{mpsc, oneshot};
 
-use super::{Change, Error, Result, Service};
-use crate::store::StoreError;
+use super::{
+    Error, Result,
+    heartbeats::Heartbeats,
+    snapshots::SnapshotCache,
+    write::{Change, Outcome, WriteOp},
+};
+use crate::{
+    config::Config,
+    events::{Event, EventBus},
+    store::{Store, StoreError},
+    telemetry::error_chain,
+};
 
-/// Most changes in one transaction: bounds how long the first of them waits
+/// Most ops in one transaction: bounds how long the first of them waits
 /// for its answer.
 const MAX_BATCH: usize = 64;
-/// Changes waiting for the writer; beyond it callers wait to queue.
+/// Ops waiting for the writer; beyond it callers wait to queue.
 const QUEUE: usize = 1024;
-/// A change that waited this long is refused as the database being
+/// An op that waited this long is refused as the database being
 /// unavailable, as a request that cannot get a pooled connection would be.
 const QUEUE_TIMEOUT: Duration = Duration::from_secs(2);
 
-/// One change: the operation, what it needs, and where its answer goes.
-trait Job: Send {
-    /// Runs the change inside `change`; false when it failed (then its
-    /// writes must be undone).
-    fn run<'c, 's>(&'c mut self, change: &'c mut Change<'s>) -> BoxFuture<'c, bool>;
-    /// Replaces the outcome with a failure found after the change ran.
-    fn overrule(&mut self, error: Error);
-    fn queued_at(&self) -> Instant;
-    /// Whether the change failed on the database itself (not on a party
-    /// rule): SQLite may then have rolled back the whole transaction, so
-    /// what ran before it in the batch is in doubt.
-    fn in_doubt(&self) -> bool;
-    /// Sends the outcome: once the batch committed, or at once for a
-    /// change refused or failed without it.
-    fn answer(self: Box<Self>);
-}
-
-struct Queued<S, T, F> {
-    state: S,
-    op: F,
-    outcome: Option<Result<T>>,
-    reply: oneshot::Sender<Result<T>>,
+/// One queued op and where its answer goes.
+#[derive(Debug)]
+struct Job {
+    op: WriteOp,
+    reply: oneshot::Sender<Result<Outcome>>,
     queued_at: Instant,
 }
 
-impl<S, T, F> Job for Queued<S, T, F>
-where
-    S: Send + Sync + 'static,
-    T: Send + 'static,
-    F: for<'c, 's> Fn(&'c S, &'c mut Change<'s>) -> BoxFuture<'c, Result<T>> + Send + 'static,
-{
-    fn run<'c, 's>(&'c mut self, change: &'c mut Change<'s>) -> BoxFuture<'c, bool> {
-        Box::pin(async move {
-            let outcome = (self.op)(&self.state, change).await;
-            let ok = outcome.is_ok();
-            self.outcome = Some(outcome);
-            ok
-        })
-    }
-
-    fn overrule(&mut self, error: Error) {
-        self.outcome = Some(Err(error));
-    }
-
-    fn queued_at(&self) -> Instant {
-        self.queued_at
-    }
-
-    fn in_doubt(&self) -> bool {
-        matches!(
-            self.outcome,
-            Some(Err(Error::Store(
-                StoreError::Unavailable(_) | StoreError::Database(_)
-            )))
-        )
-    }
-
-    fn answer(self: Box<Self>) {
+impl Job {
+    fn answer(self, outcome: Result<Outcome>) {
         // A caller that went away (its request was cancelled) needs no
         // answer; the change stands, as if its response were lost.
-        if let Some(outcome) = self.outcome {
-            let _ = self.reply.send(outcome);
+        let _ = self.reply.send(outcome);
+    }
+}
+
+/// Where the service queues ops for the writer.
+#[derive(Debug, Clone)]
+pub(super) struct WriteQueue {
+    jobs: mpsc::Sender<Job>,
+}
+
+/// What the writer does with a batch's events once it committed.
+#[derive(Debug)]
+pub(super) struct Announce {
+    pub(super) events: EventBus,
+    pub(super) heartbeats: Arc<Heartbeats>,
+    pub(super) snapshots: Arc<SnapshotCache>,
+}
+
+impl Announce {
+    fn committed(&self, events: Vec<Event>) {
+        // Memory first, so a caller answered next reads its own write;
+        // then every subscriber hears of it, in commit order.
+        for event in &events {
+            if let Event::Party { message, .. } = event {
+                self.heartbeats.forget(message);
+                if let Some((party_id, _)) = message.party_seq() {
+                    self.snapshots.invalidate(party_id);
+                }
+            }
+        }
+        for event in events {
+            self.events.publish(event);
         }
     }
 }
 
-/// The queue into the writer task.
+/// The group-commit writer: the one task that writes to a single-writer
+/// store. [`super::Service::new`] makes it; whoever uses the service runs
+/// it ([`Writer::run`]).
 #[derive(Debug)]
-pub(super) struct GroupCommit {
-    jobs: mpsc::Sender<Box<dyn Job>>,
+pub struct Writer {
+    queue: mpsc::Receiver<Job>,
+    store: Arc<dyn Store>,
+    config: Arc<Config>,
+    announce: Announce,
 }
 
-/// A change that could not be run in time.
+/// The queue into a writer over `store`, and the writer.
+pub(super) fn channel(
+    store: Arc<dyn Store>,
+    config: Arc<Config>,
+    announce: Announce,
+) -> (WriteQueue, Writer) {
+    let (jobs, queue) = mpsc::channel(QUEUE);
+    let writer = Writer {
+        queue,
+        store,
+        config,
+        announce,
+    };
+    (WriteQueue { jobs }, writer)
+}
+
+/// An op that could not be run in time.
 fn timed_out() -> Error {
     Error::Store(StoreError::Unavailable(sqlx::Error::PoolTimedOut))
 }
 
-/// The writer task is gone (at shutdown, once the store is closed), or
-/// dropped the change unanswered (a change in its batch panicked).
+/// The writer has stopped (the server is stopping), or dropped the op
+/// unanswered (an op in its batch panicked).
 fn writer_gone() -> Error {
     Error::Store(StoreError::Unavailable(sqlx::Error::PoolClosed))
 }
 
-impl GroupCommit {
-    /// Starts the writer task. `service` must not itself write through a
-    /// group commit: the task runs changes directly.
-    pub(super) fn start(service: Service) -> Self {
-        let (jobs, queue) = mpsc::channel(QUEUE);
-        tokio::spawn(run(service, queue));
-        Self { jobs }
-    }
-
-    /// Queues `op` over `state` and waits until it is committed (or failed).
-    pub(super) async fn submit<S, T, F>(&self, state: S, op: F) -> Result<T>
-    where
-        S: Send + Sync + 'static,
-        T: Send + 'static,
-        F: for<'c, 's> Fn(&'c S, &'c mut Change<'s>) -> BoxFuture<'c, Result<T>> + Send + 'static,
-    {
+impl WriteQueue {
+    /// Queues `op` and waits until it is committed (or failed).
+    pub(super) async fn submit(&self, op: WriteOp) -> Result<Outcome> {
         let (reply, answer) = oneshot::channel();
-        let job = Box::new(Queued {
-            state,
+        let job = Job {
             op,
-            outcome: None,
             reply,
             queued_at: Instant::now(),
-        });
+        };
         // A full queue means the writer is far behind: refuse as a request
         // that cannot get a pooled connection is refused.
         match tokio::time::timeout(QUEUE_TIMEOUT, self.jobs.send(job)).await {
@@ -147,45 +153,59 @@ impl GroupCommit {
     }
 }
 
-async fn run(service: Service, mut queue: mpsc::Receiver<Box<dyn Job>>) {
-    let mut taken = Vec::with_capacity(MAX_BATCH);
-    while queue.recv_many(&mut taken, MAX_BATCH).await > 0 {
-        let batch = std::mem::take(&mut taken);
-        let Err((error, batch)) = service.commit_guarded(batch).await else {
-            continue;
+/// A transaction that failed as a whole, and its ops, unanswered.
+type Failed = (Error, Vec<Job>);
+
+impl Writer {
+    /// Commits queued ops until `shutdown` completes or the service (every
+    /// clone of it) is gone. Then refuses new ops at once, commits those
+    /// already queued, and returns: no caller is left waiting.
+    pub async fn run(mut self, shutdown: impl Future<Output = ()>) {
+        tokio::pin!(shutdown);
+        let mut taken = Vec::with_capacity(MAX_BATCH);
+        loop {
+            tokio::select! {
+                biased;
+                () = &mut shutdown => break,
+                queued = self.queue.recv_many(&mut taken, MAX_BATCH) => {
+                    if queued == 0 {
+                        return;
+                    }
+                }
+            }
+            self.commit(std::mem::take(&mut taken)).await;
+        }
+        self.queue.close();
+        while self.queue.recv_many(&mut taken, MAX_BATCH).await > 0 {
+            self.commit(std::mem::take(&mut taken)).await;
+        }
+    }
+
+    /// Commits `batch` in one transaction; when that fails as a whole,
+    /// runs its ops again one by one so each caller gets its own outcome.
+    async fn commit(&self, batch: Vec<Job>) {
+        let Err((error, batch)) = self.commit_guarded(batch).await else {
+            return;
         };
         if batch.len() == 1 {
             fail(batch, error);
-            continue;
+            return;
         }
-        // The transaction failed after its changes ran (a savepoint, a
+        // The transaction failed after its ops ran (a savepoint, a
         // statement that left it in doubt, or the commit): nothing of it
-        // was committed, so each change runs again alone and each caller
-        // gets its own outcome.
-        tracing::debug!(error = %crate::telemetry::error_chain(&error), "group commit failed; running its changes one by one");
+        // was committed.
+        tracing::debug!(error = %error_chain(&error), "group commit failed; running its changes one by one");
         for job in batch {
-            if let Err((error, alone)) = service.commit_guarded(vec![job]).await {
+            if let Err((error, alone)) = self.commit_guarded(vec![job]).await {
                 fail(alone, error);
             }
         }
     }
-}
 
-/// Answers the one job of a failed transaction with its failure.
-fn fail(alone: Vec<Box<dyn Job>>, error: Error) {
-    if let Some(mut job) = alone.into_iter().next() {
-        job.overrule(error);
-        job.answer();
-    }
-}
-
-type Failed = (Error, Vec<Box<dyn Job>>);
-
-impl Service {
-    /// [`Service::commit_batch`], but a panicking change (a bug) only
-    /// costs its batch: the transaction rolls back, the batch's callers get
-    /// 503, and the writer goes on serving the rest.
-    async fn commit_guarded(&self, jobs: Vec<Box<dyn Job>>) -> std::result::Result<(), Failed> {
+    /// [`Writer::commit_batch`], but a panicking op (a bug) only costs its
+    /// batch: the transaction rolls back, the batch's callers get 503, and
+    /// the writer goes on serving the rest.
+    async fn commit_guarded(&self, jobs: Vec<Job>) -> std::result::Result<(), Failed> {
         match AssertUnwindSafe(self.commit_batch(jobs))
             .catch_unwind()
             .await
@@ -198,91 +218,94 @@ impl Service {
         }
     }
 
-    /// Runs `jobs` in one transaction, each in a savepoint, and answers
+    /// Applies `jobs` in one transaction, each in a savepoint, and answers
     /// them once it commits; gives back, unanswered, those not yet answered
     /// when the transaction as a whole fails.
-    async fn commit_batch(&self, jobs: Vec<Box<dyn Job>>) -> std::result::Result<(), Failed> {
-        let mut change = match self.change().await {
+    async fn commit_batch(&self, jobs: Vec<Job>) -> std::result::Result<(), Failed> {
+        let mut change = match Change::begin(&*self.store, &self.config).await {
             Ok(change) => change,
             Err(error) => {
-                // No change ran, and running them one by one would wait
-                // for the writer once per change: all are refused at once.
-                tracing::warn!(error = %crate::telemetry::error_chain(&error), changes = jobs.len(), "cannot start a write transaction");
-                for mut job in jobs {
-                    job.overrule(timed_out());
-                    job.answer();
+                // No op ran, and running them one by one would wait for the
+                // writer connection once per op: all are refused at once.
+                tracing::warn!(error = %error_chain(&error), changes = jobs.len(), "cannot start a write transaction");
+                for job in jobs {
+                    job.answer(Err(timed_out()));
                 }
                 return Ok(());
             }
         };
-        let mut ran = Vec::with_capacity(jobs.len());
+        let mut ran: Vec<(Job, Result<Outcome>)> = Vec::with_capacity(jobs.len());
         let mut queued = jobs.into_iter();
-        while let Some(mut job) = queued.next() {
-            // Checked before each change, not once per batch: behind a
-            // database that stalls every write (a lock held elsewhere),
-            // waiting callers are still answered within seconds.
-            if job.queued_at().elapsed() > QUEUE_TIMEOUT {
-                job.overrule(timed_out());
-                job.answer();
+        while let Some(job) = queued.next() {
+            // Checked before each op, not once per batch: behind a database
+            // that stalls every write (a lock held elsewhere), waiting
+            // callers are still answered within seconds.
+            if job.queued_at.elapsed() > QUEUE_TIMEOUT {
+                job.answer(Err(timed_out()));
                 continue;
             }
-            let outcome = run_in_savepoint(&mut change, job.as_mut()).await;
-            if outcome.is_ok() && job.in_doubt() {
+            let outcome = match change.apply_in_savepoint(&job.op).await {
+                Ok(outcome) => outcome,
+                Err(error) => return Err((error.into(), unanswered(ran, job, queued))),
+            };
+            if in_doubt(&outcome) {
                 if ran.is_empty() && queued.len() == 0 {
                     // Alone: its own error is its answer; the transaction
                     // is dropped, rolled back, not committed.
-                    job.answer();
+                    job.answer(outcome);
                     return Ok(());
                 }
-                ran.push(job);
-                ran.extend(queued);
                 let in_doubt = sqlx::Error::Protocol(
                     "a statement failed on the database; the batch's transaction is in doubt"
                         .into(),
                 );
-                return Err((Error::Store(StoreError::Unavailable(in_doubt)), ran));
+                let error = Error::Store(StoreError::Unavailable(in_doubt));
+                return Err((error, unanswered(ran, job, queued)));
             }
-            ran.push(job);
-            if let Err(error) = outcome {
-                ran.extend(queued);
-                return Err((error.into(), ran));
-            }
+            ran.push((job, outcome));
         }
-        if let Err(error) = change.commit().await {
-            return Err((error, ran));
+        match change.commit().await {
+            Ok(events) => self.announce.committed(events),
+            Err(error) => return Err((error, ran.into_iter().map(|(job, _)| job).collect())),
         }
-        for job in ran {
-            job.answer();
+        for (job, outcome) in ran {
+            job.answer(outcome);
         }
         Ok(())
     }
 }
 
-/// Runs one job in its own savepoint: kept when it succeeds, undone with
-/// its events when it fails. An error here means the transaction itself is
-/// in doubt.
-async fn run_in_savepoint(
-    change: &mut Change<'_>,
-    job: &mut dyn Job,
-) -> std::result::Result<(), StoreError> {
-    let events = change.events.len();
-    change.tx.savepoint().await?;
-    let kept = if job.run(change).await {
-        match change.tx.release_savepoint().await {
-            Ok(()) => true,
-            Err(error) => {
-                job.overrule(error.into());
-                false
-            }
-        }
-    } else {
-        false
-    };
-    if !kept {
-        change.tx.rollback_to_savepoint().await?;
-        change.events.truncate(events);
+/// Whether an op failed on the database itself (not on a party rule):
+/// SQLite may then have rolled back the whole transaction, so what ran
+/// before it in the batch is in doubt.
+fn in_doubt(outcome: &Result<Outcome>) -> bool {
+    matches!(
+        outcome,
+        Err(Error::Store(
+            StoreError::Unavailable(_) | StoreError::Database(_)
+        ))
+    )
+}
+
+/// The ops of a batch whose transaction failed at `failed`, in their
+/// order, their outcomes so far dropped: nothing of it was committed.
+fn unanswered(
+    ran: Vec<(Job, Result<Outcome>)>,
+    failed: Job,
+    queued: impl Iterator<Item = Job>,
+) -> Vec<Job> {
+    ran.into_iter()
+        .map(|(job, _)| job)
+        .chain(std::iter::once(failed))
+        .chain(queued)
+        .collect()
+}
+
+/// Answers the one op of a failed transaction with its failure.
+fn fail(alone: Vec<Job>, error: Error) {
+    if let Some(job) = alone.into_iter().next() {
+        job.answer(Err(error));
     }
-    Ok(())
 }
 
 #[cfg(test)]
@@ -293,9 +316,14 @@ mod tests {
         IpOrUnknown, NatType, PartyId, PeerId, PeerInfo, PublicKey, ServerMessage,
     };
     use tokio::sync::{Semaphore, broadcast};
+    use tokio_util::sync::CancellationToken;
 
     use super::*;
-    use crate::{config::Config, events::Event, store::SqliteStore};
+    use crate::{
+        config::Config,
+        service::{Mode, Service, write::TestOp},
+        store::SqliteStore,
+    };
 
     async fn sqlite_service() -> (Service, tempfile::TempDir) {
         let (service, _, dir) = sqlite_service_and_store().await;
@@ -369,18 +397,12 @@ mod tests {
         let (started, release) = (Arc::new(Semaphore::new(0)), Arc::new(Semaphore::new(0)));
         let holder = {
             let service = service.clone();
-            let state = (started.clone(), release.clone());
+            let op = WriteOp::Test(TestOp::Hold {
+                started: started.clone(),
+                release: release.clone(),
+            });
             tokio::spawn(async move {
-                service
-                    .write(state, |(started, release), _change| {
-                        Box::pin(async move {
-                            started.add_permits(1);
-                            let _held = release.acquire().await;
-                            Ok(())
-                        })
-                    })
-                    .await
-                    .unwrap();
+                service.write(op).await.unwrap();
             })
         };
         let _running = started.acquire().await.unwrap();
@@ -389,7 +411,10 @@ mod tests {
 
     /// Waits until `n` changes wait in the writer's queue.
     async fn queued(service: &Service, n: usize) {
-        let jobs = &service.group_commit.as_ref().unwrap().jobs;
+        let Mode::SingleWriter { queue, .. } = &service.mode else {
+            panic!("a SQLite service has a writer");
+        };
+        let jobs = &queue.jobs;
         while jobs.max_capacity() - jobs.capacity() < n {
             tokio::task::yield_now().await;
         }
@@ -424,17 +449,12 @@ mod tests {
         // Joins, then fails: its member, its event and its seq must vanish.
         let failing = {
             let (service, party) = (service.clone(), party.clone());
-            tokio::spawn(async move {
-                service
-                    .write(party, |party, change| {
-                        Box::pin(async move {
-                            Service::join_in(change, &peer("failing"), party, &info("failing"))
-                                .await?;
-                            Err::<(), _>(Error::Forbidden("refused after writing".into()))
-                        })
-                    })
-                    .await
-            })
+            let op = WriteOp::Test(TestOp::JoinThenFail {
+                caller: peer("failing"),
+                party_id: party,
+                info: info("failing"),
+            });
+            tokio::spawn(async move { service.write(op).await })
         };
         queued(&service, 2).await;
         let last = join("last");
@@ -518,14 +538,10 @@ mod tests {
     #[tokio::test]
     async fn a_panicking_change_costs_only_its_batch() {
         let (service, _dir) = sqlite_service().await;
-        let panicked = service
-            .write((), |(), _change| {
-                Box::pin(async { panic!("a bug in a change") })
-            })
-            .await;
+        let panicked = service.write(WriteOp::Test(TestOp::Panic)).await;
         assert!(matches!(
             panicked,
-            Err::<(), _>(Error::Store(StoreError::Unavailable(_)))
+            Err(Error::Store(StoreError::Unavailable(_)))
         ));
         create_party(&service, "host").await;
     }
@@ -577,5 +593,97 @@ mod tests {
                 .collect();
             assert_eq!(logged, seqs);
         }
+    }
+
+    #[tokio::test]
+    async fn a_batchs_events_are_published_in_commit_order_across_parties() {
+        let (service, _dir) = sqlite_service().await;
+        let (a, b) = (
+            create_party(&service, "host-a").await,
+            create_party(&service, "host-b").await,
+        );
+        let mut events = service.events().subscribe();
+
+        let (release, holder) = hold_writer(&service).await;
+        let join = |id: &'static str, party: &PartyId| {
+            let (service, party) = (service.clone(), party.clone());
+            tokio::spawn(async move { service.join_party(&peer(id), &party, info(id)).await })
+        };
+        let x = join("x", &a);
+        queued(&service, 1).await;
+        let y = join("y", &b);
+        queued(&service, 2).await;
+        let z = join("z", &a);
+        queued(&service, 3).await;
+        release.add_permits(1);
+        holder.await.unwrap();
+
+        assert_eq!(x.await.unwrap().unwrap().seq, 2);
+        assert_eq!(y.await.unwrap().unwrap().seq, 2);
+        assert_eq!(z.await.unwrap().unwrap().seq, 3);
+        assert_eq!(published(&mut events), [(a.clone(), 2), (b, 2), (a, 3)]);
+    }
+
+    /// A service whose writer runs until `stop` is cancelled.
+    async fn service_stopped_by(
+        stop: &CancellationToken,
+    ) -> (Service, tokio::task::JoinHandle<()>, tempfile::TempDir) {
+        let (service, writer, _, dir) =
+            super::super::scratch_sqlite_writer(Config::defaults()).await;
+        let running = tokio::spawn(writer.run(stop.clone().cancelled_owned()));
+        (service, running, dir)
+    }
+
+    /// Whether `write` answers (either way) within seconds.
+    async fn answers<T>(write: impl Future<Output = T>) -> T {
+        tokio::time::timeout(Duration::from_secs(5), write)
+            .await
+            .expect("an answer, not a wait")
+    }
+
+    #[tokio::test]
+    async fn the_writer_ends_when_told_to_stop_and_later_writes_are_refused() {
+        let stop = CancellationToken::new();
+        let (service, running, _dir) = service_stopped_by(&stop).await;
+        let party = create_party(&service, "host").await;
+
+        // The service (which queues to the writer) is still alive: the
+        // writer ends because it was told to, not because nobody is left.
+        stop.cancel();
+        answers(running).await.unwrap();
+
+        let refused = answers(service.join_party(&peer("late"), &party, info("late"))).await;
+        assert!(
+            matches!(refused, Err(Error::Store(StoreError::Unavailable(_)))),
+            "{refused:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn changes_queued_when_the_writer_is_told_to_stop_are_still_committed() {
+        let stop = CancellationToken::new();
+        let (service, running, _dir) = service_stopped_by(&stop).await;
+        let party = create_party(&service, "host").await;
+
+        let (release, holder) = hold_writer(&service).await;
+        let join = |id: &'static str| {
+            let (service, party) = (service.clone(), party.clone());
+            tokio::spawn(async move { service.join_party(&peer(id), &party, info(id)).await })
+        };
+        let (a, b) = (join("a"), join("b"));
+        queued(&service, 2).await;
+        stop.cancel();
+        release.add_permits(1);
+        holder.await.unwrap();
+
+        let mut seqs = [
+            answers(a).await.unwrap().unwrap().seq,
+            answers(b).await.unwrap().unwrap().seq,
+        ];
+        seqs.sort_unstable();
+        assert_eq!(seqs, [2, 3]);
+        answers(running).await.unwrap();
+        let (_, members) = service.store().snapshot(&party).await.unwrap().unwrap();
+        assert_eq!(members.len(), 3);
     }
 }

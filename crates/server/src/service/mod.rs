@@ -1,6 +1,12 @@
 //! The service layer: the rules of parties, tokens, signals and relays,
 //! written once and called by both the HTTP handlers and the WebSocket hub.
 //! Every change is committed first and then announced on the [`EventBus`].
+//!
+//! Every change is a `WriteOp` applied by one function (`write.rs`); how
+//! it reaches the database is the [`Service`]'s mode, chosen once by the
+//! backend: alone in its own transaction (PostgreSQL), or queued to the
+//! group-commit [`Writer`] (SQLite, `group_commit.rs`), a task the server
+//! starts and stops.
 
 mod cleanup;
 mod group_commit;
@@ -11,26 +17,27 @@ mod relays;
 mod signals;
 mod snapshots;
 mod tokens;
+mod write;
 
 use std::{future::Future, sync::Arc, time::Duration};
 
-use futures_util::future::BoxFuture;
-use lanrage_proto::{PartyId, PeerId, ServerMessage};
-use tokio::sync::{Mutex, MutexGuard};
+use lanrage_proto::PartyId;
 
 use crate::{
     config::Config,
-    events::{Event, EventBus},
+    events::EventBus,
     metrics::Metrics,
-    store::{Counts, Store, StoreError, Tx},
+    store::{Counts, Store, StoreError},
 };
 
 pub use cleanup::CleanupReport;
+pub use group_commit::Writer;
 /// Where a virtual-IP offset points; the rule lives in `lanrage-rules`.
 pub use lanrage_rules::virtual_ip;
 pub use parties::{Joined, Left, MIN_EVENT_LOG, PartyView};
 pub use signals::MAX_SIGNALS_PER_DRAIN;
 pub use tokens::{Grant, token_hash};
+pub(crate) use write::{Change, WriteOp};
 
 /// Why a request was refused.
 #[derive(Debug, thiserror::Error)]
@@ -132,23 +139,40 @@ impl From<lanrage_rules::RuleError> for Error {
     }
 }
 
-/// A service over a fresh SQLite file, for unit tests: the service, its
-/// store, and the folder holding the file (dropped last).
+/// A service over a fresh SQLite file, for unit tests: the service (its
+/// group-commit writer running until the service is dropped), its store,
+/// and the folder holding the file (dropped last).
 #[cfg(test)]
 pub(crate) async fn scratch_sqlite(
     config: Config,
 ) -> (Service, Arc<crate::store::SqliteStore>, tempfile::TempDir) {
+    let (service, writer, store, dir) = scratch_sqlite_writer(config).await;
+    tokio::spawn(writer.run(std::future::pending()));
+    (service, store, dir)
+}
+
+/// [`scratch_sqlite`], with its writer left for the test to run.
+#[cfg(test)]
+pub(crate) async fn scratch_sqlite_writer(
+    config: Config,
+) -> (
+    Service,
+    Writer,
+    Arc<crate::store::SqliteStore>,
+    tempfile::TempDir,
+) {
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite://{}", dir.path().join("control.db").display());
     let store = Arc::new(crate::store::SqliteStore::open(&url).await.unwrap());
-    let service = Service::new(
+    let (service, writer) = Service::new(
         store.clone(),
         Arc::new(config),
         EventBus::default(),
         false,
         Arc::new(Metrics::default()),
     );
-    (service, store, dir)
+    let writer = writer.expect("a store that does not deliver events has a writer");
+    (service, writer, store, dir)
 }
 
 /// The shared core of the server: storage, settings and the event bus.
@@ -157,20 +181,29 @@ pub struct Service {
     store: Arc<dyn Store>,
     config: Arc<Config>,
     events: EventBus,
-    /// For a store that does not deliver events itself (SQLite): held from
-    /// the start of a party-changing transaction until its events are
-    /// published, so the bus carries each party's events in `seq` order.
-    /// On SQLite only the group-commit writer task takes it, once per
-    /// batch, so it costs nothing.
-    sequencer: Option<Arc<Mutex<()>>>,
+    mode: Mode,
     heartbeats: Arc<heartbeats::Heartbeats>,
     tokens: Arc<tokens::TokenCache>,
-    /// Only when every change goes through this process (SQLite).
-    snapshots: Option<Arc<snapshots::SnapshotCache>>,
-    /// Only with a single writer (SQLite), where it is the only writer of
-    /// changes.
-    group_commit: Option<Arc<group_commit::GroupCommit>>,
     metrics: Arc<Metrics>,
+}
+
+/// How changes reach the database and their events the bus, and where
+/// party reads come from: decided once, by the backend.
+#[derive(Debug, Clone)]
+enum Mode {
+    /// Other instances may share the database (PostgreSQL). Each write runs
+    /// alone in its own transaction on the caller's task; the store
+    /// announces committed events to every instance; party reads go to the
+    /// database, as another instance may have changed the party.
+    SharedDatabase,
+    /// This process is the database's only writer (SQLite). Writes queue
+    /// for the group-commit [`Writer`], which commits them in batches and
+    /// publishes their events in commit order; party reads come from
+    /// memory, as every change passes here and drops its party's entry.
+    SingleWriter {
+        queue: group_commit::WriteQueue,
+        snapshots: Arc<snapshots::SnapshotCache>,
+    },
 }
 
 /// How many times a transaction that lost a race is tried in all.
@@ -178,35 +211,42 @@ const ATTEMPTS: u32 = 6;
 
 impl Service {
     /// `store_delivers_events` is what [`Store::deliver_events`] answered.
+    ///
+    /// When the store does not deliver events (SQLite), writes go through
+    /// one writer, returned here: the caller runs it
+    /// ([`Writer::run`], as [`crate::Server::run`] does) for as long as it
+    /// uses the service. Until then writes wait; once it has stopped they
+    /// are refused.
     pub fn new(
         store: Arc<dyn Store>,
         config: Arc<Config>,
         events: EventBus,
         store_delivers_events: bool,
         metrics: Arc<Metrics>,
-    ) -> Self {
-        let snapshots = (!store_delivers_events).then(|| {
-            let fresh_for = config.heartbeat_flush();
-            Arc::new(snapshots::SnapshotCache::new(fresh_for))
-        });
-        let mut service = Self {
+    ) -> (Self, Option<Writer>) {
+        let heartbeats = Arc::<heartbeats::Heartbeats>::default();
+        let (mode, writer) = if store_delivers_events {
+            (Mode::SharedDatabase, None)
+        } else {
+            let snapshots = Arc::new(snapshots::SnapshotCache::new(config.heartbeat_flush()));
+            let announce = group_commit::Announce {
+                events: events.clone(),
+                heartbeats: heartbeats.clone(),
+                snapshots: snapshots.clone(),
+            };
+            let (queue, writer) = group_commit::channel(store.clone(), config.clone(), announce);
+            (Mode::SingleWriter { queue, snapshots }, Some(writer))
+        };
+        let service = Self {
             store,
             config,
             events,
-            sequencer: (!store_delivers_events).then(Arc::default),
-            heartbeats: Arc::default(),
+            mode,
+            heartbeats,
             tokens: Arc::default(),
-            snapshots,
-            group_commit: None,
             metrics,
         };
-        if !store_delivers_events {
-            // The writer task's own copy has no group commit: it runs the
-            // changes it is handed directly.
-            let writer = group_commit::GroupCommit::start(service.clone());
-            service.group_commit = Some(Arc::new(writer));
-        }
-        service
+        (service, writer)
     }
 
     pub fn config(&self) -> &Config {
@@ -232,7 +272,10 @@ impl Service {
 
     /// The party and its members, from memory when possible.
     pub(crate) async fn snapshot(&self, party_id: &PartyId) -> Result<Option<snapshots::Snapshot>> {
-        let Some(cache) = &self.snapshots else {
+        let Mode::SingleWriter {
+            snapshots: cache, ..
+        } = &self.mode
+        else {
             return Ok(self
                 .store
                 .snapshot(party_id)
@@ -249,41 +292,6 @@ impl Service {
         let snapshot = Arc::new(snapshots::PartySnapshot::new(snapshot));
         cache.put(party_id.clone(), snapshot.clone(), since);
         Ok(Some(snapshot))
-    }
-
-    /// Runs `op` over `state` as one change, committed (its events
-    /// published) before this returns. With a single writer it is queued
-    /// and committed with the changes queued meanwhile; `op` may then run
-    /// more than once (again alone when the shared transaction fails), so
-    /// it takes its inputs by reference.
-    pub(crate) async fn write<S, T, F>(&self, state: S, op: F) -> Result<T>
-    where
-        S: Send + Sync + 'static,
-        T: Send + 'static,
-        F: for<'c, 's> Fn(&'c S, &'c mut Change<'s>) -> BoxFuture<'c, Result<T>> + Send + 'static,
-    {
-        if let Some(group_commit) = &self.group_commit {
-            return group_commit.submit(state, op).await;
-        }
-        let mut change = self.change().await?;
-        let value = op(&state, &mut change).await?;
-        change.commit().await?;
-        Ok(value)
-    }
-
-    /// Starts a change: a write transaction whose events are published when
-    /// it commits.
-    async fn change(&self) -> Result<Change<'_>> {
-        let order = match &self.sequencer {
-            Some(sequencer) => Some(sequencer.lock().await),
-            None => None,
-        };
-        Ok(Change {
-            tx: self.store.begin().await?,
-            events: Vec::new(),
-            service: self,
-            _order: order,
-        })
     }
 
     /// Counts the database error behind a failure that is only logged (a
@@ -315,57 +323,6 @@ impl Service {
                 other => return other,
             }
         }
-    }
-}
-
-/// A write transaction and the events it will publish once committed.
-pub(crate) struct Change<'s> {
-    pub(crate) tx: Box<dyn Tx>,
-    events: Vec<Event>,
-    service: &'s Service,
-    _order: Option<MutexGuard<'s, ()>>,
-}
-
-impl std::fmt::Debug for Change<'_> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Change")
-            .field("events", &self.events.len())
-            .finish()
-    }
-}
-
-impl Change<'_> {
-    pub(crate) fn publish_party(&mut self, message: ServerMessage, recipients: Vec<PeerId>) {
-        self.events.push(Event::Party {
-            message: Arc::new(message),
-            recipients: recipients.into(),
-        });
-    }
-
-    pub(crate) fn publish(&mut self, event: Event) {
-        self.events.push(event);
-    }
-
-    /// Commits, then publishes the events, unless the store delivers them
-    /// itself (it announced them inside the transaction).
-    pub(crate) async fn commit(self) -> Result<()> {
-        self.tx.commit().await?;
-        for event in &self.events {
-            if let Event::Party { message, .. } = event {
-                self.service.heartbeats.forget(message);
-                if let (Some(cache), Some((party_id, _))) =
-                    (&self.service.snapshots, message.party_seq())
-                {
-                    cache.invalidate(party_id);
-                }
-            }
-        }
-        if self.service.sequencer.is_some() {
-            for event in self.events {
-                self.service.events.publish(event);
-            }
-        }
-        Ok(())
     }
 }
 

@@ -20,7 +20,7 @@ use lanrage_rules::{
 use serde::Serialize;
 
 use super::{
-    Change, Error, Result, Service, random_bytes,
+    Change, Error, Result, Service, WriteOp, random_bytes,
     snapshots::{PartySnapshot, Snapshot},
 };
 use crate::store::{MemberRecord, PartyRecord, PartyWithMembers};
@@ -143,11 +143,7 @@ impl Service {
         let party_id = &party.party_id;
         let seq = party.seq + 1;
         let message = event(seq);
-        let keep_last = change
-            .service
-            .config
-            .event_log_max_per_party
-            .max(MIN_EVENT_LOG);
+        let keep_last = change.config.event_log_max_per_party.max(MIN_EVENT_LOG);
         change
             .tx
             .insert_event(party_id, seq, now, &message, &recipients, keep_last)
@@ -230,18 +226,15 @@ impl Service {
         host: PeerInfo,
     ) -> Result<Joined> {
         must_be_caller(caller, &host.peer_id)?;
-        self.retrying(|| {
-            self.write(
-                (caller.clone(), name.clone(), host.clone()),
-                |(caller, name, host), change| {
-                    Box::pin(Self::create_in(change, caller, name, host))
-                },
-            )
-        })
-        .await
+        let op = WriteOp::CreateParty {
+            caller: caller.clone(),
+            name,
+            host,
+        };
+        self.retrying(|| self.write(op.clone())).await?.try_into()
     }
 
-    async fn create_in(
+    pub(super) async fn create_in(
         change: &mut Change<'_>,
         caller: &PeerId,
         name: &Name,
@@ -292,15 +285,12 @@ impl Service {
         info: PeerInfo,
     ) -> Result<Joined> {
         must_be_caller(caller, &info.peer_id)?;
-        self.retrying(|| {
-            self.write(
-                (caller.clone(), party_id.clone(), info.clone()),
-                |(caller, party_id, info), change| {
-                    Box::pin(Self::join_in(change, caller, party_id, info))
-                },
-            )
-        })
-        .await
+        let op = WriteOp::JoinParty {
+            caller: caller.clone(),
+            party_id: party_id.clone(),
+            info,
+        };
+        self.retrying(|| self.write(op.clone())).await?.try_into()
     }
 
     pub(super) async fn join_in(
@@ -389,16 +379,14 @@ impl Service {
         peer_id: &PeerId,
     ) -> Result<Left> {
         must_be_caller(caller, peer_id)?;
-        self.retrying(|| {
-            self.write(
-                (party_id.clone(), peer_id.clone()),
-                |(party_id, peer_id), change| Box::pin(Self::leave_in(change, party_id, peer_id)),
-            )
-        })
-        .await
+        let op = WriteOp::LeaveParty {
+            party_id: party_id.clone(),
+            peer_id: peer_id.clone(),
+        };
+        self.retrying(|| self.write(op.clone())).await?.try_into()
     }
 
-    async fn leave_in(
+    pub(super) async fn leave_in(
         change: &mut Change<'_>,
         party_id: &PartyId,
         peer_id: &PeerId,

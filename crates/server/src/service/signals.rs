@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use lanrage_proto::{PartyId, PeerId, Signal, SignalData, Timestamp};
 
-use super::{Change, Error, Result, Service};
+use super::{Change, Error, Result, Service, WriteOp};
 use crate::events::Event;
 
 /// Most signals one drain answers with: with every signal at most 16 KiB,
@@ -21,25 +21,18 @@ impl Service {
         to_peer_id: PeerId,
         signal_data: SignalData,
     ) -> Result<Signal> {
-        let signal = self
-            .write(
-                (caller.clone(), party_id.clone(), to_peer_id, signal_data),
-                |(caller, party_id, to_peer_id, signal_data), change| {
-                    Box::pin(Self::send_signal_in(
-                        change,
-                        caller,
-                        party_id,
-                        to_peer_id,
-                        signal_data,
-                    ))
-                },
-            )
-            .await?;
+        let op = WriteOp::SendSignal {
+            caller: caller.clone(),
+            party_id: party_id.clone(),
+            to_peer_id,
+            signal_data,
+        };
+        let signal = self.write(op).await?.try_into()?;
         self.metrics.signals_sent.inc();
         Ok(signal)
     }
 
-    async fn send_signal_in(
+    pub(super) async fn send_signal_in(
         change: &mut Change<'_>,
         caller: &PeerId,
         party_id: &PartyId,
@@ -47,7 +40,7 @@ impl Service {
         signal_data: &SignalData,
     ) -> Result<Signal> {
         let now = Timestamp::now();
-        let config = change.service.config.clone();
+        let config = change.config;
         let tx = &mut change.tx;
         let Some((_, members)) = tx.party_and_members(party_id).await? else {
             return Err(Error::NotFound(format!("party {party_id} not found")));

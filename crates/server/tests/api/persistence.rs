@@ -1,10 +1,14 @@
-//! State survives a restart; the database file and its folder are created.
+//! State survives a restart; the database file and its folder are created;
+//! a stopped server writes no more.
 
-use lanrage_proto::{PartyResponse, RelaysResponse};
+use std::time::Duration;
+
+use lanrage_proto::{PartyResponse, PeerId, PeerInfo, RelaysResponse};
+use lanrage_server::{service, store::StoreError};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
-use crate::helpers::{RELAY_KEY, spawn_app};
+use crate::helpers::{RELAY_KEY, peer_info, spawn_app};
 
 #[tokio::test]
 async fn parties_tokens_and_relays_survive_a_restart() {
@@ -75,4 +79,32 @@ async fn health_reports_a_reachable_database() {
         .await;
 
     assert_eq!(health.status, "ok");
+}
+
+/// The server owns the task that writes (SQLite's group-commit writer):
+/// once the server has stopped, its service refuses a write at once
+/// instead of leaving the caller waiting.
+#[tokio::test]
+async fn a_stopped_server_refuses_writes_at_once() {
+    let mut app = spawn_app().await;
+    let (_, created) = app.create_party("alice").await;
+    let service = app.service.clone();
+
+    tokio::time::timeout(Duration::from_secs(15), app.stop_server())
+        .await
+        .expect("the server stops");
+    let bob: PeerInfo = serde_json::from_value(peer_info("bob")).unwrap();
+    let caller = PeerId::parse("bob").unwrap();
+    let join = service.join_party(&caller, &created.party_id, bob);
+    let refused = tokio::time::timeout(Duration::from_secs(5), join)
+        .await
+        .expect("an answer, not a wait");
+
+    assert!(
+        matches!(
+            refused,
+            Err(service::Error::Store(StoreError::Unavailable(_)))
+        ),
+        "{refused:?}"
+    );
 }

@@ -1,0 +1,409 @@
+//! The write path: every change to the shared state is one [`WriteOp`],
+//! applied by [`apply`] inside a write transaction (a [`Change`]), with a
+//! typed [`Outcome`].
+//!
+//! How the transaction runs is decided once, by the backend (see
+//! [`super::Mode`]): on PostgreSQL each op runs alone in its own
+//! transaction on the caller's task, here in [`Service::write`]; on SQLite
+//! it is queued to the group-commit writer (`group_commit.rs`), which runs
+//! many ops in one transaction. Either way an op is plain data and
+//! [`apply`] reads nothing but the op and the transaction, so the same op
+//! can run again (alone, when a shared transaction failed) with the same
+//! meaning.
+//!
+//! To add a write: a variant here, its outcome, one arm in [`apply`], and a
+//! public method (in the module of its noun) that builds the op and turns
+//! the outcome back into its own type.
+
+use std::sync::Arc;
+
+use lanrage_proto::{
+    Name, PartyId, PeerId, PeerInfo, ServerMessage, Signal, SignalData, Timestamp,
+};
+
+use super::{Error, Joined, Left, Result, Service};
+use crate::{
+    config::Config,
+    events::Event,
+    store::{Store, StoreResult, Tx},
+};
+
+/// One change to the shared state.
+#[derive(Debug, Clone)]
+pub(crate) enum WriteOp {
+    /// `caller` creates a party it hosts, leaving the one it is in.
+    CreateParty {
+        caller: PeerId,
+        name: Name,
+        host: PeerInfo,
+    },
+    /// `caller` joins a party (or moves to it, or refreshes its info).
+    JoinParty {
+        caller: PeerId,
+        party_id: PartyId,
+        info: PeerInfo,
+    },
+    /// `peer_id` leaves a party (already checked to be the caller).
+    LeaveParty { party_id: PartyId, peer_id: PeerId },
+    /// `caller` queues a signal for another member.
+    SendSignal {
+        caller: PeerId,
+        party_id: PartyId,
+        to_peer_id: PeerId,
+        signal_data: SignalData,
+    },
+    /// Cleanup: removes a member still silent since before `cutoff`.
+    RemoveIfStale {
+        party_id: PartyId,
+        peer_id: PeerId,
+        cutoff: Timestamp,
+        now: Timestamp,
+    },
+    /// Cleanup: ends a party whose host is no longer among its members.
+    EndIfOrphaned { party_id: PartyId, now: Timestamp },
+    /// Ops that only tests need: they hold, fail or break the writer.
+    #[cfg(test)]
+    Test(TestOp),
+}
+
+/// What a [`WriteOp`] did.
+#[derive(Debug)]
+pub(crate) enum Outcome {
+    /// [`WriteOp::CreateParty`] and [`WriteOp::JoinParty`].
+    Joined(Joined),
+    /// [`WriteOp::LeaveParty`].
+    Left(Left),
+    /// [`WriteOp::SendSignal`]: the signal as queued.
+    SignalSent(Signal),
+    /// [`WriteOp::RemoveIfStale`]: `None` when the member was gone or no
+    /// longer silent.
+    RemovedIfStale(Option<Left>),
+    /// [`WriteOp::EndIfOrphaned`]: whether the party ended.
+    EndedIfOrphaned(bool),
+    #[cfg(test)]
+    Tested,
+}
+
+/// Applies `op` inside `change`: the one dispatch from an op to the code
+/// that carries it out. On error the caller undoes the op's writes (the
+/// transaction is dropped, or its savepoint rolled back).
+pub(super) async fn apply(change: &mut Change<'_>, op: &WriteOp) -> Result<Outcome> {
+    match op {
+        WriteOp::CreateParty { caller, name, host } => {
+            Service::create_in(change, caller, name, host)
+                .await
+                .map(Outcome::Joined)
+        }
+        WriteOp::JoinParty {
+            caller,
+            party_id,
+            info,
+        } => Service::join_in(change, caller, party_id, info)
+            .await
+            .map(Outcome::Joined),
+        WriteOp::LeaveParty { party_id, peer_id } => Service::leave_in(change, party_id, peer_id)
+            .await
+            .map(Outcome::Left),
+        WriteOp::SendSignal {
+            caller,
+            party_id,
+            to_peer_id,
+            signal_data,
+        } => Service::send_signal_in(change, caller, party_id, to_peer_id, signal_data)
+            .await
+            .map(Outcome::SignalSent),
+        WriteOp::RemoveIfStale {
+            party_id,
+            peer_id,
+            cutoff,
+            now,
+        } => Service::remove_if_stale_in(change, party_id, peer_id, *cutoff, *now)
+            .await
+            .map(Outcome::RemovedIfStale),
+        WriteOp::EndIfOrphaned { party_id, now } => {
+            Service::end_if_orphaned_in(change, party_id, *now)
+                .await
+                .map(Outcome::EndedIfOrphaned)
+        }
+        #[cfg(test)]
+        WriteOp::Test(test) => test.apply(change).await,
+    }
+}
+
+impl Outcome {
+    /// The error for an outcome of the wrong kind: a bug in [`apply`].
+    fn mismatch(self, wanted: &str) -> Error {
+        Error::Internal(format!("a write answered {self:?} where {wanted} was due").into())
+    }
+}
+
+impl TryFrom<Outcome> for Joined {
+    type Error = Error;
+
+    fn try_from(outcome: Outcome) -> Result<Self> {
+        match outcome {
+            Outcome::Joined(joined) => Ok(joined),
+            other => Err(other.mismatch("Joined")),
+        }
+    }
+}
+
+impl TryFrom<Outcome> for Left {
+    type Error = Error;
+
+    fn try_from(outcome: Outcome) -> Result<Self> {
+        match outcome {
+            Outcome::Left(left) => Ok(left),
+            other => Err(other.mismatch("Left")),
+        }
+    }
+}
+
+impl TryFrom<Outcome> for Signal {
+    type Error = Error;
+
+    fn try_from(outcome: Outcome) -> Result<Self> {
+        match outcome {
+            Outcome::SignalSent(signal) => Ok(signal),
+            other => Err(other.mismatch("SignalSent")),
+        }
+    }
+}
+
+impl TryFrom<Outcome> for Option<Left> {
+    type Error = Error;
+
+    fn try_from(outcome: Outcome) -> Result<Self> {
+        match outcome {
+            Outcome::RemovedIfStale(left) => Ok(left),
+            other => Err(other.mismatch("RemovedIfStale")),
+        }
+    }
+}
+
+impl TryFrom<Outcome> for bool {
+    type Error = Error;
+
+    fn try_from(outcome: Outcome) -> Result<Self> {
+        match outcome {
+            Outcome::EndedIfOrphaned(ended) => Ok(ended),
+            other => Err(other.mismatch("EndedIfOrphaned")),
+        }
+    }
+}
+
+impl Service {
+    /// Runs `op` as one change, committed (and its events announced)
+    /// before this returns. Ops that may lose a race are retried by their
+    /// caller ([`Service::retrying`]), which hands in a fresh copy.
+    pub(crate) async fn write(&self, op: WriteOp) -> Result<Outcome> {
+        match &self.mode {
+            super::Mode::SingleWriter { queue, .. } => queue.submit(op).await,
+            super::Mode::SharedDatabase => {
+                let mut change = Change::begin(&*self.store, &self.config).await?;
+                let outcome = apply(&mut change, &op).await?;
+                let events = change.commit().await?;
+                // The store announces the events itself, to every instance;
+                // this one forgets at once what they ended, so the caller's
+                // next heartbeat is checked against the database.
+                for event in &events {
+                    if let Event::Party { message, .. } = event {
+                        self.heartbeats.forget(message);
+                    }
+                }
+                Ok(outcome)
+            }
+        }
+    }
+}
+
+/// A write transaction and the events its ops will announce once it
+/// commits.
+pub(crate) struct Change<'c> {
+    pub(crate) tx: Box<dyn Tx>,
+    events: Vec<Event>,
+    pub(crate) config: &'c Config,
+}
+
+impl std::fmt::Debug for Change<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Change")
+            .field("events", &self.events.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl<'c> Change<'c> {
+    pub(super) async fn begin(store: &dyn Store, config: &'c Config) -> StoreResult<Self> {
+        Ok(Self {
+            tx: store.begin().await?,
+            events: Vec::new(),
+            config,
+        })
+    }
+}
+
+impl Change<'_> {
+    pub(crate) fn publish_party(&mut self, message: ServerMessage, recipients: Vec<PeerId>) {
+        self.events.push(Event::Party {
+            message: Arc::new(message),
+            recipients: recipients.into(),
+        });
+    }
+
+    pub(crate) fn publish(&mut self, event: Event) {
+        self.events.push(event);
+    }
+
+    /// Applies `op` in its own savepoint: kept when it succeeds, undone
+    /// with its events when it fails, so ops sharing the transaction fail
+    /// alone. The outer error means the transaction itself is in doubt.
+    pub(super) async fn apply_in_savepoint(
+        &mut self,
+        op: &WriteOp,
+    ) -> StoreResult<Result<Outcome>> {
+        let events = self.events.len();
+        self.tx.savepoint().await?;
+        let outcome = match apply(self, op).await {
+            Ok(outcome) => match self.tx.release_savepoint().await {
+                Ok(()) => return Ok(Ok(outcome)),
+                Err(error) => Err(error.into()),
+            },
+            Err(error) => Err(error),
+        };
+        self.tx.rollback_to_savepoint().await?;
+        self.events.truncate(events);
+        Ok(outcome)
+    }
+
+    /// Commits; gives back the events, in the order they were made, for
+    /// whoever announces them.
+    pub(super) async fn commit(self) -> Result<Vec<Event>> {
+        self.tx.commit().await?;
+        Ok(self.events)
+    }
+}
+
+/// Ops for the write path's own tests.
+#[cfg(test)]
+#[derive(Debug, Clone)]
+pub(crate) enum TestOp {
+    /// Adds a permit to `started`, then holds its transaction until it
+    /// gets one from `release`: whatever is queued meanwhile commits as
+    /// one batch.
+    Hold {
+        started: Arc<tokio::sync::Semaphore>,
+        release: Arc<tokio::sync::Semaphore>,
+    },
+    /// Joins `caller` to the party, then fails: its writes must vanish.
+    JoinThenFail {
+        caller: PeerId,
+        party_id: PartyId,
+        info: PeerInfo,
+    },
+    /// A bug: panics inside its transaction.
+    Panic,
+}
+
+#[cfg(test)]
+impl TestOp {
+    async fn apply(&self, change: &mut Change<'_>) -> Result<Outcome> {
+        match self {
+            Self::Hold { started, release } => {
+                started.add_permits(1);
+                let _held = release.acquire().await;
+                Ok(Outcome::Tested)
+            }
+            Self::JoinThenFail {
+                caller,
+                party_id,
+                info,
+            } => {
+                Service::join_in(change, caller, party_id, info).await?;
+                Err(Error::Forbidden("refused after writing".into()))
+            }
+            Self::Panic => panic!("a bug in a change"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use lanrage_proto::{IpOrUnknown, NatType, PublicKey};
+
+    use super::*;
+    use crate::{events::EventBus, metrics::Metrics, store::SqliteStore};
+
+    fn peer(id: &str) -> PeerId {
+        PeerId::parse(id).unwrap()
+    }
+
+    fn info(id: &str) -> PeerInfo {
+        PeerInfo {
+            peer_id: peer(id),
+            name: Name::parse(id).unwrap(),
+            public_key: PublicKey::from_bytes(&[7; 32]),
+            nat_type: NatType::Open,
+            public_ip: IpOrUnknown::Unknown,
+            public_port: 0,
+            local_ip: IpOrUnknown::Unknown,
+            local_port: 0,
+        }
+    }
+
+    #[tokio::test]
+    async fn alone_in_its_transaction_a_failing_op_leaves_nothing_and_events_are_the_stores() {
+        // The shared-database mode (PostgreSQL's), over SQLite: the store
+        // is said to deliver events itself, so no writer and no publishing.
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("control.db").display());
+        let store = Arc::new(SqliteStore::open(&url).await.unwrap());
+        let bus = EventBus::default();
+        let mut published = bus.subscribe();
+        let (service, writer) = Service::new(
+            store,
+            Arc::new(Config::defaults()),
+            bus,
+            true,
+            Arc::new(Metrics::default()),
+        );
+        assert!(writer.is_none());
+        let created = service
+            .create_party(&peer("host"), Name::parse("party").unwrap(), info("host"))
+            .await
+            .unwrap();
+        let party_id = created.party.party_id;
+
+        let failing = WriteOp::Test(TestOp::JoinThenFail {
+            caller: peer("failing"),
+            party_id: party_id.clone(),
+            info: info("failing"),
+        });
+        let refused = service.write(failing).await;
+        assert!(matches!(refused, Err(Error::Forbidden(_))), "{refused:?}");
+
+        let joined = service
+            .join_party(&peer("guest"), &party_id, info("guest"))
+            .await
+            .unwrap();
+        assert_eq!(joined.seq, 2, "the failed op's seq was not used");
+        let (record, members) = service.store().snapshot(&party_id).await.unwrap().unwrap();
+        let ids: Vec<_> = members.iter().map(|m| m.peer.peer_id.as_str()).collect();
+        assert_eq!(ids, ["host", "guest"]);
+        assert_eq!(record.seq, 2);
+        assert!(
+            published.try_recv().is_err(),
+            "the service published an event"
+        );
+    }
+
+    #[test]
+    fn an_outcome_of_the_wrong_kind_is_an_internal_error() {
+        let wrong = Outcome::EndedIfOrphaned(true);
+        assert!(matches!(Joined::try_from(wrong), Err(Error::Internal(_))));
+        assert!(matches!(
+            bool::try_from(Outcome::EndedIfOrphaned(true)),
+            Ok(true)
+        ));
+    }
+}
