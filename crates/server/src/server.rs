@@ -22,7 +22,7 @@ use crate::{
         listener::{Serving, accept_loop},
     },
     service::{Service, Writer},
-    store::{self, PgSettings, StoreError},
+    store::{self, EventFeed, PgSettings, StoreError},
     tls::TlsFiles,
     ws::hub::{CloseReason, Hub},
 };
@@ -52,7 +52,6 @@ pub enum StartError {
 }
 
 /// A server with its database open and its listener bound.
-#[derive(Debug)]
 pub struct Server {
     listener: TcpListener,
     /// `--metrics-listen`: /metrics served there instead of on `listener`.
@@ -62,6 +61,22 @@ pub struct Server {
     service: Service,
     /// The service's group-commit writer (SQLite), run by [`Server::run`].
     writer: Option<Writer>,
+    /// The store's feed of every instance's events (PostgreSQL), run by
+    /// [`Server::run`].
+    feed: Option<EventFeed>,
+}
+
+impl std::fmt::Debug for Server {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Server")
+            .field("listener", &self.listener)
+            .field("metrics_listener", &self.metrics_listener)
+            .field("tls", &self.tls.as_ref().map(|(files, _)| files))
+            .field("service", &self.service)
+            .field("writer", &self.writer)
+            .field("feed", &self.feed.is_some())
+            .finish()
+    }
 }
 
 impl Server {
@@ -107,12 +122,12 @@ impl Server {
             None => None,
         };
         let events = EventBus::default();
-        let store_delivers_events = store.deliver_events(events.clone()).await?;
+        let feed = store.deliver_events(events.clone()).await?;
         let (service, writer) = Service::new(
             store,
             Arc::new(config),
             events,
-            store_delivers_events,
+            feed.is_some(),
             Arc::new(Metrics::default()),
         );
         service
@@ -125,6 +140,7 @@ impl Server {
             tls,
             service,
             writer,
+            feed,
         })
     }
 
@@ -168,6 +184,7 @@ impl Server {
         );
         let hub = Arc::new(Hub::new(self.service.metrics().clone()));
         let dispatcher = tokio::spawn(hub.clone().run(self.service.clone()));
+        let feed = self.feed.map(tokio::spawn);
         let state = AppState {
             service: self.service.clone(),
             hub: hub.clone(),
@@ -223,7 +240,12 @@ impl Server {
         // Sockets that authenticated while the listener drained get closed too.
         hub.close_all(CloseReason::ShuttingDown);
         hub.drained(SOCKET_CLOSE_TIMEOUT).await;
-        dispatcher.abort();
+        // Nothing is left to tell: the feed and the dispatcher stop, and
+        // are waited for, so no task of this server outlives it.
+        for task in feed.into_iter().chain([dispatcher]) {
+            task.abort();
+            let _ = task.await;
+        }
         let _ = cleanup.await;
         let _ = flusher.await;
         writes_stop.cancel();

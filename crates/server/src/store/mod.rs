@@ -129,6 +129,9 @@ impl PoolState {
 
 pub type StoreResult<T> = Result<T, StoreError>;
 
+/// A store's event feed (see [`Store::deliver_events`]).
+pub type EventFeed = futures_util::future::BoxFuture<'static, ()>;
+
 /// A party's own row.
 #[derive(Debug, Clone, PartialEq)]
 pub struct PartyRecord {
@@ -187,10 +190,11 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     /// The state of each connection pool.
     fn pools(&self) -> Vec<PoolState>;
 
-    /// Starts delivering every committed event into `bus`, from all server
-    /// instances sharing the database, and returns true; or returns false
-    /// when the caller must publish its own events after each commit.
-    async fn deliver_events(&self, bus: EventBus) -> StoreResult<bool>;
+    /// The feed that delivers every committed event into `bus`, from all
+    /// server instances sharing the database: a future the caller runs
+    /// for as long as it serves (and drops to stop it). `None` when the
+    /// caller must publish its own events after each commit.
+    async fn deliver_events(&self, bus: EventBus) -> StoreResult<Option<EventFeed>>;
 
     /// The party and its members, read in one consistent snapshot.
     async fn snapshot(&self, party_id: &PartyId) -> StoreResult<Option<PartyWithMembers>>;

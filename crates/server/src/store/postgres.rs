@@ -17,8 +17,8 @@ use sqlx::{
 };
 
 use super::{
-    Counts, MemberRecord, PartyRecord, PartyWithMembers, PoolState, Store, StoreError, StoreResult,
-    Swept, TokenRecord, Tx,
+    Counts, EventFeed, MemberRecord, PartyRecord, PartyWithMembers, PoolState, Store, StoreError,
+    StoreResult, Swept, TokenRecord, Tx,
     rows::{self, Columns},
     sqlite::lease_cutoff,
 };
@@ -85,8 +85,8 @@ impl PostgresStore {
     }
 }
 
-/// Reads notifications and turns them into events on `bus` until the bus
-/// has no reason to exist. A lost connection is re-established, and since
+/// Reads notifications and turns them into events on `bus` until it is
+/// dropped (the server stops it). A lost connection is re-established, and since
 /// notifications sent meanwhile are gone, `Event::Resync` tells the hub to
 /// resend the current state.
 async fn listen(mut listener: PgListener, pool: PgPool, bus: EventBus) {
@@ -202,11 +202,10 @@ impl Store for PostgresStore {
         vec![PoolState::of("main", &self.pool)]
     }
 
-    async fn deliver_events(&self, bus: EventBus) -> StoreResult<bool> {
+    async fn deliver_events(&self, bus: EventBus) -> StoreResult<Option<EventFeed>> {
         let mut listener = PgListener::connect_with(&self.pool).await?;
         listener.listen(CHANNEL).await?;
-        tokio::spawn(listen(listener, self.pool.clone(), bus));
-        Ok(true)
+        Ok(Some(Box::pin(listen(listener, self.pool.clone(), bus))))
     }
 
     async fn snapshot(&self, party_id: &PartyId) -> StoreResult<Option<PartyWithMembers>> {

@@ -19,8 +19,8 @@ use sqlx::{
 };
 
 use super::{
-    Counts, MemberRecord, PartyRecord, PartyWithMembers, PoolState, Store, StoreError, StoreResult,
-    Swept, TokenRecord, Tx,
+    Counts, EventFeed, MemberRecord, PartyRecord, PartyWithMembers, PoolState, Store, StoreError,
+    StoreResult, Swept, TokenRecord, Tx,
     rows::{self, Columns},
 };
 use crate::events::EventBus;
@@ -146,9 +146,9 @@ impl Store for SqliteStore {
         ]
     }
 
-    async fn deliver_events(&self, _bus: EventBus) -> StoreResult<bool> {
+    async fn deliver_events(&self, _bus: EventBus) -> StoreResult<Option<EventFeed>> {
         // One process owns the file: the service publishes after commit.
-        Ok(false)
+        Ok(None)
     }
 
     async fn snapshot(&self, party_id: &PartyId) -> StoreResult<Option<PartyWithMembers>> {

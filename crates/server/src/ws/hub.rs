@@ -18,7 +18,10 @@ use std::{
 
 use axum::extract::ws::Utf8Bytes;
 use lanrage_proto::{PartyId, PeerId, ServerMessage};
-use tokio::sync::{broadcast, mpsc, watch};
+use tokio::{
+    sync::{broadcast, mpsc, watch},
+    task::JoinSet,
+};
 
 use crate::{
     events::Event, metrics::Metrics, net::ClientKey, service::Service, telemetry::error_chain,
@@ -493,27 +496,45 @@ impl Hub {
         }
     }
 
-    /// Routes the bus to the sockets until the bus closes.
+    /// Routes the bus to the sockets until the bus closes. Everything it
+    /// starts lives inside this future: stopping it (the server aborts it
+    /// once every socket is closed) stops them all.
     pub async fn run(self: Arc<Self>, service: Service) {
-        let mut events = service.events().subscribe();
-        // Signals written to a socket are marked by one task, in order, so
-        // the dispatcher never waits for the database.
-        if let Some(mut written) = self.delivered_rx.lock().ok().and_then(|mut rx| rx.take()) {
-            let service = service.clone();
-            let metrics = self.metrics.clone();
-            tokio::spawn(async move {
-                while let Some(id) = written.recv().await {
-                    if let Err(error) = service.mark_signal_delivered(id).await {
-                        service.count_db_error(&error);
-                        tracing::warn!(error = %error_chain(&error), "cannot mark a signal delivered");
-                    }
-                    // Counted once marked, so a scrape that sees it also
-                    // finds the row marked.
-                    metrics.signals_delivered.inc();
-                }
-            });
+        let written = self.delivered_rx.lock().ok().and_then(|mut rx| rx.take());
+        tokio::select! {
+            () = self.clone().mark_delivered(written, service.clone()) => {}
+            () = self.dispatch(service) => {}
         }
+    }
+
+    /// Marks the signals written to sockets, one at a time, in order, so
+    /// the dispatcher never waits for the database.
+    async fn mark_delivered(
+        self: Arc<Self>,
+        written: Option<mpsc::UnboundedReceiver<i64>>,
+        service: Service,
+    ) {
+        let Some(mut written) = written else {
+            return std::future::pending().await;
+        };
+        while let Some(id) = written.recv().await {
+            if let Err(error) = service.mark_signal_delivered(id).await {
+                service.count_db_error(&error);
+                tracing::warn!(error = %error_chain(&error), "cannot mark a signal delivered");
+            }
+            // Counted once marked, so a scrape that sees it also finds the
+            // row marked.
+            self.metrics.signals_delivered.inc();
+        }
+    }
+
+    async fn dispatch(self: Arc<Self>, service: Service) {
+        let mut events = service.events().subscribe();
+        // Resyncs read the database: they run beside the dispatcher, owned
+        // by it.
+        let mut resyncs = JoinSet::new();
         loop {
+            while resyncs.try_join_next().is_some() {}
             match events.recv().await {
                 Ok(Event::Party {
                     message,
@@ -548,7 +569,11 @@ impl Hub {
                     };
                     self.deliver([&signal.to_peer_id], &item);
                 }
-                Ok(Event::Resync) => self.clone().request_resync(service.clone()),
+                Ok(Event::Resync) => {
+                    if let Some(resync) = self.clone().resync_task(service.clone()) {
+                        resyncs.spawn(resync);
+                    }
+                }
                 Err(broadcast::error::RecvError::Lagged(missed)) => {
                     // Some sockets would miss events: make them reconnect and
                     // resume rather than act on a stale view.
@@ -560,18 +585,22 @@ impl Hub {
         }
     }
 
-    /// Starts a resync, or asks the running one to go round once more.
-    fn request_resync(self: Arc<Self>, service: Service) {
+    /// A resync to start, or `None` when one is running: it is asked to go
+    /// round once more.
+    fn resync_task(
+        self: Arc<Self>,
+        service: Service,
+    ) -> Option<impl Future<Output = ()> + Send + 'static> {
         self.resync_again.store(true, Ordering::Release);
         if self.resync_running.swap(true, Ordering::AcqRel) {
-            return;
+            return None;
         }
-        tokio::spawn(async move {
+        Some(async move {
             while self.resync_again.swap(false, Ordering::AcqRel) {
                 self.resync(&service).await;
             }
             self.resync_running.store(false, Ordering::Release);
-        });
+        })
     }
 
     /// Sends every connected peer its party's current state after events

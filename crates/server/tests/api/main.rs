@@ -14,6 +14,7 @@ mod auth;
 mod cleanup;
 mod connections;
 mod input;
+mod lifecycle;
 mod limits;
 mod metrics;
 mod openapi;

@@ -11,10 +11,10 @@ use tokio::{
 use tokio_rustls::TlsConnector;
 use tokio_tungstenite::tungstenite::Message;
 
-use crate::helpers::{TestApp, spawn_app_with};
+use crate::helpers::spawn_app_with;
 
 /// Writes a fresh self-signed certificate for localhost; returns its DER.
-fn write_certificate(dir: &Path) -> CertificateDer<'static> {
+pub(crate) fn write_certificate(dir: &Path) -> CertificateDer<'static> {
     let rcgen::CertifiedKey { cert, signing_key } =
         rcgen::generate_simple_self_signed(vec!["localhost".to_owned(), "127.0.0.1".to_owned()])
             .unwrap();
@@ -26,9 +26,9 @@ fn write_certificate(dir: &Path) -> CertificateDer<'static> {
     cert.der().clone()
 }
 
-/// A TLS connection to the server trusting only `trusted`.
-async fn connect(
-    app: &TestApp,
+/// A TLS connection to the server at `addr` trusting only `trusted`.
+pub(crate) async fn connect(
+    addr: std::net::SocketAddr,
     trusted: &CertificateDer<'static>,
 ) -> std::io::Result<tokio_rustls::client::TlsStream<TcpStream>> {
     let mut roots = rustls::RootCertStore::empty();
@@ -40,7 +40,7 @@ async fn connect(
     .unwrap()
     .with_root_certificates(roots)
     .with_no_client_auth();
-    let tcp = TcpStream::connect(app.addr).await?;
+    let tcp = TcpStream::connect(addr).await?;
     TlsConnector::from(Arc::new(config))
         .connect(ServerName::try_from("localhost").unwrap(), tcp)
         .await
@@ -58,7 +58,7 @@ async fn https_and_wss_are_served_and_the_certificate_reloads() {
     .await;
 
     // HTTPS.
-    let mut https = connect(&app, &first).await.unwrap();
+    let mut https = connect(app.addr, &first).await.unwrap();
     https
         .write_all(b"GET /livez HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
         .await
@@ -69,7 +69,7 @@ async fn https_and_wss_are_served_and_the_certificate_reloads() {
 
     // WSS: register over HTTPS is not needed, the token comes from the API.
     let token = {
-        let mut tls = connect(&app, &first).await.unwrap();
+        let mut tls = connect(app.addr, &first).await.unwrap();
         tls.write_all(b"POST /auth/register?peer_id=alice HTTP/1.1\r\nHost: localhost\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
             .await
             .unwrap();
@@ -79,7 +79,7 @@ async fn https_and_wss_are_served_and_the_certificate_reloads() {
         let body: serde_json::Value = serde_json::from_str(&body).unwrap();
         body["token"].as_str().unwrap().to_owned()
     };
-    let tls = connect(&app, &first).await.unwrap();
+    let tls = connect(app.addr, &first).await.unwrap();
     let (mut socket, _) = tokio_tungstenite::client_async("wss://localhost/ws", tls)
         .await
         .unwrap();
@@ -112,7 +112,7 @@ async fn https_and_wss_are_served_and_the_certificate_reloads() {
     // A renewed certificate is picked up without a restart.
     let second = write_certificate(dir.path());
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    while connect(&app, &second).await.is_err() {
+    while connect(app.addr, &second).await.is_err() {
         assert!(
             tokio::time::Instant::now() < deadline,
             "the new certificate was never served"
@@ -120,7 +120,7 @@ async fn https_and_wss_are_served_and_the_certificate_reloads() {
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
     assert!(
-        connect(&app, &first).await.is_err(),
+        connect(app.addr, &first).await.is_err(),
         "the old certificate is no longer served"
     );
 }

@@ -18,6 +18,8 @@ mod auth;
 mod cleanup;
 #[path = "../api/input.rs"]
 mod input;
+#[path = "../api/lifecycle.rs"]
+mod lifecycle;
 #[path = "../api/limits.rs"]
 mod limits;
 #[path = "../api/parties.rs"]
@@ -30,6 +32,8 @@ mod relays;
 mod signals;
 #[path = "../api/socket.rs"]
 mod socket;
+#[path = "../api/tls.rs"]
+mod tls;
 #[path = "../api/ws.rs"]
 mod ws;
 
