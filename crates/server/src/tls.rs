@@ -4,7 +4,7 @@
 
 use std::{
     path::{Path, PathBuf},
-    sync::{Arc, RwLock},
+    sync::{Arc, PoisonError, RwLock},
     time::{Duration, SystemTime},
 };
 
@@ -109,9 +109,10 @@ pub async fn reload(files: TlsFiles, acceptor: Arc<RwLock<TlsAcceptor>>, stop: C
         };
         match files.load() {
             Ok(config) => {
-                *acceptor
-                    .write()
-                    .unwrap_or_else(|poisoned| poisoned.into_inner()) = TlsAcceptor::from(config);
+                // A whole-value swap cannot be left half done, so a
+                // poisoned lock still holds a complete acceptor.
+                *acceptor.write().unwrap_or_else(PoisonError::into_inner) =
+                    TlsAcceptor::from(config);
                 tracing::info!(reason = why, "TLS certificate reloaded");
             }
             Err(error) => {

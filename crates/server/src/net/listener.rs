@@ -6,7 +6,7 @@
 use std::{
     io,
     net::SocketAddr,
-    sync::{Arc, RwLock},
+    sync::{Arc, PoisonError, RwLock},
     time::Duration,
 };
 
@@ -124,9 +124,11 @@ async fn connection(io: ClientIo, serving: Serving, stop: CancellationToken) {
     match tls {
         None => http::serve(io, handle, app, timeouts, metrics, stop).await,
         Some(acceptor) => {
+            // Only ever written by a whole-value swap (tls::reload), so a
+            // poisoned lock still holds a complete acceptor.
             let acceptor = acceptor
                 .read()
-                .unwrap_or_else(|poisoned| poisoned.into_inner())
+                .unwrap_or_else(PoisonError::into_inner)
                 .clone();
             // The handshake is part of the first request's head.
             let handshake = tokio::select! {
