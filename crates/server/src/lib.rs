@@ -20,6 +20,10 @@ pub mod telemetry;
 pub mod tls;
 pub mod ws;
 
+#[allow(
+    clippy::disallowed_types,
+    reason = "builds the TLS acceptor's std RwLock (see tls::SharedAcceptor)"
+)]
 mod server;
 
 #[cfg(test)]

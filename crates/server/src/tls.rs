@@ -4,7 +4,7 @@
 
 use std::{
     path::{Path, PathBuf},
-    sync::{Arc, PoisonError, RwLock},
+    sync::{Arc, PoisonError},
     time::{Duration, SystemTime},
 };
 
@@ -77,10 +77,17 @@ impl TlsFiles {
     }
 }
 
+/// The acceptor in use, replaced whole when the certificate is reloaded.
+#[allow(
+    clippy::disallowed_types,
+    reason = "server.rs builds it with std's lock; its only write is a whole-value swap, so every access may recover from poisoning"
+)]
+pub type SharedAcceptor = Arc<std::sync::RwLock<TlsAcceptor>>;
+
 /// Reloads the configuration on SIGHUP and when the files change; a file
 /// that does not load keeps the previous configuration (and says so).
 /// Ends when `stop` is cancelled.
-pub async fn reload(files: TlsFiles, acceptor: Arc<RwLock<TlsAcceptor>>, stop: CancellationToken) {
+pub async fn reload(files: TlsFiles, acceptor: SharedAcceptor, stop: CancellationToken) {
     #[cfg(unix)]
     let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
     let mut seen = files.modified();

@@ -6,13 +6,12 @@
 use std::{
     io,
     net::SocketAddr,
-    sync::{Arc, PoisonError, RwLock},
+    sync::{Arc, PoisonError},
     time::Duration,
 };
 
 use axum::Router;
 use tokio::net::{TcpListener, TcpStream};
-use tokio_rustls::TlsAcceptor;
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
 use super::{
@@ -21,7 +20,7 @@ use super::{
     http::{self, HttpTimeouts},
     io::{ClientIo, Open},
 };
-use crate::metrics::Metrics;
+use crate::{metrics::Metrics, tls::SharedAcceptor};
 
 /// How long accepting pauses after the process ran out of descriptors
 /// (they free up as timeouts close idle connections).
@@ -33,7 +32,7 @@ pub struct Serving {
     pub app: Router,
     /// `Some` for HTTPS: the acceptor now (swapped when the certificate is
     /// reloaded).
-    pub tls: Option<Arc<RwLock<TlsAcceptor>>>,
+    pub tls: Option<SharedAcceptor>,
     pub timeouts: HttpTimeouts,
     pub per_address: Arc<AddressCounts>,
     pub metrics: Arc<Metrics>,
