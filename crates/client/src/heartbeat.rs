@@ -2,12 +2,10 @@
 //! joins one: one implementation for the HTTP client and the local plane,
 //! so both beat on the same way and stop for the same reasons.
 
-use std::{
-    sync::{Mutex, PoisonError},
-    time::Duration,
-};
+use std::time::Duration;
 
 use lanrage_proto::{PartyId, PeerId};
+use parking_lot::{Mutex, MutexGuard};
 use reqwest::StatusCode;
 use tokio::task::JoinHandle;
 
@@ -36,10 +34,8 @@ struct Beating {
 pub(crate) struct HeartbeatSlot(Mutex<Option<Beating>>);
 
 impl HeartbeatSlot {
-    fn slot(&self) -> std::sync::MutexGuard<'_, Option<Beating>> {
-        // The slot holds a task handle and nothing that a panic elsewhere
-        // could leave half-written.
-        self.0.lock().unwrap_or_else(PoisonError::into_inner)
+    fn slot(&self) -> MutexGuard<'_, Option<Beating>> {
+        self.0.lock()
     }
 
     /// Starts beating for `party_id` every `every`, replacing the task of

@@ -7,7 +7,7 @@ use std::{
     net::Ipv4Addr,
     path::{Path, PathBuf},
     sync::{
-        Arc, Mutex, Weak,
+        Arc, Weak,
         atomic::{AtomicU64, Ordering},
     },
     time::Duration,
@@ -22,6 +22,7 @@ use lanrage_rules::{
     self as rules, JoinPlan, Member, PARTY_ID_BYTES, Removal, RemovalPlan, Roster, RuleError,
     virtual_ip,
 };
+use parking_lot::Mutex;
 use reqwest::StatusCode;
 use serde::{Deserialize, Serialize};
 use tokio::{sync::Notify, task::JoinHandle};
@@ -522,10 +523,8 @@ impl Drop for LocalInner {
     /// worker, and it may finish after the drop returns; outside one it
     /// runs here. Call `close` to know the state is on disk.
     fn drop(&mut self) {
-        if let Ok(tasks) = self.tasks.lock() {
-            for task in tasks.iter() {
-                task.abort();
-            }
+        for task in self.tasks.get_mut().iter() {
+            task.abort();
         }
         self.heartbeat.stop(None);
         if self.changes.load(Ordering::SeqCst) == self.saved.load(Ordering::SeqCst) {
@@ -549,10 +548,10 @@ impl Drop for LocalInner {
 
 impl LocalInner {
     fn encode_state(&self) -> Option<Vec<u8>> {
-        let book = self.book.lock().ok()?;
+        let parties = self.book.lock().parties.values().cloned().collect();
         let file = StateFile::V1 {
             peer_id: self.config.peer_id.clone(),
-            parties: book.parties.values().cloned().collect(),
+            parties,
         };
         serde_json::to_vec_pretty(&file).ok()
     }
@@ -563,8 +562,8 @@ impl LocalInner {
     }
 
     fn record(&self, set_aside: Option<SetAside>) {
-        if let (Some(found), Ok(mut list)) = (set_aside, self.set_aside.lock()) {
-            list.push(found);
+        if let Some(found) = set_aside {
+            self.set_aside.lock().push(found);
         }
     }
 
@@ -634,9 +633,7 @@ impl LocalControlPlane {
             )));
         }
         tasks.push(tokio::spawn(cleanup_loop(Arc::downgrade(&plane.inner))));
-        if let Ok(mut slot) = plane.inner.tasks.lock() {
-            *slot = tasks;
-        }
+        *plane.inner.tasks.lock() = tasks;
         Ok(plane)
     }
 
@@ -647,11 +644,7 @@ impl LocalControlPlane {
 
     /// Files found unreadable (at start or since) and moved aside.
     pub fn set_aside_files(&self) -> Vec<SetAside> {
-        self.inner
-            .set_aside
-            .lock()
-            .map(|list| list.clone())
-            .unwrap_or_default()
+        self.inner.set_aside.lock().clone()
     }
 
     /// How many times the state file was written.
@@ -780,10 +773,7 @@ impl LocalControlPlane {
     ) -> Result<R> {
         let now = Timestamp::now();
         let result = match self.inner.config.discovery_file.clone() {
-            None => {
-                let mut book = self.inner.book.lock().map_err(|_| ClientError::Closed)?;
-                op(&mut book, now)?
-            }
+            None => op(&mut self.inner.book.lock(), now)?,
             Some(path) => {
                 let (result, shared, found) = tokio::task::spawn_blocking(move || {
                     with_discovery(&path, true, |b| op(b, now))
@@ -802,10 +792,7 @@ impl LocalControlPlane {
     /// Reads the parties: from memory, or from the discovery file.
     async fn read<R>(&self, op: impl FnOnce(&Book) -> Result<R>) -> Result<R> {
         match self.inner.config.discovery_file.clone() {
-            None => {
-                let book = self.inner.book.lock().map_err(|_| ClientError::Closed)?;
-                op(&book)
-            }
+            None => op(&self.inner.book.lock()),
             Some(path) => {
                 let ((), shared, found) =
                     tokio::task::spawn_blocking(move || with_discovery(&path, false, |_| Ok(())))
@@ -824,13 +811,12 @@ impl LocalControlPlane {
     /// book this peer is in; true if that changed anything.
     fn keep(&self, shared: &Book) -> bool {
         let mine = shared.parties_of(&self.inner.config.peer_id);
-        match self.inner.book.lock() {
-            Ok(mut book) if book.parties != mine => {
-                book.parties = mine;
-                true
-            }
-            _ => false,
+        let mut book = self.inner.book.lock();
+        if book.parties == mine {
+            return false;
         }
+        book.parties = mine;
+        true
     }
 }
 
@@ -990,12 +976,66 @@ impl ControlPlane for LocalControlPlane {
     }
 
     async fn close(&self) -> Result<()> {
-        if let Ok(tasks) = self.inner.tasks.lock() {
-            for task in tasks.iter() {
-                task.abort();
-            }
+        for task in self.inner.tasks.lock().iter() {
+            task.abort();
         }
         self.stop_heartbeat(None);
         self.inner.save().await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use lanrage_proto::{IpOrUnknown, NatType, PublicKey};
+
+    use super::*;
+
+    /// Runs `hold` on another thread and panics while the guard it returned
+    /// is held: a poisoning lock would refuse every later use of the data.
+    fn panic_holding<G>(hold: impl FnOnce() -> G + Send) {
+        let outcome = std::thread::scope(|scope| {
+            scope
+                .spawn(|| {
+                    let _guard = hold();
+                    panic!("a deliberate panic while holding a lock");
+                })
+                .join()
+        });
+        assert!(outcome.is_err(), "the holding thread panicked");
+    }
+
+    #[tokio::test]
+    async fn a_panic_while_the_plane_is_locked_fails_no_later_change_and_close_stops_its_tasks() {
+        let me = PeerId::parse("alice").unwrap();
+        let plane = LocalControlPlane::open(LocalConfig::new(me.clone()))
+            .await
+            .unwrap();
+        panic_holding(|| plane.inner.book.lock());
+        panic_holding(|| plane.inner.tasks.lock());
+
+        let host = PeerInfo {
+            peer_id: me.clone(),
+            name: Name::parse("Alice").unwrap(),
+            public_key: PublicKey::from_bytes(&[1; 32]),
+            nat_type: NatType::Unknown,
+            public_ip: IpOrUnknown::Unknown,
+            public_port: 0,
+            local_ip: IpOrUnknown::Unknown,
+            local_port: 51820,
+        };
+        let joined = plane
+            .register_party(Name::parse("Friday LAN").unwrap(), host)
+            .await
+            .expect("the change is applied");
+        let party = plane.get_party(&joined.party.party_id).await.unwrap();
+        assert_eq!(party.party.host_id, me);
+
+        plane.close().await.unwrap();
+        let tasks = std::mem::take(&mut *plane.inner.tasks.lock());
+        assert!(!tasks.is_empty());
+        for task in tasks {
+            let ended = task.await.expect_err("close aborts the background tasks");
+            assert!(ended.is_cancelled());
+        }
     }
 }

@@ -24,6 +24,8 @@ mod server;
 
 #[cfg(test)]
 mod layers;
+#[cfg(test)]
+mod testing;
 
 pub use config::Config;
 pub use server::{Server, StartError};

@@ -1,11 +1,6 @@
 //! Starting and stopping the server.
 
-use std::{
-    future::Future,
-    net::SocketAddr,
-    sync::{Arc, RwLock},
-    time::Duration,
-};
+use std::{future::Future, net::SocketAddr, sync::Arc, time::Duration};
 
 use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
@@ -207,7 +202,7 @@ impl Server {
             tasks.spawn(accept_loop(listener, serving, stop.clone(), tasks.clone()));
         }
         let tls = self.tls.map(|(files, first)| {
-            let acceptor = Arc::new(RwLock::new(TlsAcceptor::from(first)));
+            let acceptor = Arc::new(parking_lot::RwLock::new(TlsAcceptor::from(first)));
             tasks.spawn(crate::tls::reload(files, acceptor.clone(), stop.clone()));
             acceptor
         });

@@ -4,7 +4,7 @@
 
 use std::{
     path::{Path, PathBuf},
-    sync::{Arc, RwLock},
+    sync::Arc,
     time::{Duration, SystemTime},
 };
 
@@ -77,10 +77,13 @@ impl TlsFiles {
     }
 }
 
+/// The acceptor in use, replaced whole when the certificate is reloaded.
+pub type SharedAcceptor = Arc<parking_lot::RwLock<TlsAcceptor>>;
+
 /// Reloads the configuration on SIGHUP and when the files change; a file
 /// that does not load keeps the previous configuration (and says so).
 /// Ends when `stop` is cancelled.
-pub async fn reload(files: TlsFiles, acceptor: Arc<RwLock<TlsAcceptor>>, stop: CancellationToken) {
+pub async fn reload(files: TlsFiles, acceptor: SharedAcceptor, stop: CancellationToken) {
     #[cfg(unix)]
     let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
     let mut seen = files.modified();
@@ -109,9 +112,7 @@ pub async fn reload(files: TlsFiles, acceptor: Arc<RwLock<TlsAcceptor>>, stop: C
         };
         match files.load() {
             Ok(config) => {
-                *acceptor
-                    .write()
-                    .unwrap_or_else(|poisoned| poisoned.into_inner()) = TlsAcceptor::from(config);
+                *acceptor.write() = TlsAcceptor::from(config);
                 tracing::info!(reason = why, "TLS certificate reloaded");
             }
             Err(error) => {

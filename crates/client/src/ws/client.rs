@@ -1,9 +1,10 @@
 //! [`WsClient`]: the application's handle on the socket task, which sends
 //! it commands and reads the state and party view it publishes.
 
-use std::{sync::Mutex, time::Duration};
+use std::time::Duration;
 
 use lanrage_proto::{ClientMessage, PartyResponse};
+use parking_lot::Mutex;
 use tokio::{
     sync::{mpsc, oneshot, watch},
     task::JoinHandle,
@@ -155,7 +156,7 @@ impl WsClient {
                 tokio::time::timeout(Duration::from_secs(5), closed).await,
                 Ok(Ok(()))
             );
-        let task = self.task.lock().ok().and_then(|mut t| t.take());
+        let task = self.task.lock().take();
         if let Some(task) = task
             && !closed_cleanly
         {
@@ -168,9 +169,7 @@ impl WsClient {
 
 impl Drop for WsClient {
     fn drop(&mut self) {
-        if let Ok(mut task) = self.task.lock()
-            && let Some(task) = task.take()
-        {
+        if let Some(task) = self.task.get_mut().take() {
             task.abort();
         }
     }

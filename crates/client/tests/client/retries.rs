@@ -7,7 +7,7 @@ use std::{
     collections::VecDeque,
     net::SocketAddr,
     sync::{
-        Arc, Mutex,
+        Arc,
         atomic::{AtomicUsize, Ordering},
     },
     time::{Duration, Instant},
@@ -15,6 +15,7 @@ use std::{
 
 use lanrage_client::{ClientError, ControlPlane, HttpClient, LeaveOutcome, TransportKind};
 use lanrage_proto::SignalData;
+use parking_lot::Mutex;
 use reqwest::StatusCode;
 use tokio::{
     io::{AsyncReadExt, AsyncWriteExt},
@@ -59,7 +60,7 @@ impl FlakyFront {
                     return;
                 };
                 counter.fetch_add(1, Ordering::SeqCst);
-                let act = script.lock().unwrap().pop_front().unwrap_or(Act::Proxy);
+                let act = script.lock().pop_front().unwrap_or(Act::Proxy);
                 tokio::spawn(play(stream, act, upstream));
             }
         });

@@ -2,10 +2,9 @@
 //! connections, unauthenticated sockets. A slot holds one unit and gives it
 //! back when dropped, so no path that ends a connection can forget to.
 
-use std::{
-    collections::HashMap,
-    sync::{Arc, Mutex, MutexGuard},
-};
+use std::{collections::HashMap, sync::Arc};
+
+use parking_lot::{Mutex, MutexGuard};
 
 use super::ClientKey;
 
@@ -24,12 +23,8 @@ impl AddressCounts {
         })
     }
 
-    // A panic while the map is locked leaves it consistent (each update is
-    // one insert or remove), so a poisoned lock is still safe to use.
     fn held(&self) -> MutexGuard<'_, HashMap<ClientKey, usize>> {
-        self.held
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.held.lock()
     }
 
     /// One unit for `key`, unless it holds the limit already.

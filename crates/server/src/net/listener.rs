@@ -3,16 +3,10 @@
 //! on its own task, and owned by the server, which ends them all when it
 //! stops. Running out of file descriptors pauses accepting, never ends it.
 
-use std::{
-    io,
-    net::SocketAddr,
-    sync::{Arc, RwLock},
-    time::Duration,
-};
+use std::{io, net::SocketAddr, sync::Arc, time::Duration};
 
 use axum::Router;
 use tokio::net::{TcpListener, TcpStream};
-use tokio_rustls::TlsAcceptor;
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
 use super::{
@@ -21,7 +15,7 @@ use super::{
     http::{self, HttpTimeouts},
     io::{ClientIo, Open},
 };
-use crate::metrics::Metrics;
+use crate::{metrics::Metrics, tls::SharedAcceptor};
 
 /// How long accepting pauses after the process ran out of descriptors
 /// (they free up as timeouts close idle connections).
@@ -33,7 +27,7 @@ pub struct Serving {
     pub app: Router,
     /// `Some` for HTTPS: the acceptor now (swapped when the certificate is
     /// reloaded).
-    pub tls: Option<Arc<RwLock<TlsAcceptor>>>,
+    pub tls: Option<SharedAcceptor>,
     pub timeouts: HttpTimeouts,
     pub per_address: Arc<AddressCounts>,
     pub metrics: Arc<Metrics>,
@@ -124,10 +118,7 @@ async fn connection(io: ClientIo, serving: Serving, stop: CancellationToken) {
     match tls {
         None => http::serve(io, handle, app, timeouts, metrics, stop).await,
         Some(acceptor) => {
-            let acceptor = acceptor
-                .read()
-                .unwrap_or_else(|poisoned| poisoned.into_inner())
-                .clone();
+            let acceptor = acceptor.read().clone();
             // The handshake is part of the first request's head.
             let handshake = tokio::select! {
                 handshake = tokio::time::timeout(timeouts.header, acceptor.accept(io)) => handshake,

@@ -5,11 +5,11 @@
 
 use std::{
     collections::HashMap,
-    sync::Mutex,
     time::{Duration, Instant},
 };
 
 use lanrage_proto::{PartyId, PeerId, ServerMessage, Timestamp};
+use parking_lot::Mutex;
 use tokio::sync::broadcast;
 
 use super::{
@@ -34,31 +34,21 @@ impl Heartbeats {
     fn is_verified(&self, key: &Key) -> bool {
         self.verified
             .lock()
-            .map(|verified| {
-                verified
-                    .get(key)
-                    .is_some_and(|at| at.elapsed() < VERIFIED_FOR)
-            })
-            .unwrap_or(false)
+            .get(key)
+            .is_some_and(|at| at.elapsed() < VERIFIED_FOR)
     }
 
     fn note(&self, key: Key, at: Timestamp) {
-        if let Ok(mut pending) = self.pending.lock() {
-            pending.insert(key, at);
-        }
+        self.pending.lock().insert(key, at);
     }
 
     fn verify(&self, key: Key) {
-        if let Ok(mut verified) = self.verified.lock() {
-            verified.insert(key, Instant::now());
-        }
+        self.verified.lock().insert(key, Instant::now());
     }
 
     /// Forgets memberships an event ended.
     pub(super) fn forget(&self, message: &ServerMessage) {
-        let Ok(mut verified) = self.verified.lock() else {
-            return;
-        };
+        let mut verified = self.verified.lock();
         match message {
             ServerMessage::PeerLeft {
                 party_id, peer_id, ..
@@ -73,10 +63,8 @@ impl Heartbeats {
     }
 
     fn take(&self) -> Vec<(PartyId, PeerId, Timestamp)> {
-        let Ok(mut pending) = self.pending.lock() else {
-            return Vec::new();
-        };
-        std::mem::take(&mut *pending)
+        let pending = std::mem::take(&mut *self.pending.lock());
+        pending
             .into_iter()
             .map(|((party, peer), at)| (party, peer, at))
             .collect()
@@ -147,9 +135,7 @@ impl Service {
                     Ok(_) => {}
                     Err(broadcast::error::RecvError::Lagged(_)) => {
                         // Some departures were missed: trust nothing.
-                        if let Ok(mut verified) = self.heartbeats.verified.lock() {
-                            verified.clear();
-                        }
+                        self.heartbeats.verified.lock().clear();
                     }
                     Err(broadcast::error::RecvError::Closed) => break,
                 },
@@ -159,5 +145,39 @@ impl Service {
             self.count_failure(&error);
             tracing::warn!(error = %error_chain(&error), "heartbeats not stored at shutdown");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing::panic_holding;
+
+    #[test]
+    fn a_panic_while_heartbeats_are_locked_loses_no_later_one() {
+        let heartbeats = Heartbeats::default();
+        panic_holding(|| heartbeats.pending.lock());
+        panic_holding(|| heartbeats.verified.lock());
+        let key = (PartyId::parse("p").unwrap(), PeerId::parse("a").unwrap());
+
+        let at = Timestamp::now();
+        heartbeats.note(key.clone(), at);
+        assert_eq!(
+            heartbeats.take(),
+            vec![(key.0.clone(), key.1.clone(), at)],
+            "a noted heartbeat is flushed"
+        );
+
+        heartbeats.verify(key.clone());
+        assert!(heartbeats.is_verified(&key));
+        heartbeats.forget(&ServerMessage::PeerLeft {
+            party_id: key.0.clone(),
+            peer_id: key.1.clone(),
+            seq: 2,
+        });
+        assert!(
+            !heartbeats.is_verified(&key),
+            "a departure is not trusted on"
+        );
     }
 }

@@ -12,7 +12,7 @@ use std::{
     collections::HashMap,
     ops::Deref,
     sync::{
-        Arc, OnceLock, RwLock,
+        Arc, OnceLock,
         atomic::{AtomicU64, Ordering},
     },
     time::{Duration, Instant},
@@ -20,6 +20,7 @@ use std::{
 
 use axum::body::Bytes;
 use lanrage_proto::PartyId;
+use parking_lot::RwLock;
 
 use crate::store::PartyWithMembers;
 
@@ -77,7 +78,7 @@ impl SnapshotCache {
     }
 
     pub(crate) fn get(&self, party_id: &PartyId) -> Option<Snapshot> {
-        let entries = self.entries.read().ok()?;
+        let entries = self.entries.read();
         let (snapshot, cached_at) = entries.get(party_id)?;
         (cached_at.elapsed() < self.fresh_for).then(|| snapshot.clone())
     }
@@ -89,9 +90,7 @@ impl SnapshotCache {
     }
 
     pub(crate) fn put(&self, party_id: PartyId, snapshot: Snapshot, read_since: u64) {
-        let Ok(mut entries) = self.entries.write() else {
-            return;
-        };
+        let mut entries = self.entries.write();
         // Checked under the lock: an invalidation cannot slip in between.
         if self.generation.load(Ordering::Acquire) != read_since {
             return;
@@ -103,10 +102,9 @@ impl SnapshotCache {
     }
 
     pub(crate) fn invalidate(&self, party_id: &PartyId) {
-        if let Ok(mut entries) = self.entries.write() {
-            self.generation.fetch_add(1, Ordering::AcqRel);
-            entries.remove(party_id);
-        }
+        let mut entries = self.entries.write();
+        self.generation.fetch_add(1, Ordering::AcqRel);
+        entries.remove(party_id);
     }
 }
 
@@ -114,7 +112,7 @@ impl SnapshotCache {
 mod tests {
     use lanrage_proto::{Name, PeerId, Timestamp};
 
-    use crate::store::PartyRecord;
+    use crate::{store::PartyRecord, testing::panic_holding};
 
     use super::*;
 
@@ -145,6 +143,19 @@ mod tests {
         assert_eq!(cache.get(&party).unwrap().0.seq, 2);
         cache.invalidate(&party);
         assert!(cache.get(&party).is_none());
+    }
+
+    #[test]
+    fn a_panic_while_the_cache_is_locked_leaves_no_stale_entry() {
+        let cache = SnapshotCache::new(Duration::from_secs(60));
+        let party = PartyId::parse("p").unwrap();
+        cache.put(party.clone(), snapshot(1), cache.generation());
+        panic_holding(|| cache.entries.write());
+        assert_eq!(cache.get(&party).unwrap().0.seq, 1);
+        cache.invalidate(&party);
+        assert!(cache.get(&party).is_none(), "a change drops its party");
+        cache.put(party.clone(), snapshot(2), cache.generation());
+        assert_eq!(cache.get(&party).unwrap().0.seq, 2);
     }
 
     #[test]

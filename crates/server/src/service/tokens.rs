@@ -2,6 +2,7 @@
 
 use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
 use lanrage_proto::{PeerId, Timestamp, TokenResponse};
+use parking_lot::RwLock;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
@@ -14,8 +15,7 @@ use crate::store::TokenRecord;
 /// the cache is emptied when it grows past its bound.
 #[derive(Debug, Default)]
 pub(crate) struct TokenCache {
-    entries:
-        std::sync::RwLock<std::collections::HashMap<String, (TokenRecord, std::time::Instant)>>,
+    entries: RwLock<std::collections::HashMap<String, (TokenRecord, std::time::Instant)>>,
 }
 
 impl TokenCache {
@@ -23,18 +23,17 @@ impl TokenCache {
     const MAX_ENTRIES: usize = 100_000;
 
     fn get(&self, hash: &str) -> Option<TokenRecord> {
-        let entries = self.entries.read().ok()?;
+        let entries = self.entries.read();
         let (record, cached_at) = entries.get(hash)?;
         (cached_at.elapsed() < Self::FRESH_FOR).then(|| record.clone())
     }
 
     fn put(&self, hash: String, record: TokenRecord) {
-        if let Ok(mut entries) = self.entries.write() {
-            if entries.len() >= Self::MAX_ENTRIES {
-                entries.clear();
-            }
-            entries.insert(hash, (record, std::time::Instant::now()));
+        let mut entries = self.entries.write();
+        if entries.len() >= Self::MAX_ENTRIES {
+            entries.clear();
         }
+        entries.insert(hash, (record, std::time::Instant::now()));
     }
 }
 

@@ -10,7 +10,7 @@
 use std::{
     collections::HashMap,
     sync::{
-        Arc, Mutex, RwLock,
+        Arc,
         atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering},
     },
     time::Duration,
@@ -18,6 +18,7 @@ use std::{
 
 use axum::extract::ws::Utf8Bytes;
 use lanrage_proto::{PartyId, PeerId, ServerMessage};
+use parking_lot::{Mutex, RwLock};
 use tokio::{
     sync::{broadcast, mpsc, watch},
     task::JoinSet,
@@ -282,14 +283,7 @@ impl Slot {
 
 impl Drop for Slot {
     fn drop(&mut self) {
-        {
-            let mut sockets = self
-                .hub
-                .sockets
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
-            sockets.remove(&self.id);
-        }
+        self.hub.sockets.lock().remove(&self.id);
         if let Some(client) = self.unauthenticated.take() {
             self.hub.release_unauthenticated(client);
         }
@@ -311,7 +305,7 @@ impl Hub {
         max_per_client: usize,
     ) -> Option<Slot> {
         if let Some(client) = client {
-            let mut counts = self.unauthenticated.lock().ok()?;
+            let mut counts = self.unauthenticated.lock();
             let count = counts.entry(client).or_default();
             if *count >= max_per_client {
                 return None;
@@ -339,13 +333,7 @@ impl Hub {
         self.metrics.sockets.inc();
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let control = Arc::new(Control::default());
-        {
-            let mut sockets = self
-                .sockets
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
-            sockets.insert(id, control.clone());
-        }
+        self.sockets.lock().insert(id, control.clone());
         Slot {
             hub: self.clone(),
             id,
@@ -372,10 +360,7 @@ impl Hub {
     }
 
     fn release_unauthenticated(&self, client: ClientKey) {
-        let mut counts = self
-            .unauthenticated
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut counts = self.unauthenticated.lock();
         if let Some(count) = counts.get_mut(&client) {
             *count = count.saturating_sub(1);
             if *count == 0 {
@@ -387,7 +372,7 @@ impl Hub {
 
     /// Open sockets, authenticated or not.
     pub fn open_sockets(&self) -> usize {
-        self.sockets.lock().map_or(0, |sockets| sockets.len())
+        self.sockets.lock().len()
     }
 
     /// Adds the authenticated socket of `slot` for `peer_id`; beyond
@@ -401,10 +386,7 @@ impl Hub {
     ) -> Registration {
         let mut evicted = Vec::new();
         {
-            let mut peers = self
-                .peers
-                .write()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            let mut peers = self.peers.write();
             let entries = peers.entry(peer_id.clone()).or_default();
             while entries.len() >= max_per_peer.max(1) {
                 evicted.push(entries.remove(0));
@@ -426,10 +408,7 @@ impl Hub {
     }
 
     fn remove(&self, peer_id: &PeerId, id: u64) {
-        let mut peers = self
-            .peers
-            .write()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut peers = self.peers.write();
         if let Some(entries) = peers.get_mut(peer_id) {
             entries.retain(|e| e.id != id);
             if entries.is_empty() {
@@ -443,10 +422,7 @@ impl Hub {
     fn deliver<'a>(&self, recipients: impl IntoIterator<Item = &'a PeerId>, item: &Outgoing) {
         let mut slow = Vec::new();
         {
-            let peers = self
-                .peers
-                .read()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            let peers = self.peers.read();
             for peer in recipients {
                 for entry in peers.get(peer).into_iter().flatten() {
                     if let Err(super::queue::TrySendError::Full(_)) =
@@ -465,26 +441,14 @@ impl Hub {
 
     /// Closes every open socket (shutdown, or events were lost).
     pub fn close_all(&self, reason: CloseReason) {
-        {
-            let sockets = self
-                .sockets
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
-            for control in sockets.values() {
-                control.close(reason);
-            }
+        for control in self.sockets.lock().values() {
+            control.close(reason);
         }
     }
 
     fn close_peer(&self, peer_id: &PeerId, reason: CloseReason) {
-        {
-            let peers = self
-                .peers
-                .read()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
-            for entry in peers.get(peer_id).into_iter().flatten() {
-                entry.control.close(reason);
-            }
+        for entry in self.peers.read().get(peer_id).into_iter().flatten() {
+            entry.control.close(reason);
         }
     }
 
@@ -500,7 +464,7 @@ impl Hub {
     /// starts lives inside this future: stopping it (the server aborts it
     /// once every socket is closed) stops them all.
     pub async fn run(self: Arc<Self>, service: Service) {
-        let written = self.delivered_rx.lock().ok().and_then(|mut rx| rx.take());
+        let written = self.delivered_rx.lock().take();
         tokio::select! {
             () = self.clone().mark_delivered(written, service.clone()) => {}
             () = self.dispatch(service) => {}
@@ -608,10 +572,7 @@ impl Hub {
     /// its party's end: its sockets are closed so they reconnect and find
     /// out.
     async fn resync(&self, service: &Service) {
-        let peers: Vec<PeerId> = match self.peers.read() {
-            Ok(peers) => peers.keys().cloned().collect(),
-            Err(_) => return,
-        };
+        let peers: Vec<PeerId> = self.peers.read().keys().cloned().collect();
         for peer_id in peers {
             let view = match service.membership(&peer_id).await {
                 Ok(Some((party_id, _))) => service.party_view(&peer_id, &party_id).await,
@@ -657,5 +618,54 @@ pub fn encode(message: &ServerMessage) -> Option<Utf8Bytes> {
             tracing::error!(%error, "cannot serialize a server message");
             None
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{testing::panic_holding, ws::queue};
+
+    fn text(item: &Outgoing) -> &str {
+        match item {
+            Outgoing::Event { text, .. } => text.as_str(),
+            other => panic!("not an event: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_panic_while_the_hub_is_locked_skips_no_later_registration() {
+        let hub = Arc::new(Hub::new(Arc::new(Metrics::default())));
+        let client = ClientKey::of("127.0.0.1".parse().unwrap());
+        panic_holding(|| hub.unauthenticated.lock());
+        panic_holding(|| hub.sockets.lock());
+        panic_holding(|| hub.peers.write());
+
+        let mut slot = hub
+            .admit(Some(client), 1)
+            .expect("the address is under its cap");
+        assert!(hub.admit(Some(client), 1).is_none(), "and now at it");
+        assert_eq!(hub.open_sockets(), 1);
+        assert!(slot.authenticate(1));
+        let peer = PeerId::parse("alice").unwrap();
+        let (sender, mut receiver) = queue::channel(4, queue::MAX_QUEUED_BYTES);
+        let registration = hub.register(&slot, peer.clone(), sender, 1);
+
+        let event = Outgoing::Event {
+            text: "hello".into(),
+            party: None,
+            signal: None,
+        };
+        hub.deliver([&peer], &event);
+        let received = receiver
+            .try_recv()
+            .expect("the registered socket gets the event");
+        assert_eq!(text(&received), "hello");
+
+        drop(registration);
+        hub.deliver([&peer], &event);
+        assert!(receiver.try_recv().is_none(), "unregistered on drop");
+        drop(slot);
+        assert_eq!(hub.open_sockets(), 0);
     }
 }

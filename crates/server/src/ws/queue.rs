@@ -6,11 +6,12 @@
 use std::{
     collections::VecDeque,
     sync::{
-        Arc, Mutex, MutexGuard,
+        Arc,
         atomic::{AtomicBool, AtomicUsize, Ordering},
     },
 };
 
+use parking_lot::{Mutex, MutexGuard};
 use tokio::sync::Notify;
 
 use super::hub::Outgoing;
@@ -53,12 +54,8 @@ struct Shared {
 }
 
 impl Shared {
-    // Every critical section is one push or pop, so a poisoned lock still
-    // holds a consistent queue.
     fn items(&self) -> MutexGuard<'_, Items> {
-        self.items
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.items.lock()
     }
 }
 
