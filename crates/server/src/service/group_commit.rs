@@ -312,9 +312,7 @@ fn fail(alone: Vec<Job>, error: Error) {
 mod tests {
     use std::sync::Arc;
 
-    use lanrage_proto::{
-        IpOrUnknown, NatType, PartyId, PeerId, PeerInfo, PublicKey, ServerMessage,
-    };
+    use lanrage_proto::{PartyId, ServerMessage};
     use tokio::sync::{Semaphore, broadcast};
     use tokio_util::sync::CancellationToken;
 
@@ -323,6 +321,7 @@ mod tests {
         config::Config,
         service::{Mode, Service, write::TestOp},
         store::SqliteStore,
+        testing::{info, peer},
     };
 
     async fn sqlite_service() -> (Service, tempfile::TempDir) {
@@ -366,23 +365,6 @@ mod tests {
             .join_party(&peer("late"), &party, info("late"))
             .await
             .unwrap();
-    }
-
-    fn peer(id: &str) -> PeerId {
-        PeerId::parse(id).unwrap()
-    }
-
-    fn info(id: &str) -> PeerInfo {
-        PeerInfo {
-            peer_id: peer(id),
-            name: lanrage_proto::Name::parse(id).unwrap(),
-            public_key: PublicKey::from_bytes(&[7; 32]),
-            nat_type: NatType::Open,
-            public_ip: IpOrUnknown::Unknown,
-            public_port: 0,
-            local_ip: IpOrUnknown::Unknown,
-            local_port: 0,
-        }
     }
 
     async fn create_party(service: &Service, host: &str) -> PartyId {

@@ -329,27 +329,13 @@ impl TestOp {
 
 #[cfg(test)]
 mod tests {
-    use lanrage_proto::{IpOrUnknown, NatType, PublicKey};
-
     use super::*;
-    use crate::{events::EventBus, metrics::Metrics, store::SqliteStore};
-
-    fn peer(id: &str) -> PeerId {
-        PeerId::parse(id).unwrap()
-    }
-
-    fn info(id: &str) -> PeerInfo {
-        PeerInfo {
-            peer_id: peer(id),
-            name: Name::parse(id).unwrap(),
-            public_key: PublicKey::from_bytes(&[7; 32]),
-            nat_type: NatType::Open,
-            public_ip: IpOrUnknown::Unknown,
-            public_port: 0,
-            local_ip: IpOrUnknown::Unknown,
-            local_port: 0,
-        }
-    }
+    use crate::{
+        events::EventBus,
+        metrics::Metrics,
+        store::SqliteStore,
+        testing::{info, peer},
+    };
 
     #[tokio::test]
     async fn alone_in_its_transaction_a_failing_op_leaves_nothing_and_events_are_the_stores() {
