@@ -305,9 +305,7 @@ async fn cors_origins_can_be_restricted() {
 #[tokio::test]
 async fn arrays_in_place_of_objects_are_422() {
     let app = spawn_app().await;
-    let (_, created) = app.create_party("alice").await;
-    let party = created.party_id.to_string();
-    let bob = app.register("bob").await;
+    let (party, bob) = app.party_and_outsider("bob").await;
     let fields = json!([
         "bob",
         "Bob",

@@ -4,7 +4,7 @@
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
-use crate::helpers::{TestApp, peer_info, spawn_app};
+use crate::helpers::{TestApp, peer_info, spawn_app, spawn_rate_limited_app};
 
 /// `{"k": [{"k": … {}}]}`: an object nesting `depth` levels of objects and
 /// arrays, itself included.
@@ -95,8 +95,7 @@ async fn names_with_bidi_controls_or_invisible_formatting_are_422() {
 #[tokio::test]
 async fn names_in_every_script_with_joiners_are_kept_as_sent() {
     let app = spawn_app().await;
-    let (_, created) = app.create_party("alice").await;
-    let party = created.party_id.to_string();
+    let (_, party) = app.host_party("alice").await;
     let names = [
         "مرحبا",
         "שלום",
@@ -142,8 +141,7 @@ async fn peer_ids_made_only_of_dots_are_422_everywhere() {
         assert!(detail.contains("only dots"), "{detail}");
     }
 
-    let (alice, created) = app.create_party("alice").await;
-    let party = created.party_id.to_string();
+    let (alice, party) = app.host_party("alice").await;
     let mut info = peer_info("alice");
     info["peer_id"] = json!("..");
     let detail = app
@@ -190,8 +188,7 @@ async fn peer_ids_made_only_of_dots_are_422_everywhere() {
 #[tokio::test]
 async fn signal_data_deeper_than_32_levels_is_422_and_queues_nothing() {
     let app = spawn_app().await;
-    let (alice, created) = app.create_party("alice").await;
-    let party = created.party_id.to_string();
+    let (alice, party) = app.host_party("alice").await;
     let (bob, _) = app.join(&party, "bob").await;
 
     // 126 levels: what used to be accepted and then broke every poll.
@@ -238,8 +235,7 @@ async fn signal_data_deeper_than_32_levels_is_422_and_queues_nothing() {
 #[tokio::test]
 async fn one_sender_filling_its_queue_share_never_blocks_another() {
     let app = crate::helpers::spawn_app_with(|c| c.signal_queue_max = 3).await;
-    let (alice, created) = app.create_party("alice").await;
-    let party = created.party_id.to_string();
+    let (alice, party) = app.host_party("alice").await;
     let (bob, _) = app.join(&party, "bob").await;
     let (mallory, _) = app.join(&party, "mallory").await;
 
@@ -296,8 +292,7 @@ async fn one_sender_filling_its_queue_share_never_blocks_another() {
 #[tokio::test]
 async fn a_drain_removes_only_the_signals_it_answers_with() {
     let app = spawn_app().await;
-    let (alice, created) = app.create_party("alice").await;
-    let party = created.party_id.to_string();
+    let (alice, party) = app.host_party("alice").await;
     let (bob, _) = app.join(&party, "bob").await;
 
     assert_eq!(
@@ -341,8 +336,7 @@ async fn a_drain_removes_only_the_signals_it_answers_with() {
 #[tokio::test]
 async fn a_capped_drain_leaves_the_rest_queued_in_order() {
     let app = spawn_app().await;
-    let (_, created) = app.create_party("host").await;
-    let party = created.party_id.to_string();
+    let (_, party) = app.host_party("host").await;
     let (target, _) = app.join(&party, "target").await;
     let cap = lanrage_server::service::MAX_SIGNALS_PER_DRAIN as usize;
     // More than one drain holds, from senders each within their share.
@@ -534,8 +528,7 @@ async fn resume_reads_at_most_the_replay_limit_of_an_untrimmed_log() {
 #[tokio::test]
 async fn after_seq_must_be_a_whole_number() {
     let app = spawn_app().await;
-    let (alice, created) = app.create_party("alice").await;
-    let party = created.party_id.to_string();
+    let (alice, party) = app.host_party("alice").await;
     let mut socket = app.ws_as("alice", &alice).await;
 
     for bad in [json!(-1), json!(-0.5), json!(1.5), json!("1"), json!(null)] {
@@ -575,11 +568,7 @@ async fn statuses(app: &TestApp, n: usize, method: Method, path: &str, key: &str
 #[tokio::test]
 async fn guessing_the_relay_key_is_limited_at_the_write_rate_on_every_relay_route() {
     for (method, path) in [(Method::POST, "/relays"), (Method::DELETE, "/relays/r1")] {
-        let app = crate::helpers::spawn_app_with(|c| {
-            c.rate_limit = lanrage_server::config::Switch::On;
-            c.rate_limit_writes_per_sec = 1;
-        })
-        .await;
+        let app = spawn_rate_limited_app(|c| c.rate_limit_writes_per_sec = 1).await;
 
         // A burst of 4 (1/s, bursts of 4×); the read quota would allow 400.
         let guesses = statuses(&app, 8, method.clone(), path, "guess").await;
@@ -604,8 +593,7 @@ async fn guessing_the_relay_key_is_limited_at_the_write_rate_on_every_relay_rout
 
 #[tokio::test]
 async fn every_ipv6_address_of_one_slash_64_shares_its_limits() {
-    let app = crate::helpers::spawn_app_with(|c| {
-        c.rate_limit = lanrage_server::config::Switch::On;
+    let app = spawn_rate_limited_app(|c| {
         c.rate_limit_writes_per_sec = 1;
         c.trusted_proxies = vec!["127.0.0.1".parse().unwrap()];
     })

@@ -33,8 +33,7 @@ async fn metrics_follow_requests_sockets_parties_and_signals() {
     assert!(before.contains("lanrage_build_info{version="));
     assert_eq!(value(&before, "lanrage_parties "), 0.0);
 
-    let (alice, created) = app.create_party("alice").await;
-    let party = created.party_id.to_string();
+    let (alice, party) = app.host_party("alice").await;
     let (bob, _) = app.join(&party, "bob").await;
     let mut socket = app.ws_as("bob", &bob).await;
     app.send(

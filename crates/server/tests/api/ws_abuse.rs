@@ -12,7 +12,7 @@ use tokio::{
     net::TcpStream,
 };
 
-use crate::helpers::{TestApp, peer_info, spawn_app, spawn_app_with};
+use crate::helpers::{TestApp, peer_info, spawn_app, spawn_app_with, spawn_rate_limited_app};
 
 /// A client speaking WebSocket byte by byte, so it can break the protocol
 /// and choose when (and whether) it reads.
@@ -344,9 +344,8 @@ async fn frames_and_messages_over_the_limit_close_with_1009() {
 
 #[tokio::test]
 async fn policy_closes_are_1008_with_their_reason() {
-    let app = spawn_app_with(|c| {
+    let app = spawn_rate_limited_app(|c| {
         c.ws_auth_timeout_secs = 1;
-        c.rate_limit = lanrage_server::config::Switch::On;
         c.ws_messages_per_sec = 2;
     })
     .await;
@@ -622,8 +621,7 @@ async fn a_socket_that_never_answers_pings_is_closed_and_let_go() {
 #[tokio::test]
 async fn a_slow_readers_connection_is_aborted_not_held() {
     let app = spawn_app_with(|c| c.ws_send_queue = 16).await;
-    let (alice, created) = app.create_party("alice").await;
-    let party = created.party_id.to_string();
+    let (alice, party) = app.host_party("alice").await;
     let bob = app.register("bob").await;
     // Big party updates: a party of 30 members.
     let mut members = Vec::new();
@@ -675,8 +673,7 @@ async fn a_slow_readers_connection_is_aborted_not_held() {
 #[tokio::test]
 async fn a_client_asking_without_reading_holds_little_and_is_dropped() {
     let app = spawn_app().await;
-    let (_, created) = app.create_party("alice").await;
-    let party = created.party_id.to_string();
+    let (_, party) = app.host_party("alice").await;
     // A party of 30 members: every snapshot is several KiB.
     for i in 0..28 {
         app.join(&party, &format!("member{i}")).await;
