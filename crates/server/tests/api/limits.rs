@@ -4,7 +4,12 @@
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
-use crate::helpers::{TestApp, peer_info, spawn_app, spawn_rate_limited_app};
+use crate::helpers::{
+    Route::{Create, Join, SendSignal},
+    TestApp, create_body, join_body, peer_info, signal_body, spawn_app, spawn_rate_limited_app,
+};
+
+const UNPROCESSABLE: StatusCode = StatusCode::UNPROCESSABLE_ENTITY;
 
 /// `{"k": [{"k": … {}}]}`: an object nesting `depth` levels of objects and
 /// arrays, itself included.
@@ -30,14 +35,7 @@ fn depth_of(value: &Value) -> usize {
 }
 
 async fn send_signal(app: &TestApp, party: &str, token: &str, to: &str, data: Value) -> StatusCode {
-    app.send(
-        Method::POST,
-        &format!("/parties/{party}/signals"),
-        Some(token),
-        Some(json!({"to_peer_id": to, "signal_data": data})),
-    )
-    .await
-    .status()
+    app.post_signal(party, token, to, data).await.status()
 }
 
 #[tokio::test]
@@ -50,15 +48,8 @@ async fn names_with_bidi_controls_or_invisible_formatting_are_422() {
     ] {
         let code = format!("U+{:04X}", u32::from(hidden));
         // As a party name...
-        let detail = app
-            .expect_error(
-                Method::POST,
-                "/parties",
-                Some(&alice),
-                Some(json!({"name": format!("LAN{hidden}night"), "host_peer_info": peer_info("alice")})),
-                StatusCode::UNPROCESSABLE_ENTITY,
-            )
-            .await;
+        let party_name = create_body(&format!("LAN{hidden}night"), peer_info("alice"));
+        let detail = app.refused(Create(party_name), &alice, UNPROCESSABLE).await;
         assert!(
             detail.contains("name") && detail.contains(&code),
             "{detail}"
@@ -66,15 +57,8 @@ async fn names_with_bidi_controls_or_invisible_formatting_are_422() {
         // ...and as a peer name.
         let mut info = peer_info("alice");
         info["name"] = json!(format!("evil{hidden}gpj.exe"));
-        let detail = app
-            .expect_error(
-                Method::POST,
-                "/parties",
-                Some(&alice),
-                Some(json!({"name": "LAN", "host_peer_info": info})),
-                StatusCode::UNPROCESSABLE_ENTITY,
-            )
-            .await;
+        let peer_name = create_body("LAN", info);
+        let detail = app.refused(Create(peer_name), &alice, UNPROCESSABLE).await;
         assert!(detail.contains(&code), "{detail}");
     }
     assert_eq!(app.party_count().await, 0);
@@ -84,11 +68,7 @@ async fn names_with_bidi_controls_or_invisible_formatting_are_422() {
     socket
         .send(json!({"type": "register_party", "name": "a\u{202E}b", "host_peer": peer_info("alice")}))
         .await;
-    let error = socket.expect("error").await;
-    assert!(
-        error["message"].as_str().unwrap().contains("U+202E"),
-        "{error}"
-    );
+    socket.expect_error_about("U+202E").await;
     assert_eq!(app.party_count().await, 0);
 }
 
@@ -109,14 +89,7 @@ async fn names_in_every_script_with_joiners_are_kept_as_sent() {
         let token = app.register(&peer).await;
         let mut info = peer_info(&peer);
         info["name"] = json!(name);
-        app.expect::<Value>(
-            Method::POST,
-            &format!("/parties/{party}/join"),
-            Some(&token),
-            Some(json!({"party_id": party, "peer_info": info})),
-            StatusCode::OK,
-        )
-        .await;
+        app.join_as(&party, &token, info).await;
     }
     let read = app.read_party(&party, &app.register("p0").await).await;
     for (n, name) in names.iter().enumerate() {
@@ -144,45 +117,21 @@ async fn peer_ids_made_only_of_dots_are_422_everywhere() {
     let (alice, party) = app.host_party("alice").await;
     let mut info = peer_info("alice");
     info["peer_id"] = json!("..");
-    let detail = app
-        .expect_error(
-            Method::POST,
-            &format!("/parties/{party}/join"),
-            Some(&alice),
-            Some(json!({"party_id": party, "peer_info": info})),
-            StatusCode::UNPROCESSABLE_ENTITY,
-        )
-        .await;
+    let join = Join(&party, join_body(&party, info));
+    let detail = app.refused(join, &alice, UNPROCESSABLE).await;
     assert!(detail.contains("peer_id"), "{detail}");
-    let detail = app
-        .expect_error(
-            Method::POST,
-            &format!("/parties/{party}/signals"),
-            Some(&alice),
-            Some(json!({"to_peer_id": ".", "signal_data": {}})),
-            StatusCode::UNPROCESSABLE_ENTITY,
-        )
-        .await;
+    let signal = SendSignal(&party, signal_body(".", json!({})));
+    let detail = app.refused(signal, &alice, UNPROCESSABLE).await;
     assert!(detail.contains("to_peer_id"), "{detail}");
 
     let mut socket = app.ws_as("alice", &alice).await;
-    socket
-        .send(json!({"type": "heartbeat", "party_id": party, "peer_id": ".."}))
-        .await;
-    let error = socket.expect("error").await;
-    assert!(
-        error["message"].as_str().unwrap().contains("only dots"),
-        "{error}"
-    );
+    socket.send_heartbeat(&party, "..").await;
+    socket.expect_error_about("only dots").await;
     let mut unauthenticated = app.ws().await;
     unauthenticated
         .send(json!({"type": "auth", "peer_id": "...", "token": alice}))
         .await;
-    let error = unauthenticated.expect("error").await;
-    assert!(
-        error["message"].as_str().unwrap().contains("only dots"),
-        "{error}"
-    );
+    unauthenticated.expect_error_about("only dots").await;
 }
 
 #[tokio::test]
@@ -193,15 +142,8 @@ async fn signal_data_deeper_than_32_levels_is_422_and_queues_nothing() {
 
     // 126 levels: what used to be accepted and then broke every poll.
     for depth in [33, 126] {
-        let detail = app
-            .expect_error(
-                Method::POST,
-                &format!("/parties/{party}/signals"),
-                Some(&alice),
-                Some(json!({"to_peer_id": "bob", "signal_data": nested(depth)})),
-                StatusCode::UNPROCESSABLE_ENTITY,
-            )
-            .await;
+        let deep = SendSignal(&party, signal_body("bob", nested(depth)));
+        let detail = app.refused(deep, &alice, UNPROCESSABLE).await;
         assert!(
             detail.contains("signal_data") && detail.contains("32 levels"),
             "{detail}"
@@ -214,11 +156,7 @@ async fn signal_data_deeper_than_32_levels_is_422_and_queues_nothing() {
                      "to_peer_id": "bob", "signal_data": nested(40), "request_id": 1}),
         )
         .await;
-    let error = socket.expect("error").await;
-    assert!(
-        error["message"].as_str().unwrap().contains("32 levels"),
-        "{error}"
-    );
+    let error = socket.expect_error_about("32 levels").await;
     assert_eq!(error["request_id"], 1);
     assert!(app.drain_signals(&party, &bob).await.signals.is_empty());
 
@@ -243,14 +181,9 @@ async fn one_sender_filling_its_queue_share_never_blocks_another() {
         let status = send_signal(&app, &party, &mallory, "bob", json!({"junk": n})).await;
         assert_eq!(status, StatusCode::ACCEPTED);
     }
+    let one_more = SendSignal(&party, signal_body("bob", json!({})));
     let detail = app
-        .expect_error(
-            Method::POST,
-            &format!("/parties/{party}/signals"),
-            Some(&mallory),
-            Some(json!({"to_peer_id": "bob", "signal_data": {}})),
-            StatusCode::TOO_MANY_REQUESTS,
-        )
+        .refused(one_more, &mallory, StatusCode::TOO_MANY_REQUESTS)
         .await;
     assert!(
         detail.contains("you have 3 signals waiting for bob"),

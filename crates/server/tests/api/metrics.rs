@@ -131,10 +131,8 @@ async fn cleanup_removals_are_counted() {
     let app = crate::helpers::spawn_app_with(|c| c.peer_timeout_secs = 60).await;
     app.create_party("alice").await;
 
-    app.service
-        .cleanup_once(lanrage_proto::Timestamp::now().plus_secs(61))
-        .await
-        .unwrap();
+    app.cleanup_at(lanrage_proto::Timestamp::now().plus_secs(61))
+        .await;
 
     let text = scrape(&app).await;
     assert_eq!(

@@ -228,13 +228,13 @@ async fn the_body_party_id_must_match_the_path() {
 async fn a_guest_leaving_leaves_the_party_running() {
     let app = spawn_app().await;
     let party = app.party_of_two().await;
+    let (id, bob) = (party.id.as_str(), party.bob.as_str());
 
-    let left = app.leave(&party.id, "bob", &party.bob).await;
+    let left = app.leave(id, "bob", bob).await;
 
     assert_eq!(left.status, "left");
-    let read = app.read_party(&party.id, &party.alice).await;
+    let read = app.read_party(id, &party.alice).await;
     assert_eq!(read.party.peers.len(), 1);
-    let (id, bob) = (party.id.as_str(), party.bob.as_str());
     app.refused(Leave(id, "bob"), bob, StatusCode::NOT_FOUND)
         .await;
     app.refused(ReadParty(id), bob, StatusCode::FORBIDDEN).await;

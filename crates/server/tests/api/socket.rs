@@ -54,11 +54,20 @@ impl TestApp {
         (token, created, socket)
     }
 
-    /// Alice's and Bob's sockets, opened after both joined.
-    pub async fn sockets_of(&self, party: &PartyOfTwo) -> (Socket, Socket) {
+    /// [`TestApp::party_and_outsider`], then the outsider's socket: the
+    /// party's id, the outsider's token and socket.
+    pub async fn party_and_outsider_with_socket(&self, outsider: &str) -> (String, String, Socket) {
+        let (party, token) = self.party_and_outsider(outsider).await;
+        let socket = self.ws_as(outsider, &token).await;
+        (party, token, socket)
+    }
+
+    /// [`TestApp::party_of_two`], then Alice's and Bob's sockets.
+    pub async fn party_of_two_with_sockets(&self) -> (PartyOfTwo, Socket, Socket) {
+        let party = self.party_of_two().await;
         let alice = self.ws_as("alice", &party.alice).await;
         let bob = self.ws_as("bob", &party.bob).await;
-        (alice, bob)
+        (party, alice, bob)
     }
 
     /// Joins each of `peers` to `party` over HTTP and opens a socket for

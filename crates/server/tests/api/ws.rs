@@ -10,21 +10,27 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
 
-use crate::helpers::{peer_info, spawn_app, spawn_app_with, spawn_rate_limited_app};
+use crate::helpers::{TestApp, peer_info, spawn_app, spawn_app_with, spawn_rate_limited_app};
 
 const QUIET: Duration = Duration::from_millis(300);
+
+/// Registers alice, sends `greeting` with her token added on a fresh
+/// socket, and expects `auth_ok`, which it returns.
+async fn greet_as_alice(app: &TestApp, mut greeting: Value) -> Value {
+    let token = app.register("alice").await;
+    let mut socket = app.ws().await;
+    greeting["token"] = json!(token);
+    socket.send(greeting).await;
+    socket.expect("auth_ok").await
+}
 
 #[tokio::test]
 async fn auth_message_gets_auth_ok_with_the_request_id() {
     let app = spawn_app().await;
-    let token = app.register("alice").await;
-    let mut socket = app.ws().await;
 
-    socket
-        .send(json!({"type": "auth", "peer_id": "alice", "token": token, "request_id": 7}))
-        .await;
+    let auth = json!({"type": "auth", "peer_id": "alice", "request_id": 7});
+    let ok = greet_as_alice(&app, auth).await;
 
-    let ok = socket.expect("auth_ok").await;
     assert_eq!(
         (ok["peer_id"].as_str(), ok["request_id"].as_i64()),
         (Some("alice"), Some(7))
@@ -34,14 +40,8 @@ async fn auth_message_gets_auth_ok_with_the_request_id() {
 #[tokio::test]
 async fn hello_is_an_alias_of_auth() {
     let app = spawn_app().await;
-    let token = app.register("alice").await;
-    let mut socket = app.ws().await;
 
-    socket
-        .send(json!({"type": "hello", "peer_id": "alice", "token": token}))
-        .await;
-
-    socket.expect("auth_ok").await;
+    greet_as_alice(&app, json!({"type": "hello", "peer_id": "alice"})).await;
 }
 
 #[tokio::test]
@@ -214,8 +214,7 @@ async fn http_changes_reach_every_member_socket_once() {
 #[tokio::test]
 async fn outsiders_receive_nothing() {
     let app = spawn_app().await;
-    let (party, eve) = app.party_and_outsider("eve").await;
-    let mut outsider = app.ws_as("eve", &eve).await;
+    let (party, _, mut outsider) = app.party_and_outsider_with_socket("eve").await;
 
     app.join(&party, "bob").await;
 
@@ -225,8 +224,7 @@ async fn outsiders_receive_nothing() {
 #[tokio::test]
 async fn a_socket_opened_before_joining_gets_events_after_joining() {
     let app = spawn_app().await;
-    let (party, bob) = app.party_and_outsider("bob").await;
-    let mut early = app.ws_as("bob", &bob).await;
+    let (party, bob, mut early) = app.party_and_outsider_with_socket("bob").await;
 
     app.join_with(&party, "bob", &bob).await;
     app.join(&party, "carol").await;
@@ -261,11 +259,11 @@ async fn cleanup_removals_reach_the_sockets() {
     let later = Timestamp::now().plus_secs(61);
     app.touch(&created.party_id, "alice", later).await;
 
-    app.service.cleanup_once(later).await.unwrap();
+    app.cleanup_at(later).await;
 
     assert_eq!(host.expect_left("bob").await["seq"], 3);
 
-    app.service.cleanup_once(later.plus_secs(61)).await.unwrap();
+    app.cleanup_at(later.plus_secs(61)).await;
     assert_eq!(host.expect("party_ended").await["reason"], "host_timed_out");
 }
 
@@ -296,14 +294,11 @@ async fn many_members_each_receive_each_event() {
 #[tokio::test]
 async fn signals_flow_both_ways_over_sockets() {
     let app = spawn_app().await;
-    let party = app.party_of_two().await;
-    let (mut a, mut b) = app.sockets_of(&party).await;
+    let (party, mut a, mut b) = app.party_of_two_with_sockets().await;
 
-    a.send(
-        json!({"type": "signal", "party_id": party.id, "from_peer_id": "alice", "to_peer_id": "bob",
-                  "signal_data": {"type": "offer"}, "request_id": 1}),
-    )
-    .await;
+    let offer = json!({"type": "signal", "party_id": party.id, "from_peer_id": "alice",
+                       "to_peer_id": "bob", "signal_data": {"type": "offer"}, "request_id": 1});
+    a.send(offer).await;
     assert_eq!(a.expect("ack").await["status"], "sent");
     let offer = b.expect("signal").await;
     assert_eq!(offer["signal_data"], json!({"type": "offer"}));
@@ -322,9 +317,8 @@ async fn signals_flow_both_ways_over_sockets() {
 #[tokio::test]
 async fn forged_senders_and_outsiders_cannot_signal() {
     let app = spawn_app().await;
-    let party = app.party_of_two().await;
+    let (party, mut a, mut b) = app.party_of_two_with_sockets().await;
     let (_, mut e) = app.registered_socket("eve").await;
-    let (mut a, mut b) = app.sockets_of(&party).await;
 
     a.send_signal(&party.id, "carol", "bob", json!({})).await;
     a.expect_error_about("cannot send signals as carol").await;
@@ -397,8 +391,7 @@ async fn socket_heartbeats_refresh_last_seen_like_http() {
 #[tokio::test]
 async fn leave_over_the_socket_is_acknowledged_and_fanned_out() {
     let app = spawn_app().await;
-    let party = app.party_of_two().await;
-    let (mut host, mut guest) = app.sockets_of(&party).await;
+    let (party, mut host, mut guest) = app.party_of_two_with_sockets().await;
 
     guest
         .send(
@@ -463,8 +456,7 @@ async fn resume_without_the_history_sends_the_current_party() {
 #[tokio::test]
 async fn only_members_resume() {
     let app = spawn_app().await;
-    let (party, eve) = app.party_and_outsider("eve").await;
-    let mut socket = app.ws_as("eve", &eve).await;
+    let (party, _, mut socket) = app.party_and_outsider_with_socket("eve").await;
 
     socket.send_resume(&party, 0).await;
 
