@@ -4,15 +4,13 @@
 use std::time::Duration;
 
 use lanrage_client::{ClientError, ControlPlane, HttpClient, LeaveOutcome};
-use lanrage_proto::{
-    PartyId, Region, RelayId, RelayRegistration, SignalData, Timestamp, TokenResponse,
-};
+use lanrage_proto::{PartyId, Region, RelayId, RelayRegistration, SignalData};
 use reqwest::StatusCode;
 use serde_json::json;
 
 use crate::helpers::{
-    RELAY_KEY, client, eventually, http_config, name, peer_id, peer_info, spawn_server,
-    spawn_server_with,
+    RELAY_KEY, client, client_with_unknown_token, eventually, http_config, name, peer_id,
+    peer_info, spawn_server, spawn_server_with,
 };
 
 #[tokio::test]
@@ -195,15 +193,10 @@ async fn an_expired_token_is_renewed_before_use() {
 #[tokio::test]
 async fn a_rejected_token_is_replaced_and_the_call_goes_on() {
     let server = spawn_server().await;
-    let mut config = http_config(&server.url(), "alice");
     // A token from an earlier run that this server does not know (its
     // database was reset, or the token was revoked).
-    config.token = Some(TokenResponse {
-        token: "stale-token-from-a-previous-life".into(),
-        peer_id: peer_id("alice"),
-        expires_at: Timestamp::now().plus_secs(86_400),
-    });
-    let alice = HttpClient::new(config).unwrap();
+    let stale = "stale-token-from-a-previous-life";
+    let alice = client_with_unknown_token(&server.url(), "alice", stale, 86_400);
 
     let relays = alice.list_relays().await.unwrap();
 
