@@ -9,8 +9,8 @@ use reqwest::StatusCode;
 use serde_json::json;
 
 use crate::helpers::{
-    RELAY_KEY, client, client_with_unknown_token, eventually, http_config, name, peer_id,
-    peer_info, spawn_server, spawn_server_with,
+    RELAY_KEY, client, client_with_unknown_token, create_party, eventually, host_party, hosting,
+    http_config, peer_id, peer_info, spawn_server, spawn_server_with,
 };
 
 #[tokio::test]
@@ -20,10 +20,7 @@ async fn every_operation_works_against_the_server() {
     let bob = client(&server.url(), "bob");
 
     // Create and join.
-    let created = alice
-        .register_party(name("Friday LAN"), peer_info("alice"))
-        .await
-        .unwrap();
+    let created = create_party(&alice).await;
     let party_id = created.party.party_id.clone();
     assert_eq!(created.party.host_id, peer_id("alice"));
     assert_eq!(created.virtual_ip.to_string(), "10.66.0.1");
@@ -126,13 +123,8 @@ async fn every_operation_works_against_the_server() {
 #[tokio::test]
 async fn refusals_carry_the_servers_detail() {
     let server = spawn_server().await;
-    let alice = client(&server.url(), "alice");
+    let (alice, party_id) = hosting(&server, "alice").await;
     let mallory = client(&server.url(), "mallory");
-    let created = alice
-        .register_party(name("Friday LAN"), peer_info("alice"))
-        .await
-        .unwrap();
-    let party_id = created.party.party_id;
 
     let forbidden = mallory.get_party(&party_id).await.unwrap_err();
     let impersonating = mallory
@@ -174,10 +166,7 @@ async fn refusals_carry_the_servers_detail() {
 async fn an_expired_token_is_renewed_before_use() {
     let server = spawn_server_with(|config| config.token_ttl_secs = 1).await;
     let alice = client(&server.url(), "alice");
-    let created = alice
-        .register_party(name("Friday LAN"), peer_info("alice"))
-        .await
-        .unwrap();
+    let created = create_party(&alice).await;
     assert_eq!(alice.registrations(), 1);
     let first = alice.current_token().await.unwrap();
 
@@ -219,11 +208,7 @@ async fn create_and_join_start_the_heartbeat_and_leave_and_close_stop_it() {
     let bob = HttpClient::new(config).unwrap();
     assert_eq!(alice.heartbeat_party(), None);
 
-    let created = alice
-        .register_party(name("Friday LAN"), peer_info("alice"))
-        .await
-        .unwrap();
-    let party_id = created.party.party_id.clone();
+    let party_id = host_party(&alice).await;
     bob.join_party(&party_id, peer_info("bob")).await.unwrap();
     let joined_at = alice
         .discover_peer(&party_id, &peer_id("bob"))

@@ -99,9 +99,8 @@ async fn resumes_after_a_restart_and_replays_what_it_missed() {
 #[tokio::test]
 async fn signals_and_leaves_arrive_as_typed_events() {
     let server = spawn_server().await;
-    let alice = client(&server.url(), "alice");
+    let (alice, party_id) = hosting(&server, "alice").await;
     let bob = client(&server.url(), "bob");
-    let party_id = host_party(&alice).await;
     bob.join_party(&party_id, peer_info("bob")).await.unwrap();
     let (socket, mut events) = WsClient::connect(bob.clone(), patient_ws()).await.unwrap();
     socket
