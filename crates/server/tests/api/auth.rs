@@ -4,7 +4,7 @@ use lanrage_proto::{PeerId, ServiceInfo, Timestamp, TokenResponse};
 use lanrage_server::{config::Secret, service::token_hash};
 use reqwest::{Method, StatusCode};
 
-use crate::helpers::{spawn_app, spawn_app_with, spawn_rate_limited_app};
+use crate::helpers::{spawn_app, spawn_app_behind_proxy, spawn_app_with, spawn_rate_limited_app};
 
 #[tokio::test]
 async fn root_reports_service_and_counts() {
@@ -92,24 +92,18 @@ async fn registration_key_is_required_when_configured() {
         spawn_app_with(|c| c.registration_key = Some("pre-auth".parse::<Secret>().unwrap())).await;
     let url = app.url("/auth/register?peer_id=alice");
 
-    let missing = app.client.post(&url).send().await.unwrap();
-    assert_eq!(missing.status(), StatusCode::UNAUTHORIZED);
-    let wrong = app
-        .client
-        .post(&url)
-        .header("X-Registration-Key", "guess")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(wrong.status(), StatusCode::FORBIDDEN);
-    let right = app
-        .client
-        .post(&url)
-        .header("X-Registration-Key", "pre-auth")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(right.status(), StatusCode::OK);
+    for (key, status) in [
+        (None, StatusCode::UNAUTHORIZED),
+        (Some("guess"), StatusCode::FORBIDDEN),
+        (Some("pre-auth"), StatusCode::OK),
+    ] {
+        let mut request = app.client.post(&url);
+        if let Some(key) = key {
+            request = request.header("X-Registration-Key", key);
+        }
+        let response = request.send().await.unwrap();
+        assert_eq!(response.status(), status, "key {key:?}");
+    }
 }
 
 #[tokio::test]
@@ -268,23 +262,13 @@ async fn each_token_has_its_own_quota() {
 
 #[tokio::test]
 async fn behind_a_trusted_proxy_the_forwarded_client_is_limited() {
-    let app = spawn_rate_limited_app(|c| {
-        c.rate_limit_writes_per_sec = 1;
-        c.trusted_proxies = vec!["127.0.0.1".parse().unwrap()];
-    })
-    .await;
-    let register = |client: &'static str, n: u32| {
-        app.client
-            .post(app.url(&format!("/auth/register?peer_id=p{n}")))
-            .header("X-Forwarded-For", client)
-            .send()
-    };
-
+    let app = spawn_app_behind_proxy().await;
     let mut first = Vec::new();
     for n in 0..6 {
-        first.push(register("203.0.113.1", n).await.unwrap().status());
+        let response = app.register_from(&format!("p{n}"), "203.0.113.1").await;
+        first.push(response.status());
     }
-    let second = register("203.0.113.2", 99).await.unwrap().status();
+    let second = app.register_from("p99", "203.0.113.2").await.status();
 
     assert!(first.contains(&StatusCode::TOO_MANY_REQUESTS), "{first:?}");
     assert_eq!(

@@ -67,6 +67,18 @@ pub async fn spawn_rate_limited_app(configure: impl FnOnce(&mut Config)) -> Test
     .await
 }
 
+/// A rate-limited server (one write a second) behind a proxy it trusts,
+/// at 127.0.0.1: clients are told apart by `X-Forwarded-For`
+/// ([`TestApp::register_from`]).
+#[allow(dead_code)] // Not every suite sits behind a proxy.
+pub async fn spawn_app_behind_proxy() -> TestApp {
+    spawn_rate_limited_app(|config| {
+        config.rate_limit_writes_per_sec = 1;
+        config.trusted_proxies = vec!["127.0.0.1".parse().unwrap()];
+    })
+    .await
+}
+
 pub async fn spawn_app_with(configure: impl FnOnce(&mut Config)) -> TestApp {
     let dir = tempfile::tempdir().unwrap();
     // A folder that does not exist yet: the server must create it.
@@ -274,11 +286,42 @@ impl TestApp {
         request.send().await.unwrap()
     }
 
+    /// The body of a GET of `path`, which must answer 200 with a content
+    /// type starting with `content_type`, as text.
+    #[allow(dead_code)] // Not every suite reads pages.
+    pub async fn get_page(&self, path: &str, content_type: &str) -> String {
+        let response = self.send(Method::GET, path, None, None).await;
+        assert_eq!(response.status(), StatusCode::OK, "GET {path}");
+        let served = response.headers()["content-type"].to_str().unwrap();
+        assert!(served.starts_with(content_type), "GET {path}: {served}");
+        response.text().await.unwrap()
+    }
+
     /// The body of a GET of `path`, as text, whatever its status.
     pub async fn get_text(&self, path: &str) -> String {
         self.send(Method::GET, path, None, None)
             .await
             .text()
+            .await
+            .unwrap()
+    }
+
+    /// Asserts that `/metrics` holds `sample` (a series with its labels
+    /// and value).
+    #[allow(dead_code)] // Not every suite reads metrics.
+    pub async fn expect_metric(&self, sample: &str) {
+        let metrics = self.get_text("/metrics").await;
+        assert!(metrics.contains(sample), "no {sample} in\n{metrics}");
+    }
+
+    /// `POST /auth/register` for `peer` as a client that a trusted proxy
+    /// says is `client` (`X-Forwarded-For`), whatever the answer.
+    #[allow(dead_code)] // Not every suite sits behind a proxy.
+    pub async fn register_from(&self, peer: &str, client: &str) -> reqwest::Response {
+        self.client
+            .post(self.url(&format!("/auth/register?peer_id={peer}")))
+            .header("X-Forwarded-For", client)
+            .send()
             .await
             .unwrap()
     }

@@ -6,7 +6,8 @@ use serde_json::{Value, json};
 
 use crate::helpers::{
     Route::{Create, Join, SendSignal},
-    TestApp, create_body, join_body, peer_info, signal_body, spawn_app, spawn_rate_limited_app,
+    TestApp, create_body, join_body, peer_info, signal_body, spawn_app, spawn_app_behind_proxy,
+    spawn_rate_limited_app,
 };
 
 const UNPROCESSABLE: StatusCode = StatusCode::UNPROCESSABLE_ENTITY;
@@ -526,25 +527,15 @@ async fn guessing_the_relay_key_is_limited_at_the_write_rate_on_every_relay_rout
 
 #[tokio::test]
 async fn every_ipv6_address_of_one_slash_64_shares_its_limits() {
-    let app = spawn_rate_limited_app(|c| {
-        c.rate_limit_writes_per_sec = 1;
-        c.trusted_proxies = vec!["127.0.0.1".parse().unwrap()];
-    })
-    .await;
-    let register = |n: usize, from: String| {
-        app.client
-            .post(app.url(&format!("/auth/register?peer_id=v6-{n}")))
-            .header("x-forwarded-for", from)
-            .send()
-    };
-
+    let app = spawn_app_behind_proxy().await;
     let mut seen = Vec::new();
     for n in 0..8 {
         // A new address of the same /64 for every request.
-        let response = register(n, format!("2001:db8:7:7:{n:x}::1")).await.unwrap();
+        let from = format!("2001:db8:7:7:{n:x}::1");
+        let response = app.register_from(&format!("v6-{n}"), &from).await;
         seen.push(response.status().as_u16());
     }
-    let other = register(99, "2001:db8:7:8::1".into()).await.unwrap();
+    let other = app.register_from("v6-99", "2001:db8:7:8::1").await;
 
     assert!(seen.contains(&429), "{seen:?}");
     assert_eq!(other.status(), StatusCode::OK, "another /64 has its own");

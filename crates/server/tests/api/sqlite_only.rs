@@ -52,11 +52,8 @@ async fn a_locked_database_answers_503_quickly_then_recovers() {
     );
     assert!(detail.contains("database"), "{detail}");
     // The failed request is counted, once, by its kind.
-    let metrics = app.get_text("/metrics").await;
-    assert!(
-        metrics.contains(r#"lanrage_db_errors_total{kind="unavailable"} 1"#),
-        "{metrics}"
-    );
+    app.expect_metric(r#"lanrage_db_errors_total{kind="unavailable"} 1"#)
+        .await;
 
     sqlx::query("COMMIT").execute(&mut other).await.unwrap();
     app.register("alice").await;
