@@ -10,7 +10,7 @@ use serde_json::json;
 
 use crate::helpers::{
     RELAY_KEY, client, client_with_unknown_token, create_party, eventually, host_party, hosting,
-    http_config, peer_id, peer_info, spawn_server, spawn_server_with,
+    http_config, peer_id, peer_ids, peer_info, spawn_server, spawn_server_with,
 };
 
 #[tokio::test]
@@ -33,10 +33,7 @@ async fn every_operation_works_against_the_server() {
     assert_eq!(view.party.peers.len(), 2);
     assert_eq!(view.virtual_ips[&peer_id("bob")].to_string(), "10.66.0.2");
     let peers = bob.get_peers(&party_id).await.unwrap();
-    assert_eq!(
-        peers.keys().map(|p| p.as_str()).collect::<Vec<_>>(),
-        ["alice", "bob"]
-    );
+    assert_eq!(peer_ids(&peers), ["alice", "bob"]);
     let found = alice
         .discover_peer(&party_id, &peer_id("bob"))
         .await
