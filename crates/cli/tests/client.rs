@@ -123,6 +123,29 @@ fn json<T: DeserializeOwned>(server: &TestServer, user: &str, args: &[&str]) -> 
     serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("{args:?}: {e}: {stdout}"))
 }
 
+/// A JSON file the command line wrote.
+fn read_json(path: &Path) -> Value {
+    serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap()
+}
+
+/// Creates the party "Friday LAN" as `user`; its id.
+fn create_party(server: &TestServer, user: &str) -> String {
+    let created: CreatePartyResponse =
+        json(server, user, &["party", "create", "Friday LAN", "--json"]);
+    created.party_id.to_string()
+}
+
+/// Starts `party watch` (with `args`) as `user`, its output piped and its
+/// errors sent to `stderr`.
+fn watch(server: &TestServer, user: &str, args: &[&str], stderr: Stdio) -> std::process::Child {
+    let args: Vec<&str> = ["party", "watch"].iter().chain(args).copied().collect();
+    command(&server.url, &server.home(user), user, &args)
+        .stdout(Stdio::piped())
+        .stderr(stderr)
+        .spawn()
+        .unwrap()
+}
+
 /// Runs a command that must fail; returns its exit code and its stderr.
 fn failure(server: &TestServer, user: &str, args: &[&str]) -> (i32, String) {
     let output = run(server, user, args);
@@ -242,10 +265,8 @@ fn identity_and_token_are_kept_private_in_the_config_folder() {
     let _: RelaysResponse = json(&server, "alice", &["relay", "list", "--json"]);
 
     let dir = server.home("alice").join(".lanrage");
-    let identity: Value =
-        serde_json::from_slice(&std::fs::read(dir.join("identity.json")).unwrap()).unwrap();
-    let sessions: Value =
-        serde_json::from_slice(&std::fs::read(dir.join("client.json")).unwrap()).unwrap();
+    let identity = read_json(&dir.join("identity.json"));
+    let sessions = read_json(&dir.join("client.json"));
 
     assert_eq!(identity["version"], "1");
     assert!(lanrage_proto::PublicKey::parse(identity["public_key"].as_str().unwrap()).is_ok());
@@ -266,22 +287,8 @@ fn identity_and_token_are_kept_private_in_the_config_folder() {
 #[test]
 fn watch_prints_another_peer_joining_and_stops_on_ctrl_c() {
     let server = TestServer::start();
-    let created: CreatePartyResponse = json(
-        &server,
-        "alice",
-        &["party", "create", "Friday LAN", "--json"],
-    );
-    let party_id = created.party_id.to_string();
-    let mut watcher = command(
-        &server.url,
-        &server.home("alice"),
-        "alice",
-        &["party", "watch", "--json"],
-    )
-    .stdout(Stdio::piped())
-    .stderr(Stdio::null())
-    .spawn()
-    .unwrap();
+    let party_id = create_party(&server, "alice");
+    let mut watcher = watch(&server, "alice", &["--json"], Stdio::null());
     let stdout = watcher.stdout.take().unwrap();
     let (lines_tx, lines) = mpsc::channel::<Value>();
     std::thread::spawn(move || {
@@ -373,8 +380,7 @@ fn the_generated_public_key_is_the_private_keys() {
     let _: RelaysResponse = json(&server, "alice", &["relay", "list", "--json"]);
 
     let dir = server.home("alice").join(".lanrage");
-    let identity: Value =
-        serde_json::from_slice(&std::fs::read(dir.join("identity.json")).unwrap()).unwrap();
+    let identity = read_json(&dir.join("identity.json"));
     use base64::Engine as _;
     let private = base64::engine::general_purpose::STANDARD
         .decode(identity["private_key"].as_str().unwrap())
@@ -397,23 +403,9 @@ fn the_generated_public_key_is_the_private_keys() {
 #[test]
 fn watch_into_a_closed_pipe_ends_quietly() {
     let server = TestServer::start();
-    let created: CreatePartyResponse = json(
-        &server,
-        "alice",
-        &["party", "create", "Friday LAN", "--json"],
-    );
-    let party_id = created.party_id.to_string();
+    let party_id = create_party(&server, "alice");
     // `party watch | head -c 10`: the reader takes a little, then goes away.
-    let mut watcher = command(
-        &server.url,
-        &server.home("alice"),
-        "alice",
-        &["party", "watch"],
-    )
-    .stdout(Stdio::piped())
-    .stderr(Stdio::piped())
-    .spawn()
-    .unwrap();
+    let mut watcher = watch(&server, "alice", &[], Stdio::piped());
     let mut stdout = watcher.stdout.take().unwrap();
     let mut first = [0u8; 10];
     std::io::Read::read_exact(&mut stdout, &mut first).unwrap();
@@ -470,9 +462,7 @@ fn commands_run_at_once_keep_each_others_sessions() {
         );
     }
 
-    let sessions: Value =
-        serde_json::from_slice(&std::fs::read(home.join(".lanrage").join("client.json")).unwrap())
-            .unwrap();
+    let sessions = read_json(&home.join(".lanrage").join("client.json"));
     let mut saved: Vec<&str> = sessions["sessions"]
         .as_array()
         .unwrap()
@@ -509,8 +499,7 @@ fn a_corrupt_session_file_is_moved_aside_with_a_warning() {
         std::fs::read_to_string(dir.join(&aside[0])).unwrap(),
         "{\"version\": \"1\", \"sess"
     );
-    let sessions: Value =
-        serde_json::from_slice(&std::fs::read(dir.join("client.json")).unwrap()).unwrap();
+    let sessions = read_json(&dir.join("client.json"));
     assert_eq!(sessions["sessions"][0]["peer_id"], "alice");
 }
 
@@ -551,9 +540,7 @@ fn client_options_may_come_before_the_command_group() {
     );
     let relays: RelaysResponse = serde_json::from_slice(&output.stdout).unwrap();
     assert!(relays.relays.is_empty());
-    let sessions: Value =
-        serde_json::from_slice(&std::fs::read(home.join(".lanrage").join("client.json")).unwrap())
-            .unwrap();
+    let sessions = read_json(&home.join(".lanrage").join("client.json"));
     assert_eq!(sessions["sessions"][0]["peer_id"], "dana");
     assert_eq!(sessions["sessions"][0]["server"], server.url.as_str());
     assert_eq!(serve.status.code(), Some(2));

@@ -130,16 +130,24 @@ fn peer(peer_id: &str) -> Value {
            "local_ip": "10.0.0.2", "local_port": 51820})
 }
 
+/// Sends `request`; its answer's JSON body.
+async fn answer(request: reqwest::RequestBuilder) -> Value {
+    request.send().await.unwrap().json().await.unwrap()
+}
+
 async fn register(http: &reqwest::Client, base: &str, peer_id: &str) -> String {
-    let reply: Value = http
-        .post(format!("{base}/auth/register?peer_id={peer_id}"))
-        .send()
-        .await
-        .unwrap()
-        .json()
+    let reply = answer(http.post(format!("{base}/auth/register?peer_id={peer_id}"))).await;
+    reply["token"].as_str().unwrap().to_owned()
+}
+
+/// Sends `message` as a text frame.
+async fn send_json<S>(sink: &mut S, message: Value)
+where
+    S: futures_util::Sink<Message, Error = tokio_tungstenite::tungstenite::Error> + Unpin,
+{
+    sink.send(Message::Text(message.to_string().into()))
         .await
         .unwrap();
-    reply["token"].as_str().unwrap().to_owned()
 }
 
 /// The next text frame of a socket, as JSON.
@@ -170,29 +178,24 @@ async fn two_server_processes_share_one_database() {
 
     // Alice hosts through A and listens on B.
     let alice = register(&http, &a.base, "alice").await;
-    let created: Value = http
-        .post(format!("{}/parties", a.base))
-        .bearer_auth(&alice)
-        .json(&json!({"name": "LAN", "host_peer_info": peer("alice")}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let create = json!({"name": "LAN", "host_peer_info": peer("alice")});
+    let created = answer(
+        http.post(format!("{}/parties", a.base))
+            .bearer_auth(&alice)
+            .json(&create),
+    )
+    .await;
     let party = created["party_id"].as_str().unwrap().to_owned();
     let (socket, _) =
         tokio_tungstenite::connect_async(format!("{}/ws", b.base.replacen("http", "ws", 1)))
             .await
             .unwrap();
     let (mut sink, mut socket) = socket.split();
-    sink.send(Message::Text(
-        json!({"type": "auth", "peer_id": "alice", "token": alice})
-            .to_string()
-            .into(),
-    ))
-    .await
-    .unwrap();
+    send_json(
+        &mut sink,
+        json!({"type": "auth", "peer_id": "alice", "token": alice}),
+    )
+    .await;
     assert_eq!(next(&mut socket).await["type"], "auth_ok");
 
     // Twenty peers join at once, half through each instance.
@@ -205,17 +208,13 @@ async fn two_server_processes_share_one_database() {
         let http = &http;
         let party = &party;
         async move {
-            let reply: Value = http
-                .post(format!("{base}/parties/{party}/join"))
-                .bearer_auth(token)
-                .json(&json!({"party_id": party, "peer_info": peer(&format!("guest{i}"))}))
-                .send()
-                .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap();
-            reply
+            let join = json!({"party_id": party, "peer_info": peer(&format!("guest{i}"))});
+            answer(
+                http.post(format!("{base}/parties/{party}/join"))
+                    .bearer_auth(token)
+                    .json(&join),
+            )
+            .await
         }
     });
     let joined = futures_util::future::join_all(joins).await;
@@ -256,28 +255,19 @@ async fn two_server_processes_share_one_database() {
     // twenty silent guests, each exactly once, in order.
     let mut left = Vec::new();
     while left.len() < 20 {
-        sink.send(Message::Text(
-            json!({"type": "heartbeat", "party_id": party, "peer_id": "alice"})
-                .to_string()
-                .into(),
-        ))
-        .await
-        .unwrap();
+        let heartbeat = json!({"type": "heartbeat", "party_id": party, "peer_id": "alice"});
+        send_json(&mut sink, heartbeat).await;
         let message = next(&mut socket).await;
         if message["type"] == "peer_left" {
             left.push(message["seq"].as_u64().unwrap());
         }
     }
     assert_eq!(left, (22..=41).collect::<Vec<_>>());
-    let read: Value = http
-        .get(format!("{}/parties/{party}", b.base))
-        .bearer_auth(&alice)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let read = answer(
+        http.get(format!("{}/parties/{party}", b.base))
+            .bearer_auth(&alice),
+    )
+    .await;
     assert_eq!(read["party"]["peers"].as_object().unwrap().len(), 1);
     drop((a, b));
     drop(database);

@@ -5,7 +5,7 @@
 use std::{
     io::{BufRead, BufReader, Read, Write},
     net::TcpStream,
-    process::{Child, ChildStderr, Command, Stdio},
+    process::{Child, ChildStderr, Command, Output, Stdio},
     sync::mpsc,
     time::{Duration, Instant},
 };
@@ -15,6 +15,14 @@ struct Process {
     child: Child,
     lines: mpsc::Receiver<String>,
     seen: Vec<String>,
+}
+
+/// A temporary folder, and the URL of a SQLite database in it that the
+/// server will create; the folder goes when the test drops it.
+fn fresh_database() -> (tempfile::TempDir, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("control.db").display());
+    (dir, url)
 }
 
 fn spawn(db_url: &str, extra_env: &[(&str, &str)]) -> Process {
@@ -94,6 +102,22 @@ impl Process {
     }
 }
 
+/// Runs `lanrage-control` with `args` and `env` to its end.
+fn run_control(args: &[&str], env: &[(&str, &str)]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_lanrage-control"))
+        .args(args)
+        .envs(env.iter().copied())
+        .output()
+        .unwrap()
+}
+
+/// As [`run_control`], for a run that must fail; its stderr.
+fn failure(args: &[&str], env: &[(&str, &str)]) -> String {
+    let output = run_control(args, env);
+    assert!(!output.status.success(), "{args:?} {env:?} succeeded");
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
 /// A minimal HTTP/1.1 exchange; returns the whole response.
 fn http(address: &str, method: &str, path: &str) -> String {
     let mut stream = TcpStream::connect(address).unwrap();
@@ -138,11 +162,8 @@ fn serves_on_first_run_logs_json_and_stops_cleanly_on_sigterm() {
 
 #[test]
 fn ctrl_c_stops_it_cleanly_too() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut server = spawn(
-        &format!("sqlite://{}", dir.path().join("c.db").display()),
-        &[],
-    );
+    let (_dir, db) = fresh_database();
+    let mut server = spawn(&db, &[]);
     server.address();
 
     let (code, took) = server.signal("-INT");
@@ -153,22 +174,12 @@ fn ctrl_c_stops_it_cleanly_too() {
 
 #[test]
 fn state_survives_a_process_restart() {
-    let dir = tempfile::tempdir().unwrap();
-    let url = format!("sqlite://{}", dir.path().join("control.db").display());
+    let (_dir, url) = fresh_database();
     let relay_key = [("LANRAGE_RELAY_KEY", "k")];
     let mut first = spawn(&url, &relay_key);
     let address = first.address();
-    let mut stream = TcpStream::connect(&address).unwrap();
-    let body = r#"{"relay_id":"r1","public_ip":"198.51.100.1","port":3478}"#;
-    write!(
-        stream,
-        "POST /relays HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer k\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    )
-    .unwrap();
-    let mut response = String::new();
-    stream.read_to_string(&mut response).unwrap();
-    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+    let registered = register_relay(&address, "k");
+    assert!(registered.starts_with("HTTP/1.1 200"), "{registered}");
     assert_eq!(first.terminate().0, Some(0));
 
     let mut second = spawn(&url, &relay_key);
@@ -181,12 +192,7 @@ fn state_survives_a_process_restart() {
 
 #[test]
 fn a_bad_setting_fails_fast_naming_it() {
-    let output = Command::new(env!("CARGO_BIN_EXE_lanrage-control"))
-        .args(["serve", "--peer-timeout-secs", "0"])
-        .output()
-        .unwrap();
-    assert!(!output.status.success());
-    let stderr = String::from_utf8_lossy(&output.stderr);
+    let stderr = failure(&["serve", "--peer-timeout-secs", "0"], &[]);
     assert!(stderr.contains("--peer-timeout-secs"), "{stderr}");
 
     for (url, expected) in [
@@ -194,19 +200,17 @@ fn a_bad_setting_fails_fast_naming_it() {
         ("sqlite://", "not a usable SQLite database path"),
         ("sqlite::memory:", "not a usable SQLite database path"),
     ] {
-        let output = Command::new(env!("CARGO_BIN_EXE_lanrage-control"))
-            .args(["serve", "--listen", "127.0.0.1:0"])
-            .env("LANRAGE_DATABASE_URL", url)
-            .output()
-            .unwrap();
-        assert!(!output.status.success());
-        let stderr = String::from_utf8_lossy(&output.stderr);
+        let stderr = failure(
+            &["serve", "--listen", "127.0.0.1:0"],
+            &[("LANRAGE_DATABASE_URL", url)],
+        );
         assert!(stderr.contains(expected), "{url}: {stderr}");
     }
 
-    let dir = tempfile::tempdir().unwrap();
-    let output = Command::new(env!("CARGO_BIN_EXE_lanrage-control"))
-        .args([
+    let (_dir, db) = fresh_database();
+    // Only values the operator gave can contradict each other.
+    let stderr = failure(
+        &[
             "serve",
             "--listen",
             "127.0.0.1:0",
@@ -214,31 +218,16 @@ fn a_bad_setting_fails_fast_naming_it() {
             "2",
             "--heartbeat-flush-ms",
             "1000",
-        ])
-        .env(
-            "LANRAGE_DATABASE_URL",
-            format!("sqlite://{}", dir.path().join("x.db").display()),
-        )
-        .output()
-        .unwrap();
-    // Only values the operator gave can contradict each other.
-    assert!(!output.status.success());
-    let stderr = String::from_utf8_lossy(&output.stderr);
+        ],
+        &[("LANRAGE_DATABASE_URL", &db)],
+    );
     assert!(
         stderr.contains("--heartbeat-flush-ms") && stderr.contains("--peer-timeout-secs"),
         "{stderr}"
     );
 
-    let output = Command::new(env!("CARGO_BIN_EXE_lanrage-control"))
-        .args([
-            "serve",
-            "--cors-origins",
-            "https://ok.example,not-an-origin",
-        ])
-        .output()
-        .unwrap();
-    assert!(!output.status.success());
-    let stderr = String::from_utf8_lossy(&output.stderr);
+    let cors = "https://ok.example,not-an-origin";
+    let stderr = failure(&["serve", "--cors-origins", cors], &[]);
     assert!(stderr.contains("--cors-origins"), "{stderr}");
 }
 
@@ -276,14 +265,11 @@ fn malformed_settings_in_the_environment_or_a_file_stop_serve_naming_them() {
             "LANRAGE_CLEANUP_INTERVAL_SECS",
         ),
     ] {
-        let output = Command::new(env!("CARGO_BIN_EXE_lanrage-control"))
-            .args(["serve", "--listen", "127.0.0.1:0"])
-            // Were the setting let through, the server would stop here
-            // with status 1 instead of running on.
-            .env("LANRAGE_DATABASE_URL", "mysql://nope")
-            .envs(env.iter().copied())
-            .output()
-            .unwrap();
+        // Were the setting let through, the server would stop here with
+        // status 1 instead of running on.
+        let mut all = vec![("LANRAGE_DATABASE_URL", "mysql://nope")];
+        all.extend(env.iter().copied());
+        let output = run_control(&["serve", "--listen", "127.0.0.1:0"], &all);
         let stderr = String::from_utf8_lossy(&output.stderr);
         assert_eq!(output.status.code(), Some(2), "{env:?}: {stderr}");
         assert!(stderr.contains(expected), "{env:?}: {stderr}");
@@ -331,23 +317,14 @@ fn a_config_file_sets_what_flags_and_environment_do_not() {
     assert!(register_relay(&address, "from-file").starts_with("HTTP/1.1 403"));
     assert_eq!(server.terminate().0, Some(0));
 
-    let missing = Command::new(env!("CARGO_BIN_EXE_lanrage-control"))
-        .args(["serve", "--config", "/nonexistent/control.toml"])
-        .output()
-        .unwrap();
-    assert!(!missing.status.success());
-    let stderr = String::from_utf8_lossy(&missing.stderr);
+    let stderr = failure(&["serve", "--config", "/nonexistent/control.toml"], &[]);
     assert!(stderr.contains("/nonexistent/control.toml"), "{stderr}");
 }
 
 #[test]
 fn a_two_second_peer_timeout_starts_with_every_other_default() {
-    let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("control.db");
-    let mut server = spawn(
-        &format!("sqlite://{}", db.display()),
-        &[("LANRAGE_PEER_TIMEOUT_SECS", "2")],
-    );
+    let (_dir, db) = fresh_database();
+    let mut server = spawn(&db, &[("LANRAGE_PEER_TIMEOUT_SECS", "2")]);
     let address = server.address();
     assert!(http(&address, "GET", "/").starts_with("HTTP/1.1 200"));
     let (code, _) = server.terminate();
@@ -402,12 +379,8 @@ fn limit_descriptors(server: &Process, limit: u64) {
 
 #[test]
 fn a_flood_from_one_address_leaves_others_served() {
-    let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("control.db");
-    let mut server = spawn(
-        &format!("sqlite://{}", db.display()),
-        &[("LANRAGE_MAX_CONNECTIONS_PER_IP", "20")],
-    );
+    let (_dir, db) = fresh_database();
+    let mut server = spawn(&db, &[("LANRAGE_MAX_CONNECTIONS_PER_IP", "20")]);
     let address = server.address();
     limit_descriptors(&server, 96);
     // Far more than the descriptor limit, all from one address, never

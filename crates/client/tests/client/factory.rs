@@ -6,7 +6,7 @@ use lanrage_client::{
 };
 use std::time::Duration;
 
-use crate::helpers::{dead_address, name, peer_id, peer_info, spawn_server};
+use crate::helpers::{create_party, dead_address, name, peer_id, peer_info, spawn_server};
 
 #[tokio::test]
 async fn a_reachable_server_gives_the_remote_plane() {
@@ -18,10 +18,7 @@ async fn a_reachable_server_gives_the_remote_plane() {
 
     assert!(selected.is_remote());
     let plane = selected.control_plane();
-    let created = plane
-        .register_party(name("Friday LAN"), peer_info("alice"))
-        .await
-        .unwrap();
+    let created = create_party(plane).await;
     let SelectedPlane::Remote { plane, .. } = &selected else {
         unreachable!()
     };

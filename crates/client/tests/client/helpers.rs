@@ -2,14 +2,18 @@
 //! database), typed peers, and event-driven waits.
 
 use std::{
+    collections::BTreeMap,
     future::Future,
     net::SocketAddr,
     path::{Path, PathBuf},
     time::Duration,
 };
 
-use lanrage_client::{Backoff, HttpClient, HttpConfig, WsConfig, WsEvent, WsEvents};
-use lanrage_proto::{IpOrUnknown, Name, NatType, PeerId, PeerInfo, PublicKey};
+use lanrage_client::{Backoff, ControlPlane, HttpClient, HttpConfig, WsConfig, WsEvent, WsEvents};
+use lanrage_proto::{
+    IpOrUnknown, JoinPartyResponse, Name, NatType, PartyId, PeerId, PeerInfo, PublicKey,
+    ServerMessage, Timestamp, TokenResponse,
+};
 use lanrage_server::{
     Config, Server,
     config::{Secret, Switch},
@@ -28,7 +32,8 @@ pub struct TestServer {
     pub db_path: PathBuf,
     stop: Option<oneshot::Sender<()>>,
     handle: Option<JoinHandle<std::io::Result<()>>>,
-    _dir: tempfile::TempDir,
+    /// The folder of the database; a sibling borrows its first server's.
+    _dir: Option<tempfile::TempDir>,
 }
 
 pub fn server_config(db_path: &Path, listen: &str) -> Config {
@@ -63,7 +68,7 @@ pub async fn spawn_server_with_service(
         db_path,
         stop: Some(stop),
         handle: Some(handle),
-        _dir: dir,
+        _dir: Some(dir),
     };
     (server, service)
 }
@@ -115,14 +120,15 @@ impl TestServer {
     }
 
     /// A second server on the same database, on another port.
-    pub async fn sibling(
-        &self,
-    ) -> (
-        SocketAddr,
-        oneshot::Sender<()>,
-        JoinHandle<std::io::Result<()>>,
-    ) {
-        start(server_config(&self.db_path, "127.0.0.1:0")).await
+    pub async fn sibling(&self) -> TestServer {
+        let (addr, stop, handle) = start(server_config(&self.db_path, "127.0.0.1:0")).await;
+        TestServer {
+            addr,
+            db_path: self.db_path.clone(),
+            stop: Some(stop),
+            handle: Some(handle),
+            _dir: None,
+        }
     }
 }
 
@@ -177,6 +183,55 @@ pub fn client(url: &str, id: &str) -> HttpClient {
     HttpClient::new(http_config(url, id)).unwrap()
 }
 
+/// A client for `id` that starts out holding `token`, valid for `secs`
+/// more by its own account, which the server never issued (it was
+/// revoked, or the server's database was reset since).
+pub fn client_with_unknown_token(url: &str, id: &str, token: &str, secs: i64) -> HttpClient {
+    let mut config = http_config(url, id);
+    config.token = Some(TokenResponse {
+        token: token.into(),
+        peer_id: peer_id(id),
+        expires_at: Timestamp::now().plus_secs(secs),
+    });
+    HttpClient::new(config).unwrap()
+}
+
+/// Creates the party "Friday LAN" hosted by `plane`'s own peer, which must
+/// succeed.
+pub async fn create_party(plane: &(impl ControlPlane + ?Sized)) -> JoinPartyResponse {
+    let host = peer_info(plane.peer_id().as_str());
+    plane
+        .register_party(name("Friday LAN"), host)
+        .await
+        .unwrap()
+}
+
+/// [`create_party`], for a test that needs only the party's id.
+pub async fn host_party(plane: &(impl ControlPlane + ?Sized)) -> PartyId {
+    create_party(plane).await.party.party_id
+}
+
+/// A client for `host` on `server`, and the party it created.
+pub async fn hosting(server: &TestServer, host: &str) -> (HttpClient, PartyId) {
+    let plane = client(&server.url(), host);
+    let party_id = host_party(&plane).await;
+    (plane, party_id)
+}
+
+/// `peer` joins `party_id` through a client of its own on the server at
+/// `url`, which must succeed.
+pub async fn join_as(url: &str, peer: &str, party_id: &PartyId) -> JoinPartyResponse {
+    client(url, peer)
+        .join_party(party_id, peer_info(peer))
+        .await
+        .unwrap()
+}
+
+/// The members' ids, in order.
+pub fn peer_ids<V>(peers: &BTreeMap<PeerId, V>) -> Vec<&str> {
+    peers.keys().map(PeerId::as_str).collect()
+}
+
 /// Reconnects quickly and keeps trying for a long while.
 pub fn patient_ws() -> WsConfig {
     WsConfig {
@@ -184,6 +239,19 @@ pub fn patient_ws() -> WsConfig {
             initial: Duration::from_millis(50),
             max: Duration::from_millis(300),
             max_attempts: 10_000,
+        },
+        ..WsConfig::default()
+    }
+}
+
+/// Reconnects quickly and gives up after three attempts, so a test can
+/// reach the fall back to the local plane.
+pub fn quitting_ws() -> WsConfig {
+    WsConfig {
+        reconnect: Backoff {
+            initial: Duration::from_millis(20),
+            max: Duration::from_millis(100),
+            max_attempts: 3,
         },
         ..WsConfig::default()
     }
@@ -210,6 +278,52 @@ pub async fn next_event<T>(
         Ok(None) => panic!("events ended; saw {seen:#?}"),
         Err(_) => panic!("expected event never came; saw {seen:#?}"),
     }
+}
+
+/// Skips to `Connected`, of a first connection or of a reconnection.
+pub async fn connected(events: &mut WsEvents, reconnect: bool) {
+    next_event(events, |e| {
+        matches!(e, WsEvent::Connected { reconnect: again, .. } if *again == reconnect)
+            .then_some(())
+    })
+    .await;
+}
+
+/// Skips to `Disconnected`.
+pub async fn disconnected(events: &mut WsEvents) {
+    next_event(events, |e| {
+        matches!(e, WsEvent::Disconnected { .. }).then_some(())
+    })
+    .await;
+}
+
+/// Skips to `GaveUp`; the attempts it made.
+pub async fn gave_up(events: &mut WsEvents) -> u32 {
+    next_event(events, |e| match e {
+        WsEvent::GaveUp { attempts, .. } => Some(*attempts),
+        _ => None,
+    })
+    .await
+}
+
+/// Skips to `party_ended`; its reason.
+pub async fn party_ended(events: &mut WsEvents) -> String {
+    next_event(events, |e| match e {
+        WsEvent::Message(ServerMessage::PartyEnded { reason, .. }) => Some(reason.clone()),
+        _ => None,
+    })
+    .await
+}
+
+/// Skips to `peer_joined` about `peer`; its seq.
+pub async fn peer_joined(events: &mut WsEvents, peer: &str) -> u64 {
+    next_event(events, |e| match e {
+        WsEvent::Message(ServerMessage::PeerJoined {
+            peer: joined, seq, ..
+        }) if joined.peer_id.as_str() == peer => Some(*seq),
+        _ => None,
+    })
+    .await
 }
 
 /// Polls `check` until it returns something, for at most [`PATIENCE`].

@@ -4,15 +4,13 @@
 use std::time::Duration;
 
 use lanrage_client::{ClientError, ControlPlane, HttpClient, LeaveOutcome};
-use lanrage_proto::{
-    PartyId, Region, RelayId, RelayRegistration, SignalData, Timestamp, TokenResponse,
-};
+use lanrage_proto::{PartyId, Region, RelayId, RelayRegistration, SignalData};
 use reqwest::StatusCode;
 use serde_json::json;
 
 use crate::helpers::{
-    RELAY_KEY, client, eventually, http_config, name, peer_id, peer_info, spawn_server,
-    spawn_server_with,
+    RELAY_KEY, client, client_with_unknown_token, create_party, eventually, host_party, hosting,
+    http_config, peer_id, peer_ids, peer_info, spawn_server, spawn_server_with,
 };
 
 #[tokio::test]
@@ -22,10 +20,7 @@ async fn every_operation_works_against_the_server() {
     let bob = client(&server.url(), "bob");
 
     // Create and join.
-    let created = alice
-        .register_party(name("Friday LAN"), peer_info("alice"))
-        .await
-        .unwrap();
+    let created = create_party(&alice).await;
     let party_id = created.party.party_id.clone();
     assert_eq!(created.party.host_id, peer_id("alice"));
     assert_eq!(created.virtual_ip.to_string(), "10.66.0.1");
@@ -38,10 +33,7 @@ async fn every_operation_works_against_the_server() {
     assert_eq!(view.party.peers.len(), 2);
     assert_eq!(view.virtual_ips[&peer_id("bob")].to_string(), "10.66.0.2");
     let peers = bob.get_peers(&party_id).await.unwrap();
-    assert_eq!(
-        peers.keys().map(|p| p.as_str()).collect::<Vec<_>>(),
-        ["alice", "bob"]
-    );
+    assert_eq!(peer_ids(&peers), ["alice", "bob"]);
     let found = alice
         .discover_peer(&party_id, &peer_id("bob"))
         .await
@@ -128,13 +120,8 @@ async fn every_operation_works_against_the_server() {
 #[tokio::test]
 async fn refusals_carry_the_servers_detail() {
     let server = spawn_server().await;
-    let alice = client(&server.url(), "alice");
+    let (alice, party_id) = hosting(&server, "alice").await;
     let mallory = client(&server.url(), "mallory");
-    let created = alice
-        .register_party(name("Friday LAN"), peer_info("alice"))
-        .await
-        .unwrap();
-    let party_id = created.party.party_id;
 
     let forbidden = mallory.get_party(&party_id).await.unwrap_err();
     let impersonating = mallory
@@ -176,10 +163,7 @@ async fn refusals_carry_the_servers_detail() {
 async fn an_expired_token_is_renewed_before_use() {
     let server = spawn_server_with(|config| config.token_ttl_secs = 1).await;
     let alice = client(&server.url(), "alice");
-    let created = alice
-        .register_party(name("Friday LAN"), peer_info("alice"))
-        .await
-        .unwrap();
+    let created = create_party(&alice).await;
     assert_eq!(alice.registrations(), 1);
     let first = alice.current_token().await.unwrap();
 
@@ -195,15 +179,10 @@ async fn an_expired_token_is_renewed_before_use() {
 #[tokio::test]
 async fn a_rejected_token_is_replaced_and_the_call_goes_on() {
     let server = spawn_server().await;
-    let mut config = http_config(&server.url(), "alice");
     // A token from an earlier run that this server does not know (its
     // database was reset, or the token was revoked).
-    config.token = Some(TokenResponse {
-        token: "stale-token-from-a-previous-life".into(),
-        peer_id: peer_id("alice"),
-        expires_at: Timestamp::now().plus_secs(86_400),
-    });
-    let alice = HttpClient::new(config).unwrap();
+    let stale = "stale-token-from-a-previous-life";
+    let alice = client_with_unknown_token(&server.url(), "alice", stale, 86_400);
 
     let relays = alice.list_relays().await.unwrap();
 
@@ -226,11 +205,7 @@ async fn create_and_join_start_the_heartbeat_and_leave_and_close_stop_it() {
     let bob = HttpClient::new(config).unwrap();
     assert_eq!(alice.heartbeat_party(), None);
 
-    let created = alice
-        .register_party(name("Friday LAN"), peer_info("alice"))
-        .await
-        .unwrap();
-    let party_id = created.party.party_id.clone();
+    let party_id = host_party(&alice).await;
     bob.join_party(&party_id, peer_info("bob")).await.unwrap();
     let joined_at = alice
         .discover_peer(&party_id, &peer_id("bob"))

@@ -9,7 +9,14 @@ use lanrage_proto::{Party, PartyId, PartyResponse, SignalData, Timestamp};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use crate::helpers::{eventually, name, peer_id, peer_info};
+use crate::helpers::{create_party, eventually, host_party, name, peer_id, peer_info};
+
+/// A local plane for `id` that keeps its state in memory only.
+async fn in_memory(id: &str) -> LocalControlPlane {
+    LocalControlPlane::open(LocalConfig::new(peer_id(id)))
+        .await
+        .unwrap()
+}
 
 fn state_config(dir: &Path, id: &str) -> LocalConfig {
     let mut config = LocalConfig::new(peer_id(id));
@@ -24,11 +31,7 @@ async fn a_burst_of_changes_is_one_atomic_write() {
     config.write_delay = Duration::from_millis(500);
     let plane = LocalControlPlane::open(config).await.unwrap();
 
-    let created = plane
-        .register_party(name("Friday LAN"), peer_info("alice"))
-        .await
-        .unwrap();
-    let party_id = created.party.party_id.clone();
+    let party_id = host_party(&plane).await;
     for _ in 0..20 {
         plane.heartbeat(&party_id, &peer_id("alice")).await.unwrap();
     }
@@ -68,10 +71,7 @@ async fn state_is_loaded_at_start() {
     let first = LocalControlPlane::open(state_config(dir.path(), "alice"))
         .await
         .unwrap();
-    let created = first
-        .register_party(name("Friday LAN"), peer_info("alice"))
-        .await
-        .unwrap();
+    let created = create_party(&first).await;
     first.close().await.unwrap();
 
     let second = LocalControlPlane::open(state_config(dir.path(), "alice"))
@@ -90,10 +90,7 @@ async fn a_plane_dropped_without_close_still_saves() {
     let mut config = state_config(dir.path(), "alice");
     config.write_delay = Duration::from_secs(3600);
     let plane = LocalControlPlane::open(config).await.unwrap();
-    let created = plane
-        .register_party(name("Friday LAN"), peer_info("alice"))
-        .await
-        .unwrap();
+    let created = create_party(&plane).await;
 
     drop(plane);
 
@@ -147,9 +144,7 @@ async fn a_corrupt_state_file_is_set_aside_and_reported() {
 
 #[tokio::test]
 async fn same_rules_as_the_server() {
-    let alice = LocalControlPlane::open(LocalConfig::new(peer_id("alice")))
-        .await
-        .unwrap();
+    let alice = in_memory("alice").await;
     let first = alice
         .register_party(name("One"), peer_info("alice"))
         .await
@@ -207,9 +202,7 @@ fn full_party() -> PartyResponse {
 
 #[tokio::test]
 async fn a_full_party_refuses_a_peer_without_moving_it() {
-    let alice = LocalControlPlane::open(LocalConfig::new(peer_id("alice")))
-        .await
-        .unwrap();
+    let alice = in_memory("alice").await;
     let own = alice
         .register_party(name("Mine"), peer_info("alice"))
         .await
@@ -246,11 +239,7 @@ async fn two_instances_find_each_other_through_the_discovery_file() {
         .await
         .unwrap();
 
-    let created = alice
-        .register_party(name("Friday LAN"), peer_info("alice"))
-        .await
-        .unwrap();
-    let party_id = created.party.party_id.clone();
+    let party_id = host_party(&alice).await;
     let seen_by_bob = bob.discover_parties().await.unwrap();
     let joined = bob.join_party(&party_id, peer_info("bob")).await.unwrap();
     let alices_view = alice.get_peers(&party_id).await.unwrap();
@@ -327,11 +316,7 @@ async fn stale_peers_are_cleaned_up() {
     };
     let alice = LocalControlPlane::open(fast("alice")).await.unwrap();
     let bob = LocalControlPlane::open(fast("bob")).await.unwrap();
-    let created = alice
-        .register_party(name("Friday LAN"), peer_info("alice"))
-        .await
-        .unwrap();
-    let party_id = created.party.party_id.clone();
+    let party_id = host_party(&alice).await;
     bob.join_party(&party_id, peer_info("bob")).await.unwrap();
     bob.close().await.unwrap();
 
@@ -353,10 +338,7 @@ async fn the_host_keeps_itself_alive_until_it_leaves() {
     config.peer_timeout = Duration::from_secs(2);
     config.cleanup_interval = Duration::from_millis(100);
     let plane = LocalControlPlane::open(config).await.unwrap();
-    let created = plane
-        .register_party(name("Friday LAN"), peer_info("alice"))
-        .await
-        .unwrap();
+    let created = create_party(&plane).await;
     let party_id = created.party.party_id.clone();
 
     // Well past the peer timeout, counted in heartbeats (one per third of it).

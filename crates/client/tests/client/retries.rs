@@ -22,7 +22,9 @@ use tokio::{
     net::{TcpListener, TcpStream},
 };
 
-use crate::helpers::{client, http_config, name, peer_id, peer_info, spawn_server};
+use crate::helpers::{
+    client, create_party, host_party, http_config, name, peer_id, peer_info, spawn_server,
+};
 
 /// What the flaky front does with one connection.
 #[derive(Debug, Clone)]
@@ -65,6 +67,13 @@ impl FlakyFront {
             }
         });
         Self { addr, connections }
+    }
+
+    /// A front whose first `connections` connections are answered with
+    /// a 503 that asks for a retry at once.
+    async fn unavailable(upstream: SocketAddr, connections: usize) -> Self {
+        let refusal = Act::Answer(503, Some(0), "database unavailable");
+        Self::start(upstream, vec![refusal; connections]).await
     }
 
     fn url(&self) -> String {
@@ -209,11 +218,7 @@ async fn authenticated_calls_survive_failures_too() {
 #[tokio::test]
 async fn registration_is_not_a_retry_loop_inside_the_retry_loop() {
     let server = spawn_server().await;
-    let front = FlakyFront::start(
-        server.addr,
-        vec![Act::Answer(503, Some(0), "database unavailable"); 50],
-    )
-    .await;
+    let front = FlakyFront::unavailable(server.addr, 50).await;
     let alice = one_connection_per_request(&front.url(), "alice");
 
     let error = alice.list_relays().await.unwrap_err();
@@ -226,11 +231,7 @@ async fn registration_is_not_a_retry_loop_inside_the_retry_loop() {
 #[tokio::test]
 async fn a_signal_whose_answer_is_lost_is_not_sent_again() {
     let server = spawn_server().await;
-    let created = client(&server.url(), "alice")
-        .register_party(name("Friday LAN"), peer_info("alice"))
-        .await
-        .unwrap();
-    let party_id = created.party.party_id.clone();
+    let party_id = host_party(&client(&server.url(), "alice")).await;
     let bob = client(&server.url(), "bob");
     bob.join_party(&party_id, peer_info("bob")).await.unwrap();
     // Alice registers through the front, then her signal reaches the
@@ -267,10 +268,7 @@ async fn a_create_is_retried_only_when_the_server_did_not_act() {
     .await;
     let alice = one_connection_per_request(&front.url(), "alice");
 
-    let created = alice
-        .register_party(name("Friday LAN"), peer_info("alice"))
-        .await
-        .unwrap();
+    let created = create_party(&alice).await;
     let connections_after_create = front.connections();
     let error = alice
         .register_party(name("Saturday LAN"), peer_info("alice"))
@@ -287,11 +285,7 @@ async fn a_create_is_retried_only_when_the_server_did_not_act() {
 async fn a_leave_that_the_retry_finds_done_is_a_success() {
     let server = spawn_server().await;
     let direct = client(&server.url(), "alice");
-    let created = direct
-        .register_party(name("Friday LAN"), peer_info("alice"))
-        .await
-        .unwrap();
-    let party_id = created.party.party_id.clone();
+    let party_id = host_party(&direct).await;
     direct.close().await.unwrap();
     // The leave reaches the server, but alice is told 503: she tries again
     // and hears 404, since she is already out.
@@ -357,11 +351,7 @@ async fn other_4xx_are_not_retried() {
 #[tokio::test]
 async fn a_server_that_keeps_failing_fails_the_call_after_the_attempts() {
     let server = spawn_server().await;
-    let front = FlakyFront::start(
-        server.addr,
-        vec![Act::Answer(503, Some(0), "database unavailable"); 10],
-    )
-    .await;
+    let front = FlakyFront::unavailable(server.addr, 10).await;
     let alice = client(&front.url(), "alice");
 
     let error = alice.service_info().await.unwrap_err();

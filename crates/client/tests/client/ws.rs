@@ -5,14 +5,28 @@
 use std::time::Duration;
 
 use lanrage_client::{
-    Backoff, ControlPlane, HttpClient, LocalConfig, RemoteControlPlane, WsClient, WsConfig,
-    WsEvent, WsState, ws_url,
+    ControlPlane, LocalConfig, RemoteControlPlane, WsClient, WsConfig, WsEvent, WsEvents, WsState,
+    ws_url,
 };
-use lanrage_proto::{ServerMessage, Timestamp, TokenResponse};
+use lanrage_proto::ServerMessage;
 
 use crate::helpers::{
-    client, http_config, name, next_event, patient_ws, peer_id, peer_info, spawn_server,
+    TestServer, client, client_with_unknown_token, connected, disconnected, gave_up, host_party,
+    hosting, join_as, next_event, party_ended, patient_ws, peer_id, peer_ids, peer_info,
+    peer_joined, quitting_ws, spawn_server,
 };
+
+/// Alice's plane on `server`, falling back to the local plane as `local`
+/// says, and its socket's events.
+async fn alice_remote_plane(
+    server: &TestServer,
+    ws: WsConfig,
+    local: LocalConfig,
+) -> (RemoteControlPlane, WsEvents) {
+    RemoteControlPlane::connect(client(&server.url(), "alice"), ws, local)
+        .await
+        .unwrap()
+}
 
 #[test]
 fn socket_urls_follow_the_server_url() {
@@ -35,71 +49,26 @@ fn socket_urls_follow_the_server_url() {
 #[tokio::test]
 async fn resumes_after_a_restart_and_replays_what_it_missed() {
     let mut server = spawn_server().await;
-    let alice_http = client(&server.url(), "alice");
     let (alice, mut events) =
-        RemoteControlPlane::connect(alice_http, patient_ws(), LocalConfig::new(peer_id("alice")))
-            .await
-            .unwrap();
-    next_event(&mut events, |e| {
-        matches!(
-            e,
-            WsEvent::Connected {
-                reconnect: false,
-                ..
-            }
-        )
-        .then_some(())
-    })
-    .await;
-    let created = alice
-        .register_party(name("Friday LAN"), peer_info("alice"))
-        .await
-        .unwrap();
-    let party_id = created.party.party_id.clone();
+        alice_remote_plane(&server, patient_ws(), LocalConfig::new(peer_id("alice"))).await;
+    connected(&mut events, false).await;
+    let party_id = host_party(&alice).await;
 
     // Live: bob joins over HTTP and alice hears of it.
-    client(&server.url(), "bob")
-        .join_party(&party_id, peer_info("bob"))
-        .await
-        .unwrap();
-    let bob_seq = next_event(&mut events, |e| match e {
-        WsEvent::Message(ServerMessage::PeerJoined { peer, seq, .. })
-            if peer.peer_id.as_str() == "bob" =>
-        {
-            Some(*seq)
-        }
-        _ => None,
-    })
-    .await;
+    join_as(&server.url(), "bob", &party_id).await;
+    let bob_seq = peer_joined(&mut events, "bob").await;
 
     // The server goes away; while alice cannot reach it, carol joins
     // through another instance on the same database.
-    let (other_addr, stop_other, other) = server.sibling().await;
+    let mut other = server.sibling().await;
     server.stop().await;
-    next_event(&mut events, |e| {
-        matches!(e, WsEvent::Disconnected { .. }).then_some(())
-    })
-    .await;
-    client(&format!("http://{other_addr}"), "carol")
-        .join_party(&party_id, peer_info("carol"))
-        .await
-        .unwrap();
-    stop_other.send(()).unwrap();
-    other.await.unwrap().unwrap();
+    disconnected(&mut events).await;
+    join_as(&other.url(), "carol", &party_id).await;
+    other.stop().await;
 
     // The server is back on the same port: alice reconnects and resumes.
     server.start_again().await;
-    next_event(&mut events, |e| {
-        matches!(
-            e,
-            WsEvent::Connected {
-                reconnect: true,
-                ..
-            }
-        )
-        .then_some(())
-    })
-    .await;
+    connected(&mut events, true).await;
     let carol_seq = next_event(&mut events, |e| match e {
         WsEvent::Message(ServerMessage::PeerJoined { peer, seq, .. })
             if peer.peer_id.as_str() == "carol" =>
@@ -119,29 +88,10 @@ async fn resumes_after_a_restart_and_replays_what_it_missed() {
     assert_eq!(alice.socket().state(), WsState::Connected);
     let view = alice.socket().party().unwrap();
     assert_eq!(view.seq, carol_seq);
-    assert_eq!(
-        view.party
-            .peers
-            .keys()
-            .map(|p| p.as_str())
-            .collect::<Vec<_>>(),
-        ["alice", "bob", "carol"]
-    );
+    assert_eq!(peer_ids(&view.party.peers), ["alice", "bob", "carol"]);
     // Live events flow again after the resume.
-    client(&server.url(), "dave")
-        .join_party(&party_id, peer_info("dave"))
-        .await
-        .unwrap();
-    next_event(&mut events, |e| match e {
-        WsEvent::Message(ServerMessage::PeerJoined { peer, seq, .. })
-            if peer.peer_id.as_str() == "dave" =>
-        {
-            assert_eq!(*seq, carol_seq + 1);
-            Some(())
-        }
-        _ => None,
-    })
-    .await;
+    join_as(&server.url(), "dave", &party_id).await;
+    assert_eq!(peer_joined(&mut events, "dave").await, carol_seq + 1);
     alice.close().await.unwrap();
     assert_eq!(alice.socket().state(), WsState::Closed);
 }
@@ -149,13 +99,8 @@ async fn resumes_after_a_restart_and_replays_what_it_missed() {
 #[tokio::test]
 async fn signals_and_leaves_arrive_as_typed_events() {
     let server = spawn_server().await;
-    let alice = client(&server.url(), "alice");
+    let (alice, party_id) = hosting(&server, "alice").await;
     let bob = client(&server.url(), "bob");
-    let created = alice
-        .register_party(name("Friday LAN"), peer_info("alice"))
-        .await
-        .unwrap();
-    let party_id = created.party.party_id.clone();
     bob.join_party(&party_id, peer_info("bob")).await.unwrap();
     let (socket, mut events) = WsClient::connect(bob.clone(), patient_ws()).await.unwrap();
     socket
@@ -177,11 +122,7 @@ async fn signals_and_leaves_arrive_as_typed_events() {
         .leave_party(&party_id, &peer_id("alice"))
         .await
         .unwrap();
-    let reason = next_event(&mut events, |e| match e {
-        WsEvent::Message(ServerMessage::PartyEnded { reason, .. }) => Some(reason.clone()),
-        _ => None,
-    })
-    .await;
+    let reason = party_ended(&mut events).await;
 
     assert_eq!(data, offer);
     assert_eq!(reason, "host_left");
@@ -192,13 +133,7 @@ async fn signals_and_leaves_arrive_as_typed_events() {
 #[tokio::test]
 async fn a_refused_socket_token_is_renewed() {
     let server = spawn_server().await;
-    let mut config = http_config(&server.url(), "alice");
-    config.token = Some(TokenResponse {
-        token: "forgotten-by-the-server".into(),
-        peer_id: peer_id("alice"),
-        expires_at: Timestamp::now().plus_secs(3600),
-    });
-    let http = HttpClient::new(config).unwrap();
+    let http = client_with_unknown_token(&server.url(), "alice", "forgotten-by-the-server", 3600);
 
     let (socket, mut events) = WsClient::connect(http.clone(), patient_ws()).await.unwrap();
 
@@ -215,60 +150,21 @@ async fn a_refused_socket_token_is_renewed() {
 #[tokio::test]
 async fn falls_back_to_the_local_plane_when_the_server_stays_away() {
     let mut server = spawn_server().await;
-    let ws = WsConfig {
-        reconnect: Backoff {
-            initial: Duration::from_millis(20),
-            max: Duration::from_millis(100),
-            max_attempts: 3,
-        },
-        ..WsConfig::default()
-    };
-    let (alice, mut events) = RemoteControlPlane::connect(
-        client(&server.url(), "alice"),
-        ws,
-        LocalConfig::new(peer_id("alice")),
-    )
-    .await
-    .unwrap();
-    let created = alice
-        .register_party(name("Friday LAN"), peer_info("alice"))
-        .await
-        .unwrap();
-    let party_id = created.party.party_id.clone();
-    client(&server.url(), "bob")
-        .join_party(&party_id, peer_info("bob"))
-        .await
-        .unwrap();
-    next_event(&mut events, |e| match e {
-        WsEvent::Message(ServerMessage::PeerJoined { peer, .. })
-            if peer.peer_id.as_str() == "bob" =>
-        {
-            Some(())
-        }
-        _ => None,
-    })
-    .await;
+    let (alice, mut events) =
+        alice_remote_plane(&server, quitting_ws(), LocalConfig::new(peer_id("alice"))).await;
+    let party_id = host_party(&alice).await;
+    join_as(&server.url(), "bob", &party_id).await;
+    peer_joined(&mut events, "bob").await;
     assert!(!alice.is_local());
 
     server.stop().await;
-    let attempts = next_event(&mut events, |e| match e {
-        WsEvent::GaveUp { attempts, .. } => Some(*attempts),
-        _ => None,
-    })
-    .await;
+    let attempts = gave_up(&mut events).await;
 
     // The next call notices and is served locally, from the last view.
     let view = alice.get_party(&party_id).await.unwrap();
     assert!(alice.is_local());
     assert_eq!(attempts, 3);
-    assert_eq!(
-        view.party
-            .peers
-            .keys()
-            .map(|p| p.as_str())
-            .collect::<Vec<_>>(),
-        ["alice", "bob"]
-    );
+    assert_eq!(peer_ids(&view.party.peers), ["alice", "bob"]);
     assert_eq!(alice.http().heartbeat_party(), None);
     // Local calls keep working: bob is still reachable for leaving.
     let outcome = alice
@@ -292,7 +188,7 @@ fn party_seqs(events: &[WsEvent]) -> Vec<u64> {
 
 /// Reads events until `until` accepts one (kept), for at most PATIENCE.
 async fn collect_until(
-    events: &mut lanrage_client::WsEvents,
+    events: &mut WsEvents,
     mut until: impl FnMut(&WsEvent) -> bool,
 ) -> Vec<WsEvent> {
     let mut seen = Vec::new();
@@ -312,7 +208,7 @@ async fn collect_until(
 }
 
 /// Everything left once the socket is closed.
-async fn rest(events: &mut lanrage_client::WsEvents) -> Vec<WsEvent> {
+async fn rest(events: &mut WsEvents) -> Vec<WsEvent> {
     let mut seen = Vec::new();
     while let Ok(Some(event)) = tokio::time::timeout(crate::helpers::PATIENCE, events.recv()).await
     {
@@ -335,35 +231,22 @@ fn the_client_gives_up_on_a_silent_socket_before_the_server_does() {
 #[tokio::test]
 async fn no_event_is_lost_or_repeated_across_a_reconnect() {
     let mut server = spawn_server().await;
-    let alice = client(&server.url(), "alice");
-    let created = alice
-        .register_party(name("Friday LAN"), peer_info("alice"))
-        .await
-        .unwrap();
-    let party_id = created.party.party_id.clone();
-    let bob = client(&server.url(), "bob");
-    bob.join_party(&party_id, peer_info("bob")).await.unwrap();
+    let (alice, party_id) = hosting(&server, "alice").await;
+    join_as(&server.url(), "bob", &party_id).await;
     let snapshot = alice.get_party(&party_id).await.unwrap();
     assert_eq!(snapshot.seq, 2);
     let (socket, mut events) = WsClient::connect_tracking(alice.clone(), patient_ws(), snapshot)
         .await
         .unwrap();
-    client(&server.url(), "carol")
-        .join_party(&party_id, peer_info("carol"))
-        .await
-        .unwrap();
+    join_as(&server.url(), "carol", &party_id).await;
     let mut seen = collect_until(&mut events, |e| has_seq(e, 3)).await;
 
     // Down: dave joins and bob leaves elsewhere, and bob signals alice.
-    let (other_addr, stop_other, other) = server.sibling().await;
+    let mut other = server.sibling().await;
     server.stop().await;
     seen.extend(collect_until(&mut events, |e| matches!(e, WsEvent::Disconnected { .. })).await);
-    let elsewhere = format!("http://{other_addr}");
-    client(&elsewhere, "dave")
-        .join_party(&party_id, peer_info("dave"))
-        .await
-        .unwrap();
-    let bob_elsewhere = client(&elsewhere, "bob");
+    join_as(&other.url(), "dave", &party_id).await;
+    let bob_elsewhere = client(&other.url(), "bob");
     let knock = lanrage_proto::SignalData::parse(serde_json::json!({"type": "knock"})).unwrap();
     bob_elsewhere
         .send_signal(&party_id, &peer_id("alice"), knock.clone())
@@ -373,8 +256,7 @@ async fn no_event_is_lost_or_repeated_across_a_reconnect() {
         .leave_party(&party_id, &peer_id("bob"))
         .await
         .unwrap();
-    stop_other.send(()).unwrap();
-    other.await.unwrap().unwrap();
+    other.stop().await;
 
     // Back: the missed events are replayed, the queued signal fetched,
     // and live events follow.
@@ -399,10 +281,7 @@ async fn no_event_is_lost_or_repeated_across_a_reconnect() {
             _ => None,
         })
         .collect();
-    client(&server.url(), "erin")
-        .join_party(&party_id, peer_info("erin"))
-        .await
-        .unwrap();
+    join_as(&server.url(), "erin", &party_id).await;
     seen.extend(collect_until(&mut events, |e| has_seq(e, 6)).await);
     socket.close().await;
     seen.extend(rest(&mut events).await);
@@ -412,11 +291,7 @@ async fn no_event_is_lost_or_repeated_across_a_reconnect() {
     let view = socket.party().unwrap();
     assert_eq!(view.seq, 6);
     assert_eq!(
-        view.party
-            .peers
-            .keys()
-            .map(|p| p.as_str())
-            .collect::<Vec<_>>(),
+        peer_ids(&view.party.peers),
         ["alice", "carol", "dave", "erin"]
     );
 }
@@ -424,26 +299,15 @@ async fn no_event_is_lost_or_repeated_across_a_reconnect() {
 #[tokio::test]
 async fn following_a_known_party_from_the_start_repeats_nothing() {
     let server = spawn_server().await;
-    let alice = client(&server.url(), "alice");
-    let created = alice
-        .register_party(name("Friday LAN"), peer_info("alice"))
-        .await
-        .unwrap();
-    let party_id = created.party.party_id.clone();
+    let (alice, party_id) = hosting(&server, "alice").await;
     // What `party watch` does: the snapshot first, then the socket; bob
     // joins in between, carol after.
     let snapshot = alice.get_party(&party_id).await.unwrap();
-    client(&server.url(), "bob")
-        .join_party(&party_id, peer_info("bob"))
-        .await
-        .unwrap();
+    join_as(&server.url(), "bob", &party_id).await;
     let (socket, mut events) = WsClient::connect_tracking(alice.clone(), patient_ws(), snapshot)
         .await
         .unwrap();
-    client(&server.url(), "carol")
-        .join_party(&party_id, peer_info("carol"))
-        .await
-        .unwrap();
+    join_as(&server.url(), "carol", &party_id).await;
     let mut seen = collect_until(&mut events, |e| has_seq(e, 3)).await;
     socket.close().await;
     seen.extend(rest(&mut events).await);
@@ -454,28 +318,17 @@ async fn following_a_known_party_from_the_start_repeats_nothing() {
 #[tokio::test]
 async fn tracking_after_events_went_out_does_not_repeat_them() {
     let server = spawn_server().await;
-    let alice = client(&server.url(), "alice");
-    let created = alice
-        .register_party(name("Friday LAN"), peer_info("alice"))
-        .await
-        .unwrap();
-    let party_id = created.party.party_id.clone();
+    let (alice, party_id) = hosting(&server, "alice").await;
     let snapshot = alice.get_party(&party_id).await.unwrap();
     let (socket, mut events) = WsClient::connect(alice.clone(), patient_ws())
         .await
         .unwrap();
-    client(&server.url(), "bob")
-        .join_party(&party_id, peer_info("bob"))
-        .await
-        .unwrap();
+    join_as(&server.url(), "bob", &party_id).await;
     let mut seen = collect_until(&mut events, |e| has_seq(e, 2)).await;
 
     // The resume this asks for replays bob's join: it is not shown again.
     socket.track_party(snapshot).await.unwrap();
-    client(&server.url(), "carol")
-        .join_party(&party_id, peer_info("carol"))
-        .await
-        .unwrap();
+    join_as(&server.url(), "carol", &party_id).await;
     seen.extend(collect_until(&mut events, |e| has_seq(e, 3)).await);
     socket.close().await;
     seen.extend(rest(&mut events).await);
@@ -487,12 +340,7 @@ async fn tracking_after_events_went_out_does_not_repeat_them() {
 #[tokio::test]
 async fn joining_over_http_brings_the_whole_party_to_the_socket() {
     let server = spawn_server().await;
-    let alice = client(&server.url(), "alice");
-    let created = alice
-        .register_party(name("Friday LAN"), peer_info("alice"))
-        .await
-        .unwrap();
-    let party_id = created.party.party_id.clone();
+    let (_alice, party_id) = hosting(&server, "alice").await;
     let bob = client(&server.url(), "bob");
     let config = WsConfig {
         event_buffer: 1,
@@ -503,10 +351,7 @@ async fn joining_over_http_brings_the_whole_party_to_the_socket() {
     // Bob joins over HTTP and carol right after, while bob's application
     // is not reading yet.
     bob.join_party(&party_id, peer_info("bob")).await.unwrap();
-    client(&server.url(), "carol")
-        .join_party(&party_id, peer_info("carol"))
-        .await
-        .unwrap();
+    join_as(&server.url(), "carol", &party_id).await;
     crate::helpers::eventually("the socket's view has carol", || async {
         socket
             .party()
@@ -538,12 +383,7 @@ async fn joining_over_http_brings_the_whole_party_to_the_socket() {
 #[tokio::test]
 async fn a_reader_that_falls_behind_gets_the_party_as_it_is() {
     let server = spawn_server().await;
-    let alice = client(&server.url(), "alice");
-    let created = alice
-        .register_party(name("Friday LAN"), peer_info("alice"))
-        .await
-        .unwrap();
-    let party_id = created.party.party_id.clone();
+    let (alice, party_id) = hosting(&server, "alice").await;
     let snapshot = alice.get_party(&party_id).await.unwrap();
     let config = WsConfig {
         event_buffer: 2,
@@ -556,10 +396,7 @@ async fn a_reader_that_falls_behind_gets_the_party_as_it_is() {
     // Ten joins while the application reads nothing: the socket keeps up.
     let guests: Vec<String> = (0..10).map(|i| format!("guest-{i}")).collect();
     for guest in &guests {
-        client(&server.url(), guest)
-            .join_party(&party_id, peer_info(guest))
-            .await
-            .unwrap();
+        join_as(&server.url(), guest, &party_id).await;
     }
     crate::helpers::eventually("the socket's view has every guest", || async {
         socket.party().filter(|v| v.seq == 11).map(|_| ())
@@ -586,45 +423,16 @@ async fn a_reader_that_falls_behind_gets_the_party_as_it_is() {
 #[tokio::test]
 async fn a_fallback_keeps_a_party_older_than_the_local_peer_timeout() {
     let mut server = spawn_server().await;
-    let ws = WsConfig {
-        reconnect: Backoff {
-            initial: Duration::from_millis(20),
-            max: Duration::from_millis(100),
-            max_attempts: 3,
-        },
-        ..WsConfig::default()
-    };
     let mut local = LocalConfig::new(peer_id("alice"));
     local.peer_timeout = Duration::from_secs(1);
-    let (alice, mut events) =
-        RemoteControlPlane::connect(client(&server.url(), "alice"), ws, local)
-            .await
-            .unwrap();
-    let created = alice
-        .register_party(name("Friday LAN"), peer_info("alice"))
-        .await
-        .unwrap();
-    let party_id = created.party.party_id.clone();
-    client(&server.url(), "bob")
-        .join_party(&party_id, peer_info("bob"))
-        .await
-        .unwrap();
-    next_event(&mut events, |e| match e {
-        WsEvent::Message(ServerMessage::PeerJoined { peer, .. })
-            if peer.peer_id.as_str() == "bob" =>
-        {
-            Some(())
-        }
-        _ => None,
-    })
-    .await;
+    let (alice, mut events) = alice_remote_plane(&server, quitting_ws(), local).await;
+    let party_id = host_party(&alice).await;
+    join_as(&server.url(), "bob", &party_id).await;
+    peer_joined(&mut events, "bob").await;
     // The party has run longer than the local plane's peer timeout.
     tokio::time::sleep(Duration::from_millis(2100)).await;
     server.stop().await;
-    next_event(&mut events, |e| {
-        matches!(e, WsEvent::GaveUp { .. }).then_some(())
-    })
-    .await;
+    gave_up(&mut events).await;
 
     let first = alice.get_party(&party_id).await.unwrap();
     let removed = alice.local().cleanup_now().await.unwrap();

@@ -4,7 +4,7 @@ use lanrage_proto::{PeerId, ServiceInfo, Timestamp, TokenResponse};
 use lanrage_server::{config::Secret, service::token_hash};
 use reqwest::{Method, StatusCode};
 
-use crate::helpers::{spawn_app, spawn_app_with};
+use crate::helpers::{spawn_app, spawn_app_behind_proxy, spawn_app_with, spawn_rate_limited_app};
 
 #[tokio::test]
 async fn root_reports_service_and_counts() {
@@ -92,31 +92,24 @@ async fn registration_key_is_required_when_configured() {
         spawn_app_with(|c| c.registration_key = Some("pre-auth".parse::<Secret>().unwrap())).await;
     let url = app.url("/auth/register?peer_id=alice");
 
-    let missing = app.client.post(&url).send().await.unwrap();
-    assert_eq!(missing.status(), StatusCode::UNAUTHORIZED);
-    let wrong = app
-        .client
-        .post(&url)
-        .header("X-Registration-Key", "guess")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(wrong.status(), StatusCode::FORBIDDEN);
-    let right = app
-        .client
-        .post(&url)
-        .header("X-Registration-Key", "pre-auth")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(right.status(), StatusCode::OK);
+    for (key, status) in [
+        (None, StatusCode::UNAUTHORIZED),
+        (Some("guess"), StatusCode::FORBIDDEN),
+        (Some("pre-auth"), StatusCode::OK),
+    ] {
+        let mut request = app.client.post(&url);
+        if let Some(key) = key {
+            request = request.header("X-Registration-Key", key);
+        }
+        let response = request.send().await.unwrap();
+        assert_eq!(response.status(), status, "key {key:?}");
+    }
 }
 
 #[tokio::test]
 async fn protected_routes_need_a_valid_token() {
     let app = spawn_app().await;
-    let (_, created) = app.create_party("alice").await;
-    let party = created.party_id.as_str();
+    let (_, party) = app.host_party("alice").await;
     let routes = [
         (Method::POST, "/parties".to_owned()),
         (Method::GET, format!("/parties/{party}")),
@@ -198,7 +191,7 @@ async fn a_short_token_ttl_is_honoured() {
 
 #[tokio::test]
 async fn registration_floods_are_rate_limited_and_recover() {
-    let app = spawn_app_with(|c| c.rate_limit = lanrage_server::config::Switch::On).await;
+    let app = spawn_rate_limited_app(|_| {}).await;
     let url = app.url("/auth/register?peer_id=flood");
     let mut statuses = Vec::new();
     for _ in 0..30 {
@@ -242,11 +235,7 @@ async fn a_fresh_token_works_at_once_every_time() {
 
 #[tokio::test]
 async fn each_token_has_its_own_quota() {
-    let app = spawn_app_with(|c| {
-        c.rate_limit = lanrage_server::config::Switch::On;
-        c.rate_limit_token_per_sec = 5;
-    })
-    .await;
+    let app = spawn_rate_limited_app(|c| c.rate_limit_token_per_sec = 5).await;
     let token = app.register("alice").await;
     let other = app.register("bob").await;
 
@@ -273,24 +262,13 @@ async fn each_token_has_its_own_quota() {
 
 #[tokio::test]
 async fn behind_a_trusted_proxy_the_forwarded_client_is_limited() {
-    let app = spawn_app_with(|c| {
-        c.rate_limit = lanrage_server::config::Switch::On;
-        c.rate_limit_writes_per_sec = 1;
-        c.trusted_proxies = vec!["127.0.0.1".parse().unwrap()];
-    })
-    .await;
-    let register = |client: &'static str, n: u32| {
-        app.client
-            .post(app.url(&format!("/auth/register?peer_id=p{n}")))
-            .header("X-Forwarded-For", client)
-            .send()
-    };
-
+    let app = spawn_app_behind_proxy().await;
     let mut first = Vec::new();
     for n in 0..6 {
-        first.push(register("203.0.113.1", n).await.unwrap().status());
+        let response = app.register_from(&format!("p{n}"), "203.0.113.1").await;
+        first.push(response.status());
     }
-    let second = register("203.0.113.2", 99).await.unwrap().status();
+    let second = app.register_from("p99", "203.0.113.2").await.status();
 
     assert!(first.contains(&StatusCode::TOO_MANY_REQUESTS), "{first:?}");
     assert_eq!(

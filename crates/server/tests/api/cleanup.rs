@@ -3,12 +3,17 @@
 
 use std::time::Duration;
 
-use lanrage_proto::{PartyResponse, PeerId, Timestamp};
+use lanrage_proto::{PeerId, Timestamp};
 use lanrage_server::service::token_hash;
-use reqwest::{Method, StatusCode};
+use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use crate::helpers::{RELAY_KEY, spawn_app, spawn_app_with};
+use crate::helpers::{Route::ReadParty, spawn_app, spawn_app_with};
+
+/// A relay as its operator registers it.
+fn relay_r1() -> Value {
+    json!({"relay_id": "r1", "public_ip": "198.51.100.1", "port": 1})
+}
 
 #[tokio::test]
 async fn silent_guests_are_removed_and_the_party_goes_on() {
@@ -18,24 +23,12 @@ async fn silent_guests_are_removed_and_the_party_goes_on() {
     app.join(&party, "bob").await;
     let later = Timestamp::now().plus_secs(61);
     // Alice keeps beating; Bob went quiet.
-    app.service
-        .store()
-        .touch_member(&created.party_id, &PeerId::parse("alice").unwrap(), later)
-        .await
-        .unwrap();
+    app.touch(&created.party_id, "alice", later).await;
 
-    let report = app.service.cleanup_once(later).await.unwrap();
+    let report = app.cleanup_at(later).await;
 
     assert_eq!((report.stale_peers, report.ended_parties), (1, 0));
-    let read: PartyResponse = app
-        .expect(
-            Method::GET,
-            &format!("/parties/{party}"),
-            Some(&alice),
-            None,
-            StatusCode::OK,
-        )
-        .await;
+    let read = app.read_party(&party, &alice).await;
     assert_eq!(read.party.peers.len(), 1);
     assert_eq!(read.seq, 3, "the removal is an event");
 }
@@ -46,22 +39,13 @@ async fn a_silent_host_ends_the_party() {
     let (_, created) = app.create_party("alice").await;
     let (bob, _) = app.join(created.party_id.as_str(), "bob").await;
 
-    let report = app
-        .service
-        .cleanup_once(Timestamp::now().plus_secs(61))
-        .await
-        .unwrap();
+    let report = app.cleanup_at(Timestamp::now().plus_secs(61)).await;
 
     assert!(report.ended_parties == 1);
     assert_eq!(app.party_count().await, 0);
-    app.expect_error(
-        Method::GET,
-        &format!("/parties/{}", created.party_id),
-        Some(&bob),
-        None,
-        StatusCode::NOT_FOUND,
-    )
-    .await;
+    let party = created.party_id.as_str();
+    app.refused(ReadParty(party), &bob, StatusCode::NOT_FOUND)
+        .await;
 }
 
 #[tokio::test]
@@ -69,11 +53,7 @@ async fn active_peers_survive_cleanup() {
     let app = spawn_app_with(|c| c.peer_timeout_secs = 60).await;
     app.create_party("alice").await;
 
-    let report = app
-        .service
-        .cleanup_once(Timestamp::now().plus_secs(59))
-        .await
-        .unwrap();
+    let report = app.cleanup_at(Timestamp::now().plus_secs(59)).await;
 
     assert_eq!(report.stale_peers, 0);
     assert_eq!(app.party_count().await, 1);
@@ -84,11 +64,7 @@ async fn expired_tokens_are_deleted() {
     let app = spawn_app_with(|c| c.token_ttl_secs = 60).await;
     let token = app.register("alice").await;
 
-    let report = app
-        .service
-        .cleanup_once(Timestamp::now().plus_secs(61))
-        .await
-        .unwrap();
+    let report = app.cleanup_at(Timestamp::now().plus_secs(61)).await;
 
     assert_eq!(report.swept.tokens, 1);
     assert!(
@@ -104,26 +80,10 @@ async fn expired_tokens_are_deleted() {
 #[tokio::test]
 async fn silent_relays_are_removed() {
     let app = spawn_app_with(|c| c.relay_timeout_secs = 120).await;
-    let relay = json!({"relay_id": "r1", "public_ip": "198.51.100.1", "port": 1});
-    app.expect::<Value>(
-        Method::POST,
-        "/relays",
-        Some(RELAY_KEY),
-        Some(relay),
-        StatusCode::OK,
-    )
-    .await;
+    app.register_relay(relay_r1()).await;
 
-    let early = app
-        .service
-        .cleanup_once(Timestamp::now().plus_secs(100))
-        .await
-        .unwrap();
-    let late = app
-        .service
-        .cleanup_once(Timestamp::now().plus_secs(121))
-        .await
-        .unwrap();
+    let early = app.cleanup_at(Timestamp::now().plus_secs(100)).await;
+    let late = app.cleanup_at(Timestamp::now().plus_secs(121)).await;
 
     assert_eq!((early.swept.relays, late.swept.relays), (0, 1));
 }
@@ -153,22 +113,12 @@ async fn a_restart_does_not_count_its_downtime_against_peers() {
     // Alice was last heard of an hour ago: the server was down since.
     let mut alice = created.party.peers[&created.party.host_id].clone();
     alice.last_seen = Timestamp::now().plus_secs(-3600);
-    let mut tx = app.service.store().begin().await.unwrap();
-    tx.update_member(&created.party_id, &alice).await.unwrap();
-    tx.commit().await.unwrap();
+    app.store_member(&created.party_id, &alice).await;
     let app = app.restart(|c| c.peer_timeout_secs = 60).await;
 
-    let soon = app
-        .service
-        .cleanup_once(Timestamp::now().plus_secs(30))
-        .await
-        .unwrap();
+    let soon = app.cleanup_at(Timestamp::now().plus_secs(30)).await;
     assert_eq!(soon.stale_peers, 0, "she gets one timeout from the restart");
-    let later = app
-        .service
-        .cleanup_once(Timestamp::now().plus_secs(61))
-        .await
-        .unwrap();
+    let later = app.cleanup_at(Timestamp::now().plus_secs(61)).await;
     assert_eq!(later.stale_peers, 1);
 }
 
@@ -183,7 +133,7 @@ async fn a_party_without_its_host_is_ended() {
         .unwrap();
     tx.commit().await.unwrap();
 
-    let report = app.service.cleanup_once(Timestamp::now()).await.unwrap();
+    let report = app.cleanup_at(Timestamp::now()).await;
 
     assert_eq!(report.ended_parties, 1);
     assert_eq!(app.party_count().await, 0);
@@ -192,15 +142,7 @@ async fn a_party_without_its_host_is_ended() {
 #[tokio::test]
 async fn reposting_keeps_a_relay_alive() {
     let app = spawn_app_with(|c| c.relay_timeout_secs = 120).await;
-    let relay = json!({"relay_id": "r1", "public_ip": "198.51.100.1", "port": 1});
-    app.expect::<Value>(
-        Method::POST,
-        "/relays",
-        Some(RELAY_KEY),
-        Some(relay.clone()),
-        StatusCode::OK,
-    )
-    .await;
+    app.register_relay(relay_r1()).await;
     let first = app.service.store().relays(None).await.unwrap().remove(0);
     let later = Timestamp::now().plus_secs(100);
 
@@ -210,11 +152,7 @@ async fn reposting_keeps_a_relay_alive() {
         .upsert_relay(&first, later)
         .await
         .unwrap();
-    let report = app
-        .service
-        .cleanup_once(later.plus_secs(100))
-        .await
-        .unwrap();
+    let report = app.cleanup_at(later.plus_secs(100)).await;
 
     assert_eq!(report.swept.relays, 0);
     let relays = app.service.store().relays(None).await.unwrap();
@@ -222,11 +160,7 @@ async fn reposting_keeps_a_relay_alive() {
         relays[0].registered_at, first.registered_at,
         "registered_at is kept"
     );
-    let gone = app
-        .service
-        .cleanup_once(later.plus_secs(121))
-        .await
-        .unwrap();
+    let gone = app.cleanup_at(later.plus_secs(121)).await;
     assert_eq!(gone.swept.relays, 1);
 }
 
@@ -235,20 +169,9 @@ async fn a_restart_while_cleanup_was_running_forgives_nothing() {
     let app = spawn_app_with(|c| c.peer_timeout_secs = 60).await;
     let (_, created) = app.create_party("alice").await;
     let (_, _) = app.join(created.party_id.as_str(), "bob").await;
-    let mut bob = app
-        .service
-        .store()
-        .snapshot(&created.party_id)
-        .await
-        .unwrap()
-        .unwrap()
-        .1[1]
-        .peer
-        .clone();
+    let mut bob = app.stored_members(&created.party_id).await[1].peer.clone();
     bob.last_seen = Timestamp::now().plus_secs(-3600);
-    let mut tx = app.service.store().begin().await.unwrap();
-    tx.update_member(&created.party_id, &bob).await.unwrap();
-    tx.commit().await.unwrap();
+    app.store_member(&created.party_id, &bob).await;
     // Another instance (or this one, just before) ran cleanup a moment ago:
     // the service was not down.
     assert!(
@@ -260,7 +183,7 @@ async fn a_restart_while_cleanup_was_running_forgives_nothing() {
     );
 
     let app = app.restart(|c| c.peer_timeout_secs = 60).await;
-    let report = app.service.cleanup_once(Timestamp::now()).await.unwrap();
+    let report = app.cleanup_at(Timestamp::now()).await;
 
     assert_eq!(report.stale_peers, 1, "bob's silence still counts");
 }

@@ -55,6 +55,13 @@ fn get(path: &str) -> String {
     format!("GET {path} HTTP/1.1\r\nhost: x\r\n\r\n")
 }
 
+/// Sends `GET /` on `stream` and expects a 200, leaving it open.
+async fn get_root_ok(stream: &mut TcpStream) {
+    stream.write_all(get("/").as_bytes()).await.unwrap();
+    let answer = read_answer(stream).await;
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+}
+
 /// Reads one answer to a request without a body on a kept-alive connection.
 async fn read_answer(stream: &mut TcpStream) -> String {
     let mut bytes = Vec::new();
@@ -164,12 +171,10 @@ async fn a_stalled_body_gets_408_and_the_connection_is_closed() {
 async fn kept_alive_connections_wait_for_the_idle_timeout_not_the_header_timeout() {
     let app = app_with_timeouts(1, 10, 3).await;
     let mut stream = TcpStream::connect(app.addr).await.unwrap();
-    stream.write_all(get("/").as_bytes()).await.unwrap();
-    assert!(read_answer(&mut stream).await.starts_with("HTTP/1.1 200"));
+    get_root_ok(&mut stream).await;
     // Longer than the header timeout, shorter than the idle one.
     tokio::time::sleep(Duration::from_millis(1800)).await;
-    stream.write_all(get("/").as_bytes()).await.unwrap();
-    assert!(read_answer(&mut stream).await.starts_with("HTTP/1.1 200"));
+    get_root_ok(&mut stream).await;
     let (rest, took) = read_until_closed(&mut stream).await;
     assert!(rest.is_empty(), "an idle close says nothing: {rest}");
     assert!(
@@ -182,8 +187,7 @@ async fn kept_alive_connections_wait_for_the_idle_timeout_not_the_header_timeout
 async fn a_later_head_on_a_kept_alive_connection_has_the_header_timeout_too() {
     let app = app_with_timeouts(1, 10, 60).await;
     let mut stream = TcpStream::connect(app.addr).await.unwrap();
-    stream.write_all(get("/").as_bytes()).await.unwrap();
-    assert!(read_answer(&mut stream).await.starts_with("HTTP/1.1 200"));
+    get_root_ok(&mut stream).await;
     stream.write_all(b"GET / HTTP/1.1\r\nhost").await.unwrap();
     let (text, took) = read_until_closed(&mut stream).await;
     assert!(took < Duration::from_secs(4), "{took:?}");
@@ -221,21 +225,16 @@ async fn one_address_holds_at_most_its_connections_and_others_are_served() {
     }
     // Another address is served while the first holds its share.
     let mut other = connect_from("127.0.0.2", app.addr).await.unwrap();
-    other.write_all(get("/").as_bytes()).await.unwrap();
-    assert!(read_answer(&mut other).await.starts_with("HTTP/1.1 200"));
+    get_root_ok(&mut other).await;
     // A slot freed is a slot again.
     drop(held.pop());
     tokio::time::sleep(Duration::from_millis(200)).await;
     let mut again = connect_from("127.0.0.1", app.addr).await.unwrap();
-    again.write_all(get("/").as_bytes()).await.unwrap();
-    assert!(read_answer(&mut again).await.starts_with("HTTP/1.1 200"));
+    get_root_ok(&mut again).await;
     drop((held, again));
     tokio::time::sleep(Duration::from_millis(200)).await;
-    let metrics = app.get_text("/metrics").await;
-    assert!(
-        metrics.contains(r#"lanrage_connections_refused_total{kind="per_address"} 1"#),
-        "{metrics}"
-    );
+    app.expect_metric(r#"lanrage_connections_refused_total{kind="per_address"} 1"#)
+        .await;
 }
 
 #[tokio::test]

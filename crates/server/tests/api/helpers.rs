@@ -3,11 +3,15 @@
 use std::{net::SocketAddr, path::PathBuf};
 
 use base64::{Engine, engine::general_purpose::STANDARD};
-use lanrage_proto::{CreatePartyResponse, ErrorBody, JoinPartyResponse, TokenResponse};
+use lanrage_proto::{
+    CreatePartyResponse, ErrorBody, JoinPartyResponse, PartyId, PartyResponse, Peer, PeerId,
+    RelayStatusResponse, RelaysResponse, SignalsResponse, StatusResponse, Timestamp, TokenResponse,
+};
 use lanrage_server::{
     Config, Server,
     config::{Secret, Switch},
-    service::Service,
+    service::{CleanupReport, Service},
+    store::MemberRecord,
 };
 use reqwest::{Method, StatusCode};
 use serde::de::DeserializeOwned;
@@ -51,6 +55,28 @@ pub fn test_config(database_url: &str) -> Config {
 
 pub async fn spawn_app() -> TestApp {
     spawn_app_with(|_| {}).await
+}
+
+/// A server that rate-limits, as in production (tests turn it off by
+/// default), configured further by `configure`.
+pub async fn spawn_rate_limited_app(configure: impl FnOnce(&mut Config)) -> TestApp {
+    spawn_app_with(|config| {
+        config.rate_limit = Switch::On;
+        configure(config);
+    })
+    .await
+}
+
+/// A rate-limited server (one write a second) behind a proxy it trusts,
+/// at 127.0.0.1: clients are told apart by `X-Forwarded-For`
+/// ([`TestApp::register_from`]).
+#[allow(dead_code)] // Not every suite sits behind a proxy.
+pub async fn spawn_app_behind_proxy() -> TestApp {
+    spawn_rate_limited_app(|config| {
+        config.rate_limit_writes_per_sec = 1;
+        config.trusted_proxies = vec!["127.0.0.1".parse().unwrap()];
+    })
+    .await
 }
 
 pub async fn spawn_app_with(configure: impl FnOnce(&mut Config)) -> TestApp {
@@ -242,32 +268,6 @@ impl TestApp {
         }
     }
 
-    /// `GET /parties/{party}` as `token`, which must succeed.
-    #[allow(dead_code)] // Not every suite reads parties this way.
-    pub async fn read_party(&self, party: &str, token: &str) -> lanrage_proto::PartyResponse {
-        self.expect(
-            Method::GET,
-            &format!("/parties/{party}"),
-            Some(token),
-            None,
-            StatusCode::OK,
-        )
-        .await
-    }
-
-    /// Drains `token`'s queued signals in `party`, which must succeed.
-    #[allow(dead_code)] // Not every suite sends signals.
-    pub async fn drain_signals(&self, party: &str, token: &str) -> lanrage_proto::SignalsResponse {
-        self.expect(
-            Method::GET,
-            &format!("/parties/{party}/signals"),
-            Some(token),
-            None,
-            StatusCode::OK,
-        )
-        .await
-    }
-
     /// Sends a request; `token` becomes a bearer credential, `body` JSON.
     pub async fn send(
         &self,
@@ -286,11 +286,42 @@ impl TestApp {
         request.send().await.unwrap()
     }
 
+    /// The body of a GET of `path`, which must answer 200 with a content
+    /// type starting with `content_type`, as text.
+    #[allow(dead_code)] // Not every suite reads pages.
+    pub async fn get_page(&self, path: &str, content_type: &str) -> String {
+        let response = self.send(Method::GET, path, None, None).await;
+        assert_eq!(response.status(), StatusCode::OK, "GET {path}");
+        let served = response.headers()["content-type"].to_str().unwrap();
+        assert!(served.starts_with(content_type), "GET {path}: {served}");
+        response.text().await.unwrap()
+    }
+
     /// The body of a GET of `path`, as text, whatever its status.
     pub async fn get_text(&self, path: &str) -> String {
         self.send(Method::GET, path, None, None)
             .await
             .text()
+            .await
+            .unwrap()
+    }
+
+    /// Asserts that `/metrics` holds `sample` (a series with its labels
+    /// and value).
+    #[allow(dead_code)] // Not every suite reads metrics.
+    pub async fn expect_metric(&self, sample: &str) {
+        let metrics = self.get_text("/metrics").await;
+        assert!(metrics.contains(sample), "no {sample} in\n{metrics}");
+    }
+
+    /// `POST /auth/register` for `peer` as a client that a trusted proxy
+    /// says is `client` (`X-Forwarded-For`), whatever the answer.
+    #[allow(dead_code)] // Not every suite sits behind a proxy.
+    pub async fn register_from(&self, peer: &str, client: &str) -> reqwest::Response {
+        self.client
+            .post(self.url(&format!("/auth/register?peer_id={peer}")))
+            .header("X-Forwarded-For", client)
+            .send()
             .await
             .unwrap()
     }
@@ -336,19 +367,34 @@ impl TestApp {
         response.token
     }
 
+    /// Sends `route` as `token`; it must succeed with a `T`.
+    pub async fn call<T: DeserializeOwned>(&self, route: Route<'_>, token: &str) -> T {
+        let (method, path, body) = route.request();
+        self.expect(method, &path, Some(token), body, StatusCode::OK)
+            .await
+    }
+
+    /// Sends `route` as `token`; it must be refused with `status`. Returns
+    /// the detail.
+    pub async fn refused(&self, route: Route<'_>, token: &str, status: StatusCode) -> String {
+        let (method, path, body) = route.request();
+        self.expect_error(method, &path, Some(token), body, status)
+            .await
+    }
+
     /// Registers `host` and creates a party it hosts.
     pub async fn create_party(&self, host: &str) -> (String, CreatePartyResponse) {
         let token = self.register(host).await;
-        let created: CreatePartyResponse = self
-            .expect(
-                Method::POST,
-                "/parties",
-                Some(&token),
-                Some(json!({"name": "Friday LAN", "host_peer_info": peer_info(host)})),
-                StatusCode::OK,
-            )
-            .await;
+        let body = create_body("Friday LAN", peer_info(host));
+        let created = self.call(Route::Create(body), &token).await;
         (token, created)
+    }
+
+    /// Registers `host` and creates a party it hosts: the host's token and
+    /// the party's id.
+    pub async fn host_party(&self, host: &str) -> (String, String) {
+        let (token, created) = self.create_party(host).await;
+        (token, created.party_id.to_string())
     }
 
     /// Registers `peer` and joins it to `party_id`.
@@ -359,14 +405,124 @@ impl TestApp {
     }
 
     pub async fn join_with(&self, party_id: &str, peer: &str, token: &str) -> JoinPartyResponse {
-        self.expect(
-            Method::POST,
-            &format!("/parties/{party_id}/join"),
-            Some(token),
-            Some(json!({"party_id": party_id, "peer_info": peer_info(peer)})),
-            StatusCode::OK,
-        )
-        .await
+        self.join_as(party_id, token, peer_info(peer)).await
+    }
+
+    /// Joins (or refreshes) `party_id` as `token`, describing itself by
+    /// `info`, which must succeed.
+    pub async fn join_as(&self, party_id: &str, token: &str, info: Value) -> JoinPartyResponse {
+        let body = join_body(party_id, info);
+        self.call(Route::Join(party_id, body), token).await
+    }
+
+    /// Registers `{prefix}0` to `{prefix}{n-1}`; their tokens and peer ids,
+    /// in that order.
+    pub async fn register_numbered(&self, prefix: &str, n: usize) -> Vec<(String, String)> {
+        let mut peers = Vec::new();
+        for i in 0..n {
+            let peer = format!("{prefix}{i}");
+            peers.push((self.register(&peer).await, peer));
+        }
+        peers
+    }
+
+    /// Registers `outsider`, and `alice`, who creates a party: the party's
+    /// id and the outsider's token.
+    pub async fn party_and_outsider(&self, outsider: &str) -> (String, String) {
+        let (_, created) = self.create_party("alice").await;
+        let token = self.register(outsider).await;
+        (created.party_id.to_string(), token)
+    }
+
+    /// Registers `alice`, who creates a party, and `bob`, who joins it.
+    pub async fn party_of_two(&self) -> PartyOfTwo {
+        let (alice, created) = self.create_party("alice").await;
+        let id = created.party_id.to_string();
+        let (bob, joined) = self.join(&id, "bob").await;
+        PartyOfTwo {
+            id,
+            created,
+            alice,
+            bob,
+            joined,
+        }
+    }
+
+    /// `GET /parties/{party}` as `token`, which must succeed.
+    pub async fn read_party(&self, party: &str, token: &str) -> PartyResponse {
+        self.call(Route::ReadParty(party), token).await
+    }
+
+    /// `peer` leaves `party` as `token`, which must succeed.
+    pub async fn leave(&self, party: &str, peer: &str, token: &str) -> StatusResponse {
+        self.call(Route::Leave(party, peer), token).await
+    }
+
+    /// Drains `token`'s queued signals in `party`, which must succeed.
+    pub async fn drain_signals(&self, party: &str, token: &str) -> SignalsResponse {
+        self.call(Route::DrainSignals(party), token).await
+    }
+
+    /// `peer`'s heartbeat in `party` as `token`, which must succeed.
+    pub async fn heartbeat(&self, party: &str, peer: &str, token: &str) -> StatusResponse {
+        self.call(Route::Heartbeat(party, peer), token).await
+    }
+
+    /// Posts a signal for `to` in `party` as `token`, whatever the answer.
+    pub async fn post_signal(
+        &self,
+        party: &str,
+        token: &str,
+        to: &str,
+        data: Value,
+    ) -> reqwest::Response {
+        let (method, path, body) = Route::SendSignal(party, signal_body(to, data)).request();
+        self.send(method, &path, Some(token), body).await
+    }
+
+    /// Registers (or refreshes) a relay with the operator key, which must
+    /// succeed.
+    pub async fn register_relay(&self, relay: Value) -> RelayStatusResponse {
+        self.call(Route::RegisterRelay(relay), RELAY_KEY).await
+    }
+
+    /// The relays (of `region`, if given) as `token` lists them.
+    pub async fn list_relays(&self, region: Option<&str>, token: &str) -> RelaysResponse {
+        self.call(Route::ListRelays(region), token).await
+    }
+
+    /// The party's members as stored, bypassing the API (and the
+    /// heartbeats still waiting in memory).
+    #[allow(dead_code)] // Not every suite looks behind the API.
+    pub async fn stored_members(&self, party: &PartyId) -> Vec<MemberRecord> {
+        let (_, members) = self.service.store().snapshot(party).await.unwrap().unwrap();
+        members
+    }
+
+    /// Overwrites `peer`'s stored membership of `party` behind the API, as
+    /// an older server (or one stopped long ago) would have left it.
+    #[allow(dead_code)] // Not every suite rewrites members.
+    pub async fn store_member(&self, party: &PartyId, peer: &Peer) {
+        let mut tx = self.service.store().begin().await.unwrap();
+        tx.update_member(party, peer).await.unwrap();
+        tx.commit().await.unwrap();
+    }
+
+    /// One cleanup pass, judged as if the clock read `now`.
+    #[allow(dead_code)] // Not every suite cleans up.
+    pub async fn cleanup_at(&self, now: Timestamp) -> CleanupReport {
+        self.service.cleanup_once(now).await.unwrap()
+    }
+
+    /// Stores `peer` as last seen at `at`, as a heartbeat would have.
+    #[allow(dead_code)] // Not every suite moves the clock.
+    pub async fn touch(&self, party: &PartyId, peer: &str, at: Timestamp) {
+        let peer = PeerId::parse(peer).unwrap();
+        self.service
+            .store()
+            .touch_member(party, &peer, at)
+            .await
+            .unwrap();
     }
 
     pub async fn party_count(&self) -> u64 {
@@ -375,6 +531,86 @@ impl TestApp {
             .await;
         info["parties"].as_u64().unwrap()
     }
+}
+
+/// A request the suites send often, with its method, path and body in one
+/// place, so that a test can expect it to succeed ([`TestApp::call`]) or
+/// to be refused ([`TestApp::refused`]).
+#[allow(dead_code)] // Each suite sends the routes it tests.
+pub enum Route<'a> {
+    /// `POST /parties` with this body.
+    Create(Value),
+    /// `POST /parties/{party}/join` with this body.
+    Join(&'a str, Value),
+    /// `GET /parties/{party}`.
+    ReadParty(&'a str),
+    /// `GET /parties/{party}/peers`.
+    ListPeers(&'a str),
+    /// `GET /parties/{party}/peers/{peer}`.
+    ReadPeer(&'a str, &'a str),
+    /// `DELETE /parties/{party}/peers/{peer}`.
+    Leave(&'a str, &'a str),
+    /// `POST /parties/{party}/peers/{peer}/heartbeat`.
+    Heartbeat(&'a str, &'a str),
+    /// `POST /parties/{party}/signals` with this body.
+    SendSignal(&'a str, Value),
+    /// `GET /parties/{party}/signals`.
+    DrainSignals(&'a str),
+    /// `POST /relays` with this body.
+    RegisterRelay(Value),
+    /// `DELETE /relays/{relay}`.
+    DeregisterRelay(&'a str),
+    /// `GET /relays`, or `GET /relays/{region}`.
+    ListRelays(Option<&'a str>),
+}
+
+impl Route<'_> {
+    fn request(self) -> (Method, String, Option<Value>) {
+        match self {
+            Route::Create(body) => (Method::POST, "/parties".into(), Some(body)),
+            Route::Join(party, body) => {
+                (Method::POST, format!("/parties/{party}/join"), Some(body))
+            }
+            Route::ReadParty(party) => (Method::GET, format!("/parties/{party}"), None),
+            Route::ListPeers(party) => (Method::GET, format!("/parties/{party}/peers"), None),
+            Route::ReadPeer(party, peer) => {
+                (Method::GET, format!("/parties/{party}/peers/{peer}"), None)
+            }
+            Route::Leave(party, peer) => (
+                Method::DELETE,
+                format!("/parties/{party}/peers/{peer}"),
+                None,
+            ),
+            Route::Heartbeat(party, peer) => (
+                Method::POST,
+                format!("/parties/{party}/peers/{peer}/heartbeat"),
+                None,
+            ),
+            Route::SendSignal(party, body) => (
+                Method::POST,
+                format!("/parties/{party}/signals"),
+                Some(body),
+            ),
+            Route::DrainSignals(party) => (Method::GET, format!("/parties/{party}/signals"), None),
+            Route::RegisterRelay(body) => (Method::POST, "/relays".into(), Some(body)),
+            Route::DeregisterRelay(relay) => (Method::DELETE, format!("/relays/{relay}"), None),
+            Route::ListRelays(None) => (Method::GET, "/relays".into(), None),
+            Route::ListRelays(Some(region)) => (Method::GET, format!("/relays/{region}"), None),
+        }
+    }
+}
+
+/// What [`TestApp::party_of_two`] made: the party's id, and each peer's
+/// token and answer.
+#[allow(dead_code)] // Each suite reads the fields it needs.
+pub struct PartyOfTwo {
+    pub id: String,
+    pub created: CreatePartyResponse,
+    /// The host's token.
+    pub alice: String,
+    /// The guest's token.
+    pub bob: String,
+    pub joined: JoinPartyResponse,
 }
 
 impl Drop for TestApp {
@@ -404,6 +640,21 @@ pub fn key_for(peer: &str) -> String {
         bytes[i % 32] ^= b;
     }
     STANDARD.encode(bytes)
+}
+
+/// A `POST /parties` body.
+pub fn create_body(name: &str, host: Value) -> Value {
+    json!({"name": name, "host_peer_info": host})
+}
+
+/// A `POST /parties/{party_id}/join` body.
+pub fn join_body(party_id: &str, peer: Value) -> Value {
+    json!({"party_id": party_id, "peer_info": peer})
+}
+
+/// A `POST /parties/{party_id}/signals` body.
+pub fn signal_body(to: &str, data: Value) -> Value {
+    json!({"to_peer_id": to, "signal_data": data})
 }
 
 /// The peer dict the Python client sends (NAT discovery failed, naive

@@ -3,7 +3,12 @@
 use reqwest::{Method, StatusCode, header};
 use serde_json::{Value, json};
 
-use crate::helpers::{peer_info, spawn_app};
+use crate::helpers::{
+    Route::{Create, Join, ReadParty},
+    TestApp, peer_info, spawn_app,
+};
+
+const UNPROCESSABLE: StatusCode = StatusCode::UNPROCESSABLE_ENTITY;
 
 /// A create body with `field` of the host set to `value` (or removed).
 fn create_with(field: &str, value: Option<Value>) -> Value {
@@ -15,6 +20,21 @@ fn create_with(field: &str, value: Option<Value>) -> Value {
         }
     }
     json!({"name": "LAN", "host_peer_info": info})
+}
+
+/// `POST /parties` as `token` with `body` sent as it is, under
+/// `content_type` if one is given.
+async fn post_raw(
+    app: &TestApp,
+    token: &str,
+    content_type: Option<&str>,
+    body: impl Into<reqwest::Body>,
+) -> reqwest::Response {
+    let mut request = app.client.post(app.url("/parties")).bearer_auth(token);
+    if let Some(content_type) = content_type {
+        request = request.header(header::CONTENT_TYPE, content_type);
+    }
+    request.body(body).send().await.unwrap()
 }
 
 #[tokio::test]
@@ -44,15 +64,8 @@ async fn invalid_peer_fields_are_422_and_create_nothing() {
         ("local_port", None),
     ];
     for (field, value) in cases {
-        let detail = app
-            .expect_error(
-                Method::POST,
-                "/parties",
-                Some(&token),
-                Some(create_with(field, value.clone())),
-                StatusCode::UNPROCESSABLE_ENTITY,
-            )
-            .await;
+        let create = Create(create_with(field, value.clone()));
+        let detail = app.refused(create, &token, UNPROCESSABLE).await;
         assert!(detail.contains(field), "{field}={value:?}: {detail}");
     }
     assert_eq!(app.party_count().await, 0);
@@ -65,23 +78,9 @@ async fn names_are_bounded_in_characters_not_bytes() {
 
     let mut body = create_with("name", Some(json!("é".repeat(100))));
     body["name"] = json!("🎮".repeat(100));
-    app.expect::<Value>(
-        Method::POST,
-        "/parties",
-        Some(&token),
-        Some(body.clone()),
-        StatusCode::OK,
-    )
-    .await;
+    let _: Value = app.call(Create(body.clone()), &token).await;
     body["name"] = json!("🎮".repeat(101));
-    app.expect_error(
-        Method::POST,
-        "/parties",
-        Some(&token),
-        Some(body),
-        StatusCode::UNPROCESSABLE_ENTITY,
-    )
-    .await;
+    app.refused(Create(body), &token, UNPROCESSABLE).await;
 }
 
 #[tokio::test]
@@ -92,15 +91,7 @@ async fn ipv6_and_unknown_addresses_are_accepted() {
     body["host_peer_info"]["local_ip"] = json!("unknown");
     body["host_peer_info"]["public_port"] = json!(65535);
 
-    let created: Value = app
-        .expect(
-            Method::POST,
-            "/parties",
-            Some(&token),
-            Some(body),
-            StatusCode::OK,
-        )
-        .await;
+    let created: Value = app.call(Create(body), &token).await;
 
     assert_eq!(
         created["party"]["peers"]["alice"]["public_ip"],
@@ -123,15 +114,7 @@ async fn malformed_json_is_422() {
         "{} trailing",
         "\u{feff}{}",
     ] {
-        let response = app
-            .client
-            .post(app.url("/parties"))
-            .bearer_auth(&token)
-            .header(header::CONTENT_TYPE, "application/json")
-            .body(body)
-            .send()
-            .await
-            .unwrap();
+        let response = post_raw(&app, &token, Some("application/json"), body).await;
         assert_eq!(
             response.status(),
             StatusCode::UNPROCESSABLE_ENTITY,
@@ -140,14 +123,7 @@ async fn malformed_json_is_422() {
         let error: lanrage_proto::ErrorBody = response.json().await.unwrap();
         assert!(!error.detail.is_empty());
     }
-    let invalid_utf8 = app
-        .client
-        .post(app.url("/parties"))
-        .bearer_auth(&token)
-        .body(vec![b'{', 0xff, b'}'])
-        .send()
-        .await
-        .unwrap();
+    let invalid_utf8 = post_raw(&app, &token, None, vec![b'{', 0xff, b'}']).await;
     assert_eq!(invalid_utf8.status(), StatusCode::UNPROCESSABLE_ENTITY);
     assert_eq!(app.party_count().await, 0);
 }
@@ -159,15 +135,7 @@ async fn any_content_type_is_read_as_json_and_unknown_keys_are_ignored() {
     let mut body = create_with("extra", Some(json!({"nested": true})));
     body["also_unknown"] = json!(1);
 
-    let response = app
-        .client
-        .post(app.url("/parties"))
-        .bearer_auth(&token)
-        .header(header::CONTENT_TYPE, "text/plain")
-        .body(body.to_string())
-        .send()
-        .await
-        .unwrap();
+    let response = post_raw(&app, &token, Some("text/plain"), body.to_string()).await;
 
     assert_eq!(response.status(), StatusCode::OK);
 }
@@ -179,35 +147,15 @@ async fn oversized_bodies_are_413() {
     let mut body = create_with("padding", Some(json!("x".repeat(70 * 1024))));
 
     let detail = app
-        .expect_error(
-            Method::POST,
-            "/parties",
-            Some(&token),
-            Some(body.clone()),
-            StatusCode::PAYLOAD_TOO_LARGE,
-        )
+        .refused(Create(body.clone()), &token, StatusCode::PAYLOAD_TOO_LARGE)
         .await;
     assert!(detail.contains("65536"), "{detail}");
 
     // Counted in characters: 60 Ki two-byte characters (120 KiB) fit.
     body["host_peer_info"]["padding"] = json!("é".repeat(60 * 1024));
-    app.expect::<Value>(
-        Method::POST,
-        "/parties",
-        Some(&token),
-        Some(body),
-        StatusCode::OK,
-    )
-    .await;
+    let _: Value = app.call(Create(body), &token).await;
 
-    let huge = app
-        .client
-        .post(app.url("/parties"))
-        .bearer_auth(&token)
-        .body(vec![b' '; 2 * 1024 * 1024])
-        .send()
-        .await
-        .unwrap();
+    let huge = post_raw(&app, &token, None, vec![b' '; 2 * 1024 * 1024]).await;
     assert_eq!(huge.status(), StatusCode::PAYLOAD_TOO_LARGE);
     assert_eq!(app.party_count().await, 1);
 }
@@ -305,9 +253,7 @@ async fn cors_origins_can_be_restricted() {
 #[tokio::test]
 async fn arrays_in_place_of_objects_are_422() {
     let app = spawn_app().await;
-    let (_, created) = app.create_party("alice").await;
-    let party = created.party_id.to_string();
-    let bob = app.register("bob").await;
+    let (party, bob) = app.party_and_outsider("bob").await;
     let fields = json!([
         "bob",
         "Bob",
@@ -323,24 +269,11 @@ async fn arrays_in_place_of_objects_are_422() {
         json!([party, fields]),
         json!({"party_id": party, "peer_info": fields}),
     ] {
-        app.expect_error(
-            Method::POST,
-            &format!("/parties/{party}/join"),
-            Some(&bob),
-            Some(body),
-            StatusCode::UNPROCESSABLE_ENTITY,
-        )
-        .await;
+        app.refused(Join(&party, body), &bob, UNPROCESSABLE).await;
     }
     assert_eq!(app.party_count().await, 1);
-    app.expect_error(
-        Method::GET,
-        &format!("/parties/{party}"),
-        Some(&bob),
-        None,
-        StatusCode::FORBIDDEN,
-    )
-    .await;
+    app.refused(ReadParty(&party), &bob, StatusCode::FORBIDDEN)
+        .await;
 }
 
 #[tokio::test]

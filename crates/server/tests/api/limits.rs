@@ -4,7 +4,13 @@
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
-use crate::helpers::{TestApp, peer_info, spawn_app};
+use crate::helpers::{
+    Route::{Create, Join, SendSignal},
+    TestApp, create_body, join_body, peer_info, signal_body, spawn_app, spawn_app_behind_proxy,
+    spawn_rate_limited_app,
+};
+
+const UNPROCESSABLE: StatusCode = StatusCode::UNPROCESSABLE_ENTITY;
 
 /// `{"k": [{"k": … {}}]}`: an object nesting `depth` levels of objects and
 /// arrays, itself included.
@@ -30,14 +36,7 @@ fn depth_of(value: &Value) -> usize {
 }
 
 async fn send_signal(app: &TestApp, party: &str, token: &str, to: &str, data: Value) -> StatusCode {
-    app.send(
-        Method::POST,
-        &format!("/parties/{party}/signals"),
-        Some(token),
-        Some(json!({"to_peer_id": to, "signal_data": data})),
-    )
-    .await
-    .status()
+    app.post_signal(party, token, to, data).await.status()
 }
 
 #[tokio::test]
@@ -50,15 +49,8 @@ async fn names_with_bidi_controls_or_invisible_formatting_are_422() {
     ] {
         let code = format!("U+{:04X}", u32::from(hidden));
         // As a party name...
-        let detail = app
-            .expect_error(
-                Method::POST,
-                "/parties",
-                Some(&alice),
-                Some(json!({"name": format!("LAN{hidden}night"), "host_peer_info": peer_info("alice")})),
-                StatusCode::UNPROCESSABLE_ENTITY,
-            )
-            .await;
+        let party_name = create_body(&format!("LAN{hidden}night"), peer_info("alice"));
+        let detail = app.refused(Create(party_name), &alice, UNPROCESSABLE).await;
         assert!(
             detail.contains("name") && detail.contains(&code),
             "{detail}"
@@ -66,15 +58,8 @@ async fn names_with_bidi_controls_or_invisible_formatting_are_422() {
         // ...and as a peer name.
         let mut info = peer_info("alice");
         info["name"] = json!(format!("evil{hidden}gpj.exe"));
-        let detail = app
-            .expect_error(
-                Method::POST,
-                "/parties",
-                Some(&alice),
-                Some(json!({"name": "LAN", "host_peer_info": info})),
-                StatusCode::UNPROCESSABLE_ENTITY,
-            )
-            .await;
+        let peer_name = create_body("LAN", info);
+        let detail = app.refused(Create(peer_name), &alice, UNPROCESSABLE).await;
         assert!(detail.contains(&code), "{detail}");
     }
     assert_eq!(app.party_count().await, 0);
@@ -84,19 +69,14 @@ async fn names_with_bidi_controls_or_invisible_formatting_are_422() {
     socket
         .send(json!({"type": "register_party", "name": "a\u{202E}b", "host_peer": peer_info("alice")}))
         .await;
-    let error = socket.expect("error").await;
-    assert!(
-        error["message"].as_str().unwrap().contains("U+202E"),
-        "{error}"
-    );
+    socket.expect_error_about("U+202E").await;
     assert_eq!(app.party_count().await, 0);
 }
 
 #[tokio::test]
 async fn names_in_every_script_with_joiners_are_kept_as_sent() {
     let app = spawn_app().await;
-    let (_, created) = app.create_party("alice").await;
-    let party = created.party_id.to_string();
+    let (_, party) = app.host_party("alice").await;
     let names = [
         "مرحبا",
         "שלום",
@@ -110,14 +90,7 @@ async fn names_in_every_script_with_joiners_are_kept_as_sent() {
         let token = app.register(&peer).await;
         let mut info = peer_info(&peer);
         info["name"] = json!(name);
-        app.expect::<Value>(
-            Method::POST,
-            &format!("/parties/{party}/join"),
-            Some(&token),
-            Some(json!({"party_id": party, "peer_info": info})),
-            StatusCode::OK,
-        )
-        .await;
+        app.join_as(&party, &token, info).await;
     }
     let read = app.read_party(&party, &app.register("p0").await).await;
     for (n, name) in names.iter().enumerate() {
@@ -142,69 +115,36 @@ async fn peer_ids_made_only_of_dots_are_422_everywhere() {
         assert!(detail.contains("only dots"), "{detail}");
     }
 
-    let (alice, created) = app.create_party("alice").await;
-    let party = created.party_id.to_string();
+    let (alice, party) = app.host_party("alice").await;
     let mut info = peer_info("alice");
     info["peer_id"] = json!("..");
-    let detail = app
-        .expect_error(
-            Method::POST,
-            &format!("/parties/{party}/join"),
-            Some(&alice),
-            Some(json!({"party_id": party, "peer_info": info})),
-            StatusCode::UNPROCESSABLE_ENTITY,
-        )
-        .await;
+    let join = Join(&party, join_body(&party, info));
+    let detail = app.refused(join, &alice, UNPROCESSABLE).await;
     assert!(detail.contains("peer_id"), "{detail}");
-    let detail = app
-        .expect_error(
-            Method::POST,
-            &format!("/parties/{party}/signals"),
-            Some(&alice),
-            Some(json!({"to_peer_id": ".", "signal_data": {}})),
-            StatusCode::UNPROCESSABLE_ENTITY,
-        )
-        .await;
+    let signal = SendSignal(&party, signal_body(".", json!({})));
+    let detail = app.refused(signal, &alice, UNPROCESSABLE).await;
     assert!(detail.contains("to_peer_id"), "{detail}");
 
     let mut socket = app.ws_as("alice", &alice).await;
-    socket
-        .send(json!({"type": "heartbeat", "party_id": party, "peer_id": ".."}))
-        .await;
-    let error = socket.expect("error").await;
-    assert!(
-        error["message"].as_str().unwrap().contains("only dots"),
-        "{error}"
-    );
+    socket.send_heartbeat(&party, "..").await;
+    socket.expect_error_about("only dots").await;
     let mut unauthenticated = app.ws().await;
     unauthenticated
         .send(json!({"type": "auth", "peer_id": "...", "token": alice}))
         .await;
-    let error = unauthenticated.expect("error").await;
-    assert!(
-        error["message"].as_str().unwrap().contains("only dots"),
-        "{error}"
-    );
+    unauthenticated.expect_error_about("only dots").await;
 }
 
 #[tokio::test]
 async fn signal_data_deeper_than_32_levels_is_422_and_queues_nothing() {
     let app = spawn_app().await;
-    let (alice, created) = app.create_party("alice").await;
-    let party = created.party_id.to_string();
+    let (alice, party) = app.host_party("alice").await;
     let (bob, _) = app.join(&party, "bob").await;
 
     // 126 levels: what used to be accepted and then broke every poll.
     for depth in [33, 126] {
-        let detail = app
-            .expect_error(
-                Method::POST,
-                &format!("/parties/{party}/signals"),
-                Some(&alice),
-                Some(json!({"to_peer_id": "bob", "signal_data": nested(depth)})),
-                StatusCode::UNPROCESSABLE_ENTITY,
-            )
-            .await;
+        let deep = SendSignal(&party, signal_body("bob", nested(depth)));
+        let detail = app.refused(deep, &alice, UNPROCESSABLE).await;
         assert!(
             detail.contains("signal_data") && detail.contains("32 levels"),
             "{detail}"
@@ -217,11 +157,7 @@ async fn signal_data_deeper_than_32_levels_is_422_and_queues_nothing() {
                      "to_peer_id": "bob", "signal_data": nested(40), "request_id": 1}),
         )
         .await;
-    let error = socket.expect("error").await;
-    assert!(
-        error["message"].as_str().unwrap().contains("32 levels"),
-        "{error}"
-    );
+    let error = socket.expect_error_about("32 levels").await;
     assert_eq!(error["request_id"], 1);
     assert!(app.drain_signals(&party, &bob).await.signals.is_empty());
 
@@ -238,8 +174,7 @@ async fn signal_data_deeper_than_32_levels_is_422_and_queues_nothing() {
 #[tokio::test]
 async fn one_sender_filling_its_queue_share_never_blocks_another() {
     let app = crate::helpers::spawn_app_with(|c| c.signal_queue_max = 3).await;
-    let (alice, created) = app.create_party("alice").await;
-    let party = created.party_id.to_string();
+    let (alice, party) = app.host_party("alice").await;
     let (bob, _) = app.join(&party, "bob").await;
     let (mallory, _) = app.join(&party, "mallory").await;
 
@@ -247,14 +182,9 @@ async fn one_sender_filling_its_queue_share_never_blocks_another() {
         let status = send_signal(&app, &party, &mallory, "bob", json!({"junk": n})).await;
         assert_eq!(status, StatusCode::ACCEPTED);
     }
+    let one_more = SendSignal(&party, signal_body("bob", json!({})));
     let detail = app
-        .expect_error(
-            Method::POST,
-            &format!("/parties/{party}/signals"),
-            Some(&mallory),
-            Some(json!({"to_peer_id": "bob", "signal_data": {}})),
-            StatusCode::TOO_MANY_REQUESTS,
-        )
+        .refused(one_more, &mallory, StatusCode::TOO_MANY_REQUESTS)
         .await;
     assert!(
         detail.contains("you have 3 signals waiting for bob"),
@@ -296,8 +226,7 @@ async fn one_sender_filling_its_queue_share_never_blocks_another() {
 #[tokio::test]
 async fn a_drain_removes_only_the_signals_it_answers_with() {
     let app = spawn_app().await;
-    let (alice, created) = app.create_party("alice").await;
-    let party = created.party_id.to_string();
+    let (alice, party) = app.host_party("alice").await;
     let (bob, _) = app.join(&party, "bob").await;
 
     assert_eq!(
@@ -341,8 +270,7 @@ async fn a_drain_removes_only_the_signals_it_answers_with() {
 #[tokio::test]
 async fn a_capped_drain_leaves_the_rest_queued_in_order() {
     let app = spawn_app().await;
-    let (_, created) = app.create_party("host").await;
-    let party = created.party_id.to_string();
+    let (_, party) = app.host_party("host").await;
     let (target, _) = app.join(&party, "target").await;
     let cap = lanrage_server::service::MAX_SIGNALS_PER_DRAIN as usize;
     // More than one drain holds, from senders each within their share.
@@ -534,8 +462,7 @@ async fn resume_reads_at_most_the_replay_limit_of_an_untrimmed_log() {
 #[tokio::test]
 async fn after_seq_must_be_a_whole_number() {
     let app = spawn_app().await;
-    let (alice, created) = app.create_party("alice").await;
-    let party = created.party_id.to_string();
+    let (alice, party) = app.host_party("alice").await;
     let mut socket = app.ws_as("alice", &alice).await;
 
     for bad in [json!(-1), json!(-0.5), json!(1.5), json!("1"), json!(null)] {
@@ -575,11 +502,7 @@ async fn statuses(app: &TestApp, n: usize, method: Method, path: &str, key: &str
 #[tokio::test]
 async fn guessing_the_relay_key_is_limited_at_the_write_rate_on_every_relay_route() {
     for (method, path) in [(Method::POST, "/relays"), (Method::DELETE, "/relays/r1")] {
-        let app = crate::helpers::spawn_app_with(|c| {
-            c.rate_limit = lanrage_server::config::Switch::On;
-            c.rate_limit_writes_per_sec = 1;
-        })
-        .await;
+        let app = spawn_rate_limited_app(|c| c.rate_limit_writes_per_sec = 1).await;
 
         // A burst of 4 (1/s, bursts of 4×); the read quota would allow 400.
         let guesses = statuses(&app, 8, method.clone(), path, "guess").await;
@@ -604,26 +527,15 @@ async fn guessing_the_relay_key_is_limited_at_the_write_rate_on_every_relay_rout
 
 #[tokio::test]
 async fn every_ipv6_address_of_one_slash_64_shares_its_limits() {
-    let app = crate::helpers::spawn_app_with(|c| {
-        c.rate_limit = lanrage_server::config::Switch::On;
-        c.rate_limit_writes_per_sec = 1;
-        c.trusted_proxies = vec!["127.0.0.1".parse().unwrap()];
-    })
-    .await;
-    let register = |n: usize, from: String| {
-        app.client
-            .post(app.url(&format!("/auth/register?peer_id=v6-{n}")))
-            .header("x-forwarded-for", from)
-            .send()
-    };
-
+    let app = spawn_app_behind_proxy().await;
     let mut seen = Vec::new();
     for n in 0..8 {
         // A new address of the same /64 for every request.
-        let response = register(n, format!("2001:db8:7:7:{n:x}::1")).await.unwrap();
+        let from = format!("2001:db8:7:7:{n:x}::1");
+        let response = app.register_from(&format!("v6-{n}"), &from).await;
         seen.push(response.status().as_u16());
     }
-    let other = register(99, "2001:db8:7:8::1".into()).await.unwrap();
+    let other = app.register_from("v6-99", "2001:db8:7:8::1").await;
 
     assert!(seen.contains(&429), "{seen:?}");
     assert_eq!(other.status(), StatusCode::OK, "another /64 has its own");

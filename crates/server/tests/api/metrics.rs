@@ -6,15 +6,8 @@ use serde_json::json;
 use crate::helpers::spawn_app;
 
 async fn scrape(app: &crate::helpers::TestApp) -> String {
-    let response = app.send(Method::GET, "/metrics", None, None).await;
-    assert_eq!(response.status(), StatusCode::OK);
-    assert!(
-        response.headers()["content-type"]
-            .to_str()
-            .unwrap()
-            .starts_with("application/openmetrics-text")
-    );
-    response.text().await.unwrap()
+    app.get_page("/metrics", "application/openmetrics-text")
+        .await
 }
 
 /// The value of the first sample line starting with `series`.
@@ -33,17 +26,11 @@ async fn metrics_follow_requests_sockets_parties_and_signals() {
     assert!(before.contains("lanrage_build_info{version="));
     assert_eq!(value(&before, "lanrage_parties "), 0.0);
 
-    let (alice, created) = app.create_party("alice").await;
-    let party = created.party_id.to_string();
+    let (alice, party) = app.host_party("alice").await;
     let (bob, _) = app.join(&party, "bob").await;
     let mut socket = app.ws_as("bob", &bob).await;
-    app.send(
-        Method::POST,
-        &format!("/parties/{party}/signals"),
-        Some(&alice),
-        Some(json!({"to_peer_id": "bob", "signal_data": {"type": "offer"}})),
-    )
-    .await;
+    app.post_signal(&party, &alice, "bob", json!({"type": "offer"}))
+        .await;
     socket.expect("signal").await;
     app.send(
         Method::GET,
@@ -107,20 +94,10 @@ async fn metrics_follow_requests_sockets_parties_and_signals() {
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
     // A signal read over HTTP is delivered too.
-    app.send(
-        Method::POST,
-        &format!("/parties/{party}/signals"),
-        Some(&bob),
-        Some(json!({"to_peer_id": "alice", "signal_data": {"type": "answer"}})),
-    )
-    .await;
-    app.send(
-        Method::GET,
-        &format!("/parties/{party}/signals"),
-        Some(&alice),
-        None,
-    )
-    .await;
+    app.post_signal(&party, &bob, "alice", json!({"type": "answer"}))
+        .await;
+    let drain = format!("/parties/{party}/signals");
+    app.send(Method::GET, &drain, Some(&alice), None).await;
     let text = scrape(&app).await;
     assert_eq!(value(&text, "lanrage_signals_sent_total "), 2.0);
     assert_eq!(value(&text, "lanrage_signals_delivered_total "), 2.0);
@@ -132,10 +109,8 @@ async fn cleanup_removals_are_counted() {
     let app = crate::helpers::spawn_app_with(|c| c.peer_timeout_secs = 60).await;
     app.create_party("alice").await;
 
-    app.service
-        .cleanup_once(lanrage_proto::Timestamp::now().plus_secs(61))
-        .await
-        .unwrap();
+    app.cleanup_at(lanrage_proto::Timestamp::now().plus_secs(61))
+        .await;
 
     let text = scrape(&app).await;
     assert_eq!(

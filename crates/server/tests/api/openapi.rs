@@ -206,15 +206,7 @@ async fn documented_methods_are_served_and_the_others_are_405() {
 #[tokio::test]
 async fn the_docs_page_loads_only_assets_the_server_embeds() {
     let app = spawn_app().await;
-    let response = app.send(Method::GET, "/docs", None, None).await;
-    assert_eq!(response.status(), StatusCode::OK);
-    assert!(
-        response.headers()["content-type"]
-            .to_str()
-            .unwrap()
-            .starts_with("text/html")
-    );
-    let html = response.text().await.unwrap();
+    let html = app.get_page("/docs", "text/html").await;
     assert!(html.contains("<base href=\"/docs/\">"));
 
     let mut references = Vec::new();

@@ -2,14 +2,17 @@
 
 use std::{collections::HashSet, net::Ipv4Addr};
 
-use lanrage_proto::{
-    IpOrUnknown, JoinPartyResponse, NatType, PartyResponse, PeerResponse, PeersResponse,
-    StatusResponse,
-};
+use lanrage_proto::{CreatePartyResponse, IpOrUnknown, NatType, PeerResponse, PeersResponse};
 use reqwest::{Method, StatusCode};
 use serde_json::json;
 
-use crate::helpers::{key_for, peer_info, spawn_app};
+use crate::helpers::{
+    Route::{Create, Heartbeat, Join, Leave, ListPeers, ReadParty, ReadPeer},
+    create_body, join_body, key_for, peer_info, spawn_app,
+};
+
+/// A well-formed party id no party has.
+const UNKNOWN_PARTY: &str = "0123456789abcdef0123456789abcdef";
 
 #[tokio::test]
 async fn create_returns_the_party_with_the_host_on_the_first_virtual_ip() {
@@ -53,15 +56,7 @@ async fn joiners_get_the_next_virtual_ips_and_everyone_sees_them() {
     assert_eq!(carol.virtual_ip, Ipv4Addr::new(10, 66, 0, 3));
     assert_eq!((bob.seq, carol.seq), (2, 3));
     assert_eq!(carol.party.peers.len(), 3);
-    let read: PartyResponse = app
-        .expect(
-            Method::GET,
-            &format!("/parties/{party}"),
-            Some(&alice),
-            None,
-            StatusCode::OK,
-        )
-        .await;
+    let read = app.read_party(party, &alice).await;
     assert_eq!(read.seq, 3);
     assert_eq!(read.party, carol.party);
     assert_eq!(read.virtual_ips.len(), 3);
@@ -74,26 +69,16 @@ async fn joiners_get_the_next_virtual_ips_and_everyone_sees_them() {
 #[tokio::test]
 async fn joining_again_refreshes_info_and_keeps_the_virtual_ip() {
     let app = spawn_app().await;
-    let (_, created) = app.create_party("alice").await;
-    let party = created.party_id.as_str();
-    let (bob, first) = app.join(party, "bob").await;
+    let party = app.party_of_two().await;
 
     let mut info = peer_info("bob");
     info["public_ip"] = json!("203.0.113.9");
     info["public_port"] = json!(40000);
     info["nat_type"] = json!("full_cone");
-    let again: JoinPartyResponse = app
-        .expect(
-            Method::POST,
-            &format!("/parties/{party}/join"),
-            Some(&bob),
-            Some(json!({"party_id": party, "peer_info": info})),
-            StatusCode::OK,
-        )
-        .await;
+    let again = app.join_as(&party.id, &party.bob, info).await;
 
-    assert_eq!(again.virtual_ip, first.virtual_ip);
-    assert_eq!(again.seq, first.seq + 1);
+    assert_eq!(again.virtual_ip, party.joined.virtual_ip);
+    assert_eq!(again.seq, party.joined.seq + 1);
     let peer = again
         .party
         .peers
@@ -109,20 +94,12 @@ async fn joining_again_refreshes_info_and_keeps_the_virtual_ip() {
 #[tokio::test]
 async fn freed_virtual_ips_are_reused_lowest_first() {
     let app = spawn_app().await;
-    let (_, created) = app.create_party("alice").await;
-    let party = created.party_id.as_str();
-    let (bob, _) = app.join(party, "bob").await;
-    app.join(party, "carol").await;
-    app.expect::<StatusResponse>(
-        Method::DELETE,
-        &format!("/parties/{party}/peers/bob"),
-        Some(&bob),
-        None,
-        StatusCode::OK,
-    )
-    .await;
+    let (_, party) = app.host_party("alice").await;
+    let (bob, _) = app.join(&party, "bob").await;
+    app.join(&party, "carol").await;
+    app.leave(&party, "bob", &bob).await;
 
-    let (_, dave) = app.join(party, "dave").await;
+    let (_, dave) = app.join(&party, "dave").await;
 
     assert_eq!(dave.virtual_ip, Ipv4Addr::new(10, 66, 0, 2));
 }
@@ -130,22 +107,15 @@ async fn freed_virtual_ips_are_reused_lowest_first() {
 #[tokio::test]
 async fn joining_another_party_moves_the_peer() {
     let app = spawn_app().await;
-    let (alice, first) = app.create_party("alice").await;
+    let first = app.party_of_two().await;
     let (_, second) = app.create_party("zed").await;
-    let (bob, _) = app.join(first.party_id.as_str(), "bob").await;
 
-    let moved = app.join_with(second.party_id.as_str(), "bob", &bob).await;
+    let moved = app
+        .join_with(second.party_id.as_str(), "bob", &first.bob)
+        .await;
 
     assert!(moved.party.peers.keys().any(|p| p.as_str() == "bob"));
-    let old: PartyResponse = app
-        .expect(
-            Method::GET,
-            &format!("/parties/{}", first.party_id),
-            Some(&alice),
-            None,
-            StatusCode::OK,
-        )
-        .await;
+    let old = app.read_party(&first.id, &first.alice).await;
     assert!(!old.party.peers.keys().any(|p| p.as_str() == "bob"));
     assert_eq!(old.seq, 3, "joined, then left");
 }
@@ -159,14 +129,9 @@ async fn a_host_joining_another_party_ends_its_own() {
     app.join_with(second.party_id.as_str(), "alice", &alice)
         .await;
 
-    app.expect_error(
-        Method::GET,
-        &format!("/parties/{}", first.party_id),
-        Some(&alice),
-        None,
-        StatusCode::NOT_FOUND,
-    )
-    .await;
+    let first = first.party_id.as_str();
+    app.refused(ReadParty(first), &alice, StatusCode::NOT_FOUND)
+        .await;
     assert_eq!(app.party_count().await, 1);
 }
 
@@ -176,153 +141,63 @@ async fn creating_a_party_moves_the_creator_out_of_its_old_one() {
     let (alice, first) = app.create_party("alice").await;
     let (bob, _) = app.join(first.party_id.as_str(), "bob").await;
 
-    let _: serde_json::Value = app
-        .expect(
-            Method::POST,
-            "/parties",
-            Some(&bob),
-            Some(json!({"name": "Bob's", "host_peer_info": peer_info("bob")})),
-            StatusCode::OK,
-        )
-        .await;
+    let bobs = create_body("Bob's", peer_info("bob"));
+    let _: CreatePartyResponse = app.call(Create(bobs), &bob).await;
 
-    let old: PartyResponse = app
-        .expect(
-            Method::GET,
-            &format!("/parties/{}", first.party_id),
-            Some(&alice),
-            None,
-            StatusCode::OK,
-        )
-        .await;
+    let old = app.read_party(first.party_id.as_str(), &alice).await;
     assert_eq!(old.party.peers.len(), 1);
 }
 
 #[tokio::test]
 async fn members_list_and_discover_each_other() {
     let app = spawn_app().await;
-    let (alice, created) = app.create_party("alice").await;
-    let party = created.party_id.as_str();
-    app.join(party, "bob").await;
+    let (alice, party) = app.host_party("alice").await;
+    app.join(&party, "bob").await;
 
-    let peers: PeersResponse = app
-        .expect(
-            Method::GET,
-            &format!("/parties/{party}/peers"),
-            Some(&alice),
-            None,
-            StatusCode::OK,
-        )
-        .await;
-    let bob: PeerResponse = app
-        .expect(
-            Method::GET,
-            &format!("/parties/{party}/peers/bob"),
-            Some(&alice),
-            None,
-            StatusCode::OK,
-        )
-        .await;
+    let peers: PeersResponse = app.call(ListPeers(&party), &alice).await;
+    let bob: PeerResponse = app.call(ReadPeer(&party, "bob"), &alice).await;
 
     assert_eq!(peers.peers.len(), 2);
     assert_eq!(bob.peer.peer_id.as_str(), "bob");
     assert_eq!(peers.peers[&bob.peer.peer_id], bob.peer);
-    app.expect_error(
-        Method::GET,
-        &format!("/parties/{party}/peers/nobody"),
-        Some(&alice),
-        None,
-        StatusCode::NOT_FOUND,
-    )
-    .await;
+    app.refused(ReadPeer(&party, "nobody"), &alice, StatusCode::NOT_FOUND)
+        .await;
 }
 
 #[tokio::test]
 async fn only_members_read_a_party() {
     let app = spawn_app().await;
-    let (_, created) = app.create_party("alice").await;
-    let party = created.party_id.as_str();
-    let mallory = app.register("mallory").await;
+    let (party, mallory) = app.party_and_outsider("mallory").await;
 
-    for path in [
-        format!("/parties/{party}"),
-        format!("/parties/{party}/peers"),
-        format!("/parties/{party}/peers/alice"),
+    for (route, status) in [
+        (ReadParty(&party), StatusCode::FORBIDDEN),
+        (ListPeers(&party), StatusCode::FORBIDDEN),
+        (ReadPeer(&party, "alice"), StatusCode::FORBIDDEN),
+        (ReadParty(UNKNOWN_PARTY), StatusCode::NOT_FOUND),
+        (ListPeers(UNKNOWN_PARTY), StatusCode::NOT_FOUND),
     ] {
-        app.expect_error(
-            Method::GET,
-            &path,
-            Some(&mallory),
-            None,
-            StatusCode::FORBIDDEN,
-        )
-        .await;
-    }
-    for path in [
-        "/parties/0123456789abcdef0123456789abcdef",
-        "/parties/0123456789abcdef0123456789abcdef/peers",
-    ] {
-        app.expect_error(
-            Method::GET,
-            path,
-            Some(&mallory),
-            None,
-            StatusCode::NOT_FOUND,
-        )
-        .await;
+        app.refused(route, &mallory, status).await;
     }
 }
 
 #[tokio::test]
 async fn peers_act_only_as_themselves() {
     let app = spawn_app().await;
-    let (alice, created) = app.create_party("alice").await;
-    let party = created.party_id.as_str();
-    let (bob, _) = app.join(party, "bob").await;
+    let party = app.party_of_two().await;
     let mallory = app.register("mallory").await;
+    let forbidden = StatusCode::FORBIDDEN;
 
-    app.expect_error(
-        Method::POST,
-        "/parties",
-        Some(&mallory),
-        Some(json!({"name": "x", "host_peer_info": peer_info("alice")})),
-        StatusCode::FORBIDDEN,
-    )
-    .await;
-    app.expect_error(
-        Method::POST,
-        &format!("/parties/{party}/join"),
-        Some(&mallory),
-        Some(json!({"party_id": party, "peer_info": peer_info("bob")})),
-        StatusCode::FORBIDDEN,
-    )
-    .await;
-    app.expect_error(
-        Method::DELETE,
-        &format!("/parties/{party}/peers/alice"),
-        Some(&bob),
-        None,
-        StatusCode::FORBIDDEN,
-    )
-    .await;
-    app.expect_error(
-        Method::POST,
-        &format!("/parties/{party}/peers/alice/heartbeat"),
-        Some(&bob),
-        None,
-        StatusCode::FORBIDDEN,
-    )
-    .await;
-
-    let read: PartyResponse = app
-        .expect(
-            Method::GET,
-            &format!("/parties/{party}"),
-            Some(&alice),
-            None,
-            StatusCode::OK,
-        )
+    let as_alice = create_body("x", peer_info("alice"));
+    app.refused(Create(as_alice), &mallory, forbidden).await;
+    let as_bob = join_body(&party.id, peer_info("bob"));
+    app.refused(Join(&party.id, as_bob), &mallory, forbidden)
         .await;
+    app.refused(Leave(&party.id, "alice"), &party.bob, forbidden)
+        .await;
+    app.refused(Heartbeat(&party.id, "alice"), &party.bob, forbidden)
+        .await;
+
+    let read = app.read_party(&party.id, &party.alice).await;
     assert_eq!(read.party.peers.len(), 2);
     assert_eq!(read.seq, 2);
     assert_eq!(app.party_count().await, 1);
@@ -332,116 +207,52 @@ async fn peers_act_only_as_themselves() {
 async fn joining_an_unknown_party_is_not_found() {
     let app = spawn_app().await;
     let bob = app.register("bob").await;
-    for party in ["0123456789abcdef0123456789abcdef", "no-such-party"] {
-        app.expect_error(
-            Method::POST,
-            &format!("/parties/{party}/join"),
-            Some(&bob),
-            Some(json!({"party_id": party, "peer_info": peer_info("bob")})),
-            StatusCode::NOT_FOUND,
-        )
-        .await;
+    for party in [UNKNOWN_PARTY, "no-such-party"] {
+        let body = join_body(party, peer_info("bob"));
+        app.refused(Join(party, body), &bob, StatusCode::NOT_FOUND)
+            .await;
     }
 }
 
 #[tokio::test]
 async fn the_body_party_id_must_match_the_path() {
     let app = spawn_app().await;
-    let (_, created) = app.create_party("alice").await;
-    let bob = app.register("bob").await;
+    let (party, bob) = app.party_and_outsider("bob").await;
 
-    app.expect_error(
-        Method::POST,
-        &format!("/parties/{}/join", created.party_id),
-        Some(&bob),
-        Some(json!({"party_id": "other", "peer_info": peer_info("bob")})),
-        StatusCode::UNPROCESSABLE_ENTITY,
-    )
-    .await;
+    let body = join_body("other", peer_info("bob"));
+    let status = StatusCode::UNPROCESSABLE_ENTITY;
+    app.refused(Join(&party, body), &bob, status).await;
 }
 
 #[tokio::test]
 async fn a_guest_leaving_leaves_the_party_running() {
     let app = spawn_app().await;
-    let (alice, created) = app.create_party("alice").await;
-    let party = created.party_id.as_str();
-    let (bob, _) = app.join(party, "bob").await;
+    let party = app.party_of_two().await;
+    let (id, bob) = (party.id.as_str(), party.bob.as_str());
 
-    let left: StatusResponse = app
-        .expect(
-            Method::DELETE,
-            &format!("/parties/{party}/peers/bob"),
-            Some(&bob),
-            None,
-            StatusCode::OK,
-        )
-        .await;
+    let left = app.leave(id, "bob", bob).await;
 
     assert_eq!(left.status, "left");
-    let read: PartyResponse = app
-        .expect(
-            Method::GET,
-            &format!("/parties/{party}"),
-            Some(&alice),
-            None,
-            StatusCode::OK,
-        )
-        .await;
+    let read = app.read_party(id, &party.alice).await;
     assert_eq!(read.party.peers.len(), 1);
-    app.expect_error(
-        Method::DELETE,
-        &format!("/parties/{party}/peers/bob"),
-        Some(&bob),
-        None,
-        StatusCode::NOT_FOUND,
-    )
-    .await;
-    app.expect_error(
-        Method::GET,
-        &format!("/parties/{party}"),
-        Some(&bob),
-        None,
-        StatusCode::FORBIDDEN,
-    )
-    .await;
+    app.refused(Leave(id, "bob"), bob, StatusCode::NOT_FOUND)
+        .await;
+    app.refused(ReadParty(id), bob, StatusCode::FORBIDDEN).await;
 }
 
 #[tokio::test]
 async fn the_host_leaving_deletes_the_party() {
     let app = spawn_app().await;
-    let (alice, created) = app.create_party("alice").await;
-    let party = created.party_id.as_str();
-    let (bob, _) = app.join(party, "bob").await;
+    let party = app.party_of_two().await;
 
-    let left: StatusResponse = app
-        .expect(
-            Method::DELETE,
-            &format!("/parties/{party}/peers/alice"),
-            Some(&alice),
-            None,
-            StatusCode::OK,
-        )
-        .await;
+    let left = app.leave(&party.id, "alice", &party.alice).await;
 
     assert_eq!(left.status, "party_deleted");
     assert_eq!(app.party_count().await, 0);
-    app.expect_error(
-        Method::GET,
-        &format!("/parties/{party}"),
-        Some(&bob),
-        None,
-        StatusCode::NOT_FOUND,
-    )
-    .await;
-    // Bob is free to create his own party now.
-    app.expect_error(
-        Method::POST,
-        &format!("/parties/{party}/peers/bob/heartbeat"),
-        Some(&bob),
-        None,
-        StatusCode::NOT_FOUND,
-    )
-    .await;
+    // The party is gone, and Bob is free to create his own.
+    for route in [ReadParty(&party.id), Heartbeat(&party.id, "bob")] {
+        app.refused(route, &party.bob, StatusCode::NOT_FOUND).await;
+    }
 }
 
 #[tokio::test]
@@ -451,63 +262,29 @@ async fn heartbeats_refresh_last_seen() {
     let party = created.party_id.as_str();
     let before = created.party.peers[&created.party.host_id].last_seen;
 
-    let ok: StatusResponse = app
-        .expect(
-            Method::POST,
-            &format!("/parties/{party}/peers/alice/heartbeat"),
-            Some(&alice),
-            None,
-            StatusCode::OK,
-        )
-        .await;
+    let ok = app.heartbeat(party, "alice", &alice).await;
 
     assert_eq!(ok.status, "ok");
-    let read: PartyResponse = app
-        .expect(
-            Method::GET,
-            &format!("/parties/{party}"),
-            Some(&alice),
-            None,
-            StatusCode::OK,
-        )
-        .await;
+    let read = app.read_party(party, &alice).await;
     assert!(read.party.peers[&created.party.host_id].last_seen > before);
 }
 
 #[tokio::test]
 async fn heartbeats_outside_a_party_are_not_found() {
     let app = spawn_app().await;
-    let (_, created) = app.create_party("alice").await;
-    let bob = app.register("bob").await;
+    let (party, bob) = app.party_and_outsider("bob").await;
 
-    app.expect_error(
-        Method::POST,
-        &format!("/parties/{}/peers/bob/heartbeat", created.party_id),
-        Some(&bob),
-        None,
-        StatusCode::NOT_FOUND,
-    )
-    .await;
-    app.expect_error(
-        Method::POST,
-        "/parties/0123456789abcdef0123456789abcdef/peers/bob/heartbeat",
-        Some(&bob),
-        None,
-        StatusCode::NOT_FOUND,
-    )
-    .await;
+    for party in [party.as_str(), UNKNOWN_PARTY] {
+        app.refused(Heartbeat(party, "bob"), &bob, StatusCode::NOT_FOUND)
+            .await;
+    }
 }
 
 #[tokio::test]
 async fn concurrent_joins_lose_nobody_and_never_share_an_ip() {
     let app = spawn_app().await;
-    let (alice, created) = app.create_party("alice").await;
-    let party = created.party_id.to_string();
-    let mut tokens = Vec::new();
-    for i in 0..40 {
-        let peer = format!("peer{i}");
-        tokens.push((app.register(&peer).await, peer));
-    }
+    let (alice, party) = app.host_party("alice").await;
+    let tokens = app.register_numbered("peer", 40).await;
 
     let joins = tokens
         .iter()
@@ -523,15 +300,7 @@ async fn concurrent_joins_lose_nobody_and_never_share_an_ip() {
         (2..=41).collect(),
         "every join got its own event number"
     );
-    let read: PartyResponse = app
-        .expect(
-            Method::GET,
-            &format!("/parties/{party}"),
-            Some(&alice),
-            None,
-            StatusCode::OK,
-        )
-        .await;
+    let read = app.read_party(&party, &alice).await;
     assert_eq!(read.party.peers.len(), 41);
     let stored: HashSet<_> = read.virtual_ips.values().collect();
     assert_eq!(stored.len(), 41);
@@ -540,48 +309,31 @@ async fn concurrent_joins_lose_nobody_and_never_share_an_ip() {
 #[tokio::test]
 async fn a_refused_move_leaves_the_peer_where_it_was() {
     let app = spawn_app().await;
-    let (alice, first) = app.create_party("alice").await;
-    let party = first.party_id.to_string();
-    let (bob, joined) = app.join(&party, "bob").await;
+    let party = app.party_of_two().await;
 
     for (target, body, status) in [
         (
-            "0123456789abcdef0123456789abcdef",
-            json!({"party_id": "0123456789abcdef0123456789abcdef", "peer_info": peer_info("bob")}),
+            UNKNOWN_PARTY,
+            join_body(UNKNOWN_PARTY, peer_info("bob")),
             StatusCode::NOT_FOUND,
         ),
         (
             "other",
-            json!({"party_id": "mismatch", "peer_info": peer_info("bob")}),
+            join_body("mismatch", peer_info("bob")),
             StatusCode::UNPROCESSABLE_ENTITY,
         ),
         (
             "other",
-            json!({"party_id": "other", "peer_info": {"peer_id": "bob"}}),
+            join_body("other", json!({"peer_id": "bob"})),
             StatusCode::UNPROCESSABLE_ENTITY,
         ),
     ] {
-        app.expect_error(
-            Method::POST,
-            &format!("/parties/{target}/join"),
-            Some(&bob),
-            Some(body),
-            status,
-        )
-        .await;
+        app.refused(Join(target, body), &party.bob, status).await;
     }
 
-    let read: PartyResponse = app
-        .expect(
-            Method::GET,
-            &format!("/parties/{party}"),
-            Some(&alice),
-            None,
-            StatusCode::OK,
-        )
-        .await;
+    let read = app.read_party(&party.id, &party.alice).await;
     assert!(read.party.peers.keys().any(|p| p.as_str() == "bob"));
-    assert_eq!(read.seq, joined.seq, "no event was logged");
+    assert_eq!(read.seq, party.joined.seq, "no event was logged");
 }
 
 #[tokio::test]
@@ -590,11 +342,7 @@ async fn concurrent_moves_and_leaves_keep_every_peer_in_one_party() {
     let (alice, first) = app.create_party("alice").await;
     let (zed, second) = app.create_party("zed").await;
     let parties = [first.party_id.to_string(), second.party_id.to_string()];
-    let mut peers = Vec::new();
-    for i in 0..12 {
-        let peer = format!("mover{i}");
-        peers.push((app.register(&peer).await, peer));
-    }
+    let peers = app.register_numbered("mover", 12).await;
 
     let storm = peers.iter().enumerate().map(|(i, (token, peer))| {
         let app = &app;
@@ -625,15 +373,7 @@ async fn concurrent_moves_and_leaves_keep_every_peer_in_one_party() {
 
     let mut seen = HashSet::new();
     for (token, party) in [(&alice, &parties[0]), (&zed, &parties[1])] {
-        let read: PartyResponse = app
-            .expect(
-                Method::GET,
-                &format!("/parties/{party}"),
-                Some(token),
-                None,
-                StatusCode::OK,
-            )
-            .await;
+        let read = app.read_party(party, token).await;
         let ips: HashSet<_> = read.virtual_ips.values().collect();
         assert_eq!(ips.len(), read.party.peers.len(), "virtual IPs unique");
         for peer in read.party.peers.keys() {
@@ -646,44 +386,21 @@ async fn concurrent_moves_and_leaves_keep_every_peer_in_one_party() {
 async fn repeated_heartbeats_are_coalesced_and_stored_on_flush() {
     let app = spawn_app().await;
     let (alice, created) = app.create_party("alice").await;
-    let party = created.party_id.to_string();
-    let beat = format!("/parties/{party}/peers/alice/heartbeat");
-    app.expect::<StatusResponse>(Method::POST, &beat, Some(&alice), None, StatusCode::OK)
-        .await;
-    let first = app
-        .service
-        .store()
-        .snapshot(&created.party_id)
-        .await
-        .unwrap()
-        .unwrap()
-        .1[0]
+    let party = created.party_id.as_str();
+    app.heartbeat(party, "alice", &alice).await;
+    let first = app.stored_members(&created.party_id).await[0]
         .peer
         .last_seen;
 
-    app.expect::<StatusResponse>(Method::POST, &beat, Some(&alice), None, StatusCode::OK)
-        .await;
-    let (_, members) = app
-        .service
-        .store()
-        .snapshot(&created.party_id)
-        .await
-        .unwrap()
-        .unwrap();
+    app.heartbeat(party, "alice", &alice).await;
+    let members = app.stored_members(&created.party_id).await;
     assert_eq!(
         members[0].peer.last_seen, first,
         "the second heartbeat waits in memory"
     );
     app.service.flush_heartbeats().await.unwrap();
 
-    let second = app
-        .service
-        .store()
-        .snapshot(&created.party_id)
-        .await
-        .unwrap()
-        .unwrap()
-        .1[0]
+    let second = app.stored_members(&created.party_id).await[0]
         .peer
         .last_seen;
     assert!(second > first, "the coalesced heartbeat was stored");
@@ -692,22 +409,12 @@ async fn repeated_heartbeats_are_coalesced_and_stored_on_flush() {
 #[tokio::test]
 async fn a_heartbeat_after_leaving_is_not_found() {
     let app = spawn_app().await;
-    let (_, created) = app.create_party("alice").await;
-    let party = created.party_id.to_string();
-    let (bob, _) = app.join(&party, "bob").await;
-    let beat = format!("/parties/{party}/peers/bob/heartbeat");
-    app.expect::<StatusResponse>(Method::POST, &beat, Some(&bob), None, StatusCode::OK)
-        .await;
+    let party = app.party_of_two().await;
+    let (id, bob) = (party.id.as_str(), party.bob.as_str());
+    app.heartbeat(id, "bob", bob).await;
 
-    app.expect::<StatusResponse>(
-        Method::DELETE,
-        &format!("/parties/{party}/peers/bob"),
-        Some(&bob),
-        None,
-        StatusCode::OK,
-    )
-    .await;
+    app.leave(id, "bob", bob).await;
 
-    app.expect_error(Method::POST, &beat, Some(&bob), None, StatusCode::NOT_FOUND)
+    app.refused(Heartbeat(id, "bob"), bob, StatusCode::NOT_FOUND)
         .await;
 }

@@ -3,12 +3,12 @@
 
 use std::time::Duration;
 
-use lanrage_proto::{PartyResponse, PeerId, PeerInfo, RelaysResponse};
+use lanrage_proto::{PeerId, PeerInfo};
 use lanrage_server::{service, store::StoreError};
 use reqwest::{Method, StatusCode};
-use serde_json::{Value, json};
+use serde_json::json;
 
-use crate::helpers::{RELAY_KEY, peer_info, spawn_app};
+use crate::helpers::{peer_info, spawn_app};
 
 #[tokio::test]
 async fn parties_tokens_and_relays_survive_a_restart() {
@@ -17,54 +17,22 @@ async fn parties_tokens_and_relays_survive_a_restart() {
         crate::BACKEND != crate::helpers::Backend::Sqlite || app.db_path.exists(),
         "database file created with its folder"
     );
-    let (alice, created) = app.create_party("alice").await;
-    let party = created.party_id.to_string();
+    let (alice, party) = app.host_party("alice").await;
     app.join(&party, "bob").await;
     let relay = json!({"relay_id": "r1", "public_ip": "198.51.100.1", "port": 1, "region": "eu"});
-    app.expect::<Value>(
-        Method::POST,
-        "/relays",
-        Some(RELAY_KEY),
-        Some(relay),
-        StatusCode::OK,
-    )
-    .await;
-    let before: PartyResponse = app
-        .expect(
-            Method::GET,
-            &format!("/parties/{party}"),
-            Some(&alice),
-            None,
-            StatusCode::OK,
-        )
-        .await;
+    app.register_relay(relay).await;
+    let before = app.read_party(&party, &alice).await;
 
     let app = app.restart(|_| {}).await;
 
-    let mut after: PartyResponse = app
-        .expect(
-            Method::GET,
-            &format!("/parties/{party}"),
-            Some(&alice),
-            None,
-            StatusCode::OK,
-        )
-        .await;
+    let mut after = app.read_party(&party, &alice).await;
     // The downtime is not held against the members: last_seen moved to the restart.
     for (id, peer) in &mut after.party.peers {
         assert!(peer.last_seen >= before.party.peers[id].last_seen);
         peer.last_seen = before.party.peers[id].last_seen;
     }
     assert_eq!(after, before);
-    let relays: RelaysResponse = app
-        .expect(
-            Method::GET,
-            "/relays/eu",
-            Some(&alice),
-            None,
-            StatusCode::OK,
-        )
-        .await;
+    let relays = app.list_relays(Some("eu"), &alice).await;
     assert_eq!(relays.relays.len(), 1);
     let (_, carol) = app.join(&party, "carol").await;
     assert_eq!(carol.seq, before.seq + 1, "event numbers continue");

@@ -4,7 +4,11 @@ use lanrage_proto::{RelayStatusResponse, RelaysResponse};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
-use crate::helpers::{RELAY_KEY, spawn_app, spawn_app_with};
+use crate::helpers::{
+    RELAY_KEY,
+    Route::{DeregisterRelay, RegisterRelay},
+    spawn_app, spawn_app_with,
+};
 
 fn relay(id: &str, region: &str) -> Value {
     json!({"relay_id": id, "public_ip": "198.51.100.7", "port": 51820, "region": region, "capacity": 50})
@@ -14,15 +18,7 @@ fn relay(id: &str, region: &str) -> Value {
 async fn operators_register_and_peers_list_relays_in_order() {
     let app = spawn_app().await;
     for (id, region) in [("r2", "us"), ("r1", "us"), ("r3", "eu")] {
-        let done: RelayStatusResponse = app
-            .expect(
-                Method::POST,
-                "/relays",
-                Some(RELAY_KEY),
-                Some(relay(id, region)),
-                StatusCode::OK,
-            )
-            .await;
+        let done = app.register_relay(relay(id, region)).await;
         assert_eq!(
             (done.status.as_str(), done.relay_id.as_str()),
             ("registered", id)
@@ -30,21 +26,9 @@ async fn operators_register_and_peers_list_relays_in_order() {
     }
     let peer = app.register("alice").await;
 
-    let all: RelaysResponse = app
-        .expect(Method::GET, "/relays", Some(&peer), None, StatusCode::OK)
-        .await;
-    let us: RelaysResponse = app
-        .expect(Method::GET, "/relays/us", Some(&peer), None, StatusCode::OK)
-        .await;
-    let none: RelaysResponse = app
-        .expect(
-            Method::GET,
-            "/relays/antarctica",
-            Some(&peer),
-            None,
-            StatusCode::OK,
-        )
-        .await;
+    let all = app.list_relays(None, &peer).await;
+    let us = app.list_relays(Some("us"), &peer).await;
+    let none = app.list_relays(Some("antarctica"), &peer).await;
 
     let ids = |r: &RelaysResponse| {
         r.relays
@@ -62,25 +46,11 @@ async fn operators_register_and_peers_list_relays_in_order() {
 #[tokio::test]
 async fn region_and_capacity_have_defaults() {
     let app = spawn_app().await;
-    app.expect::<Value>(
-        Method::POST,
-        "/relays",
-        Some(RELAY_KEY),
-        Some(json!({"relay_id": "r1", "public_ip": "2001:db8::1", "port": 3478})),
-        StatusCode::OK,
-    )
-    .await;
+    app.register_relay(json!({"relay_id": "r1", "public_ip": "2001:db8::1", "port": 3478}))
+        .await;
     let peer = app.register("alice").await;
 
-    let listed: RelaysResponse = app
-        .expect(
-            Method::GET,
-            "/relays/unknown",
-            Some(&peer),
-            None,
-            StatusCode::OK,
-        )
-        .await;
+    let listed = app.list_relays(Some("unknown"), &peer).await;
 
     assert_eq!(listed.relays.len(), 1);
     assert_eq!(listed.relays[0].capacity, 100);
@@ -89,29 +59,13 @@ async fn region_and_capacity_have_defaults() {
 #[tokio::test]
 async fn posting_again_refreshes_a_relay() {
     let app = spawn_app().await;
-    app.expect::<Value>(
-        Method::POST,
-        "/relays",
-        Some(RELAY_KEY),
-        Some(relay("r1", "eu")),
-        StatusCode::OK,
-    )
-    .await;
+    app.register_relay(relay("r1", "eu")).await;
     let mut moved = relay("r1", "us");
     moved["port"] = json!(4000);
-    app.expect::<Value>(
-        Method::POST,
-        "/relays",
-        Some(RELAY_KEY),
-        Some(moved),
-        StatusCode::OK,
-    )
-    .await;
+    app.register_relay(moved).await;
     let peer = app.register("alice").await;
 
-    let all: RelaysResponse = app
-        .expect(Method::GET, "/relays", Some(&peer), None, StatusCode::OK)
-        .await;
+    let all = app.list_relays(None, &peer).await;
 
     assert_eq!(all.relays.len(), 1);
     assert_eq!(
@@ -125,58 +79,26 @@ async fn relay_routes_need_the_operator_key() {
     let app = spawn_app().await;
     let peer = app.register("alice").await;
 
-    app.expect_error(
-        Method::POST,
-        "/relays",
-        None,
-        Some(relay("r1", "eu")),
-        StatusCode::UNAUTHORIZED,
-    )
-    .await;
-    app.expect_error(
-        Method::POST,
-        "/relays",
-        Some(&peer),
-        Some(relay("r1", "eu")),
-        StatusCode::FORBIDDEN,
-    )
-    .await;
-    app.expect_error(
-        Method::POST,
-        "/relays",
-        Some("wrong"),
-        Some(relay("r1", "eu")),
-        StatusCode::FORBIDDEN,
-    )
-    .await;
-    app.expect::<Value>(
-        Method::POST,
-        "/relays",
-        Some(RELAY_KEY),
-        Some(relay("r1", "eu")),
-        StatusCode::OK,
-    )
-    .await;
-    app.expect_error(
-        Method::DELETE,
-        "/relays/r1",
-        Some(&peer),
-        None,
-        StatusCode::FORBIDDEN,
-    )
-    .await;
-    app.expect_error(
-        Method::DELETE,
-        "/relays/r1",
-        None,
-        None,
-        StatusCode::UNAUTHORIZED,
-    )
-    .await;
+    let r1 = relay("r1", "eu");
+    for (token, status) in [
+        (None, StatusCode::UNAUTHORIZED),
+        (Some(peer.as_str()), StatusCode::FORBIDDEN),
+        (Some("wrong"), StatusCode::FORBIDDEN),
+    ] {
+        let body = Some(r1.clone());
+        app.expect_error(Method::POST, "/relays", token, body, status)
+            .await;
+    }
+    app.register_relay(r1).await;
+    for (token, status) in [
+        (Some(peer.as_str()), StatusCode::FORBIDDEN),
+        (None, StatusCode::UNAUTHORIZED),
+    ] {
+        app.expect_error(Method::DELETE, "/relays/r1", token, None, status)
+            .await;
+    }
 
-    let all: RelaysResponse = app
-        .expect(Method::GET, "/relays", Some(&peer), None, StatusCode::OK)
-        .await;
+    let all = app.list_relays(None, &peer).await;
     assert_eq!(all.relays.len(), 1);
 }
 
@@ -184,14 +106,9 @@ async fn relay_routes_need_the_operator_key() {
 async fn without_a_relay_key_registration_is_refused_naming_the_setting() {
     let app = spawn_app_with(|c| c.relay_key = None).await;
 
+    let register = RegisterRelay(relay("r1", "eu"));
     let detail = app
-        .expect_error(
-            Method::POST,
-            "/relays",
-            Some("anything"),
-            Some(relay("r1", "eu")),
-            StatusCode::FORBIDDEN,
-        )
+        .refused(register, "anything", StatusCode::FORBIDDEN)
         .await;
 
     assert!(detail.contains("LANRAGE_RELAY_KEY"), "{detail}");
@@ -200,45 +117,18 @@ async fn without_a_relay_key_registration_is_refused_naming_the_setting() {
 #[tokio::test]
 async fn deregistering_removes_a_relay() {
     let app = spawn_app().await;
-    app.expect::<Value>(
-        Method::POST,
-        "/relays",
-        Some(RELAY_KEY),
-        Some(relay("r1", "eu")),
-        StatusCode::OK,
-    )
-    .await;
+    app.register_relay(relay("r1", "eu")).await;
 
-    let done: RelayStatusResponse = app
-        .expect(
-            Method::DELETE,
-            "/relays/r1",
-            Some(RELAY_KEY),
-            None,
-            StatusCode::OK,
-        )
-        .await;
+    let done: RelayStatusResponse = app.call(DeregisterRelay("r1"), RELAY_KEY).await;
 
     assert_eq!(
         (done.status.as_str(), done.relay_id.as_str()),
         ("deregistered", "r1")
     );
-    app.expect_error(
-        Method::DELETE,
-        "/relays/r1",
-        Some(RELAY_KEY),
-        None,
-        StatusCode::NOT_FOUND,
-    )
-    .await;
-    app.expect_error(
-        Method::DELETE,
-        "/relays/bad%20id",
-        Some(RELAY_KEY),
-        None,
-        StatusCode::NOT_FOUND,
-    )
-    .await;
+    for gone in ["r1", "bad%20id"] {
+        app.refused(DeregisterRelay(gone), RELAY_KEY, StatusCode::NOT_FOUND)
+            .await;
+    }
 }
 
 #[tokio::test]
@@ -252,18 +142,10 @@ async fn invalid_relays_are_refused() {
         json!({"relay_id": "r1", "public_ip": "198.51.100.1"}),
         json!({"relay_id": "r1", "public_ip": "198.51.100.1", "port": 1, "region": "a/b"}),
     ] {
-        app.expect_error(
-            Method::POST,
-            "/relays",
-            Some(RELAY_KEY),
-            Some(body),
-            StatusCode::UNPROCESSABLE_ENTITY,
-        )
-        .await;
+        let status = StatusCode::UNPROCESSABLE_ENTITY;
+        app.refused(RegisterRelay(body), RELAY_KEY, status).await;
     }
     let peer = app.register("alice").await;
-    let all: RelaysResponse = app
-        .expect(Method::GET, "/relays", Some(&peer), None, StatusCode::OK)
-        .await;
+    let all = app.list_relays(None, &peer).await;
     assert!(all.relays.is_empty());
 }

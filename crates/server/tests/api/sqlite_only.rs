@@ -52,11 +52,8 @@ async fn a_locked_database_answers_503_quickly_then_recovers() {
     );
     assert!(detail.contains("database"), "{detail}");
     // The failed request is counted, once, by its kind.
-    let metrics = app.get_text("/metrics").await;
-    assert!(
-        metrics.contains(r#"lanrage_db_errors_total{kind="unavailable"} 1"#),
-        "{metrics}"
-    );
+    app.expect_metric(r#"lanrage_db_errors_total{kind="unavailable"} 1"#)
+        .await;
 
     sqlx::query("COMMIT").execute(&mut other).await.unwrap();
     app.register("alice").await;
@@ -65,13 +62,8 @@ async fn a_locked_database_answers_503_quickly_then_recovers() {
 #[tokio::test]
 async fn writes_queued_behind_a_locked_database_are_all_refused_within_seconds() {
     let app = spawn_app().await;
-    let (_, created) = app.create_party("alice").await;
-    let party = created.party_id.to_string();
-    let mut tokens = Vec::new();
-    for i in 0..8 {
-        let peer = format!("peer{i}");
-        tokens.push((app.register(&peer).await, peer));
-    }
+    let (_, party) = app.host_party("alice").await;
+    let tokens = app.register_numbered("peer", 8).await;
     let mut other = lock_database(&app).await;
 
     // Eight joins queue for the one writer; none may wait for the others'

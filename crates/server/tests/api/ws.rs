@@ -5,48 +5,32 @@ use std::time::Duration;
 
 use futures_util::SinkExt;
 
-use lanrage_proto::{PartyId, PeerId, SignalsResponse, StatusResponse, Timestamp};
-use reqwest::{Method, StatusCode};
+use lanrage_proto::{PartyId, Timestamp};
+use reqwest::StatusCode;
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
 
-use crate::{
-    helpers::{peer_info, spawn_app, spawn_app_with},
-    socket::Socket,
-};
+use crate::helpers::{TestApp, peer_info, spawn_app, spawn_app_with, spawn_rate_limited_app};
 
 const QUIET: Duration = Duration::from_millis(300);
 
-/// The reply to the caller's own create/join: the event of that same change
-/// (`peer_joined` about itself, or a `party_update` without `virtual_ip`)
-/// may come before it, with the same seq.
-async fn party_reply(socket: &mut Socket) -> Value {
-    loop {
-        let message = socket.recv().await;
-        if message["type"] == "party_update" && message["virtual_ip"].is_string() {
-            return message;
-        }
-        assert!(
-            matches!(
-                message["type"].as_str(),
-                Some("peer_joined" | "party_update")
-            ),
-            "expected the reply, got {message}"
-        );
-    }
+/// Registers alice, sends `greeting` with her token added on a fresh
+/// socket, and expects `auth_ok`, which it returns.
+async fn greet_as_alice(app: &TestApp, mut greeting: Value) -> Value {
+    let token = app.register("alice").await;
+    let mut socket = app.ws().await;
+    greeting["token"] = json!(token);
+    socket.send(greeting).await;
+    socket.expect("auth_ok").await
 }
 
 #[tokio::test]
 async fn auth_message_gets_auth_ok_with_the_request_id() {
     let app = spawn_app().await;
-    let token = app.register("alice").await;
-    let mut socket = app.ws().await;
 
-    socket
-        .send(json!({"type": "auth", "peer_id": "alice", "token": token, "request_id": 7}))
-        .await;
+    let auth = json!({"type": "auth", "peer_id": "alice", "request_id": 7});
+    let ok = greet_as_alice(&app, auth).await;
 
-    let ok = socket.expect("auth_ok").await;
     assert_eq!(
         (ok["peer_id"].as_str(), ok["request_id"].as_i64()),
         (Some("alice"), Some(7))
@@ -56,14 +40,8 @@ async fn auth_message_gets_auth_ok_with_the_request_id() {
 #[tokio::test]
 async fn hello_is_an_alias_of_auth() {
     let app = spawn_app().await;
-    let token = app.register("alice").await;
-    let mut socket = app.ws().await;
 
-    socket
-        .send(json!({"type": "hello", "peer_id": "alice", "token": token}))
-        .await;
-
-    socket.expect("auth_ok").await;
+    greet_as_alice(&app, json!({"type": "hello", "peer_id": "alice"})).await;
 }
 
 #[tokio::test]
@@ -85,8 +63,7 @@ async fn bad_tokens_get_an_error_and_a_close() {
     wrong
         .send(json!({"type": "auth", "peer_id": "alice", "token": "forged"}))
         .await;
-    let error = wrong.expect("error").await;
-    assert!(error["message"].as_str().unwrap().contains("invalid token"));
+    wrong.expect_error_about("invalid token").await;
     wrong.expect_close().await;
 
     let mut someone_elses = app.ws().await;
@@ -110,13 +87,7 @@ async fn unauthenticated_sockets_can_do_nothing_and_are_closed_when_silent() {
     socket
         .send(json!({"type": "join_party", "party_id": created.party_id, "peer": peer_info("mallory")}))
         .await;
-    let error = socket.expect("error").await;
-    assert!(
-        error["message"]
-            .as_str()
-            .unwrap()
-            .contains("authenticate first")
-    );
+    socket.expect_error_about("authenticate first").await;
 
     let close = socket.expect_close().await;
     assert!(
@@ -128,8 +99,7 @@ async fn unauthenticated_sockets_can_do_nothing_and_are_closed_when_silent() {
 #[tokio::test]
 async fn junk_frames_get_errors_and_the_socket_stays_open() {
     let app = spawn_app().await;
-    let (alice, created) = app.create_party("alice").await;
-    let mut socket = app.ws_as("alice", &alice).await;
+    let (_, created, mut socket) = app.host_with_socket("alice").await;
 
     for junk in [
         "not json",
@@ -161,29 +131,25 @@ async fn junk_frames_get_errors_and_the_socket_stays_open() {
 #[tokio::test]
 async fn the_request_id_is_echoed_on_errors() {
     let app = spawn_app().await;
-    let alice = app.register("alice").await;
-    let mut socket = app.ws_as("alice", &alice).await;
+    let (_, mut socket) = app.registered_socket("alice").await;
 
     socket
         .send(json!({"type": "leave_party", "party_id": "nope", "peer_id": "alice", "request_id": {"n": 1}}))
         .await;
 
-    let error = socket.expect("error").await;
+    let error = socket.expect_error_about("not found").await;
     assert_eq!(error["request_id"], json!({"n": 1}));
-    assert!(error["message"].as_str().unwrap().contains("not found"));
 }
 
 #[tokio::test]
 async fn register_and_join_over_the_socket_answer_with_the_party() {
     let app = spawn_app().await;
-    let alice = app.register("alice").await;
-    let bob = app.register("bob").await;
-    let mut host = app.ws_as("alice", &alice).await;
-    let mut guest = app.ws_as("bob", &bob).await;
+    let (_, mut host) = app.registered_socket("alice").await;
+    let (_, mut guest) = app.registered_socket("bob").await;
 
     host.send(json!({"type": "register_party", "name": "LAN", "host_peer": peer_info("alice"), "request_id": 1}))
         .await;
-    let created = party_reply(&mut host).await;
+    let created = host.expect_party_reply().await;
     let party_id = created["party"]["party_id"].as_str().unwrap().to_owned();
     assert_eq!(created["virtual_ip"], "10.66.0.1");
     assert_eq!(
@@ -194,76 +160,48 @@ async fn register_and_join_over_the_socket_answer_with_the_party() {
     guest
         .send(json!({"type": "join_party", "party_id": party_id, "peer": peer_info("bob"), "request_id": 2}))
         .await;
-    let joined = party_reply(&mut guest).await;
+    let joined = guest.expect_party_reply().await;
     assert_eq!(joined["virtual_ip"], "10.66.0.2");
     assert_eq!(joined["seq"], 2);
     assert_eq!(joined["party"]["peers"].as_object().unwrap().len(), 2);
 
-    let event = host.expect("peer_joined").await;
+    let event = host.expect_joined("bob").await;
     assert_eq!(
         (event["party_id"].as_str(), event["seq"].as_u64()),
         (Some(party_id.as_str()), Some(2))
     );
-    assert_eq!(event["peer"]["peer_id"], "bob");
 }
 
 #[tokio::test]
 async fn http_changes_reach_every_member_socket_once() {
     let app = spawn_app().await;
-    let (alice, created) = app.create_party("alice").await;
-    let party = created.party_id.to_string();
-    let (bob, _) = app.join(&party, "bob").await;
-    let mut host = app.ws_as("alice", &alice).await;
-    let mut guest = app.ws_as("bob", &bob).await;
+    let party = app.party_of_two().await;
+    let mut host = app.ws_as("alice", &party.alice).await;
+    let mut guest = app.ws_as("bob", &party.bob).await;
 
-    let (_, carol_joined) = app.join(&party, "carol").await;
+    let (_, carol_joined) = app.join(&party.id, "carol").await;
     for socket in [&mut host, &mut guest] {
-        let event = socket.expect("peer_joined").await;
-        assert_eq!(event["peer"]["peer_id"], "carol");
+        let event = socket.expect_joined("carol").await;
         assert_eq!(event["seq"].as_u64(), Some(carol_joined.seq));
     }
 
     let mut info = peer_info("bob");
     info["public_port"] = json!(40001);
-    app.expect::<Value>(
-        Method::POST,
-        &format!("/parties/{party}/join"),
-        Some(&bob),
-        Some(json!({"party_id": party, "peer_info": info})),
-        StatusCode::OK,
-    )
-    .await;
+    app.join_as(&party.id, &party.bob, info).await;
     for socket in [&mut host, &mut guest] {
         let update = socket.expect("party_update").await;
         assert_eq!(update["party"]["peers"]["bob"]["public_port"], 40001);
         assert_eq!(update["seq"], 4);
     }
 
-    app.expect::<StatusResponse>(
-        Method::DELETE,
-        &format!("/parties/{party}/peers/bob"),
-        Some(&bob),
-        None,
-        StatusCode::OK,
-    )
-    .await;
+    app.leave(&party.id, "bob", &party.bob).await;
     for socket in [&mut host, &mut guest] {
-        let left = socket.expect("peer_left").await;
-        assert_eq!(
-            (left["peer_id"].as_str(), left["seq"].as_u64()),
-            (Some("bob"), Some(5))
-        );
+        let left = socket.expect_left("bob").await;
+        assert_eq!(left["seq"].as_u64(), Some(5));
     }
     guest.expect_silence(QUIET).await;
 
-    app.expect::<StatusResponse>(
-        Method::DELETE,
-        &format!("/parties/{party}/peers/alice"),
-        Some(&alice),
-        None,
-        StatusCode::OK,
-    )
-    .await;
+    app.leave(&party.id, "alice", &party.alice).await;
     let ended = host.expect("party_ended").await;
     assert_eq!(
         (ended["reason"].as_str(), ended["seq"].as_u64()),
@@ -276,11 +214,9 @@ async fn http_changes_reach_every_member_socket_once() {
 #[tokio::test]
 async fn outsiders_receive_nothing() {
     let app = spawn_app().await;
-    let (_, created) = app.create_party("alice").await;
-    let eve = app.register("eve").await;
-    let mut outsider = app.ws_as("eve", &eve).await;
+    let (party, _, mut outsider) = app.party_and_outsider_with_socket("eve").await;
 
-    app.join(created.party_id.as_str(), "bob").await;
+    app.join(&party, "bob").await;
 
     outsider.expect_silence(QUIET).await;
 }
@@ -288,34 +224,28 @@ async fn outsiders_receive_nothing() {
 #[tokio::test]
 async fn a_socket_opened_before_joining_gets_events_after_joining() {
     let app = spawn_app().await;
-    let (_, created) = app.create_party("alice").await;
-    let party = created.party_id.to_string();
-    let bob = app.register("bob").await;
-    let mut early = app.ws_as("bob", &bob).await;
+    let (party, bob, mut early) = app.party_and_outsider_with_socket("bob").await;
 
     app.join_with(&party, "bob", &bob).await;
     app.join(&party, "carol").await;
 
-    assert_eq!(early.expect("peer_joined").await["peer"]["peer_id"], "bob");
-    assert_eq!(
-        early.expect("peer_joined").await["peer"]["peer_id"],
-        "carol"
-    );
+    early.expect_joined("bob").await;
+    early.expect_joined("carol").await;
 }
 
 #[tokio::test]
 async fn moving_to_another_party_is_a_leave_there_and_a_join_here() {
     let app = spawn_app().await;
-    let (alice, first) = app.create_party("alice").await;
+    let first = app.party_of_two().await;
     let (zed, second) = app.create_party("zed").await;
-    let (bob, _) = app.join(first.party_id.as_str(), "bob").await;
-    let mut old = app.ws_as("alice", &alice).await;
+    let mut old = app.ws_as("alice", &first.alice).await;
     let mut new = app.ws_as("zed", &zed).await;
 
-    app.join_with(second.party_id.as_str(), "bob", &bob).await;
+    app.join_with(second.party_id.as_str(), "bob", &first.bob)
+        .await;
 
-    assert_eq!(old.expect("peer_left").await["peer_id"], "bob");
-    assert_eq!(new.expect("peer_joined").await["peer"]["peer_id"], "bob");
+    old.expect_left("bob").await;
+    new.expect_joined("bob").await;
     old.expect_silence(QUIET).await;
     new.expect_silence(QUIET).await;
 }
@@ -327,88 +257,56 @@ async fn cleanup_removals_reach_the_sockets() {
     app.join(created.party_id.as_str(), "bob").await;
     let mut host = app.ws_as("alice", &alice).await;
     let later = Timestamp::now().plus_secs(61);
-    app.service
-        .store()
-        .touch_member(&created.party_id, &PeerId::parse("alice").unwrap(), later)
-        .await
-        .unwrap();
+    app.touch(&created.party_id, "alice", later).await;
 
-    app.service.cleanup_once(later).await.unwrap();
+    app.cleanup_at(later).await;
 
-    let left = host.expect("peer_left").await;
-    assert_eq!(
-        (left["peer_id"].as_str(), left["seq"].as_u64()),
-        (Some("bob"), Some(3))
-    );
+    assert_eq!(host.expect_left("bob").await["seq"], 3);
 
-    app.service.cleanup_once(later.plus_secs(61)).await.unwrap();
+    app.cleanup_at(later.plus_secs(61)).await;
     assert_eq!(host.expect("party_ended").await["reason"], "host_timed_out");
 }
 
 #[tokio::test]
 async fn many_members_each_receive_each_event() {
     let app = spawn_app().await;
-    let (alice, created) = app.create_party("alice").await;
+    let (_, created, host) = app.host_with_socket("alice").await;
     let party = created.party_id.to_string();
-    let mut sockets = vec![app.ws_as("alice", &alice).await];
-    for i in 0..32 {
-        let peer = format!("member{i}");
-        let (token, _) = app.join(&party, &peer).await;
-        sockets.push(app.ws_as(&peer, &token).await);
-    }
-    // Drain the joins each socket saw after it connected.
-    for (i, socket) in sockets.iter_mut().enumerate() {
-        for _ in i..32 {
-            socket.expect("peer_joined").await;
-        }
+    let members: Vec<String> = (0..32).map(|i| format!("member{i}")).collect();
+    let mut sockets = vec![host];
+    sockets.extend(app.members_with_sockets(&party, &members).await);
+    // Drain the joins the host's socket saw after it connected.
+    for member in &members {
+        sockets[0].expect_joined(member).await;
     }
 
     let (late, joined) = app.join(&party, "late").await;
     for socket in &mut sockets {
-        let event = socket.expect("peer_joined").await;
-        assert_eq!(
-            (event["peer"]["peer_id"].as_str(), event["seq"].as_u64()),
-            (Some("late"), Some(joined.seq))
-        );
+        let event = socket.expect_joined("late").await;
+        assert_eq!(event["seq"].as_u64(), Some(joined.seq));
     }
-    app.expect::<StatusResponse>(
-        Method::DELETE,
-        &format!("/parties/{party}/peers/late"),
-        Some(&late),
-        None,
-        StatusCode::OK,
-    )
-    .await;
+    app.leave(&party, "late", &late).await;
     for socket in &mut sockets {
-        assert_eq!(socket.expect("peer_left").await["peer_id"], "late");
+        socket.expect_left("late").await;
     }
 }
 
 #[tokio::test]
 async fn signals_flow_both_ways_over_sockets() {
     let app = spawn_app().await;
-    let (alice, created) = app.create_party("alice").await;
-    let party = created.party_id.to_string();
-    let (bob, _) = app.join(&party, "bob").await;
-    let mut a = app.ws_as("alice", &alice).await;
-    let mut b = app.ws_as("bob", &bob).await;
+    let (party, mut a, mut b) = app.party_of_two_with_sockets().await;
 
-    a.send(
-        json!({"type": "signal", "party_id": party, "from_peer_id": "alice", "to_peer_id": "bob",
-                  "signal_data": {"type": "offer"}, "request_id": 1}),
-    )
-    .await;
+    let offer = json!({"type": "signal", "party_id": party.id, "from_peer_id": "alice",
+                       "to_peer_id": "bob", "signal_data": {"type": "offer"}, "request_id": 1});
+    a.send(offer).await;
     assert_eq!(a.expect("ack").await["status"], "sent");
     let offer = b.expect("signal").await;
     assert_eq!(offer["signal_data"], json!({"type": "offer"}));
     assert_eq!(offer["from_peer_id"], "alice");
     assert!(offer["sent_at"].is_string());
 
-    b.send(
-        json!({"type": "signal", "party_id": party, "from_peer_id": "bob", "to_peer_id": "alice",
-                  "signal_data": {"type": "answer"}}),
-    )
-    .await;
+    b.send_signal(&party.id, "bob", "alice", json!({"type": "answer"}))
+        .await;
     b.expect("ack").await;
     assert_eq!(
         a.expect("signal").await["signal_data"],
@@ -419,24 +317,12 @@ async fn signals_flow_both_ways_over_sockets() {
 #[tokio::test]
 async fn forged_senders_and_outsiders_cannot_signal() {
     let app = spawn_app().await;
-    let (alice, created) = app.create_party("alice").await;
-    let party = created.party_id.to_string();
-    let (bob, _) = app.join(&party, "bob").await;
-    let eve = app.register("eve").await;
-    let mut a = app.ws_as("alice", &alice).await;
-    let mut b = app.ws_as("bob", &bob).await;
-    let mut e = app.ws_as("eve", &eve).await;
+    let (party, mut a, mut b) = app.party_of_two_with_sockets().await;
+    let (_, mut e) = app.registered_socket("eve").await;
 
-    a.send(json!({"type": "signal", "party_id": party, "from_peer_id": "carol", "to_peer_id": "bob", "signal_data": {}}))
-        .await;
-    assert!(
-        a.expect("error").await["message"]
-            .as_str()
-            .unwrap()
-            .contains("cannot send signals as carol")
-    );
-    e.send(json!({"type": "signal", "party_id": party, "from_peer_id": "eve", "to_peer_id": "bob", "signal_data": {}}))
-        .await;
+    a.send_signal(&party.id, "carol", "bob", json!({})).await;
+    a.expect_error_about("cannot send signals as carol").await;
+    e.send_signal(&party.id, "eve", "bob", json!({})).await;
     e.expect("error").await;
 
     b.expect_silence(QUIET).await;
@@ -445,18 +331,12 @@ async fn forged_senders_and_outsiders_cannot_signal() {
 #[tokio::test]
 async fn http_signals_reach_a_connected_target_at_once_and_only_once() {
     let app = spawn_app().await;
-    let (alice, created) = app.create_party("alice").await;
-    let party = created.party_id.to_string();
-    let (bob, _) = app.join(&party, "bob").await;
-    let mut b = app.ws_as("bob", &bob).await;
+    let party = app.party_of_two().await;
+    let mut b = app.ws_as("bob", &party.bob).await;
 
+    let candidate = json!({"candidate": "198.51.100.4:5000"});
     let response = app
-        .send(
-            Method::POST,
-            &format!("/parties/{party}/signals"),
-            Some(&alice),
-            Some(json!({"to_peer_id": "bob", "signal_data": {"candidate": "198.51.100.4:5000"}})),
-        )
+        .post_signal(&party.id, &party.alice, "bob", candidate)
         .await;
     assert_eq!(response.status(), StatusCode::ACCEPTED);
 
@@ -465,15 +345,7 @@ async fn http_signals_reach_a_connected_target_at_once_and_only_once() {
     // Delivered live, so a poll does not hand it out again.
     let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
     loop {
-        let polled: SignalsResponse = app
-            .expect(
-                Method::GET,
-                &format!("/parties/{party}/signals"),
-                Some(&bob),
-                None,
-                StatusCode::OK,
-            )
-            .await;
+        let polled = app.drain_signals(&party.id, &party.bob).await;
         if polled.signals.is_empty() {
             break;
         }
@@ -488,27 +360,14 @@ async fn http_signals_reach_a_connected_target_at_once_and_only_once() {
 #[tokio::test]
 async fn socket_signals_to_an_offline_target_wait_for_its_poll() {
     let app = spawn_app().await;
-    let (alice, created) = app.create_party("alice").await;
-    let party = created.party_id.to_string();
-    let (bob, _) = app.join(&party, "bob").await;
-    let mut a = app.ws_as("alice", &alice).await;
+    let party = app.party_of_two().await;
+    let mut a = app.ws_as("alice", &party.alice).await;
 
-    a.send(
-        json!({"type": "signal", "party_id": party, "from_peer_id": "alice", "to_peer_id": "bob",
-                  "signal_data": {"type": "offer"}}),
-    )
-    .await;
+    a.send_signal(&party.id, "alice", "bob", json!({"type": "offer"}))
+        .await;
     a.expect("ack").await;
 
-    let polled: SignalsResponse = app
-        .expect(
-            Method::GET,
-            &format!("/parties/{party}/signals"),
-            Some(&bob),
-            None,
-            StatusCode::OK,
-        )
-        .await;
+    let polled = app.drain_signals(&party.id, &party.bob).await;
     assert_eq!(polled.signals.len(), 1);
     assert_eq!(polled.signals[0].from_peer_id.as_str(), "alice");
 }
@@ -516,44 +375,28 @@ async fn socket_signals_to_an_offline_target_wait_for_its_poll() {
 #[tokio::test]
 async fn socket_heartbeats_refresh_last_seen_like_http() {
     let app = spawn_app().await;
-    let (alice, created) = app.create_party("alice").await;
+    let (_, created, mut socket) = app.host_with_socket("alice").await;
+    let party = created.party_id.as_str();
     let before = created.party.peers[&created.party.host_id].last_seen;
-    let mut socket = app.ws_as("alice", &alice).await;
 
-    socket
-        .send(json!({"type": "heartbeat", "party_id": created.party_id, "peer_id": "alice"}))
-        .await;
+    socket.send_heartbeat(party, "alice").await;
     socket.expect("ack").await;
 
-    let (_, members) = app
-        .service
-        .store()
-        .snapshot(&created.party_id)
-        .await
-        .unwrap()
-        .unwrap();
+    let members = app.stored_members(&created.party_id).await;
     assert!(members[0].peer.last_seen > before);
-    socket
-        .send(json!({"type": "heartbeat", "party_id": created.party_id, "peer_id": "bob"}))
-        .await;
-    assert!(
-        socket.expect("error").await["message"]
-            .as_str()
-            .unwrap()
-            .contains("cannot act as bob")
-    );
+    socket.send_heartbeat(party, "bob").await;
+    socket.expect_error_about("cannot act as bob").await;
 }
 
 #[tokio::test]
 async fn leave_over_the_socket_is_acknowledged_and_fanned_out() {
     let app = spawn_app().await;
-    let (alice, created) = app.create_party("alice").await;
-    let (bob, _) = app.join(created.party_id.as_str(), "bob").await;
-    let mut host = app.ws_as("alice", &alice).await;
-    let mut guest = app.ws_as("bob", &bob).await;
+    let (party, mut host, mut guest) = app.party_of_two_with_sockets().await;
 
     guest
-        .send(json!({"type": "leave_party", "party_id": created.party_id, "peer_id": "bob", "request_id": 3}))
+        .send(
+            json!({"type": "leave_party", "party_id": party.id, "peer_id": "bob", "request_id": 3}),
+        )
         .await;
 
     // The leaver's own socket gets the ack and the event, in either order.
@@ -564,29 +407,25 @@ async fn leave_over_the_socket_is_acknowledged_and_fanned_out() {
         (ack["status"].as_str(), ack["request_id"].as_i64()),
         (Some("left"), Some(3))
     );
-    assert_eq!(host.expect("peer_left").await["peer_id"], "bob");
+    host.expect_left("bob").await;
 }
 
 #[tokio::test]
 async fn a_reconnecting_member_resumes_where_it_left_off() {
     let app = spawn_app().await;
-    let (alice, created) = app.create_party("alice").await;
-    let party = created.party_id.to_string();
-    let (bob, joined) = app.join(&party, "bob").await;
-    let socket = app.ws_as("bob", &bob).await;
+    let party = app.party_of_two().await;
+    let socket = app.ws_as("bob", &party.bob).await;
     drop(socket);
-    app.join(&party, "carol").await;
-    app.join(&party, "dave").await;
+    app.join(&party.id, "carol").await;
+    app.join(&party.id, "dave").await;
 
-    let mut again = app.ws_as("bob", &bob).await;
-    again.send(json!({"type": "resume", "party_id": party, "after_seq": joined.seq, "request_id": "r"})).await;
+    let mut again = app.ws_as("bob", &party.bob).await;
+    again.send(json!({"type": "resume", "party_id": party.id, "after_seq": party.joined.seq, "request_id": "r"})).await;
 
     let replayed: Vec<Value> = vec![
-        again.expect("peer_joined").await,
-        again.expect("peer_joined").await,
+        again.expect_joined("carol").await,
+        again.expect_joined("dave").await,
     ];
-    assert_eq!(replayed[0]["peer"]["peer_id"], "carol");
-    assert_eq!(replayed[1]["peer"]["peer_id"], "dave");
     assert_eq!(
         (replayed[0]["seq"].as_u64(), replayed[1]["seq"].as_u64()),
         (Some(3), Some(4))
@@ -594,23 +433,19 @@ async fn a_reconnecting_member_resumes_where_it_left_off() {
     assert_eq!(again.expect("ack").await["status"], "resumed");
 
     // Live events continue after the replay, without duplicates.
-    app.join(&party, "erin").await;
+    app.join(&party.id, "erin").await;
     assert_eq!(again.expect("peer_joined").await["seq"], 5);
     again.expect_silence(QUIET).await;
-    drop(alice);
 }
 
 #[tokio::test]
 async fn resume_without_the_history_sends_the_current_party() {
     let app = spawn_app().await;
-    let (alice, created) = app.create_party("alice").await;
-    let mut socket = app.ws_as("alice", &alice).await;
+    let (_, created, mut socket) = app.host_with_socket("alice").await;
 
     // A seq from the future (say, a database restored from backup): the
     // history cannot be replayed, so the snapshot comes instead.
-    socket
-        .send(json!({"type": "resume", "party_id": created.party_id, "after_seq": 99}))
-        .await;
+    socket.send_resume(created.party_id.as_str(), 99).await;
 
     let update = socket.expect("party_update").await;
     assert_eq!(update["seq"], 1);
@@ -621,13 +456,9 @@ async fn resume_without_the_history_sends_the_current_party() {
 #[tokio::test]
 async fn only_members_resume() {
     let app = spawn_app().await;
-    let (_, created) = app.create_party("alice").await;
-    let eve = app.register("eve").await;
-    let mut socket = app.ws_as("eve", &eve).await;
+    let (party, _, mut socket) = app.party_and_outsider_with_socket("eve").await;
 
-    socket
-        .send(json!({"type": "resume", "party_id": created.party_id, "after_seq": 0}))
-        .await;
+    socket.send_resume(&party, 0).await;
 
     socket.expect("error").await;
 }
@@ -639,25 +470,16 @@ async fn a_slow_reader_is_dropped_while_others_keep_receiving() {
         c.signal_queue_max = 10_000;
     })
     .await;
-    let (alice, created) = app.create_party("alice").await;
-    let party = created.party_id.to_string();
-    let (bob, _) = app.join(&party, "bob").await;
-    let mut fast = app.ws_as("alice", &alice).await;
+    let party = app.party_of_two().await;
+    let mut fast = app.ws_as("alice", &party.alice).await;
     let mut slow = app.ws_slow().await;
-    slow.send(json!({"type": "auth", "peer_id": "bob", "token": bob}))
-        .await;
-    slow.expect("auth_ok").await;
+    slow.authenticate("bob", &party.bob).await;
 
     // Bob stops reading while 4 MB of signals head his way.
     let blob = "x".repeat(15_000);
     for _ in 0..300 {
         let response = app
-            .send(
-                Method::POST,
-                &format!("/parties/{party}/signals"),
-                Some(&alice),
-                Some(json!({"to_peer_id": "bob", "signal_data": {"blob": blob}})),
-            )
+            .post_signal(&party.id, &party.alice, "bob", json!({"blob": blob}))
             .await;
         assert_eq!(response.status(), StatusCode::ACCEPTED);
     }
@@ -670,8 +492,8 @@ async fn a_slow_reader_is_dropped_while_others_keep_receiving() {
     }
     assert_eq!(app.service.metrics().ws_slow_readers_dropped.get(), 1);
     // ...and Alice still hears of every change.
-    app.join(&party, "carol").await;
-    assert_eq!(fast.expect("peer_joined").await["peer"]["peer_id"], "carol");
+    app.join(&party.id, "carol").await;
+    fast.expect_joined("carol").await;
 }
 
 #[tokio::test]
@@ -691,8 +513,7 @@ async fn a_peer_over_its_socket_cap_loses_its_oldest_socket() {
 #[tokio::test]
 async fn oversized_frames_close_the_socket_not_the_server() {
     let app = spawn_app_with(|c| c.ws_max_message_bytes = 4096).await;
-    let token = app.register("alice").await;
-    let mut socket = app.ws_as("alice", &token).await;
+    let (token, mut socket) = app.registered_socket("alice").await;
 
     let _ = socket
         .stream
@@ -701,17 +522,14 @@ async fn oversized_frames_close_the_socket_not_the_server() {
 
     socket.expect_close().await;
     let mut again = app.ws_as("alice", &token).await;
-    again
-        .send(json!({"type": "heartbeat", "party_id": "none", "peer_id": "alice"}))
-        .await;
+    again.send_heartbeat("none", "alice").await;
     again.expect("error").await;
 }
 
 #[tokio::test]
 async fn unresponsive_sockets_are_closed() {
     let app = spawn_app_with(|c| c.ws_ping_interval_secs = 1).await;
-    let token = app.register("alice").await;
-    let mut socket = app.ws_as("alice", &token).await;
+    let (_, mut socket) = app.registered_socket("alice").await;
 
     // Not reading means not answering pings either.
     tokio::time::sleep(Duration::from_secs(8)).await;
@@ -726,8 +544,7 @@ async fn unresponsive_sockets_are_closed() {
 #[tokio::test]
 async fn shutdown_sends_every_socket_a_close_frame() {
     let mut app = spawn_app().await;
-    let token = app.register("alice").await;
-    let mut socket = app.ws_as("alice", &token).await;
+    let (_, mut socket) = app.registered_socket("alice").await;
 
     app.stop_server().await;
 
@@ -738,42 +555,28 @@ async fn shutdown_sends_every_socket_a_close_frame() {
 #[tokio::test]
 async fn party_ids_in_frames_are_validated() {
     let app = spawn_app().await;
-    let token = app.register("alice").await;
-    let mut socket = app.ws_as("alice", &token).await;
+    let (_, mut socket) = app.registered_socket("alice").await;
 
-    socket
-        .send(json!({"type": "resume", "party_id": "../x", "after_seq": 0}))
-        .await;
-    let error = socket.expect("error").await;
+    socket.send_resume("../x", 0).await;
 
-    assert!(error["message"].as_str().unwrap().contains("party_id"));
+    socket.expect_error_about("party_id").await;
     let _ = PartyId::parse("ok").unwrap();
 }
 
 #[tokio::test]
 async fn socket_changes_reach_many_members_of_each_kind() {
     let app = spawn_app().await;
-    let alice = app.register("alice").await;
-    let mut host = app.ws_as("alice", &alice).await;
+    let (_, mut host) = app.registered_socket("alice").await;
     host.send(json!({"type": "register_party", "name": "LAN", "host_peer": peer_info("alice")}))
         .await;
-    let party = party_reply(&mut host).await["party"]["party_id"]
+    let party = host.expect_party_reply().await["party"]["party_id"]
         .as_str()
         .unwrap()
         .to_owned();
-    let mut members = Vec::new();
-    for i in 0..32 {
-        let peer = format!("m{i}");
-        let (token, _) = app.join(&party, &peer).await;
-        members.push(app.ws_as(&peer, &token).await);
-    }
-    for (i, socket) in members.iter_mut().enumerate() {
-        for _ in i + 1..32 {
-            socket.expect("peer_joined").await;
-        }
-    }
-    for _ in 0..32 {
-        host.expect("peer_joined").await;
+    let names: Vec<String> = (0..32).map(|i| format!("m{i}")).collect();
+    let mut members = app.members_with_sockets(&party, &names).await;
+    for name in &names {
+        host.expect_joined(name).await;
     }
     let (last, rest) = members.split_last_mut().unwrap();
 
@@ -782,7 +585,7 @@ async fn socket_changes_reach_many_members_of_each_kind() {
     info["nat_type"] = json!("symmetric");
     last.send(json!({"type": "join_party", "party_id": party, "peer": info}))
         .await;
-    party_reply(last).await;
+    last.expect_party_reply().await;
     for socket in rest.iter_mut().chain([&mut host]) {
         let update = socket.expect("party_update").await;
         assert_eq!(update["party"]["peers"]["m31"]["nat_type"], "symmetric");
@@ -799,7 +602,7 @@ async fn socket_changes_reach_many_members_of_each_kind() {
     kinds.sort_by_key(|k| k.to_string());
     assert_eq!(kinds, [json!("ack"), json!("peer_left")]);
     for socket in rest.iter_mut().chain([&mut host]) {
-        assert_eq!(socket.expect("peer_left").await["peer_id"], "m31");
+        socket.expect_left("m31").await;
     }
 
     // The host leaves over its socket: the party ends for everyone.
@@ -814,40 +617,30 @@ async fn socket_changes_reach_many_members_of_each_kind() {
 #[tokio::test]
 async fn a_resume_too_long_to_replay_gets_the_snapshot() {
     let app = spawn_app_with(|c| c.ws_send_queue = 16).await;
-    let (alice, created) = app.create_party("alice").await;
-    let party = created.party_id.to_string();
-    let (bob, _) = app.join(&party, "bob").await;
+    let party = app.party_of_two().await;
     for _ in 0..20 {
-        app.join_with(&party, "bob", &bob).await;
+        app.join_with(&party.id, "bob", &party.bob).await;
     }
-    let mut socket = app.ws_as("alice", &alice).await;
+    let mut socket = app.ws_as("alice", &party.alice).await;
 
-    socket
-        .send(json!({"type": "resume", "party_id": party, "after_seq": 1}))
-        .await;
+    socket.send_resume(&party.id, 1).await;
 
     let update = socket.expect("party_update").await;
     assert_eq!(update["seq"], 22);
-    socket
-        .send(json!({"type": "heartbeat", "party_id": party, "peer_id": "alice"}))
-        .await;
+    socket.send_heartbeat(&party.id, "alice").await;
     socket.expect("ack").await;
 }
 
 #[tokio::test]
 async fn a_resume_racing_live_events_sends_each_seq_once_in_order() {
     let app = spawn_app().await;
-    let (alice, created) = app.create_party("alice").await;
-    let party = created.party_id.to_string();
-    let (bob, _) = app.join(&party, "bob").await;
-    let mut socket = app.ws_as("alice", &alice).await;
+    let party = app.party_of_two().await;
+    let mut socket = app.ws_as("alice", &party.alice).await;
 
-    socket
-        .send(json!({"type": "resume", "party_id": party, "after_seq": 0}))
-        .await;
+    socket.send_resume(&party.id, 0).await;
     let churn = async {
         for _ in 0..30 {
-            app.join_with(&party, "bob", &bob).await;
+            app.join_with(&party.id, "bob", &party.bob).await;
         }
     };
     let mut seqs = Vec::new();
@@ -881,17 +674,12 @@ async fn shutdown_closes_unauthenticated_sockets_too() {
 
 #[tokio::test]
 async fn socket_message_floods_are_limited() {
-    let app = spawn_app_with(|c| {
-        c.rate_limit = lanrage_server::config::Switch::On;
-        c.ws_messages_per_sec = 2;
-    })
-    .await;
-    let (alice, created) = app.create_party("alice").await;
-    let mut socket = app.ws_as("alice", &alice).await;
+    let app = spawn_rate_limited_app(|c| c.ws_messages_per_sec = 2).await;
+    let (_, created, mut socket) = app.host_with_socket("alice").await;
 
     for _ in 0..10 {
         socket
-            .send(json!({"type": "heartbeat", "party_id": created.party_id, "peer_id": "alice"}))
+            .send_heartbeat(created.party_id.as_str(), "alice")
             .await;
     }
     let mut limited = 0;

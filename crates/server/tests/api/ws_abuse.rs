@@ -12,7 +12,7 @@ use tokio::{
     net::TcpStream,
 };
 
-use crate::helpers::{TestApp, peer_info, spawn_app, spawn_app_with};
+use crate::helpers::{TestApp, peer_info, spawn_app, spawn_app_with, spawn_rate_limited_app};
 
 /// A client speaking WebSocket byte by byte, so it can break the protocol
 /// and choose when (and whether) it reads.
@@ -149,6 +149,13 @@ impl Raw {
     }
 
     /// Authenticates with an `auth` message.
+    /// A fresh connection, upgraded and authenticated as `peer`.
+    async fn authenticated(app: &TestApp, peer: &str, token: &str) -> Self {
+        let mut raw = Self::connect(app, None, None).await;
+        raw.auth(peer, token).await;
+        raw
+    }
+
     async fn auth(&mut self, peer: &str, token: &str) {
         self.send(json!({"type": "auth", "peer_id": peer, "token": token}))
             .await;
@@ -249,8 +256,7 @@ async fn auth_without_a_peer_id_or_with_null_is_the_tokens_peer() {
 async fn a_close_the_client_starts_ends_orderly_not_with_a_reset() {
     let app = spawn_app().await;
     let token = app.register("alice").await;
-    let mut socket = Raw::connect(&app, None, None).await;
-    socket.auth("alice", &token).await;
+    let mut socket = Raw::authenticated(&app, "alice", &token).await;
 
     // Close 1000, masked as a client must.
     socket
@@ -273,8 +279,7 @@ async fn invalid_utf8_in_a_text_frame_closes_with_1007() {
     let app = spawn_app().await;
     let token = app.register("alice").await;
     let mut before_auth = Raw::connect(&app, None, None).await;
-    let mut after_auth = Raw::connect(&app, None, None).await;
-    after_auth.auth("alice", &token).await;
+    let mut after_auth = Raw::authenticated(&app, "alice", &token).await;
 
     for raw in [&mut before_auth, &mut after_auth] {
         raw.send_bytes(&frame(0x1, true, b"{\"type\": \"\xff\xfe\"}"))
@@ -303,8 +308,7 @@ async fn protocol_violations_close_with_1002() {
         // A fragmented ping.
         frame(0x9, false, b""),
     ] {
-        let mut raw = Raw::connect(&app, None, None).await;
-        raw.auth("alice", &token).await;
+        let mut raw = Raw::authenticated(&app, "alice", &token).await;
 
         raw.send_bytes(&violation).await;
 
@@ -319,8 +323,7 @@ async fn frames_and_messages_over_the_limit_close_with_1009() {
     let token = app.register("alice").await;
 
     // One frame announced larger than the limit: refused on its header.
-    let mut big_frame = Raw::connect(&app, None, None).await;
-    big_frame.auth("alice", &token).await;
+    let mut big_frame = Raw::authenticated(&app, "alice", &token).await;
     let mut header = frame(0x1, true, b"");
     header[1] = 0x80 | 127;
     header.splice(2..2, 100_000u64.to_be_bytes());
@@ -329,8 +332,7 @@ async fn frames_and_messages_over_the_limit_close_with_1009() {
     assert_eq!(code, 1009, "{reason}");
 
     // A message of frames each under the limit, together over it.
-    let mut big_message = Raw::connect(&app, None, None).await;
-    big_message.auth("alice", &token).await;
+    let mut big_message = Raw::authenticated(&app, "alice", &token).await;
     let chunk = "x".repeat(3000);
     big_message
         .send_bytes(&frame(0x1, false, chunk.as_bytes()))
@@ -344,9 +346,8 @@ async fn frames_and_messages_over_the_limit_close_with_1009() {
 
 #[tokio::test]
 async fn policy_closes_are_1008_with_their_reason() {
-    let app = spawn_app_with(|c| {
+    let app = spawn_rate_limited_app(|c| {
         c.ws_auth_timeout_secs = 1;
-        c.rate_limit = lanrage_server::config::Switch::On;
         c.ws_messages_per_sec = 2;
     })
     .await;
@@ -366,8 +367,7 @@ async fn policy_closes_are_1008_with_their_reason() {
     assert_eq!(texts[0]["type"], "error");
 
     // Far over the message rate, again and again: a flood.
-    let mut flood = Raw::connect(&app, None, None).await;
-    flood.auth("alice", &token).await;
+    let mut flood = Raw::authenticated(&app, "alice", &token).await;
     let heartbeat = frame(
         0x1,
         true,
@@ -422,13 +422,10 @@ async fn unauthenticated_sockets_are_capped_per_address() {
     waiting[0].auth("alice", &token).await;
     let _fifth = Raw::connect(&app, None, None).await;
     let _by_header = Raw::connect(&app, None, Some(&token)).await;
-    let metrics = app.get_text("/metrics").await;
-    assert!(
-        metrics.contains(
-            r#"lanrage_websocket_upgrades_refused_total{reason="unauthenticated_per_ip"} 1"#
-        ),
-        "{metrics}"
-    );
+    app.expect_metric(
+        r#"lanrage_websocket_upgrades_refused_total{reason="unauthenticated_per_ip"} 1"#,
+    )
+    .await;
 }
 
 #[tokio::test]
@@ -475,8 +472,7 @@ async fn a_socket_is_closed_with_4401_the_moment_its_token_expires() {
     let app = spawn_app_with(|c| c.token_ttl_secs = 2).await;
     let issued = Instant::now();
     let token = app.register("alice").await;
-    let mut socket = Raw::connect(&app, None, None).await;
-    socket.auth("alice", &token).await;
+    let mut socket = Raw::authenticated(&app, "alice", &token).await;
     socket
         .send(json!({"type": "register_party", "name": "Friday LAN", "host_peer": peer_info("alice")}))
         .await;
@@ -504,8 +500,7 @@ async fn a_socket_is_closed_with_4401_the_moment_its_token_expires() {
 async fn nothing_a_socket_sends_after_its_token_expired_is_acted_on() {
     let app = spawn_app_with(|c| c.token_ttl_secs = 2).await;
     let token = app.register("alice").await;
-    let mut socket = Raw::connect(&app, None, None).await;
-    socket.auth("alice", &token).await;
+    let mut socket = Raw::authenticated(&app, "alice", &token).await;
     socket
         .send(json!({"type": "register_party", "name": "One", "host_peer": peer_info("alice")}))
         .await;
@@ -612,18 +607,14 @@ async fn a_socket_that_never_answers_pings_is_closed_and_let_go() {
 
     // And the connection is let go, not held open.
     wait_released(&app, raw.port(), Duration::from_secs(10)).await;
-    let metrics = app.get_text("/metrics").await;
-    assert!(
-        metrics.contains(r#"lanrage_websocket_closes_total{reason="unresponsive"} 1"#),
-        "{metrics}"
-    );
+    app.expect_metric(r#"lanrage_websocket_closes_total{reason="unresponsive"} 1"#)
+        .await;
 }
 
 #[tokio::test]
 async fn a_slow_readers_connection_is_aborted_not_held() {
     let app = spawn_app_with(|c| c.ws_send_queue = 16).await;
-    let (alice, created) = app.create_party("alice").await;
-    let party = created.party_id.to_string();
+    let (alice, party) = app.host_party("alice").await;
     let bob = app.register("bob").await;
     // Big party updates: a party of 30 members.
     let mut members = Vec::new();
@@ -675,8 +666,7 @@ async fn a_slow_readers_connection_is_aborted_not_held() {
 #[tokio::test]
 async fn a_client_asking_without_reading_holds_little_and_is_dropped() {
     let app = spawn_app().await;
-    let (_, created) = app.create_party("alice").await;
-    let party = created.party_id.to_string();
+    let (_, party) = app.host_party("alice").await;
     // A party of 30 members: every snapshot is several KiB.
     for i in 0..28 {
         app.join(&party, &format!("member{i}")).await;
@@ -708,9 +698,6 @@ async fn a_client_asking_without_reading_holds_little_and_is_dropped() {
         "the kernel held {most_held} bytes for a client that does not read"
     );
     wait_released(&app, slow.port(), Duration::from_secs(10)).await;
-    let metrics = app.get_text("/metrics").await;
-    assert!(
-        metrics.contains(r#"lanrage_websocket_closes_total{reason="slow_reader"} 1"#),
-        "{metrics}"
-    );
+    app.expect_metric(r#"lanrage_websocket_closes_total{reason="slow_reader"} 1"#)
+        .await;
 }

@@ -12,13 +12,8 @@ use crate::helpers::{spawn_app, spawn_app_with};
 async fn concurrent_joins_through_two_instances_lose_nobody() {
     let a = spawn_app().await;
     let b = a.sibling(|_| {}).await;
-    let (alice, created) = a.create_party("alice").await;
-    let party = created.party_id.to_string();
-    let mut peers = Vec::new();
-    for i in 0..30 {
-        let peer = format!("peer{i}");
-        peers.push((a.register(&peer).await, peer));
-    }
+    let (alice, party) = a.host_party("alice").await;
+    let peers = a.register_numbered("peer", 30).await;
 
     let joins = peers.iter().enumerate().map(|(i, (token, peer))| {
         let instance = if i % 2 == 0 { &a } else { &b };
@@ -46,8 +41,7 @@ async fn concurrent_joins_through_two_instances_lose_nobody() {
 async fn changes_through_one_instance_reach_sockets_on_another() {
     let a = spawn_app().await;
     let b = a.sibling(|_| {}).await;
-    let (alice, created) = a.create_party("alice").await;
-    let party = created.party_id.to_string();
+    let (alice, party) = a.host_party("alice").await;
     let mut host_on_b = b.ws_as("alice", &alice).await;
 
     let (bob, joined) = a.join(&party, "bob").await;

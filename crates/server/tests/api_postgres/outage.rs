@@ -128,8 +128,7 @@ async fn a_database_outage_is_503_and_the_server_recovers_by_itself() {
     };
     let url = cluster.url();
     let app = spawn_app_with(|c| c.database_url = Some(url)).await;
-    let (alice, created) = app.create_party("alice").await;
-    let party = created.party_id.to_string();
+    let (alice, party) = app.host_party("alice").await;
     let mut socket = app.ws_as("alice", &alice).await;
 
     assert!(cluster.pg_ctl("stop"));
