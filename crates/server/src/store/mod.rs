@@ -6,6 +6,7 @@
 //! rows. Everything a backend returns is already validated: a row that
 //! does not parse is reported as [`StoreError::Corrupt`], never passed on.
 
+mod core;
 mod postgres;
 mod rows;
 mod sqlite;
