@@ -363,3 +363,88 @@ impl BackendTx for SqliteTx {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use lanrage_proto::{PartyId, PeerId, ServerMessage, Timestamp};
+
+    use super::*;
+    use crate::store::Store;
+
+    /// A database written by a version whose rules lived in triggers opens,
+    /// migrates, and the core keeps those rules without them.
+    #[tokio::test]
+    async fn a_database_from_before_the_core_migrates_and_keeps_its_rules() {
+        let folder = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", folder.path().join("old.db").display());
+        let options = SqliteConnectOptions::from_str(&url)
+            .unwrap()
+            .create_if_missing(true);
+        let old = SqlitePoolOptions::new()
+            .max_connections(1)
+            .connect_with(options)
+            .await
+            .unwrap();
+        let before_core = migrator().iter().take(4).cloned().collect();
+        Migrator::with_migrations(before_core)
+            .run(&old)
+            .await
+            .unwrap();
+        sqlx::raw_sql(
+            "INSERT INTO parties (party_id, name, host_id, created_at, seq) \
+             VALUES ('p1', 'old party', 'host', 1, 3); \
+             INSERT INTO members (peer_id, party_id, name, public_key, nat_type, public_ip, \
+             public_port, local_ip, local_port, last_seen, joined_at, vip_index) VALUES \
+             ('host', 'p1', 'h', 'AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=', 'unknown', 'unknown', 0, 'unknown', 0, 1, 1, 1), \
+             ('guest', 'p1', 'g', 'AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=', 'unknown', 'unknown', 0, 'unknown', 0, 1, 1, 2); \
+             INSERT INTO signals (party_id, from_peer_id, to_peer_id, signal_data, sent_at, \
+             expires_at) VALUES ('p1', 'host', 'guest', '{}', 1, 9000000000000000);",
+        )
+        .execute(&old)
+        .await
+        .unwrap();
+        old.close().await;
+
+        let store = SqliteStore::open(&url).await.unwrap();
+        let triggers: i64 =
+            sqlx::query_scalar("SELECT COUNT(*) FROM sqlite_master WHERE type = 'trigger'")
+                .fetch_one(store.writer_pool())
+                .await
+                .unwrap();
+        assert_eq!(triggers, 0);
+
+        let party = PartyId::parse("p1").unwrap();
+        let guest = PeerId::parse("guest").unwrap();
+        let mut tx = store.begin().await.unwrap();
+        tx.delete_member(&party, &guest).await.unwrap();
+        let left = ServerMessage::PartyEnded {
+            party_id: party.clone(),
+            reason: "test".into(),
+            seq: 4,
+        };
+        tx.insert_event(
+            &party,
+            4,
+            Timestamp::from_micros(2),
+            &left,
+            std::slice::from_ref(&guest),
+            10,
+        )
+        .await
+        .unwrap();
+        tx.commit().await.unwrap();
+
+        let (record, members) = store.snapshot(&party).await.unwrap().unwrap();
+        assert_eq!(record.seq, 4, "logging an event advances the party's seq");
+        assert_eq!(members.len(), 1);
+        let signals: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM signals")
+            .fetch_one(store.writer_pool())
+            .await
+            .unwrap();
+        assert_eq!(signals, 0, "a leaving member's signals go with it");
+        assert_eq!(store.events_after(&party, 0, 10).await.unwrap(), vec![left]);
+        store.close().await;
+    }
+}
