@@ -2,6 +2,8 @@
 //! [`Backend`] that only says how to send a statement (see the module
 //! doc of `store` for the layering and how to add a table).
 
+use std::{borrow::Cow, collections::HashMap, sync::LazyLock};
+
 use async_trait::async_trait;
 use lanrage_proto::{
     PartyId, Peer, PeerId, Region, Relay, RelayId, ServerMessage, Signal, Timestamp,
@@ -88,13 +90,6 @@ pub struct Dialect {
 }
 
 impl Dialect {
-    /// One statement in this dialect.
-    pub fn render(&self, template: &str) -> String {
-        let mut out = String::with_capacity(template.len() + 16);
-        self.render_into(template, &mut out, &mut 0);
-        out
-    }
-
     /// Several statements that do not read each other's writes, as one:
     /// PostgreSQL runs them together as data-modifying common table
     /// expressions, in one round trip, all on the same snapshot.
@@ -114,6 +109,22 @@ impl Dialect {
             self.render_into(last, &mut out, &mut params);
         }
         out
+    }
+
+    /// `templates` as one statement (see [`Dialect::render_chain`]),
+    /// rendered on first use and then read from `cache`.
+    pub fn statement(&self, cache: &RenderCache, templates: &[&'static str]) -> Cow<'static, str> {
+        let Some(key) = chain_key(templates) else {
+            return Cow::Owned(self.render_chain(templates));
+        };
+        if let Some(sql) = cache.0.read().get(&key) {
+            return Cow::Borrowed(sql);
+        }
+        let mut cached = cache.0.write();
+        let sql = cached
+            .entry(key)
+            .or_insert_with(|| Box::leak(self.render_chain(templates).into_boxed_str()));
+        Cow::Borrowed(sql)
     }
 
     fn render_into(&self, template: &str, out: &mut String, params: &mut usize) {
@@ -151,6 +162,39 @@ impl Dialect {
             rest = &rest[at + end + 1..];
         }
         out.push_str(rest);
+    }
+}
+
+/// Up to four templates, by address: a template is a `'static` literal, so
+/// its address names it (the same text at two addresses is merely
+/// rendered twice).
+type ChainKey = [(usize, usize); 4];
+
+fn chain_key(templates: &[&'static str]) -> Option<ChainKey> {
+    let mut key = [(0, 0); 4];
+    if templates.len() > key.len() {
+        return None;
+    }
+    for (slot, template) in key.iter_mut().zip(templates) {
+        *slot = (template.as_ptr() as usize, template.len());
+    }
+    Some(key)
+}
+
+/// A dialect's rendered statements, each rendered once and kept for the
+/// life of the process: they come from the core's literals, so there are
+/// as many as the core has statements, and a statement costs no
+/// allocation to send.
+#[derive(Debug)]
+pub struct RenderCache(LazyLock<parking_lot::RwLock<HashMap<ChainKey, &'static str>>>);
+
+fn empty_cache() -> parking_lot::RwLock<HashMap<ChainKey, &'static str>> {
+    parking_lot::RwLock::new(HashMap::new())
+}
+
+impl RenderCache {
+    pub const fn new() -> Self {
+        Self(LazyLock::new(empty_cache))
     }
 }
 
@@ -951,6 +995,23 @@ mod tests {
             "WITH w0 AS (UPDATE t SET a = GREATEST(a, $1) WHERE b = $2), \
              w1 AS (DELETE FROM u WHERE id IN (SELECT UNNEST($3::bigint[]))) \
              INSERT INTO v VALUES ($4)"
+        );
+    }
+
+    #[test]
+    fn statements_are_rendered_once_per_chain() {
+        static CACHE: RenderCache = RenderCache::new();
+        static FIRST: &str = "SELECT ?";
+        static SECOND: &str = "DELETE FROM t WHERE a = ?";
+        let once = NUMBERED.statement(&CACHE, &[FIRST, SECOND]);
+        let again = NUMBERED.statement(&CACHE, &[FIRST, SECOND]);
+        assert!(
+            matches!((&once, &again), (Cow::Borrowed(a), Cow::Borrowed(b)) if std::ptr::eq(*a, *b))
+        );
+        assert_eq!(once, "WITH w0 AS (SELECT $1) DELETE FROM t WHERE a = $2");
+        assert_eq!(
+            NUMBERED.statement(&CACHE, &[SECOND]),
+            "DELETE FROM t WHERE a = $1"
         );
     }
 

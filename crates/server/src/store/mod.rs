@@ -31,6 +31,9 @@
 //!     data-modifying common table expressions. PostgreSQL also announces
 //!     each event and signal with `pg_notify` in the transaction
 //!     (`Announcement`), where SQLite's service publishes after commit;
+//!   - nothing for upserts (`ON CONFLICT … DO UPDATE SET … = excluded.…`)
+//!     or `RETURNING`: both databases accept the same spelling (SQLite
+//!     since 3.35, which sqlx bundles);
 //!   - the few statements with no common spelling: PostgreSQL's coalesced
 //!     heartbeats join against `UNNEST` arrays (SQLite sends one `UPDATE`
 //!     per beat from the core's default).

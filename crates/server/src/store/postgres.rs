@@ -16,7 +16,7 @@ use sqlx::{
 
 use super::{
     EventFeed, PoolState, StoreError, StoreResult,
-    core::{Announcement, Arg, Backend, BackendTx, Dialect, Query, Storage},
+    core::{Announcement, Arg, Backend, BackendTx, Dialect, Query, RenderCache, Storage},
 };
 use crate::{
     events::{Event, EventBus},
@@ -176,10 +176,15 @@ fn add_args(to: &mut PgArguments, args: Vec<Arg<'_>>) -> StoreResult<()> {
     Ok(())
 }
 
-fn statement(
-    sql: String,
-    queries: Vec<Query<'_>>,
+static RENDERED: RenderCache = RenderCache::new();
+
+/// Statements that do not read each other's writes, as one (see
+/// `Dialect::render_chain`).
+fn statement<'a>(
+    templates: &[&'static str],
+    queries: impl IntoIterator<Item = Query<'a>>,
 ) -> StoreResult<sqlx::query::Query<'static, Postgres, PgArguments>> {
+    let sql = PgBackend::DIALECT.statement(&RENDERED, templates);
     let mut args = PgArguments::default();
     for query in queries {
         add_args(&mut args, query.args)?;
@@ -188,7 +193,7 @@ fn statement(
 }
 
 fn single(query: Query<'_>) -> StoreResult<sqlx::query::Query<'static, Postgres, PgArguments>> {
-    statement(PgBackend::DIALECT.render(query.template), vec![query])
+    statement(&[query.template], [query])
 }
 
 #[async_trait]
@@ -287,9 +292,8 @@ impl BackendTx for PgTx {
     }
 
     async fn write(&mut self, group: Vec<Query<'_>>) -> StoreResult<()> {
-        let templates: Vec<&str> = group.iter().map(|query| query.template).collect();
-        let sql = PgBackend::DIALECT.render_chain(&templates);
-        statement(sql, group)?.execute(&mut *self.tx).await?;
+        let templates: Vec<&'static str> = group.iter().map(|query| query.template).collect();
+        statement(&templates, group)?.execute(&mut *self.tx).await?;
         Ok(())
     }
 

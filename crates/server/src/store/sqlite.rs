@@ -16,7 +16,7 @@ use sqlx::{
 
 use super::{
     EventFeed, PoolState, StoreError, StoreResult,
-    core::{Announcement, Arg, Backend, BackendTx, Dialect, Query, Storage},
+    core::{Announcement, Arg, Backend, BackendTx, Dialect, Query, RenderCache, Storage},
     rows,
 };
 use crate::events::EventBus;
@@ -26,6 +26,7 @@ const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(2);
 /// How long a statement waits for a lock held by another process.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(1);
 const READERS: u32 = 4;
+static RENDERED: RenderCache = RenderCache::new();
 
 /// The SQLite store.
 pub type SqliteStore = Storage<SqliteBackend>;
@@ -134,7 +135,7 @@ impl SqliteStore {
 /// Each statement is a round trip to sqlx's SQLite worker thread, and with
 /// one writer those round trips are what bounds the write rate. So writes
 /// are deferred and sent together, as one multi-statement query, before the
-/// next read, at [`Tx::release_savepoint`] or at commit. Inside an
+/// next read, at the release of the operation's savepoint or at commit. Inside an
 /// operation the savepoint is opened by that same query, at the first
 /// write: an operation that fails before writing costs no statement to
 /// undo.
@@ -144,7 +145,7 @@ pub struct SqliteTx {
     pending_sql: String,
     /// ...and their arguments, in order.
     pending_args: SqliteArguments,
-    /// Between [`Tx::savepoint`] and its release or rollback.
+    /// Between `BackendTx::savepoint` and its release or rollback.
     in_op: bool,
     /// Whether the operation's savepoint exists in the database yet.
     savepoint_open: bool,
@@ -175,7 +176,7 @@ impl SqliteTx {
     fn defer(&mut self, query: Query<'_>) -> StoreResult<()> {
         add_args(&mut self.pending_args, query.args)?;
         self.pending_sql
-            .push_str(&SqliteBackend::DIALECT.render(query.template));
+            .push_str(&SqliteBackend::DIALECT.statement(&RENDERED, &[query.template]));
         self.pending_sql.push(';');
         Ok(())
     }
@@ -246,7 +247,7 @@ fn statement(
     let mut args = SqliteArguments::default();
     add_args(&mut args, query.args)?;
     Ok(sqlx::query_with(
-        AssertSqlSafe(SqliteBackend::DIALECT.render(query.template)),
+        AssertSqlSafe(SqliteBackend::DIALECT.statement(&RENDERED, &[query.template])),
         args,
     ))
 }
