@@ -8,7 +8,10 @@
 use std::collections::BTreeSet;
 
 use lanrage_server::store::{PgSettings, PostgresStore, SqliteStore, Store};
-use sqlx::{Connection, Row};
+use sqlx::{
+    Connection, Row, SqlSafeStr,
+    migrate::{Migration, MigrationType, Migrator},
+};
 
 use crate::helpers::ScratchDatabase;
 
@@ -258,5 +261,75 @@ async fn both_backends_migrate_to_the_same_schema() {
     assert!(
         only_sqlite.is_empty() && only_postgres.is_empty(),
         "the schemas drifted apart\nonly in SQLite: {only_sqlite:#?}\nonly in PostgreSQL: {only_postgres:#?}"
+    );
+}
+
+/// The migrations a release before the storage core applied, as it
+/// applied them (sqlx checks their checksums on every later start).
+fn before_the_core(steps: &[&'static str]) -> Migrator {
+    Migrator::with_migrations(
+        (1..)
+            .zip(steps)
+            .map(|(version, sql)| {
+                Migration::new(
+                    version,
+                    format!("step {version}").into(),
+                    MigrationType::Simple,
+                    sql.into_sql_str(),
+                    false,
+                )
+            })
+            .collect(),
+    )
+}
+
+/// Databases created before the storage core upgrade to the schema a
+/// fresh database gets, on both backends.
+#[tokio::test]
+async fn databases_from_before_the_core_upgrade_to_the_same_schema() {
+    let folder = tempfile::tempdir().unwrap();
+    let fresh_url = format!("sqlite://{}", folder.path().join("fresh.db").display());
+    SqliteStore::open(&fresh_url).await.unwrap().close().await;
+    let fresh = sqlite_facts(&fresh_url).await;
+
+    let old_url = format!("sqlite://{}", folder.path().join("old.db").display());
+    let options: sqlx::sqlite::SqliteConnectOptions = old_url.parse().unwrap();
+    let mut old = sqlx::SqliteConnection::connect_with(&options.create_if_missing(true))
+        .await
+        .unwrap();
+    before_the_core(&[
+        include_str!("../../migrations/sqlite/0001_init.sql"),
+        include_str!("../../migrations/sqlite/0002_events_outlive_parties.sql"),
+        include_str!("../../migrations/sqlite/0003_fewer_statements.sql"),
+        include_str!("../../migrations/sqlite/0004_signal_queues_per_sender.sql"),
+    ])
+    .run(&mut old)
+    .await
+    .unwrap();
+    old.close().await.unwrap();
+    SqliteStore::open(&old_url).await.unwrap().close().await;
+    assert_eq!(sqlite_facts(&old_url).await, fresh);
+
+    let old = ScratchDatabase::create().await;
+    let mut db = sqlx::PgConnection::connect(&old.url).await.unwrap();
+    before_the_core(&[
+        include_str!("../../migrations/postgres/0001_init.sql"),
+        include_str!("../../migrations/postgres/0002_signal_queues_per_sender.sql"),
+    ])
+    .run(&mut db)
+    .await
+    .unwrap();
+    db.close().await.unwrap();
+    PostgresStore::open(&old.url, PgSettings { pool_size: 2 })
+        .await
+        .unwrap()
+        .close()
+        .await;
+    let upgraded = postgres_facts(&old.url).await;
+    let only_fresh: Vec<_> = fresh.difference(&upgraded).collect();
+    let only_upgraded: Vec<_> = upgraded.difference(&fresh).collect();
+    assert!(
+        only_fresh.is_empty() && only_upgraded.is_empty(),
+        "an upgraded PostgreSQL database differs\nonly in a fresh one: {only_fresh:#?}\nonly in the upgraded one: {only_upgraded:#?}"
     );
 }
