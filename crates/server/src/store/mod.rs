@@ -62,8 +62,10 @@
 //! rewritten), but they describe one schema: the same tables, columns,
 //! keys, indexes and foreign keys, with types differing only in spelling
 //! (`INTEGER` for `BIGINT`, and for `BOOLEAN`, which SQLite lacks). The
-//! test `schema` of the PostgreSQL suite migrates a fresh database of each
-//! kind and compares them by introspection, failing on any difference.
+//! tests in `tests/api_postgres/schema.rs` migrate a fresh database of each
+//! kind and compare them by introspection, failing on any difference; they
+//! also upgrade databases created by the migrations of the release before
+//! the core and require that same schema.
 //!
 //! # Adding a table (or a column, or an index)
 //!
