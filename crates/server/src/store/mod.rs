@@ -2,10 +2,84 @@
 //!
 //! The party rules live once, in `lanrage-rules` (shared with the client's
 //! local plane), applied by the service layer through the primitive
-//! operations of a [`Tx`]; each backend only says how to read and write
-//! rows. Everything a backend returns is already validated: a row that
-//! does not parse is reported as [`StoreError::Corrupt`], never passed on.
+//! operations of a [`Tx`]; the store only says how to read and write rows.
+//! Everything it returns is already validated: a row that does not parse
+//! is reported as [`StoreError::Corrupt`], never passed on.
+//!
+//! # Layers
+//!
+//! - **The core** (`core.rs`): `Storage` implements
+//!   [`Store`] and its transaction implements [`Tx`], once for both
+//!   databases. Every statement is written there, in one SQL spelling:
+//!   `?` placeholders and a few `{marker}`s, next to the code that binds
+//!   its arguments and turns its rows into records (`rows.rs`).
+//! - **The dialect layer**, one file per database, holding only what truly
+//!   differs:
+//!   - a `Dialect` value filling the markers: placeholders (`?` or `$n`),
+//!     row locks (`{lock}`, `{skip_locked}`: `FOR UPDATE [SKIP LOCKED]` on
+//!     PostgreSQL, nothing under SQLite's single writer), `{greatest}`
+//!     (`MAX` or `GREATEST`), `{byte_order}` (`COLLATE "C"`) and
+//!     `{id_list}` (a list argument as rows: `json_each` or `UNNEST`), and
+//!     `serialized_writer`, which lets SQLite read both parties of a join
+//!     in one unlocked statement where PostgreSQL locks them in id order;
+//!   - a `Backend` (pools, opening and migrating, the event feed) and its
+//!     `BackendTx`, which decides how writes travel. A *write group* (the
+//!     statements of one operation, which never read each other's writes)
+//!     is one round trip on both: SQLite defers it into the batch sent
+//!     before the next read, savepoint release or commit (see
+//!     `sqlite::SqliteTx`); PostgreSQL chains it into one statement of
+//!     data-modifying common table expressions. PostgreSQL also announces
+//!     each event and signal with `pg_notify` in the transaction
+//!     (`Announcement`), where SQLite's service publishes after commit;
+//!   - nothing for upserts (`ON CONFLICT … DO UPDATE SET … = excluded.…`)
+//!     or `RETURNING`: both databases accept the same spelling (SQLite
+//!     since 3.35, which sqlx bundles);
+//!   - the few statements with no common spelling: PostgreSQL's coalesced
+//!     heartbeats join against `UNNEST` arrays (SQLite sends one `UPDATE`
+//!     per beat from the core's default).
+//!
+//! # Where each rule lives
+//!
+//! - A logged event advances its party's `seq`, and the party's log is
+//!   trimmed to its newest events: `Tx::insert_event` in the core, one
+//!   write group (until SQLite migration 5, a trigger did the first).
+//! - A member that leaves takes the signals waiting for it:
+//!   `Tx::delete_member` in the core, one write group (until SQLite
+//!   migration 5, a trigger).
+//! - A deleted party takes its members and signals with it: the schema's
+//!   `ON DELETE CASCADE`, on both databases. Its events stay until pruned.
+//! - One peer in at most one party (`members` keyed by `peer_id`), one
+//!   virtual IP per member of a party (`UNIQUE (party_id, vip_index)`),
+//!   one cleanup lease row (`CHECK (id = 1)`): schema constraints, the same
+//!   on both.
+//! - Everything else (who may join, which virtual IP, when a party ends):
+//!   `lanrage-rules`, through the service layer.
+//!
+//! # The schema
+//!
+//! `migrations/sqlite/` and `migrations/postgres/` keep their own histories
+//! (sqlx checks each applied migration's checksum, so neither can be
+//! rewritten), but they describe one schema: the same tables, columns,
+//! keys, indexes and foreign keys, with types differing only in spelling
+//! (`INTEGER` for `BIGINT`, and for `BOOLEAN`, which SQLite lacks). The
+//! tests in `tests/api_postgres/schema.rs` migrate a fresh database of each
+//! kind and compare them by introspection, failing on any difference; they
+//! also upgrade databases created by the migrations of the release before
+//! the core and require that same schema.
+//!
+//! # Adding a table (or a column, or an index)
+//!
+//! 1. Add a migration to each folder, next number in each history, and
+//!    list it in that backend's `migrator()`. Write the same DDL in both
+//!    where you can (`TEXT`, `BIGINT`/`INTEGER`, `NOT NULL`, named indexes);
+//!    `cargo test --test api_postgres schema` tells you where they differ.
+//! 2. Write the operations in `core.rs`, once, with `?` placeholders; reach
+//!    for a new `Dialect` marker only for syntax that has no common
+//!    spelling, and give it a value in both dialects.
+//! 3. Map rows in `rows.rs`, add the operation to [`Store`] or [`Tx`], and
+//!    test it through the API suites, which run on both databases.
 
+mod core;
 mod postgres;
 mod rows;
 mod sqlite;

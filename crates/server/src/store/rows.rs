@@ -9,7 +9,7 @@ use lanrage_proto::{
 use super::{MemberRecord, PartyRecord, PartyWithMembers, StoreError, StoreResult};
 
 /// Column access shared by SQLite and PostgreSQL rows.
-pub(super) trait Columns {
+pub trait Columns {
     fn text(&self, column: &str) -> StoreResult<String>;
     fn int(&self, column: &str) -> StoreResult<i64>;
     fn nullable_text(&self, column: &str) -> StoreResult<Option<String>>;

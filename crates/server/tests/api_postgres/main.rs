@@ -39,3 +39,4 @@ mod ws;
 
 mod instances;
 mod outage;
+mod schema;

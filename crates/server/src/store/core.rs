@@ -1,0 +1,1025 @@
+//! Every storage operation, once: its SQL and its logic, over a
+//! [`Backend`] that only says how to send a statement (see the module
+//! doc of `store` for the layering and how to add a table).
+
+use std::{borrow::Cow, collections::HashMap, sync::LazyLock};
+
+use async_trait::async_trait;
+use lanrage_proto::{
+    PartyId, Peer, PeerId, Region, Relay, RelayId, ServerMessage, Signal, Timestamp,
+};
+
+use super::{
+    Counts, EventFeed, MemberRecord, PartyRecord, PartyWithMembers, PoolState, Store, StoreError,
+    StoreResult, Swept, TokenRecord, Tx,
+    rows::{self, Columns},
+};
+use crate::events::{Event, EventBus};
+
+/// One argument of a statement. Lists travel as a JSON array on SQLite and
+/// as an array on PostgreSQL; `{id_list}` reads them back as rows.
+#[derive(Debug, Clone)]
+pub enum Arg<'a> {
+    Int(i64),
+    Text(&'a str),
+    Owned(String),
+    Ints(Vec<i64>),
+}
+
+/// A statement in the common SQL: `?` placeholders, and `{marker}`s that
+/// the [`Dialect`] fills in.
+#[derive(Debug, Clone)]
+pub struct Query<'a> {
+    pub template: &'static str,
+    pub args: Vec<Arg<'a>>,
+}
+
+/// Starts a statement; arguments follow, in the order of the `?`s.
+pub fn sql<'a>(template: &'static str) -> Query<'a> {
+    Query {
+        template,
+        args: Vec::new(),
+    }
+}
+
+impl<'a> Query<'a> {
+    pub fn int(mut self, value: i64) -> Self {
+        self.args.push(Arg::Int(value));
+        self
+    }
+
+    pub fn text(mut self, value: &'a str) -> Self {
+        self.args.push(Arg::Text(value));
+        self
+    }
+
+    pub fn owned(mut self, value: String) -> Self {
+        self.args.push(Arg::Owned(value));
+        self
+    }
+
+    pub fn ints(mut self, value: Vec<i64>) -> Self {
+        self.args.push(Arg::Ints(value));
+        self
+    }
+}
+
+/// What differs between the two SQL dialects, as fragments for the
+/// templates' markers.
+#[derive(Debug)]
+pub struct Dialect {
+    /// `$1, $2, …` instead of `?`.
+    pub numbered_params: bool,
+    /// `{greatest}`: the larger of two values.
+    pub greatest: &'static str,
+    /// `{lock}`: ends a `SELECT` that locks its rows for the transaction.
+    pub lock: &'static str,
+    /// `{skip_locked}`: like `{lock}`, skipping rows another transaction
+    /// holds.
+    pub skip_locked: &'static str,
+    /// `{byte_order}`: after an `ORDER BY` term, compares bytes whatever
+    /// the database's locale.
+    pub byte_order: &'static str,
+    /// `{id_list}`: a subquery yielding the ids of a list argument, one
+    /// per row.
+    pub id_list: &'static str,
+    /// Write transactions already run one at a time (SQLite's single
+    /// writer connection): reads in them need no locks, so a join reads
+    /// both parties in one statement.
+    pub serialized_writer: bool,
+}
+
+impl Dialect {
+    /// Several statements that do not read each other's writes, as one:
+    /// PostgreSQL runs them together as data-modifying common table
+    /// expressions, in one round trip, all on the same snapshot.
+    pub fn render_chain(&self, templates: &[&str]) -> String {
+        let mut out = String::new();
+        let mut params = 0;
+        if let Some((last, first)) = templates.split_last() {
+            for (i, template) in first.iter().enumerate() {
+                out.push_str(if i == 0 { "WITH " } else { ", " });
+                out.push_str(&format!("w{i} AS ("));
+                self.render_into(template, &mut out, &mut params);
+                out.push(')');
+            }
+            if !first.is_empty() {
+                out.push(' ');
+            }
+            self.render_into(last, &mut out, &mut params);
+        }
+        out
+    }
+
+    /// `templates` as one statement (see [`Dialect::render_chain`]),
+    /// rendered on first use and then read from `cache`.
+    pub fn statement(&self, cache: &RenderCache, templates: &[&'static str]) -> Cow<'static, str> {
+        let Some(key) = chain_key(templates) else {
+            return Cow::Owned(self.render_chain(templates));
+        };
+        if let Some(sql) = cache.0.read().get(&key) {
+            return Cow::Borrowed(sql);
+        }
+        let mut cached = cache.0.write();
+        let sql = cached
+            .entry(key)
+            .or_insert_with(|| Box::leak(self.render_chain(templates).into_boxed_str()));
+        Cow::Borrowed(sql)
+    }
+
+    fn render_into(&self, template: &str, out: &mut String, params: &mut usize) {
+        let mut rest = template;
+        while let Some(at) = rest.find(['?', '{']) {
+            out.push_str(&rest[..at]);
+            if rest[at..].starts_with('?') {
+                if self.numbered_params {
+                    *params += 1;
+                    out.push('$');
+                    out.push_str(&params.to_string());
+                } else {
+                    out.push('?');
+                }
+                rest = &rest[at + 1..];
+                continue;
+            }
+            let Some(end) = rest[at..].find('}') else {
+                out.push_str(&rest[at..]);
+                return;
+            };
+            let fragment = match &rest[at + 1..at + end] {
+                "greatest" => self.greatest,
+                "lock" => self.lock,
+                "skip_locked" => self.skip_locked,
+                "byte_order" => self.byte_order,
+                "id_list" => {
+                    // May hold a placeholder of its own.
+                    self.render_into(self.id_list, out, params);
+                    ""
+                }
+                _ => &rest[at..=at + end],
+            };
+            out.push_str(fragment);
+            rest = &rest[at + end + 1..];
+        }
+        out.push_str(rest);
+    }
+}
+
+/// Up to four templates, by address: a template is a `'static` literal, so
+/// its address names it (the same text at two addresses is merely
+/// rendered twice).
+type ChainKey = [(usize, usize); 4];
+
+fn chain_key(templates: &[&'static str]) -> Option<ChainKey> {
+    let mut key = [(0, 0); 4];
+    if templates.len() > key.len() {
+        return None;
+    }
+    for (slot, template) in key.iter_mut().zip(templates) {
+        *slot = (template.as_ptr() as usize, template.len());
+    }
+    Some(key)
+}
+
+/// A dialect's rendered statements, each rendered once and kept for the
+/// life of the process: they come from the core's literals, so there are
+/// as many as the core has statements, and a statement costs no
+/// allocation to send.
+#[derive(Debug)]
+pub struct RenderCache(LazyLock<parking_lot::RwLock<HashMap<ChainKey, &'static str>>>);
+
+fn empty_cache() -> parking_lot::RwLock<HashMap<ChainKey, &'static str>> {
+    parking_lot::RwLock::new(HashMap::new())
+}
+
+impl RenderCache {
+    pub const fn new() -> Self {
+        Self(LazyLock::new(empty_cache))
+    }
+}
+
+/// What a committed transaction tells other instances.
+#[derive(Debug, Clone)]
+pub enum Announcement<'a> {
+    Event { party_id: &'a PartyId, seq: u64 },
+    Signal { id: i64 },
+}
+
+/// A database connection set-up: how statements reach the database.
+#[async_trait]
+pub trait Backend: Send + Sync + std::fmt::Debug + 'static {
+    type Row: Columns + Send + Sync + 'static;
+    type Tx: BackendTx<Row = Self::Row> + 'static;
+    const DIALECT: Dialect;
+
+    async fn begin(&self) -> StoreResult<Self::Tx>;
+    /// Runs a read outside any transaction.
+    async fn read(&self, query: Query<'_>) -> StoreResult<Vec<Self::Row>>;
+    /// Runs a write in a transaction of its own; returns the rows it
+    /// changed.
+    async fn write(&self, query: Query<'_>) -> StoreResult<u64>;
+    async fn close(&self);
+    fn pools(&self) -> Vec<PoolState>;
+    /// See [`Store::deliver_events`].
+    async fn deliver_events(&self, bus: EventBus) -> StoreResult<Option<EventFeed>>;
+
+    /// See [`Store::touch_members`]: one statement per beat unless the
+    /// dialect can join against a list.
+    async fn touch_members(&self, beats: &[(PartyId, PeerId, Timestamp)]) -> StoreResult<()> {
+        let mut tx = self.begin().await?;
+        for (party_id, peer_id, at) in beats {
+            tx.execute(touch(party_id, peer_id, *at)).await?;
+        }
+        tx.commit().await
+    }
+}
+
+/// A write transaction of a [`Backend`].
+#[async_trait]
+pub trait BackendTx: Send {
+    type Row: Columns + Send + Sync;
+
+    /// Reads, after any deferred writes.
+    async fn fetch(&mut self, query: Query<'_>) -> StoreResult<Vec<Self::Row>>;
+    /// Writes at once; returns the rows it changed.
+    async fn execute(&mut self, query: Query<'_>) -> StoreResult<u64>;
+    /// Writes at once; returns the rows of its `RETURNING` clause.
+    async fn execute_returning(&mut self, query: Query<'_>) -> StoreResult<Vec<Self::Row>>;
+    /// Writes statements that do not read each other's writes, in one
+    /// round trip; the backend may defer them (see [`Tx`]).
+    async fn write(&mut self, group: Vec<Query<'_>>) -> StoreResult<()>;
+    /// Tells other instances once the transaction commits (a no-op where
+    /// the service publishes its own events).
+    async fn announce(&mut self, what: Announcement<'_>) -> StoreResult<()>;
+    async fn savepoint(&mut self) -> StoreResult<()>;
+    async fn release_savepoint(&mut self) -> StoreResult<()>;
+    async fn rollback_to_savepoint(&mut self) -> StoreResult<()>;
+    async fn commit(self) -> StoreResult<()>;
+}
+
+/// The one [`Store`], over either backend.
+#[derive(Debug, Clone)]
+pub struct Storage<B> {
+    pub(super) backend: B,
+}
+
+/// A party's own row.
+const PARTY: &str =
+    "SELECT party_id, name, host_id, created_at, seq FROM parties WHERE party_id = ?{lock}";
+
+/// Parties with their members, as `rows::snapshots_rows` reads them.
+macro_rules! parties_with_members {
+    () => {
+        "SELECT p.party_id, p.name AS party_name, p.host_id, p.created_at, p.seq, m.peer_id, \
+         m.name, m.public_key, m.nat_type, m.public_ip, m.public_port, m.local_ip, m.local_port, \
+         m.last_seen, m.vip_index FROM parties p LEFT JOIN members m ON m.party_id = p.party_id"
+    };
+}
+
+/// The party and its members in one statement, so they match the party's
+/// seq without a transaction.
+const SNAPSHOT: &str = concat!(
+    parties_with_members!(),
+    " WHERE p.party_id = ? ORDER BY m.vip_index"
+);
+
+const MEMBERS: &str = "SELECT peer_id, name, public_key, nat_type, public_ip, public_port, \
+     local_ip, local_port, last_seen, vip_index FROM members WHERE party_id = ? ORDER BY vip_index";
+
+fn touch<'a>(party_id: &'a PartyId, peer_id: &'a PeerId, at: Timestamp) -> Query<'a> {
+    sql("UPDATE members SET last_seen = {greatest}(last_seen, ?) WHERE peer_id = ? AND party_id = ?")
+        .int(at.as_micros())
+        .text(peer_id.as_str())
+        .text(party_id.as_str())
+}
+
+/// The lease is free again after 90% of an interval, so a pass that ran a
+/// little early still counts for its interval.
+fn lease_cutoff(now: Timestamp, interval_secs: u64) -> i64 {
+    let interval = i64::try_from(interval_secs).unwrap_or(i64::MAX / 1_000_000);
+    now.as_micros()
+        .saturating_sub(interval.saturating_mul(900_000))
+}
+
+fn one<R>(rows: Vec<R>) -> StoreResult<R> {
+    rows.into_iter()
+        .next()
+        .ok_or_else(|| StoreError::Corrupt("a statement returned no row".into()))
+}
+
+impl<B: Backend> Storage<B> {
+    /// The event a notification names, as other instances deliver it; `None`
+    /// when it was pruned meanwhile.
+    pub(super) async fn notified_event(
+        &self,
+        party_id: &str,
+        seq: i64,
+    ) -> StoreResult<Option<Event>> {
+        let rows = self
+            .backend
+            .read(
+                sql("SELECT payload, recipients FROM party_events WHERE party_id = ? AND seq = ?")
+                    .text(party_id)
+                    .int(seq),
+            )
+            .await?;
+        let Some(row) = rows.first() else {
+            return Ok(None);
+        };
+        Ok(Some(Event::Party {
+            message: rows::event_payload(row)?.into(),
+            recipients: rows::event_recipients(row)?.into(),
+        }))
+    }
+
+    /// The signal a notification names; `None` once drained or expired.
+    pub(super) async fn notified_signal(&self, id: i64) -> StoreResult<Option<Event>> {
+        let rows = self
+            .backend
+            .read(
+                sql(
+                    "SELECT party_id, from_peer_id, to_peer_id, signal_data, sent_at \
+                     FROM signals WHERE id = ?",
+                )
+                .int(id),
+            )
+            .await?;
+        let Some(row) = rows.first() else {
+            return Ok(None);
+        };
+        Ok(Some(Event::Signal {
+            signal: rows::signal_record(row)?.into(),
+            id,
+        }))
+    }
+}
+
+#[async_trait]
+impl<B: Backend + Clone> Store for Storage<B> {
+    async fn begin(&self) -> StoreResult<Box<dyn Tx>> {
+        Ok(Box::new(StorageTx::<B> {
+            tx: self.backend.begin().await?,
+        }))
+    }
+
+    async fn ping(&self) -> StoreResult<()> {
+        self.backend.read(sql("SELECT 1")).await?;
+        Ok(())
+    }
+
+    async fn close(&self) {
+        self.backend.close().await;
+    }
+
+    fn pools(&self) -> Vec<PoolState> {
+        self.backend.pools()
+    }
+
+    async fn deliver_events(&self, bus: EventBus) -> StoreResult<Option<EventFeed>> {
+        self.backend.deliver_events(bus).await
+    }
+
+    async fn snapshot(&self, party_id: &PartyId) -> StoreResult<Option<PartyWithMembers>> {
+        let rows = self
+            .backend
+            .read(sql(SNAPSHOT).text(party_id.as_str()))
+            .await?;
+        rows::snapshot_rows(&rows)
+    }
+
+    async fn membership(&self, peer_id: &PeerId) -> StoreResult<Option<(PartyId, u64)>> {
+        let rows = self
+            .backend
+            .read(
+                sql("SELECT m.party_id, p.seq FROM members m \
+                     JOIN parties p ON p.party_id = m.party_id WHERE m.peer_id = ?")
+                .text(peer_id.as_str()),
+            )
+            .await?;
+        let Some(row) = rows.first() else {
+            return Ok(None);
+        };
+        Ok(Some((
+            rows::party_id(row)?,
+            rows::unsigned(row.int("seq")?, "seq")?,
+        )))
+    }
+
+    async fn counts(&self) -> StoreResult<Counts> {
+        let rows = self
+            .backend
+            .read(sql("SELECT (SELECT COUNT(*) FROM parties) AS parties, \
+                        (SELECT COUNT(*) FROM members) AS peers, \
+                        (SELECT COUNT(*) FROM relays) AS relays"))
+            .await?;
+        let row = one(rows)?;
+        Ok(Counts {
+            parties: rows::unsigned(row.int("parties")?, "count")?,
+            peers: rows::unsigned(row.int("peers")?, "count")?,
+            relays: rows::unsigned(row.int("relays")?, "count")?,
+        })
+    }
+
+    async fn insert_token(
+        &self,
+        token_hash: &str,
+        peer_id: &PeerId,
+        created_at: Timestamp,
+        expires_at: Timestamp,
+    ) -> StoreResult<()> {
+        self.backend
+            .write(
+                sql(
+                    "INSERT INTO tokens (token_hash, peer_id, created_at, expires_at) \
+                     VALUES (?, ?, ?, ?)",
+                )
+                .text(token_hash)
+                .text(peer_id.as_str())
+                .int(created_at.as_micros())
+                .int(expires_at.as_micros()),
+            )
+            .await?;
+        Ok(())
+    }
+
+    async fn token(&self, token_hash: &str) -> StoreResult<Option<TokenRecord>> {
+        let rows = self
+            .backend
+            .read(
+                sql("SELECT peer_id, expires_at FROM tokens WHERE token_hash = ?").text(token_hash),
+            )
+            .await?;
+        let Some(row) = rows.first() else {
+            return Ok(None);
+        };
+        Ok(Some(TokenRecord {
+            peer_id: rows::peer_id(row, "peer_id")?,
+            expires_at: Timestamp::from_micros(row.int("expires_at")?),
+        }))
+    }
+
+    async fn touch_member(
+        &self,
+        party_id: &PartyId,
+        peer_id: &PeerId,
+        at: Timestamp,
+    ) -> StoreResult<bool> {
+        Ok(self.backend.write(touch(party_id, peer_id, at)).await? == 1)
+    }
+
+    async fn touch_members(&self, beats: &[(PartyId, PeerId, Timestamp)]) -> StoreResult<()> {
+        if beats.is_empty() {
+            return Ok(());
+        }
+        self.backend.touch_members(beats).await
+    }
+
+    async fn upsert_relay(&self, relay: &Relay, seen_at: Timestamp) -> StoreResult<()> {
+        self.backend
+            .write(
+                sql(
+                    "INSERT INTO relays (relay_id, public_ip, port, region, capacity, \
+                     registered_at, last_seen) VALUES (?, ?, ?, ?, ?, ?, ?) \
+                     ON CONFLICT (relay_id) DO UPDATE SET public_ip = excluded.public_ip, \
+                     port = excluded.port, region = excluded.region, \
+                     capacity = excluded.capacity, last_seen = excluded.last_seen",
+                )
+                .text(relay.relay_id.as_str())
+                .owned(relay.public_ip.to_string())
+                .int(i64::from(relay.port))
+                .text(relay.region.as_str())
+                .int(i64::from(relay.capacity))
+                .int(relay.registered_at.as_micros())
+                .int(seen_at.as_micros()),
+            )
+            .await?;
+        Ok(())
+    }
+
+    async fn delete_relay(&self, relay_id: &RelayId) -> StoreResult<bool> {
+        let deleted = self
+            .backend
+            .write(sql("DELETE FROM relays WHERE relay_id = ?").text(relay_id.as_str()))
+            .await?;
+        Ok(deleted == 1)
+    }
+
+    async fn relays(&self, region: Option<&Region>) -> StoreResult<Vec<Relay>> {
+        let query = match region {
+            Some(region) => sql("SELECT relay_id, public_ip, port, region, capacity, \
+                 registered_at FROM relays WHERE region = ? ORDER BY relay_id{byte_order}")
+            .text(region.as_str()),
+            None => sql(
+                "SELECT relay_id, public_ip, port, region, capacity, registered_at \
+                 FROM relays ORDER BY region{byte_order}, relay_id{byte_order}",
+            ),
+        };
+        let rows = self.backend.read(query).await?;
+        rows.iter().map(rows::relay_record).collect()
+    }
+
+    async fn drain_signals(
+        &self,
+        party_id: &PartyId,
+        peer_id: &PeerId,
+        now: Timestamp,
+        limit: u64,
+    ) -> StoreResult<Vec<Signal>> {
+        let mut tx = self.backend.begin().await?;
+        // Each signal goes to one answer: the rows are locked and skipped by
+        // any other drain running at the same time, on this instance or
+        // another (where writers are serialized, that is already so).
+        let rows = tx
+            .fetch(
+                sql(
+                    "SELECT id, party_id, from_peer_id, to_peer_id, signal_data, sent_at \
+                     FROM signals WHERE party_id = ? AND to_peer_id = ? AND expires_at > ? \
+                     AND NOT delivered ORDER BY id LIMIT ?{skip_locked}",
+                )
+                .text(party_id.as_str())
+                .text(peer_id.as_str())
+                .int(now.as_micros())
+                .int(rows::limit_param(limit)),
+            )
+            .await?;
+        let (ids, signals) = rows::drained_signals(&rows)?;
+        if !ids.is_empty() {
+            // One statement whatever the count.
+            tx.execute(sql("DELETE FROM signals WHERE id IN ({id_list})").ints(ids))
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(signals)
+    }
+
+    async fn mark_signal_delivered(&self, id: i64) -> StoreResult<()> {
+        self.backend
+            .write(sql("UPDATE signals SET delivered = TRUE WHERE id = ?").int(id))
+            .await?;
+        Ok(())
+    }
+
+    async fn events_after(
+        &self,
+        party_id: &PartyId,
+        after_seq: u64,
+        limit: u64,
+    ) -> StoreResult<Vec<ServerMessage>> {
+        let rows = self
+            .backend
+            .read(
+                sql(
+                    "SELECT payload FROM party_events WHERE party_id = ? AND seq > ? \
+                     ORDER BY seq LIMIT ?",
+                )
+                .text(party_id.as_str())
+                .int(rows::seq_param(after_seq)?)
+                .int(rows::limit_param(limit)),
+            )
+            .await?;
+        rows.iter().map(rows::event_payload).collect()
+    }
+
+    async fn forgive_downtime(&self, now: Timestamp, idle_since: Timestamp) -> StoreResult<bool> {
+        let mut tx = self.backend.begin().await?;
+        // Locked: instances starting together decide one after the other.
+        let lease = tx
+            .fetch(sql("SELECT ran_at FROM cleanup_lease WHERE id = 1{lock}"))
+            .await?;
+        if one(lease)?.int("ran_at")? > idle_since.as_micros() {
+            return Ok(false);
+        }
+        let now = now.as_micros();
+        tx.write(vec![
+            sql("UPDATE members SET last_seen = ? WHERE last_seen < ?")
+                .int(now)
+                .int(now),
+            sql("UPDATE relays SET last_seen = ? WHERE last_seen < ?")
+                .int(now)
+                .int(now),
+        ])
+        .await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    async fn claim_cleanup(&self, now: Timestamp, interval_secs: u64) -> StoreResult<bool> {
+        let claimed = self
+            .backend
+            .write(
+                sql("UPDATE cleanup_lease SET ran_at = ? WHERE id = 1 AND ran_at <= ?")
+                    .int(now.as_micros())
+                    .int(lease_cutoff(now, interval_secs)),
+            )
+            .await?;
+        Ok(claimed == 1)
+    }
+
+    async fn stale_members(&self, cutoff: Timestamp) -> StoreResult<Vec<(PartyId, PeerId)>> {
+        let rows = self
+            .backend
+            .read(
+                sql("SELECT party_id, peer_id FROM members WHERE last_seen < ?")
+                    .int(cutoff.as_micros()),
+            )
+            .await?;
+        rows.iter()
+            .map(|row| Ok((rows::party_id(row)?, rows::peer_id(row, "peer_id")?)))
+            .collect()
+    }
+
+    async fn orphaned_parties(&self) -> StoreResult<Vec<PartyId>> {
+        let rows = self
+            .backend
+            .read(sql("SELECT party_id FROM parties p WHERE NOT EXISTS \
+                 (SELECT 1 FROM members m WHERE m.party_id = p.party_id AND m.peer_id = p.host_id)"))
+            .await?;
+        rows.iter().map(rows::party_id).collect()
+    }
+
+    async fn sweep(
+        &self,
+        now: Timestamp,
+        relay_cutoff: Timestamp,
+        keep_events: u64,
+        events_cutoff: Timestamp,
+    ) -> StoreResult<Swept> {
+        let mut tx = self.backend.begin().await?;
+        let now = now.as_micros();
+        let swept = Swept {
+            tokens: tx
+                .execute(sql("DELETE FROM tokens WHERE expires_at <= ?").int(now))
+                .await?,
+            relays: tx
+                .execute(
+                    sql("DELETE FROM relays WHERE last_seen < ?").int(relay_cutoff.as_micros()),
+                )
+                .await?,
+            // Expired unread, apart from those read over a socket.
+            signals: tx
+                .execute(
+                    sql("DELETE FROM signals WHERE expires_at <= ? AND NOT delivered").int(now),
+                )
+                .await?,
+            delivered_signals: tx
+                .execute(sql("DELETE FROM signals WHERE expires_at <= ? AND delivered").int(now))
+                .await?,
+            events: tx
+                .execute(
+                    sql(
+                        "DELETE FROM party_events WHERE created_at < ? AND seq <= COALESCE( \
+                         (SELECT p.seq FROM parties p WHERE p.party_id = party_events.party_id) \
+                         - ?, seq)",
+                    )
+                    .int(events_cutoff.as_micros())
+                    .int(rows::seq_param(keep_events)?),
+                )
+                .await?,
+        };
+        tx.commit().await?;
+        Ok(swept)
+    }
+}
+
+/// A member's info, in the column order of both `members` writes: name,
+/// public_key, nat_type, public_ip, public_port, local_ip, local_port,
+/// last_seen.
+fn peer_info<'a>(query: Query<'a>, peer: &'a Peer) -> Query<'a> {
+    query
+        .text(peer.name.as_str())
+        .text(peer.public_key.as_str())
+        .text(peer.nat_type.as_str())
+        .owned(peer.public_ip.to_string())
+        .int(i64::from(peer.public_port))
+        .owned(peer.local_ip.to_string())
+        .int(i64::from(peer.local_port))
+        .int(peer.last_seen.as_micros())
+}
+
+/// The one [`Tx`], over either backend.
+struct StorageTx<B: Backend> {
+    tx: B::Tx,
+}
+
+#[async_trait]
+impl<B: Backend> Tx for StorageTx<B> {
+    async fn party(&mut self, party_id: &PartyId) -> StoreResult<Option<PartyRecord>> {
+        let rows = self.tx.fetch(sql(PARTY).text(party_id.as_str())).await?;
+        rows.first().map(rows::party_record).transpose()
+    }
+
+    async fn members(&mut self, party_id: &PartyId) -> StoreResult<Vec<MemberRecord>> {
+        let rows = self.tx.fetch(sql(MEMBERS).text(party_id.as_str())).await?;
+        rows.iter().map(rows::member_record).collect()
+    }
+
+    async fn party_and_members(
+        &mut self,
+        party_id: &PartyId,
+    ) -> StoreResult<Option<PartyWithMembers>> {
+        if B::DIALECT.serialized_writer {
+            let rows = self.tx.fetch(sql(SNAPSHOT).text(party_id.as_str())).await?;
+            return rows::snapshot_rows(&rows);
+        }
+        // Lock first, then read the members in a statement of their own: a
+        // join that locks would read them from the snapshot taken before
+        // the lock was granted.
+        let Some(party) = self.party(party_id).await? else {
+            return Ok(None);
+        };
+        let members = self.members(party_id).await?;
+        Ok(Some((party, members)))
+    }
+
+    async fn join_parties(
+        &mut self,
+        party_id: &PartyId,
+        peer_id: &PeerId,
+    ) -> StoreResult<(Option<PartyWithMembers>, Option<PartyWithMembers>)> {
+        if !B::DIALECT.serialized_writer {
+            // Locks each party in id order, so two peers moving opposite
+            // ways between the same parties never deadlock.
+            let current = self.membership(peer_id).await?;
+            let mut parties: Vec<&PartyId> =
+                std::iter::once(party_id).chain(current.as_ref()).collect();
+            parties.sort();
+            parties.dedup();
+            let (mut target, mut previous) = (None, None);
+            for id in parties {
+                let read = self.party_and_members(id).await?;
+                if id == party_id {
+                    target = read;
+                } else {
+                    previous = read;
+                }
+            }
+            return Ok((target, previous));
+        }
+        // One statement for both parties: the single writer needs no locks.
+        let rows = self
+            .tx
+            .fetch(
+                sql(concat!(
+                    parties_with_members!(),
+                    " WHERE p.party_id IN (?, (SELECT party_id FROM members WHERE peer_id = ?)) \
+                     ORDER BY p.party_id, m.vip_index"
+                ))
+                .text(party_id.as_str())
+                .text(peer_id.as_str()),
+            )
+            .await?;
+        let (mut target, mut previous) = (None, None);
+        for party in rows::snapshots_rows(&rows)? {
+            if party.0.party_id == *party_id {
+                target = Some(party);
+            } else {
+                previous = Some(party);
+            }
+        }
+        Ok((target, previous))
+    }
+
+    async fn membership(&mut self, peer_id: &PeerId) -> StoreResult<Option<PartyId>> {
+        let rows = self
+            .tx
+            .fetch(sql("SELECT party_id FROM members WHERE peer_id = ?").text(peer_id.as_str()))
+            .await?;
+        rows.first().map(rows::party_id).transpose()
+    }
+
+    async fn savepoint(&mut self) -> StoreResult<()> {
+        self.tx.savepoint().await
+    }
+
+    async fn release_savepoint(&mut self) -> StoreResult<()> {
+        self.tx.release_savepoint().await
+    }
+
+    async fn rollback_to_savepoint(&mut self) -> StoreResult<()> {
+        self.tx.rollback_to_savepoint().await
+    }
+
+    async fn insert_party(&mut self, party: &PartyRecord) -> StoreResult<()> {
+        self.tx
+            .write(vec![
+                sql(
+                    "INSERT INTO parties (party_id, name, host_id, created_at, seq) \
+                     VALUES (?, ?, ?, ?, ?)",
+                )
+                .text(party.party_id.as_str())
+                .text(party.name.as_str())
+                .text(party.host_id.as_str())
+                .int(party.created_at.as_micros())
+                .int(rows::seq_param(party.seq)?),
+            ])
+            .await
+    }
+
+    async fn delete_party(&mut self, party_id: &PartyId) -> StoreResult<()> {
+        // Members and signals go with it: `ON DELETE CASCADE` in the schema.
+        self.tx
+            .write(vec![
+                sql("DELETE FROM parties WHERE party_id = ?").text(party_id.as_str()),
+            ])
+            .await
+    }
+
+    async fn insert_member(
+        &mut self,
+        party_id: &PartyId,
+        member: &MemberRecord,
+    ) -> StoreResult<()> {
+        let peer = &member.peer;
+        let insert = sql(
+            "INSERT INTO members (name, public_key, nat_type, public_ip, \
+             public_port, local_ip, local_port, last_seen, peer_id, party_id, joined_at, \
+             vip_index) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        );
+        self.tx
+            .write(vec![
+                peer_info(insert, peer)
+                    .text(peer.peer_id.as_str())
+                    .text(party_id.as_str())
+                    .int(peer.last_seen.as_micros())
+                    .int(i64::from(member.vip_index)),
+            ])
+            .await
+    }
+
+    async fn update_member(&mut self, party_id: &PartyId, peer: &Peer) -> StoreResult<()> {
+        let update = sql(
+            "UPDATE members SET name = ?, public_key = ?, nat_type = ?, \
+             public_ip = ?, public_port = ?, local_ip = ?, local_port = ?, last_seen = ? \
+             WHERE peer_id = ? AND party_id = ?",
+        );
+        self.tx
+            .write(vec![
+                peer_info(update, peer)
+                    .text(peer.peer_id.as_str())
+                    .text(party_id.as_str()),
+            ])
+            .await
+    }
+
+    async fn delete_member(&mut self, party_id: &PartyId, peer_id: &PeerId) -> StoreResult<()> {
+        // The signals waiting for the member go with it, in the same round
+        // trip.
+        self.tx
+            .write(vec![
+                sql("DELETE FROM members WHERE party_id = ? AND peer_id = ?")
+                    .text(party_id.as_str())
+                    .text(peer_id.as_str()),
+                sql("DELETE FROM signals WHERE party_id = ? AND to_peer_id = ?")
+                    .text(party_id.as_str())
+                    .text(peer_id.as_str()),
+            ])
+            .await
+    }
+
+    async fn insert_event(
+        &mut self,
+        party_id: &PartyId,
+        seq: u64,
+        at: Timestamp,
+        event: &ServerMessage,
+        recipients: &[PeerId],
+        keep_last: u64,
+    ) -> StoreResult<()> {
+        let oldest_dropped = seq.saturating_sub(keep_last);
+        let seq_value = rows::seq_param(seq)?;
+        // In one round trip: the party's counter, the trim of its log to the
+        // newest `keep_last` events, and the event.
+        let mut group = vec![
+            sql("UPDATE parties SET seq = ? WHERE party_id = ? AND seq < ?")
+                .int(seq_value)
+                .text(party_id.as_str())
+                .int(seq_value),
+        ];
+        if oldest_dropped > 0 {
+            // A log this short keeps everything: no statement to send.
+            group.push(
+                sql("DELETE FROM party_events WHERE party_id = ? AND seq <= ?")
+                    .text(party_id.as_str())
+                    .int(rows::seq_param(oldest_dropped)?),
+            );
+        }
+        group.push(
+            sql(
+                "INSERT INTO party_events (party_id, seq, created_at, payload, recipients) \
+                 VALUES (?, ?, ?, ?, ?)",
+            )
+            .text(party_id.as_str())
+            .int(seq_value)
+            .int(at.as_micros())
+            .owned(rows::to_json(event, "event payload")?)
+            .owned(rows::to_json(&recipients, "event recipients")?),
+        );
+        self.tx.write(group).await?;
+        self.tx
+            .announce(Announcement::Event { party_id, seq })
+            .await
+    }
+
+    async fn queued_signals(
+        &mut self,
+        party_id: &PartyId,
+        from_peer_id: &PeerId,
+        to_peer_id: &PeerId,
+        now: Timestamp,
+    ) -> StoreResult<u64> {
+        let rows = self
+            .tx
+            .fetch(
+                sql(
+                    "SELECT COUNT(*) AS n FROM signals WHERE party_id = ? AND to_peer_id = ? \
+                     AND from_peer_id = ? AND expires_at > ? AND NOT delivered",
+                )
+                .text(party_id.as_str())
+                .text(to_peer_id.as_str())
+                .text(from_peer_id.as_str())
+                .int(now.as_micros()),
+            )
+            .await?;
+        rows::unsigned(one(rows)?.int("n")?, "count")
+    }
+
+    async fn insert_signal(&mut self, signal: &Signal, expires_at: Timestamp) -> StoreResult<i64> {
+        // Sent at once, for its id.
+        let rows = self
+            .tx
+            .execute_returning(
+                sql(
+                    "INSERT INTO signals (party_id, from_peer_id, to_peer_id, signal_data, \
+                     sent_at, expires_at) VALUES (?, ?, ?, ?, ?, ?) RETURNING id",
+                )
+                .text(signal.party_id.as_str())
+                .text(signal.from_peer_id.as_str())
+                .text(signal.to_peer_id.as_str())
+                .owned(rows::to_json(&signal.signal_data, "signal_data")?)
+                .int(signal.sent_at.as_micros())
+                .int(expires_at.as_micros()),
+            )
+            .await?;
+        let id = one(rows)?.int("id")?;
+        self.tx.announce(Announcement::Signal { id }).await?;
+        Ok(id)
+    }
+
+    async fn commit(self: Box<Self>) -> StoreResult<()> {
+        self.tx.commit().await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const NUMBERED: Dialect = Dialect {
+        numbered_params: true,
+        greatest: "GREATEST",
+        lock: " FOR UPDATE",
+        skip_locked: " FOR UPDATE SKIP LOCKED",
+        byte_order: " COLLATE \"C\"",
+        id_list: "SELECT UNNEST(?::bigint[])",
+        serialized_writer: false,
+    };
+
+    #[test]
+    fn placeholders_are_numbered_across_a_chain() {
+        assert_eq!(
+            NUMBERED.render_chain(&[
+                "UPDATE t SET a = {greatest}(a, ?) WHERE b = ?",
+                "DELETE FROM u WHERE id IN ({id_list})",
+                "INSERT INTO v VALUES (?)",
+            ]),
+            "WITH w0 AS (UPDATE t SET a = GREATEST(a, $1) WHERE b = $2), \
+             w1 AS (DELETE FROM u WHERE id IN (SELECT UNNEST($3::bigint[]))) \
+             INSERT INTO v VALUES ($4)"
+        );
+    }
+
+    #[test]
+    fn statements_are_rendered_once_per_chain() {
+        static CACHE: RenderCache = RenderCache::new();
+        static FIRST: &str = "SELECT ?";
+        static SECOND: &str = "DELETE FROM t WHERE a = ?";
+        let once = NUMBERED.statement(&CACHE, &[FIRST, SECOND]);
+        let again = NUMBERED.statement(&CACHE, &[FIRST, SECOND]);
+        assert!(
+            matches!((&once, &again), (Cow::Borrowed(a), Cow::Borrowed(b)) if std::ptr::eq(*a, *b))
+        );
+        assert_eq!(once, "WITH w0 AS (SELECT $1) DELETE FROM t WHERE a = $2");
+        assert_eq!(
+            NUMBERED.statement(&CACHE, &[SECOND]),
+            "DELETE FROM t WHERE a = $1"
+        );
+    }
+
+    #[test]
+    fn a_single_statement_is_not_wrapped_and_unknown_braces_stay() {
+        assert_eq!(
+            NUMBERED.render_chain(&["SELECT '{x}', ?{lock}"]),
+            "SELECT '{x}', $1 FOR UPDATE"
+        );
+    }
+}
