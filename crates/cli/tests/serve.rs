@@ -190,6 +190,31 @@ fn state_survives_a_process_restart() {
     assert_eq!(second.terminate().0, Some(0));
 }
 
+/// An acknowledged write is in the database even when the process is
+/// killed at once after the answer, in either synchronous mode.
+#[test]
+fn acknowledged_writes_survive_kill_9() {
+    for sync in ["normal", "full"] {
+        let (_dir, url) = fresh_database();
+        let env = [
+            ("LANRAGE_RELAY_KEY", "k"),
+            ("LANRAGE_SQLITE_SYNCHRONOUS", sync),
+        ];
+        let mut first = spawn(&url, &env);
+        let address = first.address();
+        let registered = register_relay(&address, "k");
+        assert!(registered.starts_with("HTTP/1.1 200"), "{registered}");
+        assert_eq!(first.signal("-KILL").0, None, "{sync}: killed, not exited");
+
+        let mut second = spawn(&url, &env);
+        let address = second.address();
+        let root = http(&address, "GET", "/");
+
+        assert!(root.contains("\"relays\":1"), "{sync}: {root}");
+        assert_eq!(second.terminate().0, Some(0));
+    }
+}
+
 #[test]
 fn a_bad_setting_fails_fast_naming_it() {
     let stderr = failure(&["serve", "--peer-timeout-secs", "0"], &[]);

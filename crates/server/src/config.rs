@@ -57,6 +57,20 @@ pub enum Switch {
     Off,
 }
 
+/// When a SQLite commit is on disk (`--sqlite-synchronous`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Default)]
+pub enum SqliteSync {
+    /// The write-ahead log is synced at checkpoints: every acknowledged
+    /// write survives the process being killed; a power loss or kernel
+    /// crash may lose the last commits before a checkpoint.
+    #[default]
+    Normal,
+    /// Every commit is synced before it is acknowledged: nothing
+    /// acknowledged is lost to a power loss, at the cost of one sync per
+    /// group commit.
+    Full,
+}
+
 /// How log lines are written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum LogFormat {
@@ -84,6 +98,16 @@ pub struct Config {
     /// `sqlite://PATH` (created on first run). Default: ~/.lanrage/control_plane.db.
     #[arg(long, env = "LANRAGE_DATABASE_URL")]
     pub database_url: Option<String>,
+
+    /// When a SQLite commit reaches the disk: `normal` (survives the
+    /// process being killed) or `full` (survives a power loss too).
+    #[arg(
+        long,
+        env = "LANRAGE_SQLITE_SYNCHRONOUS",
+        value_enum,
+        default_value_t = SqliteSync::Normal
+    )]
+    pub sqlite_synchronous: SqliteSync,
 
     /// Connections in the PostgreSQL pool (per server instance).
     #[arg(long, env = "LANRAGE_DATABASE_POOL_SIZE", default_value_t = 16)]
@@ -605,7 +629,20 @@ pub(crate) mod tests {
         assert_eq!(config.tls_key, None);
         assert_eq!(config.metrics_listen, None);
         assert_eq!(config.log_format, LogFormat::Text);
+        assert_eq!(config.sqlite_synchronous, SqliteSync::Normal);
         assert_eq!(config.validate(), Ok(()));
+    }
+
+    #[test]
+    fn sqlite_commits_can_be_synced_every_time() {
+        let config = parse(&["--sqlite-synchronous", "full"]).unwrap();
+        assert_eq!(config.sqlite_synchronous, SqliteSync::Full);
+        assert_eq!(config.validate(), Ok(()));
+        let refused = parse(&["--sqlite-synchronous", "off"]).unwrap_err();
+        assert!(
+            refused.to_string().contains("--sqlite-synchronous"),
+            "{refused}"
+        );
     }
 
     /// Runs `defaults_match_the_design` in a child process whose

@@ -95,7 +95,7 @@ impl Server {
         let pg = PgSettings {
             pool_size: config.database_pool_size,
         };
-        let store = store::connect(&config.database_url(), pg).await?;
+        let store = store::connect(&config.database_url(), pg, config.sqlite_synchronous).await?;
         let listener =
             TcpListener::bind(&config.listen)
                 .await

@@ -459,10 +459,17 @@ pub trait Tx: Send {
     async fn commit(self: Box<Self>) -> StoreResult<()>;
 }
 
-/// Opens the backend a database URL names: `sqlite:` or `postgres:`.
-pub async fn connect(url: &str, pg: PgSettings) -> StoreResult<std::sync::Arc<dyn Store>> {
+/// Opens the backend a database URL names: `sqlite:` (its commits synced
+/// as `sqlite` says) or `postgres:`.
+pub async fn connect(
+    url: &str,
+    pg: PgSettings,
+    sqlite: crate::config::SqliteSync,
+) -> StoreResult<std::sync::Arc<dyn Store>> {
     if url.starts_with("sqlite:") {
-        return Ok(std::sync::Arc::new(SqliteStore::open(url).await?));
+        return Ok(std::sync::Arc::new(
+            SqliteStore::open_with(url, sqlite).await?,
+        ));
     }
     if url.starts_with("postgres:") || url.starts_with("postgresql:") {
         return Ok(std::sync::Arc::new(PostgresStore::open(url, pg).await?));

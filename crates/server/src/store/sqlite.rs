@@ -19,7 +19,7 @@ use super::{
     core::{Announcement, Arg, Backend, BackendTx, Dialect, Query, RenderCache, Storage},
     rows,
 };
-use crate::events::EventBus;
+use crate::{config::SqliteSync, events::EventBus};
 
 /// How long a request waits for a connection before it is answered 503.
 const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(2);
@@ -85,8 +85,14 @@ impl SqliteStore {
     }
 
     /// Opens (creating it and its folder if needed) and migrates the database
-    /// at `url`, for example `sqlite:///var/lib/lanrage/control.db`.
+    /// at `url`, for example `sqlite:///var/lib/lanrage/control.db`, with
+    /// the default synchronous mode.
     pub async fn open(url: &str) -> StoreResult<Self> {
+        Self::open_with(url, SqliteSync::default()).await
+    }
+
+    /// [`SqliteStore::open`] with commits synced as `sync` says.
+    pub async fn open_with(url: &str, sync: SqliteSync) -> StoreResult<Self> {
         let options = SqliteConnectOptions::from_str(url)?;
         let path = options.get_filename();
         // "" opens a private temporary database per connection (the readers
@@ -102,7 +108,10 @@ impl SqliteStore {
         let options = options
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
-            .synchronous(SqliteSynchronous::Normal)
+            .synchronous(match sync {
+                SqliteSync::Normal => SqliteSynchronous::Normal,
+                SqliteSync::Full => SqliteSynchronous::Full,
+            })
             .foreign_keys(true)
             .busy_timeout(BUSY_TIMEOUT);
         if let Some(folder) = options.get_filename().parent()
@@ -373,6 +382,25 @@ mod tests {
 
     use super::*;
     use crate::store::Store;
+
+    /// `--sqlite-synchronous` reaches the connection that commits.
+    #[tokio::test]
+    async fn the_writer_syncs_as_configured() {
+        let folder = tempfile::tempdir().unwrap();
+        for (sync, pragma) in [(SqliteSync::Normal, 1), (SqliteSync::Full, 2)] {
+            let url = format!(
+                "sqlite://{}",
+                folder.path().join(format!("{pragma}.db")).display()
+            );
+            let store = SqliteStore::open_with(&url, sync).await.unwrap();
+            let (mode,): (i64,) = sqlx::query_as("PRAGMA synchronous")
+                .fetch_one(store.writer_pool())
+                .await
+                .unwrap();
+            assert_eq!(mode, pragma, "{sync:?}");
+            store.close().await;
+        }
+    }
 
     /// A database written by a version whose rules lived in triggers opens,
     /// migrates, and the core keeps those rules without them.
