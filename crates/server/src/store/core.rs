@@ -970,19 +970,29 @@ impl<B: Backend> Tx for StorageTx<B> {
     }
 }
 
+/// One step of a backend's migration history.
+pub(super) fn migration(
+    version: i64,
+    description: &'static str,
+    sql: &'static str,
+) -> sqlx::migrate::Migration {
+    use sqlx::SqlSafeStr;
+
+    sqlx::migrate::Migration::new(
+        version,
+        description.into(),
+        sqlx::migrate::MigrationType::Simple,
+        sql.into_sql_str(),
+        false,
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    const NUMBERED: Dialect = Dialect {
-        numbered_params: true,
-        greatest: "GREATEST",
-        lock: " FOR UPDATE",
-        skip_locked: " FOR UPDATE SKIP LOCKED",
-        byte_order: " COLLATE \"C\"",
-        id_list: "SELECT UNNEST(?::bigint[])",
-        serialized_writer: false,
-    };
+    /// A dialect with numbered placeholders: PostgreSQL's.
+    const NUMBERED: Dialect = <super::super::postgres::PgBackend as Backend>::DIALECT;
 
     #[test]
     fn placeholders_are_numbered_across_a_chain() {

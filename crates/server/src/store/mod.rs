@@ -372,13 +372,7 @@ pub trait Tx: Send {
     async fn party_and_members(
         &mut self,
         party_id: &PartyId,
-    ) -> StoreResult<Option<PartyWithMembers>> {
-        let Some(party) = self.party(party_id).await? else {
-            return Ok(None);
-        };
-        let members = self.members(party_id).await?;
-        Ok(Some((party, members)))
-    }
+    ) -> StoreResult<Option<PartyWithMembers>>;
     /// For `peer_id` joining `party_id`: that party, and the other party
     /// the peer is in (if any), each locked with its members. Locked in
     /// party id order, so two peers moving opposite ways between the same
@@ -387,23 +381,7 @@ pub trait Tx: Send {
         &mut self,
         party_id: &PartyId,
         peer_id: &PeerId,
-    ) -> StoreResult<(Option<PartyWithMembers>, Option<PartyWithMembers>)> {
-        let current = self.membership(peer_id).await?;
-        let mut parties: Vec<&PartyId> =
-            std::iter::once(party_id).chain(current.as_ref()).collect();
-        parties.sort();
-        parties.dedup();
-        let (mut target, mut previous) = (None, None);
-        for id in parties {
-            let read = self.party_and_members(id).await?;
-            if id == party_id {
-                target = read;
-            } else {
-                previous = read;
-            }
-        }
-        Ok((target, previous))
-    }
+    ) -> StoreResult<(Option<PartyWithMembers>, Option<PartyWithMembers>)>;
     /// The party `peer_id` is in, if any.
     async fn membership(&mut self, peer_id: &PeerId) -> StoreResult<Option<PartyId>>;
 

@@ -9,8 +9,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 use lanrage_proto::{PartyId, PeerId, Timestamp};
 use sqlx::{
-    Arguments, AssertSqlSafe, PgPool, Postgres, SqlSafeStr, Transaction,
-    migrate::{Migration, MigrationType, Migrator},
+    Arguments, AssertSqlSafe, PgPool, Postgres, Transaction,
+    migrate::Migrator,
     postgres::{PgArguments, PgListener, PgPoolOptions, PgRow},
 };
 
@@ -47,15 +47,8 @@ pub struct PgBackend {
 }
 
 fn migrator() -> Migrator {
-    let step = |version, description: &'static str, sql: &'static str| {
-        Migration::new(
-            version,
-            description.into(),
-            MigrationType::Simple,
-            sql.into_sql_str(),
-            false,
-        )
-    };
+    use super::core::migration as step;
+
     Migrator::with_migrations(vec![
         step(
             1,

@@ -6,8 +6,8 @@ use std::{str::FromStr, time::Duration};
 
 use async_trait::async_trait;
 use sqlx::{
-    Arguments, AssertSqlSafe, SqlSafeStr, Sqlite, SqlitePool, Transaction,
-    migrate::{Migration, MigrationType, Migrator},
+    Arguments, AssertSqlSafe, Sqlite, SqlitePool, Transaction,
+    migrate::Migrator,
     sqlite::{
         SqliteArguments, SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow,
         SqliteSynchronous,
@@ -39,15 +39,8 @@ pub struct SqliteBackend {
 }
 
 fn migrator() -> Migrator {
-    let step = |version, description: &'static str, sql: &'static str| {
-        Migration::new(
-            version,
-            description.into(),
-            MigrationType::Simple,
-            sql.into_sql_str(),
-            false,
-        )
-    };
+    use super::core::migration as step;
+
     Migrator::with_migrations(vec![
         step(
             1,
