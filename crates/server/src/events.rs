@@ -2,7 +2,7 @@
 //! each committed change here, and whoever delivers them (the WebSocket hub)
 //! subscribes.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use lanrage_proto::{PeerId, ServerMessage, Signal};
 use tokio::sync::broadcast;
@@ -22,27 +22,55 @@ pub enum Event {
     },
     /// A signal for one member; `id` is its row in the signal queue.
     Signal { signal: Arc<Signal>, id: i64 },
+    /// The feed of every instance's events stopped (the database's
+    /// notification connection dropped): until the next [`Event::Resync`]
+    /// other instances' changes may go unannounced.
+    Interrupted,
     /// Events may have been lost (the database's notification connection
     /// dropped): every socket should get its party's current state.
     Resync,
 }
 
+/// Sees every event as it is published, before any subscriber: for state
+/// that must never lag behind the bus, as a subscriber may (a read cache).
+pub type Observer = Box<dyn Fn(&Event) + Send + Sync>;
+
 /// In-process fan-out of committed changes.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct EventBus {
     sender: broadcast::Sender<Event>,
+    observer: Arc<OnceLock<Observer>>,
+}
+
+impl std::fmt::Debug for EventBus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EventBus")
+            .field("subscribers", &self.sender.receiver_count())
+            .field("observed", &self.observer.get().is_some())
+            .finish()
+    }
 }
 
 impl Default for EventBus {
     fn default() -> Self {
         Self {
             sender: broadcast::channel(CAPACITY).0,
+            observer: Arc::default(),
         }
     }
 }
 
 impl EventBus {
+    /// Sets the one [`Observer`]; `false` (and `observer` unused) when the
+    /// bus already has one.
+    pub fn observe(&self, observer: Observer) -> bool {
+        self.observer.set(observer).is_ok()
+    }
+
     pub fn publish(&self, event: Event) {
+        if let Some(observer) = self.observer.get() {
+            observer(&event);
+        }
         // No subscriber is not an error: nobody is listening yet.
         let _ = self.sender.send(event);
     }

@@ -182,28 +182,27 @@ pub struct Service {
     config: Arc<Config>,
     events: EventBus,
     mode: Mode,
+    /// Party reads served from memory (see `snapshots.rs`).
+    snapshots: Arc<snapshots::SnapshotCache>,
     heartbeats: Arc<heartbeats::Heartbeats>,
     tokens: Arc<tokens::TokenCache>,
     metrics: Arc<Metrics>,
 }
 
-/// How changes reach the database and their events the bus, and where
-/// party reads come from: decided once, by the backend.
+/// How changes reach the database and their events the bus: decided once,
+/// by the backend.
 #[derive(Debug, Clone)]
 enum Mode {
     /// Other instances may share the database (PostgreSQL). Each write runs
     /// alone in its own transaction on the caller's task; the store
-    /// announces committed events to every instance; party reads go to the
-    /// database, as another instance may have changed the party.
+    /// announces committed events to every instance, and the snapshot
+    /// cache follows them on the bus.
     SharedDatabase,
     /// This process is the database's only writer (SQLite). Writes queue
-    /// for the group-commit [`Writer`], which commits them in batches and
-    /// publishes their events in commit order; party reads come from
-    /// memory, as every change passes here and drops its party's entry.
-    SingleWriter {
-        queue: group_commit::WriteQueue,
-        snapshots: Arc<snapshots::SnapshotCache>,
-    },
+    /// for the group-commit [`Writer`], which commits them in batches,
+    /// drops their parties' snapshots and publishes their events in commit
+    /// order.
+    SingleWriter { queue: group_commit::WriteQueue },
 }
 
 /// How many times a transaction that lost a race is tried in all.
@@ -225,23 +224,31 @@ impl Service {
         metrics: Arc<Metrics>,
     ) -> (Self, Option<Writer>) {
         let heartbeats = Arc::<heartbeats::Heartbeats>::default();
+        let snapshots = Arc::new(snapshots::SnapshotCache::new(config.heartbeat_flush()));
         let (mode, writer) = if store_delivers_events {
+            let cache = snapshots.clone();
+            if !events.observe(Box::new(move |event| cache.observe(event))) {
+                // A second service on one bus (only tests make one) reads
+                // from the database instead of trusting a cache no
+                // event reaches.
+                snapshots.disable();
+            }
             (Mode::SharedDatabase, None)
         } else {
-            let snapshots = Arc::new(snapshots::SnapshotCache::new(config.heartbeat_flush()));
             let announce = group_commit::Announce {
                 events: events.clone(),
                 heartbeats: heartbeats.clone(),
                 snapshots: snapshots.clone(),
             };
             let (queue, writer) = group_commit::channel(store.clone(), config.clone(), announce);
-            (Mode::SingleWriter { queue, snapshots }, Some(writer))
+            (Mode::SingleWriter { queue }, Some(writer))
         };
         let service = Self {
             store,
             config,
             events,
             mode,
+            snapshots,
             heartbeats,
             tokens: Arc::default(),
             metrics,
@@ -272,16 +279,7 @@ impl Service {
 
     /// The party and its members, from memory when possible.
     pub(crate) async fn snapshot(&self, party_id: &PartyId) -> Result<Option<snapshots::Snapshot>> {
-        let Mode::SingleWriter {
-            snapshots: cache, ..
-        } = &self.mode
-        else {
-            return Ok(self
-                .store
-                .snapshot(party_id)
-                .await?
-                .map(|parts| Arc::new(snapshots::PartySnapshot::new(parts))));
-        };
+        let cache = &self.snapshots;
         if let Some(snapshot) = cache.get(party_id) {
             return Ok(Some(snapshot));
         }

@@ -1,19 +1,26 @@
 //! Party snapshots kept in memory, so reading a party (the most frequent
 //! request after heartbeats) costs no database round trip.
 //!
-//! Only for a store whose every change goes through this process (SQLite):
-//! each committed change drops its party's entry before the change's
-//! response is sent, so a client always reads its own writes. `last_seen`
-//! changes by heartbeats, which are not events, so an entry also expires
-//! after the heartbeat flush interval: a cached `last_seen` is never staler
-//! than a stored one would be.
+//! An entry is dropped by every change to its party before the change's
+//! response is sent, so a client always reads its own writes: on SQLite by
+//! the group-commit writer, the only writer; on PostgreSQL by the request
+//! that committed the change, and on every other instance by the event
+//! feed (each committed change arrives there with its party), through the
+//! bus's observer ([`SnapshotCache::observe`]). While that feed is down
+//! another instance's change would go unseen, so the cache serves nothing
+//! from [`Event::Interrupted`] until the [`Event::Resync`] that ends the
+//! outage, and starts again empty.
+//!
+//! `last_seen` changes by heartbeats, which are not events, so an entry also
+//! expires after the heartbeat flush interval: a cached `last_seen` is
+//! never staler than a stored one would be.
 
 use std::{
     collections::HashMap,
     ops::Deref,
     sync::{
         Arc, OnceLock,
-        atomic::{AtomicU64, Ordering},
+        atomic::{AtomicBool, AtomicU64, Ordering},
     },
     time::{Duration, Instant},
 };
@@ -22,7 +29,7 @@ use axum::body::Bytes;
 use lanrage_proto::PartyId;
 use parking_lot::RwLock;
 
-use crate::store::PartyWithMembers;
+use crate::{events::Event, store::PartyWithMembers};
 
 /// A party and its members as read at one moment, with the JSON answers
 /// made from it. Every member reading a party gets the same bytes, so they
@@ -66,6 +73,8 @@ pub(crate) struct SnapshotCache {
     /// while a change committed is not cached.
     generation: AtomicU64,
     fresh_for: Duration,
+    /// False while changes may go unseen (the event feed is down).
+    serving: AtomicBool,
 }
 
 impl SnapshotCache {
@@ -74,11 +83,15 @@ impl SnapshotCache {
             entries: RwLock::default(),
             generation: AtomicU64::new(0),
             fresh_for,
+            serving: AtomicBool::new(true),
         }
     }
 
     pub(crate) fn get(&self, party_id: &PartyId) -> Option<Snapshot> {
         let entries = self.entries.read();
+        if !self.serving.load(Ordering::Acquire) {
+            return None;
+        }
         let (snapshot, cached_at) = entries.get(party_id)?;
         (cached_at.elapsed() < self.fresh_for).then(|| snapshot.clone())
     }
@@ -92,7 +105,9 @@ impl SnapshotCache {
     pub(crate) fn put(&self, party_id: PartyId, snapshot: Snapshot, read_since: u64) {
         let mut entries = self.entries.write();
         // Checked under the lock: an invalidation cannot slip in between.
-        if self.generation.load(Ordering::Acquire) != read_since {
+        if self.generation.load(Ordering::Acquire) != read_since
+            || !self.serving.load(Ordering::Acquire)
+        {
             return;
         }
         if entries.len() >= MAX_ENTRIES {
@@ -105,6 +120,37 @@ impl SnapshotCache {
         let mut entries = self.entries.write();
         self.generation.fetch_add(1, Ordering::AcqRel);
         entries.remove(party_id);
+    }
+
+    /// Serves nothing from now on.
+    pub(crate) fn disable(&self) {
+        self.reset(false);
+    }
+
+    /// Drops everything; from now on serves entries only if `serving`.
+    fn reset(&self, serving: bool) {
+        let mut entries = self.entries.write();
+        self.generation.fetch_add(1, Ordering::AcqRel);
+        self.serving.store(serving, Ordering::Release);
+        entries.clear();
+    }
+
+    /// Follows the bus (see the module doc): called with each event as it
+    /// is published.
+    pub(crate) fn observe(&self, event: &Event) {
+        match event {
+            Event::Party { message, .. } => {
+                if let Some((party_id, _)) = message.party_seq() {
+                    self.invalidate(party_id);
+                }
+            }
+            Event::Signal { .. } => {}
+            Event::Interrupted => self.reset(false),
+            // A read that began before the feed was back is not cached
+            // (the reset moves the generation on): it may have missed a
+            // change no notification announced.
+            Event::Resync => self.reset(true),
+        }
     }
 }
 
@@ -156,6 +202,49 @@ mod tests {
         assert!(cache.get(&party).is_none(), "a change drops its party");
         cache.put(party.clone(), snapshot(2), cache.generation());
         assert_eq!(cache.get(&party).unwrap().0.seq, 2);
+    }
+
+    #[test]
+    fn nothing_is_served_while_the_feed_is_down_and_nothing_from_before_after() {
+        let cache = SnapshotCache::new(Duration::from_secs(60));
+        let party = PartyId::parse("p").unwrap();
+        cache.put(party.clone(), snapshot(1), cache.generation());
+        let before_the_outage = cache.generation();
+
+        cache.observe(&Event::Interrupted);
+        assert!(cache.get(&party).is_none(), "entries are dropped");
+        let during_the_outage = cache.generation();
+        cache.put(party.clone(), snapshot(2), during_the_outage);
+        assert!(cache.get(&party).is_none(), "reads are not cached");
+
+        cache.observe(&Event::Resync);
+        cache.put(party.clone(), snapshot(2), during_the_outage);
+        cache.put(party.clone(), snapshot(2), before_the_outage);
+        assert!(
+            cache.get(&party).is_none(),
+            "a read begun before the feed was back may have missed a change"
+        );
+        cache.put(party.clone(), snapshot(3), cache.generation());
+        assert_eq!(cache.get(&party).unwrap().0.seq, 3);
+    }
+
+    #[test]
+    fn an_announced_change_drops_its_party_only() {
+        let cache = SnapshotCache::new(Duration::from_secs(60));
+        let changed = PartyId::parse("p").unwrap();
+        let other = PartyId::parse("q").unwrap();
+        cache.put(changed.clone(), snapshot(1), cache.generation());
+        cache.put(other.clone(), snapshot(1), cache.generation());
+        cache.observe(&Event::Party {
+            message: Arc::new(lanrage_proto::ServerMessage::PeerLeft {
+                party_id: changed.clone(),
+                peer_id: PeerId::parse("h").unwrap(),
+                seq: 2,
+            }),
+            recipients: Arc::new([]),
+        });
+        assert!(cache.get(&changed).is_none());
+        assert_eq!(cache.get(&other).unwrap().0.seq, 1);
     }
 
     #[test]

@@ -205,10 +205,15 @@ impl Service {
                 let events = change.commit().await?;
                 // The store announces the events itself, to every instance;
                 // this one forgets at once what they ended, so the caller's
-                // next heartbeat is checked against the database.
+                // next heartbeat is checked against the database, and what
+                // they changed, so the caller reads its own write before
+                // the announcement comes back.
                 for event in &events {
                     if let Event::Party { message, .. } = event {
                         self.heartbeats.forget(message);
+                        if let Some((party_id, _)) = message.party_seq() {
+                            self.snapshots.invalidate(party_id);
+                        }
                     }
                 }
                 Ok(outcome)

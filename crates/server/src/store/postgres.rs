@@ -106,9 +106,13 @@ async fn listen(mut listener: PgListener, store: PostgresStore, bus: EventBus) {
                 }
                 continue;
             }
-            Ok(None) => tracing::warn!("lost the notification connection; reconnecting"),
+            Ok(None) => {
+                tracing::warn!("lost the notification connection; reconnecting");
+                bus.publish(Event::Interrupted);
+            }
             Err(error) => {
                 tracing::warn!(error = %error_chain(&error), "notification connection failed; reconnecting");
+                bus.publish(Event::Interrupted);
                 tokio::time::sleep(backoff).await;
                 backoff = (backoff * 2).min(Duration::from_secs(5));
             }

@@ -533,6 +533,9 @@ impl Hub {
                     };
                     self.deliver([&signal.to_peer_id], &item);
                 }
+                // The resync that ends the outage brings every socket up
+                // to date; until then there is nothing to send.
+                Ok(Event::Interrupted) => {}
                 Ok(Event::Resync) => {
                     if let Some(resync) = self.clone().resync_task(service.clone()) {
                         resyncs.spawn(resync);

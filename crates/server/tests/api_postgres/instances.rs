@@ -6,7 +6,7 @@ use lanrage_proto::{PartyResponse, PeerId, Timestamp};
 use reqwest::{Method, StatusCode};
 use serde_json::json;
 
-use crate::helpers::{spawn_app, spawn_app_with};
+use crate::helpers::{TestApp, spawn_app, spawn_app_with};
 
 #[tokio::test]
 async fn concurrent_joins_through_two_instances_lose_nobody() {
@@ -148,4 +148,72 @@ async fn only_one_instance_claims_each_cleanup_interval() {
             .await
             .unwrap()
     );
+}
+
+/// Each instance serves party reads from memory for as long as a heartbeat
+/// flush, here a minute: only the event feed can tell it of a change made
+/// through another instance in time.
+fn cache_for_a_minute(config: &mut lanrage_server::Config) {
+    config.peer_timeout_secs = 600;
+    config.heartbeat_flush_ms = Some(60_000);
+}
+
+/// Polls `instance`'s view of `party` until it has `members`; panics after
+/// two seconds, far less than the cache would keep a stale entry.
+async fn await_members(instance: &TestApp, party: &str, token: &str, members: usize) {
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(2);
+    loop {
+        let seen = instance.read_party(party, token).await.party.peers.len();
+        if seen == members {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the instance still shows {seen} members, not {members}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn party_reads_follow_changes_made_through_another_instance() {
+    let a = spawn_app_with(cache_for_a_minute).await;
+    let b = a.sibling(cache_for_a_minute).await;
+    let (alice, party) = a.host_party("alice").await;
+    assert_eq!(b.read_party(&party, &alice).await.party.peers.len(), 1);
+
+    let (bob, _) = a.join(&party, "bob").await;
+    await_members(&b, &party, &alice, 2).await;
+
+    // The instance that made a change reads it at once, before its own
+    // announcement comes back through the database.
+    assert_eq!(a.read_party(&party, &alice).await.party.peers.len(), 2);
+    b.leave(&party, "bob", &bob).await;
+    assert_eq!(b.read_party(&party, &alice).await.party.peers.len(), 1);
+    await_members(&a, &party, &alice, 1).await;
+}
+
+#[tokio::test]
+async fn party_reads_miss_no_change_while_the_event_feed_is_down() {
+    let a = spawn_app_with(cache_for_a_minute).await;
+    let b = a.sibling(cache_for_a_minute).await;
+    let (alice, party) = a.host_party("alice").await;
+    assert_eq!(a.read_party(&party, &alice).await.party.peers.len(), 1);
+
+    // Cut every instance's notification connection; a change made now may
+    // never be announced, so `a` must not trust what it cached before.
+    let cut = a
+        .sql(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity \
+             WHERE datname = current_database() AND query ILIKE 'LISTEN%'",
+        )
+        .await;
+    assert_eq!(cut, Some(2), "one notification connection per instance");
+    b.join(&party, "bob").await;
+    await_members(&a, &party, &alice, 2).await;
+
+    // Once the feed is back, changes are followed again.
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    b.join(&party, "carol").await;
+    await_members(&a, &party, &alice, 3).await;
 }
