@@ -279,10 +279,24 @@ impl Service {
 
     /// The party and its members, from memory when possible.
     pub(crate) async fn snapshot(&self, party_id: &PartyId) -> Result<Option<snapshots::Snapshot>> {
-        let cache = &self.snapshots;
-        if let Some(snapshot) = cache.get(party_id) {
+        if let Some(snapshot) = self.snapshots.get(party_id) {
             return Ok(Some(snapshot));
         }
+        self.stored_snapshot(party_id).await
+    }
+
+    /// Whether a snapshot from memory may lag behind a change committed a
+    /// moment ago through another instance (its announcement on the way).
+    pub(crate) fn snapshots_may_lag(&self) -> bool {
+        matches!(self.mode, Mode::SharedDatabase)
+    }
+
+    /// The party and its members as stored now, cached for later reads.
+    pub(crate) async fn stored_snapshot(
+        &self,
+        party_id: &PartyId,
+    ) -> Result<Option<snapshots::Snapshot>> {
+        let cache = &self.snapshots;
         let since = cache.generation();
         let Some(snapshot) = self.store.snapshot(party_id).await? else {
             return Ok(None);

@@ -400,14 +400,29 @@ impl Service {
         Self::carry_out_removal(change, &party, &members, peer_id, plan, now).await
     }
 
-    /// The party's snapshot, for its member `caller`.
-    async fn member_snapshot(&self, caller: &PeerId, party_id: &PartyId) -> Result<Snapshot> {
-        let Some(snapshot) = self.snapshot(party_id).await? else {
+    /// The party's snapshot, for its member `caller`; refused to others
+    /// as reading `what` ("it", "its signals").
+    pub(super) async fn member_snapshot(
+        &self,
+        caller: &PeerId,
+        party_id: &PartyId,
+        what: &str,
+    ) -> Result<Snapshot> {
+        let is_member = |snapshot: &Snapshot| snapshot.1.iter().any(|m| m.peer.peer_id == *caller);
+        let Some(mut snapshot) = self.snapshot(party_id).await? else {
             return Err(party_not_found(party_id));
         };
-        if !snapshot.1.iter().any(|m| m.peer.peer_id == *caller) {
+        if !is_member(&snapshot) && self.snapshots_may_lag() {
+            // The caller may have joined through another instance a moment
+            // ago: the database, not a view that may lag, refuses it.
+            snapshot = self
+                .stored_snapshot(party_id)
+                .await?
+                .ok_or_else(|| party_not_found(party_id))?;
+        }
+        if !is_member(&snapshot) {
             return Err(Error::Forbidden(format!(
-                "only members of party {party_id} can read it"
+                "only members of party {party_id} can read {what}"
             )));
         }
         Ok(snapshot)
@@ -415,14 +430,14 @@ impl Service {
 
     /// The party as its member `caller` sees it.
     pub async fn party_view(&self, caller: &PeerId, party_id: &PartyId) -> Result<PartyView> {
-        let snapshot = self.member_snapshot(caller, party_id).await?;
+        let snapshot = self.member_snapshot(caller, party_id, "it").await?;
         Ok(view_of(&snapshot))
     }
 
     /// The JSON of [`PartyResponse`] for member `caller`: written once per
     /// snapshot, as every member reads the same.
     pub async fn party_json(&self, caller: &PeerId, party_id: &PartyId) -> Result<Bytes> {
-        let snapshot = self.member_snapshot(caller, party_id).await?;
+        let snapshot = self.member_snapshot(caller, party_id, "it").await?;
         cached_json(&snapshot.party_json, || {
             let view = view_of(&snapshot);
             PartyResponse {
@@ -436,7 +451,7 @@ impl Service {
     /// The JSON of [`PeersResponse`] for member `caller`, written once per
     /// snapshot.
     pub async fn peers_json(&self, caller: &PeerId, party_id: &PartyId) -> Result<Bytes> {
-        let snapshot = self.member_snapshot(caller, party_id).await?;
+        let snapshot = self.member_snapshot(caller, party_id, "it").await?;
         cached_json(&snapshot.peers_json, || PeersResponse {
             peers: party_of(&snapshot.0, &snapshot.1).peers,
         })

@@ -88,14 +88,8 @@ impl Service {
     /// Takes the caller's queued signals in a party, oldest first, at most
     /// [`MAX_SIGNALS_PER_DRAIN`]; the rest stay queued for the next poll.
     pub async fn drain_signals(&self, caller: &PeerId, party_id: &PartyId) -> Result<Vec<Signal>> {
-        let Some(snapshot) = self.snapshot(party_id).await? else {
-            return Err(Error::NotFound(format!("party {party_id} not found")));
-        };
-        if !snapshot.1.iter().any(|m| m.peer.peer_id == *caller) {
-            return Err(Error::Forbidden(format!(
-                "only members of party {party_id} can read its signals"
-            )));
-        }
+        self.member_snapshot(caller, party_id, "its signals")
+            .await?;
         let signals = self
             .store
             .drain_signals(party_id, caller, Timestamp::now(), MAX_SIGNALS_PER_DRAIN)

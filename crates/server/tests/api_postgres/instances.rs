@@ -194,6 +194,31 @@ async fn party_reads_follow_changes_made_through_another_instance() {
 }
 
 #[tokio::test]
+async fn a_peer_that_joined_through_one_instance_reads_through_another_at_once() {
+    let a = spawn_app_with(cache_for_a_minute).await;
+    let b = a.sibling(cache_for_a_minute).await;
+    let (alice, party) = a.host_party("alice").await;
+    assert_eq!(b.read_party(&party, &alice).await.party.peers.len(), 1);
+
+    // No waiting for the join's announcement to reach `b`: a reader its
+    // cached view does not list is checked against the database.
+    for round in 0..20 {
+        let (token, _) = a.join(&party, &format!("peer{round}")).await;
+        let read = b.read_party(&party, &token).await;
+        assert_eq!(read.party.peers.len(), round + 2);
+        let response = b
+            .send(
+                Method::GET,
+                &format!("/parties/{party}/signals"),
+                Some(&token),
+                None,
+            )
+            .await;
+        assert_eq!(response.status(), StatusCode::OK);
+    }
+}
+
+#[tokio::test]
 async fn party_reads_miss_no_change_while_the_event_feed_is_down() {
     let a = spawn_app_with(cache_for_a_minute).await;
     let b = a.sibling(cache_for_a_minute).await;
