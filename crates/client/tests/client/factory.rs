@@ -6,7 +6,7 @@ use lanrage_client::{
 };
 use std::time::Duration;
 
-use crate::helpers::{create_party, dead_address, name, peer_id, peer_info, spawn_server};
+use crate::helpers::{create_party, dead_address, details, name, peer_id, spawn_server};
 
 #[tokio::test]
 async fn a_reachable_server_gives_the_remote_plane() {
@@ -43,7 +43,7 @@ async fn no_server_configured_gives_the_local_plane() {
     ));
     let created = selected
         .control_plane()
-        .register_party(name("Offline"), peer_info("alice"))
+        .register_party(name("Offline"), details("alice"))
         .await
         .unwrap();
     assert_eq!(created.party.peers.len(), 1);
@@ -72,7 +72,7 @@ async fn an_unreachable_server_gives_the_local_plane_with_the_reason() {
     };
     assert!(error.is_unreachable(), "{error:?}");
     plane
-        .register_party(name("Offline"), peer_info("alice"))
+        .register_party(name("Offline"), details("alice"))
         .await
         .unwrap();
 }
