@@ -59,7 +59,6 @@ mod control;
 mod error;
 mod event;
 mod factory;
-mod files;
 mod heartbeat;
 mod http;
 mod local;

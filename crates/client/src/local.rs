@@ -14,6 +14,7 @@ use std::{
 };
 
 use async_trait::async_trait;
+use lanrage_files::{FileLock, read_optional, set_aside, write_atomic};
 use lanrage_proto::{
     JoinPartyResponse, Name, Party, PartyId, PartyResponse, Peer, PeerId, PeerInfo, Region, Relay,
     Signal, SignalData, Timestamp,
@@ -30,7 +31,6 @@ use tokio::{sync::Notify, task::JoinHandle};
 use crate::{
     control::{ControlPlane, LeaveOutcome, PeerDetails},
     error::{ClientError, Result},
-    files::{FileLock, read_optional, set_aside, write_atomic},
     heartbeat::HeartbeatSlot,
 };
 
