@@ -234,6 +234,20 @@ pub async fn join_as(url: &str, peer: &str, party_id: &PartyId) -> JoinPartyResp
         .unwrap()
 }
 
+/// [`join_as`] over HTTPS, trusting as `tls` says.
+pub async fn join_as_over(
+    url: &str,
+    tls: lanrage_client::TlsConfig,
+    peer: &str,
+    party_id: &PartyId,
+) -> JoinPartyResponse {
+    HttpClient::new(http_config(url, peer).with_tls(tls))
+        .unwrap()
+        .join_party(party_id, details(peer))
+        .await
+        .unwrap()
+}
+
 /// The members' ids, in order.
 pub fn peer_ids<V>(peers: &BTreeMap<PeerId, V>) -> Vec<&str> {
     peers.keys().map(PeerId::as_str).collect()
