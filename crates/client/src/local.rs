@@ -34,8 +34,10 @@ use crate::{
     heartbeat::HeartbeatSlot,
 };
 
-/// Settings of a [`LocalControlPlane`].
+/// Settings of a [`LocalControlPlane`]: [`LocalConfig::new`] or
+/// [`LocalConfig::in_dir`], then the fields for what differs.
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct LocalConfig {
     /// The peer this plane acts for.
     pub peer_id: PeerId,
@@ -98,6 +100,7 @@ impl LocalConfig {
 
 /// A file that could not be read and was moved aside.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct SetAside {
     /// The file as configured.
     pub path: PathBuf,
