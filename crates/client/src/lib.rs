@@ -52,7 +52,10 @@
 //! - **TLS.** `https://` and `wss://` use rustls (ring), trusting the
 //!   platform's roots by default; [`TlsConfig`] adds a private root or pins
 //!   the server's certificate. A TLS failure is never retried and never
-//!   falls back.
+//!   falls back. This crate builds reqwest with `rustls-no-provider` and
+//!   hands it its own configuration; an application that also builds
+//!   reqwest clients of its own must install a rustls provider first
+//!   (`rustls::crypto::ring::default_provider().install_default()`).
 
 mod backoff;
 mod control;
