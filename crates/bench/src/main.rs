@@ -121,6 +121,9 @@ impl Scenario {
 }
 
 fn main() -> anyhow::Result<()> {
+    // reqwest is built without a rustls provider (the client library's
+    // choice, shared by the workspace): this binary's own clients need one.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let cli = Cli::parse();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

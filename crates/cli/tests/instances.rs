@@ -174,6 +174,9 @@ async fn two_server_processes_share_one_database() {
     };
     let a = Instance::start(&database.url());
     let b = Instance::start(&database.url());
+    // The client library builds reqwest without a rustls provider; this
+    // test's own client needs one.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let http = reqwest::Client::new();
 
     // Alice hosts through A and listens on B.

@@ -4,9 +4,8 @@
 
 use std::time::Duration;
 
-use lanrage_proto::{PartyId, PeerId};
+use lanrage_proto::PartyId;
 use parking_lot::{Mutex, MutexGuard};
-use reqwest::StatusCode;
 use tokio::task::JoinHandle;
 
 use crate::{ClientError, ControlPlane, error_chain};
@@ -15,10 +14,7 @@ use crate::{ClientError, ControlPlane, error_chain};
 /// the membership is gone (404), or the plane may no longer act for this
 /// peer (403). Anything else (a transport error, a 5xx) may pass.
 pub(crate) fn ends_heartbeat(error: &ClientError) -> bool {
-    matches!(
-        error.status(),
-        Some(StatusCode::NOT_FOUND | StatusCode::FORBIDDEN)
-    )
+    matches!(error.status(), Some(404 | 403))
 }
 
 /// The running heartbeat task of one party.
@@ -45,7 +41,6 @@ impl HeartbeatSlot {
     pub(crate) fn start<P>(
         &self,
         party_id: PartyId,
-        peer_id: PeerId,
         every: Duration,
         upgrade: impl Fn() -> Option<P> + Send + 'static,
         sent: fn(&P),
@@ -59,7 +54,7 @@ impl HeartbeatSlot {
             loop {
                 ticker.tick().await;
                 let Some(plane) = upgrade() else { return };
-                match plane.heartbeat(&party, &peer_id).await {
+                match plane.heartbeat(&party).await {
                     Ok(()) => sent(&plane),
                     Err(error) if ends_heartbeat(&error) => {
                         tracing::warn!(party_id = %party, error = %error_chain(&error),
@@ -107,6 +102,8 @@ impl Drop for HeartbeatSlot {
 
 #[cfg(test)]
 mod tests {
+    use reqwest::StatusCode;
+
     use super::*;
 
     #[test]

@@ -14,22 +14,25 @@ use std::{
 use async_trait::async_trait;
 use lanrage_proto::{
     CreatePartyRequest, CreatePartyResponse, ErrorBody, JoinPartyRequest, JoinPartyResponse, Name,
-    PartyId, PartyResponse, Peer, PeerId, PeerInfo, PeerResponse, PeersResponse, Region, Relay,
-    RelayId, RelayRegistration, RelayStatusResponse, RelaysResponse, SendSignalRequest,
-    ServiceInfo, Signal, SignalData, SignalsResponse, StatusResponse, Timestamp, TokenResponse,
+    PartyId, PartyResponse, Peer, PeerId, PeerResponse, PeersResponse, Region, Relay, RelayId,
+    RelayRegistration, RelayStatusResponse, RelaysResponse, SendSignalRequest, ServiceInfo, Signal,
+    SignalData, SignalsResponse, StatusResponse, Timestamp, TokenResponse,
 };
 use reqwest::{Method, StatusCode, header};
 use serde::{Serialize, de::DeserializeOwned};
 
 use crate::{
     backoff::{Backoff, retry, retry_if},
-    control::{ControlPlane, LeaveOutcome},
-    error::{ClientError, Result, TransportKind},
+    control::{ControlPlane, LeaveOutcome, PeerDetails},
+    error::{ClientError, Result, TransportError, TransportKind, is_tls_failure},
     heartbeat::HeartbeatSlot,
+    tls::TlsConfig,
 };
 
-/// Settings of an [`HttpClient`].
+/// Settings of an [`HttpClient`]: [`HttpConfig::new`], then the `with_`
+/// methods (or the fields) for what differs from the defaults.
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct HttpConfig {
     /// `http://host:port` or `https://…`, optionally with a path prefix.
     pub server_url: String,
@@ -54,6 +57,9 @@ pub struct HttpConfig {
     pub token: Option<TokenResponse>,
     /// Idle connections kept open to the server.
     pub pool_max_idle: usize,
+    /// Which certificates an `https://` server may present (also for the
+    /// socket's `wss://`).
+    pub tls: TlsConfig,
 }
 
 impl HttpConfig {
@@ -77,7 +83,50 @@ impl HttpConfig {
             registration_key: None,
             token: None,
             pool_max_idle: 8,
+            tls: TlsConfig::default(),
         }
+    }
+
+    /// Deadline to open a TCP connection.
+    pub fn with_connect_timeout(mut self, timeout: Duration) -> Self {
+        self.connect_timeout = timeout;
+        self
+    }
+
+    /// Deadline of one whole request, connection included.
+    pub fn with_request_timeout(mut self, timeout: Duration) -> Self {
+        self.request_timeout = timeout;
+        self
+    }
+
+    /// Spacing and number of attempts of a failing request.
+    pub fn with_retry(mut self, retry: Backoff) -> Self {
+        self.retry = retry;
+        self
+    }
+
+    /// How often the heartbeat task refreshes the peer.
+    pub fn with_heartbeat_interval(mut self, every: Duration) -> Self {
+        self.heartbeat_interval = every;
+        self
+    }
+
+    /// `X-Registration-Key` for servers that require one.
+    pub fn with_registration_key(mut self, key: impl Into<String>) -> Self {
+        self.registration_key = Some(key.into());
+        self
+    }
+
+    /// A token kept from an earlier run.
+    pub fn with_token(mut self, token: TokenResponse) -> Self {
+        self.token = Some(token);
+        self
+    }
+
+    /// Which certificates an `https://` server may present.
+    pub fn with_tls(mut self, tls: TlsConfig) -> Self {
+        self.tls = tls;
+        self
     }
 }
 
@@ -134,6 +183,8 @@ pub struct HttpClient {
 struct Inner {
     base: String,
     http: reqwest::Client,
+    /// The socket's TLS settings, for an `https://` server.
+    socket_tls: Option<Arc<rustls::ClientConfig>>,
     config: HttpConfig,
     // An async lock: concurrent calls wait for one registration instead of
     // each registering.
@@ -196,7 +247,19 @@ impl HttpClient {
                 )));
             }
         }
+        let secure = base.starts_with("https://");
+        let tls = if secure {
+            config.tls.client_config()?
+        } else {
+            TlsConfig::refusing_config()?
+        };
+        let socket_tls = secure.then(|| {
+            let mut socket = tls.clone();
+            socket.alpn_protocols.clear();
+            Arc::new(socket)
+        });
         let http = reqwest::Client::builder()
+            .tls_backend_preconfigured(tls)
             .connect_timeout(config.connect_timeout)
             .timeout(config.request_timeout)
             .pool_max_idle_per_host(config.pool_max_idle)
@@ -213,6 +276,7 @@ impl HttpClient {
             inner: Arc::new(Inner {
                 base,
                 http,
+                socket_tls,
                 token: tokio::sync::Mutex::new(token),
                 heartbeat: HeartbeatSlot::default(),
                 heartbeats_sent: AtomicU64::new(0),
@@ -225,6 +289,11 @@ impl HttpClient {
     /// The server URL, without a trailing slash.
     pub fn server_url(&self) -> &str {
         &self.inner.base
+    }
+
+    /// The TLS settings for the socket: `None` for a plain-HTTP server.
+    pub(crate) fn socket_tls(&self) -> Option<Arc<rustls::ClientConfig>> {
+        self.inner.socket_tls.clone()
     }
 
     /// The settings this client was built with.
@@ -421,7 +490,7 @@ impl HttpClient {
                                 .send(method.clone(), path, body.clone(), Some(&token))
                                 .await
                             {
-                                Err(error) if error.status() == Some(StatusCode::UNAUTHORIZED) => {
+                                Err(error) if error.status() == Some(401) => {
                                     tracing::info!(
                                         detail = error.detail(),
                                         "token rejected; registering again"
@@ -441,7 +510,7 @@ impl HttpClient {
                         Err(error)
                             if attempt > 1
                                 && matches!(resend, Resend::GoneIsDone)
-                                && error.status() == Some(StatusCode::NOT_FOUND) =>
+                                && error.status() == Some(404) =>
                         {
                             tracing::debug!(%error, "404 to a retry: the first attempt did it");
                             Ok(None)
@@ -484,7 +553,9 @@ impl HttpClient {
                     crate::error::error_chain(&source)
                 ));
             }
-            let kind = if source.is_timeout() {
+            let kind = if is_tls_failure(&source) {
+                TransportKind::Tls
+            } else if source.is_timeout() {
                 TransportKind::Timeout
             } else if source.is_connect() {
                 TransportKind::Connect
@@ -495,7 +566,7 @@ impl HttpClient {
                 method: method.to_string(),
                 url: url.clone(),
                 kind,
-                source,
+                source: TransportError::new(source),
             }
         };
         let response = request.send().await.map_err(transport)?;
@@ -521,7 +592,7 @@ impl HttpClient {
             Err(_) => text.chars().take(200).collect(),
         };
         Err(ClientError::Refused {
-            status,
+            status: status.as_u16(),
             detail,
             retry_after,
         })
@@ -534,7 +605,6 @@ impl HttpClient {
         let weak: Weak<Inner> = Arc::downgrade(&self.inner);
         self.inner.heartbeat.start(
             party_id,
-            self.inner.config.peer_id.clone(),
             self.inner.config.heartbeat_interval,
             move || weak.upgrade().map(|inner| HttpClient { inner }),
             |client| {
@@ -555,10 +625,10 @@ impl ControlPlane for HttpClient {
         &self.inner.config.peer_id
     }
 
-    async fn register_party(&self, name: Name, host: PeerInfo) -> Result<JoinPartyResponse> {
+    async fn register_party(&self, name: Name, me: PeerDetails) -> Result<JoinPartyResponse> {
         let body = CreatePartyRequest {
             name,
-            host_peer_info: host,
+            host_peer_info: me.into_info(self.inner.config.peer_id.clone()),
         };
         let created: CreatePartyResponse = self
             .call(
@@ -577,10 +647,10 @@ impl ControlPlane for HttpClient {
         })
     }
 
-    async fn join_party(&self, party_id: &PartyId, peer: PeerInfo) -> Result<JoinPartyResponse> {
+    async fn join_party(&self, party_id: &PartyId, me: PeerDetails) -> Result<JoinPartyResponse> {
         let body = JoinPartyRequest {
             party_id: party_id.clone(),
-            peer_info: peer,
+            peer_info: me.into_info(self.inner.config.peer_id.clone()),
         };
         let path = format!("/parties/{party_id}/join");
         let joined: JoinPartyResponse = self
@@ -590,8 +660,8 @@ impl ControlPlane for HttpClient {
         Ok(joined)
     }
 
-    async fn leave_party(&self, party_id: &PartyId, peer_id: &PeerId) -> Result<LeaveOutcome> {
-        let path = format!("/parties/{party_id}/peers/{peer_id}");
+    async fn leave_party(&self, party_id: &PartyId) -> Result<LeaveOutcome> {
+        let path = format!("/parties/{party_id}/peers/{}", self.inner.config.peer_id);
         let answer: Option<StatusResponse> = self
             .call_or_gone(
                 Method::DELETE,
@@ -601,16 +671,12 @@ impl ControlPlane for HttpClient {
                 Resend::GoneIsDone,
             )
             .await?;
-        if *peer_id == self.inner.config.peer_id {
-            self.stop_heartbeat(Some(party_id));
-        }
+        self.stop_heartbeat(Some(party_id));
         let Some(answer) = answer else {
             // An earlier attempt left; whether it ended the party shows in
             // whether the party is still there.
             return match self.get_party(party_id).await {
-                Err(error) if error.status() == Some(StatusCode::NOT_FOUND) => {
-                    Ok(LeaveOutcome::PartyDeleted)
-                }
+                Err(error) if error.status() == Some(404) => Ok(LeaveOutcome::PartyDeleted),
                 _ => Ok(LeaveOutcome::Left),
             };
         };
@@ -646,8 +712,11 @@ impl ControlPlane for HttpClient {
         Ok(answer.peer)
     }
 
-    async fn heartbeat(&self, party_id: &PartyId, peer_id: &PeerId) -> Result<()> {
-        let path = format!("/parties/{party_id}/peers/{peer_id}/heartbeat");
+    async fn heartbeat(&self, party_id: &PartyId) -> Result<()> {
+        let path = format!(
+            "/parties/{party_id}/peers/{}/heartbeat",
+            self.inner.config.peer_id
+        );
         // Idempotent: beating twice is beating once.
         let _: StatusResponse = self
             .call(Method::POST, &path, None::<&()>, Auth::Peer, Resend::Safe)

@@ -14,6 +14,7 @@ use std::{
 };
 
 use async_trait::async_trait;
+use lanrage_files::{FileLock, read_optional, set_aside, write_atomic};
 use lanrage_proto::{
     JoinPartyResponse, Name, Party, PartyId, PartyResponse, Peer, PeerId, PeerInfo, Region, Relay,
     Signal, SignalData, Timestamp,
@@ -28,14 +29,15 @@ use serde::{Deserialize, Serialize};
 use tokio::{sync::Notify, task::JoinHandle};
 
 use crate::{
-    control::{ControlPlane, LeaveOutcome},
+    control::{ControlPlane, LeaveOutcome, PeerDetails},
     error::{ClientError, Result},
-    files::{FileLock, read_optional, set_aside, write_atomic},
     heartbeat::HeartbeatSlot,
 };
 
-/// Settings of a [`LocalControlPlane`].
+/// Settings of a [`LocalControlPlane`]: [`LocalConfig::new`] or
+/// [`LocalConfig::in_dir`], then the fields for what differs.
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct LocalConfig {
     /// The peer this plane acts for.
     pub peer_id: PeerId,
@@ -98,6 +100,7 @@ impl LocalConfig {
 
 /// A file that could not be read and was moved aside.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct SetAside {
     /// The file as configured.
     pub path: PathBuf,
@@ -721,7 +724,6 @@ impl LocalControlPlane {
         let weak = Arc::downgrade(&self.inner);
         self.inner.heartbeat.start(
             party_id,
-            self.inner.config.peer_id.clone(),
             self.inner.config.effective_heartbeat_interval(),
             move || weak.upgrade().map(|inner| LocalControlPlane { inner }),
             |plane| {
@@ -750,19 +752,6 @@ impl LocalControlPlane {
         let signal_cutoff = now.plus_secs(-secs(self.inner.config.signal_ttl));
         self.mutate(move |book, _| Ok(book.cleanup(peer_cutoff, signal_cutoff)))
             .await
-    }
-
-    fn check_self(&self, peer_id: &PeerId) -> Result<()> {
-        if *peer_id != self.inner.config.peer_id {
-            return Err(ClientError::refused(
-                StatusCode::FORBIDDEN,
-                format!(
-                    "this plane acts for {}, not for {peer_id}",
-                    self.inner.config.peer_id
-                ),
-            ));
-        }
-        Ok(())
     }
 
     /// Applies a change to the parties: in memory, or in the discovery file
@@ -894,8 +883,8 @@ impl ControlPlane for LocalControlPlane {
         &self.inner.config.peer_id
     }
 
-    async fn register_party(&self, name: Name, host: PeerInfo) -> Result<JoinPartyResponse> {
-        self.check_self(&host.peer_id)?;
+    async fn register_party(&self, name: Name, me: PeerDetails) -> Result<JoinPartyResponse> {
+        let host = me.into_info(self.inner.config.peer_id.clone());
         let random = party_id_randomness()?;
         let joined = self
             .mutate(move |book, now| Ok(book.create(name, host, now, random)))
@@ -904,8 +893,8 @@ impl ControlPlane for LocalControlPlane {
         Ok(joined)
     }
 
-    async fn join_party(&self, party_id: &PartyId, peer: PeerInfo) -> Result<JoinPartyResponse> {
-        self.check_self(&peer.peer_id)?;
+    async fn join_party(&self, party_id: &PartyId, me: PeerDetails) -> Result<JoinPartyResponse> {
+        let peer = me.into_info(self.inner.config.peer_id.clone());
         let party_id = party_id.clone();
         let joined = self
             .mutate(move |book, now| book.join(&party_id, peer, now))
@@ -914,10 +903,9 @@ impl ControlPlane for LocalControlPlane {
         Ok(joined)
     }
 
-    async fn leave_party(&self, party_id: &PartyId, peer_id: &PeerId) -> Result<LeaveOutcome> {
-        self.check_self(peer_id)?;
+    async fn leave_party(&self, party_id: &PartyId) -> Result<LeaveOutcome> {
         self.stop_heartbeat(Some(party_id));
-        let (party_id, peer_id) = (party_id.clone(), peer_id.clone());
+        let (party_id, peer_id) = (party_id.clone(), self.inner.config.peer_id.clone());
         self.mutate(move |book, _| book.leave(&party_id, &peer_id))
             .await
     }
@@ -937,9 +925,8 @@ impl ControlPlane for LocalControlPlane {
             .await
     }
 
-    async fn heartbeat(&self, party_id: &PartyId, peer_id: &PeerId) -> Result<()> {
-        self.check_self(peer_id)?;
-        let (party_id, peer_id) = (party_id.clone(), peer_id.clone());
+    async fn heartbeat(&self, party_id: &PartyId) -> Result<()> {
+        let (party_id, peer_id) = (party_id.clone(), self.inner.config.peer_id.clone());
         self.mutate(move |book, now| book.heartbeat(&party_id, &peer_id, now))
             .await
     }
@@ -986,7 +973,7 @@ impl ControlPlane for LocalControlPlane {
 
 #[cfg(test)]
 mod tests {
-    use lanrage_proto::{IpOrUnknown, NatType, PublicKey};
+    use lanrage_proto::{IpOrUnknown, PublicKey};
 
     use super::*;
 
@@ -1013,16 +1000,11 @@ mod tests {
         panic_holding(|| plane.inner.book.lock());
         panic_holding(|| plane.inner.tasks.lock());
 
-        let host = PeerInfo {
-            peer_id: me.clone(),
-            name: Name::parse("Alice").unwrap(),
-            public_key: PublicKey::from_bytes(&[1; 32]),
-            nat_type: NatType::Unknown,
-            public_ip: IpOrUnknown::Unknown,
-            public_port: 0,
-            local_ip: IpOrUnknown::Unknown,
-            local_port: 51820,
-        };
+        let host = PeerDetails::new(
+            Name::parse("Alice").unwrap(),
+            PublicKey::from_bytes(&[1; 32]),
+        )
+        .with_local_endpoint(IpOrUnknown::Unknown, 51820);
         let joined = plane
             .register_party(Name::parse("Friday LAN").unwrap(), host)
             .await

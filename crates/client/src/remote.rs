@@ -9,32 +9,37 @@ use std::{
 
 use async_trait::async_trait;
 use lanrage_proto::{
-    JoinPartyResponse, Name, PartyId, PartyResponse, Peer, PeerId, PeerInfo, Region, Relay, Signal,
+    JoinPartyResponse, Name, PartyId, PartyResponse, Peer, PeerId, Region, Relay, Signal,
     SignalData,
 };
 
 use crate::{
-    control::{ControlPlane, LeaveOutcome},
+    control::{ControlPlane, LeaveOutcome, PeerDetails},
     error::Result,
     http::HttpClient,
     local::{LocalConfig, LocalControlPlane},
-    ws::{WsClient, WsConfig, WsEvents, WsState},
+    ws::{Events, WsClient, WsConfig, WsState},
 };
 
 /// HTTP for requests, a [`WsClient`] for events, and a
 /// [`LocalControlPlane`] held in reserve.
 ///
 /// When the socket gives up reconnecting ([`WsState::GaveUp`], announced by
-/// [`WsEvent::GaveUp`](crate::WsEvent::GaveUp)), the next call switches this
-/// plane to local mode for good: the party as last seen is copied into the
-/// local plane (its members counted as seen at the switch, and this peer
-/// kept alive by the local plane's heartbeat), a warning is logged,
-/// [`RemoteControlPlane::is_local`] turns true, and every call from then on
-/// is served locally.
+/// [`Event::GaveUp`](crate::Event::GaveUp)), this plane is local for good:
+/// [`RemoteControlPlane::is_local`] is true from that moment, and the next
+/// call copies the party as last seen into the local plane (its members
+/// counted as seen at the switch, and this peer kept alive by the local
+/// plane's heartbeat), logs a warning, and is served locally, as is every
+/// call after it.
+///
+/// Signals the socket received wait until the application takes them:
+/// from the [`Events`], or from [`ControlPlane::poll_signals`], which hands
+/// out those first and then those the server still queues. Each signal is
+/// handed out once.
 ///
 /// ```no_run
 /// use lanrage_client::{ControlPlane, HttpClient, HttpConfig, LocalConfig, RemoteControlPlane, WsConfig};
-/// use lanrage_proto::PeerId;
+/// use lanrage_client::proto::PeerId;
 ///
 /// # async fn example() -> Result<(), lanrage_client::ClientError> {
 /// let me = PeerId::parse("alice").expect("valid id");
@@ -67,7 +72,7 @@ impl RemoteControlPlane {
         http: HttpClient,
         ws: WsConfig,
         local: LocalConfig,
-    ) -> Result<(Self, WsEvents)> {
+    ) -> Result<(Self, Events)> {
         let (socket, events) = WsClient::connect(http.clone(), ws).await?;
         let local = LocalControlPlane::open(local).await?;
         Ok((
@@ -86,7 +91,7 @@ impl RemoteControlPlane {
         &self.http
     }
 
-    /// The socket (its state, the live party view, requests over it).
+    /// The socket (its state, the live party view).
     pub fn socket(&self) -> &WsClient {
         &self.socket
     }
@@ -96,16 +101,17 @@ impl RemoteControlPlane {
         &self.local
     }
 
-    /// Whether calls are now served by the local plane.
+    /// Whether calls are now served by the local plane: true from the
+    /// moment the socket gave up, before any call notices.
     pub fn is_local(&self) -> bool {
         self.fell_back.load(Ordering::SeqCst)
+            || matches!(self.socket.state(), WsState::GaveUp { .. })
     }
 
     /// The plane that serves the next call, switching to local the first
     /// time the socket is seen to have given up.
     async fn backend(&self) -> Result<&dyn ControlPlane> {
-        if !self.is_local()
-            && matches!(self.socket.state(), WsState::GaveUp { .. })
+        if matches!(self.socket.state(), WsState::GaveUp { .. })
             && !self.fell_back.swap(true, Ordering::SeqCst)
         {
             tracing::warn!(server = %self.http.server_url(),
@@ -115,7 +121,7 @@ impl RemoteControlPlane {
                 self.local.adopt_party(party).await?;
             }
         }
-        if self.is_local() {
+        if self.fell_back.load(Ordering::SeqCst) {
             Ok(&self.local)
         } else {
             Ok(&self.http)
@@ -142,20 +148,20 @@ impl ControlPlane for RemoteControlPlane {
         &self.http.config().peer_id
     }
 
-    async fn register_party(&self, name: Name, host: PeerInfo) -> Result<JoinPartyResponse> {
-        let joined = self.backend().await?.register_party(name, host).await?;
+    async fn register_party(&self, name: Name, me: PeerDetails) -> Result<JoinPartyResponse> {
+        let joined = self.backend().await?.register_party(name, me).await?;
         self.track(&joined).await;
         Ok(joined)
     }
 
-    async fn join_party(&self, party_id: &PartyId, peer: PeerInfo) -> Result<JoinPartyResponse> {
-        let joined = self.backend().await?.join_party(party_id, peer).await?;
+    async fn join_party(&self, party_id: &PartyId, me: PeerDetails) -> Result<JoinPartyResponse> {
+        let joined = self.backend().await?.join_party(party_id, me).await?;
         self.track(&joined).await;
         Ok(joined)
     }
 
-    async fn leave_party(&self, party_id: &PartyId, peer_id: &PeerId) -> Result<LeaveOutcome> {
-        self.backend().await?.leave_party(party_id, peer_id).await
+    async fn leave_party(&self, party_id: &PartyId) -> Result<LeaveOutcome> {
+        self.backend().await?.leave_party(party_id).await
     }
 
     async fn get_party(&self, party_id: &PartyId) -> Result<PartyResponse> {
@@ -170,8 +176,8 @@ impl ControlPlane for RemoteControlPlane {
         self.backend().await?.discover_peer(party_id, peer_id).await
     }
 
-    async fn heartbeat(&self, party_id: &PartyId, peer_id: &PeerId) -> Result<()> {
-        self.backend().await?.heartbeat(party_id, peer_id).await
+    async fn heartbeat(&self, party_id: &PartyId) -> Result<()> {
+        self.backend().await?.heartbeat(party_id).await
     }
 
     async fn send_signal(
@@ -186,8 +192,22 @@ impl ControlPlane for RemoteControlPlane {
             .await
     }
 
+    /// The signals the socket received and the application has not taken
+    /// from the events, then those the server (or, after a fallback, the
+    /// local plane) still holds.
     async fn poll_signals(&self, party_id: &PartyId) -> Result<Vec<Signal>> {
-        self.backend().await?.poll_signals(party_id).await
+        let backend = self.backend().await?;
+        let mut signals = self.socket.take_signals(party_id);
+        match backend.poll_signals(party_id).await {
+            Ok(queued) => signals.extend(queued),
+            // What the socket had is taken: hand it over rather than lose it.
+            Err(error) if signals.is_empty() => return Err(error),
+            Err(error) => {
+                tracing::warn!(%party_id, error = %crate::error_chain(&error),
+                    "cannot poll the signals the server queues; returning those the socket received");
+            }
+        }
+        Ok(signals)
     }
 
     async fn list_relays(&self) -> Result<Vec<Relay>> {

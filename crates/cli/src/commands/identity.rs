@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context as _, anyhow};
 use base64::{Engine, engine::general_purpose::STANDARD};
-use lanrage_client::files::{FileLock, read_optional, set_aside, write_atomic};
+use lanrage_files::{FileLock, read_optional, set_aside, write_atomic};
 use lanrage_proto::{Name, PartyId, PeerId, PublicKey, TokenResponse};
 use serde::{Deserialize, Serialize};
 

@@ -20,8 +20,8 @@ use std::net::IpAddr;
 
 use anyhow::anyhow;
 use clap::{ArgMatches, Args, parser::ValueSource};
-use lanrage_client::{ClientError, HttpClient, HttpConfig};
-use lanrage_proto::{IpOrUnknown, Name, NatType, PartyId, PeerId, PeerInfo, PublicKey};
+use lanrage_client::{ClientError, HttpClient, HttpConfig, PeerDetails};
+use lanrage_proto::{IpOrUnknown, Name, NatType, PartyId, PeerId, PublicKey};
 use serde::Serialize;
 
 use identity::{Identity, Sessions, config_dir};
@@ -225,23 +225,22 @@ impl Context {
     }
 
     /// How this peer describes itself, from the flags and the identity.
-    pub fn peer_info(&self, flags: &PeerArgs) -> PeerInfo {
-        PeerInfo {
-            peer_id: self.peer_id.clone(),
-            name: flags.name.clone().unwrap_or_else(|| {
-                // A peer id is always a valid name: 1..64 plain characters.
-                Name::parse(self.peer_id.as_str()).unwrap_or_else(|_| self.identity.default_name())
-            }),
-            public_key: flags
-                .public_key
-                .clone()
-                .unwrap_or_else(|| self.identity.public_key.clone()),
-            nat_type: flags.nat_type,
-            public_ip: flags.public_ip,
-            public_port: flags.public_port,
-            local_ip: flags.local_ip.unwrap_or_else(detect_lan_address),
-            local_port: flags.local_port,
-        }
+    pub fn peer_details(&self, flags: &PeerArgs) -> PeerDetails {
+        let name = flags.name.clone().unwrap_or_else(|| {
+            // A peer id is always a valid name: 1..64 plain characters.
+            Name::parse(self.peer_id.as_str()).unwrap_or_else(|_| self.identity.default_name())
+        });
+        let public_key = flags
+            .public_key
+            .clone()
+            .unwrap_or_else(|| self.identity.public_key.clone());
+        PeerDetails::new(name, public_key)
+            .with_nat_type(flags.nat_type)
+            .with_public_endpoint(flags.public_ip, flags.public_port)
+            .with_local_endpoint(
+                flags.local_ip.unwrap_or_else(detect_lan_address),
+                flags.local_port,
+            )
     }
 
     /// Prints `value` as one JSON line (for `--json`).

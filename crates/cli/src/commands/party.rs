@@ -3,7 +3,7 @@
 use std::{collections::BTreeMap, net::Ipv4Addr, time::Duration};
 
 use clap::{Args, Subcommand};
-use lanrage_client::{ControlPlane, WsClient, WsConfig, WsEvent, WsEvents};
+use lanrage_client::{ControlPlane, Event, Events, WsClient, WsConfig};
 use lanrage_proto::{
     CreatePartyResponse, Name, Party, PartyId, PartyResponse, PeerId, ServerMessage, StatusResponse,
 };
@@ -68,8 +68,8 @@ pub async fn run(args: PartyArgs) -> anyhow::Result<()> {
 }
 
 async fn create(cx: &mut Context, name: Name, peer: &PeerArgs) -> anyhow::Result<()> {
-    let info = cx.peer_info(peer);
-    let joined = cx.http.register_party(name, info).await.map_err(describe)?;
+    let me = cx.peer_details(peer);
+    let joined = cx.http.register_party(name, me).await.map_err(describe)?;
     cx.remember_party(Some(joined.party.party_id.clone()));
     if cx.args.json {
         return cx.print_json(&CreatePartyResponse {
@@ -95,12 +95,8 @@ async fn create(cx: &mut Context, name: Name, peer: &PeerArgs) -> anyhow::Result
 }
 
 async fn join(cx: &mut Context, party_id: PartyId, peer: &PeerArgs) -> anyhow::Result<()> {
-    let info = cx.peer_info(peer);
-    let joined = cx
-        .http
-        .join_party(&party_id, info)
-        .await
-        .map_err(describe)?;
+    let me = cx.peer_details(peer);
+    let joined = cx.http.join_party(&party_id, me).await.map_err(describe)?;
     cx.remember_party(Some(joined.party.party_id.clone()));
     if cx.args.json {
         return cx.print_json(&joined);
@@ -129,11 +125,7 @@ async fn show(cx: &Context, party_id: Option<PartyId>) -> anyhow::Result<()> {
 
 async fn leave(cx: &mut Context, party_id: Option<PartyId>) -> anyhow::Result<()> {
     let party_id = cx.party(party_id)?;
-    let outcome = cx
-        .http
-        .leave_party(&party_id, &cx.peer_id)
-        .await
-        .map_err(describe)?;
+    let outcome = cx.http.leave_party(&party_id).await.map_err(describe)?;
     if cx.party(None).ok().as_ref() == Some(&party_id) {
         cx.remember_party(None);
     }
@@ -145,6 +137,7 @@ async fn leave(cx: &mut Context, party_id: Option<PartyId>) -> anyhow::Result<()
         lanrage_client::LeaveOutcome::PartyDeleted => {
             out!("Left party {party_id}; it has ended (its host or last member left).")?
         }
+        other => out!("Left party {party_id} ({}).", other.as_str())?,
     }
     Ok(())
 }
@@ -154,11 +147,10 @@ async fn leave(cx: &mut Context, party_id: Option<PartyId>) -> anyhow::Result<()
 async fn watch(cx: &Context, party_id: Option<PartyId>) -> anyhow::Result<()> {
     let party_id = cx.party(party_id)?;
     let snapshot = cx.http.get_party(&party_id).await.map_err(describe)?;
-    let first = ServerMessage::PartyUpdate {
+    let first = Event::PartyUpdated {
         party: snapshot.party.clone(),
         seq: snapshot.seq,
         virtual_ip: snapshot.virtual_ips.get(&cx.peer_id).copied(),
-        request_id: None,
     };
     // The socket follows the party from the snapshot's seq: whatever
     // happened since is replayed once, and nothing is printed twice.
@@ -179,8 +171,8 @@ async fn watch(cx: &Context, party_id: Option<PartyId>) -> anyhow::Result<()> {
 async fn follow(
     cx: &Context,
     party_id: &PartyId,
-    first: &ServerMessage,
-    events: &mut WsEvents,
+    first: &Event,
+    events: &mut Events,
 ) -> anyhow::Result<()> {
     print_event(cx, first)?;
     let heartbeat_every = cx.http.config().heartbeat_interval;
@@ -194,49 +186,52 @@ async fn follow(
         tokio::select! {
             _ = &mut interrupted => return Ok(()),
             _ = heartbeat.tick() => {
-                if let Err(error) = cx.http.heartbeat(party_id, &cx.peer_id).await {
+                if let Err(error) = cx.http.heartbeat(party_id).await {
                     eprintln!("heartbeat failed: {}", describe(error));
                 }
             }
             event = events.recv() => match event {
                 None => return Err(anyhow::anyhow!("the socket stopped")),
-                Some(WsEvent::Message(message)) => {
-                    print_event(cx, &message)?;
-                    if matches!(&message, ServerMessage::PartyEnded { party_id: ended, .. } if ended == party_id) {
-                        return Ok(());
-                    }
-                    if matches!(&message, ServerMessage::PeerLeft { peer_id, party_id: left, .. } if *peer_id == cx.peer_id && left == party_id) {
-                        return Ok(());
-                    }
-                }
-                Some(WsEvent::Connected { reconnect: true, .. }) => eprintln!("Reconnected; catching up."),
-                Some(WsEvent::Connected { .. }) => {}
-                Some(WsEvent::Disconnected { reason }) => eprintln!("Connection lost: {reason}"),
-                Some(WsEvent::Reconnecting { attempt, retry_in, .. }) => {
+                Some(Event::Connected { reconnect: true, .. }) => eprintln!("Reconnected; catching up."),
+                Some(Event::Connected { .. }) => {}
+                Some(Event::Disconnected { reason }) => eprintln!("Connection lost: {reason}"),
+                Some(Event::Reconnecting { attempt, retry_in, .. }) => {
                     eprintln!("Reconnecting in {:.1} s (attempt {attempt})", retry_in.as_secs_f64());
                 }
-                Some(WsEvent::Lagged { dropped }) => {
+                Some(Event::Lagged { dropped }) => {
                     eprintln!("Output fell behind: {dropped} events skipped; the party as it is now follows.");
                 }
-                Some(WsEvent::PartyLost { party_id, detail }) => {
+                Some(Event::PartyLost { party_id, detail }) => {
                     return Err(anyhow::anyhow!("party {party_id} is gone: {detail}"));
                 }
-                Some(WsEvent::GaveUp { attempts, error }) => {
+                Some(Event::GaveUp { attempts, error }) => {
                     return Err(anyhow::anyhow!(
                         "the control server stayed unreachable after {attempts} attempts: {error}"
                     ));
+                }
+                Some(event) => {
+                    print_event(cx, &event)?;
+                    if matches!(&event, Event::PartyEnded { party_id: ended, .. } if ended == party_id) {
+                        return Ok(());
+                    }
+                    if matches!(&event, Event::PeerLeft { peer_id, party_id: left, .. } if *peer_id == cx.peer_id && left == party_id) {
+                        return Ok(());
+                    }
                 }
             }
         }
     }
 }
 
-fn print_event(cx: &Context, message: &ServerMessage) -> anyhow::Result<()> {
+fn print_event(cx: &Context, event: &Event) -> anyhow::Result<()> {
     if cx.args.json {
-        return cx.print_json(message);
+        return match wire_message(event) {
+            Some(message) => cx.print_json(&message),
+            None => Ok(()),
+        };
     }
-    match message {
-        ServerMessage::PartyUpdate { party, seq, .. } => {
+    match event {
+        Event::PartyUpdated { party, seq, .. } => {
             let members: Vec<&str> = party.peers.keys().map(PeerId::as_str).collect();
             out!(
                 "[{seq}] party \"{}\" hosted by {}: {} ({})",
@@ -246,7 +241,7 @@ fn print_event(cx: &Context, message: &ServerMessage) -> anyhow::Result<()> {
                 members.join(", ")
             )?;
         }
-        ServerMessage::PeerJoined { peer, seq, .. } => out!(
+        Event::PeerJoined { peer, seq, .. } => out!(
             "[{seq}] + {} ({}) joined: lan {}:{}, public {}:{}, nat {}",
             peer.peer_id,
             peer.name,
@@ -256,20 +251,70 @@ fn print_event(cx: &Context, message: &ServerMessage) -> anyhow::Result<()> {
             peer.public_port,
             peer.nat_type
         )?,
-        ServerMessage::PeerLeft { peer_id, seq, .. } => out!("[{seq}] - {peer_id} left")?,
-        ServerMessage::PartyEnded { reason, seq, .. } => out!("[{seq}] party ended: {reason}")?,
-        ServerMessage::Signal {
-            from_peer_id,
-            signal_data,
-            ..
-        } => out!(
-            "signal from {from_peer_id}: {}",
-            serde_json::to_string(signal_data)?
+        Event::PeerLeft { peer_id, seq, .. } => out!("[{seq}] - {peer_id} left")?,
+        Event::PartyEnded { reason, seq, .. } => out!("[{seq}] party ended: {reason}")?,
+        Event::Signal(signal) => out!(
+            "signal from {}: {}",
+            signal.from_peer_id,
+            serde_json::to_string(&signal.signal_data)?
         )?,
-        ServerMessage::Error { message, .. } => eprintln!("server error: {message}"),
-        ServerMessage::AuthOk { .. } | ServerMessage::Ack { .. } => {}
+        // Connection changes go to stderr in `follow`; newer kinds are
+        // not printed.
+        _ => {}
     }
     Ok(())
+}
+
+/// The server's JSON message an event came from, for `--json`: the
+/// output keeps the protocol's shape, whatever the library calls it.
+fn wire_message(event: &Event) -> Option<ServerMessage> {
+    Some(match event.clone() {
+        Event::PartyUpdated {
+            party,
+            seq,
+            virtual_ip,
+        } => ServerMessage::PartyUpdate {
+            party,
+            seq,
+            virtual_ip,
+            request_id: None,
+        },
+        Event::PeerJoined {
+            party_id,
+            peer,
+            seq,
+        } => ServerMessage::PeerJoined {
+            party_id,
+            peer,
+            seq,
+        },
+        Event::PeerLeft {
+            party_id,
+            peer_id,
+            seq,
+        } => ServerMessage::PeerLeft {
+            party_id,
+            peer_id,
+            seq,
+        },
+        Event::PartyEnded {
+            party_id,
+            reason,
+            seq,
+        } => ServerMessage::PartyEnded {
+            party_id,
+            reason,
+            seq,
+        },
+        Event::Signal(signal) => ServerMessage::Signal {
+            party_id: signal.party_id,
+            from_peer_id: signal.from_peer_id,
+            to_peer_id: signal.to_peer_id,
+            signal_data: signal.signal_data,
+            sent_at: signal.sent_at,
+        },
+        _ => return None,
+    })
 }
 
 fn plural(n: usize, what: &str) -> String {

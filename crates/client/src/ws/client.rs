@@ -1,9 +1,10 @@
 //! [`WsClient`]: the application's handle on the socket task, which sends
-//! it commands and reads the state and party view it publishes.
+//! it commands and reads the state, the party view and the signals it
+//! keeps.
 
-use std::time::Duration;
+use std::{sync::Arc, time::Duration};
 
-use lanrage_proto::{ClientMessage, PartyResponse};
+use lanrage_proto::{PartyId, PartyResponse, Signal};
 use parking_lot::Mutex;
 use tokio::{
     sync::{mpsc, oneshot, watch},
@@ -11,8 +12,10 @@ use tokio::{
 };
 
 use super::{
-    WsConfig, WsEvents, WsState,
+    Events, WsConfig, WsState,
     connect::{open, ws_url},
+    events::StateChanges,
+    signals::SignalInbox,
     task::{self, Command},
 };
 use crate::{
@@ -33,11 +36,10 @@ use crate::{
 ///
 /// The task does no HTTP work itself (fetching a party, polling signals):
 /// that runs beside it, so a slow server never keeps the socket from
-/// answering pings. Nor does it wait for the application: see [`WsEvents`].
+/// answering pings. Nor does it wait for the application: see [`Events`].
 ///
 /// ```no_run
-/// use lanrage_client::{HttpClient, HttpConfig, WsClient, WsConfig, WsEvent};
-/// use lanrage_proto::{PeerId, ServerMessage};
+/// use lanrage_client::{Event, HttpClient, HttpConfig, WsClient, WsConfig, proto::PeerId};
 ///
 /// # async fn example() -> Result<(), lanrage_client::ClientError> {
 /// let me = PeerId::parse("alice").expect("valid id");
@@ -45,8 +47,8 @@ use crate::{
 /// let (socket, mut events) = WsClient::connect(http, WsConfig::default()).await?;
 /// while let Some(event) = events.recv().await {
 ///     match event {
-///         WsEvent::Message(ServerMessage::PeerJoined { peer, .. }) => println!("{} joined", peer.name),
-///         WsEvent::GaveUp { .. } => break,
+///         Event::PeerJoined { peer, .. } => println!("{} joined", peer.name),
+///         Event::GaveUp { .. } => break,
 ///         other => println!("{other:?}"),
 ///     }
 /// }
@@ -60,6 +62,7 @@ pub struct WsClient {
     commands: mpsc::Sender<Command>,
     state: watch::Receiver<WsState>,
     view: watch::Receiver<Option<PartyResponse>>,
+    signals: Arc<SignalInbox>,
     task: Mutex<Option<JoinHandle<()>>>,
 }
 
@@ -67,7 +70,7 @@ impl WsClient {
     /// Opens and authenticates the socket; fails if that first connection
     /// fails (the caller decides what to do then), reconnects on its own
     /// afterwards.
-    pub async fn connect(http: HttpClient, config: WsConfig) -> Result<(Self, WsEvents)> {
+    pub async fn connect(http: HttpClient, config: WsConfig) -> Result<(Self, Events)> {
         Self::start(http, config, None).await
     }
 
@@ -83,7 +86,7 @@ impl WsClient {
         http: HttpClient,
         config: WsConfig,
         party: PartyResponse,
-    ) -> Result<(Self, WsEvents)> {
+    ) -> Result<(Self, Events)> {
         Self::start(http, config, Some(party)).await
     }
 
@@ -91,7 +94,7 @@ impl WsClient {
         http: HttpClient,
         config: WsConfig,
         party: Option<PartyResponse>,
-    ) -> Result<(Self, WsEvents)> {
+    ) -> Result<(Self, Events)> {
         let url = ws_url(http.server_url())?;
         let (socket, peer_id) = open(&http, &url, &config).await?;
         let running = task::spawn(http, url.clone(), config, party, socket, peer_id);
@@ -101,6 +104,7 @@ impl WsClient {
                 commands: running.commands,
                 state: running.state,
                 view: running.view,
+                signals: running.signals,
                 task: Mutex::new(Some(running.task)),
             },
             running.events,
@@ -117,15 +121,22 @@ impl WsClient {
         self.state.borrow().clone()
     }
 
-    /// A receiver that sees every state change.
-    pub fn state_changes(&self) -> watch::Receiver<WsState> {
-        self.state.clone()
+    /// Every state change from now on.
+    pub fn state_changes(&self) -> StateChanges {
+        StateChanges(self.state.clone())
     }
 
     /// The party as the events received so far describe it (members are
     /// exact; `virtual_ips` are those of the last full snapshot).
     pub fn party(&self) -> Option<PartyResponse> {
         self.view.borrow().clone()
+    }
+
+    /// Takes the signals of `party_id` the socket received and the
+    /// application has not taken yet (from [`Events`] or here): each
+    /// signal is handed out once, one way or the other.
+    pub fn take_signals(&self, party_id: &PartyId) -> Vec<Signal> {
+        self.signals.take_party(party_id)
     }
 
     /// Follows `party` from its `seq` on: anything after it is replayed now
@@ -137,18 +148,8 @@ impl WsClient {
             .map_err(|_| ClientError::Closed)
     }
 
-    /// Sends a request over the socket (`heartbeat`, `signal`, …); its answer
-    /// arrives as an event. While the socket is down the request is dropped:
-    /// the HTTP API is the reliable path for requests.
-    pub async fn send(&self, message: ClientMessage) -> Result<()> {
-        self.commands
-            .send(Command::Send(message))
-            .await
-            .map_err(|_| ClientError::Closed)
-    }
-
     /// Closes the socket with a close frame and stops the task. Events
-    /// not read yet stay readable: [`WsEvents`] ends (`None`) after them.
+    /// not read yet stay readable: [`Events`] ends (`None`) after them.
     pub async fn close(&self) {
         let (done, closed) = oneshot::channel();
         let closed_cleanly = self.commands.send(Command::Close(done)).await.is_ok()

@@ -4,8 +4,10 @@ use std::time::Duration;
 
 use crate::backoff::Backoff;
 
-/// Settings of a [`WsClient`](super::WsClient).
+/// Settings of a [`WsClient`](super::WsClient): the defaults, then the
+/// `with_` methods (or the fields) for what differs.
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct WsConfig {
     /// Deadline to open the socket (TCP and upgrade).
     pub connect_timeout: Duration,
@@ -19,7 +21,7 @@ pub struct WsConfig {
     /// the client gives up (and the remote plane falls back to local).
     pub reconnect: Backoff,
     /// Events the application may leave unread before the client sheds
-    /// some; see [`WsEvents`](super::WsEvents) for what happens then.
+    /// some; see [`Events`](super::Events) for what happens then.
     pub event_buffer: usize,
 }
 
@@ -38,5 +40,37 @@ impl Default for WsConfig {
             },
             event_buffer: 256,
         }
+    }
+}
+
+impl WsConfig {
+    /// Deadline to open the socket (TCP, TLS and upgrade).
+    pub fn with_connect_timeout(mut self, timeout: Duration) -> Self {
+        self.connect_timeout = timeout;
+        self
+    }
+
+    /// Deadline for the server's `auth_ok`.
+    pub fn with_auth_timeout(mut self, timeout: Duration) -> Self {
+        self.auth_timeout = timeout;
+        self
+    }
+
+    /// Silence after which the socket is considered dead.
+    pub fn with_idle_timeout(mut self, timeout: Duration) -> Self {
+        self.idle_timeout = timeout;
+        self
+    }
+
+    /// Spacing and number of reconnect attempts.
+    pub fn with_reconnect(mut self, reconnect: Backoff) -> Self {
+        self.reconnect = reconnect;
+        self
+    }
+
+    /// Events the application may leave unread before the client sheds.
+    pub fn with_event_buffer(mut self, events: usize) -> Self {
+        self.event_buffer = events;
+        self
     }
 }

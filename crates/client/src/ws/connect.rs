@@ -6,11 +6,14 @@ use futures_util::{SinkExt, StreamExt};
 use lanrage_proto::{ClientMessage, PeerId, ServerMessage};
 use serde_json::json;
 use tokio::net::TcpStream;
-use tokio_tungstenite::{MaybeTlsStream, WebSocketStream, tungstenite::Message};
+use tokio_tungstenite::{
+    Connector, MaybeTlsStream, WebSocketStream,
+    tungstenite::{self, Message},
+};
 
 use super::WsConfig;
 use crate::{
-    error::{ClientError, Result},
+    error::{ClientError, Result, TransportError, TransportKind, is_tls_failure},
     http::HttpClient,
 };
 
@@ -75,13 +78,14 @@ async fn open_once(
     config: &WsConfig,
     token: &str,
 ) -> Result<(Socket, PeerId)> {
-    let websocket = |source| ClientError::WebSocket {
-        url: url.to_owned(),
-        source: Box::new(source),
+    let websocket = |source| socket_error(url, source);
+    let connector = match http.socket_tls() {
+        Some(tls) => Connector::Rustls(tls),
+        None => Connector::Plain,
     };
     let (mut socket, _) = tokio::time::timeout(
         config.connect_timeout,
-        tokio_tungstenite::connect_async(url),
+        tokio_tungstenite::connect_async_tls_with_config(url, None, false, Some(connector)),
     )
     .await
     .map_err(|_| ClientError::Timeout {
@@ -135,11 +139,27 @@ async fn open_once(
     Ok((socket, answer))
 }
 
+/// A socket failure as the client's error, classified like an HTTP one.
+pub(super) fn socket_error(url: &str, source: tungstenite::Error) -> ClientError {
+    let kind = if is_tls_failure(&source) {
+        TransportKind::Tls
+    } else if matches!(source, tungstenite::Error::Io(_)) {
+        TransportKind::Connect
+    } else {
+        TransportKind::Interrupted
+    };
+    ClientError::WebSocket {
+        url: url.to_owned(),
+        kind,
+        source: TransportError::new(source),
+    }
+}
+
 /// Sends one message as a text frame.
 pub(super) async fn send(
     socket: &mut Socket,
     message: &ClientMessage,
-) -> std::result::Result<(), tokio_tungstenite::tungstenite::Error> {
+) -> std::result::Result<(), tungstenite::Error> {
     socket.send(Message::text(encode(message))).await
 }
 

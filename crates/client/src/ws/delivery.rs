@@ -1,14 +1,14 @@
 //! Events on their way to the application, which may read slowly or not at
 //! all: the socket task never waits for it. Up to the channel's capacity
 //! wait in the channel, as many again in a backlog here; beyond that the
-//! backlog is shed, as [`WsEvents`](super::WsEvents) documents.
+//! backlog is shed, as [`Events`](super::Events) documents.
 
 use std::collections::VecDeque;
 
 use lanrage_proto::{PartyId, ServerMessage};
 use tokio::sync::mpsc::{self, OwnedPermit, error::SendError, error::TrySendError};
 
-use super::WsEvent;
+use super::events::WsEvent;
 
 /// The channel to the application and the backlog behind it.
 #[derive(Debug)]
@@ -171,7 +171,10 @@ mod tests {
     /// An event of no party, told apart by `label`.
     fn other(label: &str) -> WsEvent {
         WsEvent::Disconnected {
-            reason: label.into(),
+            reason: crate::event::DisconnectReason::ClosedByServer {
+                code: None,
+                reason: label.into(),
+            },
         }
     }
 

@@ -4,10 +4,10 @@
 //! work the tracker asks for runs beside it as jobs, and a lost socket is
 //! reopened with backoff.
 
-use std::time::Duration;
+use std::{sync::Arc, time::Duration};
 
 use futures_util::StreamExt;
-use lanrage_proto::{ClientMessage, PartyId, PartyResponse, PeerId, ServerMessage, Signal};
+use lanrage_proto::{PartyId, PartyResponse, PeerId, ServerMessage, Signal};
 use tokio::{
     sync::{mpsc, oneshot, watch},
     task::{JoinHandle, JoinSet},
@@ -16,21 +16,23 @@ use tokio::{
 use tokio_tungstenite::tungstenite::{self, Message};
 
 use super::{
-    WsConfig, WsEvent, WsEvents, WsState,
-    connect::{Socket, decode, open, send},
+    Events, WsConfig, WsState,
+    connect::{Socket, decode, open, send, socket_error},
     delivery::Delivery,
+    events::WsEvent,
+    signals::SignalInbox,
     tracker::{Output, Tracker},
 };
 use crate::{
     ControlPlane,
-    error::{Result, error_chain},
+    error::{ClientError, Result},
+    event::{DisconnectReason, ErrorEvent},
     http::HttpClient,
 };
 
 /// What a [`WsClient`](super::WsClient) asks of its task.
 #[derive(Debug)]
 pub(super) enum Command {
-    Send(ClientMessage),
     Track(PartyResponse),
     Close(oneshot::Sender<()>),
 }
@@ -40,7 +42,8 @@ pub(super) struct Running {
     pub(super) commands: mpsc::Sender<Command>,
     pub(super) state: watch::Receiver<WsState>,
     pub(super) view: watch::Receiver<Option<PartyResponse>>,
-    pub(super) events: WsEvents,
+    pub(super) events: Events,
+    pub(super) signals: Arc<SignalInbox>,
     pub(super) task: JoinHandle<()>,
 }
 
@@ -58,7 +61,9 @@ pub(super) fn spawn(
     let (commands_tx, commands) = mpsc::channel(64);
     let (state_tx, state) = watch::channel(WsState::Connected);
     let (view_tx, view) = watch::channel(party.clone());
+    let signals = Arc::new(SignalInbox::default());
     let mut task = Task {
+        signals: signals.clone(),
         tracker: Tracker::new(http.config().peer_id.clone(), party),
         delivery: Delivery::new(events_tx, config.event_buffer),
         http,
@@ -77,13 +82,14 @@ pub(super) fn spawn(
         commands: commands_tx,
         state,
         view,
-        events: WsEvents::new(events),
+        events: Events::new(events, signals.clone()),
+        signals,
         task: tokio::spawn(task.run(socket)),
     }
 }
 
 enum SessionEnd {
-    Lost(String),
+    Lost(DisconnectReason),
     Closed,
 }
 
@@ -112,6 +118,8 @@ struct Task {
     view: watch::Sender<Option<PartyResponse>>,
     tracker: Tracker,
     delivery: Delivery,
+    /// Signals received and not yet taken by the application.
+    signals: Arc<SignalInbox>,
     jobs: JoinSet<Job>,
 }
 
@@ -135,7 +143,7 @@ impl Task {
             self.emit(WsEvent::Disconnected {
                 reason: reason.clone(),
             });
-            let mut error = reason;
+            let mut error = ErrorEvent::new(ClientError::Disconnected(reason));
             let mut attempt = 0;
             socket = loop {
                 attempt += 1;
@@ -169,7 +177,7 @@ impl Task {
                         });
                         break socket;
                     }
-                    Err(e) => error = error_chain(&e),
+                    Err(e) => error = ErrorEvent::new(e),
                 }
             };
             self.state.send_replace(WsState::Connected);
@@ -215,9 +223,6 @@ impl Task {
                         self.tracker.track(party);
                         self.settle();
                     }
-                    Some(Command::Send(message)) => {
-                        tracing::warn!(?message, "socket down: request dropped");
-                    }
                 },
                 Some(done) = self.jobs.join_next(), if !self.jobs.is_empty() => {
                     if let Ok(job) = done {
@@ -238,29 +243,36 @@ impl Task {
             if let Some(resume) = self.tracker.fill_gap()
                 && let Err(e) = send(socket, &resume).await
             {
-                return SessionEnd::Lost(e.to_string());
+                return self.failed(e);
             }
             tokio::select! {
                 () = tokio::time::sleep_until(last_frame + idle) => {
-                    return SessionEnd::Lost(format!("nothing from the server for {idle:?}"));
+                    return SessionEnd::Lost(DisconnectReason::Silent { after: idle });
                 }
                 frame = socket.next() => {
                     last_frame = Instant::now();
                     match frame {
-                        None => return SessionEnd::Lost("the connection closed".into()),
-                        Some(Err(e)) => return SessionEnd::Lost(e.to_string()),
+                        None => return SessionEnd::Lost(DisconnectReason::ConnectionClosed),
+                        Some(Err(e)) => return self.failed(e),
                         Some(Ok(Message::Close(frame))) => {
                             return SessionEnd::Lost(match frame {
-                                Some(f) => format!("the server closed the socket ({} {})", f.code, f.reason),
-                                None => "the server closed the socket".into(),
+                                Some(f) => DisconnectReason::ClosedByServer {
+                                    code: Some(f.code.into()),
+                                    reason: f.reason.to_string(),
+                                },
+                                None => DisconnectReason::ClosedByServer { code: None, reason: String::new() },
                             });
                         }
-                        Some(Ok(Message::Text(text))) => {
-                            if let Some(message) = decode(text.as_str()) {
+                        Some(Ok(Message::Text(text))) => match decode(text.as_str()) {
+                            Some(ServerMessage::Signal { party_id, from_peer_id, to_peer_id, signal_data, sent_at }) => {
+                                self.receive_signal(Signal { party_id, from_peer_id, to_peer_id, signal_data, sent_at });
+                            }
+                            Some(message) => {
                                 self.tracker.on_message(message);
                                 self.settle();
                             }
-                        }
+                            None => {}
+                        },
                         // Pings are answered by tungstenite itself, as long
                         // as this loop keeps reading.
                         Some(Ok(_)) => {}
@@ -276,18 +288,13 @@ impl Task {
                         let _ = done.send(());
                         return SessionEnd::Closed;
                     }
-                    Some(Command::Send(message)) => {
-                        if let Err(e) = send(socket, &message).await {
-                            return SessionEnd::Lost(e.to_string());
-                        }
-                    }
                     Some(Command::Track(party)) => {
                         self.tracker.track(party);
                         self.settle();
                         if let Some(resume) = self.tracker.resume()
                             && let Err(e) = send(socket, &resume).await
                         {
-                            return SessionEnd::Lost(e.to_string());
+                            return self.failed(e);
                         }
                     }
                 },
@@ -316,13 +323,7 @@ impl Task {
             Job::Signals { party_id, result } => match result {
                 Ok(signals) => {
                     for signal in signals {
-                        self.emit(WsEvent::Message(ServerMessage::Signal {
-                            party_id: signal.party_id,
-                            from_peer_id: signal.from_peer_id,
-                            to_peer_id: signal.to_peer_id,
-                            signal_data: signal.signal_data,
-                            sent_at: signal.sent_at,
-                        }));
+                        self.receive_signal(signal);
                     }
                 }
                 Err(error) => {
@@ -330,6 +331,20 @@ impl Task {
                 }
             },
         }
+    }
+
+    /// A signal for the application: kept until it takes it, one way or
+    /// the other, and announced on the event stream.
+    fn receive_signal(&mut self, signal: Signal) {
+        let id = self.signals.put(signal);
+        self.emit(WsEvent::Signal(id));
+    }
+
+    /// The socket's session ends on a failed read or write.
+    fn failed(&self, error: tungstenite::Error) -> SessionEnd {
+        SessionEnd::Lost(DisconnectReason::Failed(ErrorEvent::new(socket_error(
+            &self.url, error,
+        ))))
     }
 
     /// Carries out what the tracker asked for, and publishes its view if it

@@ -9,10 +9,9 @@
 use std::collections::{BTreeMap, VecDeque};
 
 use lanrage_proto::{ClientMessage, PartyId, PartyResponse, PeerId, ServerMessage};
-use reqwest::StatusCode;
 use serde_json::json;
 
-use super::WsEvent;
+use super::events::WsEvent;
 use crate::error::Result;
 
 /// The `request_id` of the resume the client sends itself, so its answer
@@ -237,12 +236,7 @@ impl Tracker {
                 }
                 self.drain_pending();
             }
-            Err(error)
-                if matches!(
-                    error.status(),
-                    Some(StatusCode::NOT_FOUND | StatusCode::FORBIDDEN)
-                ) =>
-            {
+            Err(error) if matches!(error.status(), Some(404 | 403)) => {
                 if self.followed_party() == Some(&party_id) {
                     self.set_view(None);
                 }
@@ -537,6 +531,8 @@ fn update_of(party: &PartyResponse, me: &PeerId) -> ServerMessage {
 mod tests {
     use std::net::Ipv4Addr;
 
+    use reqwest::StatusCode;
+
     use super::*;
     use crate::{
         error::ClientError,
@@ -597,7 +593,7 @@ mod tests {
 
     fn refused(status: StatusCode, detail: &str) -> ClientError {
         ClientError::Refused {
-            status,
+            status: status.as_u16(),
             detail: detail.into(),
             retry_after: None,
         }

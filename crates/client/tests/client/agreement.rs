@@ -26,9 +26,7 @@ use proptest::{
     test_runner::{Config as ProptestConfig, TestCaseError, TestRunner},
 };
 
-use crate::helpers::{
-    TestServer, http_config, name, peer_id, peer_info, spawn_server_with_service,
-};
+use crate::helpers::{TestServer, details, http_config, name, peer_id, spawn_server_with_service};
 
 const PEERS: [&str; 4] = ["ann", "bob", "cyd", "dee"];
 const PEER_TIMEOUT: Duration = Duration::from_secs(300);
@@ -101,7 +99,7 @@ enum Answer {
     },
     Left(LeaveOutcome),
     Beat,
-    Refused(Option<reqwest::StatusCode>),
+    Refused(Option<u16>),
     /// A step that answers nothing to compare (time, cleanup).
     Done,
 }
@@ -259,11 +257,9 @@ impl Sides {
                 let id = PEERS[peer];
                 let party = name(&format!("{id}'s party {}", self.created.len()));
                 let local = self.locals[peer]
-                    .register_party(party.clone(), peer_info(id))
+                    .register_party(party.clone(), details(id))
                     .await;
-                let remote = self.clients[peer]
-                    .register_party(party, peer_info(id))
-                    .await;
+                let remote = self.clients[peer].register_party(party, details(id)).await;
                 if let (Ok(local), Ok(remote)) = (&local, &remote) {
                     self.created.push(Created {
                         local_id: local.party.party_id.clone(),
@@ -276,24 +272,20 @@ impl Sides {
             Step::Join { peer, party } => {
                 let (local_id, server_id) = self.pick(peer, party).await;
                 let id = PEERS[peer];
-                let local = self.locals[peer].join_party(&local_id, peer_info(id)).await;
-                let remote = self.clients[peer]
-                    .join_party(&server_id, peer_info(id))
-                    .await;
+                let local = self.locals[peer].join_party(&local_id, details(id)).await;
+                let remote = self.clients[peer].join_party(&server_id, details(id)).await;
                 (joined(local), joined(remote))
             }
             Step::Leave { peer, party } => {
                 let (local_id, server_id) = self.pick(peer, party).await;
-                let me = peer_id(PEERS[peer]);
-                let local = self.locals[peer].leave_party(&local_id, &me).await;
-                let remote = self.clients[peer].leave_party(&server_id, &me).await;
+                let local = self.locals[peer].leave_party(&local_id).await;
+                let remote = self.clients[peer].leave_party(&server_id).await;
                 (answer(local, Answer::Left), answer(remote, Answer::Left))
             }
             Step::Heartbeat { peer, party } => {
                 let (local_id, server_id) = self.pick(peer, party).await;
-                let me = peer_id(PEERS[peer]);
-                let local = self.locals[peer].heartbeat(&local_id, &me).await;
-                let remote = self.clients[peer].heartbeat(&server_id, &me).await;
+                let local = self.locals[peer].heartbeat(&local_id).await;
+                let remote = self.clients[peer].heartbeat(&server_id).await;
                 (
                     answer(local, |()| Answer::Beat),
                     answer(remote, |()| Answer::Beat),
@@ -338,7 +330,7 @@ impl Sides {
                 .await;
             remotes.push(match read {
                 Ok(view) => Some(state(&view)),
-                Err(error) if error.status() == Some(reqwest::StatusCode::NOT_FOUND) => None,
+                Err(error) if error.status() == Some(404) => None,
                 Err(error) => panic!("reading party {}: {error}", created.server_id),
             });
         }

@@ -9,10 +9,12 @@ use std::{
     time::Duration,
 };
 
-use lanrage_client::{Backoff, ControlPlane, HttpClient, HttpConfig, WsConfig, WsEvent, WsEvents};
+use lanrage_client::{
+    Backoff, ControlPlane, Event, Events, HttpClient, HttpConfig, PeerDetails, WsConfig,
+};
 use lanrage_proto::{
-    IpOrUnknown, JoinPartyResponse, Name, NatType, PartyId, PeerId, PeerInfo, PublicKey,
-    ServerMessage, Timestamp, TokenResponse,
+    IpOrUnknown, JoinPartyResponse, Name, NatType, PartyId, PeerId, PeerInfo, PublicKey, Timestamp,
+    TokenResponse,
 };
 use lanrage_server::{
     Config, Server,
@@ -166,6 +168,11 @@ pub fn peer_info(id: &str) -> PeerInfo {
     }
 }
 
+/// How `id` shows itself to a party its plane creates or joins.
+pub fn details(id: &str) -> PeerDetails {
+    peer_info(id).into()
+}
+
 /// Client settings with short retry waits, so failure tests stay quick.
 pub fn http_config(url: &str, id: &str) -> HttpConfig {
     let mut config = HttpConfig::new(url, peer_id(id));
@@ -199,7 +206,7 @@ pub fn client_with_unknown_token(url: &str, id: &str, token: &str, secs: i64) ->
 /// Creates the party "Friday LAN" hosted by `plane`'s own peer, which must
 /// succeed.
 pub async fn create_party(plane: &(impl ControlPlane + ?Sized)) -> JoinPartyResponse {
-    let host = peer_info(plane.peer_id().as_str());
+    let host = details(plane.peer_id().as_str());
     plane
         .register_party(name("Friday LAN"), host)
         .await
@@ -222,7 +229,21 @@ pub async fn hosting(server: &TestServer, host: &str) -> (HttpClient, PartyId) {
 /// `url`, which must succeed.
 pub async fn join_as(url: &str, peer: &str, party_id: &PartyId) -> JoinPartyResponse {
     client(url, peer)
-        .join_party(party_id, peer_info(peer))
+        .join_party(party_id, details(peer))
+        .await
+        .unwrap()
+}
+
+/// [`join_as`] over HTTPS, trusting as `tls` says.
+pub async fn join_as_over(
+    url: &str,
+    tls: lanrage_client::TlsConfig,
+    peer: &str,
+    party_id: &PartyId,
+) -> JoinPartyResponse {
+    HttpClient::new(http_config(url, peer).with_tls(tls))
+        .unwrap()
+        .join_party(party_id, details(peer))
         .await
         .unwrap()
 }
@@ -234,34 +255,25 @@ pub fn peer_ids<V>(peers: &BTreeMap<PeerId, V>) -> Vec<&str> {
 
 /// Reconnects quickly and keeps trying for a long while.
 pub fn patient_ws() -> WsConfig {
-    WsConfig {
-        reconnect: Backoff {
-            initial: Duration::from_millis(50),
-            max: Duration::from_millis(300),
-            max_attempts: 10_000,
-        },
-        ..WsConfig::default()
-    }
+    WsConfig::default().with_reconnect(Backoff {
+        initial: Duration::from_millis(50),
+        max: Duration::from_millis(300),
+        max_attempts: 10_000,
+    })
 }
 
 /// Reconnects quickly and gives up after three attempts, so a test can
 /// reach the fall back to the local plane.
 pub fn quitting_ws() -> WsConfig {
-    WsConfig {
-        reconnect: Backoff {
-            initial: Duration::from_millis(20),
-            max: Duration::from_millis(100),
-            max_attempts: 3,
-        },
-        ..WsConfig::default()
-    }
+    WsConfig::default().with_reconnect(Backoff {
+        initial: Duration::from_millis(20),
+        max: Duration::from_millis(100),
+        max_attempts: 3,
+    })
 }
 
 /// The first event `pick` accepts, skipping others (listed on failure).
-pub async fn next_event<T>(
-    events: &mut WsEvents,
-    mut pick: impl FnMut(&WsEvent) -> Option<T>,
-) -> T {
+pub async fn next_event<T>(events: &mut Events, mut pick: impl FnMut(&Event) -> Option<T>) -> T {
     let mut seen = Vec::new();
     let found = tokio::time::timeout(PATIENCE, async {
         while let Some(event) = events.recv().await {
@@ -281,46 +293,45 @@ pub async fn next_event<T>(
 }
 
 /// Skips to `Connected`, of a first connection or of a reconnection.
-pub async fn connected(events: &mut WsEvents, reconnect: bool) {
+pub async fn connected(events: &mut Events, reconnect: bool) {
     next_event(events, |e| {
-        matches!(e, WsEvent::Connected { reconnect: again, .. } if *again == reconnect)
-            .then_some(())
+        matches!(e, Event::Connected { reconnect: again, .. } if *again == reconnect).then_some(())
     })
     .await;
 }
 
 /// Skips to `Disconnected`.
-pub async fn disconnected(events: &mut WsEvents) {
+pub async fn disconnected(events: &mut Events) {
     next_event(events, |e| {
-        matches!(e, WsEvent::Disconnected { .. }).then_some(())
+        matches!(e, Event::Disconnected { .. }).then_some(())
     })
     .await;
 }
 
 /// Skips to `GaveUp`; the attempts it made.
-pub async fn gave_up(events: &mut WsEvents) -> u32 {
+pub async fn gave_up(events: &mut Events) -> u32 {
     next_event(events, |e| match e {
-        WsEvent::GaveUp { attempts, .. } => Some(*attempts),
+        Event::GaveUp { attempts, .. } => Some(*attempts),
         _ => None,
     })
     .await
 }
 
 /// Skips to `party_ended`; its reason.
-pub async fn party_ended(events: &mut WsEvents) -> String {
+pub async fn party_ended(events: &mut Events) -> String {
     next_event(events, |e| match e {
-        WsEvent::Message(ServerMessage::PartyEnded { reason, .. }) => Some(reason.clone()),
+        Event::PartyEnded { reason, .. } => Some(reason.clone()),
         _ => None,
     })
     .await
 }
 
 /// Skips to `peer_joined` about `peer`; its seq.
-pub async fn peer_joined(events: &mut WsEvents, peer: &str) -> u64 {
+pub async fn peer_joined(events: &mut Events, peer: &str) -> u64 {
     next_event(events, |e| match e {
-        WsEvent::Message(ServerMessage::PeerJoined {
+        Event::PeerJoined {
             peer: joined, seq, ..
-        }) if joined.peer_id.as_str() == peer => Some(*seq),
+        } if joined.peer_id.as_str() == peer => Some(*seq),
         _ => None,
     })
     .await

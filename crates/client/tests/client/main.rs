@@ -9,4 +9,5 @@ mod helpers;
 mod http;
 mod local;
 mod retries;
+mod tls;
 mod ws;

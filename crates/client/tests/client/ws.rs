@@ -5,14 +5,13 @@
 use std::time::Duration;
 
 use lanrage_client::{
-    ControlPlane, LocalConfig, RemoteControlPlane, WsClient, WsConfig, WsEvent, WsEvents, WsState,
+    ControlPlane, Event, Events, LocalConfig, RemoteControlPlane, WsClient, WsConfig, WsState,
     ws_url,
 };
-use lanrage_proto::ServerMessage;
 
 use crate::helpers::{
-    TestServer, client, client_with_unknown_token, connected, disconnected, gave_up, host_party,
-    hosting, join_as, next_event, party_ended, patient_ws, peer_id, peer_ids, peer_info,
+    TestServer, client, client_with_unknown_token, connected, details, disconnected, gave_up,
+    host_party, hosting, join_as, next_event, party_ended, patient_ws, peer_id, peer_ids,
     peer_joined, quitting_ws, spawn_server,
 };
 
@@ -22,7 +21,7 @@ async fn alice_remote_plane(
     server: &TestServer,
     ws: WsConfig,
     local: LocalConfig,
-) -> (RemoteControlPlane, WsEvents) {
+) -> (RemoteControlPlane, Events) {
     RemoteControlPlane::connect(client(&server.url(), "alice"), ws, local)
         .await
         .unwrap()
@@ -70,14 +69,8 @@ async fn resumes_after_a_restart_and_replays_what_it_missed() {
     server.start_again().await;
     connected(&mut events, true).await;
     let carol_seq = next_event(&mut events, |e| match e {
-        WsEvent::Message(ServerMessage::PeerJoined { peer, seq, .. })
-            if peer.peer_id.as_str() == "carol" =>
-        {
-            Some(*seq)
-        }
-        WsEvent::Message(ServerMessage::PartyUpdate { party, seq, .. })
-            if party.peers.contains_key(&peer_id("carol")) =>
-        {
+        Event::PeerJoined { peer, seq, .. } if peer.peer_id.as_str() == "carol" => Some(*seq),
+        Event::PartyUpdated { party, seq, .. } if party.peers.contains_key(&peer_id("carol")) => {
             Some(*seq)
         }
         _ => None,
@@ -101,7 +94,7 @@ async fn signals_and_leaves_arrive_as_typed_events() {
     let server = spawn_server().await;
     let (alice, party_id) = hosting(&server, "alice").await;
     let bob = client(&server.url(), "bob");
-    bob.join_party(&party_id, peer_info("bob")).await.unwrap();
+    bob.join_party(&party_id, details("bob")).await.unwrap();
     let (socket, mut events) = WsClient::connect(bob.clone(), patient_ws()).await.unwrap();
     socket
         .track_party(bob.get_party(&party_id).await.unwrap())
@@ -114,19 +107,18 @@ async fn signals_and_leaves_arrive_as_typed_events() {
         .await
         .unwrap();
     let data = next_event(&mut events, |e| match e {
-        WsEvent::Message(ServerMessage::Signal { signal_data, .. }) => Some(signal_data.clone()),
+        Event::Signal(signal) => Some(signal.signal_data.clone()),
         _ => None,
     })
     .await;
-    alice
-        .leave_party(&party_id, &peer_id("alice"))
-        .await
-        .unwrap();
+    alice.leave_party(&party_id).await.unwrap();
     let reason = party_ended(&mut events).await;
 
     assert_eq!(data, offer);
     assert_eq!(reason, "host_left");
     assert!(socket.party().is_none());
+    // Taken from the events, it is not handed out again.
+    assert!(socket.take_signals(&party_id).is_empty());
     socket.close().await;
 }
 
@@ -138,7 +130,7 @@ async fn a_refused_socket_token_is_renewed() {
     let (socket, mut events) = WsClient::connect(http.clone(), patient_ws()).await.unwrap();
 
     let who = next_event(&mut events, |e| match e {
-        WsEvent::Connected { peer_id, .. } => Some(peer_id.clone()),
+        Event::Connected { peer_id, .. } => Some(peer_id.clone()),
         _ => None,
     })
     .await;
@@ -159,38 +151,38 @@ async fn falls_back_to_the_local_plane_when_the_server_stays_away() {
 
     server.stop().await;
     let attempts = gave_up(&mut events).await;
-
-    // The next call notices and is served locally, from the last view.
-    let view = alice.get_party(&party_id).await.unwrap();
+    // Local from the moment the socket gave up, before any call.
     assert!(alice.is_local());
+
+    // The next call is served locally, from the last view.
+    let view = alice.get_party(&party_id).await.unwrap();
     assert_eq!(attempts, 3);
     assert_eq!(peer_ids(&view.party.peers), ["alice", "bob"]);
     assert_eq!(alice.http().heartbeat_party(), None);
     // Local calls keep working: bob is still reachable for leaving.
-    let outcome = alice
-        .leave_party(&party_id, &peer_id("alice"))
-        .await
-        .unwrap();
+    let outcome = alice.leave_party(&party_id).await.unwrap();
     assert_eq!(outcome, lanrage_client::LeaveOutcome::PartyDeleted);
     alice.close().await.unwrap();
 }
 
 /// The party events among `events`, as (seq, type) pairs.
-fn party_seqs(events: &[WsEvent]) -> Vec<u64> {
-    events
-        .iter()
-        .filter_map(|e| match e {
-            WsEvent::Message(m) => m.party_seq().map(|(_, seq)| seq),
-            _ => None,
-        })
-        .collect()
+fn party_seqs(events: &[Event]) -> Vec<u64> {
+    events.iter().filter_map(party_seq).collect()
+}
+
+/// The seq of a party event.
+fn party_seq(event: &Event) -> Option<u64> {
+    match event {
+        Event::PeerJoined { seq, .. }
+        | Event::PeerLeft { seq, .. }
+        | Event::PartyUpdated { seq, .. }
+        | Event::PartyEnded { seq, .. } => Some(*seq),
+        _ => None,
+    }
 }
 
 /// Reads events until `until` accepts one (kept), for at most PATIENCE.
-async fn collect_until(
-    events: &mut WsEvents,
-    mut until: impl FnMut(&WsEvent) -> bool,
-) -> Vec<WsEvent> {
+async fn collect_until(events: &mut Events, mut until: impl FnMut(&Event) -> bool) -> Vec<Event> {
     let mut seen = Vec::new();
     let done = tokio::time::timeout(crate::helpers::PATIENCE, async {
         while let Some(event) = events.recv().await {
@@ -208,7 +200,7 @@ async fn collect_until(
 }
 
 /// Everything left once the socket is closed.
-async fn rest(events: &mut WsEvents) -> Vec<WsEvent> {
+async fn rest(events: &mut Events) -> Vec<Event> {
     let mut seen = Vec::new();
     while let Ok(Some(event)) = tokio::time::timeout(crate::helpers::PATIENCE, events.recv()).await
     {
@@ -217,8 +209,8 @@ async fn rest(events: &mut WsEvents) -> Vec<WsEvent> {
     seen
 }
 
-fn has_seq(e: &WsEvent, wanted: u64) -> bool {
-    matches!(e, WsEvent::Message(m) if m.party_seq().is_some_and(|(_, seq)| seq == wanted))
+fn has_seq(e: &Event, wanted: u64) -> bool {
+    party_seq(e) == Some(wanted)
 }
 
 #[test]
@@ -244,7 +236,7 @@ async fn no_event_is_lost_or_repeated_across_a_reconnect() {
     // Down: dave joins and bob leaves elsewhere, and bob signals alice.
     let mut other = server.sibling().await;
     server.stop().await;
-    seen.extend(collect_until(&mut events, |e| matches!(e, WsEvent::Disconnected { .. })).await);
+    seen.extend(collect_until(&mut events, |e| matches!(e, Event::Disconnected { .. })).await);
     join_as(&other.url(), "dave", &party_id).await;
     let bob_elsewhere = client(&other.url(), "bob");
     let knock = lanrage_proto::SignalData::parse(serde_json::json!({"type": "knock"})).unwrap();
@@ -252,10 +244,7 @@ async fn no_event_is_lost_or_repeated_across_a_reconnect() {
         .send_signal(&party_id, &peer_id("alice"), knock.clone())
         .await
         .unwrap();
-    bob_elsewhere
-        .leave_party(&party_id, &peer_id("bob"))
-        .await
-        .unwrap();
+    bob_elsewhere.leave_party(&party_id).await.unwrap();
     other.stop().await;
 
     // Back: the missed events are replayed, the queued signal fetched,
@@ -265,7 +254,7 @@ async fn no_event_is_lost_or_repeated_across_a_reconnect() {
     seen.extend(
         collect_until(&mut events, |e| {
             replayed |= has_seq(e, 5);
-            signalled |= matches!(e, WsEvent::Message(ServerMessage::Signal { .. }));
+            signalled |= matches!(e, Event::Signal(_));
             replayed && signalled
         })
         .await,
@@ -273,11 +262,9 @@ async fn no_event_is_lost_or_repeated_across_a_reconnect() {
     let signals: Vec<_> = seen
         .iter()
         .filter_map(|e| match e {
-            WsEvent::Message(ServerMessage::Signal {
-                from_peer_id,
-                signal_data,
-                ..
-            }) => Some((from_peer_id.clone(), signal_data.clone())),
+            Event::Signal(signal) => {
+                Some((signal.from_peer_id.clone(), signal.signal_data.clone()))
+            }
             _ => None,
         })
         .collect();
@@ -342,15 +329,12 @@ async fn joining_over_http_brings_the_whole_party_to_the_socket() {
     let server = spawn_server().await;
     let (_alice, party_id) = hosting(&server, "alice").await;
     let bob = client(&server.url(), "bob");
-    let config = WsConfig {
-        event_buffer: 1,
-        ..patient_ws()
-    };
+    let config = patient_ws().with_event_buffer(1);
     let (socket, mut events) = WsClient::connect(bob.clone(), config).await.unwrap();
 
     // Bob joins over HTTP and carol right after, while bob's application
     // is not reading yet.
-    bob.join_party(&party_id, peer_info("bob")).await.unwrap();
+    bob.join_party(&party_id, details("bob")).await.unwrap();
     join_as(&server.url(), "carol", &party_id).await;
     crate::helpers::eventually("the socket's view has carol", || async {
         socket
@@ -365,12 +349,8 @@ async fn joining_over_http_brings_the_whole_party_to_the_socket() {
     let seqs = party_seqs(&seen);
     assert!(seqs.windows(2).all(|w| w[0] < w[1]), "{seen:#?}");
     let carol_shown = seen.iter().any(|e| match e {
-        WsEvent::Message(ServerMessage::PeerJoined { peer, .. }) => {
-            peer.peer_id.as_str() == "carol"
-        }
-        WsEvent::Message(ServerMessage::PartyUpdate { party, .. }) => {
-            party.peers.contains_key(&peer_id("carol"))
-        }
+        Event::PeerJoined { peer, .. } => peer.peer_id.as_str() == "carol",
+        Event::PartyUpdated { party, .. } => party.peers.contains_key(&peer_id("carol")),
         _ => false,
     });
     assert!(
@@ -385,10 +365,7 @@ async fn a_reader_that_falls_behind_gets_the_party_as_it_is() {
     let server = spawn_server().await;
     let (alice, party_id) = hosting(&server, "alice").await;
     let snapshot = alice.get_party(&party_id).await.unwrap();
-    let config = WsConfig {
-        event_buffer: 2,
-        ..patient_ws()
-    };
+    let config = patient_ws().with_event_buffer(2);
     let (socket, mut events) = WsClient::connect_tracking(alice.clone(), config, snapshot)
         .await
         .unwrap();
@@ -406,10 +383,10 @@ async fn a_reader_that_falls_behind_gets_the_party_as_it_is() {
 
     let lagged = seen
         .iter()
-        .position(|e| matches!(e, WsEvent::Lagged { .. }))
+        .position(|e| matches!(e, Event::Lagged { .. }))
         .unwrap_or_else(|| panic!("no Lagged: {seen:#?}"));
     match &seen[lagged + 1] {
-        WsEvent::Message(ServerMessage::PartyUpdate { party, seq, .. }) => {
+        Event::PartyUpdated { party, seq, .. } => {
             assert_eq!(*seq, 11);
             assert_eq!(party.peers.len(), 11);
         }
@@ -444,5 +421,81 @@ async fn a_fallback_keeps_a_party_older_than_the_local_peer_timeout() {
     assert_eq!(later.party.peers.len(), 2);
     // The local plane keeps alice alive from now on.
     assert_eq!(alice.local().heartbeat_party(), Some(party_id));
+    alice.close().await.unwrap();
+}
+
+#[tokio::test]
+async fn signals_reach_an_application_that_only_polls() {
+    let server = spawn_server().await;
+    let (alice, mut events) =
+        alice_remote_plane(&server, patient_ws(), LocalConfig::new(peer_id("alice"))).await;
+    let party_id = host_party(&alice).await;
+    join_as(&server.url(), "bob", &party_id).await;
+    // The socket follows the party: bob's join reaches it (unread).
+    crate::helpers::eventually("the socket sees bob", || async {
+        alice
+            .socket()
+            .party()
+            .filter(|v| v.party.peers.contains_key(&peer_id("bob")))
+            .map(|_| ())
+    })
+    .await;
+    let bob = client(&server.url(), "bob");
+    let offers: Vec<_> = (0..3)
+        .map(|n| lanrage_proto::SignalData::parse(serde_json::json!({ "n": n })).unwrap())
+        .collect();
+
+    // The application never reads its events; the server marks each
+    // signal delivered once written to alice's socket.
+    for offer in &offers {
+        bob.send_signal(&party_id, &peer_id("alice"), offer.clone())
+            .await
+            .unwrap();
+    }
+    let mut polled = Vec::new();
+    let deadline = tokio::time::Instant::now() + crate::helpers::PATIENCE;
+    while polled.len() < offers.len() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "polled only {polled:#?}"
+        );
+        polled.extend(alice.poll_signals(&party_id).await.unwrap());
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    alice.close().await.unwrap();
+    let later = rest(&mut events).await;
+
+    let data: Vec<_> = polled.iter().map(|s| s.signal_data.clone()).collect();
+    assert_eq!(data, offers);
+    // Taken by polling, none comes again on the events.
+    assert!(
+        !later.iter().any(|e| matches!(e, Event::Signal(_))),
+        "{later:#?}"
+    );
+}
+
+#[tokio::test]
+async fn signals_read_from_the_events_are_not_polled_again() {
+    let server = spawn_server().await;
+    let (alice, mut events) =
+        alice_remote_plane(&server, patient_ws(), LocalConfig::new(peer_id("alice"))).await;
+    let party_id = host_party(&alice).await;
+    join_as(&server.url(), "bob", &party_id).await;
+    peer_joined(&mut events, "bob").await;
+    let offer = lanrage_proto::SignalData::parse(serde_json::json!({"type": "offer"})).unwrap();
+
+    client(&server.url(), "bob")
+        .send_signal(&party_id, &peer_id("alice"), offer.clone())
+        .await
+        .unwrap();
+    let received = next_event(&mut events, |e| match e {
+        Event::Signal(signal) => Some(signal.clone()),
+        _ => None,
+    })
+    .await;
+
+    assert_eq!(received.signal_data, offer);
+    assert_eq!(received.from_peer_id, peer_id("bob"));
+    assert!(alice.poll_signals(&party_id).await.unwrap().is_empty());
     alice.close().await.unwrap();
 }

@@ -99,6 +99,7 @@ pub async fn spawn_app_with(configure: impl FnOnce(&mut Config)) -> TestApp {
 }
 
 async fn start(config: Config, db_path: PathBuf, database_url: String) -> TestApp {
+    install_tls_provider();
     let server = Server::start(config).await.unwrap();
     let addr = server.local_addr().unwrap();
     let service = server.service().clone();
@@ -671,4 +672,12 @@ pub fn peer_info(peer: &str) -> Value {
         "local_port": 51820,
         "last_seen": "2025-11-24T16:00:00.123456"
     })
+}
+
+/// The process's rustls provider, for the tests' own reqwest clients: the
+/// client library builds reqwest without one (`rustls-no-provider`), and
+/// features are shared across the workspace.
+pub fn install_tls_provider() {
+    // Already installed by an earlier test: that one serves.
+    let _ = rustls::crypto::ring::default_provider().install_default();
 }

@@ -142,6 +142,7 @@ async fn metrics_can_live_on_their_own_address() {
     let running = tokio::spawn(server.run(async {
         let _ = stopped.await;
     }));
+    crate::helpers::install_tls_provider();
     let client = reqwest::Client::new();
 
     let there = client

@@ -1,5 +1,6 @@
-//! Files that must never be seen half-written: atomic replacement, private
-//! modes for secrets, and an advisory lock for files several processes share.
+//! Files of the LANrage client and command line that must never be seen
+//! half-written: atomic replacement, private modes for secrets, and an
+//! advisory lock for files several processes share.
 
 use std::{
     fs::{self, File, OpenOptions},
@@ -64,7 +65,10 @@ pub fn read_optional(path: &Path) -> io::Result<Option<Vec<u8>>> {
 /// Renames an unreadable file out of the way (`NAME.corrupt-MICROS`) so it
 /// can be inspected, and returns where it went.
 pub fn set_aside(path: &Path) -> io::Result<PathBuf> {
-    let stamp = lanrage_proto::Timestamp::now().as_micros();
+    // Before 1970 only on a broken clock: the name is then merely less telling.
+    let stamp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |since| since.as_micros());
     let mut name = path.file_name().unwrap_or_default().to_os_string();
     name.push(format!(".corrupt-{stamp}"));
     let aside = path.with_file_name(name);
