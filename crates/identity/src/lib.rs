@@ -16,4 +16,4 @@ mod proof;
 
 pub use key::{KeyError, WireGuardKey};
 pub use peer_id::{derived_peer_id, is_derived_peer_id};
-pub use proof::{ChallengeKey, ProofError, Purpose, prove};
+pub use proof::{ChallengeKey, ProofError, Purpose, prove, public_key_of};

@@ -87,6 +87,12 @@ impl ChallengeKey {
         WireGuardKey::from_bytes(PublicKey::from(&self.0).to_bytes())
     }
 
+    /// Whether a proof for `key` could prove anything: not for a low-order
+    /// point, whose secret with this key is all zeros.
+    pub fn check_key(&self, key: &WireGuardKey) -> Result<(), ProofError> {
+        contributory(self.0.diffie_hellman(&PublicKey::from(*key.as_bytes()))).map(drop)
+    }
+
     /// Checks `proof` (base64, as sent) for `key` in constant time.
     pub fn verify(
         &self,
@@ -117,6 +123,11 @@ pub fn prove(
     let shared = contributory(secret.diffie_hellman(&PublicKey::from(*server_key.as_bytes())))?;
     let tag = transcript_mac(&shared, purpose, challenge_id, key).finalize();
     Ok(STANDARD.encode(tag.into_bytes()))
+}
+
+/// The public half of a WireGuard private key, as `wg pubkey` prints it.
+pub fn public_key_of(private_key: &[u8; 32]) -> WireGuardKey {
+    WireGuardKey::from_bytes(PublicKey::from(&StaticSecret::from(*private_key)).to_bytes())
 }
 
 fn contributory(shared: SharedSecret) -> Result<SharedSecret, ProofError> {
@@ -176,6 +187,7 @@ mod tests {
     fn the_design_test_vector() {
         let (challenge, key) = vector();
         assert_eq!(challenge.public_key().as_str(), SERVER_KEY);
+        assert_eq!(public_key_of(&raw(CLIENT_PRIVATE)), key);
         let proof = prove(
             &raw(CLIENT_PRIVATE),
             &key,
@@ -220,6 +232,7 @@ mod tests {
         one[0] = 1;
         for point in [[0u8; 32], one] {
             let key = WireGuardKey::from_bytes(point);
+            assert_eq!(challenge.check_key(&key), Err(ProofError::LowOrderKey));
             assert_eq!(
                 challenge.verify(&key, Purpose::Register, "c", PROOF),
                 Err(ProofError::LowOrderKey)
