@@ -38,6 +38,50 @@ pub struct TokenResponse {
     pub expires_at: Timestamp,
 }
 
+/// The body of `POST /auth/challenge`: the WireGuard public key the peer
+/// will prove it holds.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ChallengeRequest {
+    /// 44 characters of standard base64 (with padding) of 32 bytes, as
+    /// WireGuard prints it.
+    pub public_key: String,
+}
+
+/// `POST /auth/challenge`: what to prove the key against, and until when.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ChallengeResponse {
+    pub challenge_id: String,
+    /// The public half of this challenge's own X25519 key.
+    pub server_key: String,
+    pub expires_at: Timestamp,
+}
+
+/// The body of `POST /auth/register/key`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct KeyProof {
+    pub challenge_id: String,
+    /// The key the challenge was issued for, as sent then.
+    pub public_key: String,
+    /// Base64 of HMAC-SHA256 keyed with X25519(key, server_key) over
+    /// `"lanrage/key-proof/v1\n" + purpose + "\n" + challenge_id + "\n" +
+    /// public_key`.
+    pub proof: String,
+}
+
+/// `POST /auth/register/key`: a token for the peer the key is bound to.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct KeyTokenResponse {
+    pub token: String,
+    pub peer_id: PeerId,
+    pub expires_at: Timestamp,
+    /// Always true: the peer proved its key.
+    pub key_bound: bool,
+}
+
 /// The body of `POST /parties`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]

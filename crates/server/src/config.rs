@@ -71,6 +71,17 @@ pub enum SqliteSync {
     Full,
 }
 
+/// Which registrations the server accepts (`--identity-mode`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Default)]
+pub enum IdentityMode {
+    /// v1 registration (`/auth/register?peer_id=`) works beside key-bound
+    /// registration.
+    #[default]
+    Open,
+    /// Only peers that prove their WireGuard key get tokens.
+    KeyOnly,
+}
+
 /// How log lines are written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum LogFormat {
@@ -124,6 +135,19 @@ pub struct Config {
     /// Lifetime of a bearer token.
     #[arg(long, env = "LANRAGE_TOKEN_TTL_SECS", default_value_t = 86_400)]
     pub token_ttl_secs: u64,
+
+    /// `open` (v1 registration works as before) or `key-only` (`/auth/register` refused; peers prove their WireGuard key).
+    #[arg(
+        long,
+        env = "LANRAGE_IDENTITY_MODE",
+        value_enum,
+        default_value_t = IdentityMode::Open
+    )]
+    pub identity_mode: IdentityMode,
+
+    /// Seconds a key challenge (`POST /auth/challenge`) can be answered.
+    #[arg(long, env = "LANRAGE_CHALLENGE_TTL_SECS", default_value_t = 60)]
+    pub challenge_ttl_secs: u64,
 
     /// A peer silent this long is removed from its party.
     #[arg(long, env = "LANRAGE_PEER_TIMEOUT_SECS", default_value_t = 300)]
@@ -321,6 +345,7 @@ pub mod bounds {
 
     pub const DATABASE_POOL_SIZE: Bounded = Bounded::new("database-pool-size", 2, 1000);
     pub const TOKEN_TTL_SECS: Bounded = Bounded::new("token-ttl-secs", 1, YEAR_SECS);
+    pub const CHALLENGE_TTL_SECS: Bounded = Bounded::new("challenge-ttl-secs", 1, 3600);
     pub const PEER_TIMEOUT_SECS: Bounded = Bounded::new("peer-timeout-secs", 1, YEAR_SECS);
     pub const RELAY_TIMEOUT_SECS: Bounded = Bounded::new("relay-timeout-secs", 1, YEAR_SECS);
     pub const CLEANUP_INTERVAL_SECS: Bounded = Bounded::new("cleanup-interval-secs", 1, DAY_SECS);
@@ -459,12 +484,13 @@ impl Config {
 
     /// Every number setting with its value (`None`: not given, and its
     /// default adapts to the others).
-    fn numbers(&self) -> [(Bounded, Option<u64>); 24] {
+    fn numbers(&self) -> [(Bounded, Option<u64>); 25] {
         use bounds::*;
         let wide = |n: usize| Some(u64::try_from(n).unwrap_or(u64::MAX));
         [
             (DATABASE_POOL_SIZE, Some(self.database_pool_size.into())),
             (TOKEN_TTL_SECS, Some(self.token_ttl_secs)),
+            (CHALLENGE_TTL_SECS, Some(self.challenge_ttl_secs)),
             (PEER_TIMEOUT_SECS, Some(self.peer_timeout_secs)),
             (RELAY_TIMEOUT_SECS, Some(self.relay_timeout_secs)),
             (CLEANUP_INTERVAL_SECS, Some(self.cleanup_interval_secs)),
@@ -599,6 +625,8 @@ pub(crate) mod tests {
         assert!(config.relay_key.is_none());
         assert!(config.registration_key.is_none());
         assert_eq!(config.token_ttl_secs, 86_400);
+        assert_eq!(config.identity_mode, IdentityMode::Open);
+        assert_eq!(config.challenge_ttl_secs, 60);
         assert_eq!(config.peer_timeout_secs, 300);
         assert_eq!(config.relay_timeout_secs, 600);
         assert_eq!(config.cleanup_interval_secs, 60);

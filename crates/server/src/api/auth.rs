@@ -1,19 +1,42 @@
-//! `POST /auth/register?peer_id=P`: a bearer token for a peer.
+//! Bearer tokens: `POST /auth/register?peer_id=P` (v1, any peer ID), and
+//! key-bound registration, `POST /auth/challenge` then
+//! `POST /auth/register/key`, where the peer proves its WireGuard key.
 
-use axum::{Json, extract::State, http::HeaderMap};
-use lanrage_proto::{PeerId, TokenResponse};
+use axum::{
+    Json,
+    extract::{ConnectInfo, State},
+    http::HeaderMap,
+};
+use lanrage_proto::{
+    ChallengeRequest, ChallengeResponse, KeyProof, KeyTokenResponse, PeerId, TokenResponse,
+};
 use serde::Deserialize;
 use utoipa_axum::{router::OpenApiRouter, routes};
 
-use super::extract::QueryParams;
+use super::extract::{JsonBody, QueryParams};
 use crate::http::{
+    client_address,
     error::ApiResult,
     openapi::{Forbidden, Invalid, ServiceErrors, Unauthorized},
 };
-use crate::service::Service;
+use crate::{
+    net::{ClientAddr, ClientKey},
+    service::Service,
+};
 
 pub fn router() -> OpenApiRouter<Service> {
-    OpenApiRouter::new().routes(routes!(register))
+    OpenApiRouter::new()
+        .routes(routes!(register))
+        .routes(routes!(challenge))
+        .routes(routes!(register_with_key))
+}
+
+/// The caller's `X-Registration-Key`: a header that is not text is a wrong
+/// key, not a missing one.
+fn registration_key(headers: &HeaderMap) -> Option<&str> {
+    headers
+        .get("x-registration-key")
+        .map(|v| v.to_str().unwrap_or_default())
 }
 
 #[derive(Debug, Deserialize)]
@@ -50,9 +73,78 @@ async fn register(
     QueryParams(query): QueryParams<RegisterQuery>,
 ) -> ApiResult<Json<TokenResponse>> {
     tracing::Span::current().record("peer_id", query.peer_id.as_str());
-    // A header that is not text is a wrong key, not a missing one.
-    let key = headers
-        .get("x-registration-key")
-        .map(|v| v.to_str().unwrap_or_default());
+    let key = registration_key(&headers);
     Ok(Json(service.register(query.peer_id, key).await?))
+}
+
+/// Ask for a key challenge
+///
+/// The first step of key-bound registration: a fresh X25519 `server_key`,
+/// made for this challenge only, to prove `public_key` against before
+/// `expires_at` (`--challenge-ttl-secs`). Each client address holds a
+/// bounded number of unanswered challenges.
+#[utoipa::path(
+    post,
+    path = "/auth/challenge",
+    tag = "auth",
+    request_body = ChallengeRequest,
+    params(
+        ("X-Registration-Key" = Option<String>, Header,
+            description = "The operator's registration key, when one is configured."),
+    ),
+    responses(
+        (status = 200, description = "A challenge.", body = ChallengeResponse),
+        (status = 401, response = inline(Unauthorized)),
+        (status = 403, response = inline(Forbidden)),
+        (status = 422, response = inline(Invalid)),
+        ServiceErrors,
+    )
+)]
+async fn challenge(
+    State(service): State<Service>,
+    ConnectInfo(ClientAddr(peer)): ConnectInfo<ClientAddr>,
+    headers: HeaderMap,
+    JsonBody(body): JsonBody<ChallengeRequest>,
+) -> ApiResult<Json<ChallengeResponse>> {
+    let address = client_address(&service.config().trusted_proxies, peer.ip(), &headers);
+    let client = ClientKey::of(address).to_string();
+    let key = registration_key(&headers);
+    Ok(Json(
+        service.challenge(&body.public_key, &client, key).await?,
+    ))
+}
+
+/// Register by proving a WireGuard key
+///
+/// Answers a challenge with `proof` (see DESIGN, "Key-bound identity"):
+/// a token for the peer ID derived from the key, or for the peer the key
+/// is bound to. Proving the key again later gives a new token for the same
+/// peer. The challenge is used up by this attempt, whatever its outcome;
+/// every failed proof gets the same 401.
+#[utoipa::path(
+    post,
+    path = "/auth/register/key",
+    tag = "auth",
+    request_body = KeyProof,
+    params(
+        ("X-Registration-Key" = Option<String>, Header,
+            description = "The operator's registration key, when one is configured."),
+    ),
+    responses(
+        (status = 200, description = "A new token.", body = KeyTokenResponse),
+        (status = 401, response = inline(Unauthorized)),
+        (status = 403, response = inline(Forbidden)),
+        (status = 422, response = inline(Invalid)),
+        ServiceErrors,
+    )
+)]
+async fn register_with_key(
+    State(service): State<Service>,
+    headers: HeaderMap,
+    JsonBody(proof): JsonBody<KeyProof>,
+) -> ApiResult<Json<KeyTokenResponse>> {
+    let key = registration_key(&headers);
+    let response = service.register_with_key(&proof, key).await?;
+    tracing::Span::current().record("peer_id", response.peer_id.as_str());
+    Ok(Json(response))
 }

@@ -131,7 +131,10 @@ impl ClientQuota {
 /// ([`ClientQuota::spend_strict`]), on every route that checks one.
 fn is_strict(method: &Method, path: &str) -> bool {
     method == Method::POST
-        && (matches!(path, "/auth/register" | "/parties") || path.ends_with("/join"))
+        && (matches!(
+            path,
+            "/auth/register" | "/auth/challenge" | "/auth/register/key" | "/parties"
+        ) || path.ends_with("/join"))
 }
 
 /// The 429 answer.

@@ -97,6 +97,7 @@ impl Service {
         metrics.count_removed("expired_signals", report.swept.signals);
         metrics.count_removed("delivered_signals", report.swept.delivered_signals);
         metrics.count_removed("old_events", report.swept.events);
+        metrics.count_removed("expired_challenges", report.swept.challenges);
         Ok(report)
     }
 

@@ -11,6 +11,7 @@
 mod cleanup;
 mod group_commit;
 mod heartbeats;
+mod identity;
 mod parties;
 mod realtime;
 mod relays;

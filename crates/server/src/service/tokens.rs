@@ -7,7 +7,10 @@ use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
 use super::{Error, Result, Service, random_bytes};
-use crate::store::TokenRecord;
+use crate::{
+    config::{Config, IdentityMode},
+    store::TokenRecord,
+};
 
 /// Tokens found in the store, so an authenticated request costs no
 /// database read. Tokens are never revoked before they expire, so a cached
@@ -76,6 +79,28 @@ pub(crate) fn secrets_match(given: &str, expected: &str) -> bool {
         .into()
 }
 
+/// A token about to be stored.
+pub(super) struct NewToken {
+    token: String,
+    pub(super) hash: String,
+    pub(super) created_at: Timestamp,
+    pub(super) expires_at: Timestamp,
+}
+
+impl NewToken {
+    pub(super) fn generate(config: &Config) -> Result<Self> {
+        let token = URL_SAFE_NO_PAD.encode(random_bytes::<32>()?);
+        let created_at = Timestamp::now();
+        let ttl = i64::try_from(config.token_ttl_secs).unwrap_or(i64::MAX);
+        Ok(Self {
+            hash: token_hash(&token),
+            token,
+            created_at,
+            expires_at: created_at.plus_secs(ttl),
+        })
+    }
+}
+
 impl Service {
     /// Issues a token for `peer_id`. `registration_key` is the caller's
     /// `X-Registration-Key`, checked when the operator set one.
@@ -84,39 +109,58 @@ impl Service {
         peer_id: PeerId,
         registration_key: Option<&str>,
     ) -> Result<TokenResponse> {
-        if let Some(expected) = &self.config.registration_key {
-            match registration_key {
-                None => {
-                    return Err(Error::Unauthorized(
-                        "registration requires the X-Registration-Key header".into(),
-                    ));
-                }
-                Some(given) if !secrets_match(given, expected.expose()) => {
-                    return Err(Error::Forbidden("invalid registration key".into()));
-                }
-                Some(_) => {}
-            }
+        self.check_registration_key(registration_key)?;
+        if self.config.identity_mode == IdentityMode::KeyOnly {
+            return Err(Error::Forbidden(
+                "this server registers only peers that prove their WireGuard key \
+                 (LANRAGE_IDENTITY_MODE=key-only): use POST /auth/challenge"
+                    .into(),
+            ));
         }
-        let token = URL_SAFE_NO_PAD.encode(random_bytes::<32>()?);
-        let now = Timestamp::now();
-        let ttl = i64::try_from(self.config.token_ttl_secs).unwrap_or(i64::MAX);
-        let expires_at = now.plus_secs(ttl);
-        let hash = token_hash(&token);
+        if lanrage_identity::is_derived_peer_id(peer_id.as_str()) {
+            return Err(Error::Forbidden(format!(
+                "peer IDs of the form lr1… belong to key-bound peers: prove the key with \
+                 POST /auth/challenge and POST /auth/register/key to act as {peer_id}"
+            )));
+        }
+        let token = NewToken::generate(&self.config)?;
         self.store
-            .insert_token(&hash, &peer_id, now, expires_at)
+            .insert_token(&token.hash, &peer_id, token.created_at, token.expires_at)
             .await?;
+        Ok(self.remember(token, peer_id))
+    }
+
+    /// Refuses a registration without the operator's registration key,
+    /// when one is configured.
+    pub(super) fn check_registration_key(&self, given: Option<&str>) -> Result<()> {
+        let Some(expected) = &self.config.registration_key else {
+            return Ok(());
+        };
+        match given {
+            None => Err(Error::Unauthorized(
+                "registration requires the X-Registration-Key header".into(),
+            )),
+            Some(given) if !secrets_match(given, expected.expose()) => {
+                Err(Error::Forbidden("invalid registration key".into()))
+            }
+            Some(_) => Ok(()),
+        }
+    }
+
+    /// Caches a token just stored for `peer_id`, and answers with it.
+    pub(super) fn remember(&self, token: NewToken, peer_id: PeerId) -> TokenResponse {
         self.tokens.put(
-            hash,
+            token.hash,
             TokenRecord {
                 peer_id: peer_id.clone(),
-                expires_at,
+                expires_at: token.expires_at,
             },
         );
-        Ok(TokenResponse {
-            token,
+        TokenResponse {
+            token: token.token,
             peer_id,
-            expires_at,
-        })
+            expires_at: token.expires_at,
+        }
     }
 
     /// The peer a bearer token belongs to.

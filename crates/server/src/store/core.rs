@@ -5,13 +5,14 @@
 use std::{borrow::Cow, collections::HashMap, sync::LazyLock};
 
 use async_trait::async_trait;
+use base64::{Engine, engine::general_purpose::STANDARD};
 use lanrage_proto::{
     PartyId, Peer, PeerId, Region, Relay, RelayId, ServerMessage, Signal, Timestamp,
 };
 
 use super::{
-    Counts, EventFeed, MemberRecord, PartyRecord, PartyWithMembers, PoolState, Store, StoreError,
-    StoreResult, Swept, TokenRecord, Tx,
+    ChallengeRecord, Counts, EventFeed, KeyGrant, MemberRecord, PartyRecord, PartyWithMembers,
+    PoolState, Store, StoreError, StoreResult, Swept, TokenRecord, Tx,
     rows::{self, Columns},
 };
 use crate::events::{Event, EventBus};
@@ -442,6 +443,110 @@ impl<B: Backend + Clone> Store for Storage<B> {
         Ok(())
     }
 
+    async fn insert_challenge(
+        &self,
+        challenge: &ChallengeRecord,
+        now: Timestamp,
+        max_outstanding: u64,
+    ) -> StoreResult<bool> {
+        let inserted = self
+            .backend
+            .write(
+                sql(
+                    "INSERT INTO key_challenges (challenge_id, public_key, secret, client, \
+                     expires_at) SELECT ?, ?, ?, ?, ? WHERE (SELECT COUNT(*) FROM key_challenges \
+                     WHERE client = ? AND expires_at > ?) < ?",
+                )
+                .text(&challenge.challenge_id)
+                .text(&challenge.public_key)
+                .owned(STANDARD.encode(challenge.secret))
+                .text(&challenge.client)
+                .int(challenge.expires_at.as_micros())
+                .text(&challenge.client)
+                .int(now.as_micros())
+                .int(rows::limit_param(max_outstanding)),
+            )
+            .await?;
+        Ok(inserted == 1)
+    }
+
+    async fn take_challenge(&self, challenge_id: &str) -> StoreResult<Option<ChallengeRecord>> {
+        let mut tx = self.backend.begin().await?;
+        let rows = tx
+            .execute_returning(
+                sql("DELETE FROM key_challenges WHERE challenge_id = ? \
+                     RETURNING challenge_id, public_key, secret, client, expires_at")
+                .text(challenge_id),
+            )
+            .await?;
+        tx.commit().await?;
+        rows.first().map(rows::challenge).transpose()
+    }
+
+    async fn grant_key_token(
+        &self,
+        public_key: &str,
+        derived: &PeerId,
+        token_hash: &str,
+        created_at: Timestamp,
+        expires_at: Timestamp,
+    ) -> StoreResult<KeyGrant> {
+        let mut tx = self.backend.begin().await?;
+        let bindings = tx
+            .fetch(
+                sql("SELECT peer_id, public_key FROM key_bindings \
+                     WHERE public_key = ? OR peer_id = ?{lock}")
+                .text(public_key)
+                .text(derived.as_str()),
+            )
+            .await?;
+        let mut peer_id = None;
+        for row in &bindings {
+            if row.text("public_key")? == public_key {
+                peer_id = Some(rows::peer_id(row, "peer_id")?);
+            }
+        }
+        let peer_id =
+            match peer_id {
+                Some(bound) => bound,
+                // The derived ID is taken by the key it was rotated to.
+                None if !bindings.is_empty() => return Ok(KeyGrant::Retired),
+                None => {
+                    tx.execute(
+                    sql("INSERT INTO key_bindings (peer_id, public_key, bound_at) VALUES (?, ?, ?)")
+                        .text(derived.as_str())
+                        .text(public_key)
+                        .int(created_at.as_micros()),
+                )
+                .await?;
+                    derived.clone()
+                }
+            };
+        tx.execute(
+            sql(
+                "INSERT INTO tokens (token_hash, peer_id, created_at, expires_at) \
+                 VALUES (?, ?, ?, ?)",
+            )
+            .text(token_hash)
+            .text(peer_id.as_str())
+            .int(created_at.as_micros())
+            .int(expires_at.as_micros()),
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(KeyGrant::Issued(peer_id))
+    }
+
+    async fn bound_key(&self, peer_id: &PeerId) -> StoreResult<Option<String>> {
+        let rows = self
+            .backend
+            .read(
+                sql("SELECT public_key FROM key_bindings WHERE peer_id = ?").text(peer_id.as_str()),
+            )
+            .await?;
+        rows.first().map(|row| row.text("public_key")).transpose()
+    }
+
     async fn token(&self, token_hash: &str) -> StoreResult<Option<TokenRecord>> {
         let rows = self
             .backend
@@ -674,6 +779,9 @@ impl<B: Backend + Clone> Store for Storage<B> {
                     .int(events_cutoff.as_micros())
                     .int(rows::seq_param(keep_events)?),
                 )
+                .await?,
+            challenges: tx
+                .execute(sql("DELETE FROM key_challenges WHERE expires_at <= ?").int(now))
                 .await?,
         };
         tx.commit().await?;

@@ -247,6 +247,29 @@ pub struct Swept {
     /// Signals delivered over a socket, kept until they would have expired.
     pub delivered_signals: u64,
     pub events: u64,
+    /// Key challenges nobody answered in time.
+    pub challenges: u64,
+}
+
+/// A key challenge as stored: the WireGuard key it was issued for and the
+/// challenge key's private half.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ChallengeRecord {
+    pub challenge_id: String,
+    pub public_key: String,
+    pub secret: [u8; 32],
+    pub client: String,
+    pub expires_at: Timestamp,
+}
+
+/// Whom a proven key gets a token for.
+#[derive(Debug, Clone, PartialEq)]
+pub enum KeyGrant {
+    /// The key's peer (bound now, or earlier): the token was stored.
+    Issued(PeerId),
+    /// The key's derived peer ID is bound to another key: this one was
+    /// rotated away and registers nobody.
+    Retired,
 }
 
 /// A storage backend.
@@ -284,6 +307,31 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
         expires_at: Timestamp,
     ) -> StoreResult<()>;
     async fn token(&self, token_hash: &str) -> StoreResult<Option<TokenRecord>>;
+
+    /// Stores a key challenge unless `client` already has `max_outstanding`
+    /// unexpired ones; false when refused.
+    async fn insert_challenge(
+        &self,
+        challenge: &ChallengeRecord,
+        now: Timestamp,
+        max_outstanding: u64,
+    ) -> StoreResult<bool>;
+    /// Deletes the challenge and returns it: whatever the caller does with
+    /// it, no one can use it again, on any instance.
+    async fn take_challenge(&self, challenge_id: &str) -> StoreResult<Option<ChallengeRecord>>;
+    /// For a proven key: the peer it is bound to, or else `derived` (bound
+    /// to it now, unless `derived` is bound to another key); then stores a
+    /// token for that peer. One transaction.
+    async fn grant_key_token(
+        &self,
+        public_key: &str,
+        derived: &PeerId,
+        token_hash: &str,
+        created_at: Timestamp,
+        expires_at: Timestamp,
+    ) -> StoreResult<KeyGrant>;
+    /// Whether `peer_id` is bound to a key, and which.
+    async fn bound_key(&self, peer_id: &PeerId) -> StoreResult<Option<String>>;
 
     /// Refreshes a member's `last_seen`; false when it is not in that party.
     async fn touch_member(

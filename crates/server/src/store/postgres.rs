@@ -65,6 +65,11 @@ fn migrator() -> Migrator {
             "one schema",
             include_str!("../../migrations/postgres/0003_one_schema.sql"),
         ),
+        step(
+            4,
+            "key-bound identity",
+            include_str!("../../migrations/postgres/0004_key_bound_identity.sql"),
+        ),
     ])
 }
 

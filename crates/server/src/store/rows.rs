@@ -6,7 +6,9 @@ use lanrage_proto::{
     ServerMessage, Signal, SignalData, Timestamp,
 };
 
-use super::{MemberRecord, PartyRecord, PartyWithMembers, StoreError, StoreResult};
+use super::{
+    ChallengeRecord, MemberRecord, PartyRecord, PartyWithMembers, StoreError, StoreResult,
+};
 
 /// Column access shared by SQLite and PostgreSQL rows.
 pub trait Columns {
@@ -193,4 +195,21 @@ pub(super) fn event_recipients(row: &impl Columns) -> StoreResult<Vec<PeerId>> {
 
 pub(super) fn to_json(value: &impl serde::Serialize, what: &str) -> StoreResult<String> {
     serde_json::to_string(value).map_err(|e| StoreError::Corrupt(format!("{what}: {e}")))
+}
+
+/// A `key_challenges` row.
+pub(super) fn challenge<R: Columns>(row: &R) -> StoreResult<ChallengeRecord> {
+    use base64::{Engine, engine::general_purpose::STANDARD};
+    let secret = STANDARD
+        .decode(row.text("secret")?)
+        .ok()
+        .and_then(|bytes| <[u8; 32]>::try_from(bytes).ok())
+        .ok_or_else(|| StoreError::Corrupt("a challenge's secret is not 32 bytes".into()))?;
+    Ok(ChallengeRecord {
+        challenge_id: row.text("challenge_id")?,
+        public_key: row.text("public_key")?,
+        secret,
+        client: row.text("client")?,
+        expires_at: Timestamp::from_micros(row.int("expires_at")?),
+    })
 }

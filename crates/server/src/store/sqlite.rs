@@ -67,6 +67,11 @@ fn migrator() -> Migrator {
             "rules in the storage core",
             include_str!("../../migrations/sqlite/0005_rules_in_the_storage_core.sql"),
         ),
+        step(
+            6,
+            "key-bound identity",
+            include_str!("../../migrations/sqlite/0006_key_bound_identity.sql"),
+        ),
     ])
 }
 

@@ -13,6 +13,7 @@ pub const BACKEND: helpers::Backend = helpers::Backend::Sqlite;
 mod auth;
 mod cleanup;
 mod connections;
+mod identity;
 mod input;
 mod lifecycle;
 mod limits;

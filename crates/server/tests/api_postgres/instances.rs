@@ -4,7 +4,7 @@ use std::{collections::HashSet, net::Ipv4Addr};
 
 use lanrage_proto::{PartyResponse, PeerId, Timestamp};
 use reqwest::{Method, StatusCode};
-use serde_json::json;
+use serde_json::{Value, json};
 
 use crate::helpers::{TestApp, spawn_app, spawn_app_with};
 
@@ -241,4 +241,46 @@ async fn party_reads_miss_no_change_while_the_event_feed_is_down() {
     tokio::time::sleep(std::time::Duration::from_millis(300)).await;
     b.join(&party, "carol").await;
     await_members(&a, &party, &alice, 3).await;
+}
+
+#[tokio::test]
+async fn a_key_challenge_from_one_instance_is_answered_on_another_once() {
+    use lanrage_identity::{Purpose, WireGuardKey, derived_peer_id, prove, public_key_of};
+
+    let a = spawn_app().await;
+    let b = a.sibling(|_| {}).await;
+    let private = [42u8; 32];
+    let key = public_key_of(&private);
+    let challenge: Value = a
+        .expect(
+            Method::POST,
+            "/auth/challenge",
+            None,
+            Some(json!({"public_key": key.as_str()})),
+            StatusCode::OK,
+        )
+        .await;
+    let id = challenge["challenge_id"].as_str().unwrap();
+    let server_key = WireGuardKey::parse(challenge["server_key"].as_str().unwrap()).unwrap();
+    let proof = prove(&private, &key, &server_key, Purpose::Register, id).unwrap();
+    let body = json!({"challenge_id": id, "public_key": key.as_str(), "proof": proof});
+
+    let token: Value = b
+        .expect(
+            Method::POST,
+            "/auth/register/key",
+            None,
+            Some(body.clone()),
+            StatusCode::OK,
+        )
+        .await;
+    assert_eq!(token["peer_id"], derived_peer_id(&key).as_str());
+    a.expect_error(
+        Method::POST,
+        "/auth/register/key",
+        None,
+        Some(body),
+        StatusCode::UNAUTHORIZED,
+    )
+    .await;
 }

@@ -16,6 +16,8 @@ pub const BACKEND: helpers::Backend = helpers::Backend::Postgres;
 mod auth;
 #[path = "../api/cleanup.rs"]
 mod cleanup;
+#[path = "../api/identity.rs"]
+mod identity;
 #[path = "../api/input.rs"]
 mod input;
 #[path = "../api/lifecycle.rs"]

@@ -1,0 +1,129 @@
+//! Key-bound identity: a peer proves it holds its WireGuard key against a
+//! one-use challenge and gets a token for the peer ID derived from that
+//! key (or for the peer the key is bound to). The proof itself is
+//! `lanrage-identity`'s; this module keeps challenges in the store, so any
+//! instance can check an answer, and each is used at most once.
+
+use lanrage_identity::{ChallengeKey, ProofError, Purpose, WireGuardKey, derived_peer_id};
+use lanrage_proto::{ChallengeResponse, KeyProof, KeyTokenResponse, Timestamp};
+
+use super::{Error, Result, Service, random_bytes, tokens::NewToken};
+use crate::store::{ChallengeRecord, KeyGrant};
+
+/// Unanswered, unexpired challenges one client address may hold: enough
+/// for a few peers behind one NAT retrying, too few to fill the table.
+pub const MAX_CHALLENGES_PER_CLIENT: u64 = 32;
+
+/// The one answer to every failed proof, whatever failed: an attacker
+/// learns nothing about which challenges exist.
+fn failed() -> Error {
+    Error::Unauthorized("the key proof was not accepted; ask for a new challenge".into())
+}
+
+fn parse_key(text: &str) -> Result<WireGuardKey> {
+    WireGuardKey::parse(text).map_err(|e| Error::Invalid(e.to_string()))
+}
+
+fn low_order(error: ProofError) -> Error {
+    match error {
+        ProofError::LowOrderKey => Error::Invalid(error.to_string()),
+        ProofError::Random(_) => Error::Internal(Box::new(error)),
+        _ => failed(),
+    }
+}
+
+impl Service {
+    /// A fresh challenge for `public_key`, asked for from `client` (its
+    /// address, to bound how many it holds).
+    pub async fn challenge(
+        &self,
+        public_key: &str,
+        client: &str,
+        registration_key: Option<&str>,
+    ) -> Result<ChallengeResponse> {
+        self.check_registration_key(registration_key)?;
+        let key = parse_key(public_key)?;
+        let challenge = ChallengeKey::generate().map_err(low_order)?;
+        // Refused now rather than after the client's work: no proof for a
+        // low-order key proves anything.
+        challenge.check_key(&key).map_err(low_order)?;
+        let id = random_bytes::<16>()?;
+        let record = ChallengeRecord {
+            challenge_id: format!(
+                "ch_{}",
+                id.iter().map(|b| format!("{b:02x}")).collect::<String>()
+            ),
+            public_key: key.as_str().to_owned(),
+            secret: challenge.private_bytes(),
+            client: client.to_owned(),
+            expires_at: Timestamp::now()
+                .plus_secs(i64::try_from(self.config.challenge_ttl_secs).unwrap_or(i64::MAX)),
+        };
+        if !self
+            .store
+            .insert_challenge(&record, Timestamp::now(), MAX_CHALLENGES_PER_CLIENT)
+            .await?
+        {
+            return Err(Error::TooManyRequests(format!(
+                "this address holds {MAX_CHALLENGES_PER_CLIENT} unanswered challenges; \
+                 answer them or wait until they expire"
+            )));
+        }
+        Ok(ChallengeResponse {
+            challenge_id: record.challenge_id,
+            server_key: challenge.public_key().to_string(),
+            expires_at: record.expires_at,
+        })
+    }
+
+    /// A token for the peer whose key `proof` proves: the first attempt on
+    /// a challenge uses it up, whether it succeeds or not.
+    pub async fn register_with_key(
+        &self,
+        proof: &KeyProof,
+        registration_key: Option<&str>,
+    ) -> Result<KeyTokenResponse> {
+        self.check_registration_key(registration_key)?;
+        let key = parse_key(&proof.public_key)?;
+        let challenge = self
+            .store
+            .take_challenge(&proof.challenge_id)
+            .await?
+            .ok_or_else(failed)?;
+        if challenge.expires_at <= Timestamp::now() || challenge.public_key != key.as_str() {
+            return Err(failed());
+        }
+        ChallengeKey::from_private_bytes(challenge.secret)
+            .verify(&key, Purpose::Register, &proof.challenge_id, &proof.proof)
+            .map_err(low_order)?;
+        let derived = derived_peer_id(&key);
+        let (token, grant) = self
+            .retrying(|| async {
+                let token = NewToken::generate(&self.config)?;
+                let grant = self
+                    .store
+                    .grant_key_token(
+                        key.as_str(),
+                        &derived,
+                        &token.hash,
+                        token.created_at,
+                        token.expires_at,
+                    )
+                    .await?;
+                Ok((token, grant))
+            })
+            .await?;
+        let KeyGrant::Issued(peer_id) = grant else {
+            return Err(Error::Forbidden(format!(
+                "this key was rotated away from {derived}; register with the peer's current key"
+            )));
+        };
+        let response = self.remember(token, peer_id);
+        Ok(KeyTokenResponse {
+            token: response.token,
+            peer_id: response.peer_id,
+            expires_at: response.expires_at,
+            key_bound: true,
+        })
+    }
+}
