@@ -5,9 +5,9 @@
 //! instance can check an answer, and each is used at most once.
 
 use lanrage_identity::{ChallengeKey, ProofError, Purpose, WireGuardKey, derived_peer_id};
-use lanrage_proto::{ChallengeResponse, KeyProof, KeyTokenResponse, Timestamp};
+use lanrage_proto::{ChallengeResponse, KeyProof, KeyTokenResponse, PeerId, PublicKey, Timestamp};
 
-use super::{Error, Result, Service, random_bytes, tokens::NewToken};
+use super::{Error, Result, Service, random_bytes, tokens::NewToken, write::Change};
 use crate::store::{ChallengeRecord, KeyGrant};
 
 /// Unanswered, unexpired challenges one client address may hold: enough
@@ -126,4 +126,28 @@ impl Service {
             key_bound: true,
         })
     }
+}
+
+/// Refuses a key `caller` may not announce as its own (in a create, join
+/// or refresh): a key-bound peer announces its bound key only (403), and no
+/// one else announces a key bound to a key-bound peer (409). Read inside
+/// the change's transaction, so a binding made meanwhile is seen.
+pub(super) async fn check_announced_key(
+    change: &mut Change<'_>,
+    caller: &PeerId,
+    key: &PublicKey,
+) -> Result<()> {
+    for (peer, bound) in change.tx.key_bindings(caller, key.as_str()).await? {
+        if peer == *caller && bound != key.as_str() {
+            return Err(Error::Forbidden(format!(
+                "{caller} is bound to its WireGuard key {bound}: announce that key"
+            )));
+        }
+        if peer != *caller && bound == key.as_str() {
+            return Err(Error::Conflict(format!(
+                "this WireGuard key is bound to peer {peer}, which proved it holds it"
+            )));
+        }
+    }
+    Ok(())
 }

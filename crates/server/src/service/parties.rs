@@ -241,6 +241,7 @@ impl Service {
         host: &PeerInfo,
     ) -> Result<Joined> {
         let now = Timestamp::now();
+        super::identity::check_announced_key(change, caller, &host.public_key).await?;
         let current = change.tx.membership(caller).await?;
         let plan = rules::plan_create(random_bytes::<PARTY_ID_BYTES>()?, current.as_ref());
         if let Some(old) = &plan.leave_first
@@ -300,6 +301,7 @@ impl Service {
         info: &PeerInfo,
     ) -> Result<Joined> {
         let now = Timestamp::now();
+        super::identity::check_announced_key(change, caller, &info.public_key).await?;
         let (target, previous) = change.tx.join_parties(party_id, caller).await?;
         // Decided before anything changes: a full party refuses the peer
         // without taking it out of the party it is in.

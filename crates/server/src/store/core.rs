@@ -895,6 +895,24 @@ impl<B: Backend> Tx for StorageTx<B> {
         rows.first().map(rows::party_id).transpose()
     }
 
+    async fn key_bindings(
+        &mut self,
+        peer_id: &PeerId,
+        public_key: &str,
+    ) -> StoreResult<Vec<(PeerId, String)>> {
+        let rows = self
+            .tx
+            .fetch(
+                sql("SELECT peer_id, public_key FROM key_bindings WHERE peer_id = ? OR public_key = ?")
+                    .text(peer_id.as_str())
+                    .text(public_key),
+            )
+            .await?;
+        rows.iter()
+            .map(|row| Ok((rows::peer_id(row, "peer_id")?, row.text("public_key")?)))
+            .collect()
+    }
+
     async fn savepoint(&mut self) -> StoreResult<()> {
         self.tx.savepoint().await
     }

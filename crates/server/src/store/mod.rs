@@ -432,6 +432,12 @@ pub trait Tx: Send {
     ) -> StoreResult<(Option<PartyWithMembers>, Option<PartyWithMembers>)>;
     /// The party `peer_id` is in, if any.
     async fn membership(&mut self, peer_id: &PeerId) -> StoreResult<Option<PartyId>>;
+    /// The key bindings of `peer_id` and of `public_key`: (peer, key).
+    async fn key_bindings(
+        &mut self,
+        peer_id: &PeerId,
+        public_key: &str,
+    ) -> StoreResult<Vec<(PeerId, String)>>;
 
     /// Starts one operation of several sharing this transaction (group
     /// commit): [`Tx::rollback_to_savepoint`] undoes its writes alone.

@@ -6,7 +6,7 @@ use reqwest::{Method, StatusCode};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use crate::helpers::{TestApp, create_body, peer_info, spawn_app, spawn_app_with};
+use crate::helpers::{TestApp, create_body, join_body, peer_info, spawn_app, spawn_app_with};
 
 /// The exact shape of `POST /auth/register/key`'s answer.
 #[derive(Debug, Deserialize)]
@@ -339,4 +339,85 @@ async fn one_address_holds_a_bounded_number_of_unanswered_challenges() {
         assert!(held <= 64, "challenges are not bounded");
     }
     assert_eq!(held, 32);
+}
+
+#[tokio::test]
+async fn a_bound_key_is_announced_by_its_peer_only() {
+    let app = spawn_app().await;
+    let pair = KeyPair::new(12);
+    let bound = app.register_key(&pair).await;
+    let bound_info = |key: &str| {
+        let mut info = peer_info(&bound.peer_id);
+        info["public_key"] = json!(key);
+        info
+    };
+
+    // The key-bound peer announces its own key only, creating or joining.
+    let other_key = KeyPair::new(13).public.to_string();
+    app.expect_error(
+        Method::POST,
+        "/parties",
+        Some(&bound.token),
+        Some(create_body("mine", bound_info(&other_key))),
+        StatusCode::FORBIDDEN,
+    )
+    .await;
+    let (host, party) = app.host_party("host").await;
+    let join = format!("/parties/{party}/join");
+    app.expect_error(
+        Method::POST,
+        &join,
+        Some(&bound.token),
+        Some(join_body(&party, bound_info(&other_key))),
+        StatusCode::FORBIDDEN,
+    )
+    .await;
+    app.expect::<Value>(
+        Method::POST,
+        &join,
+        Some(&bound.token),
+        Some(join_body(&party, bound_info(pair.public.as_str()))),
+        StatusCode::OK,
+    )
+    .await;
+    // Refreshing its info with another key is refused too, and changes
+    // nothing.
+    app.expect_error(
+        Method::POST,
+        &join,
+        Some(&bound.token),
+        Some(join_body(&party, bound_info(&other_key))),
+        StatusCode::FORBIDDEN,
+    )
+    .await;
+    let read = app.read_party(&party, &host).await;
+    let announced = read
+        .party
+        .peers
+        .values()
+        .find(|peer| peer.peer_id.as_str() == bound.peer_id)
+        .unwrap();
+    assert_eq!(announced.public_key.as_str(), pair.public.as_str());
+
+    // Nobody else may announce the bound key.
+    let mallory = app.register("mallory").await;
+    let mut stolen = peer_info("mallory");
+    stolen["public_key"] = json!(pair.public.as_str());
+    app.expect_error(
+        Method::POST,
+        "/parties",
+        Some(&mallory),
+        Some(create_body("stolen", stolen.clone())),
+        StatusCode::CONFLICT,
+    )
+    .await;
+    app.expect_error(
+        Method::POST,
+        &join,
+        Some(&mallory),
+        Some(join_body(&party, stolen)),
+        StatusCode::CONFLICT,
+    )
+    .await;
+    assert_eq!(app.read_party(&party, &host).await.party.peers.len(), 2);
 }
