@@ -157,6 +157,19 @@ impl WriteQueue {
 type Failed = (Error, Vec<Job>);
 
 impl Writer {
+    /// Runs the writer ([`Writer::run`]) where its store runs writes best
+    /// ([`Store::write_runtime`]: SQLite's writer thread), else as a task
+    /// on the caller's runtime.
+    pub fn spawn(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> tokio::task::JoinHandle<()> {
+        match self.store.write_runtime() {
+            Some(runtime) => runtime.spawn(self.run(shutdown)),
+            None => tokio::spawn(self.run(shutdown)),
+        }
+    }
+
     /// Commits queued ops until `shutdown` completes or the service (every
     /// clone of it) is gone. Then refuses new ops at once, commits those
     /// already queued, and returns: no caller is left waiting.
@@ -338,7 +351,7 @@ mod tests {
         let (service, store, _dir) = sqlite_service_and_store().await;
         let party = create_party(&service, "host").await;
         // Something else holds the one writer connection for long.
-        let held = store.writer_pool().acquire().await.unwrap();
+        let held = store.writer_connection().await;
 
         let started = Instant::now();
         let joins = (0..6).map(|i| {

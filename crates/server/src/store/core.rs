@@ -5,6 +5,7 @@
 use std::{borrow::Cow, collections::HashMap, sync::LazyLock};
 
 use async_trait::async_trait;
+use futures_util::{FutureExt, future::BoxFuture};
 use lanrage_proto::{
     PartyId, Peer, PeerId, Region, Relay, RelayId, ServerMessage, Signal, Timestamp,
 };
@@ -209,7 +210,7 @@ pub enum Announcement<'a> {
 #[async_trait]
 pub trait Backend: Send + Sync + std::fmt::Debug + 'static {
     type Row: Columns + Send + Sync + 'static;
-    type Tx: BackendTx<Row = Self::Row> + 'static;
+    type Tx: BackendTx + 'static;
     const DIALECT: Dialect;
 
     async fn begin(&self) -> StoreResult<Self::Tx>;
@@ -218,6 +219,18 @@ pub trait Backend: Send + Sync + std::fmt::Debug + 'static {
     /// Runs a write in a transaction of its own; returns the rows it
     /// changed.
     async fn write(&self, query: Query<'_>) -> StoreResult<u64>;
+    /// Runs `job`, one of the store's writes, where writes run best: on
+    /// SQLite its writer thread, elsewhere in place.
+    async fn on_writer<T: Send + 'static>(
+        &self,
+        job: BoxFuture<'static, StoreResult<T>>,
+    ) -> StoreResult<T> {
+        job.await
+    }
+    /// See [`Store::write_runtime`].
+    fn write_runtime(&self) -> Option<tokio::runtime::Handle> {
+        None
+    }
     async fn close(&self);
     fn pools(&self) -> Vec<PoolState>;
     /// See [`Store::deliver_events`].
@@ -354,6 +367,19 @@ impl<B: Backend> Storage<B> {
     }
 }
 
+impl<B: Backend + Clone> Storage<B> {
+    /// Runs one of the store's writes where the backend runs writes
+    /// ([`Backend::on_writer`]); `job` gets a handle of its own on the
+    /// store, so it owns everything it uses.
+    async fn writing<T, Fut>(&self, job: impl FnOnce(Self) -> Fut) -> StoreResult<T>
+    where
+        Fut: Future<Output = StoreResult<T>> + Send + 'static,
+        T: Send + 'static,
+    {
+        self.backend.on_writer(job(self.clone()).boxed()).await
+    }
+}
+
 #[async_trait]
 impl<B: Backend + Clone> Store for Storage<B> {
     async fn begin(&self) -> StoreResult<Box<dyn Tx>> {
@@ -373,6 +399,10 @@ impl<B: Backend + Clone> Store for Storage<B> {
 
     fn pools(&self) -> Vec<PoolState> {
         self.backend.pools()
+    }
+
+    fn write_runtime(&self) -> Option<tokio::runtime::Handle> {
+        self.backend.write_runtime()
     }
 
     async fn deliver_events(&self, bus: EventBus) -> StoreResult<Option<EventFeed>> {
@@ -427,19 +457,24 @@ impl<B: Backend + Clone> Store for Storage<B> {
         created_at: Timestamp,
         expires_at: Timestamp,
     ) -> StoreResult<()> {
-        self.backend
-            .write(
-                sql(
-                    "INSERT INTO tokens (token_hash, peer_id, created_at, expires_at) \
-                     VALUES (?, ?, ?, ?)",
+        let (token_hash, peer_id) = (token_hash.to_owned(), peer_id.clone());
+        self.writing(|store| async move {
+            store
+                .backend
+                .write(
+                    sql(
+                        "INSERT INTO tokens (token_hash, peer_id, created_at, expires_at) \
+                         VALUES (?, ?, ?, ?)",
+                    )
+                    .text(&token_hash)
+                    .text(peer_id.as_str())
+                    .int(created_at.as_micros())
+                    .int(expires_at.as_micros()),
                 )
-                .text(token_hash)
-                .text(peer_id.as_str())
-                .int(created_at.as_micros())
-                .int(expires_at.as_micros()),
-            )
-            .await?;
-        Ok(())
+                .await?;
+            Ok(())
+        })
+        .await
     }
 
     async fn token(&self, token_hash: &str) -> StoreResult<Option<TokenRecord>> {
@@ -464,44 +499,59 @@ impl<B: Backend + Clone> Store for Storage<B> {
         peer_id: &PeerId,
         at: Timestamp,
     ) -> StoreResult<bool> {
-        Ok(self.backend.write(touch(party_id, peer_id, at)).await? == 1)
+        let (party_id, peer_id) = (party_id.clone(), peer_id.clone());
+        self.writing(|store| async move {
+            Ok(store.backend.write(touch(&party_id, &peer_id, at)).await? == 1)
+        })
+        .await
     }
 
     async fn touch_members(&self, beats: &[(PartyId, PeerId, Timestamp)]) -> StoreResult<()> {
         if beats.is_empty() {
             return Ok(());
         }
-        self.backend.touch_members(beats).await
+        let beats = beats.to_vec();
+        self.writing(|store| async move { store.backend.touch_members(&beats).await })
+            .await
     }
 
     async fn upsert_relay(&self, relay: &Relay, seen_at: Timestamp) -> StoreResult<()> {
-        self.backend
-            .write(
-                sql(
-                    "INSERT INTO relays (relay_id, public_ip, port, region, capacity, \
-                     registered_at, last_seen) VALUES (?, ?, ?, ?, ?, ?, ?) \
-                     ON CONFLICT (relay_id) DO UPDATE SET public_ip = excluded.public_ip, \
-                     port = excluded.port, region = excluded.region, \
-                     capacity = excluded.capacity, last_seen = excluded.last_seen",
+        let relay = relay.clone();
+        self.writing(|store| async move {
+            store
+                .backend
+                .write(
+                    sql(
+                        "INSERT INTO relays (relay_id, public_ip, port, region, capacity, \
+                         registered_at, last_seen) VALUES (?, ?, ?, ?, ?, ?, ?) \
+                         ON CONFLICT (relay_id) DO UPDATE SET public_ip = excluded.public_ip, \
+                         port = excluded.port, region = excluded.region, \
+                         capacity = excluded.capacity, last_seen = excluded.last_seen",
+                    )
+                    .text(relay.relay_id.as_str())
+                    .owned(relay.public_ip.to_string())
+                    .int(i64::from(relay.port))
+                    .text(relay.region.as_str())
+                    .int(i64::from(relay.capacity))
+                    .int(relay.registered_at.as_micros())
+                    .int(seen_at.as_micros()),
                 )
-                .text(relay.relay_id.as_str())
-                .owned(relay.public_ip.to_string())
-                .int(i64::from(relay.port))
-                .text(relay.region.as_str())
-                .int(i64::from(relay.capacity))
-                .int(relay.registered_at.as_micros())
-                .int(seen_at.as_micros()),
-            )
-            .await?;
-        Ok(())
+                .await?;
+            Ok(())
+        })
+        .await
     }
 
     async fn delete_relay(&self, relay_id: &RelayId) -> StoreResult<bool> {
-        let deleted = self
-            .backend
-            .write(sql("DELETE FROM relays WHERE relay_id = ?").text(relay_id.as_str()))
-            .await?;
-        Ok(deleted == 1)
+        let relay_id = relay_id.clone();
+        self.writing(|store| async move {
+            let deleted = store
+                .backend
+                .write(sql("DELETE FROM relays WHERE relay_id = ?").text(relay_id.as_str()))
+                .await?;
+            Ok(deleted == 1)
+        })
+        .await
     }
 
     async fn relays(&self, region: Option<&Region>) -> StoreResult<Vec<Relay>> {
@@ -525,38 +575,47 @@ impl<B: Backend + Clone> Store for Storage<B> {
         now: Timestamp,
         limit: u64,
     ) -> StoreResult<Vec<Signal>> {
-        let mut tx = self.backend.begin().await?;
-        // Each signal goes to one answer: the rows are locked and skipped by
-        // any other drain running at the same time, on this instance or
-        // another (where writers are serialized, that is already so).
-        let rows = tx
-            .fetch(
-                sql(
-                    "SELECT id, party_id, from_peer_id, to_peer_id, signal_data, sent_at \
-                     FROM signals WHERE party_id = ? AND to_peer_id = ? AND expires_at > ? \
-                     AND NOT delivered ORDER BY id LIMIT ?{skip_locked}",
+        let (party_id, peer_id) = (party_id.clone(), peer_id.clone());
+        self.writing(|store| async move {
+            let mut tx = store.backend.begin().await?;
+            // Each signal goes to one answer: the rows are locked and
+            // skipped by any other drain running at the same time, on this
+            // instance or another (where writers are serialized, that is
+            // already so).
+            let rows = tx
+                .fetch(
+                    sql(
+                        "SELECT id, party_id, from_peer_id, to_peer_id, signal_data, sent_at \
+                         FROM signals WHERE party_id = ? AND to_peer_id = ? AND expires_at > ? \
+                         AND NOT delivered ORDER BY id LIMIT ?{skip_locked}",
+                    )
+                    .text(party_id.as_str())
+                    .text(peer_id.as_str())
+                    .int(now.as_micros())
+                    .int(rows::limit_param(limit)),
                 )
-                .text(party_id.as_str())
-                .text(peer_id.as_str())
-                .int(now.as_micros())
-                .int(rows::limit_param(limit)),
-            )
-            .await?;
-        let (ids, signals) = rows::drained_signals(&rows)?;
-        if !ids.is_empty() {
-            // One statement whatever the count.
-            tx.execute(sql("DELETE FROM signals WHERE id IN ({id_list})").ints(ids))
                 .await?;
-        }
-        tx.commit().await?;
-        Ok(signals)
+            let (ids, signals) = rows::drained_signals(&rows)?;
+            if !ids.is_empty() {
+                // One statement whatever the count.
+                tx.execute(sql("DELETE FROM signals WHERE id IN ({id_list})").ints(ids))
+                    .await?;
+            }
+            tx.commit().await?;
+            Ok(signals)
+        })
+        .await
     }
 
     async fn mark_signal_delivered(&self, id: i64) -> StoreResult<()> {
-        self.backend
-            .write(sql("UPDATE signals SET delivered = TRUE WHERE id = ?").int(id))
-            .await?;
-        Ok(())
+        self.writing(|store| async move {
+            store
+                .backend
+                .write(sql("UPDATE signals SET delivered = TRUE WHERE id = ?").int(id))
+                .await?;
+            Ok(())
+        })
+        .await
     }
 
     async fn events_after(
@@ -581,38 +640,44 @@ impl<B: Backend + Clone> Store for Storage<B> {
     }
 
     async fn forgive_downtime(&self, now: Timestamp, idle_since: Timestamp) -> StoreResult<bool> {
-        let mut tx = self.backend.begin().await?;
-        // Locked: instances starting together decide one after the other.
-        let lease = tx
-            .fetch(sql("SELECT ran_at FROM cleanup_lease WHERE id = 1{lock}"))
+        self.writing(|store| async move {
+            let mut tx = store.backend.begin().await?;
+            // Locked: instances starting together decide one after the other.
+            let lease = tx
+                .fetch(sql("SELECT ran_at FROM cleanup_lease WHERE id = 1{lock}"))
+                .await?;
+            if one(lease)?.int("ran_at")? > idle_since.as_micros() {
+                return Ok(false);
+            }
+            let now = now.as_micros();
+            tx.write(vec![
+                sql("UPDATE members SET last_seen = ? WHERE last_seen < ?")
+                    .int(now)
+                    .int(now),
+                sql("UPDATE relays SET last_seen = ? WHERE last_seen < ?")
+                    .int(now)
+                    .int(now),
+            ])
             .await?;
-        if one(lease)?.int("ran_at")? > idle_since.as_micros() {
-            return Ok(false);
-        }
-        let now = now.as_micros();
-        tx.write(vec![
-            sql("UPDATE members SET last_seen = ? WHERE last_seen < ?")
-                .int(now)
-                .int(now),
-            sql("UPDATE relays SET last_seen = ? WHERE last_seen < ?")
-                .int(now)
-                .int(now),
-        ])
-        .await?;
-        tx.commit().await?;
-        Ok(true)
+            tx.commit().await?;
+            Ok(true)
+        })
+        .await
     }
 
     async fn claim_cleanup(&self, now: Timestamp, interval_secs: u64) -> StoreResult<bool> {
-        let claimed = self
-            .backend
-            .write(
-                sql("UPDATE cleanup_lease SET ran_at = ? WHERE id = 1 AND ran_at <= ?")
-                    .int(now.as_micros())
-                    .int(lease_cutoff(now, interval_secs)),
-            )
-            .await?;
-        Ok(claimed == 1)
+        self.writing(|store| async move {
+            let claimed = store
+                .backend
+                .write(
+                    sql("UPDATE cleanup_lease SET ran_at = ? WHERE id = 1 AND ran_at <= ?")
+                        .int(now.as_micros())
+                        .int(lease_cutoff(now, interval_secs)),
+                )
+                .await?;
+            Ok(claimed == 1)
+        })
+        .await
     }
 
     async fn stale_members(&self, cutoff: Timestamp) -> StoreResult<Vec<(PartyId, PeerId)>> {
@@ -639,6 +704,20 @@ impl<B: Backend + Clone> Store for Storage<B> {
 
     async fn sweep(
         &self,
+        now: Timestamp,
+        relay_cutoff: Timestamp,
+        keep_events: u64,
+        events_cutoff: Timestamp,
+    ) -> StoreResult<Swept> {
+        self.writing(|store| store.sweep_now(now, relay_cutoff, keep_events, events_cutoff))
+            .await
+    }
+}
+
+impl<B: Backend + Clone> Storage<B> {
+    /// [`Store::sweep`], on the writer.
+    async fn sweep_now(
+        self,
         now: Timestamp,
         relay_cutoff: Timestamp,
         keep_events: u64,

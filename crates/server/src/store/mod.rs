@@ -83,6 +83,7 @@ mod core;
 mod postgres;
 mod rows;
 mod sqlite;
+mod sqlite_writer;
 
 use async_trait::async_trait;
 use lanrage_proto::{
@@ -263,6 +264,12 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
 
     /// The state of each connection pool.
     fn pools(&self) -> Vec<PoolState>;
+
+    /// Where write transactions run best, when it is not the caller's
+    /// runtime: SQLite's writer thread, whose connection runs their
+    /// statements with no hand-off each. The group-commit writer runs
+    /// there ([`crate::service::Writer::spawn`]).
+    fn write_runtime(&self) -> Option<tokio::runtime::Handle>;
 
     /// The feed that delivers every committed event into `bus`, from all
     /// server instances sharing the database: a future the caller runs
