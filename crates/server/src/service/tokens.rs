@@ -6,7 +6,10 @@ use parking_lot::RwLock;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
-use super::{Error, Result, Service, random_bytes};
+use super::{
+    Error, Result, Service, random_bytes,
+    write::{Outcome, WriteOp},
+};
 use crate::store::TokenRecord;
 
 /// Tokens found in the store, so an authenticated request costs no
@@ -102,9 +105,29 @@ impl Service {
         let ttl = i64::try_from(self.config.token_ttl_secs).unwrap_or(i64::MAX);
         let expires_at = now.plus_secs(ttl);
         let hash = token_hash(&token);
-        self.store
-            .insert_token(&hash, &peer_id, now, expires_at)
-            .await?;
+        match &self.mode {
+            // One writer: the insert joins the writer's next batch, one
+            // commit for many registrations.
+            super::Mode::SingleWriter { .. } => {
+                let op = WriteOp::IssueToken {
+                    token_hash: hash.clone(),
+                    peer_id: peer_id.clone(),
+                    created_at: now,
+                    expires_at,
+                };
+                match self.write(op).await? {
+                    Outcome::TokenIssued => {}
+                    other => return Err(other.mismatch("TokenIssued")),
+                }
+            }
+            // A statement alone: its own transaction would cost a BEGIN
+            // and a COMMIT round trip more.
+            super::Mode::SharedDatabase => {
+                self.store
+                    .insert_token(&hash, &peer_id, now, expires_at)
+                    .await?;
+            }
+        }
         self.tokens.put(
             hash,
             TokenRecord {

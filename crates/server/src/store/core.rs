@@ -306,6 +306,19 @@ fn touch<'a>(party_id: &'a PartyId, peer_id: &'a PeerId, at: Timestamp) -> Query
         .text(party_id.as_str())
 }
 
+fn token_insert<'a>(
+    token_hash: &'a str,
+    peer_id: &'a PeerId,
+    created_at: Timestamp,
+    expires_at: Timestamp,
+) -> Query<'a> {
+    sql("INSERT INTO tokens (token_hash, peer_id, created_at, expires_at) VALUES (?, ?, ?, ?)")
+        .text(token_hash)
+        .text(peer_id.as_str())
+        .int(created_at.as_micros())
+        .int(expires_at.as_micros())
+}
+
 /// The lease is free again after 90% of an interval, so a pass that ran a
 /// little early still counts for its interval.
 fn lease_cutoff(now: Timestamp, interval_secs: u64) -> i64 {
@@ -459,19 +472,8 @@ impl<B: Backend + Clone> Store for Storage<B> {
     ) -> StoreResult<()> {
         let (token_hash, peer_id) = (token_hash.to_owned(), peer_id.clone());
         self.writing(|store| async move {
-            store
-                .backend
-                .write(
-                    sql(
-                        "INSERT INTO tokens (token_hash, peer_id, created_at, expires_at) \
-                         VALUES (?, ?, ?, ?)",
-                    )
-                    .text(&token_hash)
-                    .text(peer_id.as_str())
-                    .int(created_at.as_micros())
-                    .int(expires_at.as_micros()),
-                )
-                .await?;
+            let insert = token_insert(&token_hash, &peer_id, created_at, expires_at);
+            store.backend.write(insert).await?;
             Ok(())
         })
         .await
@@ -876,6 +878,20 @@ impl<B: Backend> Tx for StorageTx<B> {
 
     async fn rollback_to_savepoint(&mut self) -> StoreResult<()> {
         self.tx.rollback_to_savepoint().await
+    }
+
+    async fn insert_token(
+        &mut self,
+        token_hash: &str,
+        peer_id: &PeerId,
+        created_at: Timestamp,
+        expires_at: Timestamp,
+    ) -> StoreResult<()> {
+        self.tx
+            .write(vec![token_insert(
+                token_hash, peer_id, created_at, expires_at,
+            )])
+            .await
     }
 
     async fn insert_party(&mut self, party: &PartyRecord) -> StoreResult<()> {

@@ -402,6 +402,15 @@ pub trait Tx: Send {
     /// Ends the operation, undoing its writes.
     async fn rollback_to_savepoint(&mut self) -> StoreResult<()>;
 
+    /// [`Store::insert_token`], inside this transaction.
+    async fn insert_token(
+        &mut self,
+        token_hash: &str,
+        peer_id: &PeerId,
+        created_at: Timestamp,
+        expires_at: Timestamp,
+    ) -> StoreResult<()>;
+
     async fn insert_party(&mut self, party: &PartyRecord) -> StoreResult<()>;
     /// Deletes the party with its members and signals (its events stay
     /// until pruned).
