@@ -12,8 +12,10 @@
 //! removes most of them.
 //!
 //! The writer is a task the server owns: [`crate::Server::run`] starts it
-//! and, once its connections have drained, stops it. Ops queued by then
-//! are still committed; later ones are refused at once.
+//! ([`Writer::spawn`]: on SQLite's writer thread, where the statements of
+//! a batch run with no hand-off each) and, once its connections have
+//! drained, stops it. Ops queued by then are still committed; later ones
+//! are refused at once.
 
 use std::{
     future::Future,
