@@ -169,7 +169,7 @@ impl Server {
         let _writes_stop_on_exit = writes_stop.clone().drop_guard();
         let writer = self
             .writer
-            .map(|writer| tokio::spawn(writer.run(writes_stop.clone().cancelled_owned())));
+            .map(|writer| writer.spawn(writes_stop.clone().cancelled_owned()));
         let cleanup = tokio::spawn(self.service.clone().run_cleanup(stopped()));
         let flush_every = self.service.config().heartbeat_flush();
         let flusher = tokio::spawn(

@@ -12,8 +12,10 @@
 //! removes most of them.
 //!
 //! The writer is a task the server owns: [`crate::Server::run`] starts it
-//! and, once its connections have drained, stops it. Ops queued by then
-//! are still committed; later ones are refused at once.
+//! ([`Writer::spawn`]: on SQLite's writer thread, where the statements of
+//! a batch run with no hand-off each) and, once its connections have
+//! drained, stops it. Ops queued by then are still committed; later ones
+//! are refused at once.
 
 use std::{
     future::Future,
@@ -157,6 +159,19 @@ impl WriteQueue {
 type Failed = (Error, Vec<Job>);
 
 impl Writer {
+    /// Runs the writer ([`Writer::run`]) where its store runs writes best
+    /// ([`Store::write_runtime`]: SQLite's writer thread), else as a task
+    /// on the caller's runtime.
+    pub fn spawn(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> tokio::task::JoinHandle<()> {
+        match self.store.write_runtime() {
+            Some(runtime) => runtime.spawn(self.run(shutdown)),
+            None => tokio::spawn(self.run(shutdown)),
+        }
+    }
+
     /// Commits queued ops until `shutdown` completes or the service (every
     /// clone of it) is gone. Then refuses new ops at once, commits those
     /// already queued, and returns: no caller is left waiting.
@@ -338,7 +353,7 @@ mod tests {
         let (service, store, _dir) = sqlite_service_and_store().await;
         let party = create_party(&service, "host").await;
         // Something else holds the one writer connection for long.
-        let held = store.writer_pool().acquire().await.unwrap();
+        let held = store.writer_connection().await;
 
         let started = Instant::now();
         let joins = (0..6).map(|i| {

@@ -148,7 +148,7 @@ pub(crate) async fn scratch_sqlite(
     config: Config,
 ) -> (Service, Arc<crate::store::SqliteStore>, tempfile::TempDir) {
     let (service, writer, store, dir) = scratch_sqlite_writer(config).await;
-    tokio::spawn(writer.run(std::future::pending()));
+    writer.spawn(std::future::pending());
     (service, store, dir)
 }
 

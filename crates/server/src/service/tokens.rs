@@ -6,7 +6,10 @@ use parking_lot::RwLock;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
-use super::{Error, Result, Service, random_bytes};
+use super::{
+    Error, Result, Service, random_bytes,
+    write::{Outcome, WriteOp},
+};
 use crate::{
     config::{Config, IdentityMode},
     store::TokenRecord,
@@ -124,10 +127,34 @@ impl Service {
             )));
         }
         let token = NewToken::generate(&self.config)?;
-        self.store
-            .insert_token(&token.hash, &peer_id, token.created_at, token.expires_at)
-            .await?;
+        self.store_token(&token, &peer_id).await?;
         Ok(self.remember(token, peer_id))
+    }
+
+    /// Stores a v1 token for `peer_id`.
+    async fn store_token(&self, token: &NewToken, peer_id: &PeerId) -> Result<()> {
+        match &self.mode {
+            // One writer: the insert joins the writer's next batch, one
+            // commit for many registrations.
+            super::Mode::SingleWriter { .. } => {
+                let op = WriteOp::IssueToken {
+                    token_hash: token.hash.clone(),
+                    peer_id: peer_id.clone(),
+                    created_at: token.created_at,
+                    expires_at: token.expires_at,
+                };
+                match self.write(op).await? {
+                    Outcome::TokenIssued => Ok(()),
+                    other => Err(other.mismatch("TokenIssued")),
+                }
+            }
+            // A statement alone: its own transaction would cost a BEGIN
+            // and a COMMIT round trip more.
+            super::Mode::SharedDatabase => Ok(self
+                .store
+                .insert_token(&token.hash, peer_id, token.created_at, token.expires_at)
+                .await?),
+        }
     }
 
     /// Refuses a registration without the operator's registration key,

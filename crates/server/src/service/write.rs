@@ -61,6 +61,13 @@ pub(crate) enum WriteOp {
     },
     /// Cleanup: ends a party whose host is no longer among its members.
     EndIfOrphaned { party_id: PartyId, now: Timestamp },
+    /// Registration: stores a new token (by its hash) for `peer_id`.
+    IssueToken {
+        token_hash: String,
+        peer_id: PeerId,
+        created_at: Timestamp,
+        expires_at: Timestamp,
+    },
     /// Ops that only tests need: they hold, fail or break the writer.
     #[cfg(test)]
     Test(TestOp),
@@ -80,6 +87,8 @@ pub(crate) enum Outcome {
     RemovedIfStale(Option<Left>),
     /// [`WriteOp::EndIfOrphaned`]: whether the party ended.
     EndedIfOrphaned(bool),
+    /// [`WriteOp::IssueToken`].
+    TokenIssued,
     #[cfg(test)]
     Tested,
 }
@@ -125,6 +134,18 @@ pub(super) async fn apply(change: &mut Change<'_>, op: &WriteOp) -> Result<Outco
                 .await
                 .map(Outcome::EndedIfOrphaned)
         }
+        WriteOp::IssueToken {
+            token_hash,
+            peer_id,
+            created_at,
+            expires_at,
+        } => {
+            change
+                .tx
+                .insert_token(token_hash, peer_id, *created_at, *expires_at)
+                .await?;
+            Ok(Outcome::TokenIssued)
+        }
         #[cfg(test)]
         WriteOp::Test(test) => test.apply(change).await,
     }
@@ -132,7 +153,7 @@ pub(super) async fn apply(change: &mut Change<'_>, op: &WriteOp) -> Result<Outco
 
 impl Outcome {
     /// The error for an outcome of the wrong kind: a bug in [`apply`].
-    fn mismatch(self, wanted: &str) -> Error {
+    pub(super) fn mismatch(self, wanted: &str) -> Error {
         Error::Internal(format!("a write answered {self:?} where {wanted} was due").into())
     }
 }

@@ -6,6 +6,7 @@ use std::{borrow::Cow, collections::HashMap, sync::LazyLock};
 
 use async_trait::async_trait;
 use base64::{Engine, engine::general_purpose::STANDARD};
+use futures_util::{FutureExt, future::BoxFuture};
 use lanrage_proto::{
     PartyId, Peer, PeerId, Region, Relay, RelayId, ServerMessage, Signal, Timestamp,
 };
@@ -210,7 +211,7 @@ pub enum Announcement<'a> {
 #[async_trait]
 pub trait Backend: Send + Sync + std::fmt::Debug + 'static {
     type Row: Columns + Send + Sync + 'static;
-    type Tx: BackendTx<Row = Self::Row> + 'static;
+    type Tx: BackendTx + 'static;
     const DIALECT: Dialect;
 
     async fn begin(&self) -> StoreResult<Self::Tx>;
@@ -219,6 +220,18 @@ pub trait Backend: Send + Sync + std::fmt::Debug + 'static {
     /// Runs a write in a transaction of its own; returns the rows it
     /// changed.
     async fn write(&self, query: Query<'_>) -> StoreResult<u64>;
+    /// Runs `job`, one of the store's writes, where writes run best: on
+    /// SQLite its writer thread, elsewhere in place.
+    async fn on_writer<T: Send + 'static>(
+        &self,
+        job: BoxFuture<'static, StoreResult<T>>,
+    ) -> StoreResult<T> {
+        job.await
+    }
+    /// See [`Store::write_runtime`].
+    fn write_runtime(&self) -> Option<tokio::runtime::Handle> {
+        None
+    }
     async fn close(&self);
     fn pools(&self) -> Vec<PoolState>;
     /// See [`Store::deliver_events`].
@@ -294,6 +307,19 @@ fn touch<'a>(party_id: &'a PartyId, peer_id: &'a PeerId, at: Timestamp) -> Query
         .text(party_id.as_str())
 }
 
+fn token_insert<'a>(
+    token_hash: &'a str,
+    peer_id: &'a PeerId,
+    created_at: Timestamp,
+    expires_at: Timestamp,
+) -> Query<'a> {
+    sql("INSERT INTO tokens (token_hash, peer_id, created_at, expires_at) VALUES (?, ?, ?, ?)")
+        .text(token_hash)
+        .text(peer_id.as_str())
+        .int(created_at.as_micros())
+        .int(expires_at.as_micros())
+}
+
 /// The lease is free again after 90% of an interval, so a pass that ran a
 /// little early still counts for its interval.
 fn lease_cutoff(now: Timestamp, interval_secs: u64) -> i64 {
@@ -355,6 +381,19 @@ impl<B: Backend> Storage<B> {
     }
 }
 
+impl<B: Backend + Clone> Storage<B> {
+    /// Runs one of the store's writes where the backend runs writes
+    /// ([`Backend::on_writer`]); `job` gets a handle of its own on the
+    /// store, so it owns everything it uses.
+    async fn writing<T, Fut>(&self, job: impl FnOnce(Self) -> Fut) -> StoreResult<T>
+    where
+        Fut: Future<Output = StoreResult<T>> + Send + 'static,
+        T: Send + 'static,
+    {
+        self.backend.on_writer(job(self.clone()).boxed()).await
+    }
+}
+
 #[async_trait]
 impl<B: Backend + Clone> Store for Storage<B> {
     async fn begin(&self) -> StoreResult<Box<dyn Tx>> {
@@ -374,6 +413,10 @@ impl<B: Backend + Clone> Store for Storage<B> {
 
     fn pools(&self) -> Vec<PoolState> {
         self.backend.pools()
+    }
+
+    fn write_runtime(&self) -> Option<tokio::runtime::Handle> {
+        self.backend.write_runtime()
     }
 
     async fn deliver_events(&self, bus: EventBus) -> StoreResult<Option<EventFeed>> {
@@ -428,19 +471,13 @@ impl<B: Backend + Clone> Store for Storage<B> {
         created_at: Timestamp,
         expires_at: Timestamp,
     ) -> StoreResult<()> {
-        self.backend
-            .write(
-                sql(
-                    "INSERT INTO tokens (token_hash, peer_id, created_at, expires_at) \
-                     VALUES (?, ?, ?, ?)",
-                )
-                .text(token_hash)
-                .text(peer_id.as_str())
-                .int(created_at.as_micros())
-                .int(expires_at.as_micros()),
-            )
-            .await?;
-        Ok(())
+        let (token_hash, peer_id) = (token_hash.to_owned(), peer_id.clone());
+        self.writing(|store| async move {
+            let insert = token_insert(&token_hash, &peer_id, created_at, expires_at);
+            store.backend.write(insert).await?;
+            Ok(())
+        })
+        .await
     }
 
     async fn insert_challenge(
@@ -449,38 +486,46 @@ impl<B: Backend + Clone> Store for Storage<B> {
         now: Timestamp,
         max_outstanding: u64,
     ) -> StoreResult<bool> {
-        let inserted = self
-            .backend
-            .write(
-                sql(
-                    "INSERT INTO key_challenges (challenge_id, public_key, secret, client, \
-                     expires_at) SELECT ?, ?, ?, ?, ? WHERE (SELECT COUNT(*) FROM key_challenges \
-                     WHERE client = ? AND expires_at > ?) < ?",
+        let challenge = challenge.clone();
+        self.writing(move |store| async move {
+            let inserted = store
+                .backend
+                .write(
+                    sql(
+                        "INSERT INTO key_challenges (challenge_id, public_key, secret, client, \
+                         expires_at) SELECT ?, ?, ?, ?, ? WHERE (SELECT COUNT(*) FROM \
+                         key_challenges WHERE client = ? AND expires_at > ?) < ?",
+                    )
+                    .text(&challenge.challenge_id)
+                    .text(&challenge.public_key)
+                    .owned(STANDARD.encode(challenge.secret))
+                    .text(&challenge.client)
+                    .int(challenge.expires_at.as_micros())
+                    .text(&challenge.client)
+                    .int(now.as_micros())
+                    .int(rows::limit_param(max_outstanding)),
                 )
-                .text(&challenge.challenge_id)
-                .text(&challenge.public_key)
-                .owned(STANDARD.encode(challenge.secret))
-                .text(&challenge.client)
-                .int(challenge.expires_at.as_micros())
-                .text(&challenge.client)
-                .int(now.as_micros())
-                .int(rows::limit_param(max_outstanding)),
-            )
-            .await?;
-        Ok(inserted == 1)
+                .await?;
+            Ok(inserted == 1)
+        })
+        .await
     }
 
     async fn take_challenge(&self, challenge_id: &str) -> StoreResult<Option<ChallengeRecord>> {
-        let mut tx = self.backend.begin().await?;
-        let rows = tx
-            .execute_returning(
-                sql("DELETE FROM key_challenges WHERE challenge_id = ? \
-                     RETURNING challenge_id, public_key, secret, client, expires_at")
-                .text(challenge_id),
-            )
-            .await?;
-        tx.commit().await?;
-        rows.first().map(rows::challenge).transpose()
+        let challenge_id = challenge_id.to_owned();
+        self.writing(move |store| async move {
+            let mut tx = store.backend.begin().await?;
+            let rows = tx
+                .execute_returning(
+                    sql("DELETE FROM key_challenges WHERE challenge_id = ? \
+                         RETURNING challenge_id, public_key, secret, client, expires_at")
+                    .text(&challenge_id),
+                )
+                .await?;
+            tx.commit().await?;
+            rows.first().map(rows::challenge).transpose()
+        })
+        .await
     }
 
     async fn grant_key_token(
@@ -491,50 +536,49 @@ impl<B: Backend + Clone> Store for Storage<B> {
         created_at: Timestamp,
         expires_at: Timestamp,
     ) -> StoreResult<KeyGrant> {
-        let mut tx = self.backend.begin().await?;
-        let bindings = tx
-            .fetch(
-                sql("SELECT peer_id, public_key FROM key_bindings \
-                     WHERE public_key = ? OR peer_id = ?{lock}")
-                .text(public_key)
-                .text(derived.as_str()),
-            )
-            .await?;
-        let mut peer_id = None;
-        for row in &bindings {
-            if row.text("public_key")? == public_key {
-                peer_id = Some(rows::peer_id(row, "peer_id")?);
+        let (public_key, derived, token_hash) = (
+            public_key.to_owned(),
+            derived.clone(),
+            token_hash.to_owned(),
+        );
+        self.writing(move |store| async move {
+            let mut tx = store.backend.begin().await?;
+            let bindings = tx
+                .fetch(
+                    sql("SELECT peer_id, public_key FROM key_bindings \
+                         WHERE public_key = ? OR peer_id = ?{lock}")
+                    .text(&public_key)
+                    .text(derived.as_str()),
+                )
+                .await?;
+            let mut bound = None;
+            for row in &bindings {
+                if row.text("public_key")? == public_key {
+                    bound = Some(rows::peer_id(row, "peer_id")?);
+                }
             }
-        }
-        let peer_id =
-            match peer_id {
-                Some(bound) => bound,
+            let peer_id = match bound {
+                Some(peer_id) => peer_id,
                 // The derived ID is taken by the key it was rotated to.
                 None if !bindings.is_empty() => return Ok(KeyGrant::Retired),
                 None => {
                     tx.execute(
-                    sql("INSERT INTO key_bindings (peer_id, public_key, bound_at) VALUES (?, ?, ?)")
+                        sql("INSERT INTO key_bindings (peer_id, public_key, bound_at) \
+                             VALUES (?, ?, ?)")
                         .text(derived.as_str())
-                        .text(public_key)
+                        .text(&public_key)
                         .int(created_at.as_micros()),
-                )
-                .await?;
+                    )
+                    .await?;
                     derived.clone()
                 }
             };
-        tx.execute(
-            sql(
-                "INSERT INTO tokens (token_hash, peer_id, created_at, expires_at) \
-                 VALUES (?, ?, ?, ?)",
-            )
-            .text(token_hash)
-            .text(peer_id.as_str())
-            .int(created_at.as_micros())
-            .int(expires_at.as_micros()),
-        )
-        .await?;
-        tx.commit().await?;
-        Ok(KeyGrant::Issued(peer_id))
+            tx.execute(token_insert(&token_hash, &peer_id, created_at, expires_at))
+                .await?;
+            tx.commit().await?;
+            Ok(KeyGrant::Issued(peer_id))
+        })
+        .await
     }
 
     async fn bound_key(&self, peer_id: &PeerId) -> StoreResult<Option<String>> {
@@ -569,44 +613,59 @@ impl<B: Backend + Clone> Store for Storage<B> {
         peer_id: &PeerId,
         at: Timestamp,
     ) -> StoreResult<bool> {
-        Ok(self.backend.write(touch(party_id, peer_id, at)).await? == 1)
+        let (party_id, peer_id) = (party_id.clone(), peer_id.clone());
+        self.writing(|store| async move {
+            Ok(store.backend.write(touch(&party_id, &peer_id, at)).await? == 1)
+        })
+        .await
     }
 
     async fn touch_members(&self, beats: &[(PartyId, PeerId, Timestamp)]) -> StoreResult<()> {
         if beats.is_empty() {
             return Ok(());
         }
-        self.backend.touch_members(beats).await
+        let beats = beats.to_vec();
+        self.writing(|store| async move { store.backend.touch_members(&beats).await })
+            .await
     }
 
     async fn upsert_relay(&self, relay: &Relay, seen_at: Timestamp) -> StoreResult<()> {
-        self.backend
-            .write(
-                sql(
-                    "INSERT INTO relays (relay_id, public_ip, port, region, capacity, \
-                     registered_at, last_seen) VALUES (?, ?, ?, ?, ?, ?, ?) \
-                     ON CONFLICT (relay_id) DO UPDATE SET public_ip = excluded.public_ip, \
-                     port = excluded.port, region = excluded.region, \
-                     capacity = excluded.capacity, last_seen = excluded.last_seen",
+        let relay = relay.clone();
+        self.writing(|store| async move {
+            store
+                .backend
+                .write(
+                    sql(
+                        "INSERT INTO relays (relay_id, public_ip, port, region, capacity, \
+                         registered_at, last_seen) VALUES (?, ?, ?, ?, ?, ?, ?) \
+                         ON CONFLICT (relay_id) DO UPDATE SET public_ip = excluded.public_ip, \
+                         port = excluded.port, region = excluded.region, \
+                         capacity = excluded.capacity, last_seen = excluded.last_seen",
+                    )
+                    .text(relay.relay_id.as_str())
+                    .owned(relay.public_ip.to_string())
+                    .int(i64::from(relay.port))
+                    .text(relay.region.as_str())
+                    .int(i64::from(relay.capacity))
+                    .int(relay.registered_at.as_micros())
+                    .int(seen_at.as_micros()),
                 )
-                .text(relay.relay_id.as_str())
-                .owned(relay.public_ip.to_string())
-                .int(i64::from(relay.port))
-                .text(relay.region.as_str())
-                .int(i64::from(relay.capacity))
-                .int(relay.registered_at.as_micros())
-                .int(seen_at.as_micros()),
-            )
-            .await?;
-        Ok(())
+                .await?;
+            Ok(())
+        })
+        .await
     }
 
     async fn delete_relay(&self, relay_id: &RelayId) -> StoreResult<bool> {
-        let deleted = self
-            .backend
-            .write(sql("DELETE FROM relays WHERE relay_id = ?").text(relay_id.as_str()))
-            .await?;
-        Ok(deleted == 1)
+        let relay_id = relay_id.clone();
+        self.writing(|store| async move {
+            let deleted = store
+                .backend
+                .write(sql("DELETE FROM relays WHERE relay_id = ?").text(relay_id.as_str()))
+                .await?;
+            Ok(deleted == 1)
+        })
+        .await
     }
 
     async fn relays(&self, region: Option<&Region>) -> StoreResult<Vec<Relay>> {
@@ -630,38 +689,47 @@ impl<B: Backend + Clone> Store for Storage<B> {
         now: Timestamp,
         limit: u64,
     ) -> StoreResult<Vec<Signal>> {
-        let mut tx = self.backend.begin().await?;
-        // Each signal goes to one answer: the rows are locked and skipped by
-        // any other drain running at the same time, on this instance or
-        // another (where writers are serialized, that is already so).
-        let rows = tx
-            .fetch(
-                sql(
-                    "SELECT id, party_id, from_peer_id, to_peer_id, signal_data, sent_at \
-                     FROM signals WHERE party_id = ? AND to_peer_id = ? AND expires_at > ? \
-                     AND NOT delivered ORDER BY id LIMIT ?{skip_locked}",
+        let (party_id, peer_id) = (party_id.clone(), peer_id.clone());
+        self.writing(|store| async move {
+            let mut tx = store.backend.begin().await?;
+            // Each signal goes to one answer: the rows are locked and
+            // skipped by any other drain running at the same time, on this
+            // instance or another (where writers are serialized, that is
+            // already so).
+            let rows = tx
+                .fetch(
+                    sql(
+                        "SELECT id, party_id, from_peer_id, to_peer_id, signal_data, sent_at \
+                         FROM signals WHERE party_id = ? AND to_peer_id = ? AND expires_at > ? \
+                         AND NOT delivered ORDER BY id LIMIT ?{skip_locked}",
+                    )
+                    .text(party_id.as_str())
+                    .text(peer_id.as_str())
+                    .int(now.as_micros())
+                    .int(rows::limit_param(limit)),
                 )
-                .text(party_id.as_str())
-                .text(peer_id.as_str())
-                .int(now.as_micros())
-                .int(rows::limit_param(limit)),
-            )
-            .await?;
-        let (ids, signals) = rows::drained_signals(&rows)?;
-        if !ids.is_empty() {
-            // One statement whatever the count.
-            tx.execute(sql("DELETE FROM signals WHERE id IN ({id_list})").ints(ids))
                 .await?;
-        }
-        tx.commit().await?;
-        Ok(signals)
+            let (ids, signals) = rows::drained_signals(&rows)?;
+            if !ids.is_empty() {
+                // One statement whatever the count.
+                tx.execute(sql("DELETE FROM signals WHERE id IN ({id_list})").ints(ids))
+                    .await?;
+            }
+            tx.commit().await?;
+            Ok(signals)
+        })
+        .await
     }
 
     async fn mark_signal_delivered(&self, id: i64) -> StoreResult<()> {
-        self.backend
-            .write(sql("UPDATE signals SET delivered = TRUE WHERE id = ?").int(id))
-            .await?;
-        Ok(())
+        self.writing(|store| async move {
+            store
+                .backend
+                .write(sql("UPDATE signals SET delivered = TRUE WHERE id = ?").int(id))
+                .await?;
+            Ok(())
+        })
+        .await
     }
 
     async fn events_after(
@@ -686,38 +754,44 @@ impl<B: Backend + Clone> Store for Storage<B> {
     }
 
     async fn forgive_downtime(&self, now: Timestamp, idle_since: Timestamp) -> StoreResult<bool> {
-        let mut tx = self.backend.begin().await?;
-        // Locked: instances starting together decide one after the other.
-        let lease = tx
-            .fetch(sql("SELECT ran_at FROM cleanup_lease WHERE id = 1{lock}"))
+        self.writing(|store| async move {
+            let mut tx = store.backend.begin().await?;
+            // Locked: instances starting together decide one after the other.
+            let lease = tx
+                .fetch(sql("SELECT ran_at FROM cleanup_lease WHERE id = 1{lock}"))
+                .await?;
+            if one(lease)?.int("ran_at")? > idle_since.as_micros() {
+                return Ok(false);
+            }
+            let now = now.as_micros();
+            tx.write(vec![
+                sql("UPDATE members SET last_seen = ? WHERE last_seen < ?")
+                    .int(now)
+                    .int(now),
+                sql("UPDATE relays SET last_seen = ? WHERE last_seen < ?")
+                    .int(now)
+                    .int(now),
+            ])
             .await?;
-        if one(lease)?.int("ran_at")? > idle_since.as_micros() {
-            return Ok(false);
-        }
-        let now = now.as_micros();
-        tx.write(vec![
-            sql("UPDATE members SET last_seen = ? WHERE last_seen < ?")
-                .int(now)
-                .int(now),
-            sql("UPDATE relays SET last_seen = ? WHERE last_seen < ?")
-                .int(now)
-                .int(now),
-        ])
-        .await?;
-        tx.commit().await?;
-        Ok(true)
+            tx.commit().await?;
+            Ok(true)
+        })
+        .await
     }
 
     async fn claim_cleanup(&self, now: Timestamp, interval_secs: u64) -> StoreResult<bool> {
-        let claimed = self
-            .backend
-            .write(
-                sql("UPDATE cleanup_lease SET ran_at = ? WHERE id = 1 AND ran_at <= ?")
-                    .int(now.as_micros())
-                    .int(lease_cutoff(now, interval_secs)),
-            )
-            .await?;
-        Ok(claimed == 1)
+        self.writing(|store| async move {
+            let claimed = store
+                .backend
+                .write(
+                    sql("UPDATE cleanup_lease SET ran_at = ? WHERE id = 1 AND ran_at <= ?")
+                        .int(now.as_micros())
+                        .int(lease_cutoff(now, interval_secs)),
+                )
+                .await?;
+            Ok(claimed == 1)
+        })
+        .await
     }
 
     async fn stale_members(&self, cutoff: Timestamp) -> StoreResult<Vec<(PartyId, PeerId)>> {
@@ -744,6 +818,20 @@ impl<B: Backend + Clone> Store for Storage<B> {
 
     async fn sweep(
         &self,
+        now: Timestamp,
+        relay_cutoff: Timestamp,
+        keep_events: u64,
+        events_cutoff: Timestamp,
+    ) -> StoreResult<Swept> {
+        self.writing(|store| store.sweep_now(now, relay_cutoff, keep_events, events_cutoff))
+            .await
+    }
+}
+
+impl<B: Backend + Clone> Storage<B> {
+    /// [`Store::sweep`], on the writer.
+    async fn sweep_now(
+        self,
         now: Timestamp,
         relay_cutoff: Timestamp,
         keep_events: u64,
@@ -923,6 +1011,20 @@ impl<B: Backend> Tx for StorageTx<B> {
 
     async fn rollback_to_savepoint(&mut self) -> StoreResult<()> {
         self.tx.rollback_to_savepoint().await
+    }
+
+    async fn insert_token(
+        &mut self,
+        token_hash: &str,
+        peer_id: &PeerId,
+        created_at: Timestamp,
+        expires_at: Timestamp,
+    ) -> StoreResult<()> {
+        self.tx
+            .write(vec![token_insert(
+                token_hash, peer_id, created_at, expires_at,
+            )])
+            .await
     }
 
     async fn insert_party(&mut self, party: &PartyRecord) -> StoreResult<()> {

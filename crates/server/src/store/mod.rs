@@ -23,17 +23,23 @@
 //!     `serialized_writer`, which lets SQLite read both parties of a join
 //!     in one unlocked statement where PostgreSQL locks them in id order;
 //!   - a `Backend` (pools, opening and migrating, the event feed) and its
-//!     `BackendTx`, which decides how writes travel. A *write group* (the
+//!     `BackendTx`, which decides how writes travel. SQLite runs every
+//!     write on a thread of its own (`sqlite_writer.rs`) that owns the one
+//!     write connection (rusqlite): a transaction's statements are plain
+//!     calls there, each prepared once and kept, and a write costs one
+//!     hand-off to that thread and one back, however many statements it
+//!     has. The group-commit writer runs there (`Store::write_runtime`),
+//!     and so does each of the store's own writes (`Backend::on_writer`,
+//!     through `Storage::writing` in the core); reads outside a write stay
+//!     on sqlx's read-only pool. On PostgreSQL a *write group* (the
 //!     statements of one operation, which never read each other's writes)
-//!     is one round trip on both: SQLite defers it into the batch sent
-//!     before the next read, savepoint release or commit (see
-//!     `sqlite::SqliteTx`); PostgreSQL chains it into one statement of
-//!     data-modifying common table expressions. PostgreSQL also announces
+//!     is one round trip: chained into one statement of data-modifying
+//!     common table expressions. PostgreSQL also announces
 //!     each event and signal with `pg_notify` in the transaction
 //!     (`Announcement`), where SQLite's service publishes after commit;
 //!   - nothing for upserts (`ON CONFLICT … DO UPDATE SET … = excluded.…`)
 //!     or `RETURNING`: both databases accept the same spelling (SQLite
-//!     since 3.35, which sqlx bundles);
+//!     since 3.35; rusqlite and sqlx link the same bundled SQLite);
 //!   - the few statements with no common spelling: PostgreSQL's coalesced
 //!     heartbeats join against `UNNEST` arrays (SQLite sends one `UPDATE`
 //!     per beat from the core's default).
@@ -83,6 +89,7 @@ mod core;
 mod postgres;
 mod rows;
 mod sqlite;
+mod sqlite_writer;
 
 use async_trait::async_trait;
 use lanrage_proto::{
@@ -287,6 +294,12 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     /// The state of each connection pool.
     fn pools(&self) -> Vec<PoolState>;
 
+    /// Where write transactions run best, when it is not the caller's
+    /// runtime: SQLite's writer thread, whose connection runs their
+    /// statements with no hand-off each. The group-commit writer runs
+    /// there ([`crate::service::Writer::spawn`]).
+    fn write_runtime(&self) -> Option<tokio::runtime::Handle>;
+
     /// The feed that delivers every committed event into `bus`, from all
     /// server instances sharing the database: a future the caller runs
     /// for as long as it serves (and drops to stop it). `None` when the
@@ -448,6 +461,15 @@ pub trait Tx: Send {
     async fn release_savepoint(&mut self) -> StoreResult<()>;
     /// Ends the operation, undoing its writes.
     async fn rollback_to_savepoint(&mut self) -> StoreResult<()>;
+
+    /// [`Store::insert_token`], inside this transaction.
+    async fn insert_token(
+        &mut self,
+        token_hash: &str,
+        peer_id: &PeerId,
+        created_at: Timestamp,
+        expires_at: Timestamp,
+    ) -> StoreResult<()>;
 
     async fn insert_party(&mut self, party: &PartyRecord) -> StoreResult<()>;
     /// Deletes the party with its members and signals (its events stay

@@ -1,28 +1,31 @@
 //! The embedded SQLite backend: one file in WAL mode, one writer connection
-//! (SQLite serializes writers anyway; one connection makes transactions queue
-//! in the pool instead of failing with SQLITE_BUSY) and a pool of readers.
+//! on a thread of its own (`sqlite_writer.rs`: SQLite serializes writers
+//! anyway, and one connection makes transactions queue instead of failing
+//! with SQLITE_BUSY) and sqlx's pool of readers.
 
 use std::{str::FromStr, time::Duration};
 
 use async_trait::async_trait;
+use futures_util::future::BoxFuture;
+use rusqlite::{Connection, OpenFlags};
 use sqlx::{
-    Arguments, AssertSqlSafe, Sqlite, SqlitePool, Transaction,
+    Arguments, AssertSqlSafe, Sqlite, SqlitePool,
     migrate::Migrator,
     sqlite::{
         SqliteArguments, SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow,
         SqliteSynchronous,
     },
 };
+use tokio::sync::OwnedMutexGuard;
 
 use super::{
     EventFeed, PoolState, StoreError, StoreResult,
     core::{Announcement, Arg, Backend, BackendTx, Dialect, Query, RenderCache, Storage},
     rows,
+    sqlite_writer::{self, WriterRow, WriterThread},
 };
 use crate::{config::SqliteSync, events::EventBus};
 
-/// How long a request waits for a connection before it is answered 503.
-const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(2);
 /// How long a statement waits for a lock held by another process.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(1);
 const READERS: u32 = 4;
@@ -34,7 +37,7 @@ pub type SqliteStore = Storage<SqliteBackend>;
 /// The SQLite side of [`Storage`].
 #[derive(Debug, Clone)]
 pub struct SqliteBackend {
-    writer: SqlitePool,
+    writer: std::sync::Arc<WriterThread>,
     reader: SqlitePool,
 }
 
@@ -76,10 +79,11 @@ fn migrator() -> Migrator {
 }
 
 impl SqliteStore {
-    /// The single writer connection's pool, for tests that hold it.
+    /// The writer connection, held: for tests that look at it, or keep
+    /// every write waiting.
     #[cfg(test)]
-    pub(crate) fn writer_pool(&self) -> &SqlitePool {
-        &self.backend.writer
+    pub(crate) async fn writer_connection(&self) -> OwnedMutexGuard<Connection> {
+        self.backend.writer.connection().await.unwrap()
     }
 
     /// Opens (creating it and its folder if needed) and migrates the database
@@ -92,7 +96,7 @@ impl SqliteStore {
     /// [`SqliteStore::open`] with commits synced as `sync` says.
     pub async fn open_with(url: &str, sync: SqliteSync) -> StoreResult<Self> {
         let options = SqliteConnectOptions::from_str(url)?;
-        let path = options.get_filename();
+        let path = options.get_filename().to_owned();
         // "" opens a private temporary database per connection (the readers
         // would never see what the writer wrote); ":memory:" loses all state
         // on restart.
@@ -103,16 +107,17 @@ impl SqliteStore {
                 "give a file path, e.g. sqlite:///var/lib/lanrage/control.db",
             ));
         }
+        let (synchronous, pragma) = match sync {
+            SqliteSync::Normal => (SqliteSynchronous::Normal, "NORMAL"),
+            SqliteSync::Full => (SqliteSynchronous::Full, "FULL"),
+        };
         let options = options
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
-            .synchronous(match sync {
-                SqliteSync::Normal => SqliteSynchronous::Normal,
-                SqliteSync::Full => SqliteSynchronous::Full,
-            })
+            .synchronous(synchronous)
             .foreign_keys(true)
             .busy_timeout(BUSY_TIMEOUT);
-        if let Some(folder) = options.get_filename().parent()
+        if let Some(folder) = path.parent()
             && !folder.as_os_str().is_empty()
         {
             std::fs::create_dir_all(folder).map_err(|source| StoreError::Folder {
@@ -120,15 +125,28 @@ impl SqliteStore {
                 source,
             })?;
         }
-        let writer = SqlitePoolOptions::new()
+        // sqlx migrates (its history table and checksums), on a connection
+        // of its own that is closed again; the file is then in WAL mode.
+        let migrating = SqlitePoolOptions::new()
             .max_connections(1)
-            .acquire_timeout(ACQUIRE_TIMEOUT)
+            .acquire_timeout(sqlite_writer::ACQUIRE_TIMEOUT)
             .connect_with(options.clone())
             .await?;
-        migrator().run(&writer).await?;
+        let migrated = migrator().run(&migrating).await;
+        migrating.close().await;
+        migrated?;
+        let writer = Connection::open_with_flags(
+            &path,
+            OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )?;
+        writer.busy_timeout(BUSY_TIMEOUT)?;
+        writer.execute_batch(&format!(
+            "PRAGMA journal_mode = WAL; PRAGMA synchronous = {pragma}; PRAGMA foreign_keys = ON;"
+        ))?;
+        let writer = std::sync::Arc::new(WriterThread::start(writer)?);
         let reader = SqlitePoolOptions::new()
             .max_connections(READERS)
-            .acquire_timeout(ACQUIRE_TIMEOUT)
+            .acquire_timeout(sqlite_writer::ACQUIRE_TIMEOUT)
             .connect_with(options.read_only(true))
             .await?;
         Ok(Storage {
@@ -137,21 +155,16 @@ impl SqliteStore {
     }
 }
 
-/// A write transaction on the writer connection.
+/// A write transaction on the writer connection, run on the calling
+/// thread (the writer thread, for every write of the server: see
+/// `sqlite_writer.rs`), each statement prepared once and kept.
 ///
-/// Each statement is a round trip to sqlx's SQLite worker thread, and with
-/// one writer those round trips are what bounds the write rate. So writes
-/// are deferred and sent together, as one multi-statement query, before the
-/// next read, at the release of the operation's savepoint or at commit. Inside an
-/// operation the savepoint is opened by that same query, at the first
-/// write: an operation that fails before writing costs no statement to
-/// undo.
+/// Inside an operation the savepoint is opened at its first write: an
+/// operation that fails before writing costs no statement to undo.
 pub struct SqliteTx {
-    tx: Transaction<'static, Sqlite>,
-    /// Deferred writes: their statements, each ended by `;`...
-    pending_sql: String,
-    /// ...and their arguments, in order.
-    pending_args: SqliteArguments,
+    connection: OwnedMutexGuard<Connection>,
+    /// Until committed; dropped before that, it rolls back.
+    open: bool,
     /// Between `BackendTx::savepoint` and its release or rollback.
     in_op: bool,
     /// Whether the operation's savepoint exists in the database yet.
@@ -161,75 +174,58 @@ pub struct SqliteTx {
 impl std::fmt::Debug for SqliteTx {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("SqliteTx")
-            .field("pending_sql", &self.pending_sql)
+            .field("open", &self.open)
             .field("in_op", &self.in_op)
             .field("savepoint_open", &self.savepoint_open)
             .finish_non_exhaustive()
     }
 }
 
+/// A statement in SQLite's spelling.
+fn render(template: &'static str) -> std::borrow::Cow<'static, str> {
+    SqliteBackend::DIALECT.statement(&RENDERED, &[template])
+}
+
 impl SqliteTx {
-    fn new(tx: Transaction<'static, Sqlite>) -> Self {
-        Self {
-            tx,
-            pending_sql: String::new(),
-            pending_args: SqliteArguments::default(),
+    fn begin(connection: OwnedMutexGuard<Connection>) -> StoreResult<Self> {
+        // IMMEDIATE: the write lock at once, so another process cannot make
+        // the transaction fail half-way by writing first.
+        sqlite_writer::execute(&connection, "BEGIN IMMEDIATE", &[])?;
+        Ok(Self {
+            connection,
+            open: true,
             in_op: false,
             savepoint_open: false,
-        }
+        })
     }
 
-    /// Queues a write.
-    fn defer(&mut self, query: Query<'_>) -> StoreResult<()> {
-        add_args(&mut self.pending_args, query.args)?;
-        self.pending_sql
-            .push_str(&SqliteBackend::DIALECT.statement(&RENDERED, &[query.template]));
-        self.pending_sql.push(';');
+    fn control(&self, sql: &str) -> StoreResult<()> {
+        sqlite_writer::execute(&self.connection, sql, &[])?;
         Ok(())
     }
 
-    /// Before a write sent at once: the operation's savepoint must exist.
-    async fn open_savepoint(&mut self) -> StoreResult<()> {
-        self.flush(false).await?;
+    /// Before a write: the operation's savepoint must exist.
+    fn open_savepoint(&mut self) -> StoreResult<()> {
         if self.in_op && !self.savepoint_open {
-            sqlx::raw_sql("SAVEPOINT op").execute(&mut *self.tx).await?;
+            self.control("SAVEPOINT op")?;
             self.savepoint_open = true;
         }
         Ok(())
     }
 
-    /// Sends the deferred writes, opening the operation's savepoint first
-    /// if it is not yet, and releasing it after them when `release`.
-    async fn flush(&mut self, release: bool) -> StoreResult<()> {
-        let release = release && self.in_op;
-        if self.pending_sql.is_empty() && !(release && self.savepoint_open) {
-            // Nothing written: no savepoint to open or release.
-            self.in_op &= !release;
-            return Ok(());
+    fn execute_now(&mut self, query: Query<'_>) -> StoreResult<u64> {
+        self.open_savepoint()?;
+        sqlite_writer::execute(&self.connection, &render(query.template), &query.args)
+    }
+}
+
+impl Drop for SqliteTx {
+    fn drop(&mut self) {
+        if self.open
+            && let Err(error) = self.control("ROLLBACK")
+        {
+            tracing::warn!(%error, "rolling back a SQLite write transaction failed");
         }
-        let open = self.in_op && !self.savepoint_open;
-        let mut sql = String::with_capacity(self.pending_sql.len() + 24);
-        if open {
-            sql.push_str("SAVEPOINT op;");
-        }
-        sql.push_str(&self.pending_sql);
-        if release {
-            sql.push_str("RELEASE op;");
-        }
-        self.pending_sql.clear();
-        let args = std::mem::take(&mut self.pending_args);
-        // Set before sending: if a write fails, the savepoint it opened must
-        // be rolled back to.
-        self.savepoint_open |= open;
-        // The few distinct combinations are each prepared once and cached.
-        sqlx::query_with(AssertSqlSafe(sql), args)
-            .execute(&mut *self.tx)
-            .await?;
-        if release {
-            self.savepoint_open = false;
-            self.in_op = false;
-        }
-        Ok(())
     }
 }
 
@@ -254,7 +250,7 @@ fn statement(
     let mut args = SqliteArguments::default();
     add_args(&mut args, query.args)?;
     Ok(sqlx::query_with(
-        AssertSqlSafe(SqliteBackend::DIALECT.statement(&RENDERED, &[query.template])),
+        AssertSqlSafe(render(query.template)),
         args,
     ))
 }
@@ -276,7 +272,7 @@ impl Backend for SqliteBackend {
     };
 
     async fn begin(&self) -> StoreResult<SqliteTx> {
-        Ok(SqliteTx::new(self.writer.begin().await?))
+        SqliteTx::begin(self.writer.connection().await?)
     }
 
     async fn read(&self, query: Query<'_>) -> StoreResult<Vec<SqliteRow>> {
@@ -284,10 +280,19 @@ impl Backend for SqliteBackend {
     }
 
     async fn write(&self, query: Query<'_>) -> StoreResult<u64> {
-        Ok(statement(query)?
-            .execute(&self.writer)
-            .await?
-            .rows_affected())
+        let connection = self.writer.connection().await?;
+        sqlite_writer::execute(&connection, &render(query.template), &query.args)
+    }
+
+    async fn on_writer<T: Send + 'static>(
+        &self,
+        job: BoxFuture<'static, StoreResult<T>>,
+    ) -> StoreResult<T> {
+        self.writer.run(job).await
+    }
+
+    fn write_runtime(&self) -> Option<tokio::runtime::Handle> {
+        Some(self.writer.runtime().clone())
     }
 
     async fn close(&self) {
@@ -296,9 +301,15 @@ impl Backend for SqliteBackend {
     }
 
     fn pools(&self) -> Vec<PoolState> {
+        let in_use = u32::from(self.writer.busy());
         vec![
             PoolState::of("read", &self.reader),
-            PoolState::of("write", &self.writer),
+            PoolState {
+                name: "write",
+                idle: 1 - in_use,
+                in_use,
+                max: 1,
+            },
         ]
     }
 
@@ -310,29 +321,24 @@ impl Backend for SqliteBackend {
 
 #[async_trait]
 impl BackendTx for SqliteTx {
-    type Row = SqliteRow;
+    type Row = WriterRow;
 
-    async fn fetch(&mut self, query: Query<'_>) -> StoreResult<Vec<SqliteRow>> {
-        self.flush(false).await?;
-        Ok(statement(query)?.fetch_all(&mut *self.tx).await?)
+    async fn fetch(&mut self, query: Query<'_>) -> StoreResult<Vec<WriterRow>> {
+        sqlite_writer::fetch(&self.connection, &render(query.template), &query.args)
     }
 
     async fn execute(&mut self, query: Query<'_>) -> StoreResult<u64> {
-        self.open_savepoint().await?;
-        Ok(statement(query)?
-            .execute(&mut *self.tx)
-            .await?
-            .rows_affected())
+        self.execute_now(query)
     }
 
-    async fn execute_returning(&mut self, query: Query<'_>) -> StoreResult<Vec<SqliteRow>> {
-        self.open_savepoint().await?;
-        Ok(statement(query)?.fetch_all(&mut *self.tx).await?)
+    async fn execute_returning(&mut self, query: Query<'_>) -> StoreResult<Vec<WriterRow>> {
+        self.open_savepoint()?;
+        sqlite_writer::fetch(&self.connection, &render(query.template), &query.args)
     }
 
     async fn write(&mut self, group: Vec<Query<'_>>) -> StoreResult<()> {
         for query in group {
-            self.defer(query)?;
+            self.execute_now(query)?;
         }
         Ok(())
     }
@@ -342,32 +348,32 @@ impl BackendTx for SqliteTx {
     }
 
     async fn savepoint(&mut self) -> StoreResult<()> {
-        // Writes deferred before the operation belong outside it.
-        self.flush(false).await?;
         self.in_op = true;
         self.savepoint_open = false;
         Ok(())
     }
 
     async fn release_savepoint(&mut self) -> StoreResult<()> {
-        self.flush(true).await
+        self.in_op = false;
+        if std::mem::take(&mut self.savepoint_open) {
+            self.control("RELEASE op")?;
+        }
+        Ok(())
     }
 
     async fn rollback_to_savepoint(&mut self) -> StoreResult<()> {
-        self.pending_sql.clear();
-        self.pending_args = SqliteArguments::default();
         self.in_op = false;
         if std::mem::take(&mut self.savepoint_open) {
-            sqlx::raw_sql("ROLLBACK TO op; RELEASE op")
-                .execute(&mut *self.tx)
-                .await?;
+            self.control("ROLLBACK TO op")?;
+            self.control("RELEASE op")?;
         }
         Ok(())
     }
 
     async fn commit(mut self) -> StoreResult<()> {
-        self.flush(true).await?;
-        self.tx.commit().await?;
+        // Savepoints still open are committed with it.
+        self.control("COMMIT")?;
+        self.open = false;
         Ok(())
     }
 }
@@ -391,9 +397,10 @@ mod tests {
                 folder.path().join(format!("{pragma}.db")).display()
             );
             let store = SqliteStore::open_with(&url, sync).await.unwrap();
-            let (mode,): (i64,) = sqlx::query_as("PRAGMA synchronous")
-                .fetch_one(store.writer_pool())
+            let mode: i64 = store
+                .writer_connection()
                 .await
+                .query_row("PRAGMA synchronous", [], |row| row.get(0))
                 .unwrap();
             assert_eq!(mode, pragma, "{sync:?}");
             store.close().await;
@@ -437,7 +444,7 @@ mod tests {
         let store = SqliteStore::open(&url).await.unwrap();
         let triggers: i64 =
             sqlx::query_scalar("SELECT COUNT(*) FROM sqlite_master WHERE type = 'trigger'")
-                .fetch_one(store.writer_pool())
+                .fetch_one(&store.backend.reader)
                 .await
                 .unwrap();
         assert_eq!(triggers, 0);
@@ -467,7 +474,7 @@ mod tests {
         assert_eq!(record.seq, 4, "logging an event advances the party's seq");
         assert_eq!(members.len(), 1);
         let signals: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM signals")
-            .fetch_one(store.writer_pool())
+            .fetch_one(&store.backend.reader)
             .await
             .unwrap();
         assert_eq!(signals, 0, "a leaving member's signals go with it");
