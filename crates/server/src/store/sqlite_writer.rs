@@ -272,3 +272,74 @@ impl sqlx::error::DatabaseError for WriteError {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use futures_util::FutureExt;
+
+    use super::*;
+
+    fn writer() -> WriterThread {
+        let connection = Connection::open_in_memory().unwrap();
+        connection
+            .execute_batch("CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT NOT NULL)")
+            .unwrap();
+        WriterThread::start(connection).unwrap()
+    }
+
+    #[tokio::test]
+    async fn jobs_run_on_the_writer_thread_and_statements_in_place() {
+        let writer = Arc::new(writer());
+        let thread = writer.thread;
+        let ran_on = writer
+            .run(async move { Ok(std::thread::current().id()) }.boxed())
+            .await
+            .unwrap();
+        assert_eq!(ran_on, thread);
+        assert_ne!(std::thread::current().id(), thread);
+
+        let connection = writer.connection().await.unwrap();
+        let insert = "INSERT INTO t (id, v) VALUES (?, ?)";
+        assert_eq!(
+            execute(&connection, insert, &[Arg::Int(1), Arg::Text("a")]).unwrap(),
+            1
+        );
+        let rows = fetch(&connection, "SELECT id, v FROM t", &[]).unwrap();
+        assert_eq!(rows::Columns::text(&rows[0], "v").unwrap(), "a");
+        assert!(matches!(
+            rows::Columns::int(&rows[0], "v"),
+            Err(StoreError::Corrupt(_))
+        ));
+    }
+
+    #[tokio::test]
+    async fn sqlite_failures_are_classified_as_sqlx_ones_are() {
+        let writer = writer();
+        let connection = writer.connection().await.unwrap();
+        let insert = "INSERT INTO t (id, v) VALUES (?, ?)";
+        execute(&connection, insert, &[Arg::Int(1), Arg::Text("a")]).unwrap();
+        let duplicate = execute(&connection, insert, &[Arg::Int(1), Arg::Text("b")]);
+        assert!(
+            matches!(duplicate, Err(StoreError::Conflict(_))),
+            "{duplicate:?}"
+        );
+        let broken = execute(&connection, "INSERT INTO nowhere VALUES (1)", &[]);
+        assert!(matches!(broken, Err(StoreError::Database(_))), "{broken:?}");
+    }
+
+    #[tokio::test]
+    async fn a_held_connection_times_out_as_unavailable_and_close_ends_the_thread() {
+        let writer = writer();
+        let held = writer.connection().await.unwrap();
+        let waiting = writer.connection();
+        assert!(matches!(waiting.await, Err(StoreError::Unavailable(_))));
+        drop(held);
+
+        writer.close().await;
+        let after = writer.run(async { Ok(()) }.boxed()).await;
+        assert!(
+            matches!(after, Err(StoreError::Unavailable(_))),
+            "{after:?}"
+        );
+    }
+}
