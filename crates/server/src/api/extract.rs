@@ -264,7 +264,9 @@ impl<S: Send + Sync> FromRequestParts<S> for BearerToken {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
-        bearer(parts).map(|token| BearerToken(token.to_owned())).ok_or_else(missing_credentials)
+        bearer(parts)
+            .map(|token| BearerToken(token.to_owned()))
+            .ok_or_else(missing_credentials)
     }
 }
 

@@ -216,7 +216,10 @@ impl Service {
                 )));
             }
         }
-        change.tx.rebind_key(peer_id, key.as_str(), created_at).await?;
+        change
+            .tx
+            .rebind_key(peer_id, key.as_str(), created_at)
+            .await?;
         Self::revoke_in(
             change,
             peer_id,

@@ -3,11 +3,11 @@
 use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
 use lanrage_proto::{PeerId, Timestamp, TokenResponse};
 use parking_lot::RwLock;
+use sha2::{Digest, Sha256};
 use std::{
     collections::HashMap,
     time::{Duration, Instant},
 };
-use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
 use super::{

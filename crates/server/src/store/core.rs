@@ -203,9 +203,17 @@ impl RenderCache {
 /// What a committed transaction tells other instances.
 #[derive(Debug, Clone)]
 pub enum Announcement<'a> {
-    Event { party_id: &'a PartyId, seq: u64 },
-    Signal { id: i64 },
-    Revoked { peer_id: &'a PeerId, tokens: &'a Revoked },
+    Event {
+        party_id: &'a PartyId,
+        seq: u64,
+    },
+    Signal {
+        id: i64,
+    },
+    Revoked {
+        peer_id: &'a PeerId,
+        tokens: &'a Revoked,
+    },
 }
 
 /// A database connection set-up: how statements reach the database.
@@ -1082,14 +1090,18 @@ impl<B: Backend> Tx for StorageTx<B> {
         // Without a key the column is NULL: spelt in the statement, as no
         // argument kind stands for it.
         let query = match public_key {
-            Some(key) => sql("INSERT INTO bans (peer_id, public_key, banned_at) VALUES (?, ?, ?) \
+            Some(key) => sql(
+                "INSERT INTO bans (peer_id, public_key, banned_at) VALUES (?, ?, ?) \
                  ON CONFLICT (peer_id) DO UPDATE SET public_key = excluded.public_key, \
-                 banned_at = excluded.banned_at")
+                 banned_at = excluded.banned_at",
+            )
             .text(peer_id.as_str())
             .text(key),
-            None => sql("INSERT INTO bans (peer_id, public_key, banned_at) VALUES (?, NULL, ?) \
+            None => sql(
+                "INSERT INTO bans (peer_id, public_key, banned_at) VALUES (?, NULL, ?) \
                  ON CONFLICT (peer_id) DO UPDATE SET public_key = excluded.public_key, \
-                 banned_at = excluded.banned_at")
+                 banned_at = excluded.banned_at",
+            )
             .text(peer_id.as_str()),
         };
         self.tx.execute(query.int(at.as_micros())).await?;

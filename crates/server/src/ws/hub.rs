@@ -26,7 +26,10 @@ use tokio::{
 
 use crate::{
     events::{Event, Revoked},
-    metrics::Metrics, net::ClientKey, service::Service, telemetry::error_chain,
+    metrics::Metrics,
+    net::ClientKey,
+    service::Service,
+    telemetry::error_chain,
 };
 
 /// A frame queued for one socket. Party frames carry their party and `seq`

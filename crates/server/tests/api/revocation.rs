@@ -100,7 +100,10 @@ async fn logout_revokes_that_token_at_once_and_closes_its_socket() {
     assert_eq!(body, json!({"status": "revoked"}));
 
     assert!(!app.token_works(&token).await, "refused at once");
-    assert!(app.token_works(&other).await, "the peer's other token stays");
+    assert!(
+        app.token_works(&other).await,
+        "the peer's other token stays"
+    );
     let error = socket.expect("error").await;
     assert!(error["message"].as_str().unwrap().contains("revoked"));
     expect_revoked_close(&mut socket).await;
@@ -253,8 +256,14 @@ async fn admin_revoke_refuses_bad_input_and_changes_nothing() {
         .await;
     }
     let path = format!("/admin/peers/{}/revoke", "x".repeat(300));
-    app.expect_error(Method::POST, &path, Some(ADMIN_KEY), None, StatusCode::NOT_FOUND)
-        .await;
+    app.expect_error(
+        Method::POST,
+        &path,
+        Some(ADMIN_KEY),
+        None,
+        StatusCode::NOT_FOUND,
+    )
+    .await;
     assert!(app.token_works(&token).await);
 }
 
