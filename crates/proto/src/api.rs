@@ -82,6 +82,27 @@ pub struct KeyTokenResponse {
     pub key_bound: bool,
 }
 
+/// The body of `POST /admin/peers/{peer_id}/revoke` (optional: no body
+/// revokes without a ban).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct RevokePeerRequest {
+    /// Also ban the peer ID and, for a key-bound peer, its key.
+    #[serde(default)]
+    pub ban: bool,
+}
+
+/// `POST /admin/peers/{peer_id}/revoke`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct RevokePeerResponse {
+    /// `revoked`.
+    pub status: String,
+    /// How many of the peer's tokens were revoked.
+    pub tokens: u64,
+    pub banned: bool,
+}
+
 /// The body of `POST /parties`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]

@@ -128,6 +128,10 @@ pub struct Config {
     #[arg(long, env = "LANRAGE_RELAY_KEY", hide_env_values = true)]
     pub relay_key: Option<Secret>,
 
+    /// Operator secret for the `/admin/…` routes (revoke, ban); none refuses them.
+    #[arg(long, env = "LANRAGE_ADMIN_KEY", hide_env_values = true)]
+    pub admin_key: Option<Secret>,
+
     /// When set, `/auth/register` needs this value in the `X-Registration-Key` header.
     #[arg(long, env = "LANRAGE_REGISTRATION_KEY", hide_env_values = true)]
     pub registration_key: Option<Secret>,
@@ -623,6 +627,7 @@ pub(crate) mod tests {
         assert!(config.database_url().ends_with(".lanrage/control_plane.db"));
         assert_eq!(config.database_pool_size, 16);
         assert!(config.relay_key.is_none());
+        assert!(config.admin_key.is_none());
         assert!(config.registration_key.is_none());
         assert_eq!(config.token_ttl_secs, 86_400);
         assert_eq!(config.identity_mode, IdentityMode::Open);
@@ -698,6 +703,7 @@ pub(crate) mod tests {
             ("LANRAGE_LISTEN", "0.0.0.0:1"),
             ("LANRAGE_DATABASE_URL", "postgres://elsewhere/lanrage"),
             ("LANRAGE_RELAY_KEY", "from-the-environment"),
+            ("LANRAGE_ADMIN_KEY", "from-the-environment"),
             ("LANRAGE_REGISTRATION_KEY", "from-the-environment"),
             ("LANRAGE_PEER_TIMEOUT_SECS", "7"),
             ("LANRAGE_RATE_LIMIT", "off"),

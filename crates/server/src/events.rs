@@ -22,6 +22,9 @@ pub enum Event {
     },
     /// A signal for one member; `id` is its row in the signal queue.
     Signal { signal: Arc<Signal>, id: i64 },
+    /// Tokens of `peer_id` were revoked (their rows deleted): caches drop
+    /// them and sockets authenticated with them close.
+    Revoked { peer_id: PeerId, tokens: Revoked },
     /// The feed of every instance's events stopped (the database's
     /// notification connection dropped): until the next [`Event::Resync`]
     /// other instances' changes may go unannounced.
@@ -29,6 +32,26 @@ pub enum Event {
     /// Events may have been lost (the database's notification connection
     /// dropped): every socket should get its party's current state.
     Resync,
+}
+
+/// Which of a peer's tokens a revocation ended, by their hashes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Revoked {
+    /// One token (a logout).
+    One(String),
+    /// Every token of the peer but the one named, if any (a rotation keeps
+    /// the token it issues; an admin revocation keeps none).
+    AllBut(Option<String>),
+}
+
+impl Revoked {
+    /// Whether the token with this hash is among those revoked.
+    pub fn covers(&self, token_hash: &str) -> bool {
+        match self {
+            Self::One(hash) => hash == token_hash,
+            Self::AllBut(kept) => kept.as_deref() != Some(token_hash),
+        }
+    }
 }
 
 /// Sees every event as it is published, before any subscriber: for state

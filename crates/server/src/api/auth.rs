@@ -8,16 +8,17 @@ use axum::{
     http::HeaderMap,
 };
 use lanrage_proto::{
-    ChallengeRequest, ChallengeResponse, KeyProof, KeyTokenResponse, PeerId, TokenResponse,
+    ChallengeRequest, ChallengeResponse, KeyProof, KeyTokenResponse, PeerId, StatusResponse,
+    TokenResponse,
 };
 use serde::Deserialize;
 use utoipa_axum::{router::OpenApiRouter, routes};
 
-use super::extract::{JsonBody, QueryParams};
+use super::extract::{BearerToken, JsonBody, QueryParams};
 use crate::http::{
     client_address,
     error::ApiResult,
-    openapi::{Forbidden, Invalid, ServiceErrors, Unauthorized},
+    openapi::{Conflict, Forbidden, Invalid, ServiceErrors, Unauthorized},
 };
 use crate::{
     net::{ClientAddr, ClientKey},
@@ -29,6 +30,8 @@ pub fn router() -> OpenApiRouter<Service> {
         .routes(routes!(register))
         .routes(routes!(challenge))
         .routes(routes!(register_with_key))
+        .routes(routes!(rotate))
+        .routes(routes!(logout))
 }
 
 /// The caller's `X-Registration-Key`: a header that is not text is a wrong
@@ -147,4 +150,62 @@ async fn register_with_key(
     let response = service.register_with_key(&proof, key).await?;
     tracing::Span::current().record("peer_id", response.peer_id.as_str());
     Ok(Json(response))
+}
+
+/// Rotate a key-bound peer's key
+///
+/// For a key-bound peer, with its token: proves the NEW key (a challenge
+/// asked for that key, answered with the `rotate` purpose) and moves the
+/// peer's binding to it. The answer is a token for the same `peer_id`;
+/// every other token of the peer is revoked, the one that asked included,
+/// and the members of its party get a `party_update` with the new key.
+/// The retired key registers nobody afterwards. A peer registered by
+/// `peer_id` alone gets 403; a key bound to another peer, 409.
+#[utoipa::path(
+    post,
+    path = "/auth/rotate",
+    tag = "auth",
+    security(("peer_token" = [])),
+    request_body = KeyProof,
+    responses(
+        (status = 200, description = "A new token for the same peer.", body = KeyTokenResponse),
+        (status = 401, response = inline(Unauthorized)),
+        (status = 403, response = inline(Forbidden)),
+        (status = 409, response = inline(Conflict)),
+        (status = 422, response = inline(Invalid)),
+        ServiceErrors,
+    )
+)]
+async fn rotate(
+    State(service): State<Service>,
+    BearerToken(token): BearerToken,
+    JsonBody(proof): JsonBody<KeyProof>,
+) -> ApiResult<Json<KeyTokenResponse>> {
+    let response = service.rotate(&token, &proof).await?;
+    tracing::Span::current().record("peer_id", response.peer_id.as_str());
+    Ok(Json(response))
+}
+
+/// Log out
+///
+/// Revokes the token that calls it, on every server instance, before
+/// answering; sockets authenticated with it close with code 4401. The
+/// peer's other tokens stay valid.
+#[utoipa::path(
+    post,
+    path = "/auth/logout",
+    tag = "auth",
+    security(("peer_token" = [])),
+    responses(
+        (status = 200, description = "`revoked`.", body = StatusResponse),
+        (status = 401, response = inline(Unauthorized)),
+        ServiceErrors,
+    )
+)]
+async fn logout(
+    State(service): State<Service>,
+    BearerToken(token): BearerToken,
+) -> ApiResult<Json<StatusResponse>> {
+    service.logout(&token).await?;
+    Ok(Json(StatusResponse::new("revoked")))
 }

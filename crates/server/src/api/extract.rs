@@ -33,25 +33,48 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, _state: &S) -> Result<Self, Self::Rejection> {
-        let bytes = axum::body::to_bytes(req.into_body(), MAX_BODY_BYTES)
-            .await
-            .map_err(|error| {
-                if timed_out(&error) {
-                    ApiError::new(
-                        StatusCode::REQUEST_TIMEOUT,
-                        "request body not received within the body timeout",
-                    )
-                } else {
-                    too_large()
-                }
-            })?;
-        let text = std::str::from_utf8(&bytes)
-            .map_err(|_| ApiError::unprocessable("request body is not UTF-8"))?;
-        if bytes.len() > MAX_BODY_CHARS && text.chars().count() > MAX_BODY_CHARS {
-            return Err(too_large());
-        }
-        parse_json(text).map(JsonBody)
+        parse_json(&body_text(req).await?).map(JsonBody)
     }
+}
+
+/// A JSON body that may be left out: an empty body (or only whitespace)
+/// stands for `T::default()`; anything else is read as [`JsonBody`].
+#[derive(Debug)]
+pub struct OptionalJsonBody<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned + Default> FromRequest<S> for OptionalJsonBody<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, _state: &S) -> Result<Self, Self::Rejection> {
+        let text = body_text(req).await?;
+        if text.trim().is_empty() {
+            return Ok(OptionalJsonBody(T::default()));
+        }
+        parse_json(&text).map(OptionalJsonBody)
+    }
+}
+
+/// The request's body as text: at most 64 Ki characters (413 beyond),
+/// UTF-8 (422 otherwise), received within the body timeout (408).
+async fn body_text(req: Request) -> Result<String, ApiError> {
+    let bytes = axum::body::to_bytes(req.into_body(), MAX_BODY_BYTES)
+        .await
+        .map_err(|error| {
+            if timed_out(&error) {
+                ApiError::new(
+                    StatusCode::REQUEST_TIMEOUT,
+                    "request body not received within the body timeout",
+                )
+            } else {
+                too_large()
+            }
+        })?;
+    let text = String::from_utf8(bytes.to_vec())
+        .map_err(|_| ApiError::unprocessable("request body is not UTF-8"))?;
+    if text.len() > MAX_BODY_CHARS && text.chars().count() > MAX_BODY_CHARS {
+        return Err(too_large());
+    }
+    Ok(text)
 }
 
 /// Whether reading a body failed because it did not arrive in time.
@@ -153,6 +176,8 @@ pub fn bearer(parts: &Parts) -> Option<&str> {
 pub enum OperatorKey {
     /// `--relay-key`: relays register and deregister with it.
     Relay,
+    /// `--admin-key`: the `/admin/…` routes.
+    Admin,
 }
 
 /// Why an operator credential check refused a request.
@@ -193,6 +218,7 @@ pub fn operator_credential(
     let given = bearer(parts);
     let checked = match key {
         OperatorKey::Relay => service.authorize_relay_operator(given),
+        OperatorKey::Admin => service.authorize_admin(given),
     };
     checked.map_err(|e| OperatorRefusal::Refused(e.into()))
 }
@@ -213,6 +239,44 @@ where
     }
 }
 
+/// A caller holding the operator's admin key.
+#[derive(Debug)]
+pub struct Admin;
+
+impl<S: Send + Sync> FromRequestParts<S> for Admin
+where
+    Service: FromRef<S>,
+{
+    type Rejection = OperatorRefusal;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        operator_credential(parts, &Service::from_ref(state), OperatorKey::Admin)?;
+        Ok(Admin)
+    }
+}
+
+/// The bearer token itself, unchecked: for the routes that act on the
+/// token (logout, rotation) rather than only on its peer.
+#[derive(Debug)]
+pub struct BearerToken(pub String);
+
+impl<S: Send + Sync> FromRequestParts<S> for BearerToken {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        bearer(parts)
+            .map(|token| BearerToken(token.to_owned()))
+            .ok_or_else(missing_credentials)
+    }
+}
+
+fn missing_credentials() -> ApiError {
+    ApiError::new(
+        StatusCode::UNAUTHORIZED,
+        "missing credentials: send Authorization: Bearer <token>",
+    )
+}
+
 /// The authenticated peer.
 #[derive(Debug, Clone)]
 pub struct Caller(pub PeerId);
@@ -225,12 +289,7 @@ where
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
         let service = Service::from_ref(state);
-        let token = bearer(parts).ok_or_else(|| {
-            ApiError::new(
-                StatusCode::UNAUTHORIZED,
-                "missing credentials: send Authorization: Bearer <token>",
-            )
-        })?;
+        let token = bearer(parts).ok_or_else(missing_credentials)?;
         let peer_id = service.authenticate(token).await?;
         tracing::Span::current().record("peer_id", peer_id.as_str());
         Ok(Caller(peer_id))

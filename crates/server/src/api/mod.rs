@@ -3,6 +3,7 @@
 //! transport through [`crate::http`]; the two transports never import each
 //! other (the application in [`crate::app`] puts them together).
 
+mod admin;
 mod auth;
 pub(crate) mod docs;
 pub mod extract;
@@ -30,6 +31,7 @@ pub fn routes(config: &Config) -> OpenApiRouter<Service> {
         .merge(parties::router())
         .merge(signals::router())
         .merge(relays::router())
+        .merge(admin::router())
         .merge(docs::router());
     if config.metrics_listen.is_none() {
         routes = routes.merge(metrics::router());

@@ -19,6 +19,9 @@ use utoipa::{
 pub const PEER_TOKEN: &str = "peer_token";
 /// Security scheme of the relay routes, called with the operator's key.
 pub const RELAY_KEY: &str = "relay_key";
+/// Security scheme of the `/admin/…` routes, called with the operator's
+/// admin key.
+pub const ADMIN_KEY: &str = "admin_key";
 
 #[derive(OpenApi)]
 #[openapi(
@@ -40,6 +43,7 @@ pub const RELAY_KEY: &str = "relay_key";
         (name = "signals", description = "NAT hole-punching messages between members."),
         (name = "relays", description = "Relay servers, registered by their operator."),
         (name = "realtime", description = "The WebSocket channel."),
+        (name = "admin", description = "Operator actions on peers, with the admin key."),
         (name = "documentation", description = "This document and its viewer."),
     )
 )]
@@ -69,6 +73,17 @@ impl Modify for SecuritySchemes {
                     .scheme(HttpAuthScheme::Bearer)
                     .description(Some(
                         "The operator's relay key (`--relay-key`); a peer token gets 403.",
+                    ))
+                    .build(),
+            ),
+        );
+        components.add_security_scheme(
+            ADMIN_KEY,
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .description(Some(
+                        "The operator's admin key (`--admin-key`); a peer token gets 403.",
                     ))
                     .build(),
             ),

@@ -7,8 +7,15 @@
 use lanrage_identity::{ChallengeKey, ProofError, Purpose, WireGuardKey, derived_peer_id};
 use lanrage_proto::{ChallengeResponse, KeyProof, KeyTokenResponse, PeerId, PublicKey, Timestamp};
 
-use super::{Error, Result, Service, random_bytes, tokens::NewToken, write::Change};
-use crate::store::{ChallengeRecord, KeyGrant};
+use super::{
+    Error, Result, Service, WriteOp, random_bytes,
+    tokens::{NewToken, banned},
+    write::{Change, Outcome},
+};
+use crate::{
+    events::Revoked,
+    store::{ChallengeRecord, KeyGrant},
+};
 
 /// Unanswered, unexpired challenges one client address may hold: enough
 /// for a few peers behind one NAT retrying, too few to fill the table.
@@ -43,6 +50,15 @@ impl Service {
     ) -> Result<ChallengeResponse> {
         self.check_registration_key(registration_key)?;
         let key = parse_key(public_key)?;
+        if self
+            .store
+            .banned(&derived_peer_id(&key), Some(key.as_str()))
+            .await?
+        {
+            return Err(Error::Forbidden(
+                "this WireGuard key is banned by the operator".into(),
+            ));
+        }
         let challenge = ChallengeKey::generate().map_err(low_order)?;
         // Refused now rather than after the client's work: no proof for a
         // low-order key proves anything.
@@ -97,6 +113,10 @@ impl Service {
             .verify(&key, Purpose::Register, &proof.challenge_id, &proof.proof)
             .map_err(low_order)?;
         let derived = derived_peer_id(&key);
+        if self.store.banned(&derived, Some(key.as_str())).await? {
+            return Err(banned(&derived));
+        }
+        let since = self.tokens.generation();
         let (token, grant) = self
             .retrying(|| async {
                 let token = NewToken::generate(&self.config)?;
@@ -118,7 +138,7 @@ impl Service {
                 "this key was rotated away from {derived}; register with the peer's current key"
             )));
         };
-        let response = self.remember(token, peer_id);
+        let response = self.remember(token, peer_id, since);
         Ok(KeyTokenResponse {
             token: response.token,
             peer_id: response.peer_id,
@@ -126,6 +146,100 @@ impl Service {
             key_bound: true,
         })
     }
+}
+
+impl Service {
+    /// Moves the key-bound peer holding `token` to the key `proof` proves
+    /// (with the `rotate` purpose): a new token for the same peer, every
+    /// other token of the peer revoked, the asking one included.
+    pub async fn rotate(&self, token: &str, proof: &KeyProof) -> Result<KeyTokenResponse> {
+        let grant = self.grant(token).await?;
+        let peer_id = grant.peer_id;
+        let key = parse_key(&proof.public_key)?;
+        if self.store.bound_key(&peer_id).await?.is_none() {
+            return Err(not_key_bound(&peer_id));
+        }
+        let challenge = self
+            .store
+            .take_challenge(&proof.challenge_id)
+            .await?
+            .ok_or_else(failed)?;
+        if challenge.expires_at <= Timestamp::now() || challenge.public_key != key.as_str() {
+            return Err(failed());
+        }
+        ChallengeKey::from_private_bytes(challenge.secret)
+            .verify(&key, Purpose::Rotate, &proof.challenge_id, &proof.proof)
+            .map_err(low_order)?;
+        let public_key =
+            PublicKey::parse(key.as_str()).map_err(|e| Error::Invalid(e.to_string()))?;
+        let since = self.tokens.generation();
+        let token = self
+            .retrying(|| async {
+                let token = NewToken::generate(&self.config)?;
+                let op = WriteOp::RotateKey {
+                    peer_id: peer_id.clone(),
+                    public_key: public_key.clone(),
+                    token_hash: token.hash.clone(),
+                    created_at: token.created_at,
+                    expires_at: token.expires_at,
+                };
+                match self.write(op).await? {
+                    Outcome::Rotated => Ok(token),
+                    other => Err(other.mismatch("Rotated")),
+                }
+            })
+            .await?;
+        let response = self.remember(token, peer_id, since);
+        Ok(KeyTokenResponse {
+            token: response.token,
+            peer_id: response.peer_id,
+            expires_at: response.expires_at,
+            key_bound: true,
+        })
+    }
+
+    /// [`WriteOp::RotateKey`]: rebinds, revokes every other token, stores
+    /// the new one and tells the peer's party of its new key.
+    pub(super) async fn rotate_in(
+        change: &mut Change<'_>,
+        peer_id: &PeerId,
+        key: &PublicKey,
+        (token_hash, created_at, expires_at): (&str, Timestamp, Timestamp),
+    ) -> Result<()> {
+        if change.tx.bound_key(peer_id).await?.is_none() {
+            return Err(not_key_bound(peer_id));
+        }
+        for (peer, bound) in change.tx.key_bindings(peer_id, key.as_str()).await? {
+            if peer != *peer_id && bound == key.as_str() {
+                return Err(Error::Conflict(format!(
+                    "this WireGuard key is bound to peer {peer}: rotate to a key of your own"
+                )));
+            }
+        }
+        change
+            .tx
+            .rebind_key(peer_id, key.as_str(), created_at)
+            .await?;
+        Self::revoke_in(
+            change,
+            peer_id,
+            Revoked::AllBut(Some(token_hash.to_owned())),
+        )
+        .await?;
+        change
+            .tx
+            .insert_token(token_hash, peer_id, created_at, expires_at)
+            .await?;
+        Self::rekey_member_in(change, peer_id, key).await
+    }
+}
+
+/// The refusal of a rotation by a peer that never proved a key.
+fn not_key_bound(peer_id: &PeerId) -> Error {
+    Error::Forbidden(format!(
+        "{peer_id} is not bound to a WireGuard key: only key-bound peers \
+         (registered with POST /auth/register/key) rotate keys"
+    ))
 }
 
 /// Refuses a key `caller` may not announce as its own (in a create, join

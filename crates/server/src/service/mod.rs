@@ -15,6 +15,7 @@ mod identity;
 mod parties;
 mod realtime;
 mod relays;
+mod revocation;
 mod signals;
 mod snapshots;
 mod tokens;
@@ -26,7 +27,7 @@ use lanrage_proto::PartyId;
 
 use crate::{
     config::Config,
-    events::EventBus,
+    events::{self, EventBus},
     metrics::Metrics,
     store::{Counts, Store, StoreError},
 };
@@ -36,6 +37,7 @@ pub use group_commit::Writer;
 /// Where a virtual-IP offset points; the rule lives in `lanrage-rules`.
 pub use lanrage_rules::virtual_ip;
 pub use parties::{Joined, Left, MIN_EVENT_LOG, PartyView};
+pub use revocation::PeerRevoked;
 pub use signals::MAX_SIGNALS_PER_DRAIN;
 pub use tokens::{Grant, token_hash};
 pub(crate) use write::{Change, WriteOp};
@@ -226,14 +228,31 @@ impl Service {
     ) -> (Self, Option<Writer>) {
         let heartbeats = Arc::<heartbeats::Heartbeats>::default();
         let snapshots = Arc::new(snapshots::SnapshotCache::new(config.heartbeat_flush()));
-        let (mode, writer) = if store_delivers_events {
-            let cache = snapshots.clone();
-            if !events.observe(Box::new(move |event| cache.observe(event))) {
-                // A second service on one bus (only tests make one) reads
-                // from the database instead of trusting a cache no
-                // event reaches.
+        let tokens = Arc::<tokens::TokenCache>::default();
+        // The one observer: the token cache follows revocations (and the
+        // feed) on every backend, the snapshot cache only where other
+        // instances' changes arrive by the bus.
+        let observer: events::Observer = {
+            let (snapshots, tokens) = (snapshots.clone(), tokens.clone());
+            if store_delivers_events {
+                Box::new(move |event| {
+                    snapshots.observe(event);
+                    tokens.observe(event);
+                })
+            } else {
+                Box::new(move |event| tokens.observe(event))
+            }
+        };
+        if !events.observe(observer) {
+            // A second service on one bus (only tests make one) reads
+            // from the database instead of trusting caches no event
+            // reaches (the single writer's snapshots it drops itself).
+            if store_delivers_events {
                 snapshots.disable();
             }
+            tokens.disable();
+        }
+        let (mode, writer) = if store_delivers_events {
             (Mode::SharedDatabase, None)
         } else {
             let announce = group_commit::Announce {
@@ -251,7 +270,7 @@ impl Service {
             mode,
             snapshots,
             heartbeats,
-            tokens: Arc::default(),
+            tokens,
             metrics,
         };
         (service, writer)

@@ -10,8 +10,8 @@ use std::{collections::BTreeMap, net::Ipv4Addr, sync::OnceLock};
 
 use axum::body::Bytes;
 use lanrage_proto::{
-    Name, Party, PartyId, PartyResponse, Peer, PeerId, PeerInfo, PeersResponse, ServerMessage,
-    Timestamp,
+    Name, Party, PartyId, PartyResponse, Peer, PeerId, PeerInfo, PeersResponse, PublicKey,
+    ServerMessage, Timestamp,
 };
 use lanrage_rules::{
     self as rules, JoinPlan, Member, PARTY_ID_BYTES, Removal, RemovalPlan, Roster, RuleError,
@@ -400,6 +400,45 @@ impl Service {
             return Err(party_not_found(party_id));
         };
         Self::carry_out_removal(change, &party, &members, peer_id, plan, now).await
+    }
+
+    /// Announces `peer_id`'s new WireGuard key (a rotation) in its
+    /// party, if it is in one: its member row takes the key and every
+    /// member gets a `party_update`.
+    pub(super) async fn rekey_member_in(
+        change: &mut Change<'_>,
+        peer_id: &PeerId,
+        key: &PublicKey,
+    ) -> Result<()> {
+        let Some(party_id) = change.tx.membership(peer_id).await? else {
+            return Ok(());
+        };
+        // Read again under the party's lock: the peer may have moved since.
+        let Some((record, mut members)) = change.tx.party_and_members(&party_id).await? else {
+            return Ok(());
+        };
+        let Some(member) = members.iter_mut().find(|m| m.peer.peer_id == *peer_id) else {
+            return Ok(());
+        };
+        member.peer.public_key = key.clone();
+        let peer = member.peer.clone();
+        change.tx.update_member(&party_id, &peer).await?;
+        Self::log_event(change, &record, Timestamp::now(), ids(&members), |seq| {
+            ServerMessage::PartyUpdate {
+                party: party_of(
+                    &PartyRecord {
+                        seq,
+                        ..record.clone()
+                    },
+                    &members,
+                ),
+                seq,
+                virtual_ip: None,
+                request_id: None,
+            }
+        })
+        .await?;
+        Ok(())
     }
 
     /// The party's snapshot, for its member `caller`; refused to others

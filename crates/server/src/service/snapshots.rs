@@ -144,7 +144,7 @@ impl SnapshotCache {
                     self.invalidate(party_id);
                 }
             }
-            Event::Signal { .. } => {}
+            Event::Signal { .. } | Event::Revoked { .. } => {}
             Event::Interrupted => self.reset(false),
             // A read that began before the feed was back is not cached
             // (the reset moves the generation on): it may have missed a

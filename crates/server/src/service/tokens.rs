@@ -4,6 +4,10 @@ use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
 use lanrage_proto::{PeerId, Timestamp, TokenResponse};
 use parking_lot::RwLock;
 use sha2::{Digest, Sha256};
+use std::{
+    collections::HashMap,
+    time::{Duration, Instant},
+};
 use subtle::ConstantTimeEq;
 
 use super::{
@@ -12,34 +16,108 @@ use super::{
 };
 use crate::{
     config::{Config, IdentityMode},
+    events::Event,
     store::TokenRecord,
 };
 
 /// Tokens found in the store, so an authenticated request costs no
-/// database read. Tokens are never revoked before they expire, so a cached
-/// one is as good as the row; entries are still re-read after a while, and
-/// the cache is emptied when it grows past its bound.
-#[derive(Debug, Default)]
+/// database read. A revoked token leaves it as its [`Event::Revoked`]
+/// reaches the bus (see [`TokenCache::observe`]): on the instance that
+/// revoked it before the revoking request is answered, on the others as
+/// the database's notification arrives. While that feed is down
+/// ([`Event::Interrupted`] until [`Event::Resync`]) a revocation made
+/// elsewhere could go unheard, so the cache answers nothing and every
+/// request reads the store; the resync empties it. Entries are re-read
+/// after a while anyway, and the cache is emptied when it grows past its
+/// bound.
+#[derive(Debug)]
 pub(crate) struct TokenCache {
-    entries: RwLock<std::collections::HashMap<String, (TokenRecord, std::time::Instant)>>,
+    state: RwLock<CacheState>,
+}
+
+#[derive(Debug)]
+struct CacheState {
+    entries: HashMap<String, (TokenRecord, Instant)>,
+    /// Moves on with every revocation and feed change: a store read that
+    /// began before one is not cached, as it may hold a revoked token.
+    generation: u64,
+    /// False while the event feed is down, and for good once disabled.
+    trusted: bool,
+    disabled: bool,
+}
+
+impl Default for TokenCache {
+    fn default() -> Self {
+        Self {
+            state: RwLock::new(CacheState {
+                entries: HashMap::new(),
+                generation: 0,
+                trusted: true,
+                disabled: false,
+            }),
+        }
+    }
 }
 
 impl TokenCache {
-    const FRESH_FOR: std::time::Duration = std::time::Duration::from_secs(60);
+    const FRESH_FOR: Duration = Duration::from_secs(60);
     const MAX_ENTRIES: usize = 100_000;
 
     fn get(&self, hash: &str) -> Option<TokenRecord> {
-        let entries = self.entries.read();
-        let (record, cached_at) = entries.get(hash)?;
+        let state = self.state.read();
+        if !state.trusted {
+            return None;
+        }
+        let (record, cached_at) = state.entries.get(hash)?;
         (cached_at.elapsed() < Self::FRESH_FOR).then(|| record.clone())
     }
 
-    fn put(&self, hash: String, record: TokenRecord) {
-        let mut entries = self.entries.write();
-        if entries.len() >= Self::MAX_ENTRIES {
-            entries.clear();
+    /// Where the cache stands before a store read whose result may be
+    /// cached ([`TokenCache::put`]).
+    pub(crate) fn generation(&self) -> u64 {
+        self.state.read().generation
+    }
+
+    /// Caches `record`, read from the store when the cache was at
+    /// `since`, unless a revocation or a feed change came meanwhile.
+    fn put(&self, hash: String, record: TokenRecord, since: u64) {
+        let mut state = self.state.write();
+        if state.generation != since || !state.trusted {
+            return;
         }
-        entries.insert(hash, (record, std::time::Instant::now()));
+        if state.entries.len() >= Self::MAX_ENTRIES {
+            state.entries.clear();
+        }
+        state.entries.insert(hash, (record, Instant::now()));
+    }
+
+    /// Never trusts a cached token again: for a service whose bus has
+    /// another observer, so revocations would not reach this cache.
+    pub(crate) fn disable(&self) {
+        let mut state = self.state.write();
+        state.disabled = true;
+        state.trusted = false;
+        state.entries.clear();
+    }
+
+    /// Follows the bus: called with each event as it is published.
+    pub(crate) fn observe(&self, event: &Event) {
+        match event {
+            Event::Revoked { peer_id, tokens } => {
+                let mut state = self.state.write();
+                state.generation += 1;
+                state
+                    .entries
+                    .retain(|hash, (record, _)| record.peer_id != *peer_id || !tokens.covers(hash));
+            }
+            Event::Interrupted | Event::Resync => {
+                let mut state = self.state.write();
+                state.generation += 1;
+                state.entries.clear();
+                state.trusted = matches!(event, Event::Resync) && !state.disabled;
+            }
+            Event::Party { .. } | Event::Signal { .. } => {}
+        }
     }
 }
 
@@ -53,6 +131,11 @@ pub struct Grant {
 }
 
 impl Grant {
+    /// The hash of the token granted: what a revocation names.
+    pub fn token_hash(&self) -> &str {
+        &self.hash
+    }
+
     pub fn expired(&self) -> bool {
         self.expires_at <= Timestamp::now()
     }
@@ -65,6 +148,11 @@ impl Grant {
             .saturating_sub(Timestamp::now().as_micros());
         std::time::Duration::from_micros(u64::try_from(micros).unwrap_or(0))
     }
+}
+
+/// The refusal for a banned peer or key.
+pub(super) fn banned(peer_id: &PeerId) -> Error {
+    Error::Forbidden(format!("peer {peer_id} is banned by the operator"))
 }
 
 /// The form a token is stored in: SHA-256, hex.
@@ -126,9 +214,13 @@ impl Service {
                  POST /auth/challenge and POST /auth/register/key to act as {peer_id}"
             )));
         }
+        if self.store.banned(&peer_id, None).await? {
+            return Err(banned(&peer_id));
+        }
         let token = NewToken::generate(&self.config)?;
+        let since = self.tokens.generation();
         self.store_token(&token, &peer_id).await?;
-        Ok(self.remember(token, peer_id))
+        Ok(self.remember(token, peer_id, since))
     }
 
     /// Stores a v1 token for `peer_id`.
@@ -174,14 +266,17 @@ impl Service {
         }
     }
 
-    /// Caches a token just stored for `peer_id`, and answers with it.
-    pub(super) fn remember(&self, token: NewToken, peer_id: PeerId) -> TokenResponse {
+    /// Caches a token just stored for `peer_id` (unless a revocation
+    /// came since the cache's generation `since`, taken before the write),
+    /// and answers with it.
+    pub(super) fn remember(&self, token: NewToken, peer_id: PeerId, since: u64) -> TokenResponse {
         self.tokens.put(
             token.hash,
             TokenRecord {
                 peer_id: peer_id.clone(),
                 expires_at: token.expires_at,
             },
+            since,
         );
         TokenResponse {
             token: token.token,
@@ -202,12 +297,13 @@ impl Service {
         let record = match self.tokens.get(&hash) {
             Some(record) => record,
             None => {
+                let since = self.tokens.generation();
                 let record = self
                     .store
                     .token(&hash)
                     .await?
                     .ok_or_else(|| Error::Unauthorized("invalid token".into()))?;
-                self.tokens.put(hash.clone(), record.clone());
+                self.tokens.put(hash.clone(), record.clone(), since);
                 record
             }
         };

@@ -18,13 +18,13 @@
 use std::sync::Arc;
 
 use lanrage_proto::{
-    Name, PartyId, PeerId, PeerInfo, ServerMessage, Signal, SignalData, Timestamp,
+    Name, PartyId, PeerId, PeerInfo, PublicKey, ServerMessage, Signal, SignalData, Timestamp,
 };
 
 use super::{Error, Joined, Left, Result, Service};
 use crate::{
     config::Config,
-    events::Event,
+    events::{Event, Revoked},
     store::{Store, StoreResult, Tx},
 };
 
@@ -68,6 +68,20 @@ pub(crate) enum WriteOp {
         created_at: Timestamp,
         expires_at: Timestamp,
     },
+    /// Revokes the tokens of `peer_id` that `tokens` names (a logout).
+    RevokeTokens { peer_id: PeerId, tokens: Revoked },
+    /// The operator revokes every token of `peer_id`, takes it out of its
+    /// party, and bans it (and its bound key) when `ban` is set.
+    RevokePeer { peer_id: PeerId, ban: bool },
+    /// A key-bound peer moves its binding to `public_key`, which it just
+    /// proved; its one token from then on is the one given here.
+    RotateKey {
+        peer_id: PeerId,
+        public_key: PublicKey,
+        token_hash: String,
+        created_at: Timestamp,
+        expires_at: Timestamp,
+    },
     /// Ops that only tests need: they hold, fail or break the writer.
     #[cfg(test)]
     Test(TestOp),
@@ -89,6 +103,11 @@ pub(crate) enum Outcome {
     EndedIfOrphaned(bool),
     /// [`WriteOp::IssueToken`].
     TokenIssued,
+    /// [`WriteOp::RevokeTokens`] and [`WriteOp::RevokePeer`]: how many
+    /// tokens were revoked.
+    Revoked(u64),
+    /// [`WriteOp::RotateKey`].
+    Rotated,
     #[cfg(test)]
     Tested,
 }
@@ -146,6 +165,25 @@ pub(super) async fn apply(change: &mut Change<'_>, op: &WriteOp) -> Result<Outco
                 .await?;
             Ok(Outcome::TokenIssued)
         }
+        WriteOp::RevokeTokens { peer_id, tokens } => {
+            Service::revoke_in(change, peer_id, tokens.clone())
+                .await
+                .map(Outcome::Revoked)
+        }
+        WriteOp::RevokePeer { peer_id, ban } => Service::revoke_peer_in(change, peer_id, *ban)
+            .await
+            .map(Outcome::Revoked),
+        WriteOp::RotateKey {
+            peer_id,
+            public_key,
+            token_hash,
+            created_at,
+            expires_at,
+        } => {
+            let token = (token_hash.as_str(), *created_at, *expires_at);
+            Service::rotate_in(change, peer_id, public_key, token).await?;
+            Ok(Outcome::Rotated)
+        }
         #[cfg(test)]
         WriteOp::Test(test) => test.apply(change).await,
     }
@@ -202,6 +240,17 @@ impl TryFrom<Outcome> for Option<Left> {
     }
 }
 
+impl TryFrom<Outcome> for u64 {
+    type Error = Error;
+
+    fn try_from(outcome: Outcome) -> Result<Self> {
+        match outcome {
+            Outcome::Revoked(count) => Ok(count),
+            other => Err(other.mismatch("Revoked")),
+        }
+    }
+}
+
 impl TryFrom<Outcome> for bool {
     type Error = Error;
 
@@ -229,12 +278,20 @@ impl Service {
                 // next heartbeat is checked against the database, and what
                 // they changed, so the caller reads its own write before
                 // the announcement comes back.
-                for event in &events {
-                    if let Event::Party { message, .. } = event {
-                        self.heartbeats.forget(message);
-                        if let Some((party_id, _)) = message.party_seq() {
-                            self.snapshots.invalidate(party_id);
+                for event in events {
+                    match event {
+                        Event::Party { message, .. } => {
+                            self.heartbeats.forget(&message);
+                            if let Some((party_id, _)) = message.party_seq() {
+                                self.snapshots.invalidate(party_id);
+                            }
                         }
+                        // Applied here before the caller is answered (the
+                        // token cache, this instance's sockets), not only
+                        // when the announcement comes back; applying it
+                        // twice changes nothing.
+                        revoked @ Event::Revoked { .. } => self.events.publish(revoked),
+                        _ => {}
                     }
                 }
                 Ok(outcome)

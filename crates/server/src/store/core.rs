@@ -16,7 +16,7 @@ use super::{
     PoolState, Store, StoreError, StoreResult, Swept, TokenRecord, Tx,
     rows::{self, Columns},
 };
-use crate::events::{Event, EventBus};
+use crate::events::{Event, EventBus, Revoked};
 
 /// One argument of a statement. Lists travel as a JSON array on SQLite and
 /// as an array on PostgreSQL; `{id_list}` reads them back as rows.
@@ -203,8 +203,17 @@ impl RenderCache {
 /// What a committed transaction tells other instances.
 #[derive(Debug, Clone)]
 pub enum Announcement<'a> {
-    Event { party_id: &'a PartyId, seq: u64 },
-    Signal { id: i64 },
+    Event {
+        party_id: &'a PartyId,
+        seq: u64,
+    },
+    Signal {
+        id: i64,
+    },
+    Revoked {
+        peer_id: &'a PeerId,
+        tokens: &'a Revoked,
+    },
 }
 
 /// A database connection set-up: how statements reach the database.
@@ -589,6 +598,30 @@ impl<B: Backend + Clone> Store for Storage<B> {
             )
             .await?;
         rows.first().map(|row| row.text("public_key")).transpose()
+    }
+
+    async fn banned(&self, peer_id: &PeerId, public_key: Option<&str>) -> StoreResult<bool> {
+        let rows = self
+            .backend
+            .read(
+                sql("SELECT peer_id FROM bans WHERE peer_id = ? OR public_key = ?")
+                    .text(peer_id.as_str())
+                    .text(public_key.unwrap_or_default()),
+            )
+            .await?;
+        Ok(!rows.is_empty())
+    }
+
+    async fn unban(&self, peer_id: &PeerId) -> StoreResult<bool> {
+        let peer_id = peer_id.clone();
+        self.writing(move |store| async move {
+            let deleted = store
+                .backend
+                .write(sql("DELETE FROM bans WHERE peer_id = ?").text(peer_id.as_str()))
+                .await?;
+            Ok(deleted > 0)
+        })
+        .await
     }
 
     async fn token(&self, token_hash: &str) -> StoreResult<Option<TokenRecord>> {
@@ -999,6 +1032,80 @@ impl<B: Backend> Tx for StorageTx<B> {
         rows.iter()
             .map(|row| Ok((rows::peer_id(row, "peer_id")?, row.text("public_key")?)))
             .collect()
+    }
+
+    async fn bound_key(&mut self, peer_id: &PeerId) -> StoreResult<Option<String>> {
+        let rows = self
+            .tx
+            .fetch(
+                sql("SELECT public_key FROM key_bindings WHERE peer_id = ?{lock}")
+                    .text(peer_id.as_str()),
+            )
+            .await?;
+        rows.first().map(|row| row.text("public_key")).transpose()
+    }
+
+    async fn rebind_key(
+        &mut self,
+        peer_id: &PeerId,
+        public_key: &str,
+        at: Timestamp,
+    ) -> StoreResult<()> {
+        self.tx
+            .execute(
+                sql("UPDATE key_bindings SET public_key = ?, bound_at = ? WHERE peer_id = ?")
+                    .text(public_key)
+                    .int(at.as_micros())
+                    .text(peer_id.as_str()),
+            )
+            .await?;
+        Ok(())
+    }
+
+    async fn revoke_tokens(&mut self, peer_id: &PeerId, tokens: &Revoked) -> StoreResult<u64> {
+        let query = match tokens {
+            Revoked::One(hash) => {
+                sql("DELETE FROM tokens WHERE token_hash = ? AND peer_id = ?").text(hash)
+            }
+            Revoked::AllBut(Some(kept)) => {
+                sql("DELETE FROM tokens WHERE token_hash <> ? AND peer_id = ?").text(kept)
+            }
+            Revoked::AllBut(None) => sql("DELETE FROM tokens WHERE peer_id = ?"),
+        };
+        let deleted = self.tx.execute(query.text(peer_id.as_str())).await?;
+        if deleted > 0 {
+            self.tx
+                .announce(Announcement::Revoked { peer_id, tokens })
+                .await?;
+        }
+        Ok(deleted)
+    }
+
+    async fn ban(
+        &mut self,
+        peer_id: &PeerId,
+        public_key: Option<&str>,
+        at: Timestamp,
+    ) -> StoreResult<()> {
+        // Without a key the column is NULL: spelt in the statement, as no
+        // argument kind stands for it.
+        let query = match public_key {
+            Some(key) => sql(
+                "INSERT INTO bans (peer_id, public_key, banned_at) VALUES (?, ?, ?) \
+                 ON CONFLICT (peer_id) DO UPDATE SET public_key = excluded.public_key, \
+                 banned_at = excluded.banned_at",
+            )
+            .text(peer_id.as_str())
+            .text(key),
+            None => sql(
+                "INSERT INTO bans (peer_id, public_key, banned_at) VALUES (?, NULL, ?) \
+                 ON CONFLICT (peer_id) DO UPDATE SET public_key = excluded.public_key, \
+                 banned_at = excluded.banned_at",
+            )
+            .text(peer_id.as_str()),
+        };
+        self.tx.execute(query.int(at.as_micros())).await?;
+        Ok(())
     }
 
     async fn savepoint(&mut self) -> StoreResult<()> {

@@ -99,7 +99,7 @@ use lanrage_proto::{
 pub use postgres::{PgSettings, PostgresStore};
 pub use sqlite::SqliteStore;
 
-use crate::events::EventBus;
+use crate::events::{EventBus, Revoked};
 
 /// Why a storage operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -345,6 +345,10 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     ) -> StoreResult<KeyGrant>;
     /// Whether `peer_id` is bound to a key, and which.
     async fn bound_key(&self, peer_id: &PeerId) -> StoreResult<Option<String>>;
+    /// Whether the operator banned `peer_id`, or the key `public_key`.
+    async fn banned(&self, peer_id: &PeerId, public_key: Option<&str>) -> StoreResult<bool>;
+    /// Lifts the ban on `peer_id`; false when it was not banned.
+    async fn unban(&self, peer_id: &PeerId) -> StoreResult<bool>;
 
     /// Refreshes a member's `last_seen`; false when it is not in that party.
     async fn touch_member(
@@ -451,6 +455,28 @@ pub trait Tx: Send {
         peer_id: &PeerId,
         public_key: &str,
     ) -> StoreResult<Vec<(PeerId, String)>>;
+
+    /// The key `peer_id` is bound to, locked for the rest of the
+    /// transaction.
+    async fn bound_key(&mut self, peer_id: &PeerId) -> StoreResult<Option<String>>;
+    /// Binds `peer_id`, bound already, to `public_key` instead (rotation).
+    async fn rebind_key(
+        &mut self,
+        peer_id: &PeerId,
+        public_key: &str,
+        at: Timestamp,
+    ) -> StoreResult<()>;
+    /// Deletes the tokens of `peer_id` that `tokens` names; returns how
+    /// many. A backend that delivers events itself announces the
+    /// revocation (when it deleted any) once the transaction commits.
+    async fn revoke_tokens(&mut self, peer_id: &PeerId, tokens: &Revoked) -> StoreResult<u64>;
+    /// Bans `peer_id` and, when given, the key it is bound to.
+    async fn ban(
+        &mut self,
+        peer_id: &PeerId,
+        public_key: Option<&str>,
+        at: Timestamp,
+    ) -> StoreResult<()>;
 
     /// Starts one operation of several sharing this transaction (group
     /// commit): [`Tx::rollback_to_savepoint`] undoes its writes alone.

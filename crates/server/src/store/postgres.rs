@@ -19,13 +19,15 @@ use super::{
     core::{Announcement, Arg, Backend, BackendTx, Dialect, Query, RenderCache, Storage},
 };
 use crate::{
-    events::{Event, EventBus},
+    events::{Event, EventBus, Revoked},
     telemetry::error_chain,
 };
 
 /// The notification channel every instance listens on. Payloads are
-/// `p:<party_id>:<seq>` or `s:<signal id>`: far below NOTIFY's 8000-byte
-/// limit whatever the event; listeners read the rest from the tables.
+/// `p:<party_id>:<seq>`, `s:<signal id>` or a revocation (see
+/// [`revocation_payload`]): far below NOTIFY's 8000-byte limit whatever
+/// the event; listeners read the rest of a party event or signal from the
+/// tables, while a revocation is whole in its payload (its rows are gone).
 const CHANNEL: &str = "lanrage_events";
 /// How long a request waits for a connection before it is answered 503.
 const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(2);
@@ -69,6 +71,11 @@ fn migrator() -> Migrator {
             4,
             "key-bound identity",
             include_str!("../../migrations/postgres/0004_key_bound_identity.sql"),
+        ),
+        step(
+            5,
+            "revocation and bans",
+            include_str!("../../migrations/postgres/0005_revocation_and_bans.sql"),
         ),
     ])
 }
@@ -160,8 +167,35 @@ async fn load_event(store: &PostgresStore, payload: &str) -> StoreResult<Option<
             let id: i64 = id.parse().map_err(|_| bad())?;
             store.notified_signal(id).await
         }
+        Some(("r", rest)) => parse_revocation(rest).map(Some).ok_or_else(bad),
         _ => Err(bad()),
     }
+}
+
+/// A revocation's payload: `r:1:<token hash>:<peer_id>` for one token,
+/// `r:*:<kept token hash>:<peer_id>` for all of the peer's but one,
+/// `r:*:-:<peer_id>` for all of them. The peer ID comes last, so whatever
+/// characters it holds it is the rest of the payload.
+fn revocation_payload(peer_id: &PeerId, tokens: &Revoked) -> String {
+    match tokens {
+        Revoked::One(hash) => format!("r:1:{hash}:{peer_id}"),
+        Revoked::AllBut(Some(kept)) => format!("r:*:{kept}:{peer_id}"),
+        Revoked::AllBut(None) => format!("r:*:-:{peer_id}"),
+    }
+}
+
+/// The event of a revocation payload after its `r:`.
+fn parse_revocation(rest: &str) -> Option<Event> {
+    let (kind, rest) = rest.split_once(':')?;
+    let (hash, peer_id) = rest.split_once(':')?;
+    let peer_id = PeerId::parse(peer_id).ok()?;
+    let tokens = match (kind, hash) {
+        ("1", hash) => Revoked::One(hash.to_owned()),
+        ("*", "-") => Revoked::AllBut(None),
+        ("*", kept) => Revoked::AllBut(Some(kept.to_owned())),
+        _ => return None,
+    };
+    Some(Event::Revoked { peer_id, tokens })
 }
 
 /// Binds a statement's arguments.
@@ -304,6 +338,7 @@ impl BackendTx for PgTx {
         let payload = match what {
             Announcement::Event { party_id, seq } => format!("p:{party_id}:{seq}"),
             Announcement::Signal { id } => format!("s:{id}"),
+            Announcement::Revoked { peer_id, tokens } => revocation_payload(peer_id, tokens),
         };
         sqlx::query("SELECT pg_notify($1, $2)")
             .bind(CHANNEL)

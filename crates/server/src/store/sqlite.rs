@@ -75,6 +75,11 @@ fn migrator() -> Migrator {
             "key-bound identity",
             include_str!("../../migrations/sqlite/0006_key_bound_identity.sql"),
         ),
+        step(
+            7,
+            "revocation and bans",
+            include_str!("../../migrations/sqlite/0007_revocation_and_bans.sql"),
+        ),
     ])
 }
 

@@ -193,6 +193,7 @@ async fn serve(
     let _registration = state.hub.register(
         slot,
         peer_id.clone(),
+        grant.token_hash(),
         session.queue.clone(),
         config.ws_max_sockets_per_peer,
     );
@@ -220,8 +221,10 @@ async fn serve(
     // message: a timer, raced against everything the socket does.
     let expiry = tokio::time::sleep(grant.remaining());
     tokio::pin!(expiry);
-    // Each ping interval: is the token still there (revocation deletes it,
-    // maybe on another instance), and did the client answer the pings?
+    // Each ping interval: is the token still there, and did the client
+    // answer the pings? A revocation closes the socket as its event
+    // arrives (the hub); this check catches one whose event was lost while
+    // the database's notification feed was down.
     let mut check = tokio::time::interval_at(Instant::now() + ping_every, ping_every);
     check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut last_pong = Instant::now();

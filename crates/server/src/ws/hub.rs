@@ -25,7 +25,11 @@ use tokio::{
 };
 
 use crate::{
-    events::Event, metrics::Metrics, net::ClientKey, service::Service, telemetry::error_chain,
+    events::{Event, Revoked},
+    metrics::Metrics,
+    net::ClientKey,
+    service::Service,
+    telemetry::error_chain,
 };
 
 /// A frame queued for one socket. Party frames carry their party and `seq`
@@ -187,6 +191,9 @@ impl Control {
 #[derive(Debug)]
 struct Entry {
     id: u64,
+    /// The hash of the token it authenticated with: a revocation naming
+    /// it closes the socket.
+    token_hash: String,
     queue: super::queue::Sender,
     control: Arc<Control>,
 }
@@ -375,12 +382,14 @@ impl Hub {
         self.sockets.lock().len()
     }
 
-    /// Adds the authenticated socket of `slot` for `peer_id`; beyond
-    /// `max_per_peer` sockets the peer's oldest is closed.
+    /// Adds the socket of `slot`, authenticated for `peer_id` with the
+    /// token whose hash is `token_hash`; beyond `max_per_peer` sockets the
+    /// peer's oldest is closed.
     pub fn register(
         self: &Arc<Self>,
         slot: &Slot,
         peer_id: PeerId,
+        token_hash: &str,
         queue: super::queue::Sender,
         max_per_peer: usize,
     ) -> Registration {
@@ -393,6 +402,7 @@ impl Hub {
             }
             entries.push(Entry {
                 id: slot.id,
+                token_hash: token_hash.to_owned(),
                 queue,
                 control: slot.control.clone(),
             });
@@ -449,6 +459,16 @@ impl Hub {
     fn close_peer(&self, peer_id: &PeerId, reason: CloseReason) {
         for entry in self.peers.read().get(peer_id).into_iter().flatten() {
             entry.control.close(reason);
+        }
+    }
+
+    /// Closes the sockets of `peer_id` authenticated with a token among
+    /// `tokens` (4401, after an `error` saying why).
+    fn close_revoked(&self, peer_id: &PeerId, tokens: &Revoked) {
+        for entry in self.peers.read().get(peer_id).into_iter().flatten() {
+            if tokens.covers(&entry.token_hash) {
+                entry.control.close(CloseReason::TokenRevoked);
+            }
         }
     }
 
@@ -533,6 +553,7 @@ impl Hub {
                     };
                     self.deliver([&signal.to_peer_id], &item);
                 }
+                Ok(Event::Revoked { peer_id, tokens }) => self.close_revoked(&peer_id, &tokens),
                 // The resync that ends the outage brings every socket up
                 // to date; until then there is nothing to send.
                 Ok(Event::Interrupted) => {}
@@ -652,7 +673,7 @@ mod tests {
         assert!(slot.authenticate(1));
         let peer = PeerId::parse("alice").unwrap();
         let (sender, mut receiver) = queue::channel(4, queue::MAX_QUEUED_BYTES);
-        let registration = hub.register(&slot, peer.clone(), sender, 1);
+        let registration = hub.register(&slot, peer.clone(), "hash", sender, 1);
 
         let event = Outgoing::Event {
             text: "hello".into(),

@@ -11,31 +11,31 @@ use crate::helpers::{TestApp, create_body, join_body, peer_info, spawn_app, spaw
 /// The exact shape of `POST /auth/register/key`'s answer.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct KeyToken {
-    token: String,
-    peer_id: String,
+pub struct KeyToken {
+    pub token: String,
+    pub peer_id: String,
     #[allow(dead_code)] // Checked by parsing.
     expires_at: String,
-    key_bound: bool,
+    pub key_bound: bool,
 }
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct Challenge {
-    challenge_id: String,
+pub struct Challenge {
+    pub challenge_id: String,
     server_key: String,
     #[allow(dead_code)] // Checked by parsing.
     expires_at: String,
 }
 
 /// A WireGuard key pair made from `seed`.
-struct KeyPair {
+pub struct KeyPair {
     private: [u8; 32],
-    public: WireGuardKey,
+    pub public: WireGuardKey,
 }
 
 impl KeyPair {
-    fn new(seed: u8) -> Self {
+    pub fn new(seed: u8) -> Self {
         let private = [seed; 32];
         Self {
             private,
@@ -43,13 +43,17 @@ impl KeyPair {
         }
     }
 
-    fn proof(&self, challenge: &Challenge) -> String {
+    pub fn proof(&self, challenge: &Challenge) -> String {
+        self.proof_for(challenge, Purpose::Register)
+    }
+
+    pub fn proof_for(&self, challenge: &Challenge, purpose: Purpose) -> String {
         let server_key = WireGuardKey::parse(&challenge.server_key).unwrap();
         prove(
             &self.private,
             &self.public,
             &server_key,
-            Purpose::Register,
+            purpose,
             &challenge.challenge_id,
         )
         .unwrap()
@@ -57,7 +61,7 @@ impl KeyPair {
 }
 
 impl TestApp {
-    async fn challenge(&self, key: &str) -> Challenge {
+    pub async fn challenge(&self, key: &str) -> Challenge {
         self.expect(
             Method::POST,
             "/auth/challenge",
@@ -74,7 +78,7 @@ impl TestApp {
     }
 
     /// Proves `pair`'s key from challenge to token.
-    async fn register_key(&self, pair: &KeyPair) -> KeyToken {
+    pub async fn register_key(&self, pair: &KeyPair) -> KeyToken {
         let challenge = self.challenge(pair.public.as_str()).await;
         let body = json!({
             "challenge_id": challenge.challenge_id,
@@ -97,7 +101,7 @@ impl TestApp {
     }
 }
 
-fn answer(challenge: &Challenge, key: &str, proof: &str) -> Value {
+pub fn answer(challenge: &Challenge, key: &str, proof: &str) -> Value {
     json!({"challenge_id": challenge.challenge_id, "public_key": key, "proof": proof})
 }
 

@@ -22,6 +22,7 @@ mod openapi;
 mod parties;
 mod persistence;
 mod relays;
+mod revocation;
 mod signals;
 mod socket;
 mod sqlite_only;

@@ -37,6 +37,10 @@ async fn the_document_is_openapi_3_1_and_covers_the_contract() {
     for (method, path) in [
         ("GET", "/"),
         ("POST", "/auth/register"),
+        ("POST", "/auth/rotate"),
+        ("POST", "/auth/logout"),
+        ("POST", "/admin/peers/{peer_id}/revoke"),
+        ("DELETE", "/admin/peers/{peer_id}/ban"),
         ("POST", "/parties"),
         ("POST", "/parties/{party_id}/join"),
         ("DELETE", "/parties/{party_id}/peers/{peer_id}"),
@@ -66,11 +70,14 @@ async fn the_document_is_openapi_3_1_and_covers_the_contract() {
     let schemes = &document["components"]["securitySchemes"];
     assert_eq!(schemes["peer_token"]["scheme"], "bearer");
     assert_eq!(schemes["relay_key"]["scheme"], "bearer");
+    assert_eq!(schemes["admin_key"]["scheme"], "bearer");
     for (method, path) in &operations {
         let operation = &document["paths"][path][method.to_lowercase()];
         let security = operation["security"].to_string();
         let expected = match (method.as_str(), path.as_str()) {
             ("POST", "/relays") | ("DELETE", "/relays/{key}") => "relay_key",
+            (_, path) if path.starts_with("/admin/") => "admin_key",
+            ("POST", "/auth/rotate" | "/auth/logout") => "peer_token",
             (_, path) if path.starts_with("/parties") || path.starts_with("/relays") => {
                 "peer_token"
             }

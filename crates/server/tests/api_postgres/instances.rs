@@ -284,3 +284,77 @@ async fn a_key_challenge_from_one_instance_is_answered_on_another_once() {
     )
     .await;
 }
+
+#[tokio::test]
+async fn a_token_revoked_through_one_instance_is_refused_by_the_others_at_once() {
+    let a = spawn_app_with(|c| {
+        c.admin_key = Some(crate::revocation::ADMIN_KEY.parse().unwrap());
+    })
+    .await;
+    let b = a.sibling(|_| {}).await;
+    let token = a.register("alice").await;
+    let other = a.register("alice").await;
+    // B has both cached, and a socket authenticated with the first.
+    assert!(b.token_works(&token).await);
+    assert!(b.token_works(&other).await);
+    let mut socket = b.ws_as("alice", &token).await;
+
+    assert_eq!(a.logout(&token).await.status(), StatusCode::OK);
+
+    // The notification may still be on its way: B refuses within moments,
+    // never after a cache lifetime (60 s).
+    let refused_by_b = async {
+        while b.token_works(&token).await {
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+    };
+    tokio::time::timeout(std::time::Duration::from_secs(2), refused_by_b)
+        .await
+        .expect("B still accepts the revoked token");
+    crate::revocation::expect_revoked_close(&mut socket).await;
+    assert!(b.token_works(&other).await, "only the one token");
+
+    // An admin revocation through A ends the rest on B too.
+    let mut second = b.ws_as("alice", &other).await;
+    let revoked: Value = a
+        .expect(
+            Method::POST,
+            "/admin/peers/alice/revoke",
+            Some(crate::revocation::ADMIN_KEY),
+            None,
+            StatusCode::OK,
+        )
+        .await;
+    assert_eq!(revoked["tokens"], 1);
+    crate::revocation::expect_revoked_close(&mut second).await;
+    assert!(!b.token_works(&other).await);
+}
+
+#[tokio::test]
+async fn a_revocation_made_while_the_event_feed_is_down_is_not_missed() {
+    let a = spawn_app().await;
+    let b = a.sibling(|_| {}).await;
+    let token = a.register("alice").await;
+    assert!(b.token_works(&token).await, "B has it cached");
+
+    // Cut every notification connection: the revocation's announcement is
+    // lost, so B must stop trusting its cache until the feed is back, and
+    // empty it then.
+    let cut = a
+        .sql(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity \
+             WHERE datname = current_database() AND query ILIKE 'LISTEN%'",
+        )
+        .await;
+    assert_eq!(cut, Some(2), "one notification connection per instance");
+    assert_eq!(a.logout(&token).await.status(), StatusCode::OK);
+
+    let refused_by_b = async {
+        while b.token_works(&token).await {
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+    };
+    tokio::time::timeout(std::time::Duration::from_secs(5), refused_by_b)
+        .await
+        .expect("B still accepts a token revoked while its feed was down");
+}

@@ -30,6 +30,8 @@ mod parties;
 mod persistence;
 #[path = "../api/relays.rs"]
 mod relays;
+#[path = "../api/revocation.rs"]
+mod revocation;
 #[path = "../api/signals.rs"]
 mod signals;
 #[path = "../api/socket.rs"]
