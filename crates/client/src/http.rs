@@ -644,6 +644,7 @@ impl ControlPlane for HttpClient {
             party: created.party,
             virtual_ip: created.virtual_ip,
             seq: created.seq,
+            verified: created.verified,
         })
     }
 

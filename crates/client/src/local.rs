@@ -147,6 +147,8 @@ impl Entry {
             party: self.party.clone(),
             virtual_ips: self.virtual_ips.clone(),
             seq: self.seq,
+            // No peer proves its key to the local plane.
+            verified: BTreeMap::new(),
         }
     }
 
@@ -159,6 +161,7 @@ impl Entry {
                 .copied()
                 .unwrap_or(Ipv4Addr::UNSPECIFIED),
             seq: self.seq,
+            verified: BTreeMap::new(),
         }
     }
 }

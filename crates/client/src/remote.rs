@@ -136,6 +136,7 @@ impl RemoteControlPlane {
             party: joined.party.clone(),
             virtual_ips: BTreeMap::from([(self.peer_id().clone(), joined.virtual_ip)]),
             seq: joined.seq,
+            verified: joined.verified.clone(),
         };
         // A closed socket only means no events: the call itself succeeded.
         let _ = self.socket.track_party(view).await;

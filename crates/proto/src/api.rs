@@ -121,6 +121,10 @@ pub struct CreatePartyResponse {
     #[cfg_attr(feature = "openapi", schema(value_type = crate::schema::Ipv4String))]
     pub virtual_ip: Ipv4Addr,
     pub seq: u64,
+    /// Whether each member proved its WireGuard key (key-bound identity):
+    /// `{peer_id: bool}`. Absent from servers without key-bound identity.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub verified: BTreeMap<PeerId, bool>,
 }
 
 /// The body of `POST /parties/{id}/join`.
@@ -140,6 +144,10 @@ pub struct JoinPartyResponse {
     #[cfg_attr(feature = "openapi", schema(value_type = crate::schema::Ipv4String))]
     pub virtual_ip: Ipv4Addr,
     pub seq: u64,
+    /// Whether each member proved its WireGuard key (key-bound identity):
+    /// `{peer_id: bool}`. Absent from servers without key-bound identity.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub verified: BTreeMap<PeerId, bool>,
 }
 
 /// `GET /parties/{id}`.
@@ -153,6 +161,10 @@ pub struct PartyResponse {
     )]
     pub virtual_ips: BTreeMap<PeerId, Ipv4Addr>,
     pub seq: u64,
+    /// Whether each member proved its WireGuard key (key-bound identity):
+    /// `{peer_id: bool}`. Absent from servers without key-bound identity.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub verified: BTreeMap<PeerId, bool>,
 }
 
 /// `GET /parties/{id}/peers`.

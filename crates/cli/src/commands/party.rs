@@ -77,6 +77,7 @@ async fn create(cx: &mut Context, name: Name, peer: &PeerArgs) -> anyhow::Result
             party: joined.party,
             virtual_ip: joined.virtual_ip,
             seq: joined.seq,
+            verified: joined.verified,
         });
     }
     let party = &joined.party;

@@ -42,6 +42,7 @@ pub(super) fn party(seq: u64, members: &[&str]) -> PartyResponse {
         },
         virtual_ips: BTreeMap::new(),
         seq,
+        verified: BTreeMap::new(),
     }
 }
 

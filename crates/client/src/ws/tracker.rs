@@ -336,6 +336,9 @@ impl Tracker {
             party: party.clone(),
             virtual_ips,
             seq: *seq,
+            // A `party_update` does not say who proved their key; the
+            // next read of the party does.
+            verified: BTreeMap::new(),
         }));
         self.emit(WsEvent::Message(message));
     }

@@ -70,6 +70,7 @@ async fn create(
         party: joined.party,
         virtual_ip: joined.virtual_ip,
         seq: joined.seq,
+        verified: joined.verified,
     }))
 }
 
@@ -112,6 +113,7 @@ async fn join(
         party: joined.party,
         virtual_ip: joined.virtual_ip,
         seq: joined.seq,
+        verified: joined.verified,
     }))
 }
 

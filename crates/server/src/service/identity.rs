@@ -245,12 +245,14 @@ fn not_key_bound(peer_id: &PeerId) -> Error {
 /// Refuses a key `caller` may not announce as its own (in a create, join
 /// or refresh): a key-bound peer announces its bound key only (403), and no
 /// one else announces a key bound to a key-bound peer (409). Read inside
-/// the change's transaction, so a binding made meanwhile is seen.
+/// the change's transaction, so a binding made meanwhile is seen. `true`
+/// when the caller is key-bound (so the key is the one it proved).
 pub(super) async fn check_announced_key(
     change: &mut Change<'_>,
     caller: &PeerId,
     key: &PublicKey,
-) -> Result<()> {
+) -> Result<bool> {
+    let mut verified = false;
     for (peer, bound) in change.tx.key_bindings(caller, key.as_str()).await? {
         if peer == *caller && bound != key.as_str() {
             return Err(Error::Forbidden(format!(
@@ -262,6 +264,7 @@ pub(super) async fn check_announced_key(
                 "this WireGuard key is bound to peer {peer}, which proved it holds it"
             )));
         }
+        verified |= peer == *caller;
     }
-    Ok(())
+    Ok(verified)
 }

@@ -35,7 +35,16 @@ fn view_of(snapshot: &PartySnapshot) -> PartyView {
             .collect(),
         party: party_of(record, members),
         seq: record.seq,
+        verified: verified_of(members),
     }
+}
+
+/// Who of `members` proved the key they announce.
+fn verified_of(members: &[MemberRecord]) -> BTreeMap<PeerId, bool> {
+    members
+        .iter()
+        .map(|m| (m.peer.peer_id.clone(), m.verified))
+        .collect()
 }
 
 /// The JSON of `make()`, from `cell` when it was written before.
@@ -105,6 +114,7 @@ pub struct PartyView {
     pub party: Party,
     pub virtual_ips: BTreeMap<PeerId, Ipv4Addr>,
     pub seq: u64,
+    pub verified: BTreeMap<PeerId, bool>,
 }
 
 /// The outcome of creating or joining a party.
@@ -113,6 +123,7 @@ pub struct Joined {
     pub party: Party,
     pub virtual_ip: Ipv4Addr,
     pub seq: u64,
+    pub verified: BTreeMap<PeerId, bool>,
 }
 
 /// The outcome of leaving.
@@ -241,7 +252,8 @@ impl Service {
         host: &PeerInfo,
     ) -> Result<Joined> {
         let now = Timestamp::now();
-        super::identity::check_announced_key(change, caller, &host.public_key).await?;
+        let verified =
+            super::identity::check_announced_key(change, caller, &host.public_key).await?;
         let current = change.tx.membership(caller).await?;
         let plan = rules::plan_create(random_bytes::<PARTY_ID_BYTES>()?, current.as_ref());
         if let Some(old) = &plan.leave_first
@@ -260,6 +272,7 @@ impl Service {
         let host = MemberRecord {
             peer: host.clone().into_peer(now),
             vip_index: plan.host_vip_index,
+            verified,
         };
         change.tx.insert_member(&record.party_id, &host).await?;
         let seq = Self::log_event(change, &record, now, vec![caller.clone()], |seq| {
@@ -274,6 +287,7 @@ impl Service {
             party: party_of(&PartyRecord { seq, ..record }, std::slice::from_ref(&host)),
             virtual_ip: virtual_ip(host.vip_index),
             seq,
+            verified: verified_of(std::slice::from_ref(&host)),
         })
     }
 
@@ -301,7 +315,8 @@ impl Service {
         info: &PeerInfo,
     ) -> Result<Joined> {
         let now = Timestamp::now();
-        super::identity::check_announced_key(change, caller, &info.public_key).await?;
+        let verified =
+            super::identity::check_announced_key(change, caller, &info.public_key).await?;
         let (target, previous) = change.tx.join_parties(party_id, caller).await?;
         // Decided before anything changes: a full party refuses the peer
         // without taking it out of the party it is in.
@@ -353,7 +368,11 @@ impl Service {
             })
             .await?;
         } else {
-            let member = MemberRecord { peer, vip_index };
+            let member = MemberRecord {
+                peer,
+                vip_index,
+                verified,
+            };
             change.tx.insert_member(party_id, &member).await?;
             let joined = member.peer.clone();
             members.push(member);
@@ -370,6 +389,7 @@ impl Service {
             party: party_of(&record, &members),
             virtual_ip: virtual_ip(vip_index),
             seq: record.seq,
+            verified: verified_of(&members),
         })
     }
 
@@ -485,6 +505,7 @@ impl Service {
                 party: view.party,
                 virtual_ips: view.virtual_ips,
                 seq: view.seq,
+                verified: view.verified,
             }
         })
     }

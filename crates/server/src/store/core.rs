@@ -290,12 +290,25 @@ pub struct Storage<B> {
 const PARTY: &str =
     "SELECT party_id, name, host_id, created_at, seq FROM parties WHERE party_id = ?{lock}";
 
+/// Whether member `m` announced the key it is bound to, as an integer on
+/// both databases (PostgreSQL's `EXISTS` is a boolean).
+macro_rules! member_verified {
+    () => {
+        "CAST(CASE WHEN EXISTS (SELECT 1 FROM key_bindings kb WHERE kb.peer_id = m.peer_id \
+         AND kb.public_key = m.public_key) THEN 1 ELSE 0 END AS BIGINT) AS verified"
+    };
+}
+
 /// Parties with their members, as `rows::snapshots_rows` reads them.
 macro_rules! parties_with_members {
     () => {
-        "SELECT p.party_id, p.name AS party_name, p.host_id, p.created_at, p.seq, m.peer_id, \
-         m.name, m.public_key, m.nat_type, m.public_ip, m.public_port, m.local_ip, m.local_port, \
-         m.last_seen, m.vip_index FROM parties p LEFT JOIN members m ON m.party_id = p.party_id"
+        concat!(
+            "SELECT p.party_id, p.name AS party_name, p.host_id, p.created_at, p.seq, m.peer_id, \
+             m.name, m.public_key, m.nat_type, m.public_ip, m.public_port, m.local_ip, \
+             m.local_port, m.last_seen, m.vip_index, ",
+            member_verified!(),
+            " FROM parties p LEFT JOIN members m ON m.party_id = p.party_id"
+        )
     };
 }
 
@@ -306,8 +319,12 @@ const SNAPSHOT: &str = concat!(
     " WHERE p.party_id = ? ORDER BY m.vip_index"
 );
 
-const MEMBERS: &str = "SELECT peer_id, name, public_key, nat_type, public_ip, public_port, \
-     local_ip, local_port, last_seen, vip_index FROM members WHERE party_id = ? ORDER BY vip_index";
+const MEMBERS: &str = concat!(
+    "SELECT m.peer_id, m.name, m.public_key, m.nat_type, m.public_ip, m.public_port, \
+     m.local_ip, m.local_port, m.last_seen, m.vip_index, ",
+    member_verified!(),
+    " FROM members m WHERE m.party_id = ? ORDER BY m.vip_index"
+);
 
 fn touch<'a>(party_id: &'a PartyId, peer_id: &'a PeerId, at: Timestamp) -> Query<'a> {
     sql("UPDATE members SET last_seen = {greatest}(last_seen, ?) WHERE peer_id = ? AND party_id = ?")

@@ -235,6 +235,9 @@ pub struct MemberRecord {
     /// the transaction that locked the party); the schema's
     /// `UNIQUE (party_id, vip_index)` only guards it.
     pub vip_index: u16,
+    /// Whether the member announced the WireGuard key it proved (it is
+    /// key-bound, and this is its bound key).
+    pub verified: bool,
 }
 
 /// The peer a token belongs to, and until when.

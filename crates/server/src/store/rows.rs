@@ -111,6 +111,7 @@ pub(super) fn member_record(row: &impl Columns) -> StoreResult<MemberRecord> {
             last_seen: timestamp(row, "last_seen")?,
         },
         vip_index: narrow(row.int("vip_index")?, "vip_index")?,
+        verified: row.int("verified")? != 0,
     })
 }
 

@@ -425,3 +425,38 @@ async fn a_bound_key_is_announced_by_its_peer_only() {
     .await;
     assert_eq!(app.read_party(&party, &host).await.party.peers.len(), 2);
 }
+
+#[tokio::test]
+async fn party_reads_say_who_proved_their_key() {
+    let app = spawn_app().await;
+    let pair = KeyPair::new(14);
+    let bound = app.register_key(&pair).await;
+    let mut host = peer_info(&bound.peer_id);
+    host["public_key"] = json!(pair.public.as_str());
+    let created: lanrage_proto::CreatePartyResponse = app
+        .expect(
+            Method::POST,
+            "/parties",
+            Some(&bound.token),
+            Some(create_body("verified", host)),
+            StatusCode::OK,
+        )
+        .await;
+    let me = lanrage_proto::PeerId::parse(bound.peer_id.as_str()).unwrap();
+    assert_eq!(created.verified, [(me.clone(), true)].into());
+
+    let party = created.party_id.to_string();
+    let (bob, joined) = app.join(&party, "bob").await;
+    let bob_id = lanrage_proto::PeerId::parse("bob").unwrap();
+    assert_eq!(
+        joined.verified,
+        [(me.clone(), true), (bob_id.clone(), false)].into()
+    );
+    for token in [&bound.token, &bob] {
+        let read = app.read_party(&party, token).await;
+        assert_eq!(
+            read.verified,
+            [(me.clone(), true), (bob_id.clone(), false)].into()
+        );
+    }
+}
