@@ -27,6 +27,11 @@ pub struct ServiceInfo {
     pub status: String,
     pub parties: u64,
     pub relays: u64,
+    /// The capabilities beyond v1 this server implements (`key-identity`,
+    /// `invites`, `host-migration`, `relay-choice`, `path-plan`): a client
+    /// relies on one only when it is listed. Absent from older servers.
+    #[serde(default)]
+    pub features: Vec<String>,
 }
 
 /// `POST /auth/register?peer_id=P`.

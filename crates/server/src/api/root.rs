@@ -7,13 +7,18 @@ use utoipa_axum::{router::OpenApiRouter, routes};
 use crate::http::{error::ApiResult, openapi::ServiceErrors};
 use crate::service::Service;
 
+/// What this server implements of DESIGN's "Capabilities beyond v1", each
+/// listed only once it works.
+pub const FEATURES: &[&str] = &["key-identity"];
+
 pub fn router() -> OpenApiRouter<Service> {
     OpenApiRouter::new().routes(routes!(info))
 }
 
 /// Service information
 ///
-/// The service's name and version, and how many parties and relays it holds.
+/// The service's name and version, how many parties and relays it holds,
+/// and the capabilities beyond v1 it implements (`features`).
 #[utoipa::path(
     get,
     path = "/",
@@ -32,5 +37,6 @@ async fn info(State(service): State<Service>) -> ApiResult<Json<ServiceInfo>> {
         status: "ok".into(),
         parties: counts.parties,
         relays: counts.relays,
+        features: FEATURES.iter().map(|&f| f.to_owned()).collect(),
     }))
 }
