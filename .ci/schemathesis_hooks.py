@@ -12,6 +12,9 @@ import schemathesis
 
 # The peer whose token the run sends (.ci/schemathesis registers it).
 PEER = "peer_0123456789ab"
+# The peer the admin routes act on: revoking the run's own peer would end
+# its token, and every later request would be refused.
+ADMIN_TARGET = "peer_admin_target"
 
 
 def _positive(case):
@@ -21,6 +24,9 @@ def _positive(case):
 
 @schemathesis.hook
 def map_case(context, case):
+    params = case.path_parameters or {}
+    if case.operation.label.startswith(("POST /admin/", "DELETE /admin/")) and "peer_id" in params:
+        params["peer_id"] = ADMIN_TARGET
     if not _positive(case) or not isinstance(case.body, dict):
         return case
     body = case.body

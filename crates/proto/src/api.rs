@@ -49,7 +49,12 @@ pub struct TokenResponse {
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ChallengeRequest {
     /// 44 characters of standard base64 (with padding) of 32 bytes, as
-    /// WireGuard prints it.
+    /// WireGuard prints it: its one canonical spelling (the 43rd character
+    /// ends in two zero bits).
+    #[cfg_attr(
+        feature = "openapi",
+        schema(pattern = "^[A-Za-z0-9+/]{42}[AEIMQUYcgkosw048]=$")
+    )]
     pub public_key: String,
 }
 
@@ -69,6 +74,10 @@ pub struct ChallengeResponse {
 pub struct KeyProof {
     pub challenge_id: String,
     /// The key the challenge was issued for, as sent then.
+    #[cfg_attr(
+        feature = "openapi",
+        schema(pattern = "^[A-Za-z0-9+/]{42}[AEIMQUYcgkosw048]=$")
+    )]
     pub public_key: String,
     /// Base64 of HMAC-SHA256 keyed with X25519(key, server_key) over
     /// `"lanrage/key-proof/v1\n" + purpose + "\n" + challenge_id + "\n" +

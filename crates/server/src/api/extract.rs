@@ -47,7 +47,9 @@ impl<S: Send + Sync, T: DeserializeOwned + Default> FromRequest<S> for OptionalJ
 
     async fn from_request(req: Request, _state: &S) -> Result<Self, Self::Rejection> {
         let text = body_text(req).await?;
-        if text.trim().is_empty() {
+        // No body, or JSON `null` (what the document's optional body
+        // allows), is the default.
+        if matches!(text.trim(), "" | "null") {
             return Ok(OptionalJsonBody(T::default()));
         }
         parse_json(&text).map(OptionalJsonBody)

@@ -239,6 +239,12 @@ async fn admin_revoke_of_a_host_ends_its_party_and_needs_no_body() {
     // A peer with nothing to revoke: nothing revoked, and still 200.
     let none = app.revoke("nobody", Some(json!({}))).await;
     assert_eq!(none["tokens"], 0);
+    // JSON null, as the document's optional body allows, is no body.
+    let null = app.revoke("alice", Some(Value::Null)).await;
+    assert_eq!(
+        (null["tokens"].clone(), null["banned"].clone()),
+        (json!(1), json!(false))
+    );
 }
 
 #[tokio::test]
