@@ -27,6 +27,17 @@ pub struct ServiceInfo {
     pub status: String,
     pub parties: u64,
     pub relays: u64,
+    /// The capabilities beyond v1 this server implements (`key-identity`,
+    /// `invites`, …). Servers older than the list send none: read as empty.
+    #[serde(default)]
+    pub features: Vec<String>,
+}
+
+impl ServiceInfo {
+    /// Whether the server lists `feature` in `features`.
+    pub fn has_feature(&self, feature: &str) -> bool {
+        self.features.iter().any(|f| f == feature)
+    }
 }
 
 /// `POST /auth/register?peer_id=P`.

@@ -32,5 +32,6 @@ async fn info(State(service): State<Service>) -> ApiResult<Json<ServiceInfo>> {
         status: "ok".into(),
         parties: counts.parties,
         relays: counts.relays,
+        features: vec!["key-identity".into()],
     }))
 }
