@@ -31,6 +31,8 @@ enum Command {
     Signal(commands::signal::SignalArgs),
     /// List relays, or register one (operators).
     Relay(commands::relay::RelayArgs),
+    /// Log out (revoke the kept token), or rotate the peer's WireGuard key.
+    Auth(commands::auth::AuthArgs),
 }
 
 fn main() -> ExitCode {
@@ -77,6 +79,7 @@ fn main() -> ExitCode {
                 args.client = leading.merge_into(args.client.clone(), group);
             }
             Command::Relay(args) => args.client = leading.merge_into(args.client.clone(), group),
+            Command::Auth(args) => args.client = leading.merge_into(args.client.clone(), group),
         }
     }
     // The parser only turned text into values; whether the server can run
@@ -102,6 +105,7 @@ fn main() -> ExitCode {
         Command::Party(args) => runtime.block_on(commands::party::run(args)),
         Command::Signal(args) => runtime.block_on(commands::signal::run(args)),
         Command::Relay(args) => runtime.block_on(commands::relay::run(args)),
+        Command::Auth(args) => runtime.block_on(commands::auth::run(args)),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

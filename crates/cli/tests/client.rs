@@ -545,3 +545,126 @@ fn client_options_may_come_before_the_command_group() {
     assert_eq!(sessions["sessions"][0]["server"], server.url.as_str());
     assert_eq!(serve.status.code(), Some(2));
 }
+
+/// A command as `user` with no `--peer-id`: the key-bound default.
+fn keyed(server: &TestServer, user: &str, args: &[&str]) -> Output {
+    command(&server.url, &server.home(user), user, args)
+        .env_remove("LANRAGE_PEER_ID")
+        .output()
+        .unwrap()
+}
+
+/// [`keyed`], which must succeed; its one line of JSON.
+fn keyed_json(server: &TestServer, user: &str, args: &[&str]) -> Value {
+    let output = keyed(server, user, args);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{args:?} failed: {}{stdout}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("{args:?}: {e}: {stdout}"))
+}
+
+/// The status of `GET /relays` with `token`.
+fn status_with_token(server: &TestServer, token: &str) -> u16 {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    // The client library builds reqwest without a rustls provider; this
+    // test's own client needs one.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    runtime.block_on(async {
+        reqwest::Client::new()
+            .get(format!("{}/relays", server.url))
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .as_u16()
+    })
+}
+
+#[test]
+fn by_default_the_command_line_proves_its_key_and_is_the_derived_peer() {
+    let server = TestServer::start();
+
+    let created = keyed_json(
+        &server,
+        "erin",
+        &["party", "create", "Friday LAN", "--json"],
+    );
+
+    let dir = server.home("erin").join(".lanrage");
+    let identity = read_json(&dir.join("identity.json"));
+    let key = lanrage_client::PrivateKey::parse(identity["private_key"].as_str().unwrap()).unwrap();
+    let derived = key.derived_peer_id();
+    assert!(derived.as_str().starts_with("lr1"), "{derived}");
+    assert_eq!(created["party"]["host_id"], derived.as_str());
+    assert_eq!(
+        created["party"]["peers"][derived.as_str()]["public_key"],
+        identity["public_key"]
+    );
+    let sessions = read_json(&dir.join("client.json"));
+    assert_eq!(sessions["sessions"][0]["peer_id"], derived.as_str());
+    assert_eq!(sessions["sessions"][0]["key"], identity["public_key"]);
+}
+
+#[test]
+fn auth_rotate_keeps_the_peer_and_auth_logout_revokes_the_token() {
+    let server = TestServer::start();
+    let created = keyed_json(
+        &server,
+        "erin",
+        &["party", "create", "Friday LAN", "--json"],
+    );
+    let me = created["party"]["host_id"].as_str().unwrap().to_owned();
+    let dir = server.home("erin").join(".lanrage");
+    let old_key = read_json(&dir.join("identity.json"))["public_key"].clone();
+    let old_token = read_json(&dir.join("client.json"))["sessions"][0]["token"]["token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+
+    let rotated = keyed_json(&server, "erin", &["auth", "rotate", "--json"]);
+
+    let identity = read_json(&dir.join("identity.json"));
+    assert_eq!(rotated["peer_id"], me.as_str());
+    assert_ne!(identity["public_key"], old_key);
+    assert_eq!(rotated["public_key"], identity["public_key"]);
+    assert!(!dir.join("identity.rotating").exists());
+    assert_eq!(status_with_token(&server, &old_token), 401);
+    // The next command proves the new key and is still the host.
+    let shown = keyed_json(&server, "erin", &["party", "show", "--json"]);
+    assert_eq!(shown["party"]["host_id"], me.as_str());
+    assert_eq!(
+        shown["party"]["peers"][me.as_str()]["public_key"],
+        identity["public_key"]
+    );
+
+    let token = read_json(&dir.join("client.json"))["sessions"][0]["token"]["token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let logged_out = keyed_json(&server, "erin", &["auth", "logout", "--json"]);
+
+    assert_eq!(logged_out["status"], "revoked");
+    assert_eq!(status_with_token(&server, &token), 401);
+    let sessions = read_json(&dir.join("client.json"));
+    assert!(sessions["sessions"][0]["token"].is_null(), "{sessions}");
+    // A later command obtains a new token by proving the key again.
+    let shown = keyed_json(&server, "erin", &["party", "show", "--json"]);
+    assert_eq!(shown["party"]["host_id"], me.as_str());
+}
+
+#[test]
+fn auth_rotate_is_for_key_bound_peers_only() {
+    let server = TestServer::start();
+    let (code, stderr) = failure(&server, "alice", &["auth", "rotate"]);
+    assert_eq!(code, 1);
+    assert!(stderr.contains("without --peer-id"), "{stderr}");
+    let logged_out: Value = json(&server, "alice", &["auth", "logout", "--json"]);
+    assert_eq!(logged_out["status"], "no_token");
+}

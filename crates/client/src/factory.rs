@@ -9,6 +9,7 @@ use crate::{
     control::ControlPlane,
     error::{ClientError, Result, error_chain},
     http::{HttpClient, HttpConfig},
+    key::PrivateKey,
     local::{LocalConfig, LocalControlPlane},
     remote::RemoteControlPlane,
     tls::TlsConfig,
@@ -59,6 +60,21 @@ impl Settings {
     pub fn new(server_url: Option<String>, peer_id: PeerId) -> Self {
         Self {
             server: server_url.map(|url| ServerSettings::new(url, peer_id.clone())),
+            local: LocalConfig::new(peer_id),
+        }
+    }
+
+    /// Like [`Settings::new`], for the peer bound to `private_key` (see
+    /// [`HttpConfig::key_bound`]); the local plane acts as the peer ID
+    /// derived from the key.
+    pub fn key_bound(server_url: Option<String>, private_key: PrivateKey) -> Self {
+        let peer_id = private_key.derived_peer_id();
+        Self {
+            server: server_url.map(|url| ServerSettings {
+                http: HttpConfig::key_bound(url, private_key),
+                ws: WsConfig::default(),
+                first_contact_timeout: Duration::from_secs(3),
+            }),
             local: LocalConfig::new(peer_id),
         }
     }

@@ -1,22 +1,25 @@
 //! The remote control plane over HTTP: pooled connections, timeouts, a bearer
-//! token obtained and renewed without the caller noticing, retries with
-//! backoff, and the heartbeat task of the party the peer is in.
+//! token obtained and renewed without the caller noticing (by proving the
+//! peer's WireGuard key, or by v1 registration), retries with backoff, and
+//! the heartbeat task of the party the peer is in.
 
 use std::{
     collections::BTreeMap,
     sync::{
-        Arc, Weak,
+        Arc, OnceLock, Weak,
         atomic::{AtomicU64, Ordering},
     },
     time::Duration,
 };
 
 use async_trait::async_trait;
+use lanrage_identity::{Purpose, WireGuardKey, prove};
 use lanrage_proto::{
-    CreatePartyRequest, CreatePartyResponse, ErrorBody, JoinPartyRequest, JoinPartyResponse, Name,
-    PartyId, PartyResponse, Peer, PeerId, PeerResponse, PeersResponse, Region, Relay, RelayId,
-    RelayRegistration, RelayStatusResponse, RelaysResponse, SendSignalRequest, ServiceInfo, Signal,
-    SignalData, SignalsResponse, StatusResponse, Timestamp, TokenResponse,
+    ChallengeRequest, ChallengeResponse, CreatePartyRequest, CreatePartyResponse, ErrorBody,
+    JoinPartyRequest, JoinPartyResponse, KeyProof, KeyTokenResponse, Name, PartyId, PartyResponse,
+    Peer, PeerId, PeerResponse, PeersResponse, Region, Relay, RelayId, RelayRegistration,
+    RelayStatusResponse, RelaysResponse, SendSignalRequest, ServiceInfo, Signal, SignalData,
+    SignalsResponse, StatusResponse, Timestamp, TokenResponse,
 };
 use reqwest::{Method, StatusCode, header};
 use serde::{Serialize, de::DeserializeOwned};
@@ -26,8 +29,12 @@ use crate::{
     control::{ControlPlane, LeaveOutcome, PeerDetails},
     error::{ClientError, Result, TransportError, TransportKind, is_tls_failure},
     heartbeat::HeartbeatSlot,
+    key::PrivateKey,
     tls::TlsConfig,
 };
+
+/// The `features` entry of `GET /` that says the server takes key proofs.
+pub const KEY_IDENTITY_FEATURE: &str = "key-identity";
 
 /// Settings of an [`HttpClient`]: [`HttpConfig::new`], then the `with_`
 /// methods (or the fields) for what differs from the defaults.
@@ -36,8 +43,13 @@ use crate::{
 pub struct HttpConfig {
     /// `http://host:port` or `https://…`, optionally with a path prefix.
     pub server_url: String,
-    /// The peer this client acts for.
+    /// The peer this client acts for. For a key-bound client, the ID it
+    /// expects the server to answer; the server's answer wins (see
+    /// [`HttpConfig::key_bound`]).
     pub peer_id: PeerId,
+    /// The WireGuard private key to prove, for key-bound identity. `None`:
+    /// v1 registration with `peer_id` alone.
+    pub private_key: Option<PrivateKey>,
     /// Deadline to open a TCP connection.
     pub connect_timeout: Duration,
     /// Deadline of one whole request, connection included.
@@ -70,6 +82,7 @@ impl HttpConfig {
         Self {
             server_url: server_url.into(),
             peer_id,
+            private_key: None,
             connect_timeout: Duration::from_secs(5),
             request_timeout: Duration::from_secs(15),
             retry: Backoff {
@@ -85,6 +98,28 @@ impl HttpConfig {
             pool_max_idle: 8,
             tls: TlsConfig::default(),
         }
+    }
+
+    /// Defaults for `server_url` acting as the peer bound to `private_key`:
+    /// tokens come from proving the key (`POST /auth/challenge`, then
+    /// `/auth/register/key`), never from a person. The peer ID is the one
+    /// derived from the key, unless [`HttpConfig::with_peer_id`] names the
+    /// one the server answered before (after a rotation, the server keeps
+    /// the first key's ID); either way the ID the server answers is the one
+    /// the client uses from then on. A server that does not list
+    /// `key-identity` in `GET /`'s `features` gets v1 registration as this
+    /// peer ID instead.
+    pub fn key_bound(server_url: impl Into<String>, private_key: PrivateKey) -> Self {
+        let mut config = Self::new(server_url, private_key.derived_peer_id());
+        config.private_key = Some(private_key);
+        config
+    }
+
+    /// The peer ID to act as (for a key-bound client: the one the server
+    /// answered earlier).
+    pub fn with_peer_id(mut self, peer_id: PeerId) -> Self {
+        self.peer_id = peer_id;
+        self
     }
 
     /// Deadline to open a TCP connection.
@@ -189,6 +224,14 @@ struct Inner {
     // An async lock: concurrent calls wait for one registration instead of
     // each registering.
     token: tokio::sync::Mutex<Option<HeldToken>>,
+    /// The key proven for tokens; a rotation replaces it (with the token
+    /// lock held, so no registration proves a key half replaced).
+    key: parking_lot::Mutex<Option<PrivateKey>>,
+    /// The peer ID the server answered to a key proof, when the client has
+    /// seen one: it wins over the configured one.
+    bound_peer_id: OnceLock<PeerId>,
+    /// Whether the server lists `key-identity`, once `GET /` said.
+    key_identity: parking_lot::Mutex<Option<bool>>,
     heartbeat: HeartbeatSlot,
     heartbeats_sent: AtomicU64,
     registrations: AtomicU64,
@@ -272,12 +315,22 @@ impl HttpClient {
             // Unknown: assume a full day, the server's default lifetime.
             obtained_at: Timestamp::now().plus_secs(-86_400),
         });
+        let bound_peer_id = OnceLock::new();
+        if config.private_key.is_some()
+            && let Some(held) = &token
+        {
+            // A remembered token is the server's word on who this key is.
+            let _ = bound_peer_id.set(held.response.peer_id.clone());
+        }
         Ok(Self {
             inner: Arc::new(Inner {
                 base,
                 http,
                 socket_tls,
                 token: tokio::sync::Mutex::new(token),
+                key: parking_lot::Mutex::new(config.private_key.clone()),
+                bound_peer_id,
+                key_identity: parking_lot::Mutex::new(None),
                 heartbeat: HeartbeatSlot::default(),
                 heartbeats_sent: AtomicU64::new(0),
                 registrations: AtomicU64::new(0),
@@ -304,12 +357,29 @@ impl HttpClient {
     /// `GET /`: what the server is (no token needed). The factory uses it to
     /// tell whether the server is reachable.
     pub async fn service_info(&self) -> Result<ServiceInfo> {
-        self.call(Method::GET, "/", None::<&()>, Auth::None, Resend::Safe)
-            .await
+        let info: ServiceInfo = self
+            .call(Method::GET, "/", None::<&()>, Auth::None, Resend::Safe)
+            .await?;
+        *self.inner.key_identity.lock() = Some(info.has_feature(KEY_IDENTITY_FEATURE));
+        Ok(info)
     }
 
-    /// `POST /auth/register`: a fresh token for this client's peer. It
-    /// becomes the token further calls use.
+    /// Whether tokens come from proving a key: a key is configured and the
+    /// server lists `key-identity` (asked once, on the first registration).
+    pub async fn is_key_bound(&self) -> Result<bool> {
+        if self.inner.key.lock().is_none() {
+            return Ok(false);
+        }
+        let config = &self.inner.config;
+        retry(&config.retry, config.max_retry_after, |_| {
+            self.server_has_key_identity()
+        })
+        .await
+    }
+
+    /// `POST /auth/register` (v1), or for a key-bound client a proof of its
+    /// key: a fresh token for this client's peer. It becomes the token
+    /// further calls use.
     pub async fn register_peer(&self) -> Result<TokenResponse> {
         let config = &self.inner.config;
         retry(&config.retry, config.max_retry_after, |_| async {
@@ -378,17 +448,220 @@ impl HttpClient {
         expires.saturating_sub(now) <= margin
     }
 
-    /// One `POST /auth/register`, no retry: callers own the retry loop.
+    /// One registration, no retry: callers own the retry loop. A key-bound
+    /// client proves its key (asking `GET /` first, once, whether the
+    /// server can check a proof); any other registers its peer ID (v1).
+    /// Call it with the token lock held.
     async fn register_once(&self) -> Result<HeldToken> {
-        let path = format!("/auth/register?peer_id={}", self.inner.config.peer_id);
+        let key = self.inner.key.lock().clone();
+        let registration = match key {
+            Some(_) => registration_for(self.server_has_key_identity().await?, true),
+            None => Registration::Legacy,
+        };
         // Not through `call`: that one may need a token, which comes from here.
-        let response: TokenResponse = self.send(Method::POST, &path, None, None).await?;
+        let response = match (registration, key) {
+            (Registration::Key, Some(key)) => {
+                let answer = self.prove_key(&key, Purpose::Register, None).await?;
+                self.adopt_peer_id(&answer.peer_id)?;
+                answer
+            }
+            _ => {
+                let path = format!("/auth/register?peer_id={}", self.peer_id());
+                self.send(Method::POST, &path, None, None).await?
+            }
+        };
         self.inner.registrations.fetch_add(1, Ordering::Relaxed);
         tracing::debug!(peer_id = %response.peer_id, expires_at = %response.expires_at, "registered");
         Ok(HeldToken {
             response,
             obtained_at: Timestamp::now(),
         })
+    }
+
+    /// Whether the server lists `key-identity`: `GET /` once, then
+    /// remembered. No retry: callers own the retry loop.
+    async fn server_has_key_identity(&self) -> Result<bool> {
+        if let Some(known) = *self.inner.key_identity.lock() {
+            return Ok(known);
+        }
+        let info: ServiceInfo = self.send(Method::GET, "/", None, None).await?;
+        let known = info.has_feature(KEY_IDENTITY_FEATURE);
+        *self.inner.key_identity.lock() = Some(known);
+        Ok(known)
+    }
+
+    /// A challenge for `key`, then the proof for `purpose`: `register`
+    /// (no bearer) or `rotate` (with the token in use). One attempt.
+    async fn prove_key(
+        &self,
+        key: &PrivateKey,
+        purpose: Purpose,
+        bearer: Option<&str>,
+    ) -> Result<TokenResponse> {
+        let public_key = key.wireguard_key().as_str().to_owned();
+        let request = ChallengeRequest {
+            public_key: public_key.clone(),
+        };
+        let challenge: ChallengeResponse = self
+            .send(
+                Method::POST,
+                "/auth/challenge",
+                Some(encode(&request)?),
+                None,
+            )
+            .await?;
+        let malformed = |why: String| ClientError::Decode {
+            what: "POST /auth/challenge".into(),
+            source: serde::de::Error::custom(why),
+        };
+        let server_key = WireGuardKey::parse(&challenge.server_key)
+            .map_err(|e| malformed(format!("server_key: {e}")))?;
+        let proof = prove(
+            key.bytes(),
+            key.wireguard_key(),
+            &server_key,
+            purpose,
+            &challenge.challenge_id,
+        )
+        .map_err(|e| malformed(format!("server_key: {e}")))?;
+        let body = KeyProof {
+            challenge_id: challenge.challenge_id,
+            public_key,
+            proof,
+        };
+        let path = match purpose {
+            Purpose::Rotate => "/auth/rotate",
+            _ => "/auth/register/key",
+        };
+        let answer: KeyTokenResponse = self
+            .send(Method::POST, path, Some(encode(&body)?), bearer)
+            .await?;
+        Ok(TokenResponse {
+            token: answer.token,
+            peer_id: answer.peer_id,
+            expires_at: answer.expires_at,
+        })
+    }
+
+    /// Takes `peer_id`, the server's answer to a key proof, as this
+    /// client's peer ID. The server never moves a key to another peer: a
+    /// different answer later is a broken contract, not a new identity.
+    fn adopt_peer_id(&self, peer_id: &PeerId) -> Result<()> {
+        let bound = self.inner.bound_peer_id.get_or_init(|| peer_id.clone());
+        if bound == peer_id {
+            return Ok(());
+        }
+        Err(ClientError::Decode {
+            what: "a key proof".into(),
+            source: serde::de::Error::custom(format!(
+                "the server answered peer {peer_id} for this client, which is peer {bound}"
+            )),
+        })
+    }
+
+    /// The peer ID for bodies and paths: for a key-bound client, the one
+    /// the server answers, so a token is obtained first when none is held.
+    async fn own_id(&self) -> Result<PeerId> {
+        if self.inner.key.lock().is_some() && self.inner.bound_peer_id.get().is_none() {
+            self.bearer().await?;
+        }
+        Ok(self.peer_id().clone())
+    }
+
+    /// `POST /auth/rotate`: binds `new_key` to this peer in place of the
+    /// current key, and proves `new_key` from then on. The peer keeps its
+    /// ID; every other token of the peer is revoked by the server, and the
+    /// token the rotation returns becomes the one in use. Members of the
+    /// peer's party see its new public key; describe the peer with
+    /// [`PrivateKey::public_key`] of `new_key` in later creates and joins.
+    ///
+    /// Retried only when the server certainly did not rotate (as a create
+    /// is): after a timeout the rotation may have happened, and then only
+    /// `new_key` can renew this peer (build a client with
+    /// [`HttpConfig::key_bound`] and [`HttpConfig::with_peer_id`]).
+    pub async fn rotate(&self, new_key: PrivateKey) -> Result<TokenResponse> {
+        if self.inner.key.lock().is_none() {
+            return Err(ClientError::Config(
+                "rotation needs a key-bound client (HttpConfig::key_bound)".into(),
+            ));
+        }
+        let config = &self.inner.config;
+        retry_if(
+            &config.retry,
+            config.max_retry_after,
+            ClientError::is_retryable_unsent,
+            |_| async {
+                let mut slot = self.inner.token.lock().await;
+                let token = match slot.as_ref() {
+                    Some(held) if !self.needs_renewal(held) => held.response.token.clone(),
+                    _ => {
+                        let fresh = self.register_once().await?;
+                        let token = fresh.response.token.clone();
+                        *slot = Some(fresh);
+                        token
+                    }
+                };
+                let answer = match self
+                    .prove_key(&new_key, Purpose::Rotate, Some(&token))
+                    .await
+                {
+                    // The token was revoked meanwhile: prove the current key
+                    // for another, once.
+                    Err(error) if error.status() == Some(401) => {
+                        *slot = None;
+                        let fresh = self.register_once().await?;
+                        let token = fresh.response.token.clone();
+                        *slot = Some(fresh);
+                        self.prove_key(&new_key, Purpose::Rotate, Some(&token))
+                            .await?
+                    }
+                    other => other?,
+                };
+                self.adopt_peer_id(&answer.peer_id)?;
+                *self.inner.key.lock() = Some(new_key.clone());
+                self.inner.registrations.fetch_add(1, Ordering::Relaxed);
+                tracing::debug!(peer_id = %answer.peer_id, "key rotated");
+                *slot = Some(HeldToken {
+                    response: answer.clone(),
+                    obtained_at: Timestamp::now(),
+                });
+                Ok(answer)
+            },
+        )
+        .await
+    }
+
+    /// `POST /auth/logout`: revokes the token in use, on every server
+    /// instance, and forgets it. Without a token there is nothing to
+    /// revoke; a token the server already refuses counts as revoked. The
+    /// heartbeat and any later call obtain a new token as usual (a
+    /// key-bound client by proving its key again): [`ControlPlane::close`]
+    /// first to stop for good.
+    pub async fn logout(&self) -> Result<()> {
+        let Some(token) = self
+            .inner
+            .token
+            .lock()
+            .await
+            .as_ref()
+            .map(|held| held.response.token.clone())
+        else {
+            return Ok(());
+        };
+        let config = &self.inner.config;
+        // Idempotent: revoking twice is revoking once (the second is a 401).
+        let answer = retry(&config.retry, config.max_retry_after, |_| async {
+            match self
+                .send::<StatusResponse>(Method::POST, "/auth/logout", None, Some(&token))
+                .await
+            {
+                Err(error) if error.status() == Some(401) => Ok(()),
+                other => other.map(drop),
+            }
+        })
+        .await;
+        self.invalidate_token(&token).await;
+        answer
     }
 
     /// How many tokens this client obtained (registrations and renewals).
@@ -465,9 +738,7 @@ impl HttpClient {
         resend: Resend,
     ) -> Result<Option<T>> {
         let body = match body {
-            Some(body) => Some(serde_json::to_vec(body).map_err(|e| {
-                ClientError::Config(format!("cannot encode the request body: {e}"))
-            })?),
+            Some(body) => Some(encode(body)?),
             None => None,
         };
         let config = &self.inner.config;
@@ -536,7 +807,7 @@ impl HttpClient {
         if let Some(token) = bearer {
             request = request.bearer_auth(token);
         }
-        if path.starts_with("/auth/register")
+        if (path.starts_with("/auth/register") || path == "/auth/challenge")
             && let Some(key) = &self.inner.config.registration_key
         {
             request = request.header("x-registration-key", key);
@@ -622,13 +893,16 @@ impl HttpClient {
 #[async_trait]
 impl ControlPlane for HttpClient {
     fn peer_id(&self) -> &PeerId {
-        &self.inner.config.peer_id
+        self.inner
+            .bound_peer_id
+            .get()
+            .unwrap_or(&self.inner.config.peer_id)
     }
 
     async fn register_party(&self, name: Name, me: PeerDetails) -> Result<JoinPartyResponse> {
         let body = CreatePartyRequest {
             name,
-            host_peer_info: me.into_info(self.inner.config.peer_id.clone()),
+            host_peer_info: me.into_info(self.own_id().await?),
         };
         let created: CreatePartyResponse = self
             .call(
@@ -651,7 +925,7 @@ impl ControlPlane for HttpClient {
     async fn join_party(&self, party_id: &PartyId, me: PeerDetails) -> Result<JoinPartyResponse> {
         let body = JoinPartyRequest {
             party_id: party_id.clone(),
-            peer_info: me.into_info(self.inner.config.peer_id.clone()),
+            peer_info: me.into_info(self.own_id().await?),
         };
         let path = format!("/parties/{party_id}/join");
         let joined: JoinPartyResponse = self
@@ -662,7 +936,7 @@ impl ControlPlane for HttpClient {
     }
 
     async fn leave_party(&self, party_id: &PartyId) -> Result<LeaveOutcome> {
-        let path = format!("/parties/{party_id}/peers/{}", self.inner.config.peer_id);
+        let path = format!("/parties/{party_id}/peers/{}", self.own_id().await?);
         let answer: Option<StatusResponse> = self
             .call_or_gone(
                 Method::DELETE,
@@ -716,7 +990,7 @@ impl ControlPlane for HttpClient {
     async fn heartbeat(&self, party_id: &PartyId) -> Result<()> {
         let path = format!(
             "/parties/{party_id}/peers/{}/heartbeat",
-            self.inner.config.peer_id
+            self.own_id().await?
         );
         // Idempotent: beating twice is beating once.
         let _: StatusResponse = self
@@ -775,6 +1049,32 @@ impl ControlPlane for HttpClient {
         self.stop_heartbeat(None);
         Ok(())
     }
+}
+
+/// How a client obtains tokens from a server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Registration {
+    /// `POST /auth/challenge`, then `/auth/register/key`.
+    Key,
+    /// `POST /auth/register?peer_id=` (v1).
+    Legacy,
+}
+
+/// Key proofs when the client has a key and the server can check them
+/// (it lists `key-identity`); v1 registration otherwise, so that servers
+/// from before key-bound identity keep working.
+fn registration_for(server_has_key_identity: bool, has_key: bool) -> Registration {
+    if server_has_key_identity && has_key {
+        Registration::Key
+    } else {
+        Registration::Legacy
+    }
+}
+
+/// A request body as JSON.
+fn encode(body: &(impl Serialize + ?Sized)) -> Result<Vec<u8>> {
+    serde_json::to_vec(body)
+        .map_err(|e| ClientError::Config(format!("cannot encode the request body: {e}")))
 }
 
 /// A `Retry-After` value: seconds, or an HTTP date (IMF-fixdate, as
@@ -840,6 +1140,48 @@ fn parse_http_date(value: &str) -> Option<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn service_info(json: &str) -> ServiceInfo {
+        serde_json::from_str(json).unwrap()
+    }
+
+    #[test]
+    fn key_proofs_only_where_the_server_lists_key_identity() {
+        let base = r#""service":"LANrage Control Plane","version":"0.1.0","status":"ok","parties":0,"relays":0"#;
+        for (json, listed) in [
+            // A server from before the features list.
+            (format!("{{{base}}}"), false),
+            (format!(r#"{{{base},"features":[]}}"#), false),
+            (
+                format!(r#"{{{base},"features":["invites","path-plan"]}}"#),
+                false,
+            ),
+            (
+                format!(r#"{{{base},"features":["key-identity-v2"]}}"#),
+                false,
+            ),
+            (
+                format!(r#"{{{base},"features":["invites","key-identity"]}}"#),
+                true,
+            ),
+        ] {
+            let info = service_info(&json);
+            assert_eq!(info.has_feature(KEY_IDENTITY_FEATURE), listed, "{json}");
+            let with_key = registration_for(info.has_feature(KEY_IDENTITY_FEATURE), true);
+            let expected = if listed {
+                Registration::Key
+            } else {
+                Registration::Legacy
+            };
+            assert_eq!(with_key, expected, "{json}");
+            // A client with a peer ID alone keeps v1 registration anywhere.
+            assert_eq!(
+                registration_for(info.has_feature(KEY_IDENTITY_FEATURE), false),
+                Registration::Legacy,
+                "{json}"
+            );
+        }
+    }
 
     #[test]
     fn retry_after_is_seconds_or_an_http_date() {

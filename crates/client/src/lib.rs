@@ -4,7 +4,8 @@
 //!
 //! - [`ControlPlane`]: the one interface, implemented by every backend.
 //! - [`HttpClient`]: the server's HTTP API with pooling, timeouts, bearer
-//!   tokens renewed transparently, retries with backoff, and a heartbeat task.
+//!   tokens renewed transparently (by proving the peer's WireGuard key,
+//!   [`PrivateKey`]), retries with backoff, and a heartbeat task.
 //! - [`WsClient`]: the server's socket as [`Event`]s, reconnecting and
 //!   resuming so that no party change is missed.
 //! - [`RemoteControlPlane`]: both of them, falling back to the local plane
@@ -49,6 +50,20 @@
 //!   ([`RemoteControlPlane::is_local`]). Errors that a fallback would only
 //!   hide (a URL this client cannot serve, a certificate not trusted, a
 //!   refusal) are returned instead.
+//! - **Key-bound identity.** A client built with [`HttpConfig::key_bound`]
+//!   (or [`Settings::key_bound`]) holds the WireGuard private key the
+//!   application already has ([`PrivateKey`]); the key never leaves the
+//!   process: only a proof against a fresh server challenge is sent. It
+//!   acts as the peer ID the server answers (the `lr1…` ID derived from
+//!   the key, or the peer's first ID after a rotation). A token that
+//!   expires or is refused (401: logged out, revoked, rotated away) is
+//!   renewed by proving the key again, with no person involved.
+//!   [`HttpClient::rotate`] binds a new key to the same peer ID and proves
+//!   that key from then on; [`HttpClient::logout`] revokes the token in
+//!   use. v1 registration (`/auth/register?peer_id=`) is used only for a
+//!   client configured with a peer ID alone, or when the server does not
+//!   list `key-identity` in `GET /`'s `features` (a server from before
+//!   key-bound identity), so existing users keep working.
 //! - **TLS.** `https://` and `wss://` use rustls (ring), trusting the
 //!   platform's roots by default; [`TlsConfig`] adds a private root or pins
 //!   the server's certificate. A TLS failure is never retried and never
@@ -64,6 +79,7 @@ mod event;
 mod factory;
 mod heartbeat;
 mod http;
+mod key;
 mod local;
 mod remote;
 mod tls;
@@ -76,7 +92,8 @@ pub use control::{ControlPlane, LeaveOutcome, PeerDetails};
 pub use error::{ClientError, Result, SharedError, TransportError, TransportKind, error_chain};
 pub use event::{DisconnectReason, ErrorEvent, Event};
 pub use factory::{LocalReason, SelectedPlane, ServerSettings, Settings, create_control_plane};
-pub use http::{HttpClient, HttpConfig};
+pub use http::{HttpClient, HttpConfig, KEY_IDENTITY_FEATURE};
+pub use key::{PrivateKey, PrivateKeyError};
 pub use local::{LocalConfig, LocalControlPlane, SetAside};
 pub use remote::RemoteControlPlane;
 pub use tls::TlsConfig;

@@ -34,6 +34,13 @@ pub struct ServiceInfo {
     pub features: Vec<String>,
 }
 
+impl ServiceInfo {
+    /// Whether the server lists `feature` in `features`.
+    pub fn has_feature(&self, feature: &str) -> bool {
+        self.features.iter().any(|f| f == feature)
+    }
+}
+
 /// `POST /auth/register?peer_id=P`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]

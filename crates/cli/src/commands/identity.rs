@@ -1,11 +1,13 @@
 //! What the command line remembers in `~/.lanrage/`: the peer's identity and
-//! WireGuard key pair, and per server the token and the current party. Both
-//! files are versioned, written atomically and readable by their owner only.
+//! WireGuard key pair, and per server the token, the current party and, for
+//! a key-bound session, the key it proves. Both files are versioned,
+//! written atomically and readable by their owner only.
 
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context as _, anyhow};
 use base64::{Engine, engine::general_purpose::STANDARD};
+use lanrage_client::PrivateKey;
 use lanrage_files::{FileLock, read_optional, set_aside, write_atomic};
 use lanrage_proto::{Name, PartyId, PeerId, PublicKey, TokenResponse};
 use serde::{Deserialize, Serialize};
@@ -33,11 +35,14 @@ pub fn create_private_dir(dir: &Path) -> anyhow::Result<()> {
         .with_context(|| format!("cannot create {}", dir.display()))
 }
 
-/// This machine's peer: its default id and its WireGuard key pair.
+/// This machine's peer: its v1 peer id (for `--peer-id`-less legacy use
+/// it is no longer the default) and its WireGuard key pair.
 #[derive(Debug, Clone)]
 pub struct Identity {
     pub peer_id: PeerId,
     pub public_key: PublicKey,
+    /// Proven to the server for key-bound tokens; never sent.
+    pub private_key: PrivateKey,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -73,19 +78,22 @@ impl Identity {
         if let Some(bytes) =
             read_optional(path).with_context(|| format!("cannot read {}", path.display()))?
         {
-            let IdentityFile::V1 {
-                peer_id,
-                public_key,
-                ..
-            } = serde_json::from_slice(&bytes).with_context(|| {
+            let not_identity = || {
                 format!(
                     "{} is not a LANrage identity (move it away to create a new one)",
                     path.display()
                 )
-            })?;
+            };
+            let IdentityFile::V1 {
+                peer_id,
+                public_key,
+                private_key,
+            } = serde_json::from_slice(&bytes).with_context(not_identity)?;
+            let private_key = PrivateKey::parse(&private_key).with_context(not_identity)?;
             return Ok(Some(Self {
                 peer_id,
                 public_key,
+                private_key,
             }));
         }
         Ok(None)
@@ -111,7 +119,44 @@ impl Identity {
         Ok(Self {
             peer_id,
             public_key,
+            private_key: PrivateKey::from_bytes(secret.to_bytes()),
         })
+    }
+
+    /// A fresh private key (base64, as `wg genkey` prints it), saved in
+    /// `identity.rotating` before any server hears of it: should this
+    /// process die between the server's rotation and
+    /// [`Identity::replace_key`], the key the server now expects is not lost.
+    /// Returns the key, its base64 text and the file.
+    pub fn stage_new_key(dir: &Path) -> anyhow::Result<(PrivateKey, String, PathBuf)> {
+        let mut secret = [0u8; 32];
+        getrandom::fill(&mut secret).map_err(|e| anyhow!("no randomness for a key: {e}"))?;
+        let text = STANDARD.encode(secret);
+        let path = dir.join("identity.rotating");
+        write_atomic(&path, text.as_bytes(), true)
+            .with_context(|| format!("cannot write {}", path.display()))?;
+        Ok((PrivateKey::from_bytes(secret), text, path))
+    }
+
+    /// Makes `key` this identity's key pair in `identity.json` (the v1
+    /// peer id stays).
+    pub fn replace_key(
+        &mut self,
+        dir: &Path,
+        key: &PrivateKey,
+        secret: &str,
+    ) -> anyhow::Result<()> {
+        let path = dir.join("identity.json");
+        let file = IdentityFile::V1 {
+            peer_id: self.peer_id.clone(),
+            private_key: secret.to_owned(),
+            public_key: key.public_key(),
+        };
+        write_atomic(&path, &serde_json::to_vec_pretty(&file)?, true)
+            .with_context(|| format!("cannot write {}", path.display()))?;
+        self.public_key = key.public_key();
+        self.private_key = key.clone();
+        Ok(())
     }
 
     pub fn default_name(&self) -> Name {
@@ -126,6 +171,10 @@ pub struct Session {
     pub peer_id: PeerId,
     pub token: Option<TokenResponse>,
     pub party_id: Option<PartyId>,
+    /// The public key a key-bound session proves (absent: v1, by peer id;
+    /// files from before key-bound identity have none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key: Option<PublicKey>,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -175,10 +224,19 @@ impl Sessions {
             .find(|s| s.server == server && s.peer_id == *peer_id)
     }
 
+    /// The key-bound session proving `key` on `server`: after a rotation
+    /// its peer id is not the one derived from the key.
+    pub fn get_key_bound(&self, server: &str, key: &PublicKey) -> Option<&Session> {
+        self.sessions
+            .iter()
+            .find(|s| s.server == server && s.key.as_ref() == Some(key))
+    }
+
     pub fn put(
         &mut self,
         server: &str,
         peer_id: &PeerId,
+        key: Option<PublicKey>,
         token: Option<TokenResponse>,
         party_id: Option<PartyId>,
     ) {
@@ -187,6 +245,7 @@ impl Sessions {
             peer_id: peer_id.clone(),
             token,
             party_id,
+            key,
         };
         if self.get(server, peer_id) == Some(&session) {
             return;

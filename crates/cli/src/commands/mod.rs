@@ -11,6 +11,7 @@ macro_rules! out {
     }};
 }
 
+pub mod auth;
 pub mod identity;
 pub mod party;
 pub mod relay;
@@ -20,7 +21,7 @@ use std::net::IpAddr;
 
 use anyhow::anyhow;
 use clap::{ArgMatches, Args, parser::ValueSource};
-use lanrage_client::{ClientError, HttpClient, HttpConfig, PeerDetails};
+use lanrage_client::{ClientError, ControlPlane, HttpClient, HttpConfig, PeerDetails};
 use lanrage_proto::{IpOrUnknown, Name, NatType, PartyId, PeerId, PublicKey};
 use serde::Serialize;
 
@@ -41,8 +42,12 @@ pub struct ClientArgs {
     )]
     pub server: String,
 
-    /// Act as this peer (default: the identity kept in ~/.lanrage/identity.json,
-    /// created on first use).
+    /// Act as this peer ID with v1 registration (no key proof), for servers
+    /// and scripts from before key-bound identity. Without it, the command
+    /// line proves the WireGuard key kept in ~/.lanrage/identity.json
+    /// (created on first use) and acts as the peer ID the server binds to
+    /// that key (`lr1…`); against a server without key-bound identity it
+    /// registers that ID the v1 way.
     #[arg(long, env = "LANRAGE_PEER_ID", value_parser = parse_peer_id, global = true)]
     pub peer_id: Option<PeerId>,
 
@@ -68,7 +73,7 @@ pub struct LeadingArgs {
     /// Control server URL (client commands).
     #[arg(long = "server", id = "leading_server", value_name = "SERVER")]
     pub server: Option<String>,
-    /// Act as this peer (client commands).
+    /// Act as this peer ID, v1 registration (client commands).
     #[arg(long = "peer-id", id = "leading_peer_id", value_name = "PEER_ID", value_parser = parse_peer_id)]
     pub peer_id: Option<PeerId>,
     /// `X-Registration-Key` (client commands).
@@ -163,35 +168,56 @@ pub struct Context {
     pub identity: Identity,
     pub peer_id: PeerId,
     pub http: HttpClient,
+    /// `~/.lanrage`.
+    pub dir: std::path::PathBuf,
+    /// The public key the session proves; `None` with `--peer-id` (v1).
+    pub key: Option<PublicKey>,
     sessions: Sessions,
     party: Option<PartyId>,
 }
 
 impl Context {
     /// Loads (or creates) the identity and the remembered session for this
-    /// server and peer, and builds the client with the remembered token.
+    /// server and peer, and builds the client with the remembered token:
+    /// key-bound by default, v1 with `--peer-id`.
     pub fn open(args: ClientArgs) -> anyhow::Result<Self> {
         init_logging();
         let dir = config_dir()?;
         identity::create_private_dir(&dir)?;
         let identity = Identity::load_or_create(&dir)?;
-        let peer_id = args
-            .peer_id
-            .clone()
-            .unwrap_or_else(|| identity.peer_id.clone());
         let sessions = Sessions::load(&dir)?;
         let server = args.server.trim_end_matches('/').to_owned();
-        let remembered = sessions.get(&server, &peer_id);
-        let mut config = HttpConfig::new(server, peer_id.clone());
+        let (mut config, remembered, key) = match &args.peer_id {
+            Some(peer_id) => (
+                HttpConfig::new(server.clone(), peer_id.clone()),
+                sessions.get(&server, peer_id),
+                None,
+            ),
+            None => {
+                let key = identity.public_key.clone();
+                let remembered = sessions.get_key_bound(&server, &key);
+                let mut config =
+                    HttpConfig::key_bound(server.clone(), identity.private_key.clone());
+                if let Some(session) = remembered {
+                    // After a rotation the server keeps the first key's ID.
+                    config = config.with_peer_id(session.peer_id.clone());
+                }
+                (config, remembered, Some(key))
+            }
+        };
         config.registration_key = args.registration_key.clone();
         config.token = remembered.and_then(|s| s.token.clone());
+        let peer_id = config.peer_id.clone();
+        let party = remembered.and_then(|s| s.party_id.clone());
         let http = HttpClient::new(config).map_err(describe)?;
         Ok(Self {
-            party: remembered.and_then(|s| s.party_id.clone()),
+            party,
             args,
             identity,
             peer_id,
             http,
+            dir,
+            key,
             sessions,
         })
     }
@@ -214,9 +240,12 @@ impl Context {
     /// merged under a lock with what other processes saved meanwhile).
     pub async fn save(&mut self) -> anyhow::Result<()> {
         let token = self.http.current_token().await;
+        // The server's answer to a key proof names the peer.
+        let peer_id = self.http.peer_id().clone();
         self.sessions.put(
             self.http.server_url(),
-            &self.peer_id,
+            &peer_id,
+            self.key.clone(),
             token,
             self.party.clone(),
         );

@@ -13,6 +13,7 @@ use tokio_tungstenite::{
 
 use super::WsConfig;
 use crate::{
+    control::ControlPlane,
     error::{ClientError, Result, TransportError, TransportKind, is_tls_failure},
     http::HttpClient,
 };
@@ -93,7 +94,7 @@ async fn open_once(
         after: config.connect_timeout,
     })?
     .map_err(websocket)?;
-    let peer_id = http.config().peer_id.clone();
+    let peer_id = ControlPlane::peer_id(http).clone();
     let auth = ClientMessage::Auth {
         peer_id: Some(peer_id.clone()),
         token: token.to_owned(),

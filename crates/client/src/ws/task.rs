@@ -64,7 +64,7 @@ pub(super) fn spawn(
     let signals = Arc::new(SignalInbox::default());
     let mut task = Task {
         signals: signals.clone(),
-        tracker: Tracker::new(http.config().peer_id.clone(), party),
+        tracker: Tracker::new(peer_id.clone(), party),
         delivery: Delivery::new(events_tx, config.event_buffer),
         http,
         url,

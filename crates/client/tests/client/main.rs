@@ -7,6 +7,7 @@ mod agreement;
 mod factory;
 mod helpers;
 mod http;
+mod identity;
 mod local;
 mod retries;
 mod tls;
