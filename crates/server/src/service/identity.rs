@@ -133,10 +133,14 @@ impl Service {
                 Ok((token, grant))
             })
             .await?;
-        let KeyGrant::Issued(peer_id) = grant else {
-            return Err(Error::Forbidden(format!(
-                "this key was rotated away from {derived}; register with the peer's current key"
-            )));
+        let peer_id = match grant {
+            KeyGrant::Issued(peer_id) => peer_id,
+            KeyGrant::Banned(peer_id) => return Err(super::tokens::banned(&peer_id)),
+            KeyGrant::Retired => {
+                return Err(Error::Forbidden(format!(
+                    "this key was rotated away from {derived}; register with the peer's current key"
+                )));
+            }
         };
         let response = self.remember(token, peer_id, since);
         Ok(KeyTokenResponse {
@@ -226,10 +230,13 @@ impl Service {
             Revoked::AllBut(Some(token_hash.to_owned())),
         )
         .await?;
-        change
+        if !change
             .tx
             .insert_token(token_hash, peer_id, created_at, expires_at)
-            .await?;
+            .await?
+        {
+            return Err(super::tokens::banned(peer_id));
+        }
         Self::rekey_member_in(change, peer_id, key).await
     }
 }

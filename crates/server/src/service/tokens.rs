@@ -214,9 +214,7 @@ impl Service {
                  POST /auth/challenge and POST /auth/register/key to act as {peer_id}"
             )));
         }
-        if self.store.banned(&peer_id, None).await? {
-            return Err(banned(&peer_id));
-        }
+        // A ban is checked as the token is stored, in the same statement.
         let token = NewToken::generate(&self.config)?;
         let since = self.tokens.generation();
         self.store_token(&token, &peer_id).await?;
@@ -242,10 +240,13 @@ impl Service {
             }
             // A statement alone: its own transaction would cost a BEGIN
             // and a COMMIT round trip more.
-            super::Mode::SharedDatabase => Ok(self
-                .store
-                .insert_token(&token.hash, peer_id, token.created_at, token.expires_at)
-                .await?),
+            super::Mode::SharedDatabase => {
+                let stored = self
+                    .store
+                    .insert_token(&token.hash, peer_id, token.created_at, token.expires_at)
+                    .await?;
+                if stored { Ok(()) } else { Err(banned(peer_id)) }
+            }
         }
     }
 

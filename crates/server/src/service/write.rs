@@ -159,10 +159,13 @@ pub(super) async fn apply(change: &mut Change<'_>, op: &WriteOp) -> Result<Outco
             created_at,
             expires_at,
         } => {
-            change
+            if !change
                 .tx
                 .insert_token(token_hash, peer_id, *created_at, *expires_at)
-                .await?;
+                .await?
+            {
+                return Err(super::tokens::banned(peer_id));
+            }
             Ok(Outcome::TokenIssued)
         }
         WriteOp::RevokeTokens { peer_id, tokens } => {

@@ -333,17 +333,23 @@ fn touch<'a>(party_id: &'a PartyId, peer_id: &'a PeerId, at: Timestamp) -> Query
         .text(party_id.as_str())
 }
 
+/// Stores a token unless its peer is banned (no row then): the ban is
+/// checked in the same statement, not by a read before it.
 fn token_insert<'a>(
     token_hash: &'a str,
     peer_id: &'a PeerId,
     created_at: Timestamp,
     expires_at: Timestamp,
 ) -> Query<'a> {
-    sql("INSERT INTO tokens (token_hash, peer_id, created_at, expires_at) VALUES (?, ?, ?, ?)")
-        .text(token_hash)
-        .text(peer_id.as_str())
-        .int(created_at.as_micros())
-        .int(expires_at.as_micros())
+    sql(
+        "INSERT INTO tokens (token_hash, peer_id, created_at, expires_at) \
+         SELECT ?, ?, ?, ? WHERE NOT EXISTS (SELECT 1 FROM bans WHERE peer_id = ?)",
+    )
+    .text(token_hash)
+    .text(peer_id.as_str())
+    .int(created_at.as_micros())
+    .int(expires_at.as_micros())
+    .text(peer_id.as_str())
 }
 
 /// The lease is free again after 90% of an interval, so a pass that ran a
@@ -496,12 +502,11 @@ impl<B: Backend + Clone> Store for Storage<B> {
         peer_id: &PeerId,
         created_at: Timestamp,
         expires_at: Timestamp,
-    ) -> StoreResult<()> {
+    ) -> StoreResult<bool> {
         let (token_hash, peer_id) = (token_hash.to_owned(), peer_id.clone());
         self.writing(|store| async move {
             let insert = token_insert(&token_hash, &peer_id, created_at, expires_at);
-            store.backend.write(insert).await?;
-            Ok(())
+            Ok(store.backend.write(insert).await? == 1)
         })
         .await
     }
@@ -599,8 +604,13 @@ impl<B: Backend + Clone> Store for Storage<B> {
                     derived.clone()
                 }
             };
-            tx.execute(token_insert(&token_hash, &peer_id, created_at, expires_at))
-                .await?;
+            if tx
+                .execute(token_insert(&token_hash, &peer_id, created_at, expires_at))
+                .await?
+                == 0
+            {
+                return Ok(KeyGrant::Banned(peer_id));
+            }
             tx.commit().await?;
             Ok(KeyGrant::Issued(peer_id))
         })
@@ -1143,12 +1153,9 @@ impl<B: Backend> Tx for StorageTx<B> {
         peer_id: &PeerId,
         created_at: Timestamp,
         expires_at: Timestamp,
-    ) -> StoreResult<()> {
-        self.tx
-            .write(vec![token_insert(
-                token_hash, peer_id, created_at, expires_at,
-            )])
-            .await
+    ) -> StoreResult<bool> {
+        let insert = token_insert(token_hash, peer_id, created_at, expires_at);
+        Ok(self.tx.execute(insert).await? == 1)
     }
 
     async fn insert_party(&mut self, party: &PartyRecord) -> StoreResult<()> {

@@ -280,6 +280,8 @@ pub enum KeyGrant {
     /// The key's derived peer ID is bound to another key: this one was
     /// rotated away and registers nobody.
     Retired,
+    /// The key's peer is banned: no token was stored.
+    Banned(PeerId),
 }
 
 /// A storage backend.
@@ -321,7 +323,7 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
         peer_id: &PeerId,
         created_at: Timestamp,
         expires_at: Timestamp,
-    ) -> StoreResult<()>;
+    ) -> StoreResult<bool>;
     async fn token(&self, token_hash: &str) -> StoreResult<Option<TokenRecord>>;
 
     /// Stores a key challenge unless `client` already has `max_outstanding`
@@ -498,7 +500,7 @@ pub trait Tx: Send {
         peer_id: &PeerId,
         created_at: Timestamp,
         expires_at: Timestamp,
-    ) -> StoreResult<()>;
+    ) -> StoreResult<bool>;
 
     async fn insert_party(&mut self, party: &PartyRecord) -> StoreResult<()>;
     /// Deletes the party with its members and signals (its events stay

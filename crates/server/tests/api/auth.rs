@@ -148,7 +148,8 @@ async fn expired_tokens_are_refused() {
     let (_, created) = app.create_party("alice").await;
     let expired = "expired-token-of-alice";
     let past = Timestamp::now().plus_secs(-10);
-    app.service
+    let stored = app
+        .service
         .store()
         .insert_token(
             &token_hash(expired),
@@ -158,6 +159,7 @@ async fn expired_tokens_are_refused() {
         )
         .await
         .unwrap();
+    assert!(stored);
 
     let detail = app
         .expect_error(
