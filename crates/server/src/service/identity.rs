@@ -92,15 +92,9 @@ impl Service {
         })
     }
 
-    /// A token for the peer whose key `proof` proves: the first attempt on
-    /// a challenge uses it up, whether it succeeds or not.
-    pub async fn register_with_key(
-        &self,
-        proof: &KeyProof,
-        registration_key: Option<&str>,
-    ) -> Result<KeyTokenResponse> {
-        self.check_registration_key(registration_key)?;
-        let key = parse_key(&proof.public_key)?;
+    /// Uses up the challenge `proof` answers and checks the proof of `key`
+    /// for `purpose`: every failure but a low-order key is the one 401.
+    async fn redeem(&self, proof: &KeyProof, key: &WireGuardKey, purpose: Purpose) -> Result<()> {
         let challenge = self
             .store
             .take_challenge(&proof.challenge_id)
@@ -110,8 +104,20 @@ impl Service {
             return Err(failed());
         }
         ChallengeKey::from_private_bytes(challenge.secret)
-            .verify(&key, Purpose::Register, &proof.challenge_id, &proof.proof)
-            .map_err(low_order)?;
+            .verify(key, purpose, &proof.challenge_id, &proof.proof)
+            .map_err(low_order)
+    }
+
+    /// A token for the peer whose key `proof` proves: the first attempt on
+    /// a challenge uses it up, whether it succeeds or not.
+    pub async fn register_with_key(
+        &self,
+        proof: &KeyProof,
+        registration_key: Option<&str>,
+    ) -> Result<KeyTokenResponse> {
+        self.check_registration_key(registration_key)?;
+        let key = parse_key(&proof.public_key)?;
+        self.redeem(proof, &key, Purpose::Register).await?;
         let derived = derived_peer_id(&key);
         if self.store.banned(&derived, Some(key.as_str())).await? {
             return Err(banned(&derived));
@@ -163,17 +169,7 @@ impl Service {
         if self.store.bound_key(&peer_id).await?.is_none() {
             return Err(not_key_bound(&peer_id));
         }
-        let challenge = self
-            .store
-            .take_challenge(&proof.challenge_id)
-            .await?
-            .ok_or_else(failed)?;
-        if challenge.expires_at <= Timestamp::now() || challenge.public_key != key.as_str() {
-            return Err(failed());
-        }
-        ChallengeKey::from_private_bytes(challenge.secret)
-            .verify(&key, Purpose::Rotate, &proof.challenge_id, &proof.proof)
-            .map_err(low_order)?;
+        self.redeem(proof, &key, Purpose::Rotate).await?;
         let public_key =
             PublicKey::parse(key.as_str()).map_err(|e| Error::Invalid(e.to_string()))?;
         let since = self.tokens.generation();
