@@ -1,6 +1,6 @@
 //! WebSocket messages: JSON text frames tagged by `type`.
 
-use std::net::Ipv4Addr;
+use std::{collections::BTreeMap, net::Ipv4Addr};
 
 use serde::{Deserialize, Serialize};
 
@@ -80,6 +80,14 @@ pub enum ServerMessage {
         virtual_ip: Option<Ipv4Addr>,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         request_id: Option<serde_json::Value>,
+        /// True when this update replaces events the socket missed (a
+        /// `resume` past the log, or a resync): the party as a read shows it.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        snapshot: bool,
+        /// As in a party read: who proved their key. Sent with snapshots
+        /// and with the replies to `register_party` and `join_party`.
+        #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+        verified: BTreeMap<PeerId, bool>,
     },
     PeerJoined {
         party_id: PartyId,

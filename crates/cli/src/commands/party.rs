@@ -279,6 +279,8 @@ fn wire_message(event: &Event) -> Option<ServerMessage> {
             seq,
             virtual_ip,
             request_id: None,
+            snapshot: false,
+            verified: std::collections::BTreeMap::new(),
         },
         Event::PeerJoined {
             party_id,

@@ -77,6 +77,8 @@ pub(super) fn update(party: &PartyResponse) -> ServerMessage {
         seq: party.seq,
         virtual_ip: None,
         request_id: None,
+        snapshot: false,
+        verified: BTreeMap::new(),
     }
 }
 

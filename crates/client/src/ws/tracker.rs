@@ -324,6 +324,8 @@ impl Tracker {
             seq,
             virtual_ip,
             request_id,
+            verified,
+            ..
         } = &message
         else {
             return;
@@ -336,9 +338,9 @@ impl Tracker {
             party: party.clone(),
             virtual_ips,
             seq: *seq,
-            // A `party_update` does not say who proved their key; the
-            // next read of the party does.
-            verified: BTreeMap::new(),
+            // Snapshots and replies say who proved their key; other
+            // updates leave it to the next read of the party.
+            verified: verified.clone(),
         }));
         self.emit(WsEvent::Message(message));
     }
@@ -362,6 +364,8 @@ impl Tracker {
                 seq,
                 virtual_ip,
                 request_id,
+                verified,
+                ..
             } => {
                 let ours = request_id.is_some();
                 // A snapshot we asked for is shown even if nothing
@@ -379,6 +383,12 @@ impl Tracker {
                     }
                     view.virtual_ips
                         .retain(|peer, _| party.peers.contains_key(peer));
+                    if verified.is_empty() {
+                        view.verified
+                            .retain(|peer, _| party.peers.contains_key(peer));
+                    } else {
+                        view.verified = verified.clone();
+                    }
                     Fold::Emit
                 }
             }
@@ -395,6 +405,7 @@ impl Tracker {
             ServerMessage::PeerLeft { peer_id, seq, .. } if Some(*seq) == next => {
                 view.party.peers.remove(peer_id);
                 view.virtual_ips.remove(peer_id);
+                view.verified.remove(peer_id);
                 view.seq = *seq;
                 if *peer_id == self.me {
                     self.view = None;
@@ -527,6 +538,8 @@ fn update_of(party: &PartyResponse, me: &PeerId) -> ServerMessage {
         seq: party.seq,
         virtual_ip: party.virtual_ips.get(me).copied(),
         request_id: None,
+        snapshot: false,
+        verified: party.verified.clone(),
     }
 }
 
@@ -711,6 +724,8 @@ mod tests {
             seq,
             virtual_ip: Some(Ipv4Addr::new(10, 66, 0, 2)),
             request_id: Some(json!(RESYNC)),
+            snapshot: true,
+            verified: [(peer_id("alice"), true)].into(),
         });
 
         assert_eq!(seqs(&events(&mut tracker)), [4, 5]);
@@ -720,6 +735,8 @@ mod tests {
             view.virtual_ips.get(&peer_id("alice")),
             Some(&Ipv4Addr::new(10, 66, 0, 2))
         );
+        // The snapshot says who proved their key; later events keep it.
+        assert_eq!(view.verified, [(peer_id("alice"), true)].into());
         assert_eq!(tracker.fill_gap(), None);
     }
 

@@ -364,6 +364,8 @@ impl Service {
                     seq,
                     virtual_ip: None,
                     request_id: None,
+                    snapshot: false,
+                    verified: BTreeMap::new(),
                 }
             })
             .await?;
@@ -455,6 +457,8 @@ impl Service {
                 seq,
                 virtual_ip: None,
                 request_id: None,
+                snapshot: false,
+                verified: BTreeMap::new(),
             }
         })
         .await?;

@@ -593,6 +593,8 @@ impl Session {
                 seq: joined.seq,
                 virtual_ip: Some(joined.virtual_ip),
                 request_id,
+                snapshot: false,
+                verified: joined.verified,
             },
             Some(party),
         );
@@ -697,6 +699,8 @@ impl Session {
                 seq: view.seq,
                 virtual_ip,
                 request_id,
+                snapshot: true,
+                verified: view.verified,
             };
             if let Some(text) = encode(&snapshot) {
                 self.send(Outgoing::Catchup {

@@ -615,6 +615,8 @@ impl Hub {
                         seq: view.seq,
                         virtual_ip,
                         request_id: None,
+                        snapshot: true,
+                        verified: view.verified,
                     };
                     if let Some(text) = encode(&message) {
                         self.deliver([&peer_id], &Outgoing::Catchup { text, party });

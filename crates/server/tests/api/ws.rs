@@ -164,6 +164,9 @@ async fn register_and_join_over_the_socket_answer_with_the_party() {
     assert_eq!(joined["virtual_ip"], "10.66.0.2");
     assert_eq!(joined["seq"], 2);
     assert_eq!(joined["party"]["peers"].as_object().unwrap().len(), 2);
+    // A reply, not a snapshot, with a join answer's extras.
+    assert!(joined.get("snapshot").is_none());
+    assert_eq!(joined["verified"], json!({"alice": false, "bob": false}));
 
     let event = host.expect_joined("bob").await;
     assert_eq!(
@@ -451,6 +454,9 @@ async fn resume_without_the_history_sends_the_current_party() {
     assert_eq!(update["seq"], 1);
     assert_eq!(update["virtual_ip"], "10.66.0.1");
     assert_eq!(update["party"]["host_id"], "alice");
+    // A snapshot says so, and carries a party read's extras.
+    assert_eq!(update["snapshot"], true);
+    assert_eq!(update["verified"], json!({"alice": false}));
 }
 
 #[tokio::test]
