@@ -6,8 +6,11 @@ use crate::error::ClientError;
 
 /// How retries and reconnects are spaced: the `n`th wait is `initial * 2^(n-1)`
 /// capped at `max`, then jittered down by up to half so that clients cut off
-/// together do not come back together.
+/// together do not come back together. Made with [`Backoff::new`]; more
+/// knobs may come, so it cannot be written as a struct literal outside
+/// this crate.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Backoff {
     /// The first wait, before jitter.
     pub initial: Duration,
@@ -18,6 +21,16 @@ pub struct Backoff {
 }
 
 impl Backoff {
+    /// Waits starting at `initial`, doubling up to `max`, for
+    /// `max_attempts` attempts in all (at least 1: 0 is taken as 1).
+    pub fn new(initial: Duration, max: Duration, max_attempts: u32) -> Self {
+        Self {
+            initial,
+            max,
+            max_attempts: max_attempts.max(1),
+        }
+    }
+
     /// The wait before attempt `attempt + 1`, after `attempt` failures
     /// (`attempt` counts from 1), jitter included.
     pub fn delay(&self, attempt: u32) -> Duration {

@@ -54,11 +54,7 @@ async fn an_unreachable_server_gives_the_local_plane_with_the_reason() {
     let address = dead_address().await;
     let mut settings = Settings::new(Some(format!("http://{address}")), peer_id("alice"));
     if let Some(server) = settings.server.as_mut() {
-        server.http.retry = Backoff {
-            initial: Duration::from_millis(10),
-            max: Duration::from_millis(50),
-            max_attempts: 2,
-        };
+        server.http.retry = Backoff::new(Duration::from_millis(10), Duration::from_millis(50), 2);
     }
 
     let selected = create_control_plane(settings).await.unwrap();

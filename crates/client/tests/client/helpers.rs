@@ -176,11 +176,7 @@ pub fn details(id: &str) -> PeerDetails {
 /// Client settings with short retry waits, so failure tests stay quick.
 pub fn http_config(url: &str, id: &str) -> HttpConfig {
     let mut config = HttpConfig::new(url, peer_id(id));
-    config.retry = Backoff {
-        initial: Duration::from_millis(20),
-        max: Duration::from_millis(200),
-        max_attempts: 5,
-    };
+    config.retry = Backoff::new(Duration::from_millis(20), Duration::from_millis(200), 5);
     config.connect_timeout = Duration::from_secs(5);
     config.request_timeout = Duration::from_secs(15);
     config
@@ -255,21 +251,21 @@ pub fn peer_ids<V>(peers: &BTreeMap<PeerId, V>) -> Vec<&str> {
 
 /// Reconnects quickly and keeps trying for a long while.
 pub fn patient_ws() -> WsConfig {
-    WsConfig::default().with_reconnect(Backoff {
-        initial: Duration::from_millis(50),
-        max: Duration::from_millis(300),
-        max_attempts: 10_000,
-    })
+    WsConfig::default().with_reconnect(Backoff::new(
+        Duration::from_millis(50),
+        Duration::from_millis(300),
+        10_000,
+    ))
 }
 
 /// Reconnects quickly and gives up after three attempts, so a test can
 /// reach the fall back to the local plane.
 pub fn quitting_ws() -> WsConfig {
-    WsConfig::default().with_reconnect(Backoff {
-        initial: Duration::from_millis(20),
-        max: Duration::from_millis(100),
-        max_attempts: 3,
-    })
+    WsConfig::default().with_reconnect(Backoff::new(
+        Duration::from_millis(20),
+        Duration::from_millis(100),
+        3,
+    ))
 }
 
 /// The first event `pick` accepts, skipping others (listed on failure).
