@@ -351,24 +351,7 @@ impl Service {
             if let Some(member) = members.iter_mut().find(|m| m.peer.peer_id == *caller) {
                 member.peer = peer.clone();
             }
-            change.tx.update_member(party_id, &peer).await?;
-            record.seq = Self::log_event(change, &record, now, ids(&members), |seq| {
-                ServerMessage::PartyUpdate {
-                    party: party_of(
-                        &PartyRecord {
-                            seq,
-                            ..record.clone()
-                        },
-                        &members,
-                    ),
-                    seq,
-                    virtual_ip: None,
-                    request_id: None,
-                    snapshot: false,
-                    verified: BTreeMap::new(),
-                }
-            })
-            .await?;
+            record.seq = Self::update_member_in(change, &record, &members, &peer, now).await?;
         } else {
             let member = MemberRecord {
                 peer,
@@ -444,15 +427,28 @@ impl Service {
         };
         member.peer.public_key = key.clone();
         let peer = member.peer.clone();
-        change.tx.update_member(&party_id, &peer).await?;
-        Self::log_event(change, &record, Timestamp::now(), ids(&members), |seq| {
+        Self::update_member_in(change, &record, &members, &peer, Timestamp::now()).await?;
+        Ok(())
+    }
+
+    /// Stores a member's new info (`members` already holds it) and tells
+    /// every member with one `party_update`; returns the event's `seq`.
+    async fn update_member_in(
+        change: &mut Change<'_>,
+        record: &PartyRecord,
+        members: &[MemberRecord],
+        peer: &Peer,
+        now: Timestamp,
+    ) -> Result<u64> {
+        change.tx.update_member(&record.party_id, peer).await?;
+        Self::log_event(change, record, now, ids(members), |seq| {
             ServerMessage::PartyUpdate {
                 party: party_of(
                     &PartyRecord {
                         seq,
                         ..record.clone()
                     },
-                    &members,
+                    members,
                 ),
                 seq,
                 virtual_ip: None,
@@ -461,8 +457,7 @@ impl Service {
                 verified: BTreeMap::new(),
             }
         })
-        .await?;
-        Ok(())
+        .await
     }
 
     /// The party's snapshot, for its member `caller`; refused to others

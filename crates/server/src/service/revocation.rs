@@ -7,7 +7,11 @@
 
 use lanrage_proto::PeerId;
 
-use super::{Error, Result, Service, WriteOp, tokens::secrets_match, write::Change};
+use super::{
+    Error, Result, Service, WriteOp,
+    tokens::{OperatorRefusals, check_operator_secret},
+    write::Change,
+};
 use crate::events::{Event, Revoked};
 
 /// What an admin revocation did.
@@ -94,17 +98,14 @@ impl Service {
 
     /// Checks the operator's admin credential (`--admin-key`).
     pub fn authorize_admin(&self, bearer: Option<&str>) -> Result<()> {
-        let Some(expected) = &self.config.admin_key else {
-            return Err(Error::Forbidden(
-                "admin routes are disabled: the operator has not set LANRAGE_ADMIN_KEY".into(),
-            ));
-        };
-        match bearer {
-            None => Err(Error::Unauthorized(
-                "admin routes require Authorization: Bearer <admin key>".into(),
-            )),
-            Some(given) if secrets_match(given, expected.expose()) => Ok(()),
-            Some(_) => Err(Error::Forbidden("invalid admin key".into())),
-        }
+        check_operator_secret(
+            self.config.admin_key.as_ref(),
+            bearer,
+            OperatorRefusals {
+                unset: "admin routes are disabled: the operator has not set LANRAGE_ADMIN_KEY",
+                missing: "admin routes require Authorization: Bearer <admin key>",
+                wrong: "invalid admin key",
+            },
+        )
     }
 }

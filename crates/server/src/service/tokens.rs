@@ -15,7 +15,7 @@ use super::{
     write::{Outcome, WriteOp},
 };
 use crate::{
-    config::{Config, IdentityMode},
+    config::{Config, IdentityMode, Secret},
     events::Event,
     store::TokenRecord,
 };
@@ -331,18 +331,40 @@ impl Service {
 
     /// Checks a relay operator's bearer credential.
     pub fn authorize_relay_operator(&self, bearer: Option<&str>) -> Result<()> {
-        let Some(expected) = &self.config.relay_key else {
-            return Err(Error::Forbidden(
-                "relay registration is disabled: the operator has not set LANRAGE_RELAY_KEY".into(),
-            ));
-        };
-        match bearer {
-            None => Err(Error::Unauthorized(
-                "relay registration requires Authorization: Bearer <relay key>".into(),
-            )),
-            Some(given) if secrets_match(given, expected.expose()) => Ok(()),
-            Some(_) => Err(Error::Forbidden("invalid relay key".into())),
-        }
+        check_operator_secret(
+            self.config.relay_key.as_ref(),
+            bearer,
+            OperatorRefusals {
+                unset: "relay registration is disabled: the operator has not set LANRAGE_RELAY_KEY",
+                missing: "relay registration requires Authorization: Bearer <relay key>",
+                wrong: "invalid relay key",
+            },
+        )
+    }
+}
+
+/// What an operator-secret check answers when the secret is not
+/// configured (403), not given (401) or wrong (403).
+pub(super) struct OperatorRefusals {
+    pub(super) unset: &'static str,
+    pub(super) missing: &'static str,
+    pub(super) wrong: &'static str,
+}
+
+/// The one check of an operator's bearer secret (the relay key, the admin
+/// key): compared in constant time, refused with `refusals`.
+pub(super) fn check_operator_secret(
+    expected: Option<&Secret>,
+    given: Option<&str>,
+    refusals: OperatorRefusals,
+) -> Result<()> {
+    let Some(expected) = expected else {
+        return Err(Error::Forbidden(refusals.unset.into()));
+    };
+    match given {
+        None => Err(Error::Unauthorized(refusals.missing.into())),
+        Some(given) if secrets_match(given, expected.expose()) => Ok(()),
+        Some(_) => Err(Error::Forbidden(refusals.wrong.into())),
     }
 }
 
