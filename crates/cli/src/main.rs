@@ -25,11 +25,14 @@ struct Cli {
 enum Command {
     /// Run the control plane server (SQLite under ~/.lanrage/ by default).
     Serve(Box<Config>),
-    /// Create, join, show, leave or watch a party on a control server.
+    /// Create, join (by ID or code), show, leave or watch a party on a
+    /// control server; read its path plan and relay; as its host, hand out
+    /// join codes, change its settings, hand it over or remove a member.
     Party(commands::party::PartyArgs),
     /// Send hole-punching signals to party members, or read yours.
     Signal(commands::signal::SignalArgs),
-    /// List relays, or register one (operators).
+    /// List relays and their state, or register one and report its
+    /// status (operators).
     Relay(commands::relay::RelayArgs),
     /// Log out (revoke the kept token), or rotate the peer's WireGuard key.
     Auth(commands::auth::AuthArgs),
@@ -86,6 +89,12 @@ fn main() -> ExitCode {
     // with them is decided here, before anything starts, as a usage error.
     if let Command::Serve(config) = &cli.command
         && let Err(error) = config.validate()
+    {
+        eprintln!("error: {error}");
+        return ExitCode::from(2);
+    }
+    if let Command::Party(args) = &cli.command
+        && let Err(error) = args.check()
     {
         eprintln!("error: {error}");
         return ExitCode::from(2);
@@ -151,4 +160,16 @@ fn shutdown_signal() -> anyhow::Result<impl std::future::Future<Output = ()>> {
     Ok(async {
         let _ = tokio::signal::ctrl_c().await;
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    use super::Cli;
+
+    #[test]
+    fn the_command_line_is_well_formed() {
+        Cli::command().debug_assert();
+    }
 }

@@ -12,9 +12,12 @@ use std::{
     time::Duration,
 };
 
+use lanrage_client::{HttpClient, HttpConfig};
 use lanrage_proto::{
-    CreatePartyResponse, JoinPartyResponse, PartyResponse, RelayStatusResponse, RelaysResponse,
-    SignalsResponse, StatusResponse,
+    CreatePartyResponse, InviteResponse, InvitesResponse, JoinPartyResponse, KickResponse, PartyId,
+    PartyRelayResponse, PartyResponse, PathBasis, PathPlanKind, PathsResponse, PeerId, RelayId,
+    RelayStatusResponse, RelayStatusesResponse, RelaysResponse, ServerMessage, SettingsResponse,
+    SignalsResponse, StatusResponse, TransferHostResponse,
 };
 use lanrage_server::{
     Config, Server,
@@ -667,4 +670,797 @@ fn auth_rotate_is_for_key_bound_peers_only() {
     assert!(stderr.contains("without --peer-id"), "{stderr}");
     let logged_out: Value = json(&server, "alice", &["auth", "logout", "--json"]);
     assert_eq!(logged_out["status"], "no_token");
+}
+
+/// The text output of a command as `user`, which must succeed.
+fn text(server: &TestServer, user: &str, args: &[&str]) -> String {
+    let output = run(server, user, args);
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert!(
+        output.status.success(),
+        "{args:?} failed: {}{stdout}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    stdout
+}
+
+#[test]
+fn the_host_changes_settings_hands_over_and_removes_members() {
+    let server = TestServer::start();
+    let created: CreatePartyResponse = json(
+        &server,
+        "alice",
+        &[
+            "party",
+            "create",
+            "Friday LAN",
+            "--host-policy",
+            "migrate",
+            "--max-members",
+            "4",
+            "--json",
+        ],
+    );
+    let party_id = created.party_id.to_string();
+    let _: JoinPartyResponse = json(&server, "bob", &["party", "join", &party_id, "--json"]);
+    let _: JoinPartyResponse = json(&server, "carol", &["party", "join", &party_id, "--json"]);
+
+    let read: SettingsResponse = json(&server, "bob", &["party", "settings", "--json"]);
+    let shown = text(&server, "bob", &["party", "settings"]);
+    let (member_code, member_set) = failure(
+        &server,
+        "bob",
+        &["party", "settings", "set", "--host-policy", "end"],
+    );
+    let changed: SettingsResponse = json(
+        &server,
+        "alice",
+        &[
+            "party",
+            "settings",
+            "set",
+            "--join-policy",
+            "invite",
+            "--max-members",
+            "none",
+            "--party",
+            &party_id,
+            "--json",
+        ],
+    );
+    let handed: TransferHostResponse = json(
+        &server,
+        "alice",
+        &[
+            "party",
+            "host",
+            "transfer",
+            "bob",
+            "--expected-epoch",
+            "1",
+            "--json",
+        ],
+    );
+    let (former_code, former) = failure(&server, "alice", &["party", "host", "transfer", "carol"]);
+    let (stale_code, stale) = failure(
+        &server,
+        "bob",
+        &[
+            "party",
+            "host",
+            "transfer",
+            "carol",
+            "--expected-epoch",
+            "1",
+        ],
+    );
+    let shown_party = text(&server, "carol", &["party", "show"]);
+    let banned: KickResponse = json(
+        &server,
+        "bob",
+        &["party", "kick", "carol", "--ban", "--json"],
+    );
+    let (rejoin_code, rejoin) = failure(&server, "carol", &["party", "join", &party_id]);
+    let kicked = text(&server, "bob", &["party", "kick", "alice"]);
+    let (itself_code, itself) = failure(&server, "bob", &["party", "kick", "bob"]);
+    let after: PartyResponse = json(&server, "bob", &["party", "show", "--json"]);
+
+    let settings = created.extras.settings.unwrap();
+    assert_eq!(settings.host_policy.as_str(), "migrate");
+    assert_eq!(settings.max_members, Some(4));
+    assert_eq!(read.settings, settings);
+    assert!(shown.contains("host_policy  migrate"), "{shown}");
+    assert!(shown.contains("max_members  4"), "{shown}");
+    assert_eq!(member_code, 1);
+    assert!(member_set.contains("(403)"), "{member_set}");
+    assert_eq!(changed.settings.join_policy.as_str(), "invite");
+    assert_eq!(changed.settings.max_members, None);
+    assert_eq!(changed.settings.host_policy.as_str(), "migrate");
+    assert_eq!(handed.party.host_id.as_str(), "bob");
+    assert_eq!(handed.host_epoch, 2);
+    assert_eq!(former_code, 1);
+    assert!(former.contains("(403)"), "{former}");
+    assert_eq!(stale_code, 1);
+    assert!(stale.contains("(409)"), "{stale}");
+    assert!(shown_party.contains("bob (host)"), "{shown_party}");
+    assert!(shown_party.contains("Host epoch 2"), "{shown_party}");
+    assert!(
+        shown_party.contains("Settings: host_policy migrate, join_policy invite, max_members none"),
+        "{shown_party}"
+    );
+    assert_eq!((banned.status.as_str(), banned.banned), ("removed", true));
+    assert_eq!(rejoin_code, 1);
+    assert!(rejoin.contains("(403)"), "{rejoin}");
+    assert!(kicked.contains("Removed alice"), "{kicked}");
+    assert_eq!(itself_code, 1);
+    assert!(itself.contains("(422)"), "{itself}");
+    assert_eq!(after.party.peers.len(), 1);
+    assert_eq!(after.extras.host_epoch, Some(2));
+}
+
+#[test]
+fn host_flags_are_checked_before_anything_is_sent() {
+    let server = TestServer::start();
+    for args in [
+        &["party", "settings", "set"][..],
+        &["party", "settings", "set", "--max-members", "1"],
+        &["party", "settings", "set", "--max-members", "257"],
+        &["party", "settings", "set", "--join-policy", "closed"],
+        &["party", "create", "x", "--host-policy", "Migrate"],
+        &["party", "host", "transfer"],
+        &["party", "kick", "not/a/peer"],
+    ] {
+        let (code, stderr) = failure(&server, "alice", args);
+        assert_eq!(code, 2, "{args:?}: {stderr}");
+    }
+}
+
+/// The lines `child` prints, as they come.
+fn lines_of(child: &mut std::process::Child) -> mpsc::Receiver<String> {
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = mpsc::channel::<String>();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    rx
+}
+
+/// The next line from [`lines_of`], which must come soon.
+fn next_line(lines: &mpsc::Receiver<String>) -> String {
+    lines
+        .recv_timeout(Duration::from_secs(30))
+        .expect("watch printed nothing more")
+}
+
+/// Alice's party with Bob in it, watched by Bob with `--json` and by
+/// Alice as text, both past the party they print first (they follow it
+/// from then on).
+struct Watching {
+    party_id: String,
+    children: [std::process::Child; 2],
+    json_lines: mpsc::Receiver<String>,
+    text_lines: mpsc::Receiver<String>,
+}
+
+impl Watching {
+    fn start(server: &TestServer) -> Self {
+        let party_id = create_party(server, "alice");
+        let _: JoinPartyResponse = json(server, "bob", &["party", "join", &party_id, "--json"]);
+        let mut children = [
+            watch(server, "bob", &["--json"], Stdio::null()),
+            watch(server, "alice", &[], Stdio::null()),
+        ];
+        let json_lines = lines_of(&mut children[0]);
+        let text_lines = lines_of(&mut children[1]);
+        next_line(&json_lines);
+        next_line(&text_lines);
+        Self {
+            party_id,
+            children,
+            json_lines,
+            text_lines,
+        }
+    }
+
+    /// The next `n` lines of each: Bob's as JSON messages, Alice's text.
+    fn next<T: DeserializeOwned>(&self, n: usize) -> (Vec<T>, Vec<String>) {
+        let printed = (0..n)
+            .map(|_| serde_json::from_str(&next_line(&self.json_lines)).unwrap())
+            .collect();
+        let written = (0..n).map(|_| next_line(&self.text_lines)).collect();
+        (printed, written)
+    }
+
+    /// Stops both with Ctrl-C and waits for them.
+    fn stop(&mut self) {
+        for child in &mut self.children {
+            let _ = Command::new("kill")
+                .args(["-INT", &child.id().to_string()])
+                .status();
+            wait_with_timeout(child, Duration::from_secs(30));
+        }
+    }
+}
+
+#[test]
+fn watch_prints_settings_and_host_changes() {
+    let server = TestServer::start();
+    let mut watching = Watching::start(&server);
+
+    let _: SettingsResponse = json(
+        &server,
+        "alice",
+        &[
+            "party",
+            "settings",
+            "set",
+            "--host-policy",
+            "migrate",
+            "--json",
+        ],
+    );
+    let _: TransferHostResponse = json(
+        &server,
+        "alice",
+        &["party", "host", "transfer", "bob", "--json"],
+    );
+    let (printed, written) = watching.next::<Value>(3);
+    watching.stop();
+
+    let types: Vec<&str> = printed
+        .iter()
+        .map(|m| m["type"].as_str().unwrap())
+        .collect();
+    assert_eq!(types, ["party_settings", "host_changed", "party_update"]);
+    assert_eq!(printed[0]["settings"]["host_policy"], "migrate");
+    assert_eq!(printed[1]["old_host_id"], "alice");
+    assert_eq!(printed[1]["new_host_id"], "bob");
+    assert_eq!(printed[1]["reason"], "transferred");
+    assert_eq!(printed[1]["host_epoch"], 2);
+    assert_eq!(printed[2]["party"]["host_id"], "bob");
+    assert_eq!(
+        written[0],
+        "[3] settings: host_policy migrate, join_policy open, max_members none"
+    );
+    assert_eq!(
+        written[1],
+        "[4] host is now bob (was alice, transferred; epoch 2)"
+    );
+    assert!(written[2].contains("hosted by bob"), "{}", written[2]);
+}
+
+/// The code `party invite` printed: alone on its line, after a blank one.
+fn printed_code(output: &str) -> &str {
+    let lines: Vec<&str> = output.lines().collect();
+    assert!(lines.len() >= 4, "{output}");
+    assert_eq!((lines[0], lines[2]), ("", ""), "{output}");
+    lines[1]
+}
+
+#[test]
+fn the_host_hands_out_codes_and_others_join_by_them() {
+    let server = TestServer::start();
+    let created: CreatePartyResponse = json(
+        &server,
+        "alice",
+        &[
+            "party",
+            "create",
+            "Friday LAN",
+            "--join-policy",
+            "invite",
+            "--json",
+        ],
+    );
+    let party_id = created.party_id.to_string();
+
+    let shown = text(
+        &server,
+        "alice",
+        &["party", "invite", "--uses", "2", "--ttl", "30m"],
+    );
+    let made: InviteResponse = json(
+        &server,
+        "alice",
+        &["party", "invite", "--ttl", "2h", "--json"],
+    );
+    let code = printed_code(&shown).to_owned();
+    let (by_id_code, by_id) = failure(&server, "bob", &["party", "join", &party_id]);
+    // Typed the way a person would after hearing it.
+    let typed = code.to_ascii_lowercase().replace('-', " ");
+    let joined: JoinPartyResponse = json(&server, "bob", &["party", "join", &typed, "--json"]);
+    let remembered: PartyResponse = json(&server, "bob", &["party", "show", "--json"]);
+    let joined_text = text(&server, "carol", &["party", "join", &made.invite.code]);
+    let listed: InvitesResponse = json(&server, "alice", &["party", "invites", "--json"]);
+    let table = text(&server, "alice", &["party", "invites"]);
+    let (member_code, member) = failure(&server, "bob", &["party", "invite"]);
+    let nameplate = code.rsplit_once('-').unwrap().0.to_owned();
+    let revoked: StatusResponse = json(
+        &server,
+        "alice",
+        &["party", "invite", "revoke", &nameplate, "--json"],
+    );
+    let revoked_text = text(
+        &server,
+        "alice",
+        &[
+            "party",
+            "invite",
+            "revoke",
+            &made.invite.nameplate,
+            "--party",
+            &party_id,
+        ],
+    );
+    let (gone_code, gone) = failure(&server, "dave", &["party", "join", &code]);
+    let (again_code, again) = failure(&server, "alice", &["party", "invite", "revoke", &nameplate]);
+    let none_left = text(&server, "alice", &["party", "invites"]);
+
+    let expected_code = lanrage_rules::InviteCode::parse(&code).unwrap().reveal();
+    assert_eq!(code, expected_code, "the code, plain, alone on its line");
+    let details = shown.lines().nth(3).unwrap();
+    assert!(details.starts_with("Works until "), "{shown}");
+    assert!(details.contains("(in 30 minutes)"), "{shown}");
+    assert!(details.contains("for up to 2 joins"), "{shown}");
+    assert!(shown.contains(&format!("party join {code}")), "{shown}");
+    assert_eq!(made.invite.party_id.as_str(), party_id);
+    assert_eq!((made.invite.max_uses, made.invite.uses), (10, 0));
+    assert_eq!(
+        made.invite.expires_at.as_micros() - made.invite.created_at.as_micros(),
+        7_200_000_000
+    );
+    assert_eq!(by_id_code, 1);
+    assert!(
+        by_id.contains("join code") && by_id.contains("(403)"),
+        "{by_id}"
+    );
+    assert_eq!(joined.party.party_id.as_str(), party_id);
+    assert_eq!(remembered.party.party_id.as_str(), party_id);
+    assert!(
+        joined_text.contains("Joined party \"Friday LAN\"") && joined_text.contains("by code"),
+        "{joined_text}"
+    );
+    let uses: Vec<(u32, u32)> = listed
+        .invites
+        .iter()
+        .map(|i| (i.uses, i.max_uses))
+        .collect();
+    assert_eq!(uses, [(1, 2), (1, 10)]);
+    assert!(table.contains(&code) && table.contains("1/2"), "{table}");
+    assert!(
+        table.contains(&made.invite.code) && table.contains("1/10"),
+        "{table}"
+    );
+    assert!(table.contains("in 30 minutes"), "{table}");
+    assert_eq!(member_code, 1);
+    assert!(member.contains("(403)"), "{member}");
+    assert_eq!(revoked.status, "revoked");
+    assert!(revoked_text.contains("Revoked join code"), "{revoked_text}");
+    assert_eq!(gone_code, 1);
+    assert!(
+        gone.contains("invite code not found or no longer valid (404)"),
+        "{gone}"
+    );
+    assert_eq!(again_code, 1);
+    assert!(again.contains("(404)"), "{again}");
+    assert!(none_left.contains("no live join codes"), "{none_left}");
+}
+
+/// Asserts that each command is a usage error (exit 2) whose message
+/// says `says`, with nothing sent: no server listens where it would go.
+fn assert_usage_errors(cases: &[(&[&str], &str)]) {
+    let dead = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        format!("http://{}", listener.local_addr().unwrap())
+    };
+    let home = tempfile::tempdir().unwrap();
+    for (args, says) in cases {
+        let output = command(&dead, home.path(), "alice", args).output().unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(stderr.contains(says), "{args:?}: {stderr}");
+    }
+}
+
+#[test]
+fn invite_flags_and_codes_are_checked_before_anything_is_sent() {
+    assert_usage_errors(&[
+        (&["party", "invite", "--ttl", "59s"][..], "from 60 seconds"),
+        (&["party", "invite", "--ttl", "8d"], "to 7 days"),
+        (&["party", "invite", "--ttl", "30x"], "like 90s"),
+        (&["party", "invite", "--uses", "0"], "1 to 100"),
+        (&["party", "invite", "--uses", "101"], "1 to 100"),
+        (
+            &["party", "invite", "revoke", "not/a/name"],
+            "not a nameplate",
+        ),
+        (
+            &["party", "invite", "--uses", "2", "revoke", "frog"],
+            "--uses",
+        ),
+        (&["party", "join", "FROG-74"], "4 to 8"),
+        (&["party", "join", "FR\u{41E}G-7421"], "U+041E"),
+        (
+            &["party", "join", "0123456789ABCDEF0123456789ABCDEF"],
+            "32 lowercase hex",
+        ),
+    ]);
+}
+
+#[test]
+fn watch_prints_revoked_codes() {
+    let server = TestServer::start();
+    let mut watching = Watching::start(&server);
+
+    let by_host: InviteResponse = json(&server, "alice", &["party", "invite", "--json"]);
+    let guessed: InviteResponse = json(&server, "alice", &["party", "invite", "--json"]);
+    let _: StatusResponse = json(
+        &server,
+        "alice",
+        &[
+            "party",
+            "invite",
+            "revoke",
+            &by_host.invite.nameplate,
+            "--json",
+        ],
+    );
+    // The server's default budget: three wrong secrets end the code.
+    let (word, digits) = guessed.invite.code.rsplit_once('-').unwrap();
+    for wrong in ["0000", "1111", "2222", "3333"]
+        .iter()
+        .filter(|wrong| **wrong != digits)
+        .take(3)
+    {
+        let (code, _) = failure(
+            &server,
+            "mallory",
+            &["party", "join", &format!("{word}-{wrong}")],
+        );
+        assert_eq!(code, 1);
+    }
+    let (printed, written) = watching.next::<ServerMessage>(2);
+    watching.stop();
+
+    let revoked: Vec<(&str, &str)> = printed
+        .iter()
+        .map(|message| match message {
+            ServerMessage::InviteRevoked {
+                party_id,
+                nameplate,
+                reason,
+                ..
+            } if party_id.as_str() == watching.party_id => (nameplate.as_str(), reason.as_str()),
+            other => panic!("expected invite_revoked of the party, got {other:?}"),
+        })
+        .collect();
+    assert_eq!(
+        revoked,
+        [
+            (by_host.invite.nameplate.as_str(), "host"),
+            (guessed.invite.nameplate.as_str(), "guessing")
+        ]
+    );
+    let shown = |invite: &InviteResponse| invite.invite.nameplate.to_ascii_uppercase();
+    assert_eq!(
+        written[0],
+        format!(
+            "[3] join code {}-… was revoked by the host",
+            shown(&by_host)
+        )
+    );
+    assert_eq!(
+        written[1],
+        format!(
+            "[4] join code {}-… was revoked: too many wrong guesses of its digits",
+            shown(&guessed)
+        )
+    );
+}
+
+/// `peer` reports its round trips to relays through the client library:
+/// an application measures them, the command line has no command for it.
+fn report_rtts(server: &TestServer, peer: &str, party_id: &str, rtts: &[(&str, f64)]) {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let client = HttpClient::new(HttpConfig::new(
+            server.url.clone(),
+            PeerId::parse(peer).unwrap(),
+        ))
+        .unwrap();
+        let rtts = rtts
+            .iter()
+            .map(|(relay, ms)| (RelayId::parse(*relay).unwrap(), Some(*ms)))
+            .collect();
+        client
+            .report_relay_rtts(&PartyId::parse(party_id).unwrap(), rtts)
+            .await
+            .unwrap();
+    });
+}
+
+/// Registers relays through the command line, as `operator`.
+fn register_relays(server: &TestServer, relays: &[&str]) {
+    for relay in relays {
+        let _: RelayStatusResponse = json(
+            server,
+            "operator",
+            &[
+                "relay",
+                "register",
+                relay,
+                "--public-ip",
+                "198.51.100.1",
+                "--port",
+                "3478",
+                "--relay-key",
+                RELAY_KEY,
+                "--json",
+            ],
+        );
+    }
+}
+
+/// Asserts that a line of `output` has these words, whatever the spacing.
+fn assert_row(output: &str, words: &[&str]) {
+    assert!(
+        output
+            .lines()
+            .any(|line| line.split_whitespace().eq(words.iter().copied())),
+        "{words:?} in {output}"
+    );
+}
+
+#[test]
+fn party_paths_relay_and_nat_show_the_plan_and_the_recommendation() {
+    let server = TestServer::start();
+    register_relays(&server, &["x", "y"]);
+    let behind_nat =
+        |public_ip: &'static str| ["--nat-type", "symmetric", "--public-ip", public_ip];
+    let created: CreatePartyResponse = json(
+        &server,
+        "alice",
+        &[
+            &["party", "create", "Friday LAN", "--json"][..],
+            &behind_nat("203.0.113.1"),
+        ]
+        .concat(),
+    );
+    let party_id = created.party_id.to_string();
+    let _: JoinPartyResponse = json(
+        &server,
+        "bob",
+        &[
+            &["party", "join", &party_id, "--json"][..],
+            &behind_nat("198.51.100.2"),
+        ]
+        .concat(),
+    );
+
+    let unmeasured = text(&server, "bob", &["party", "relay"]);
+    let table: PathsResponse = json(&server, "alice", &["party", "paths", "--json"]);
+    let table_text = text(&server, "alice", &["party", "paths"]);
+    let port_mapped = [
+        "party",
+        "nat",
+        "--mapping",
+        "address_and_port_dependent",
+        "--filtering",
+        "address_and_port_dependent",
+        "--port-mapping",
+    ];
+    let reported: StatusResponse = json(&server, "bob", &[&port_mapped[..], &["--json"]].concat());
+    let reported_text = text(&server, "bob", &port_mapped);
+    let mapped_text = text(&server, "alice", &["party", "paths"]);
+    // x is 10 and 90 ms away, y 40 from both: y's pair costs 80, x's 100.
+    report_rtts(&server, "alice", &party_id, &[("x", 10.0), ("y", 40.0)]);
+    report_rtts(&server, "bob", &party_id, &[("x", 90.0), ("y", 40.0)]);
+    let choice: PartyRelayResponse = json(&server, "bob", &["party", "relay", "--json"]);
+    let choice_text = text(&server, "alice", &["party", "relay", "--party", &party_id]);
+    let statuses_text = text(&server, "alice", &["relay", "status"]);
+    let drained: StatusResponse = json(
+        &server,
+        "operator",
+        &[
+            "relay",
+            "report",
+            "y",
+            "--draining",
+            "true",
+            "--sessions",
+            "2",
+            "--relay-key",
+            RELAY_KEY,
+            "--json",
+        ],
+    );
+    let statuses: RelayStatusesResponse = json(&server, "alice", &["relay", "status", "--json"]);
+    let moved: PartyRelayResponse = json(&server, "bob", &["party", "relay", "--json"]);
+    let (outsider_code, outsider) =
+        failure(&server, "eve", &["party", "paths", "--party", &party_id]);
+    let (wrong_key_code, wrong_key) = failure(
+        &server,
+        "operator",
+        &[
+            "relay",
+            "report",
+            "x",
+            "--load",
+            "0.5",
+            "--relay-key",
+            "not-the-key",
+        ],
+    );
+
+    assert!(
+        unmeasured.contains("no relay recommended (no measurements)"),
+        "{unmeasured}"
+    );
+    assert!(
+        unmeasured.contains("Unmeasured: alice, bob"),
+        "{unmeasured}"
+    );
+    assert_eq!(table.party_id.as_str(), party_id);
+    let pair = &table.pairs[..];
+    assert_eq!(pair.len(), 1, "{table:?}");
+    assert_eq!(
+        (pair[0].plan, pair[0].confidence, pair[0].basis),
+        (PathPlanKind::Relay, 0.85, PathBasis::NatTable)
+    );
+    assert!(
+        table_text.starts_with(&format!("Paths of party {party_id} (event ")),
+        "{table_text}"
+    );
+    assert_row(
+        &table_text,
+        &[
+            "A",
+            "B",
+            "PLAN",
+            "CONFIDENCE",
+            "BASIS",
+            "RTT",
+            "LAST",
+            "OBSERVED",
+        ],
+    );
+    assert_row(
+        &table_text,
+        &["alice", "bob", "relay", "0.85", "nat_table", "-", "-"],
+    );
+    assert_eq!(reported.status, "ok");
+    assert!(
+        reported_text.contains(
+            "mapping address_and_port_dependent, filtering address_and_port_dependent, port mapping yes"
+        ),
+        "{reported_text}"
+    );
+    // A port opened by UPnP counts as no NAT: reachable from anywhere.
+    assert_row(
+        &mapped_text,
+        &["alice", "bob", "direct", "0.95", "nat_table", "-", "-"],
+    );
+    assert_eq!(
+        choice.relay.as_ref().map(|r| r.relay_id.as_str()),
+        Some("y")
+    );
+    assert_eq!(choice.worst_pair_rtt_ms, Some(80));
+    assert_eq!(choice.reason, "better");
+    assert_eq!(choice.alternates, [RelayId::parse("x").unwrap()]);
+    for line in [
+        "relay y at 198.51.100.1:3478, region unknown (better)",
+        "Worst pair through it: 80 ms",
+        "Round trips to it: alice 40 ms, bob 40 ms",
+        "Unmeasured: none",
+        "Alternates: x",
+    ] {
+        assert!(choice_text.contains(line), "{line:?} in {choice_text}");
+    }
+    assert_row(&statuses_text, &["x", "unknown", "active", "-", "-", "-"]);
+    assert_eq!(drained.status, "ok");
+    let states: Vec<(&str, &str, Option<u32>)> = statuses
+        .relays
+        .iter()
+        .map(|r| (r.relay_id.as_str(), r.state.as_str(), r.sessions))
+        .collect();
+    assert_eq!(states, [("x", "active", None), ("y", "draining", Some(2))]);
+    assert_eq!(
+        (
+            moved.relay.as_ref().map(|r| r.relay_id.as_str()),
+            moved.reason.as_str()
+        ),
+        (Some("x"), "current draining")
+    );
+    assert_eq!(outsider_code, 1);
+    assert!(outsider.contains("(403)"), "{outsider}");
+    assert_eq!(wrong_key_code, 1);
+    assert!(wrong_key.contains("(403)"), "{wrong_key}");
+}
+
+#[test]
+fn nat_and_relay_flags_are_checked_before_anything_is_sent() {
+    assert_usage_errors(&[
+        (
+            &["party", "nat", "--mapping", "cone", "--filtering", "none"][..],
+            "endpoint_independent",
+        ),
+        (&["party", "nat", "--mapping", "none"], "--filtering"),
+        (
+            &["relay", "report", "x", "--load", "1.5", "--relay-key", "k"],
+            "from 0 to 1",
+        ),
+        (&["relay", "report", "x", "--relay-key", "k"], "--sessions"),
+    ]);
+}
+
+#[test]
+fn watch_prints_relay_recommendations_and_path_plans() {
+    let server = TestServer::start();
+    let mut watching = Watching::start(&server);
+    register_relays(&server, &["x"]);
+
+    report_rtts(&server, "alice", &watching.party_id, &[("x", 10.0)]);
+    let (relay_printed, relay_written) = watching.next::<ServerMessage>(1);
+    // Both unknown NATs: attempt (read, so the party has a plan to
+    // change); an open one makes the pair direct.
+    let _: PathsResponse = json(&server, "alice", &["party", "paths", "--json"]);
+    let _: StatusResponse = json(
+        &server,
+        "bob",
+        &[
+            "party",
+            "nat",
+            "--mapping",
+            "none",
+            "--filtering",
+            "none",
+            "--json",
+        ],
+    );
+    let (plan_printed, plan_written) = watching.next::<ServerMessage>(1);
+    watching.stop();
+
+    match &relay_printed[0] {
+        ServerMessage::RelayRecommendation {
+            party_id,
+            relay_id,
+            worst_pair_rtt_ms,
+            reason,
+            ..
+        } => {
+            assert_eq!(party_id.as_str(), watching.party_id);
+            assert_eq!(relay_id.as_ref().map(RelayId::as_str), Some("x"));
+            assert_eq!(*worst_pair_rtt_ms, Some(10));
+            assert_eq!(reason, "initial");
+        }
+        other => panic!("expected relay_recommendation, got {other:?}"),
+    }
+    assert!(
+        relay_written[0].ends_with("] relay: x recommended (worst pair 10 ms; initial)"),
+        "{}",
+        relay_written[0]
+    );
+    match &plan_printed[0] {
+        ServerMessage::PathPlan { pairs, .. } => {
+            assert_eq!(pairs.len(), 1, "{pairs:?}");
+            assert_eq!((pairs[0].a.as_str(), pairs[0].b.as_str()), ("alice", "bob"));
+            assert_eq!(
+                (pairs[0].plan, pairs[0].basis),
+                (PathPlanKind::Direct, PathBasis::NatTable)
+            );
+        }
+        other => panic!("expected path_plan, got {other:?}"),
+    }
+    assert!(
+        plan_written[0].ends_with("] path plan: alice ↔ bob direct (nat_table, 0.95)"),
+        "{}",
+        plan_written[0]
+    );
 }

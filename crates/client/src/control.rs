@@ -20,7 +20,8 @@ use crate::error::Result;
 pub enum LeaveOutcome {
     /// The peer left; the party goes on.
     Left,
-    /// The host left, or the last member: the party is gone.
+    /// The party is gone: its last member left, or its host left a party
+    /// that ends with its host (the v1 rule, `host_policy` `end`).
     PartyDeleted,
 }
 
@@ -130,9 +131,16 @@ impl From<PeerInfo> for PeerDetails {
 /// one peer the plane acts for ([`ControlPlane::peer_id`]).
 ///
 /// Every implementation follows the server's rules: a peer is in at most one
-/// party (joining another moves it), the host leaving ends the party, and a
-/// refusal is a [`ClientError::Refused`](crate::ClientError::Refused) with
-/// the status and `detail` the server would give.
+/// party (joining another moves it), the host leaving ends the party
+/// (unless a server party's `host_policy` is `migrate`), and a refusal is a
+/// [`ClientError::Refused`](crate::ClientError::Refused) with the status and
+/// `detail` the server would give.
+///
+/// Host authority (party settings, handing the party over, removing a
+/// member) is not here: only a server has it, so it is a set of methods of
+/// [`HttpClient`](crate::HttpClient) and
+/// [`RemoteControlPlane`](crate::RemoteControlPlane) (see the crate
+/// documentation, "Host authority").
 ///
 /// ```no_run
 /// use lanrage_client::{ControlPlane, LocalConfig, LocalControlPlane, PeerDetails};

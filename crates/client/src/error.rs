@@ -123,6 +123,15 @@ pub enum ClientError {
         #[source]
         source: std::io::Error,
     },
+    /// The control plane in use does not offer this capability: a server
+    /// that does not list `feature` in `GET /`'s `features` (one from before
+    /// it), or the local plane (no server). Nothing was sent or changed.
+    #[error("{detail}")]
+    Unsupported {
+        /// The capability, as `GET /` names it (`host-migration`).
+        feature: String,
+        detail: String,
+    },
     /// The client was closed, or its background task stopped.
     #[error("the client is closed")]
     Closed,

@@ -24,10 +24,57 @@ pub enum Event {
         peer: Peer,
         seq: u64,
     },
-    /// A peer left the party (or was removed by the server's cleanup).
+    /// A peer left the party (or was removed by the server's cleanup, or
+    /// by the host).
     PeerLeft {
         party_id: PartyId,
         peer_id: PeerId,
+        /// `left`, `timeout` or `kicked`; none from older servers.
+        reason: Option<String>,
+        seq: u64,
+    },
+    /// The party has a new host (host authority: `left`, `absent` or
+    /// `transferred`); a [`Event::PartyUpdated`] with the new `host_id`
+    /// follows.
+    HostChanged {
+        party_id: PartyId,
+        old_host_id: PeerId,
+        new_host_id: PeerId,
+        reason: String,
+        host_epoch: u64,
+        seq: u64,
+    },
+    /// A join code of the party ended early: `host` (revoked by the host)
+    /// or `guessing` (too many wrong secrets).
+    InviteRevoked {
+        party_id: PartyId,
+        nameplate: String,
+        reason: String,
+        seq: u64,
+    },
+    /// The plan of these member pairs changed (path plan): how each pair
+    /// should connect now. Only the changed pairs;
+    /// [`HttpClient::party_paths`](crate::HttpClient::party_paths) has
+    /// them all.
+    PathPlan {
+        party_id: PartyId,
+        pairs: Vec<lanrage_proto::PathPair>,
+        seq: u64,
+    },
+    /// The party's recommended relay changed (relay choice): re-read
+    /// [`HttpClient::party_relay`](crate::HttpClient::party_relay) for the
+    /// details (its address, each member's round trip).
+    RelayRecommended {
+        party_id: PartyId,
+        relay_id: Option<lanrage_proto::RelayId>,
+        worst_pair_rtt_ms: Option<u32>,
+        reason: String,
+        seq: u64,
+    },
+    /// The host changed the party's settings.
+    SettingsChanged {
+        party_id: PartyId,
+        settings: lanrage_proto::PartySettings,
         seq: u64,
     },
     /// The whole party as it is now: after a member refreshed its info,

@@ -152,6 +152,15 @@ impl SelectedPlane {
     pub fn is_remote(&self) -> bool {
         matches!(self, Self::Remote { .. })
     }
+
+    /// The remote plane, when the server was chosen: for what only a
+    /// server offers (host authority, relay registration).
+    pub fn remote(&self) -> Option<&RemoteControlPlane> {
+        match self {
+            Self::Remote { plane, .. } => Some(plane),
+            Self::Local { .. } => None,
+        }
+    }
 }
 
 /// A configured server that answers gives the remote plane (HTTP and

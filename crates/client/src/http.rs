@@ -1,7 +1,11 @@
 //! The remote control plane over HTTP: pooled connections, timeouts, a bearer
 //! token obtained and renewed without the caller noticing (by proving the
 //! peer's WireGuard key, or by v1 registration), retries with backoff, and
-//! the heartbeat task of the party the peer is in.
+//! the heartbeat task of the party the peer is in. Relay choice and the
+//! path plan are in the modules below.
+
+mod paths;
+mod relay_choice;
 
 use std::{
     collections::BTreeMap,
@@ -15,12 +19,16 @@ use std::{
 use async_trait::async_trait;
 use lanrage_identity::{Purpose, WireGuardKey, prove};
 use lanrage_proto::{
-    ChallengeRequest, ChallengeResponse, CreatePartyRequest, CreatePartyResponse, ErrorBody,
-    JoinPartyRequest, JoinPartyResponse, KeyProof, KeyTokenResponse, Name, PartyId, PartyResponse,
-    Peer, PeerId, PeerResponse, PeersResponse, Region, Relay, RelayId, RelayRegistration,
-    RelayStatusResponse, RelaysResponse, SendSignalRequest, ServiceInfo, Signal, SignalData,
-    SignalsResponse, StatusResponse, Timestamp, TokenResponse,
+    ChallengeRequest, ChallengeResponse, CreateInviteRequest, CreatePartyRequest,
+    CreatePartyResponse, ErrorBody, Invite, InvitePreview, InviteResponse, InvitesResponse,
+    JoinByCodeRequest, JoinPartyRequest, JoinPartyResponse, KeyProof, KeyTokenResponse,
+    KickRequest, KickResponse, Name, PartyId, PartyResponse, Peer, PeerId, PeerResponse,
+    PeersResponse, Region, Relay, RelayId, RelayRegistration, RelayStatusResponse, RelaysResponse,
+    SendSignalRequest, ServiceInfo, SettingsPatch, SettingsResponse, Signal, SignalData,
+    SignalsResponse, StatusResponse, Timestamp, TokenResponse, TransferHostRequest,
+    TransferHostResponse,
 };
+use lanrage_rules::{CodeError, InviteCode, Nameplate};
 use reqwest::{Method, StatusCode, header};
 use serde::{Serialize, de::DeserializeOwned};
 
@@ -35,6 +43,26 @@ use crate::{
 
 /// The `features` entry of `GET /` that says the server takes key proofs.
 pub const KEY_IDENTITY_FEATURE: &str = "key-identity";
+
+/// The `features` entry of `GET /` that says the server has host
+/// authority: party settings, handing the party over, removing members,
+/// parties that outlive their host.
+pub const HOST_MIGRATION_FEATURE: &str = "host-migration";
+
+/// The `features` entry of `GET /` that says the server has join codes:
+/// invites a host makes, lists and revokes, and codes anyone previews and
+/// joins by.
+pub const INVITES_FEATURE: &str = "invites";
+
+/// The `features` entry of `GET /` that says the server has relay
+/// choice: relays' status, members' round trips to relays, and one
+/// recommended relay per party.
+pub const RELAY_CHOICE_FEATURE: &str = "relay-choice";
+
+/// The `features` entry of `GET /` that says the server has path plans:
+/// members' NAT behaviour and connection outcomes, and a plan per member
+/// pair.
+pub const PATH_PLAN_FEATURE: &str = "path-plan";
 
 /// Settings of an [`HttpClient`]: [`HttpConfig::new`], then the `with_`
 /// methods (or the fields) for what differs from the defaults.
@@ -165,7 +193,17 @@ impl HttpConfig {
     }
 }
 
-/// The control server's HTTP API as a [`ControlPlane`].
+/// The control server's HTTP API as a [`ControlPlane`], plus what only a
+/// server offers: host authority ([`HttpClient::transfer_host`],
+/// [`HttpClient::kick`], [`HttpClient::party_settings`],
+/// [`HttpClient::update_party_settings`],
+/// [`HttpClient::register_party_with_settings`]), join codes
+/// ([`HttpClient::create_invite`], [`HttpClient::join_by_code`] and the
+/// methods beside them), relay choice ([`HttpClient::report_relay_rtts`],
+/// [`HttpClient::party_relay`], [`HttpClient::relay_statuses`]), the path
+/// plan ([`HttpClient::report_nat`], [`HttpClient::report_paths`],
+/// [`HttpClient::party_paths`]), relay registration and status, key
+/// rotation and logout.
 ///
 /// Cheap to clone (clones share one connection pool, token and heartbeat).
 /// The first call that needs a token registers the peer; a token the server
@@ -180,16 +218,22 @@ impl HttpConfig {
 /// seconds or as an HTTP date) when that is longer. What is retried depends
 /// on whether sending the request twice is safe:
 ///
-/// - reads (`GET`), heartbeats, registration and relay registration are
-///   idempotent: retried on any transport error (connect, timeout, a
-///   connection cut before the answer), on 5xx and on 429;
-/// - creating or joining a party, sending a signal and leaving a party are
-///   not: they are retried only when the server certainly did not act on
-///   them: a connect error (the request was never sent), a 429, or a 503
-///   with `Retry-After`. A timeout or a connection cut after sending fails
-///   the call, since the server may have applied it; a signal is never
-///   delivered twice by a retry. A leave whose retry answers 404 counts as
-///   done (the first attempt did it).
+/// - reads (`GET`, a join code's preview too), heartbeats, registration,
+///   relay registration and status, changing a party's settings, revoking
+///   a join code, and reports that replace the last one (round trips to
+///   relays, NAT behaviour) are idempotent: retried on any transport error
+///   (connect, timeout, a connection cut before the answer), on 5xx and on
+///   429;
+/// - creating or joining a party (by ID or by code), sending a signal,
+///   leaving a party, handing it over, removing a member, making a join
+///   code and reporting connection outcomes (each also counts in the
+///   server's statistics) are not: they are retried only when the server
+///   certainly did not act on them: a connect error (the request was never
+///   sent), a 429, or a 503 with `Retry-After`. A timeout or a connection
+///   cut after sending fails the call, since the server may have applied
+///   it; a signal is never delivered twice by a retry, nor a code's use
+///   spent twice, nor an outcome counted twice. A leave or a revocation
+///   whose retry answers 404 counts as done (the first attempt did it).
 ///
 /// Other 4xx fail at once with the server's `detail`.
 ///
@@ -230,8 +274,8 @@ struct Inner {
     /// The peer ID the server answered to a key proof, when the client has
     /// seen one: it wins over the configured one.
     bound_peer_id: OnceLock<PeerId>,
-    /// Whether the server lists `key-identity`, once `GET /` said.
-    key_identity: parking_lot::Mutex<Option<bool>>,
+    /// The `features` of `GET /`, once the server said.
+    features: parking_lot::Mutex<Option<Vec<String>>>,
     heartbeat: HeartbeatSlot,
     heartbeats_sent: AtomicU64,
     registrations: AtomicU64,
@@ -249,6 +293,9 @@ struct HeldToken {
 enum Resend {
     /// Idempotent: any retryable failure is retried.
     Safe,
+    /// Like `Safe`, and a 404 to a retry means the work was done (a
+    /// revocation whose answer was lost finds nothing left to revoke).
+    SafeGoneIsDone,
     /// Not idempotent: retried only when the server did not act.
     Unsafe,
     /// Like `Unsafe`, and a 404 to a retry means the work was done.
@@ -330,7 +377,7 @@ impl HttpClient {
                 token: tokio::sync::Mutex::new(token),
                 key: parking_lot::Mutex::new(config.private_key.clone()),
                 bound_peer_id,
-                key_identity: parking_lot::Mutex::new(None),
+                features: parking_lot::Mutex::new(None),
                 heartbeat: HeartbeatSlot::default(),
                 heartbeats_sent: AtomicU64::new(0),
                 registrations: AtomicU64::new(0),
@@ -360,7 +407,7 @@ impl HttpClient {
         let info: ServiceInfo = self
             .call(Method::GET, "/", None::<&()>, Auth::None, Resend::Safe)
             .await?;
-        *self.inner.key_identity.lock() = Some(info.has_feature(KEY_IDENTITY_FEATURE));
+        *self.inner.features.lock() = Some(info.features.clone());
         Ok(info)
     }
 
@@ -481,13 +528,36 @@ impl HttpClient {
     /// Whether the server lists `key-identity`: `GET /` once, then
     /// remembered. No retry: callers own the retry loop.
     async fn server_has_key_identity(&self) -> Result<bool> {
-        if let Some(known) = *self.inner.key_identity.lock() {
-            return Ok(known);
+        self.server_has_feature(KEY_IDENTITY_FEATURE).await
+    }
+
+    /// Whether the server lists `feature` in `GET /`'s `features`: asked
+    /// once, then remembered. No retry: callers own the retry loop.
+    async fn server_has_feature(&self, feature: &str) -> Result<bool> {
+        let listed = |features: &[String]| features.iter().any(|f| f == feature);
+        if let Some(features) = self.inner.features.lock().as_deref() {
+            return Ok(listed(features));
         }
         let info: ServiceInfo = self.send(Method::GET, "/", None, None).await?;
-        let known = info.has_feature(KEY_IDENTITY_FEATURE);
-        *self.inner.key_identity.lock() = Some(known);
+        let known = listed(&info.features);
+        *self.inner.features.lock() = Some(info.features);
         Ok(known)
+    }
+
+    /// [`ClientError::Unsupported`] unless the server lists `feature`. One
+    /// attempt: callers own the retry loop.
+    async fn require_feature(&self, feature: &'static str) -> Result<()> {
+        if self.server_has_feature(feature).await? {
+            return Ok(());
+        }
+        Err(ClientError::Unsupported {
+            feature: feature.to_owned(),
+            detail: format!(
+                "the control server at {} does not offer {feature} (it is not among the \
+                 features GET / lists): it is older than this capability",
+                self.inner.base
+            ),
+        })
     }
 
     /// A challenge for `key`, then the proof for `purpose`: `register`
@@ -712,6 +782,49 @@ impl HttpClient {
         .await
     }
 
+    /// `POST /parties`, with `settings` when given (then only on a server
+    /// that lists host authority), and the heartbeat started.
+    async fn create_party(
+        &self,
+        name: Name,
+        me: PeerDetails,
+        settings: Option<SettingsPatch>,
+    ) -> Result<JoinPartyResponse> {
+        let needs_settings = settings.is_some();
+        let body = CreatePartyRequest {
+            name,
+            host_peer_info: me.into_info(self.own_id().await?),
+            settings,
+        };
+        let created: CreatePartyResponse = if needs_settings {
+            // An older server would drop the settings without a word.
+            self.call_needing(
+                HOST_MIGRATION_FEATURE,
+                Method::POST,
+                "/parties",
+                Some(&body),
+                Resend::Unsafe,
+            )
+            .await?
+        } else {
+            self.call(
+                Method::POST,
+                "/parties",
+                Some(&body),
+                Auth::Peer,
+                Resend::Unsafe,
+            )
+            .await?
+        };
+        self.start_heartbeat(created.party_id.clone());
+        Ok(JoinPartyResponse {
+            party: created.party,
+            virtual_ip: created.virtual_ip,
+            seq: created.seq,
+            extras: created.extras,
+        })
+    }
+
     /// One call with retries (see [`HttpClient`] for which); with
     /// `Auth::Peer`, a 401 renews the token once within the same attempt.
     async fn call<T: DeserializeOwned>(
@@ -722,13 +835,31 @@ impl HttpClient {
         auth: Auth<'_>,
         resend: Resend,
     ) -> Result<T> {
-        self.call_or_gone(method, path, body, auth, resend)
+        self.call_or_gone(method, path, body, auth, resend, None)
             .await?
             .ok_or_else(|| ClientError::refused(StatusCode::NOT_FOUND, "not found"))
     }
 
-    /// [`HttpClient::call`]; with [`Resend::GoneIsDone`], a 404 to a retry
-    /// is `None`: the attempt before it did the work.
+    /// [`HttpClient::call`] for a capability beyond v1: refused with
+    /// [`ClientError::Unsupported`], unsent, when the server does not list
+    /// `feature` (asked once, within the call's attempts).
+    async fn call_needing<T: DeserializeOwned>(
+        &self,
+        feature: &'static str,
+        method: Method,
+        path: &str,
+        body: Option<&(impl Serialize + ?Sized)>,
+        resend: Resend,
+    ) -> Result<T> {
+        self.call_or_gone(method, path, body, Auth::Peer, resend, Some(feature))
+            .await?
+            .ok_or_else(|| ClientError::refused(StatusCode::NOT_FOUND, "not found"))
+    }
+
+    /// [`HttpClient::call`]; with [`Resend::GoneIsDone`] or
+    /// [`Resend::SafeGoneIsDone`], a 404 to a retry is `None`: the attempt
+    /// before it did the work. With `needs`, the server must list that
+    /// feature first.
     async fn call_or_gone<T: DeserializeOwned>(
         &self,
         method: Method,
@@ -736,6 +867,7 @@ impl HttpClient {
         body: Option<&(impl Serialize + ?Sized)>,
         auth: Auth<'_>,
         resend: Resend,
+        needs: Option<&'static str>,
     ) -> Result<Option<T>> {
         let body = match body {
             Some(body) => Some(encode(body)?),
@@ -743,7 +875,7 @@ impl HttpClient {
         };
         let config = &self.inner.config;
         let should_retry = |error: &ClientError| match resend {
-            Resend::Safe => error.is_retryable(),
+            Resend::Safe | Resend::SafeGoneIsDone => error.is_retryable(),
             Resend::Unsafe | Resend::GoneIsDone => error.is_retryable_unsent(),
         };
         retry_if(
@@ -754,6 +886,9 @@ impl HttpClient {
                 let method = method.clone();
                 let body = body.clone();
                 async move {
+                    if let Some(feature) = needs {
+                        self.require_feature(feature).await?;
+                    }
                     let answer = match auth {
                         Auth::Peer => {
                             let token = self.bearer_once().await?;
@@ -780,7 +915,10 @@ impl HttpClient {
                         Ok(value) => Ok(Some(value)),
                         Err(error)
                             if attempt > 1
-                                && matches!(resend, Resend::GoneIsDone)
+                                && matches!(
+                                    resend,
+                                    Resend::GoneIsDone | Resend::SafeGoneIsDone
+                                )
                                 && error.status() == Some(404) =>
                         {
                             tracing::debug!(%error, "404 to a retry: the first attempt did it");
@@ -817,10 +955,13 @@ impl HttpClient {
                 .header(header::CONTENT_TYPE, "application/json")
                 .body(body);
         }
+        // A join code is a credential: errors name its route, not the code.
+        let shown = without_code(&url);
         let transport = |source: reqwest::Error| {
+            let source = source.without_url();
             if source.is_builder() {
                 return ClientError::Config(format!(
-                    "cannot build a request to {url}: {}",
+                    "cannot build a request to {shown}: {}",
                     crate::error::error_chain(&source)
                 ));
             }
@@ -835,7 +976,7 @@ impl HttpClient {
             };
             ClientError::Transport {
                 method: method.to_string(),
-                url: url.clone(),
+                url: shown.clone().into_owned(),
                 kind,
                 source: TransportError::new(source),
             }
@@ -850,7 +991,7 @@ impl HttpClient {
         let text = response.text().await.map_err(transport)?;
         if status.is_success() {
             return serde_json::from_str(&text).map_err(|source| ClientError::Decode {
-                what: format!("{method} {path}"),
+                what: format!("{method} {}", without_code(path)),
                 source,
             });
         }
@@ -890,6 +1031,353 @@ impl HttpClient {
     }
 }
 
+/// Host authority (DESIGN, "Capabilities beyond v1", sections 2 and 4):
+/// what a server that lists [`HOST_MIGRATION_FEATURE`] offers and the
+/// local plane does not, so these are methods of the HTTP client (and of
+/// [`RemoteControlPlane`](crate::RemoteControlPlane)), not of
+/// [`ControlPlane`]. Each asks the server's `features` once per client, and
+/// against a server that does not list host authority fails with
+/// [`ClientError::Unsupported`] without sending anything. Refusals are
+/// [`ClientError::Refused`] with the server's status and `detail`.
+impl HttpClient {
+    /// `POST /parties` with `settings`: [`ControlPlane::register_party`]
+    /// for a party whose settings differ from the server's defaults (keys
+    /// left `None` take them). An empty `settings` is a plain
+    /// `register_party`, which any server takes. Retried like a create:
+    /// only when the server certainly did not act. A setting out of range
+    /// is refused (422).
+    ///
+    /// ```no_run
+    /// use lanrage_client::{HttpClient, HttpConfig, PeerDetails};
+    /// use lanrage_client::proto::{HostPolicy, Name, PeerId, PublicKey, SettingsPatch};
+    ///
+    /// # async fn example() -> Result<(), lanrage_client::ClientError> {
+    /// let client = HttpClient::new(HttpConfig::new("http://127.0.0.1:8667", PeerId::parse("alice").expect("valid id")))?;
+    /// let me = PeerDetails::new(Name::parse("Alice").expect("valid name"), PublicKey::from_bytes(&[7; 32]));
+    /// let settings = SettingsPatch {
+    ///     host_policy: Some(HostPolicy::Migrate),
+    ///     max_members: Some(Some(8)),
+    ///     ..SettingsPatch::default()
+    /// };
+    /// let created = client
+    ///     .register_party_with_settings(Name::parse("Friday LAN").expect("valid"), me, settings)
+    ///     .await?;
+    /// // The party outlives its host: the next present member takes over.
+    /// println!("{:?}", created.extras.settings);
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub async fn register_party_with_settings(
+        &self,
+        name: Name,
+        me: PeerDetails,
+        settings: SettingsPatch,
+    ) -> Result<JoinPartyResponse> {
+        let settings = (settings != SettingsPatch::default()).then_some(settings);
+        self.create_party(name, me, settings).await
+    }
+
+    /// `GET /parties/{id}/settings`: the party's settings (members only).
+    pub async fn party_settings(&self, party_id: &PartyId) -> Result<SettingsResponse> {
+        let path = format!("/parties/{party_id}/settings");
+        self.call_needing(
+            HOST_MIGRATION_FEATURE,
+            Method::GET,
+            &path,
+            None::<&()>,
+            Resend::Safe,
+        )
+        .await
+    }
+
+    /// `PATCH /parties/{id}/settings`: changes the settings `patch` names
+    /// (the host only; 403 for anyone else). Members hear
+    /// [`Event::SettingsChanged`](crate::Event::SettingsChanged). Lowering
+    /// `max_members` below the member count removes nobody; it stops new
+    /// joins. Retried like a read: the same patch twice leaves the same
+    /// settings (members may hear it twice).
+    pub async fn update_party_settings(
+        &self,
+        party_id: &PartyId,
+        patch: SettingsPatch,
+    ) -> Result<SettingsResponse> {
+        let path = format!("/parties/{party_id}/settings");
+        self.call_needing(
+            HOST_MIGRATION_FEATURE,
+            Method::PATCH,
+            &path,
+            Some(&patch),
+            Resend::Safe,
+        )
+        .await
+    }
+
+    /// `POST /parties/{id}/host`: hands the party to the member
+    /// `new_host_id` (the host only). With `expected_epoch`, the
+    /// `host_epoch` the caller last saw (`extras.host_epoch` of a party
+    /// read, or of [`WsClient::party`](crate::WsClient::party)), refused
+    /// (409) if the host changed since: of two transfers made from one
+    /// view, one wins. Members hear
+    /// [`Event::HostChanged`](crate::Event::HostChanged) then
+    /// [`Event::PartyUpdated`](crate::Event::PartyUpdated).
+    ///
+    /// Refusals: 403 when this peer is not the host, 404 when
+    /// `new_host_id` is not a member, 409 for a stale `expected_epoch`, 422
+    /// when `new_host_id` is this peer. Retried only when the server
+    /// certainly did not act: after a timeout, read the party to learn
+    /// whether the host changed.
+    pub async fn transfer_host(
+        &self,
+        party_id: &PartyId,
+        new_host_id: &PeerId,
+        expected_epoch: Option<u64>,
+    ) -> Result<TransferHostResponse> {
+        let path = format!("/parties/{party_id}/host");
+        let body = TransferHostRequest {
+            new_host_id: new_host_id.clone(),
+            expected_epoch,
+        };
+        self.call_needing(
+            HOST_MIGRATION_FEATURE,
+            Method::POST,
+            &path,
+            Some(&body),
+            Resend::Unsafe,
+        )
+        .await
+    }
+
+    /// `DELETE /parties/{id}/members/{peer_id}`: removes another member
+    /// (the host only). Members and the removed peer hear
+    /// [`Event::PeerLeft`](crate::Event::PeerLeft) with reason `kicked`.
+    /// With `ban`, that peer (and its bound key) cannot rejoin this party
+    /// until it ends.
+    ///
+    /// Refusals: 403 when this peer is not the host, 404 when `peer_id` is
+    /// not a member, 422 when it is this peer (leave instead). Retried
+    /// only when the server certainly did not act (a retry of a removal
+    /// that happened would read 404).
+    pub async fn kick(
+        &self,
+        party_id: &PartyId,
+        peer_id: &PeerId,
+        ban: bool,
+    ) -> Result<KickResponse> {
+        let path = format!("/parties/{party_id}/members/{peer_id}");
+        self.call_needing(
+            HOST_MIGRATION_FEATURE,
+            Method::DELETE,
+            &path,
+            Some(&KickRequest { ban }),
+            Resend::Unsafe,
+        )
+        .await
+    }
+}
+
+/// Join codes (DESIGN, "Capabilities beyond v1", section 3): what a server
+/// that lists [`INVITES_FEATURE`] offers and the local plane does not, so,
+/// like host authority, methods of the HTTP client (and of
+/// [`RemoteControlPlane`](crate::RemoteControlPlane)) rather than of
+/// [`ControlPlane`]. Each asks the server's `features` once per client, and
+/// against a server that does not list `invites` fails with
+/// [`ClientError::Unsupported`] without sending anything. Refusals are
+/// [`ClientError::Refused`] with the server's status and `detail`.
+///
+/// A code is read as a person typed it (`frog 7421`, `FROG_7421`,
+/// `frog7421`: trimmed, any case, `-`, space, `_` or nothing between the
+/// parts) by the rules the server applies (`lanrage_rules::InviteCode`),
+/// and sent in its canonical form (`FROG-7421`). One that is not the shape
+/// of a code is refused here with the 422 and the `detail` the server
+/// would give, before anything is sent; every code that leads nowhere
+/// (unknown, expired, used up, revoked, a wrong secret) gets the server's
+/// one 404, `"invite code not found or no longer valid"`.
+///
+/// ```no_run
+/// use std::time::Duration;
+///
+/// use lanrage_client::{HttpClient, HttpConfig, PeerDetails};
+/// use lanrage_client::proto::{Name, PartyId, PeerId, PublicKey};
+///
+/// # async fn example() -> Result<(), lanrage_client::ClientError> {
+/// let host = HttpClient::new(HttpConfig::new("http://127.0.0.1:8667", PeerId::parse("alice").expect("valid id")))?;
+/// let party = PartyId::parse("9f1c0e7a").expect("valid id");
+/// let invite = host.create_invite(&party, Some(4), Some(Duration::from_secs(1800))).await?;
+/// println!("Join with {}", invite.code); // FROG-7421
+///
+/// let guest = HttpClient::new(HttpConfig::new("http://127.0.0.1:8667", PeerId::parse("bob").expect("valid id")))?;
+/// let preview = guest.preview_invite("frog 7421").await?;
+/// println!("{} hosted by {}", preview.party_name, preview.host_name);
+/// let me = PeerDetails::new(Name::parse("Bob").expect("valid name"), PublicKey::from_bytes(&[9; 32]));
+/// let joined = guest.join_by_code("frog 7421", me).await?;
+/// println!("in {} on {}", joined.party.party_id, joined.virtual_ip);
+/// # Ok(())
+/// # }
+/// ```
+impl HttpClient {
+    /// `POST /parties/{id}/invites`: a new join code for the party (the
+    /// host only). `max_uses` (1 to 100) and `ttl` (60 s to 7 days, in
+    /// whole seconds: a fraction is dropped) default to the server's
+    /// settings (10 uses, an hour). Refusals: 403 when this peer is not
+    /// the host, 409 when the party already has 20 live invites, 422 for a
+    /// limit out of range. Retried only when the server certainly did not
+    /// act (a retry could make a second code): after a timeout,
+    /// [`HttpClient::invites`] says whether it was made.
+    pub async fn create_invite(
+        &self,
+        party_id: &PartyId,
+        max_uses: Option<u32>,
+        ttl: Option<Duration>,
+    ) -> Result<Invite> {
+        let path = format!("/parties/{party_id}/invites");
+        let body = CreateInviteRequest {
+            max_uses,
+            ttl_secs: ttl.map(|ttl| ttl.as_secs()),
+        };
+        let created: InviteResponse = self
+            .call_needing(
+                INVITES_FEATURE,
+                Method::POST,
+                &path,
+                Some(&body),
+                Resend::Unsafe,
+            )
+            .await?;
+        Ok(created.invite)
+    }
+
+    /// `GET /parties/{id}/invites`: the party's live invites, oldest first
+    /// (the host only).
+    pub async fn invites(&self, party_id: &PartyId) -> Result<Vec<Invite>> {
+        let path = format!("/parties/{party_id}/invites");
+        let listed: InvitesResponse = self
+            .call_needing(
+                INVITES_FEATURE,
+                Method::GET,
+                &path,
+                None::<&()>,
+                Resend::Safe,
+            )
+            .await?;
+        Ok(listed.invites)
+    }
+
+    /// `DELETE /parties/{id}/invites/{nameplate}`: ends the live invite
+    /// with this nameplate (`frog`, `frog-lamp`, read as leniently as a
+    /// code; the host only). Members hear
+    /// [`Event::InviteRevoked`](crate::Event::InviteRevoked) with reason
+    /// `host`. Refusals: 403 when this peer is not the host, 404 when the
+    /// party has no live invite of that name (a name that cannot be a
+    /// nameplate is refused so without being sent). Retried like a read:
+    /// a retry that finds nothing left to revoke counts as done.
+    pub async fn revoke_invite(&self, party_id: &PartyId, nameplate: &str) -> Result<()> {
+        let nameplate = nameplate_segment(nameplate)?;
+        let path = format!("/parties/{party_id}/invites/{nameplate}");
+        let _: Option<StatusResponse> = self
+            .call_or_gone(
+                Method::DELETE,
+                &path,
+                None::<&()>,
+                Auth::Peer,
+                Resend::SafeGoneIsDone,
+                Some(INVITES_FEATURE),
+            )
+            .await?;
+        Ok(())
+    }
+
+    /// `GET /invites/{code}`: the party a code leads to (its name, host,
+    /// member count) and how long and how often the code still works,
+    /// without joining. Any peer may ask. A failed look-up counts against
+    /// this peer's and this address's budget of failures (429 with
+    /// `Retry-After` past it).
+    pub async fn preview_invite(&self, code: &str) -> Result<InvitePreview> {
+        let path = format!("/invites/{}", code_segment(code)?);
+        self.call_needing(
+            INVITES_FEATURE,
+            Method::GET,
+            &path,
+            None::<&()>,
+            Resend::Safe,
+        )
+        .await
+    }
+
+    /// `POST /invites/{code}/join`: joins the party the code leads to,
+    /// exactly as [`ControlPlane::join_party`] joins by ID (the same
+    /// answer and events, leaving a previous party, the heartbeat moved to
+    /// the new party). A use of the code is spent only when a newcomer's
+    /// join succeeds; a member joining again refreshes its info for free.
+    /// Refusals: the one 404, 403 (banned), 409 (the party is full).
+    /// Retried only when the server certainly did not act, since a join
+    /// spends a use: after a timeout, read the party (its ID is in the
+    /// preview) to learn whether this peer got in.
+    pub async fn join_by_code(&self, code: &str, me: PeerDetails) -> Result<JoinPartyResponse> {
+        let path = format!("/invites/{}/join", code_segment(code)?);
+        let body = JoinByCodeRequest {
+            peer_info: me.into_info(self.own_id().await?),
+        };
+        let joined: JoinPartyResponse = self
+            .call_needing(
+                INVITES_FEATURE,
+                Method::POST,
+                &path,
+                Some(&body),
+                Resend::Unsafe,
+            )
+            .await?;
+        self.start_heartbeat(joined.party.party_id.clone());
+        Ok(joined)
+    }
+}
+
+/// A typed join code as a path segment: its canonical form (`FROG-7421`)
+/// when it reads as a code; as typed, escaped, when it has the shape of
+/// one but words the list lacks (the server's one 404 answers it, as for
+/// any code that leads nowhere). One without the shape of a code is
+/// refused here, as the server would refuse it: 422 and the same detail.
+fn code_segment(code: &str) -> Result<String> {
+    match InviteCode::parse(code) {
+        Ok(code) => Ok(code.reveal()),
+        Err(error @ CodeError::Malformed(_)) => Err(ClientError::refused(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            error.to_string(),
+        )),
+        Err(_) => Ok(escape_segment(code.trim())),
+    }
+}
+
+/// A nameplate as a path segment, in its stored form (`frog-lamp`). A name
+/// that cannot be a nameplate names no live invite: 404, as the server
+/// answers it, without sending it (an arbitrary segment could be `..`).
+fn nameplate_segment(nameplate: &str) -> Result<String> {
+    match Nameplate::parse(nameplate) {
+        Ok(nameplate) => Ok(nameplate.to_string()),
+        Err(CodeError::Malformed(why)) => Err(ClientError::refused(
+            StatusCode::NOT_FOUND,
+            format!("{nameplate:?} is not a nameplate: {why}"),
+        )),
+        Err(_) => Err(ClientError::refused(
+            StatusCode::NOT_FOUND,
+            format!("{nameplate:?} is not a nameplate: its words are not nameplate words"),
+        )),
+    }
+}
+
+/// `text` with every byte but ASCII letters, digits, `-` and `_`
+/// percent-encoded, for a path segment.
+fn escape_segment(text: &str) -> String {
+    let mut escaped = String::with_capacity(text.len());
+    for byte in text.bytes() {
+        if byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'_') {
+            escaped.push(char::from(byte));
+        } else {
+            escaped.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    escaped
+}
+
 #[async_trait]
 impl ControlPlane for HttpClient {
     fn peer_id(&self) -> &PeerId {
@@ -900,26 +1388,7 @@ impl ControlPlane for HttpClient {
     }
 
     async fn register_party(&self, name: Name, me: PeerDetails) -> Result<JoinPartyResponse> {
-        let body = CreatePartyRequest {
-            name,
-            host_peer_info: me.into_info(self.own_id().await?),
-        };
-        let created: CreatePartyResponse = self
-            .call(
-                Method::POST,
-                "/parties",
-                Some(&body),
-                Auth::Peer,
-                Resend::Unsafe,
-            )
-            .await?;
-        self.start_heartbeat(created.party_id.clone());
-        Ok(JoinPartyResponse {
-            party: created.party,
-            virtual_ip: created.virtual_ip,
-            seq: created.seq,
-            verified: created.verified,
-        })
+        self.create_party(name, me, None).await
     }
 
     async fn join_party(&self, party_id: &PartyId, me: PeerDetails) -> Result<JoinPartyResponse> {
@@ -944,6 +1413,7 @@ impl ControlPlane for HttpClient {
                 None::<&()>,
                 Auth::Peer,
                 Resend::GoneIsDone,
+                None,
             )
             .await?;
         self.stop_heartbeat(Some(party_id));
@@ -1184,6 +1654,40 @@ mod tests {
     }
 
     #[test]
+    fn codes_travel_in_canonical_form_and_non_codes_stay_home() {
+        assert_eq!(
+            code_segment("  frog 7421\n").ok().as_deref(),
+            Some("FROG-7421")
+        );
+        assert_eq!(
+            code_segment("frog_lamp0042").ok().as_deref(),
+            Some("FROG-LAMP-0042")
+        );
+        // The shape of a code but not list words: the server's 404 says so.
+        assert_eq!(
+            code_segment(" zzzzq 1234 ").ok().as_deref(),
+            Some("zzzzq%201234")
+        );
+        for malformed in ["", "..", "frog/7421", "FROG-74", "FR\u{41E}G-7421"] {
+            let error = code_segment(malformed).unwrap_err();
+            assert_eq!(error.status(), Some(422), "{malformed:?}");
+            assert!(!error.is_retryable());
+        }
+        assert_eq!(
+            nameplate_segment("FROG LAMP").ok().as_deref(),
+            Some("frog-lamp")
+        );
+        for not_one in ["..", "frog/lamp", "zzzzq", ""] {
+            assert_eq!(
+                nameplate_segment(not_one).unwrap_err().status(),
+                Some(404),
+                "{not_one:?}"
+            );
+        }
+        assert_eq!(escape_segment("a b/.%é"), "a%20b%2F%2E%25%C3%A9");
+    }
+
+    #[test]
     fn retry_after_is_seconds_or_an_http_date() {
         assert_eq!(parse_retry_after(" 7 "), Some(Duration::from_secs(7)));
         assert_eq!(
@@ -1213,5 +1717,35 @@ mod tests {
         ] {
             assert_eq!(parse_retry_after(bad), None, "{bad}");
         }
+    }
+}
+
+/// `url` (or a path) with the code of a `/invites/{code}` route hidden:
+/// what errors may show of a request.
+fn without_code(url: &str) -> std::borrow::Cow<'_, str> {
+    match url.find("/invites/") {
+        Some(at) => {
+            let rest = &url[at + "/invites/".len()..];
+            let after = rest.find('/').map_or("", |end| &rest[end..]);
+            format!("{}/invites/{{code}}{after}", &url[..at]).into()
+        }
+        None => url.into(),
+    }
+}
+
+#[cfg(test)]
+mod code_hiding {
+    #[test]
+    fn errors_never_show_a_join_code() {
+        assert_eq!(
+            super::without_code("http://h:1/invites/FROG-7421/join"),
+            "http://h:1/invites/{code}/join"
+        );
+        assert_eq!(super::without_code("/invites/FROG-7421"), "/invites/{code}");
+        assert_eq!(
+            super::without_code("http://h:1/parties/p/invites/frog"),
+            "http://h:1/parties/p/invites/{code}"
+        );
+        assert_eq!(super::without_code("/parties/p"), "/parties/p");
     }
 }

@@ -24,13 +24,100 @@
 #![doc = include_str!("../examples/party.rs")]
 //! ```
 //!
+//! # Host authority
+//!
+//! A server that lists `host-migration` ([`HOST_MIGRATION_FEATURE`]) in
+//! `GET /`'s `features` gives a party's host more to do, and the party
+//! settings that decide whether it outlives its host. These are methods of
+//! [`HttpClient`] and [`RemoteControlPlane`], not of [`ControlPlane`]: the
+//! local plane has no host authority (its host leaving ends the party, as
+//! in v1), and a trait method it could only refuse would promise what it
+//! cannot do.
+//!
+//! - [`HttpClient::register_party_with_settings`]: create a party with
+//!   [`proto::SettingsPatch`] (`host_policy` `end`/`migrate`, `join_policy`
+//!   `open`/`invite`, `max_members`).
+//! - [`HttpClient::party_settings`] and
+//!   [`HttpClient::update_party_settings`]: read (members) and change (the
+//!   host) them; members hear [`Event::SettingsChanged`].
+//! - [`HttpClient::transfer_host`]: hand the party to another member,
+//!   optionally fenced by the `host_epoch` last seen (409 if it moved).
+//! - [`HttpClient::kick`]: remove a member, optionally banning it from the
+//!   party; everyone hears [`Event::PeerLeft`] with reason `kicked`.
+//!
+//! Against a server that does not list the feature they fail with
+//! [`ClientError::Unsupported`] before sending anything (so an older server
+//! never silently drops the settings of a new party); refusals are
+//! [`ClientError::Refused`] with the server's status and `detail`. Who
+//! hosts, and since which change, is in every party read and in the
+//! socket's view: `party.host_id` and `extras.host_epoch` of
+//! [`ControlPlane::get_party`] or [`WsClient::party`]. When a `migrate`
+//! party's host leaves or goes quiet, the socket delivers
+//! [`Event::HostChanged`] then [`Event::PartyUpdated`] with the new host,
+//! and its view follows.
+//!
+//! # Join codes
+//!
+//! A server that lists `invites` ([`INVITES_FEATURE`]) lets a host hand out
+//! short codes (`FROG-7421`) that expire and count their uses, instead of
+//! the party ID. Like host authority, these are methods of [`HttpClient`]
+//! and [`RemoteControlPlane`] only, and fail with
+//! [`ClientError::Unsupported`] before sending anything to a server
+//! without the feature (or once a remote plane is local):
+//!
+//! - [`HttpClient::create_invite`] (`max_uses`, `ttl`),
+//!   [`HttpClient::invites`] and [`HttpClient::revoke_invite`] (by
+//!   nameplate): the host's; members hear [`Event::InviteRevoked`] when a
+//!   code ends early (`host`, or `guessing` after too many wrong secrets).
+//! - [`HttpClient::preview_invite`]: where a code leads, without joining.
+//! - [`HttpClient::join_by_code`]: joins exactly as
+//!   [`ControlPlane::join_party`] does; the heartbeat, and a remote
+//!   plane's socket, follow that party from then on.
+//!
+//! Codes are read as people type them, by the rules the server applies; a
+//! code that is not the shape of one is refused (422) without being sent,
+//! and every code that leads nowhere gets the server's one 404. Joining by
+//! code is retried only when the server certainly did not act, since it
+//! spends a use.
+//!
+//! # Relay choice and path plans
+//!
+//! A server that lists `relay-choice` ([`RELAY_CHOICE_FEATURE`])
+//! recommends one relay per party, the one best for its worst relayed
+//! pair; one that lists `path-plan` ([`PATH_PLAN_FEATURE`]) plans how
+//! each pair of members should connect (`lan`, `direct`, `attempt` or
+//! `relay`). Like join codes, these are methods of [`HttpClient`] and
+//! [`RemoteControlPlane`] only, and fail with [`ClientError::Unsupported`]
+//! before sending anything to a server without the feature (or once a
+//! remote plane is local):
+//!
+//! - [`HttpClient::report_relay_rtts`]: this peer's round trip to each
+//!   relay (`None`: unreachable), replacing its last report;
+//!   [`HttpClient::party_relay`]: the party's relay, the worst pair
+//!   through it, each member's round trip, the alternates and why;
+//!   members hear [`Event::RelayRecommended`] when it changes.
+//!   [`HttpClient::relay_statuses`] lists every relay's load and state;
+//!   [`HttpClient::report_relay_status`] is the relay operator's report
+//!   (sessions, load, draining), with the relay key.
+//! - [`HttpClient::report_nat`]: this peer's NAT behaviour, from RFC 5780
+//!   tests the application ran ([`Rfc5780Results`] reads them, `unknown`
+//!   wherever a test could not run); [`HttpClient::report_paths`]: how
+//!   reaching other members went (`direct`, `relayed`, `failed`, a round
+//!   trip); [`HttpClient::party_paths`]: the plan of every pair; members
+//!   hear [`Event::PathPlan`] with the pairs whose plan changed.
+//!
+//! After a snapshot [`Event::PartyUpdated`] (a reconnect that could not
+//! replay what was missed, or [`Event::Lagged`]), read the relay and the
+//! paths again: changes in between were not delivered one by one.
+//!
 //! # Guarantees
 //!
 //! - **Retries.** A request is retried (capped exponential backoff with
 //!   jitter, `Retry-After` honoured) on transport errors, 5xx and 429,
 //!   unless sending it twice could apply it twice: creating or joining a
-//!   party, leaving, and sending a signal are retried only when the server
-//!   certainly did not act (see [`HttpClient`]).
+//!   party (by ID or by code), leaving, making a join code, sending a
+//!   signal, and reporting connection outcomes are retried only when the
+//!   server certainly did not act (see [`HttpClient`]).
 //! - **Reconnect and resume.** The socket reconnects with backoff, and
 //!   resumes the party it follows from the last `seq` it saw: party events
 //!   reach the application once each, in order, across reconnects and
@@ -81,6 +168,7 @@ mod heartbeat;
 mod http;
 mod key;
 mod local;
+mod nat;
 mod remote;
 mod tls;
 mod ws;
@@ -92,9 +180,13 @@ pub use control::{ControlPlane, LeaveOutcome, PeerDetails};
 pub use error::{ClientError, Result, SharedError, TransportError, TransportKind, error_chain};
 pub use event::{DisconnectReason, ErrorEvent, Event};
 pub use factory::{LocalReason, SelectedPlane, ServerSettings, Settings, create_control_plane};
-pub use http::{HttpClient, HttpConfig, KEY_IDENTITY_FEATURE};
+pub use http::{
+    HOST_MIGRATION_FEATURE, HttpClient, HttpConfig, INVITES_FEATURE, KEY_IDENTITY_FEATURE,
+    PATH_PLAN_FEATURE, RELAY_CHOICE_FEATURE,
+};
 pub use key::{PrivateKey, PrivateKeyError};
 pub use local::{LocalConfig, LocalControlPlane, SetAside};
+pub use nat::{FilteringTest, MappingTest, Rfc5780Results};
 pub use remote::RemoteControlPlane;
 pub use tls::TlsConfig;
 pub use ws::{Events, StateChanges, WsClient, WsConfig, WsState, ws_url};

@@ -16,8 +16,8 @@ use std::{
 use async_trait::async_trait;
 use lanrage_files::{FileLock, read_optional, set_aside, write_atomic};
 use lanrage_proto::{
-    JoinPartyResponse, Name, Party, PartyId, PartyResponse, Peer, PeerId, PeerInfo, Region, Relay,
-    Signal, SignalData, Timestamp,
+    JoinPartyResponse, Name, Party, PartyExtras, PartyId, PartyResponse, Peer, PeerId, PeerInfo,
+    Region, Relay, Signal, SignalData, Timestamp,
 };
 use lanrage_rules::{
     self as rules, JoinPlan, Member, PARTY_ID_BYTES, Removal, RemovalPlan, Roster, RuleError,
@@ -125,6 +125,8 @@ impl Entry {
         Roster {
             party_id: &self.party.party_id,
             host_id: &self.party.host_id,
+            // The local plane keeps v1's rules: the host leaving ends it.
+            host_policy: lanrage_proto::HostPolicy::End,
             members: self
                 .party
                 .peers
@@ -137,6 +139,9 @@ impl Entry {
                         .copied()
                         .and_then(rules::vip_index),
                     last_seen: peer.last_seen,
+                    // Succession matters only to a migrating party.
+                    joined_at: peer.last_seen,
+                    present: true,
                 })
                 .collect(),
         }
@@ -147,8 +152,9 @@ impl Entry {
             party: self.party.clone(),
             virtual_ips: self.virtual_ips.clone(),
             seq: self.seq,
-            // No peer proves its key to the local plane.
-            verified: BTreeMap::new(),
+            // No peer proves its key to the local plane, which has no
+            // settings nor host changes either.
+            extras: PartyExtras::default(),
         }
     }
 
@@ -161,7 +167,7 @@ impl Entry {
                 .copied()
                 .unwrap_or(Ipv4Addr::UNSPECIFIED),
             seq: self.seq,
-            verified: BTreeMap::new(),
+            extras: PartyExtras::default(),
         }
     }
 }
@@ -199,9 +205,11 @@ struct Book {
 
 /// A refusal of the rules, with the status the server answers it with.
 fn refused(error: RuleError) -> ClientError {
-    let status = match error {
-        RuleError::PartyNotFound(_) | RuleError::NotAMember { .. } => StatusCode::NOT_FOUND,
-        RuleError::PartyFull(_) => StatusCode::CONFLICT,
+    let status = match error.refusal() {
+        rules::Refusal::NotFound => StatusCode::NOT_FOUND,
+        rules::Refusal::Forbidden => StatusCode::FORBIDDEN,
+        rules::Refusal::Conflict => StatusCode::CONFLICT,
+        rules::Refusal::Invalid => StatusCode::UNPROCESSABLE_ENTITY,
     };
     ClientError::refused(status, error.to_string())
 }
@@ -344,11 +352,15 @@ impl Book {
                 self.signals.retain(|s| s.party_id != *party_id);
                 LeaveOutcome::PartyDeleted
             }
-            RemovalPlan::RemoveMember => {
+            RemovalPlan::RemoveMember | RemovalPlan::HandOver { .. } => {
                 if let Some(entry) = self.parties.get_mut(party_id) {
                     entry.party.peers.remove(peer_id);
                     entry.virtual_ips.remove(peer_id);
                     entry.seq += 1;
+                    if let RemovalPlan::HandOver { new_host } = plan {
+                        entry.party.host_id = new_host;
+                        entry.seq += 2;
+                    }
                 }
                 self.signals
                     .retain(|s| !(s.party_id == *party_id && s.to_peer_id == *peer_id));

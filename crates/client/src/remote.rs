@@ -5,18 +5,24 @@
 use std::{
     collections::BTreeMap,
     sync::atomic::{AtomicBool, Ordering},
+    time::Duration,
 };
 
 use async_trait::async_trait;
 use lanrage_proto::{
-    JoinPartyResponse, Name, PartyId, PartyResponse, Peer, PeerId, Region, Relay, Signal,
-    SignalData,
+    Invite, InvitePreview, JoinPartyResponse, KickResponse, Name, NatReport, PartyId,
+    PartyRelayResponse, PartyResponse, PathReport, PathsResponse, Peer, PeerId, Region, Relay,
+    RelayId, RelayRttsResponse, RelayStatus, SettingsPatch, SettingsResponse, Signal, SignalData,
+    TransferHostResponse,
 };
 
 use crate::{
     control::{ControlPlane, LeaveOutcome, PeerDetails},
-    error::Result,
-    http::HttpClient,
+    error::{ClientError, Result},
+    http::{
+        HOST_MIGRATION_FEATURE, HttpClient, INVITES_FEATURE, PATH_PLAN_FEATURE,
+        RELAY_CHOICE_FEATURE,
+    },
     local::{LocalConfig, LocalControlPlane},
     ws::{Events, WsClient, WsConfig, WsState},
 };
@@ -31,6 +37,19 @@ use crate::{
 /// counted as seen at the switch, and this peer kept alive by the local
 /// plane's heartbeat), logs a warning, and is served locally, as is every
 /// call after it.
+///
+/// Host authority (party settings, handing the party over, removing a
+/// member), join codes, relay choice and path plans are the server's:
+/// [`RemoteControlPlane::transfer_host`],
+/// [`RemoteControlPlane::create_invite`],
+/// [`RemoteControlPlane::party_relay`], [`RemoteControlPlane::party_paths`]
+/// and the methods beside them are [`HttpClient`]'s, and fail with
+/// [`ClientError::Unsupported`] once this plane is local, since the local
+/// plane keeps v1's rules (the host leaving ends the party; a party ID is
+/// all it takes to join; no relay is recommended, no path planned). A party
+/// joined by code is followed by the socket as one joined by ID. The current
+/// host and `host_epoch` follow the events: `socket().party()` gives
+/// `party.host_id` and `extras.host_epoch` as of the last event.
 ///
 /// Signals the socket received wait until the application takes them:
 /// from the [`Events`], or from [`ControlPlane::poll_signals`], which hands
@@ -128,6 +147,200 @@ impl RemoteControlPlane {
         }
     }
 
+    /// The HTTP client, for what only the server offers (`feature`):
+    /// [`ClientError::Unsupported`] once this plane is local.
+    async fn server_only(&self, feature: &'static str) -> Result<&HttpClient> {
+        self.backend().await?;
+        if self.fell_back.load(Ordering::SeqCst) {
+            let lacking = match feature {
+                INVITES_FEATURE => "join codes (a party ID is all it takes to join)",
+                RELAY_CHOICE_FEATURE => "relay choice (it knows no relay's load or round trips)",
+                PATH_PLAN_FEATURE => "path plans (it keeps no NAT reports or outcomes)",
+                _ => "host authority (its host leaving ends the party)",
+            };
+            return Err(ClientError::Unsupported {
+                feature: feature.to_owned(),
+                detail: format!(
+                    "the control server stayed unreachable and this plane is local now: \
+                     the local plane has no {lacking}"
+                ),
+            });
+        }
+        Ok(&self.http)
+    }
+
+    /// [`HttpClient::register_party_with_settings`], the party then
+    /// followed by the socket. An empty `settings` is
+    /// [`ControlPlane::register_party`], which works locally too.
+    pub async fn register_party_with_settings(
+        &self,
+        name: Name,
+        me: PeerDetails,
+        settings: SettingsPatch,
+    ) -> Result<JoinPartyResponse> {
+        if settings == SettingsPatch::default() {
+            return self.register_party(name, me).await;
+        }
+        let joined = self
+            .server_only(HOST_MIGRATION_FEATURE)
+            .await?
+            .register_party_with_settings(name, me, settings)
+            .await?;
+        self.track(&joined).await;
+        Ok(joined)
+    }
+
+    /// [`HttpClient::party_settings`].
+    pub async fn party_settings(&self, party_id: &PartyId) -> Result<SettingsResponse> {
+        self.server_only(HOST_MIGRATION_FEATURE)
+            .await?
+            .party_settings(party_id)
+            .await
+    }
+
+    /// [`HttpClient::update_party_settings`].
+    pub async fn update_party_settings(
+        &self,
+        party_id: &PartyId,
+        patch: SettingsPatch,
+    ) -> Result<SettingsResponse> {
+        self.server_only(HOST_MIGRATION_FEATURE)
+            .await?
+            .update_party_settings(party_id, patch)
+            .await
+    }
+
+    /// [`HttpClient::transfer_host`]; the socket's view follows the
+    /// events it causes.
+    pub async fn transfer_host(
+        &self,
+        party_id: &PartyId,
+        new_host_id: &PeerId,
+        expected_epoch: Option<u64>,
+    ) -> Result<TransferHostResponse> {
+        self.server_only(HOST_MIGRATION_FEATURE)
+            .await?
+            .transfer_host(party_id, new_host_id, expected_epoch)
+            .await
+    }
+
+    /// [`HttpClient::kick`].
+    pub async fn kick(
+        &self,
+        party_id: &PartyId,
+        peer_id: &PeerId,
+        ban: bool,
+    ) -> Result<KickResponse> {
+        self.server_only(HOST_MIGRATION_FEATURE)
+            .await?
+            .kick(party_id, peer_id, ban)
+            .await
+    }
+
+    /// [`HttpClient::create_invite`].
+    pub async fn create_invite(
+        &self,
+        party_id: &PartyId,
+        max_uses: Option<u32>,
+        ttl: Option<Duration>,
+    ) -> Result<Invite> {
+        self.server_only(INVITES_FEATURE)
+            .await?
+            .create_invite(party_id, max_uses, ttl)
+            .await
+    }
+
+    /// [`HttpClient::invites`].
+    pub async fn invites(&self, party_id: &PartyId) -> Result<Vec<Invite>> {
+        self.server_only(INVITES_FEATURE)
+            .await?
+            .invites(party_id)
+            .await
+    }
+
+    /// [`HttpClient::revoke_invite`]; members (this one too) hear
+    /// [`Event::InviteRevoked`](crate::Event::InviteRevoked).
+    pub async fn revoke_invite(&self, party_id: &PartyId, nameplate: &str) -> Result<()> {
+        self.server_only(INVITES_FEATURE)
+            .await?
+            .revoke_invite(party_id, nameplate)
+            .await
+    }
+
+    /// [`HttpClient::preview_invite`].
+    pub async fn preview_invite(&self, code: &str) -> Result<InvitePreview> {
+        self.server_only(INVITES_FEATURE)
+            .await?
+            .preview_invite(code)
+            .await
+    }
+
+    /// [`HttpClient::join_by_code`], the party then followed by the socket
+    /// exactly as after [`ControlPlane::join_party`].
+    pub async fn join_by_code(&self, code: &str, me: PeerDetails) -> Result<JoinPartyResponse> {
+        let joined = self
+            .server_only(INVITES_FEATURE)
+            .await?
+            .join_by_code(code, me)
+            .await?;
+        self.track(&joined).await;
+        Ok(joined)
+    }
+
+    /// [`HttpClient::report_relay_rtts`].
+    pub async fn report_relay_rtts(
+        &self,
+        party_id: &PartyId,
+        rtts: BTreeMap<RelayId, Option<f64>>,
+    ) -> Result<RelayRttsResponse> {
+        self.server_only(RELAY_CHOICE_FEATURE)
+            .await?
+            .report_relay_rtts(party_id, rtts)
+            .await
+    }
+
+    /// [`HttpClient::party_relay`]; members hear changes as
+    /// [`Event::RelayRecommended`](crate::Event::RelayRecommended).
+    pub async fn party_relay(&self, party_id: &PartyId) -> Result<PartyRelayResponse> {
+        self.server_only(RELAY_CHOICE_FEATURE)
+            .await?
+            .party_relay(party_id)
+            .await
+    }
+
+    /// [`HttpClient::relay_statuses`].
+    pub async fn relay_statuses(&self) -> Result<Vec<RelayStatus>> {
+        self.server_only(RELAY_CHOICE_FEATURE)
+            .await?
+            .relay_statuses()
+            .await
+    }
+
+    /// [`HttpClient::report_nat`].
+    pub async fn report_nat(&self, party_id: &PartyId, nat: NatReport) -> Result<()> {
+        self.server_only(PATH_PLAN_FEATURE)
+            .await?
+            .report_nat(party_id, nat)
+            .await
+    }
+
+    /// [`HttpClient::report_paths`].
+    pub async fn report_paths(&self, party_id: &PartyId, reports: Vec<PathReport>) -> Result<()> {
+        self.server_only(PATH_PLAN_FEATURE)
+            .await?
+            .report_paths(party_id, reports)
+            .await
+    }
+
+    /// [`HttpClient::party_paths`]; members hear changes of plan as
+    /// [`Event::PathPlan`](crate::Event::PathPlan).
+    pub async fn party_paths(&self, party_id: &PartyId) -> Result<PathsResponse> {
+        self.server_only(PATH_PLAN_FEATURE)
+            .await?
+            .party_paths(party_id)
+            .await
+    }
+
     async fn track(&self, joined: &JoinPartyResponse) {
         if self.is_local() {
             return;
@@ -136,7 +349,7 @@ impl RemoteControlPlane {
             party: joined.party.clone(),
             virtual_ips: BTreeMap::from([(self.peer_id().clone(), joined.virtual_ip)]),
             seq: joined.seq,
-            verified: joined.verified.clone(),
+            extras: joined.extras.clone(),
         };
         // A closed socket only means no events: the call itself succeeded.
         let _ = self.socket.track_party(view).await;

@@ -8,7 +8,8 @@ use std::{collections::BTreeMap, net::Ipv4Addr};
 use serde::{Deserialize, Serialize};
 
 use crate::{
-    Name, Party, PartyId, Peer, PeerId, PeerInfo, Relay, RelayId, Signal, SignalData, Timestamp,
+    Name, Party, PartyId, PartySettings, Peer, PeerId, PeerInfo, Relay, RelayId, SettingsPatch,
+    Signal, SignalData, Timestamp,
 };
 
 /// Every error body: `{"detail": "..."}`.
@@ -124,6 +125,29 @@ pub struct RevokePeerResponse {
     pub banned: bool,
 }
 
+/// The top-level keys a party read (and the answers to create and join,
+/// and a snapshot `party_update`) gains as capabilities land (DESIGN,
+/// "Capabilities beyond v1", section 0); each is absent from servers
+/// without its capability.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct PartyExtras {
+    /// Whether each member proved its WireGuard key (key-bound identity):
+    /// `{peer_id: bool}`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub verified: BTreeMap<PeerId, bool>,
+    /// The party's settings (section 2).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub settings: Option<PartySettings>,
+    /// Starts at 1, one more per host change (section 4).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host_epoch: Option<u64>,
+    /// The present members other than the host, in the order they first
+    /// joined: who would take over, first to last (section 4).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub succession: Option<Vec<PeerId>>,
+}
+
 /// The body of `POST /parties`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
@@ -131,6 +155,9 @@ pub struct CreatePartyRequest {
     pub name: Name,
     #[serde(deserialize_with = "crate::de::object")]
     pub host_peer_info: PeerInfo,
+    /// Settings other than the server's defaults.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub settings: Option<SettingsPatch>,
 }
 
 /// `POST /parties`.
@@ -142,10 +169,9 @@ pub struct CreatePartyResponse {
     #[cfg_attr(feature = "openapi", schema(value_type = crate::schema::Ipv4String))]
     pub virtual_ip: Ipv4Addr,
     pub seq: u64,
-    /// Whether each member proved its WireGuard key (key-bound identity):
-    /// `{peer_id: bool}`. Absent from servers without key-bound identity.
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub verified: BTreeMap<PeerId, bool>,
+    /// The keys a party read gains as capabilities land.
+    #[serde(flatten)]
+    pub extras: PartyExtras,
 }
 
 /// The body of `POST /parties/{id}/join`.
@@ -165,10 +191,9 @@ pub struct JoinPartyResponse {
     #[cfg_attr(feature = "openapi", schema(value_type = crate::schema::Ipv4String))]
     pub virtual_ip: Ipv4Addr,
     pub seq: u64,
-    /// Whether each member proved its WireGuard key (key-bound identity):
-    /// `{peer_id: bool}`. Absent from servers without key-bound identity.
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub verified: BTreeMap<PeerId, bool>,
+    /// The keys a party read gains as capabilities land.
+    #[serde(flatten)]
+    pub extras: PartyExtras,
 }
 
 /// `GET /parties/{id}`.
@@ -182,10 +207,9 @@ pub struct PartyResponse {
     )]
     pub virtual_ips: BTreeMap<PeerId, Ipv4Addr>,
     pub seq: u64,
-    /// Whether each member proved its WireGuard key (key-bound identity):
-    /// `{peer_id: bool}`. Absent from servers without key-bound identity.
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub verified: BTreeMap<PeerId, bool>,
+    /// The keys a party read gains as capabilities land.
+    #[serde(flatten)]
+    pub extras: PartyExtras,
 }
 
 /// `GET /parties/{id}/peers`.

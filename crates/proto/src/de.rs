@@ -52,6 +52,32 @@ pub fn after_seq<'de, D: Deserializer<'de>>(deserializer: D) -> Result<u64, D::E
         .map_err(|e| D::Error::custom(format!("after_seq: {e}")))
 }
 
+/// Deserializes an optional key that, when present, holds a value: `null`
+/// is refused (a key whose absence means "unchanged" has no `null`).
+pub fn given<'de, D: Deserializer<'de>, T: Deserialize<'de>>(
+    deserializer: D,
+) -> Result<Option<T>, D::Error> {
+    T::deserialize(deserializer).map(Some)
+}
+
+/// Deserializes a `null`-able whole number (written `8` or `8.0`), for a
+/// key whose absence means something else: `Some(None)` is `null`.
+pub fn nullable_whole<'de, D: Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<Option<u64>>, D::Error> {
+    struct Whole(u64);
+
+    impl<'de> Deserialize<'de> for Whole {
+        fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+            whole(deserializer, u64::MAX).map(Whole)
+        }
+    }
+
+    Ok(Some(
+        Option::<Whole>::deserialize(deserializer)?.map(|w| w.0),
+    ))
+}
+
 /// A whole number from 0 to `max`. JSON (and JSON Schema) does not tell
 /// `80` from `80.0`, and Python clients may send either; a fraction, a
 /// negative number or anything above `max` is refused.

@@ -13,16 +13,24 @@ mod api;
 pub mod de;
 mod fields;
 mod ids;
+mod invites;
 mod objects;
+mod paths;
+mod relay_choice;
 #[cfg(feature = "openapi")]
 pub mod schema;
+mod settings;
 mod time;
 mod ws;
 
 pub use api::*;
 pub use fields::{IpOrUnknown, Name, NatType, PublicKey, SignalData};
 pub use ids::{PartyId, PeerId, Region, RelayId};
+pub use invites::*;
 pub use objects::{Party, Peer, PeerInfo, Relay, RelayRegistration, Signal};
+pub use paths::*;
+pub use relay_choice::*;
+pub use settings::*;
 pub use time::Timestamp;
 pub use ws::{ClientMessage, ServerMessage};
 

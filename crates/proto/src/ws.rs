@@ -1,10 +1,13 @@
 //! WebSocket messages: JSON text frames tagged by `type`.
 
-use std::{collections::BTreeMap, net::Ipv4Addr};
+use std::net::Ipv4Addr;
 
 use serde::{Deserialize, Serialize};
 
-use crate::{Name, Party, PartyId, Peer, PeerId, PeerInfo, SignalData, Timestamp};
+use crate::{
+    Name, Party, PartyExtras, PartyId, PartySettings, PathPair, Peer, PeerId, PeerInfo, RelayId,
+    SettingsPatch, SignalData, Timestamp,
+};
 
 /// What a client sends over the socket.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -24,6 +27,8 @@ pub enum ClientMessage {
         name: Name,
         #[serde(deserialize_with = "crate::de::object")]
         host_peer: PeerInfo,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        settings: Option<SettingsPatch>,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         request_id: Option<serde_json::Value>,
     },
@@ -51,6 +56,32 @@ pub enum ClientMessage {
         from_peer_id: PeerId,
         to_peer_id: PeerId,
         signal_data: SignalData,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        request_id: Option<serde_json::Value>,
+    },
+    /// Joins the party of a join code; answered like `join_party`.
+    JoinByCode {
+        code: String,
+        #[serde(deserialize_with = "crate::de::object")]
+        peer: PeerInfo,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        request_id: Option<serde_json::Value>,
+    },
+    /// The host hands the party to another member.
+    TransferHost {
+        party_id: PartyId,
+        new_host_id: PeerId,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        expected_epoch: Option<u64>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        request_id: Option<serde_json::Value>,
+    },
+    /// The host removes a member (and keeps it out with `ban`).
+    Kick {
+        party_id: PartyId,
+        peer_id: PeerId,
+        #[serde(default)]
+        ban: bool,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         request_id: Option<serde_json::Value>,
     },
@@ -84,10 +115,11 @@ pub enum ServerMessage {
         /// `resume` past the log, or a resync): the party as a read shows it.
         #[serde(default, skip_serializing_if = "std::ops::Not::not")]
         snapshot: bool,
-        /// As in a party read: who proved their key. Sent with snapshots
-        /// and with the replies to `register_party` and `join_party`.
-        #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-        verified: BTreeMap<PeerId, bool>,
+        /// As in a party read (who proved their key, the settings, the
+        /// host epoch and succession): sent with snapshots and with the
+        /// replies to `register_party` and `join_party`.
+        #[serde(flatten)]
+        extras: PartyExtras,
     },
     PeerJoined {
         party_id: PartyId,
@@ -97,6 +129,47 @@ pub enum ServerMessage {
     PeerLeft {
         party_id: PartyId,
         peer_id: PeerId,
+        /// `left`, `timeout` or `kicked`; absent from older servers.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        reason: Option<String>,
+        seq: u64,
+    },
+    /// The party has a new host (host authority).
+    HostChanged {
+        party_id: PartyId,
+        old_host_id: PeerId,
+        new_host_id: PeerId,
+        /// `left`, `absent` or `transferred`.
+        reason: String,
+        host_epoch: u64,
+        seq: u64,
+    },
+    /// A join code of the party ended early: `host` (revoked by the
+    /// host) or `guessing` (too many wrong secrets).
+    InviteRevoked {
+        party_id: PartyId,
+        nameplate: String,
+        reason: String,
+        seq: u64,
+    },
+    /// Pairs whose path plan changed (only those).
+    PathPlan {
+        party_id: PartyId,
+        pairs: Vec<PathPair>,
+        seq: u64,
+    },
+    /// The party's recommended relay changed (relay choice).
+    RelayRecommendation {
+        party_id: PartyId,
+        relay_id: Option<RelayId>,
+        worst_pair_rtt_ms: Option<u32>,
+        reason: String,
+        seq: u64,
+    },
+    /// The host changed the party's settings.
+    PartySettings {
+        party_id: PartyId,
+        settings: PartySettings,
         seq: u64,
     },
     PartyEnded {
@@ -132,7 +205,12 @@ impl ServerMessage {
             Self::PartyUpdate { party, seq, .. } => Some((&party.party_id, *seq)),
             Self::PeerJoined { party_id, seq, .. }
             | Self::PeerLeft { party_id, seq, .. }
-            | Self::PartyEnded { party_id, seq, .. } => Some((party_id, *seq)),
+            | Self::PartyEnded { party_id, seq, .. }
+            | Self::HostChanged { party_id, seq, .. }
+            | Self::PartySettings { party_id, seq, .. }
+            | Self::InviteRevoked { party_id, seq, .. }
+            | Self::RelayRecommendation { party_id, seq, .. }
+            | Self::PathPlan { party_id, seq, .. } => Some((party_id, *seq)),
             _ => None,
         }
     }

@@ -17,22 +17,44 @@
 //! - create, join, leave and heartbeat: [`plan_create`], [`plan_join`],
 //!   [`plan_leave`], [`plan_removal`], [`check_member`];
 //! - cleanup: [`stale_cutoff`], [`is_stale`], [`stale_members`],
-//!   [`orphan_end`].
+//!   [`orphan_end`];
+//! - host authority: [`succession`], who may join ([`check_admission`]),
+//!   transfer and kick ([`check_transfer`], [`check_kick`]), replacing an
+//!   absent host ([`plan_absent_host`]);
+//! - relay choice: [`choose_relay`];
+//! - path plan: [`plan_pair`], [`nat_table`];
+//! - join codes (`FROG-7421`): [`InviteCode`], [`Nameplate`],
+//!   [`pick_nameplate`], [`generate_secret`], [`needs_two_words`]
+//!   (module [`invite_code`]).
 
 mod addresses;
 mod cleanup;
+mod host;
+pub mod invite_code;
 mod membership;
 mod party_id;
+mod path_plan;
+mod relay_choice;
 
 pub use addresses::{HOST_VIP_INDEX, MAX_VIP_INDEX, free_vip_index, vip_index, virtual_ip};
 pub use cleanup::{is_stale, orphan_end, stale_cutoff, stale_members};
+pub use host::{
+    Admission, HostChange, check_admission, check_host, check_kick, check_transfer,
+    plan_absent_host, succession,
+};
+pub use invite_code::{
+    CodeError, INVITE_NOT_FOUND, InviteCode, InviteDigits, InviteSecret, MalformedCode, Nameplate,
+    generate_secret, needs_two_words, pick_nameplate,
+};
 pub use membership::{
     CreatePlan, EndReason, JoinPlan, Removal, RemovalPlan, check_member, plan_create, plan_join,
     plan_leave, plan_removal,
 };
 pub use party_id::{PARTY_ID_BYTES, party_id_from};
+pub use path_plan::{ClassOutcomes, PairPlan, PairSide, class_pair, nat_table, plan_pair};
+pub use relay_choice::{Measurements, Pairs, RelayChoice, RelayState, RelayView, choose_relay};
 
-use lanrage_proto::{PartyId, PeerId, Timestamp};
+use lanrage_proto::{HostPolicy, PartyId, PeerId, Timestamp};
 
 /// What the rules need to know of one party, borrowed from the caller's
 /// own records: who hosts it and, per member, its address and its last
@@ -41,6 +63,8 @@ use lanrage_proto::{PartyId, PeerId, Timestamp};
 pub struct Roster<'a> {
     pub party_id: &'a PartyId,
     pub host_id: &'a PeerId,
+    /// What the host leaving does (v1: [`HostPolicy::End`]).
+    pub host_policy: HostPolicy,
     pub members: Vec<Member<'a>>,
 }
 
@@ -52,6 +76,11 @@ pub struct Member<'a> {
     /// holds no address these rules hand out (a book written by hand).
     pub vip_index: Option<u16>,
     pub last_seen: Timestamp,
+    /// When it first joined the party: the order of succession.
+    pub joined_at: Timestamp,
+    /// Whether it is present (an open socket, or heard from within the
+    /// host grace period): only present members take over a party.
+    pub present: bool,
 }
 
 impl Roster<'_> {
@@ -80,9 +109,50 @@ pub enum RuleError {
     /// The party exists, the peer is not in it (answered 404).
     #[error("peer {peer_id} is not in party {party_id}")]
     NotAMember { party_id: PartyId, peer_id: PeerId },
-    /// Every virtual IP of the party is taken (answered 409).
+    /// Every virtual IP of the party is taken, or its `max_members` is
+    /// reached (answered 409).
     #[error("party {0} is full")]
     PartyFull(PartyId),
+    /// Only the host may do this (answered 403).
+    #[error("only the host of party {0} can do this")]
+    NotHost(PartyId),
+    /// The caller's view of the host is out of date (answered 409).
+    #[error("host_epoch is {current}, not {expected}: the host changed since")]
+    StaleEpoch { expected: u64, current: u64 },
+    /// The host named itself where another member is meant (answered 422).
+    #[error("{0}")]
+    SelfTarget(&'static str),
+    /// The party takes new members by join code only (answered 403).
+    #[error("party {0} is invite-only: use a join code")]
+    InviteOnly(PartyId),
+    /// The host banned the peer from this party (answered 403).
+    #[error("peer {peer_id} is banned from party {party_id}")]
+    Banned { party_id: PartyId, peer_id: PeerId },
+}
+
+/// How a [`RuleError`] is answered, as an HTTP status class.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// 404.
+    NotFound,
+    /// 403.
+    Forbidden,
+    /// 409.
+    Conflict,
+    /// 422.
+    Invalid,
+}
+
+impl RuleError {
+    /// How this refusal is answered.
+    pub fn refusal(&self) -> Refusal {
+        match self {
+            Self::PartyNotFound(_) | Self::NotAMember { .. } => Refusal::NotFound,
+            Self::PartyFull(_) | Self::StaleEpoch { .. } => Refusal::Conflict,
+            Self::NotHost(_) | Self::InviteOnly(_) | Self::Banned { .. } => Refusal::Forbidden,
+            Self::SelfTarget(_) => Refusal::Invalid,
+        }
+    }
 }
 
 #[cfg(test)]
@@ -109,6 +179,7 @@ pub(crate) mod testing {
     pub struct Party {
         pub id: PartyId,
         pub host: PeerId,
+        pub policy: lanrage_proto::HostPolicy,
         pub members: Vec<(PeerId, Option<u16>, Timestamp)>,
     }
 
@@ -117,6 +188,7 @@ pub(crate) mod testing {
             Self {
                 id: party(id),
                 host: peer(host),
+                policy: lanrage_proto::HostPolicy::End,
                 members: members
                     .iter()
                     .map(|(p, vip, seen)| (peer(p), Some(*vip), at(*seen)))
@@ -128,6 +200,7 @@ pub(crate) mod testing {
             Roster {
                 party_id: &self.id,
                 host_id: &self.host,
+                host_policy: self.policy,
                 members: self
                     .members
                     .iter()
@@ -135,6 +208,8 @@ pub(crate) mod testing {
                         peer_id,
                         vip_index: *vip_index,
                         last_seen: *last_seen,
+                        joined_at: *last_seen,
+                        present: true,
                     })
                     .collect(),
             }

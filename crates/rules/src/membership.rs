@@ -1,9 +1,10 @@
 //! Who is in which party: create, join (or move, or refresh), leave, and
 //! the removals the cleanup makes. A peer is in at most one party; the
-//! host leaving ends the party (DESIGN v1: no host migration), and so does
-//! the last member leaving.
+//! host leaving ends the party (v1, [`HostPolicy::End`]) or hands it to
+//! the next in succession ([`HostPolicy::Migrate`]); the last member
+//! leaving ends it either way.
 
-use lanrage_proto::{PartyId, PeerId, Timestamp};
+use lanrage_proto::{HostPolicy, PartyId, PeerId, Timestamp};
 
 use crate::{
     HOST_VIP_INDEX, PARTY_ID_BYTES, Roster, RuleError, addresses::free_vip_index,
@@ -92,6 +93,8 @@ pub enum Removal {
     Left,
     /// It created or joined another party.
     Moved,
+    /// The host removed it.
+    Kicked,
     /// The cleanup found it silent since before `silent_since`; it goes
     /// only if it still is (a heartbeat may have come since the scan).
     TimedOut { silent_since: Timestamp },
@@ -120,10 +123,12 @@ impl EndReason {
 }
 
 /// What removing a member does.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RemovalPlan {
     /// The member goes and its address is free again; the party goes on.
     RemoveMember,
+    /// The host goes and `new_host` takes over ([`HostPolicy::Migrate`]).
+    HandOver { new_host: PeerId },
     /// The whole party ends, with all its members.
     EndParty(EndReason),
 }
@@ -143,12 +148,56 @@ pub fn plan_removal(roster: &Roster<'_>, peer_id: &PeerId, why: Removal) -> Opti
         .iter()
         .filter(|m| m.peer_id != peer_id)
         .count();
-    Some(match (why, is_host) {
-        (Removal::TimedOut { .. }, true) => RemovalPlan::EndParty(EndReason::HostTimedOut),
-        (_, true) => RemovalPlan::EndParty(EndReason::HostLeft),
-        (_, false) if remaining == 0 => RemovalPlan::EndParty(EndReason::Empty),
-        (_, false) => RemovalPlan::RemoveMember,
+    if remaining == 0 {
+        return Some(RemovalPlan::EndParty(if is_host {
+            host_end(why)
+        } else {
+            EndReason::Empty
+        }));
+    }
+    if !is_host {
+        return Some(RemovalPlan::RemoveMember);
+    }
+    let successor = match roster.host_policy {
+        HostPolicy::End => None,
+        HostPolicy::Migrate => crate::host::successor_of_leaving_host(roster),
+    };
+    Some(match successor {
+        Some(new_host) => RemovalPlan::HandOver {
+            new_host: new_host.clone(),
+        },
+        None => RemovalPlan::EndParty(host_end(why)),
     })
+}
+
+impl Removal {
+    /// The `reason` of the `peer_left` it makes: `left`, `timeout` or
+    /// `kicked`.
+    pub fn reason(self) -> &'static str {
+        match self {
+            Self::Left | Self::Moved => "left",
+            Self::TimedOut { .. } => "timeout",
+            Self::Kicked => "kicked",
+        }
+    }
+
+    /// The `reason` of the `host_changed` it makes when it takes the host
+    /// away: `left` or `absent`.
+    pub fn host_change_reason(self) -> &'static str {
+        match self {
+            Self::TimedOut { .. } => "absent",
+            Self::Left | Self::Moved | Self::Kicked => "left",
+        }
+    }
+}
+
+/// Why a party whose host goes ends (with [`HostPolicy::End`], or when
+/// it was the last member).
+fn host_end(why: Removal) -> EndReason {
+    match why {
+        Removal::TimedOut { .. } => EndReason::HostTimedOut,
+        Removal::Left | Removal::Moved | Removal::Kicked => EndReason::HostLeft,
+    }
 }
 
 /// Decides `peer_id` leaving `party_id`, whose roster is `target` (none

@@ -98,7 +98,7 @@ pub fn router(state: AppState) -> Result<Router, serde_json::Error> {
                     tracing::info_span!(
                         "request",
                         method = %request.method(),
-                        path = %request.uri().path(),
+                        path = %crate::telemetry::loggable_path(request.uri().path()),
                         request_id,
                         peer_id = tracing::field::Empty,
                         party_id = tracing::field::Empty,
@@ -117,7 +117,13 @@ pub fn metrics_router(state: AppState) -> Router {
 
 fn cors(origins: &[String]) -> CorsLayer {
     let layer = CorsLayer::new()
-        .allow_methods([Method::GET, Method::POST, Method::DELETE])
+        .allow_methods([
+            Method::GET,
+            Method::POST,
+            Method::PUT,
+            Method::PATCH,
+            Method::DELETE,
+        ])
         .allow_headers([
             header::AUTHORIZATION,
             header::CONTENT_TYPE,

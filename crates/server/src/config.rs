@@ -7,6 +7,7 @@
 use std::{fmt, path::PathBuf, str::FromStr, time::Duration};
 
 use clap::{Args, CommandFactory, FromArgMatches, ValueEnum};
+use lanrage_proto::{HostPolicy, JoinPolicy, PartySettings, SettingsPatch};
 
 /// A secret that never shows in logs or `Debug` output.
 #[derive(Clone, PartialEq, Eq)]
@@ -153,6 +154,62 @@ pub struct Config {
     #[arg(long, env = "LANRAGE_CHALLENGE_TTL_SECS", default_value_t = 60)]
     pub challenge_ttl_secs: u64,
 
+    /// `end` (the host leaving ends the party, as in v1) or `migrate` (the next present member takes over), for parties created without a `host_policy`.
+    #[arg(long, env = "LANRAGE_DEFAULT_HOST_POLICY", default_value = "end")]
+    pub default_host_policy: HostPolicy,
+
+    /// `open` (the party ID is enough to join, as in v1) or `invite` (join codes only), for parties created without a `join_policy`.
+    #[arg(long, env = "LANRAGE_DEFAULT_JOIN_POLICY", default_value = "open")]
+    pub default_join_policy: JoinPolicy,
+
+    /// A member heard from (socket, request or heartbeat) within this many seconds is present; a migrating party's host absent this long is replaced.
+    #[arg(long, env = "LANRAGE_HOST_GRACE_SECS", default_value_t = 45)]
+    pub host_grace_secs: u64,
+
+    /// Seconds a join code lives when its host does not say (`ttl_secs`).
+    #[arg(long, env = "LANRAGE_INVITE_TTL_SECS", default_value_t = 3600)]
+    pub invite_ttl_secs: u64,
+
+    /// Uses of a join code when its host does not say (`max_uses`).
+    #[arg(long, env = "LANRAGE_INVITE_MAX_USES", default_value_t = 10)]
+    pub invite_max_uses: u64,
+
+    /// Digits in a new join code's secret (4 to 8): each digit makes guessing ten times harder and saying the code a little longer.
+    #[arg(long, env = "LANRAGE_INVITE_DIGITS", default_value_t = 4)]
+    pub invite_digits: u64,
+
+    /// Wrong secrets a join code takes before it is revoked (reason `guessing`).
+    #[arg(long, env = "LANRAGE_INVITE_MAX_FAILURES", default_value_t = 3)]
+    pub invite_max_failures: u64,
+
+    /// Failed join-code look-ups (preview or join) per minute per client address (IPv6 per /64) and per token; beyond, 429.
+    #[arg(long, env = "LANRAGE_INVITE_FAILURES_PER_MIN", default_value_t = 10)]
+    pub invite_failures_per_min: u64,
+
+    /// A relay that has sent a status but none for this long is `stale` and recommended to no party.
+    #[arg(long, env = "LANRAGE_RELAY_STALE_SECS", default_value_t = 90)]
+    pub relay_stale_secs: u64,
+
+    /// A relay at this load (0 to 1] or with as many sessions as its capacity is `full` and recommended to no party.
+    #[arg(long, env = "LANRAGE_RELAY_FULL_LOAD", default_value_t = 0.9)]
+    pub relay_full_load: f64,
+
+    /// A party keeps its relay unless another would cost at least this many ms less (or 20 %, whichever is more).
+    #[arg(long, env = "LANRAGE_RELAY_SWITCH_MIN_MS", default_value_t = 15)]
+    pub relay_switch_min_ms: u64,
+
+    /// Seconds a member's round-trip report counts.
+    #[arg(long, env = "LANRAGE_RTT_REPORT_TTL_SECS", default_value_t = 300)]
+    pub rtt_report_ttl_secs: u64,
+
+    /// Outcomes a NAT-class pair needs (in the window) before the fleet's statistics plan its pairs instead of the NAT table.
+    #[arg(long, env = "LANRAGE_PATH_MIN_SAMPLES", default_value_t = 20)]
+    pub path_min_samples: u64,
+
+    /// Days of outcomes the path statistics count.
+    #[arg(long, env = "LANRAGE_PATH_STATS_WINDOW_DAYS", default_value_t = 30)]
+    pub path_stats_window_days: u64,
+
     /// A peer silent this long is removed from its party.
     #[arg(long, env = "LANRAGE_PEER_TIMEOUT_SECS", default_value_t = 300)]
     pub peer_timeout_secs: u64,
@@ -281,6 +338,7 @@ pub struct Setting(&'static str);
 
 impl Setting {
     pub const CORS_ORIGINS: Self = Self("cors-origins");
+    pub const RELAY_FULL_LOAD: Self = Self("relay-full-load");
     pub const TLS_CERT: Self = Self("tls-cert");
     pub const TLS_KEY: Self = Self("tls-key");
 
@@ -350,6 +408,18 @@ pub mod bounds {
     pub const DATABASE_POOL_SIZE: Bounded = Bounded::new("database-pool-size", 2, 1000);
     pub const TOKEN_TTL_SECS: Bounded = Bounded::new("token-ttl-secs", 1, YEAR_SECS);
     pub const CHALLENGE_TTL_SECS: Bounded = Bounded::new("challenge-ttl-secs", 1, 3600);
+    pub const HOST_GRACE_SECS: Bounded = Bounded::new("host-grace-secs", 1, DAY_SECS);
+    pub const INVITE_TTL_SECS: Bounded = Bounded::new("invite-ttl-secs", 60, 604_800);
+    pub const INVITE_MAX_USES: Bounded = Bounded::new("invite-max-uses", 1, 100);
+    pub const INVITE_DIGITS: Bounded = Bounded::new("invite-digits", 4, 8);
+    pub const INVITE_MAX_FAILURES: Bounded = Bounded::new("invite-max-failures", 1, 1000);
+    pub const INVITE_FAILURES_PER_MIN: Bounded =
+        Bounded::new("invite-failures-per-min", 1, 1_000_000);
+    pub const RELAY_STALE_SECS: Bounded = Bounded::new("relay-stale-secs", 1, DAY_SECS);
+    pub const RELAY_SWITCH_MIN_MS: Bounded = Bounded::new("relay-switch-min-ms", 1, 10_000);
+    pub const RTT_REPORT_TTL_SECS: Bounded = Bounded::new("rtt-report-ttl-secs", 1, DAY_SECS);
+    pub const PATH_MIN_SAMPLES: Bounded = Bounded::new("path-min-samples", 1, 1_000_000);
+    pub const PATH_STATS_WINDOW_DAYS: Bounded = Bounded::new("path-stats-window-days", 1, 3650);
     pub const PEER_TIMEOUT_SECS: Bounded = Bounded::new("peer-timeout-secs", 1, YEAR_SECS);
     pub const RELAY_TIMEOUT_SECS: Bounded = Bounded::new("relay-timeout-secs", 1, YEAR_SECS);
     pub const CLEANUP_INTERVAL_SECS: Bounded = Bounded::new("cleanup-interval-secs", 1, DAY_SECS);
@@ -463,6 +533,23 @@ impl Config {
         Duration::from_secs(self.cleanup_interval_secs)
     }
 
+    /// A new party's settings: the defaults, with what its host asked.
+    pub fn party_settings(&self, asked: Option<&SettingsPatch>) -> PartySettings {
+        let defaults = PartySettings {
+            host_policy: self.default_host_policy,
+            join_policy: self.default_join_policy,
+            max_members: None,
+        };
+        asked.map_or(defaults, |patch| defaults.patched(patch))
+    }
+
+    /// How often presence is stored and absent hosts are looked for: a
+    /// third of the grace period, at most 5 s (a host is replaced within
+    /// grace + 5 s), at least 100 ms.
+    pub fn presence_interval(&self) -> Duration {
+        Duration::from_millis((self.host_grace_secs.saturating_mul(1000) / 3).clamp(100, 5000))
+    }
+
     /// How often coalesced heartbeats are written: as given, or 1 s capped
     /// at a quarter of the peer timeout, so a short peer timeout (a test
     /// rig's 2 s) works with the default.
@@ -488,13 +575,24 @@ impl Config {
 
     /// Every number setting with its value (`None`: not given, and its
     /// default adapts to the others).
-    fn numbers(&self) -> [(Bounded, Option<u64>); 25] {
+    fn numbers(&self) -> [(Bounded, Option<u64>); 36] {
         use bounds::*;
         let wide = |n: usize| Some(u64::try_from(n).unwrap_or(u64::MAX));
         [
             (DATABASE_POOL_SIZE, Some(self.database_pool_size.into())),
             (TOKEN_TTL_SECS, Some(self.token_ttl_secs)),
             (CHALLENGE_TTL_SECS, Some(self.challenge_ttl_secs)),
+            (HOST_GRACE_SECS, Some(self.host_grace_secs)),
+            (INVITE_TTL_SECS, Some(self.invite_ttl_secs)),
+            (INVITE_MAX_USES, Some(self.invite_max_uses)),
+            (INVITE_DIGITS, Some(self.invite_digits)),
+            (INVITE_MAX_FAILURES, Some(self.invite_max_failures)),
+            (INVITE_FAILURES_PER_MIN, Some(self.invite_failures_per_min)),
+            (RELAY_STALE_SECS, Some(self.relay_stale_secs)),
+            (RELAY_SWITCH_MIN_MS, Some(self.relay_switch_min_ms)),
+            (RTT_REPORT_TTL_SECS, Some(self.rtt_report_ttl_secs)),
+            (PATH_MIN_SAMPLES, Some(self.path_min_samples)),
+            (PATH_STATS_WINDOW_DAYS, Some(self.path_stats_window_days)),
             (PEER_TIMEOUT_SECS, Some(self.peer_timeout_secs)),
             (RELAY_TIMEOUT_SECS, Some(self.relay_timeout_secs)),
             (CLEANUP_INTERVAL_SECS, Some(self.cleanup_interval_secs)),
@@ -557,6 +655,13 @@ impl Config {
             return Err(ConfigError::FlushSlowerThanTimeout {
                 flush_ms,
                 timeout_secs: self.peer_timeout_secs,
+            });
+        }
+        if !(self.relay_full_load > 0.0 && self.relay_full_load <= 1.0) {
+            return Err(ConfigError::Invalid {
+                setting: Setting::RELAY_FULL_LOAD,
+                value: self.relay_full_load.to_string(),
+                reason: "not a load: it must be over 0 and at most 1".into(),
             });
         }
         for origin in &self.cors_origins {
@@ -632,6 +737,20 @@ pub(crate) mod tests {
         assert_eq!(config.token_ttl_secs, 86_400);
         assert_eq!(config.identity_mode, IdentityMode::Open);
         assert_eq!(config.challenge_ttl_secs, 60);
+        assert_eq!(config.default_host_policy, HostPolicy::End);
+        assert_eq!(config.default_join_policy, JoinPolicy::Open);
+        assert_eq!(config.host_grace_secs, 45);
+        assert_eq!(config.invite_ttl_secs, 3600);
+        assert_eq!(config.invite_max_uses, 10);
+        assert_eq!(config.invite_digits, 4);
+        assert_eq!(config.invite_max_failures, 3);
+        assert_eq!(config.invite_failures_per_min, 10);
+        assert_eq!(config.relay_stale_secs, 90);
+        assert_eq!(config.relay_full_load, 0.9);
+        assert_eq!(config.relay_switch_min_ms, 15);
+        assert_eq!(config.rtt_report_ttl_secs, 300);
+        assert_eq!(config.path_min_samples, 20);
+        assert_eq!(config.path_stats_window_days, 30);
         assert_eq!(config.peer_timeout_secs, 300);
         assert_eq!(config.relay_timeout_secs, 600);
         assert_eq!(config.cleanup_interval_secs, 60);
@@ -830,6 +949,16 @@ pub(crate) mod tests {
             config
         };
         vec![
+            (
+                "a full load of zero: every relay would be full, never recommended",
+                with(|c| c.relay_full_load = 0.0),
+                vec!["relay-full-load"],
+            ),
+            (
+                "a full load that is not a number",
+                with(|c| c.relay_full_load = f64::NAN),
+                vec!["relay-full-load"],
+            ),
             (
                 "zero cleanup interval: tokio's interval_at panics",
                 with(|c| c.cleanup_interval_secs = 0),

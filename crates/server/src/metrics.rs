@@ -45,6 +45,8 @@ pub struct Metrics {
     pub signals_sent: Counter,
     pub signals_delivered: Counter,
     pub cleanup_removed: Family<Labels, Counter>,
+    /// Path outcomes members reported, by unordered NAT-class pair.
+    path_outcomes: Family<Labels, Counter>,
     db_connections: Family<Labels, Gauge>,
     db_max_connections: Family<Labels, Gauge>,
     db_errors: Family<Labels, Counter>,
@@ -73,6 +75,7 @@ impl Default for Metrics {
             signals_sent: Counter::default(),
             signals_delivered: Counter::default(),
             cleanup_removed: Family::default(),
+            path_outcomes: Family::default(),
             db_connections: Family::default(),
             db_max_connections: Family::default(),
             db_errors: Family::default(),
@@ -166,6 +169,11 @@ impl Default for Metrics {
             metrics.cleanup_removed.clone(),
         );
         registry.register(
+            "path_outcomes",
+            "Connection outcomes members reported, by NAT-class pair (a <= b) and outcome",
+            metrics.path_outcomes.clone(),
+        );
+        registry.register(
             "db_connections",
             "Database connections by pool and state (idle, in_use)",
             metrics.db_connections.clone(),
@@ -237,6 +245,17 @@ impl Metrics {
     pub fn count_connection_refused(&self, reason: &str) {
         self.connections_refused
             .get_or_create(&vec![("kind", reason.to_owned())])
+            .inc();
+    }
+
+    /// One reported path outcome between NAT classes `a` and `b`.
+    pub fn count_path_outcome(&self, (a, b): &(String, String), outcome: &str) {
+        self.path_outcomes
+            .get_or_create(&vec![
+                ("class_a", a.clone()),
+                ("class_b", b.clone()),
+                ("outcome", outcome.to_owned()),
+            ])
             .inc();
     }
 

@@ -171,6 +171,9 @@ impl Server {
             .writer
             .map(|writer| writer.spawn(writes_stop.clone().cancelled_owned()));
         let cleanup = tokio::spawn(self.service.clone().run_cleanup(stopped()));
+        let presence = tokio::spawn(self.service.clone().run_presence(stopped()));
+        let relay_choice = tokio::spawn(self.service.clone().run_relay_choice(stopped()));
+        let path_plans = tokio::spawn(self.service.clone().run_path_plans(stopped()));
         let flush_every = self.service.config().heartbeat_flush();
         let flusher = tokio::spawn(
             self.service
@@ -242,6 +245,9 @@ impl Server {
             let _ = task.await;
         }
         let _ = cleanup.await;
+        let _ = presence.await;
+        let _ = relay_choice.await;
+        let _ = path_plans.await;
         let _ = flusher.await;
         writes_stop.cancel();
         if let Some(writer) = writer {

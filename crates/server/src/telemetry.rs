@@ -14,6 +14,18 @@ pub fn init(format: LogFormat) {
     };
 }
 
+/// A request path as logged: a join code is a credential, so the segment
+/// after `/invites/` is replaced by `{code}`.
+pub fn loggable_path(path: &str) -> std::borrow::Cow<'_, str> {
+    match path.strip_prefix("/invites/") {
+        Some(rest) => {
+            let after_code = rest.find('/').map_or("", |at| &rest[at..]);
+            format!("/invites/{{code}}{after_code}").into()
+        }
+        None => path.into(),
+    }
+}
+
 /// An error with its chain of causes, for logs: `top: cause: root`.
 pub fn error_chain(error: &dyn std::error::Error) -> String {
     let mut text = error.to_string();
@@ -24,4 +36,23 @@ pub fn error_chain(error: &dyn std::error::Error) -> String {
         source = cause.source();
     }
     text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn join_codes_stay_out_of_logged_paths() {
+        assert_eq!(loggable_path("/invites/FROG-7421"), "/invites/{code}");
+        assert_eq!(
+            loggable_path("/invites/frog%207421/join"),
+            "/invites/{code}/join"
+        );
+        assert_eq!(
+            loggable_path("/parties/p/invites/frog"),
+            "/parties/p/invites/frog"
+        );
+        assert_eq!(loggable_path("/health"), "/health");
+    }
 }

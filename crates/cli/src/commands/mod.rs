@@ -12,8 +12,11 @@ macro_rules! out {
 }
 
 pub mod auth;
+pub mod host;
 pub mod identity;
+pub mod invites;
 pub mod party;
+pub mod paths;
 pub mod relay;
 pub mod signal;
 
@@ -22,7 +25,7 @@ use std::net::IpAddr;
 use anyhow::anyhow;
 use clap::{ArgMatches, Args, parser::ValueSource};
 use lanrage_client::{ClientError, ControlPlane, HttpClient, HttpConfig, PeerDetails};
-use lanrage_proto::{IpOrUnknown, Name, NatType, PartyId, PeerId, PublicKey};
+use lanrage_proto::{IpOrUnknown, Name, NatType, PartyId, PeerId, PublicKey, Timestamp};
 use serde::Serialize;
 
 use identity::{Identity, Sessions, config_dir};
@@ -277,6 +280,11 @@ impl Context {
         out!("{}", serde_json::to_string(value)?)?;
         Ok(())
     }
+}
+
+/// A moment, to the minute, for people.
+pub fn when(at: Timestamp) -> String {
+    at.as_datetime().format("%Y-%m-%d %H:%M UTC").to_string()
 }
 
 /// The address of the interface that routes to the internet: a UDP socket

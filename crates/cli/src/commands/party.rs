@@ -1,14 +1,25 @@
-//! `party create | join | show | leave | watch`.
+//! `party create | join | show | leave | watch`, the host's `settings
+//! [set] | host transfer | kick` (in `host.rs`), join codes, `invite
+//! [revoke] | invites` (in `invites.rs`), the path plan, `paths | nat` (in
+//! `paths.rs`), and the party's relay, `relay` (in `relay.rs`).
 
 use std::{collections::BTreeMap, net::Ipv4Addr, time::Duration};
 
 use clap::{Args, Subcommand};
 use lanrage_client::{ControlPlane, Event, Events, WsClient, WsConfig};
 use lanrage_proto::{
-    CreatePartyResponse, Name, Party, PartyId, PartyResponse, PeerId, ServerMessage, StatusResponse,
+    CreatePartyResponse, JoinPolicy, Name, Party, PartyId, PartyResponse, PeerId, ServerMessage,
+    StatusResponse,
 };
 
-use super::{ClientArgs, Context, PeerArgs, describe, parse_name, parse_party_id};
+use super::{
+    ClientArgs, Context, PeerArgs, describe,
+    host::{self, HostCommand, PartyOption, SettingsArgs, SettingsCommand},
+    invites::{self, InviteCommand, InviteLimits, JoinTarget, parse_join_target},
+    parse_name, parse_party_id, parse_peer_id,
+    paths::{self, NatArgs},
+    relay,
+};
 
 #[derive(Debug, Args)]
 pub struct PartyArgs {
@@ -27,11 +38,18 @@ enum PartyCommand {
         party_name: Name,
         #[command(flatten)]
         peer: PeerArgs,
+        /// Settings other than the server's defaults (needs a server with
+        /// host authority).
+        #[command(flatten)]
+        settings: SettingsArgs,
     },
-    /// Join a party by its id (or refresh your info in it).
+    /// Join a party by a join code (`FROG-7421`) or by its ID (32 hex
+    /// digits), or refresh your info in it.
     Join {
-        #[arg(value_parser = parse_party_id)]
-        party_id: PartyId,
+        /// A join code as given to you (`FROG-7421`, `frog 7421`), or the
+        /// party's ID.
+        #[arg(value_name = "CODE_OR_PARTY_ID", value_parser = parse_join_target)]
+        target: JoinTarget,
         #[command(flatten)]
         peer: PeerArgs,
     },
@@ -40,7 +58,8 @@ enum PartyCommand {
         #[arg(value_parser = parse_party_id)]
         party_id: Option<PartyId>,
     },
-    /// Leave a party (default: your current party); the host leaving ends it.
+    /// Leave a party (default: your current party); the host leaving ends
+    /// it, unless its host policy is `migrate`.
     Leave {
         #[arg(value_parser = parse_party_id)]
         party_id: Option<PartyId>,
@@ -51,25 +70,145 @@ enum PartyCommand {
         #[arg(value_parser = parse_party_id)]
         party_id: Option<PartyId>,
     },
+    /// Show the party's settings; `set` changes them (the host only).
+    Settings {
+        #[command(flatten)]
+        party: PartyOption,
+        #[command(subcommand)]
+        command: Option<SettingsCommand>,
+    },
+    /// The host's hand-over: `host transfer PEER`.
+    Host {
+        #[command(subcommand)]
+        command: HostCommand,
+    },
+    /// Make a join code for the party and print it (the host only);
+    /// `revoke` ends one early.
+    Invite {
+        #[command(flatten)]
+        limits: InviteLimits,
+        #[command(flatten)]
+        party: PartyOption,
+        #[command(subcommand)]
+        command: Option<InviteCommand>,
+    },
+    /// List the party's live join codes (the host only).
+    Invites {
+        #[command(flatten)]
+        party: PartyOption,
+    },
+    /// How each pair of members should connect (lan, direct, attempt,
+    /// relay), how sure the server is and why, their round trip and what
+    /// was last observed.
+    Paths {
+        #[command(flatten)]
+        party: PartyOption,
+    },
+    /// The relay the party's relayed pairs should share: its address, the
+    /// worst round trip through it, each member's, the alternates and why.
+    Relay {
+        #[command(flatten)]
+        party: PartyOption,
+    },
+    /// Report your NAT's behaviour, as RFC 5780 tests measured it, for
+    /// the party's path plan.
+    Nat(NatArgs),
+    /// Remove a member from the party (the host only).
+    Kick {
+        /// The member to remove.
+        // Not `peer_id`: that is the global `--peer-id`'s id.
+        #[arg(value_name = "PEER", value_parser = parse_peer_id)]
+        member: PeerId,
+        /// Also keep them (and their bound key) out until the party ends.
+        #[arg(long)]
+        ban: bool,
+        #[command(flatten)]
+        party: PartyOption,
+    },
+}
+
+impl PartyArgs {
+    /// What the parser lets through but the command line refuses as a
+    /// usage error: limits given to `party invite revoke` (they would be
+    /// ignored).
+    pub fn check(&self) -> Result<(), String> {
+        match &self.command {
+            PartyCommand::Invite {
+                limits,
+                command: Some(InviteCommand::Revoke { .. }),
+                ..
+            } if limits.uses.is_some() || limits.ttl.is_some() => {
+                Err("--uses and --ttl are for making a code, not for `party invite revoke`".into())
+            }
+            _ => Ok(()),
+        }
+    }
 }
 
 pub async fn run(args: PartyArgs) -> anyhow::Result<()> {
     let mut cx = Context::open(args.client)?;
     let result = match args.command {
-        PartyCommand::Create { party_name, peer } => create(&mut cx, party_name, &peer).await,
-        PartyCommand::Join { party_id, peer } => join(&mut cx, party_id, &peer).await,
+        PartyCommand::Create {
+            party_name,
+            peer,
+            settings,
+        } => create(&mut cx, party_name, &peer, &settings).await,
+        PartyCommand::Join { target, peer } => join(&mut cx, target, &peer).await,
         PartyCommand::Show { party_id } => show(&cx, party_id).await,
         PartyCommand::Leave { party_id } => leave(&mut cx, party_id).await,
         PartyCommand::Watch { party_id } => watch(&cx, party_id).await,
+        PartyCommand::Settings {
+            party,
+            command: None,
+        } => host::show_settings(&cx, party.party_id).await,
+        PartyCommand::Settings {
+            party,
+            command: Some(SettingsCommand::Set { settings }),
+        } => host::set_settings(&cx, party.party_id, &settings).await,
+        PartyCommand::Host {
+            command:
+                HostCommand::Transfer {
+                    new_host_id,
+                    expected_epoch,
+                    party,
+                },
+        } => host::transfer(&cx, party.party_id, &new_host_id, expected_epoch).await,
+        PartyCommand::Kick { member, ban, party } => {
+            host::kick(&cx, party.party_id, &member, ban).await
+        }
+        PartyCommand::Invite {
+            limits,
+            party,
+            command: None,
+        } => invites::create(&cx, party.party_id, &limits).await,
+        PartyCommand::Invite {
+            party,
+            command: Some(InviteCommand::Revoke { nameplate }),
+            ..
+        } => invites::revoke(&cx, party.party_id, &nameplate).await,
+        PartyCommand::Invites { party } => invites::list(&cx, party.party_id).await,
+        PartyCommand::Paths { party } => paths::show(&cx, party.party_id).await,
+        PartyCommand::Relay { party } => relay::show_party_relay(&cx, party.party_id).await,
+        PartyCommand::Nat(args) => paths::report_nat(&cx, &args).await,
     };
     // The token is worth keeping even when the command itself failed.
     let saved = cx.save().await;
     result.and(saved)
 }
 
-async fn create(cx: &mut Context, name: Name, peer: &PeerArgs) -> anyhow::Result<()> {
+async fn create(
+    cx: &mut Context,
+    name: Name,
+    peer: &PeerArgs,
+    settings: &SettingsArgs,
+) -> anyhow::Result<()> {
     let me = cx.peer_details(peer);
-    let joined = cx.http.register_party(name, me).await.map_err(describe)?;
+    // Without settings flags, any server will do (no feature check).
+    let joined = cx
+        .http
+        .register_party_with_settings(name, me, settings.patch())
+        .await
+        .map_err(describe)?;
     cx.remember_party(Some(joined.party.party_id.clone()));
     if cx.args.json {
         return cx.print_json(&CreatePartyResponse {
@@ -77,7 +216,7 @@ async fn create(cx: &mut Context, name: Name, peer: &PeerArgs) -> anyhow::Result
             party: joined.party,
             virtual_ip: joined.virtual_ip,
             seq: joined.seq,
-            verified: joined.verified,
+            extras: joined.extras,
         });
     }
     let party = &joined.party;
@@ -88,22 +227,36 @@ async fn create(cx: &mut Context, name: Name, peer: &PeerArgs) -> anyhow::Result
         cx.peer_id,
         joined.virtual_ip
     )?;
-    out!(
-        "Others join with: lanrage-control party join {}",
-        party.party_id
-    )?;
+    if settings.patch() != Default::default()
+        && let Some(settings) = &joined.extras.settings
+    {
+        out!("Settings: {}.", host::settings_line(settings))?;
+    }
+    // An invite-only party takes newcomers by code only.
+    if joined.extras.settings.map(|s| s.join_policy) == Some(JoinPolicy::Invite) {
+        out!("Others join with a code: make one with lanrage-control party invite")?;
+    } else {
+        out!(
+            "Others join with: lanrage-control party join {}",
+            party.party_id
+        )?;
+    }
     Ok(())
 }
 
-async fn join(cx: &mut Context, party_id: PartyId, peer: &PeerArgs) -> anyhow::Result<()> {
+async fn join(cx: &mut Context, target: JoinTarget, peer: &PeerArgs) -> anyhow::Result<()> {
     let me = cx.peer_details(peer);
-    let joined = cx.http.join_party(&party_id, me).await.map_err(describe)?;
+    let (joined, how) = match &target {
+        JoinTarget::Party(party_id) => (cx.http.join_party(party_id, me).await, ""),
+        JoinTarget::Code(code) => (cx.http.join_by_code(code, me).await, " by code"),
+    };
+    let joined = joined.map_err(describe)?;
     cx.remember_party(Some(joined.party.party_id.clone()));
     if cx.args.json {
         return cx.print_json(&joined);
     }
     out!(
-        "Joined party \"{}\" ({}) as {} on {}.",
+        "Joined party \"{}\" ({}){how} as {} on {}.",
         joined.party.name,
         joined.party.party_id,
         cx.peer_id,
@@ -252,7 +405,58 @@ fn print_event(cx: &Context, event: &Event) -> anyhow::Result<()> {
             peer.public_port,
             peer.nat_type
         )?,
-        Event::PeerLeft { peer_id, seq, .. } => out!("[{seq}] - {peer_id} left")?,
+        Event::PeerLeft {
+            peer_id,
+            reason,
+            seq,
+            ..
+        } => match reason.as_deref() {
+            Some("kicked") => out!("[{seq}] - {peer_id} was removed by the host")?,
+            Some("timeout") => out!("[{seq}] - {peer_id} timed out")?,
+            _ => out!("[{seq}] - {peer_id} left")?,
+        },
+        Event::HostChanged {
+            old_host_id,
+            new_host_id,
+            reason,
+            host_epoch,
+            seq,
+            ..
+        } => out!(
+            "[{seq}] host is now {new_host_id} (was {old_host_id}, {reason}; epoch {host_epoch})"
+        )?,
+        Event::SettingsChanged { settings, seq, .. } => {
+            out!("[{seq}] settings: {}", host::settings_line(settings))?;
+        }
+        Event::InviteRevoked {
+            nameplate,
+            reason,
+            seq,
+            ..
+        } => {
+            // The event names the code by its word part only.
+            let code = format!("{}-…", nameplate.to_ascii_uppercase());
+            match reason.as_str() {
+                "host" => out!("[{seq}] join code {code} was revoked by the host")?,
+                "guessing" => {
+                    out!(
+                        "[{seq}] join code {code} was revoked: too many wrong guesses of its digits"
+                    )?;
+                }
+                other => out!("[{seq}] join code {code} was revoked ({other})")?,
+            }
+        }
+        Event::RelayRecommended {
+            relay_id,
+            worst_pair_rtt_ms,
+            reason,
+            seq,
+            ..
+        } => out!(
+            "[{seq}] {}",
+            relay::recommendation_line(relay_id.as_ref(), *worst_pair_rtt_ms, reason)
+        )?,
+        Event::PathPlan { pairs, seq, .. } => out!("[{seq}] {}", paths::plan_line(pairs))?,
         Event::PartyEnded { reason, seq, .. } => out!("[{seq}] party ended: {reason}")?,
         Event::Signal(signal) => out!(
             "signal from {}: {}",
@@ -280,7 +484,7 @@ fn wire_message(event: &Event) -> Option<ServerMessage> {
             virtual_ip,
             request_id: None,
             snapshot: false,
-            verified: std::collections::BTreeMap::new(),
+            extras: Default::default(),
         },
         Event::PeerJoined {
             party_id,
@@ -294,10 +498,69 @@ fn wire_message(event: &Event) -> Option<ServerMessage> {
         Event::PeerLeft {
             party_id,
             peer_id,
+            reason,
             seq,
         } => ServerMessage::PeerLeft {
             party_id,
             peer_id,
+            reason,
+            seq,
+        },
+        Event::HostChanged {
+            party_id,
+            old_host_id,
+            new_host_id,
+            reason,
+            host_epoch,
+            seq,
+        } => ServerMessage::HostChanged {
+            party_id,
+            old_host_id,
+            new_host_id,
+            reason,
+            host_epoch,
+            seq,
+        },
+        Event::SettingsChanged {
+            party_id,
+            settings,
+            seq,
+        } => ServerMessage::PartySettings {
+            party_id,
+            settings,
+            seq,
+        },
+        Event::InviteRevoked {
+            party_id,
+            nameplate,
+            reason,
+            seq,
+        } => ServerMessage::InviteRevoked {
+            party_id,
+            nameplate,
+            reason,
+            seq,
+        },
+        Event::RelayRecommended {
+            party_id,
+            relay_id,
+            worst_pair_rtt_ms,
+            reason,
+            seq,
+        } => ServerMessage::RelayRecommendation {
+            party_id,
+            relay_id,
+            worst_pair_rtt_ms,
+            reason,
+            seq,
+        },
+        Event::PathPlan {
+            party_id,
+            pairs,
+            seq,
+        } => ServerMessage::PathPlan {
+            party_id,
+            pairs,
             seq,
         },
         Event::PartyEnded {
@@ -338,6 +601,12 @@ pub fn print_party(view: &PartyResponse) -> anyhow::Result<()> {
         party.created_at,
         view.seq
     )?;
+    if let Some(epoch) = view.extras.host_epoch {
+        out!("Host epoch {epoch}")?;
+    }
+    if let Some(settings) = &view.extras.settings {
+        out!("Settings: {}", host::settings_line(settings))?;
+    }
     print_members(party, &view.virtual_ips)
 }
 
@@ -388,4 +657,72 @@ pub fn print_table<const N: usize>(rows: &[[String; N]]) -> anyhow::Result<()> {
         out!("  {}", line.join("  ").trim_end())?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    #[derive(Debug, Parser)]
+    struct Line {
+        #[command(flatten)]
+        party: PartyArgs,
+    }
+
+    fn parse(args: &[&str]) -> PartyArgs {
+        let line = Line::try_parse_from(std::iter::once("party").chain(args.iter().copied()));
+        line.map(|line| line.party)
+            .unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    #[test]
+    fn invite_takes_limits_or_revoke_and_the_shared_flags_anywhere() {
+        let made = parse(&["invite", "--uses", "3", "--ttl", "30m", "--json"]);
+        let revoked = parse(&[
+            "invite",
+            "--json",
+            "revoke",
+            "FROG",
+            "--party",
+            &"a".repeat(32),
+        ]);
+        let mixed = parse(&["invite", "--uses", "3", "revoke", "frog"]);
+
+        assert!(
+            matches!(&made.command, PartyCommand::Invite { limits, command: None, .. }
+                if limits.uses == Some(3) && limits.ttl == Some(Duration::from_secs(1800))),
+            "{made:?}"
+        );
+        assert!(made.client.json && made.check().is_ok());
+        assert!(
+            matches!(&revoked.command, PartyCommand::Invite { command: Some(InviteCommand::Revoke { nameplate }), party, .. }
+                if nameplate == "frog" && party.party_id.is_some()),
+            "{revoked:?}"
+        );
+        assert!(revoked.client.json && revoked.check().is_ok());
+        assert!(mixed.check().is_err());
+    }
+
+    #[test]
+    fn a_peer_named_by_a_host_command_is_not_the_peer_acting() {
+        let kick = parse(&["kick", "carol", "--ban", "--peer-id", "bob"]);
+        let transfer = parse(&["host", "transfer", "carol", "--peer-id", "bob"]);
+
+        for args in [&kick, &transfer] {
+            assert_eq!(
+                args.client.peer_id.as_ref().map(PeerId::as_str),
+                Some("bob")
+            );
+        }
+        assert!(
+            matches!(&kick.command, PartyCommand::Kick { member, ban: true, .. } if member.as_str() == "carol"),
+            "{kick:?}"
+        );
+        assert!(
+            matches!(&transfer.command, PartyCommand::Host { command: HostCommand::Transfer { new_host_id, .. } } if new_host_id.as_str() == "carol"),
+            "{transfer:?}"
+        );
+    }
 }

@@ -126,8 +126,11 @@ impl WsClient {
         StateChanges(self.state.clone())
     }
 
-    /// The party as the events received so far describe it (members are
-    /// exact; `virtual_ips` are those of the last full snapshot).
+    /// The party as the events received so far describe it: members, the
+    /// host (`party.host_id`), `extras.host_epoch` and `extras.settings`
+    /// are exact; `virtual_ips` are those of the last full snapshot, and
+    /// `extras.succession` that of the last snapshot less the members who
+    /// left or became host since (presence changes without an event).
     pub fn party(&self) -> Option<PartyResponse> {
         self.view.borrow().clone()
     }

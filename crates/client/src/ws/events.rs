@@ -190,10 +190,69 @@ fn application_event(message: ServerMessage) -> Option<Event> {
         ServerMessage::PeerLeft {
             party_id,
             peer_id,
+            reason,
             seq,
         } => Event::PeerLeft {
             party_id,
             peer_id,
+            reason,
+            seq,
+        },
+        ServerMessage::HostChanged {
+            party_id,
+            old_host_id,
+            new_host_id,
+            reason,
+            host_epoch,
+            seq,
+        } => Event::HostChanged {
+            party_id,
+            old_host_id,
+            new_host_id,
+            reason,
+            host_epoch,
+            seq,
+        },
+        ServerMessage::PathPlan {
+            party_id,
+            pairs,
+            seq,
+        } => Event::PathPlan {
+            party_id,
+            pairs,
+            seq,
+        },
+        ServerMessage::RelayRecommendation {
+            party_id,
+            relay_id,
+            worst_pair_rtt_ms,
+            reason,
+            seq,
+        } => Event::RelayRecommended {
+            party_id,
+            relay_id,
+            worst_pair_rtt_ms,
+            reason,
+            seq,
+        },
+        ServerMessage::InviteRevoked {
+            party_id,
+            nameplate,
+            reason,
+            seq,
+        } => Event::InviteRevoked {
+            party_id,
+            nameplate,
+            reason,
+            seq,
+        },
+        ServerMessage::PartySettings {
+            party_id,
+            settings,
+            seq,
+        } => Event::SettingsChanged {
+            party_id,
+            settings,
             seq,
         },
         ServerMessage::PartyEnded {

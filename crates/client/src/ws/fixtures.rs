@@ -42,7 +42,7 @@ pub(super) fn party(seq: u64, members: &[&str]) -> PartyResponse {
         },
         virtual_ips: BTreeMap::new(),
         seq,
-        verified: BTreeMap::new(),
+        extras: Default::default(),
     }
 }
 
@@ -58,6 +58,7 @@ pub(super) fn left(id: &str, seq: u64) -> ServerMessage {
     ServerMessage::PeerLeft {
         party_id: party_id(),
         peer_id: peer_id(id),
+        reason: Some("left".into()),
         seq,
     }
 }
@@ -78,7 +79,7 @@ pub(super) fn update(party: &PartyResponse) -> ServerMessage {
         virtual_ip: None,
         request_id: None,
         snapshot: false,
-        verified: BTreeMap::new(),
+        extras: Default::default(),
     }
 }
 

@@ -32,6 +32,10 @@ use crate::{
 
 /// What a [`WsClient`](super::WsClient) asks of its task.
 #[derive(Debug)]
+#[expect(
+    clippy::large_enum_variant,
+    reason = "one per party followed, through a channel of a few"
+)]
 pub(super) enum Command {
     Track(PartyResponse),
     Close(oneshot::Sender<()>),

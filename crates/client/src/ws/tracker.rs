@@ -25,6 +25,10 @@ const MAX_PENDING: usize = 1024;
 
 /// What the tracker asks of the task, in order.
 #[derive(Debug, PartialEq)]
+#[expect(
+    clippy::large_enum_variant,
+    reason = "a few at a time, each handed on at once: boxing would cost an allocation per event"
+)]
 pub(super) enum Output {
     /// Hand `event` to the application. `followed` is the party followed
     /// when it was produced: what a snapshot owed to a slow reader covers.
@@ -324,7 +328,7 @@ impl Tracker {
             seq,
             virtual_ip,
             request_id,
-            verified,
+            extras,
             ..
         } = &message
         else {
@@ -338,9 +342,10 @@ impl Tracker {
             party: party.clone(),
             virtual_ips,
             seq: *seq,
-            // Snapshots and replies say who proved their key; other
-            // updates leave it to the next read of the party.
-            verified: verified.clone(),
+            // Snapshots and replies carry a read's extras (who proved
+            // their key, settings, host epoch); other updates leave them
+            // to the next read of the party.
+            extras: extras.clone(),
         }));
         self.emit(WsEvent::Message(message));
     }
@@ -364,7 +369,7 @@ impl Tracker {
                 seq,
                 virtual_ip,
                 request_id,
-                verified,
+                extras,
                 ..
             } => {
                 let ours = request_id.is_some();
@@ -383,11 +388,21 @@ impl Tracker {
                     }
                     view.virtual_ips
                         .retain(|peer, _| party.peers.contains_key(peer));
-                    if verified.is_empty() {
-                        view.verified
+                    if extras.verified.is_empty() {
+                        view.extras
+                            .verified
                             .retain(|peer, _| party.peers.contains_key(peer));
                     } else {
-                        view.verified = verified.clone();
+                        view.extras.verified = extras.verified.clone();
+                    }
+                    if extras.host_epoch.is_some() {
+                        view.extras.host_epoch = extras.host_epoch;
+                    }
+                    if extras.settings.is_some() {
+                        view.extras.settings = extras.settings;
+                    }
+                    if extras.succession.is_some() {
+                        view.extras.succession = extras.succession.clone();
                     }
                     Fold::Emit
                 }
@@ -402,17 +417,55 @@ impl Tracker {
                 view.seq = *seq;
                 Fold::Emit
             }
+            ServerMessage::HostChanged {
+                new_host_id,
+                host_epoch,
+                seq,
+                ..
+            } if Some(*seq) == next => {
+                view.party.host_id = new_host_id.clone();
+                view.extras.host_epoch = Some(*host_epoch);
+                // The new host is no one's successor now; where a former
+                // host that stayed falls in line only the next read says.
+                if let Some(succession) = view.extras.succession.as_mut() {
+                    succession.retain(|peer| peer != new_host_id);
+                }
+                view.seq = *seq;
+                Fold::Emit
+            }
+            ServerMessage::PartySettings { settings, seq, .. } if Some(*seq) == next => {
+                view.extras.settings = Some(*settings);
+                view.seq = *seq;
+                Fold::Emit
+            }
+            ServerMessage::InviteRevoked { seq, .. }
+            | ServerMessage::RelayRecommendation { seq, .. }
+            | ServerMessage::PathPlan { seq, .. }
+                if Some(*seq) == next =>
+            {
+                view.seq = *seq;
+                Fold::Emit
+            }
             ServerMessage::PeerLeft { peer_id, seq, .. } if Some(*seq) == next => {
                 view.party.peers.remove(peer_id);
                 view.virtual_ips.remove(peer_id);
-                view.verified.remove(peer_id);
+                view.extras.verified.remove(peer_id);
+                if let Some(succession) = view.extras.succession.as_mut() {
+                    succession.retain(|peer| peer != peer_id);
+                }
                 view.seq = *seq;
                 if *peer_id == self.me {
                     self.view = None;
                 }
                 Fold::Emit
             }
-            ServerMessage::PeerJoined { seq, .. } | ServerMessage::PeerLeft { seq, .. }
+            ServerMessage::PeerJoined { seq, .. }
+            | ServerMessage::PeerLeft { seq, .. }
+            | ServerMessage::HostChanged { seq, .. }
+            | ServerMessage::PartySettings { seq, .. }
+            | ServerMessage::InviteRevoked { seq, .. }
+            | ServerMessage::RelayRecommendation { seq, .. }
+            | ServerMessage::PathPlan { seq, .. }
                 if is_past_gap(*seq, last) =>
             {
                 Fold::Gap
@@ -539,7 +592,7 @@ fn update_of(party: &PartyResponse, me: &PeerId) -> ServerMessage {
         virtual_ip: party.virtual_ips.get(me).copied(),
         request_id: None,
         snapshot: false,
-        verified: party.verified.clone(),
+        extras: party.extras.clone(),
     }
 }
 
@@ -643,6 +696,41 @@ mod tests {
     }
 
     #[test]
+    fn host_changes_and_settings_are_folded_into_the_view() {
+        let mut start = party(3, &["alice", "bob", "carol"]);
+        start.extras.host_epoch = Some(1);
+        start.extras.succession = Some(vec![peer_id("bob"), peer_id("carol")]);
+        let mut tracker = Tracker::new(peer_id("bob"), Some(start));
+        let settings = lanrage_proto::PartySettings {
+            host_policy: lanrage_proto::HostPolicy::Migrate,
+            ..Default::default()
+        };
+
+        tracker.on_message(ServerMessage::PartySettings {
+            party_id: party_id(),
+            settings,
+            seq: 4,
+        });
+        tracker.on_message(left("alice", 5));
+        tracker.on_message(ServerMessage::HostChanged {
+            party_id: party_id(),
+            old_host_id: peer_id("alice"),
+            new_host_id: peer_id("bob"),
+            reason: "left".into(),
+            host_epoch: 2,
+            seq: 6,
+        });
+
+        assert_eq!(seqs(&events(&mut tracker)), [4, 5, 6]);
+        let view = tracker.view().expect("still followed");
+        assert_eq!(view.party.host_id, peer_id("bob"));
+        assert_eq!(view.extras.host_epoch, Some(2));
+        assert_eq!(view.extras.settings, Some(settings));
+        assert_eq!(view.extras.succession, Some(vec![peer_id("carol")]));
+        assert_eq!(view.seq, 6);
+    }
+
+    #[test]
     fn events_already_seen_are_dropped() {
         let mut tracker = following(3, &["alice", "bob"]);
 
@@ -725,7 +813,10 @@ mod tests {
             virtual_ip: Some(Ipv4Addr::new(10, 66, 0, 2)),
             request_id: Some(json!(RESYNC)),
             snapshot: true,
-            verified: [(peer_id("alice"), true)].into(),
+            extras: lanrage_proto::PartyExtras {
+                verified: [(peer_id("alice"), true)].into(),
+                ..Default::default()
+            },
         });
 
         assert_eq!(seqs(&events(&mut tracker)), [4, 5]);
@@ -736,7 +827,7 @@ mod tests {
             Some(&Ipv4Addr::new(10, 66, 0, 2))
         );
         // The snapshot says who proved their key; later events keep it.
-        assert_eq!(view.verified, [(peer_id("alice"), true)].into());
+        assert_eq!(view.extras.verified, [(peer_id("alice"), true)].into());
         assert_eq!(tracker.fill_gap(), None);
     }
 

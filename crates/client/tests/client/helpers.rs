@@ -6,11 +6,13 @@ use std::{
     future::Future,
     net::SocketAddr,
     path::{Path, PathBuf},
+    sync::Arc,
     time::Duration,
 };
 
 use lanrage_client::{
-    Backoff, ControlPlane, Event, Events, HttpClient, HttpConfig, PeerDetails, WsConfig,
+    Backoff, ClientError, ControlPlane, Event, Events, HttpClient, HttpConfig, LocalConfig,
+    PeerDetails, RemoteControlPlane, WsConfig,
 };
 use lanrage_proto::{
     IpOrUnknown, JoinPartyResponse, Name, NatType, PartyId, PeerId, PeerInfo, PublicKey, Timestamp,
@@ -21,7 +23,8 @@ use lanrage_server::{
     config::{Secret, Switch},
     service::Service,
 };
-use tokio::{sync::oneshot, task::JoinHandle};
+use parking_lot::Mutex;
+use tokio::{io::AsyncWriteExt, net::TcpListener, sync::oneshot, task::JoinHandle};
 
 pub const RELAY_KEY: &str = "relay-operator-secret";
 
@@ -249,6 +252,22 @@ pub fn peer_ids<V>(peers: &BTreeMap<PeerId, V>) -> Vec<&str> {
     peers.keys().map(PeerId::as_str).collect()
 }
 
+/// A remote plane for `peer` on the server at `url`, its socket set up
+/// by `ws`.
+pub async fn remote_plane(url: &str, peer: &str, ws: WsConfig) -> (RemoteControlPlane, Events) {
+    RemoteControlPlane::connect(client(url, peer), ws, LocalConfig::new(peer_id(peer)))
+        .await
+        .unwrap()
+}
+
+/// A remote plane for `peer` whose socket is connected, reconnecting
+/// patiently.
+pub async fn connected_plane(url: &str, peer: &str) -> (RemoteControlPlane, Events) {
+    let (plane, mut events) = remote_plane(url, peer, patient_ws()).await;
+    connected(&mut events, false).await;
+    (plane, events)
+}
+
 /// Reconnects quickly and keeps trying for a long while.
 pub fn patient_ws() -> WsConfig {
     WsConfig::default().with_reconnect(Backoff::new(
@@ -356,4 +375,100 @@ where
 pub async fn dead_address() -> SocketAddr {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     listener.local_addr().unwrap()
+}
+
+/// Reads one whole request (head, and a body of `content-length`).
+pub async fn read_request(stream: &mut tokio::net::TcpStream) -> Option<Vec<u8>> {
+    use tokio::io::AsyncReadExt as _;
+    let mut request = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        if let Some(end) = request.windows(4).position(|w| w == b"\r\n\r\n") {
+            let head = String::from_utf8_lossy(&request[..end]).to_ascii_lowercase();
+            let length = head
+                .lines()
+                .find_map(|l| l.strip_prefix("content-length:"))
+                .and_then(|v| v.trim().parse::<usize>().ok())
+                .unwrap_or(0);
+            if request.len() >= end + 4 + length {
+                return Some(request);
+            }
+        }
+        match stream.read(&mut buf).await {
+            Ok(0) | Err(_) => return None,
+            Ok(n) => request.extend_from_slice(&buf[..n]),
+        }
+    }
+}
+
+/// The status and detail of a refusal, which `result` must be.
+pub fn refusal<T: std::fmt::Debug>(result: Result<T, ClientError>) -> (u16, String) {
+    match result {
+        Err(ClientError::Refused { status, detail, .. }) => (status, detail),
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+}
+
+/// What a refusal should be: what was tried, the refusal it got (from
+/// [`refusal`]), the status, and a part of the detail (`""`: any).
+pub type ExpectedRefusal<'a> = (&'a str, (u16, String), u16, &'a str);
+
+/// Asserts each refusal's status and detail.
+pub fn assert_refusals(refusals: &[ExpectedRefusal<'_>]) {
+    for (what, (status, detail), expected_status, expected_detail) in refusals {
+        assert_eq!(status, expected_status, "{what}: {detail}");
+        assert!(detail.contains(expected_detail), "{what}: {detail}");
+    }
+}
+
+/// Asserts that `error` says `feature` is missing, in `place` (the
+/// server's URL, or `local`), and that nothing would retry it.
+pub fn assert_unsupported(error: &ClientError, feature: &str, place: &str) {
+    assert!(
+        matches!(error, ClientError::Unsupported { feature: missing, .. } if missing == feature),
+        "{error:?}"
+    );
+    assert!(error.to_string().contains(place), "{error}");
+    assert_eq!(error.status(), None);
+    assert!(!error.is_retryable());
+}
+
+/// A server from before the capabilities beyond v1: `GET /` lists no
+/// features, and every other route is unknown. It records the request lines it gets.
+pub async fn v1_server() -> (String, Arc<Mutex<Vec<String>>>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let log = seen.clone();
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            let log = log.clone();
+            tokio::spawn(async move {
+                let Some(request) = read_request(&mut stream).await else {
+                    return;
+                };
+                let line = String::from_utf8_lossy(&request)
+                    .lines()
+                    .next()
+                    .unwrap_or_default()
+                    .to_owned();
+                let (status, body) = if line.starts_with("GET / ") {
+                    (
+                        200,
+                        r#"{"service":"LANrage Control Plane","version":"0.1.0","status":"ok","parties":0,"relays":0}"#,
+                    )
+                } else {
+                    (404, r#"{"detail":"Not Found"}"#)
+                };
+                log.lock().push(line);
+                let response = format!(
+                    "HTTP/1.1 {status} X\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                let _ = stream.write_all(response.as_bytes()).await;
+                let _ = stream.shutdown().await;
+            });
+        }
+    });
+    (url, seen)
 }

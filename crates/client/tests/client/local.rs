@@ -186,7 +186,7 @@ fn full_party() -> PartyResponse {
         },
         virtual_ips,
         seq: 70_000,
-        verified: BTreeMap::new(),
+        extras: Default::default(),
     }
 }
 

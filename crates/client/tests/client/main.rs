@@ -6,9 +6,13 @@
 mod agreement;
 mod factory;
 mod helpers;
+mod host;
 mod http;
 mod identity;
+mod invites;
 mod local;
+mod paths;
+mod relay_choice;
 mod retries;
 mod tls;
 mod ws;

@@ -22,7 +22,8 @@ use tokio::{
 };
 
 use crate::helpers::{
-    client, create_party, details, host_party, http_config, name, peer_id, spawn_server,
+    client, create_party, details, host_party, http_config, name, peer_id, read_request,
+    spawn_server,
 };
 
 /// What the flaky front does with one connection.
@@ -81,29 +82,6 @@ impl FlakyFront {
 
     fn connections(&self) -> usize {
         self.connections.load(Ordering::SeqCst)
-    }
-}
-
-/// Reads one whole request (head, and a body of `content-length`).
-async fn read_request(stream: &mut TcpStream) -> Option<Vec<u8>> {
-    let mut request = Vec::new();
-    let mut buf = [0u8; 4096];
-    loop {
-        if let Some(end) = request.windows(4).position(|w| w == b"\r\n\r\n") {
-            let head = String::from_utf8_lossy(&request[..end]).to_ascii_lowercase();
-            let length = head
-                .lines()
-                .find_map(|l| l.strip_prefix("content-length:"))
-                .and_then(|v| v.trim().parse::<usize>().ok())
-                .unwrap_or(0);
-            if request.len() >= end + 4 + length {
-                return Some(request);
-            }
-        }
-        match stream.read(&mut buf).await {
-            Ok(0) | Err(_) => return None,
-            Ok(n) => request.extend_from_slice(&buf[..n]),
-        }
     }
 }
 
@@ -300,6 +278,61 @@ async fn a_leave_that_the_retry_finds_done_is_a_success() {
         .await
         .unwrap_err();
     assert_eq!(gone.status(), Some(404));
+}
+
+#[tokio::test]
+async fn a_join_by_code_whose_answer_is_lost_spends_one_use_only() {
+    let server = spawn_server().await;
+    let host = client(&server.url(), "alice");
+    let party_id = host_party(&host).await;
+    let code = host
+        .create_invite(&party_id, Some(5), None)
+        .await
+        .unwrap()
+        .code;
+    // `GET /` (the feature check) and registration pass; the join reaches
+    // the server, but its answer does not reach bob.
+    let front = FlakyFront::start(
+        server.addr,
+        vec![Act::Proxy, Act::Proxy, Act::ProxyThenDrop],
+    )
+    .await;
+    let bob = one_connection_per_request(&front.url(), "bob");
+
+    let error = bob.join_by_code(&code, details("bob")).await.unwrap_err();
+
+    assert!(matches!(error, ClientError::Transport { .. }), "{error:?}");
+    assert_eq!(front.connections(), 3, "not sent again");
+    let invites = host.invites(&party_id).await.unwrap();
+    assert_eq!(invites[0].uses, 1);
+    let members = host.get_party(&party_id).await.unwrap().party.peers;
+    assert!(members.contains_key(&peer_id("bob")));
+}
+
+#[tokio::test]
+async fn a_revocation_whose_answer_is_lost_is_retried_and_found_done() {
+    let server = spawn_server().await;
+    let direct = client(&server.url(), "alice");
+    let party_id = host_party(&direct).await;
+    let nameplate = direct
+        .create_invite(&party_id, None, None)
+        .await
+        .unwrap()
+        .nameplate;
+    direct.close().await.unwrap();
+    // The revocation reaches the server and its answer is cut: unlike a
+    // leave, it is sent again, and the 404 it meets means done.
+    let front = FlakyFront::start(
+        server.addr,
+        vec![Act::Proxy, Act::Proxy, Act::ProxyThenDrop],
+    )
+    .await;
+    let alice = one_connection_per_request(&front.url(), "alice");
+
+    alice.revoke_invite(&party_id, &nameplate).await.unwrap();
+
+    assert_eq!(front.connections(), 4);
+    assert!(direct.invites(&party_id).await.unwrap().is_empty());
 }
 
 #[tokio::test]

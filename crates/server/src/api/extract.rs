@@ -2,7 +2,7 @@
 //! body, query, path or credential gets the same `{"detail"}` answer.
 
 use axum::{
-    extract::FromRef,
+    extract::{ConnectInfo, FromRef},
     extract::{FromRequest, FromRequestParts, Request},
     http::{StatusCode, header, request::Parts},
     response::IntoResponse,
@@ -11,8 +11,9 @@ use lanrage_proto::{PeerId, limits::MAX_BODY_CHARS};
 use serde::de::DeserializeOwned;
 
 use super::rate_limit::{ClientQuota, too_many};
-use crate::http::{bearer_header, error::ApiError};
-use crate::service::Service;
+use crate::http::{bearer_header, client_address, error::ApiError};
+use crate::net::{ClientAddr, ClientKey};
+use crate::service::{LookupKeys, Service};
 
 /// A body of at most this many bytes can hold [`MAX_BODY_CHARS`] characters.
 const MAX_BODY_BYTES: usize = MAX_BODY_CHARS * 4;
@@ -295,5 +296,74 @@ where
         let peer_id = service.authenticate(token).await?;
         tracing::Span::current().record("peer_id", peer_id.as_str());
         Ok(Caller(peer_id))
+    }
+}
+
+/// An authenticated peer looking a join code up, with the keys its failed
+/// look-ups count under: its client address (IPv6 per /64, behind a
+/// trusted proxy the forwarded one) and its token.
+#[derive(Debug, Clone)]
+pub struct CodeLookup {
+    pub caller: PeerId,
+    pub keys: LookupKeys,
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for CodeLookup
+where
+    Service: FromRef<S>,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let service = Service::from_ref(state);
+        let token = bearer(parts).ok_or_else(missing_credentials)?;
+        let grant = service.grant(token).await?;
+        tracing::Span::current().record("peer_id", grant.peer_id.as_str());
+        let client = parts
+            .extensions
+            .get::<ConnectInfo<ClientAddr>>()
+            .map_or_else(
+                || "unknown".to_owned(),
+                |ConnectInfo(ClientAddr(peer))| {
+                    let trusted = &service.config().trusted_proxies;
+                    ClientKey::of(client_address(trusted, peer.ip(), &parts.headers)).to_string()
+                },
+            );
+        Ok(CodeLookup {
+            keys: LookupKeys::new(client, grant.token_hash()),
+            caller: grant.peer_id,
+        })
+    }
+}
+
+/// A caller holding a peer token or the operator's relay key (`GET
+/// /relays/status`). A bearer that is no valid token is checked as the
+/// relay key, under the operator-credential rate limit; when it is neither,
+/// the token's own refusal (401) answers.
+#[derive(Debug)]
+pub struct PeerOrRelayOperator;
+
+impl<S: Send + Sync> FromRequestParts<S> for PeerOrRelayOperator
+where
+    Service: FromRef<S>,
+{
+    type Rejection = OperatorRefusal;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let service = Service::from_ref(state);
+        let Some(token) = bearer(parts) else {
+            return Err(OperatorRefusal::Refused(missing_credentials()));
+        };
+        let as_peer = match service.authenticate(token).await {
+            Ok(_) => return Ok(PeerOrRelayOperator),
+            Err(error) => error,
+        };
+        match operator_credential(parts, &service, OperatorKey::Relay) {
+            Ok(()) => Ok(PeerOrRelayOperator),
+            Err(OperatorRefusal::RateLimited(wait)) => Err(OperatorRefusal::RateLimited(wait)),
+            // Neither: answered as the token it most likely is (expired or
+            // revoked: 401, so the client registers again).
+            Err(OperatorRefusal::Refused(_)) => Err(OperatorRefusal::Refused(as_peer.into())),
+        }
     }
 }

@@ -8,9 +8,13 @@ mod auth;
 pub(crate) mod docs;
 pub mod extract;
 mod health;
+mod host;
+mod invites;
 pub(crate) mod metrics;
 mod parties;
+mod paths;
 pub(crate) mod rate_limit;
+mod relay_choice;
 mod relays;
 mod root;
 mod signals;
@@ -29,8 +33,12 @@ pub fn routes(config: &Config) -> OpenApiRouter<Service> {
         .merge(health::router())
         .merge(auth::router())
         .merge(parties::router())
+        .merge(host::router())
+        .merge(invites::router())
         .merge(signals::router())
         .merge(relays::router())
+        .merge(relay_choice::router())
+        .merge(paths::router())
         .merge(admin::router())
         .merge(docs::router());
     if config.metrics_listen.is_none() {

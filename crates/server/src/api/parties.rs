@@ -17,7 +17,7 @@ use crate::http::{
     error::{ApiError, ApiResult},
     openapi::{BodyErrors, Conflict, MemberErrors, MemberPath, PartyPath},
 };
-use crate::service::{Left, Service};
+use crate::service::{Joined, Left, Service};
 
 pub fn router() -> OpenApiRouter<Service> {
     OpenApiRouter::new()
@@ -35,7 +35,7 @@ pub(super) fn party_id(raw: String) -> ApiResult<PartyId> {
     PartyId::parse(raw).map_err(|_| ApiError::not_found("party not found"))
 }
 
-fn peer_id(raw: String) -> ApiResult<PeerId> {
+pub(super) fn peer_id(raw: String) -> ApiResult<PeerId> {
     PeerId::parse(raw).map_err(|_| ApiError::not_found("peer not found"))
 }
 
@@ -62,7 +62,7 @@ async fn create(
     JsonBody(body): JsonBody<CreatePartyRequest>,
 ) -> ApiResult<Json<CreatePartyResponse>> {
     let joined = service
-        .create_party(&caller, body.name, body.host_peer_info)
+        .create_party(&caller, body.name, body.host_peer_info, body.settings)
         .await?;
     record_party(joined.party.party_id.as_str());
     Ok(Json(CreatePartyResponse {
@@ -70,7 +70,7 @@ async fn create(
         party: joined.party,
         virtual_ip: joined.virtual_ip,
         seq: joined.seq,
-        verified: joined.verified,
+        extras: joined.extras,
     }))
 }
 
@@ -109,12 +109,17 @@ async fn join(
     let joined = service
         .join_party(&caller, &party_id, body.peer_info)
         .await?;
-    Ok(Json(JoinPartyResponse {
+    Ok(Json(join_answer(joined)))
+}
+
+/// The answer to a join, by ID or by code.
+pub(super) fn join_answer(joined: Joined) -> JoinPartyResponse {
+    JoinPartyResponse {
         party: joined.party,
         virtual_ip: joined.virtual_ip,
         seq: joined.seq,
-        verified: joined.verified,
-    }))
+        extras: joined.extras,
+    }
 }
 
 /// Read a party
@@ -191,8 +196,9 @@ async fn peer(
 
 /// Leave a party
 ///
-/// A peer removes only itself. When the host leaves or the last member
-/// does, the party is deleted.
+/// A peer removes only itself. When the last member leaves, or the host
+/// of a party whose `host_policy` is `end` (the default), the party is
+/// deleted; with `migrate` the next in `succession` takes over.
 #[utoipa::path(
     delete,
     path = "/parties/{party_id}/peers/{peer_id}",

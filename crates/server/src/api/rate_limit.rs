@@ -134,7 +134,8 @@ fn is_strict(method: &Method, path: &str) -> bool {
         && (matches!(
             path,
             "/auth/register" | "/auth/challenge" | "/auth/register/key" | "/parties"
-        ) || path.ends_with("/join"))
+        ) || path.ends_with("/join")
+            || path.ends_with("/invites"))
 }
 
 /// The 429 answer.

@@ -9,7 +9,13 @@ use crate::service::Service;
 
 /// What this server implements of DESIGN's "Capabilities beyond v1", each
 /// listed only once it works.
-pub const FEATURES: &[&str] = &["key-identity"];
+pub const FEATURES: &[&str] = &[
+    "key-identity",
+    "invites",
+    "host-migration",
+    "relay-choice",
+    "path-plan",
+];
 
 pub fn router() -> OpenApiRouter<Service> {
     OpenApiRouter::new().routes(routes!(info))

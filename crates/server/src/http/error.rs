@@ -17,6 +17,8 @@ pub struct ApiError {
     /// The kind of database error behind it, counted by the metrics
     /// middleware (which sees the response, not the error).
     database: Option<&'static str>,
+    /// `Retry-After` of a 429 or 503, in seconds.
+    retry_after_secs: u64,
 }
 
 /// A response extension: this response answers a database error.
@@ -29,6 +31,7 @@ impl ApiError {
             status,
             detail: detail.into(),
             database: None,
+            retry_after_secs: 1,
         }
     }
 
@@ -56,6 +59,7 @@ impl From<service::Error> for ApiError {
         };
         let mut answer = Self::new(status, error.client_detail());
         answer.database = error.database_kind();
+        answer.retry_after_secs = error.retry_after_secs().unwrap_or(1);
         answer
     }
 }
@@ -79,9 +83,10 @@ impl IntoResponse for ApiError {
                     .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
             }
             StatusCode::TOO_MANY_REQUESTS | StatusCode::SERVICE_UNAVAILABLE => {
-                response
-                    .headers_mut()
-                    .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+                response.headers_mut().insert(
+                    header::RETRY_AFTER,
+                    HeaderValue::from(self.retry_after_secs),
+                );
             }
             _ => {}
         }

@@ -89,6 +89,23 @@ impl Service {
                 tracing::warn!(error = %error_chain(&error), "cannot sweep expired rows");
             }
         }
+        // Reports past their TTL stop counting; every choice is looked at
+        // again (the relays' states move with the clock too).
+        let rtt_cutoff = now.plus_secs(-secs(self.config.rtt_report_ttl_secs));
+        match self.store.sweep_rtts(rtt_cutoff).await {
+            Ok(_) => {}
+            Err(error) => {
+                report.failures += 1;
+                self.metrics.count_db_error(&error);
+                tracing::warn!(error = %error_chain(&error), "cannot sweep expired round-trip reports");
+            }
+        }
+        self.relay_dirty.everyone();
+        if let Err(error) = self.sweep_paths(now).await {
+            report.failures += 1;
+            self.count_failure(&error);
+            tracing::warn!(error = %error_chain(&error), "cannot sweep old path reports and statistics");
+        }
         let metrics = &self.metrics;
         metrics.count_removed("stale_peers", report.stale_peers);
         metrics.count_removed("ended_parties", report.ended_parties);
@@ -98,6 +115,7 @@ impl Service {
         metrics.count_removed("delivered_signals", report.swept.delivered_signals);
         metrics.count_removed("old_events", report.swept.events);
         metrics.count_removed("expired_challenges", report.swept.challenges);
+        metrics.count_removed("rested_invites", report.swept.invites);
         Ok(report)
     }
 
@@ -153,7 +171,7 @@ impl Service {
         let Some((party, members)) = change.tx.party_and_members(party_id).await? else {
             return Ok(false);
         };
-        let Some(reason) = rules::orphan_end(&roster(&party, &members)) else {
+        let Some(reason) = rules::orphan_end(&roster(&party, &members, |_| true)) else {
             return Ok(false);
         };
         let recipients = members.into_iter().map(|m| m.peer.peer_id).collect();

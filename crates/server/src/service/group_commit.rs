@@ -384,7 +384,9 @@ mod tests {
 
     async fn create_party(service: &Service, host: &str) -> PartyId {
         let name = lanrage_proto::Name::parse("party").unwrap();
-        let created = service.create_party(&peer(host), name, info(host)).await;
+        let created = service
+            .create_party(&peer(host), name, info(host), None)
+            .await;
         created.unwrap().party.party_id
     }
 

@@ -173,6 +173,7 @@ mod tests {
         heartbeats.forget(&ServerMessage::PeerLeft {
             party_id: key.0.clone(),
             peer_id: key.1.clone(),
+            reason: None,
             seq: 2,
         });
         assert!(

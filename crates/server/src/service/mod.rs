@@ -11,9 +11,14 @@
 mod cleanup;
 mod group_commit;
 mod heartbeats;
+mod host;
 mod identity;
+mod invites;
 mod parties;
+mod paths;
+mod presence;
 mod realtime;
+mod relay_choice;
 mod relays;
 mod revocation;
 mod signals;
@@ -34,9 +39,12 @@ use crate::{
 
 pub use cleanup::CleanupReport;
 pub use group_commit::Writer;
+pub use host::Transferred;
+pub use invites::LookupKeys;
 /// Where a virtual-IP offset points; the rule lives in `lanrage-rules`.
 pub use lanrage_rules::virtual_ip;
 pub use parties::{Joined, Left, MIN_EVENT_LOG, PartyView};
+pub use presence::SocketPresence;
 pub use revocation::PeerRevoked;
 pub use signals::MAX_SIGNALS_PER_DRAIN;
 pub use tokens::{Grant, token_hash};
@@ -60,6 +68,12 @@ pub enum Error {
     Invalid(String),
     #[error("{0}")]
     TooManyRequests(String),
+    /// Over a limit that lifts after `retry_after_secs`.
+    #[error("{detail}")]
+    Throttled {
+        detail: String,
+        retry_after_secs: u64,
+    },
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error("internal error")]
@@ -92,9 +106,19 @@ impl Error {
             Self::NotFound(_) => ErrorKind::NotFound,
             Self::Conflict(_) | Self::Store(StoreError::Conflict(_)) => ErrorKind::Conflict,
             Self::Invalid(_) => ErrorKind::Invalid,
-            Self::TooManyRequests(_) => ErrorKind::TooManyRequests,
+            Self::TooManyRequests(_) | Self::Throttled { .. } => ErrorKind::TooManyRequests,
             Self::Store(StoreError::Unavailable(_)) => ErrorKind::Unavailable,
             Self::Store(_) | Self::Internal(_) => ErrorKind::Internal,
+        }
+    }
+
+    /// How long to wait before asking again, when the error says.
+    pub fn retry_after_secs(&self) -> Option<u64> {
+        match self {
+            Self::Throttled {
+                retry_after_secs, ..
+            } => Some(*retry_after_secs),
+            _ => None,
         }
     }
 
@@ -132,12 +156,13 @@ impl Error {
 
 impl From<lanrage_rules::RuleError> for Error {
     fn from(error: lanrage_rules::RuleError) -> Self {
-        use lanrage_rules::RuleError;
-        match error {
-            RuleError::PartyNotFound(_) | RuleError::NotAMember { .. } => {
-                Self::NotFound(error.to_string())
-            }
-            RuleError::PartyFull(_) => Self::Conflict(error.to_string()),
+        use lanrage_rules::Refusal;
+        let detail = error.to_string();
+        match error.refusal() {
+            Refusal::NotFound => Self::NotFound(detail),
+            Refusal::Forbidden => Self::Forbidden(detail),
+            Refusal::Conflict => Self::Conflict(detail),
+            Refusal::Invalid => Self::Invalid(detail),
         }
     }
 }
@@ -188,6 +213,14 @@ pub struct Service {
     /// Party reads served from memory (see `snapshots.rs`).
     snapshots: Arc<snapshots::SnapshotCache>,
     heartbeats: Arc<heartbeats::Heartbeats>,
+    /// Who this instance heard from (see `presence.rs`).
+    presence: Arc<presence::Presence>,
+    /// Join-code look-ups that led nowhere, per key (see `invites.rs`).
+    failed_lookups: Arc<invites::FailedLookups>,
+    /// Parties whose relay to recompute (see `relay_choice.rs`).
+    relay_dirty: Arc<relay_choice::RelayDirty>,
+    /// Parties whose paths to recompute (see `paths.rs`).
+    paths_dirty: Arc<paths::PathsDirty>,
     tokens: Arc<tokens::TokenCache>,
     metrics: Arc<Metrics>,
 }
@@ -270,6 +303,10 @@ impl Service {
             mode,
             snapshots,
             heartbeats,
+            presence: Arc::default(),
+            failed_lookups: Arc::default(),
+            relay_dirty: Arc::default(),
+            paths_dirty: Arc::default(),
             tokens,
             metrics,
         };

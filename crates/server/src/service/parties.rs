@@ -10,12 +10,12 @@ use std::{collections::BTreeMap, net::Ipv4Addr, sync::OnceLock};
 
 use axum::body::Bytes;
 use lanrage_proto::{
-    Name, Party, PartyId, PartyResponse, Peer, PeerId, PeerInfo, PeersResponse, PublicKey,
-    ServerMessage, Timestamp,
+    Name, Party, PartyExtras, PartyId, PartyResponse, Peer, PeerId, PeerInfo, PeersResponse,
+    PublicKey, ServerMessage, SettingsPatch, Timestamp,
 };
 use lanrage_rules::{
-    self as rules, JoinPlan, Member, PARTY_ID_BYTES, Removal, RemovalPlan, Roster, RuleError,
-    virtual_ip,
+    self as rules, Admission, HostChange, JoinPlan, Member, PARTY_ID_BYTES, Removal, RemovalPlan,
+    Roster, RuleError, virtual_ip,
 };
 use serde::Serialize;
 
@@ -25,8 +25,8 @@ use super::{
 };
 use crate::store::{MemberRecord, PartyRecord, PartyWithMembers};
 
-/// What a member sees of a party.
-fn view_of(snapshot: &PartySnapshot) -> PartyView {
+/// What a member sees of a party; `present` says who is.
+fn view_of(snapshot: &PartySnapshot, present: impl Fn(&MemberRecord) -> bool) -> PartyView {
     let (record, members) = &**snapshot;
     PartyView {
         virtual_ips: members
@@ -35,8 +35,41 @@ fn view_of(snapshot: &PartySnapshot) -> PartyView {
             .collect(),
         party: party_of(record, members),
         seq: record.seq,
-        verified: verified_of(members),
+        extras: extras_of(record, members, present),
     }
+}
+
+/// The top-level extras of a party read: who proved their key, the
+/// settings, the host epoch and the succession.
+pub(super) fn extras_of(
+    record: &PartyRecord,
+    members: &[MemberRecord],
+    present: impl Fn(&MemberRecord) -> bool,
+) -> PartyExtras {
+    let succession = rules::succession(&roster(record, members, present))
+        .into_iter()
+        .cloned()
+        .collect();
+    PartyExtras {
+        verified: verified_of(members),
+        settings: Some(record.settings),
+        host_epoch: Some(record.host_epoch),
+        succession: Some(succession),
+    }
+}
+
+/// Presence as the database holds it (for decisions inside a write, the
+/// same on every instance): seen or heard from since `cutoff`.
+pub(super) fn stored_presence(cutoff: Timestamp) -> impl Fn(&MemberRecord) -> bool {
+    move |m| m.peer.last_seen >= cutoff || m.heard_at >= cutoff
+}
+
+/// [`stored_presence`] as of `now` with the grace period of `config`.
+fn presence_in(change: &Change<'_>, now: Timestamp) -> impl Fn(&MemberRecord) -> bool + use<> {
+    stored_presence(rules::stale_cutoff(
+        now,
+        std::time::Duration::from_secs(change.config.host_grace_secs),
+    ))
 }
 
 /// Who of `members` proved the key they announce.
@@ -56,28 +89,36 @@ fn cached_json<T: Serialize>(cell: &OnceLock<Bytes>, make: impl FnOnce() -> T) -
     Ok(cell.get_or_init(|| json.into()).clone())
 }
 
-/// The party as the shared rules see it.
-pub(super) fn roster<'a>(party: &'a PartyRecord, members: &'a [MemberRecord]) -> Roster<'a> {
+/// The party as the shared rules see it; `present` says who is.
+pub(super) fn roster<'a>(
+    party: &'a PartyRecord,
+    members: &'a [MemberRecord],
+    present: impl Fn(&MemberRecord) -> bool,
+) -> Roster<'a> {
     Roster {
         party_id: &party.party_id,
         host_id: &party.host_id,
+        host_policy: party.settings.host_policy,
         members: members
             .iter()
             .map(|m| Member {
                 peer_id: &m.peer.peer_id,
                 vip_index: Some(m.vip_index),
                 last_seen: m.peer.last_seen,
+                joined_at: m.joined_at,
+                present: present(m),
             })
             .collect(),
     }
 }
 
-/// The roster of a party read with its members, if there is one.
+/// The roster of a party read with its members, if there is one, for
+/// rules that do not ask who is present.
 pub(super) fn roster_of(read: Option<&PartyWithMembers>) -> Option<Roster<'_>> {
-    read.map(|(party, members)| roster(party, members))
+    read.map(|(party, members)| roster(party, members, |_| true))
 }
 
-fn party_of(record: &PartyRecord, members: &[MemberRecord]) -> Party {
+pub(super) fn party_of(record: &PartyRecord, members: &[MemberRecord]) -> Party {
     Party {
         party_id: record.party_id.clone(),
         name: record.name.clone(),
@@ -114,7 +155,7 @@ pub struct PartyView {
     pub party: Party,
     pub virtual_ips: BTreeMap<PeerId, Ipv4Addr>,
     pub seq: u64,
-    pub verified: BTreeMap<PeerId, bool>,
+    pub extras: PartyExtras,
 }
 
 /// The outcome of creating or joining a party.
@@ -123,7 +164,7 @@ pub struct Joined {
     pub party: Party,
     pub virtual_ip: Ipv4Addr,
     pub seq: u64,
-    pub verified: BTreeMap<PeerId, bool>,
+    pub extras: PartyExtras,
 }
 
 /// The outcome of leaving.
@@ -174,39 +215,128 @@ impl Service {
         why: Removal,
         now: Timestamp,
     ) -> Result<Option<Left>> {
-        let Some(plan) = rules::plan_removal(&roster(party, members), peer_id, why) else {
+        let present = presence_in(change, now);
+        let Some(plan) = rules::plan_removal(&roster(party, members, present), peer_id, why) else {
             return Ok(None);
         };
-        Self::carry_out_removal(change, party, members, peer_id, plan, now)
+        Self::carry_out_removal(change, party, members, peer_id, plan, why, now)
             .await
             .map(Some)
     }
 
-    /// Carries out a removal the rules decided: the member goes, or the
-    /// whole party ends; every member hears of it.
+    /// Carries out a removal the rules decided for `why`: the member goes
+    /// (handing the party over, if it hosted it), or the whole party
+    /// ends; every member hears of it, the removed one included.
     async fn carry_out_removal(
         change: &mut Change<'_>,
         party: &PartyRecord,
         members: &[MemberRecord],
         peer_id: &PeerId,
         plan: RemovalPlan,
+        why: Removal,
         now: Timestamp,
     ) -> Result<Left> {
         let recipients = ids(members);
-        if let RemovalPlan::EndParty(reason) = plan {
-            Self::end_party(change, party, recipients, reason.as_str(), now).await?;
-            return Ok(Left::PartyDeleted);
-        }
+        let new_host = match plan {
+            RemovalPlan::EndParty(reason) => {
+                Self::end_party(change, party, recipients, reason.as_str(), now).await?;
+                return Ok(Left::PartyDeleted);
+            }
+            RemovalPlan::RemoveMember => None,
+            RemovalPlan::HandOver { new_host } => Some(new_host),
+        };
         change.tx.delete_member(&party.party_id, peer_id).await?;
-        Self::log_event(change, party, now, recipients, |seq| {
+        let seq = Self::log_event(change, party, now, recipients, |seq| {
             ServerMessage::PeerLeft {
                 party_id: party.party_id.clone(),
                 peer_id: peer_id.clone(),
+                reason: Some(why.reason().to_owned()),
                 seq,
             }
         })
         .await?;
+        if let Some(new_host) = new_host {
+            let party = PartyRecord {
+                seq,
+                ..party.clone()
+            };
+            let remaining: Vec<MemberRecord> = members
+                .iter()
+                .filter(|m| m.peer.peer_id != *peer_id)
+                .cloned()
+                .collect();
+            let plan = HostChange {
+                new_host,
+                host_epoch: party.host_epoch + 1,
+            };
+            Self::change_host(
+                change,
+                party,
+                &remaining,
+                plan,
+                why.host_change_reason(),
+                now,
+            )
+            .await?;
+        }
         Ok(Left::Left)
+    }
+
+    /// Makes `plan.new_host` the host of `party` (whose members are
+    /// `members`): the row, then `host_changed` and a `party_update` with
+    /// the new `host_id`, consecutive events. Returns the party as it is
+    /// now.
+    pub(super) async fn change_host(
+        change: &mut Change<'_>,
+        mut party: PartyRecord,
+        members: &[MemberRecord],
+        plan: HostChange,
+        reason: &str,
+        now: Timestamp,
+    ) -> Result<PartyRecord> {
+        let old_host_id = std::mem::replace(&mut party.host_id, plan.new_host);
+        party.host_epoch = plan.host_epoch;
+        change.tx.update_party(&party).await?;
+        let recipients = ids(members);
+        party.seq = Self::log_event(change, &party, now, recipients.clone(), |seq| {
+            ServerMessage::HostChanged {
+                party_id: party.party_id.clone(),
+                old_host_id,
+                new_host_id: party.host_id.clone(),
+                reason: reason.to_owned(),
+                host_epoch: party.host_epoch,
+                seq,
+            }
+        })
+        .await?;
+        party.seq = Self::log_party_update(change, &party, members, now).await?;
+        Ok(party)
+    }
+
+    /// Tells every member the party as it is now, with one `party_update`.
+    async fn log_party_update(
+        change: &mut Change<'_>,
+        party: &PartyRecord,
+        members: &[MemberRecord],
+        now: Timestamp,
+    ) -> Result<u64> {
+        Self::log_event(change, party, now, ids(members), |seq| {
+            ServerMessage::PartyUpdate {
+                party: party_of(
+                    &PartyRecord {
+                        seq,
+                        ..party.clone()
+                    },
+                    members,
+                ),
+                seq,
+                virtual_ip: None,
+                request_id: None,
+                snapshot: false,
+                extras: PartyExtras::default(),
+            }
+        })
+        .await
     }
 
     /// Ends `party`, telling `recipients` why.
@@ -225,22 +355,26 @@ impl Service {
             }
         })
         .await?;
+        change.tx.end_invites(&party.party_id, now).await?;
         change.tx.delete_party(&party.party_id).await?;
         Ok(())
     }
 
-    /// Creates a party hosted by the caller, moving it out of any other.
+    /// Creates a party hosted by the caller, moving it out of any other;
+    /// `settings` other than the server's defaults.
     pub async fn create_party(
         &self,
         caller: &PeerId,
         name: Name,
         host: PeerInfo,
+        settings: Option<SettingsPatch>,
     ) -> Result<Joined> {
         must_be_caller(caller, &host.peer_id)?;
         let op = WriteOp::CreateParty {
             caller: caller.clone(),
             name,
             host,
+            settings,
         };
         self.retrying(|| self.write(op.clone())).await?.try_into()
     }
@@ -250,6 +384,7 @@ impl Service {
         caller: &PeerId,
         name: &Name,
         host: &PeerInfo,
+        settings: Option<&SettingsPatch>,
     ) -> Result<Joined> {
         let now = Timestamp::now();
         let verified =
@@ -267,12 +402,16 @@ impl Service {
             host_id: caller.clone(),
             created_at: now,
             seq: 0,
+            settings: change.config.party_settings(settings),
+            host_epoch: 1,
         };
         change.tx.insert_party(&record).await?;
         let host = MemberRecord {
             peer: host.clone().into_peer(now),
             vip_index: plan.host_vip_index,
             verified,
+            joined_at: now,
+            heard_at: now,
         };
         change.tx.insert_member(&record.party_id, &host).await?;
         let seq = Self::log_event(change, &record, now, vec![caller.clone()], |seq| {
@@ -283,11 +422,13 @@ impl Service {
             }
         })
         .await?;
+        let record = PartyRecord { seq, ..record };
+        let members = std::slice::from_ref(&host);
         Ok(Joined {
-            party: party_of(&PartyRecord { seq, ..record }, std::slice::from_ref(&host)),
+            party: party_of(&record, members),
             virtual_ip: virtual_ip(host.vip_index),
             seq,
-            verified: verified_of(std::slice::from_ref(&host)),
+            extras: extras_of(&record, members, presence_in(change, now)),
         })
     }
 
@@ -304,6 +445,7 @@ impl Service {
             caller: caller.clone(),
             party_id: party_id.clone(),
             info,
+            how: Admission::ById,
         };
         self.retrying(|| self.write(op.clone())).await?.try_into()
     }
@@ -313,6 +455,7 @@ impl Service {
         caller: &PeerId,
         party_id: &PartyId,
         info: &PeerInfo,
+        how: Admission,
     ) -> Result<Joined> {
         let now = Timestamp::now();
         let verified =
@@ -329,6 +472,14 @@ impl Service {
         let Some((mut record, mut members)) = target else {
             return Err(party_not_found(party_id));
         };
+        if let JoinPlan::Admit { .. } = plan {
+            let banned = change
+                .tx
+                .banned_from_party(party_id, caller, info.public_key.as_str())
+                .await?;
+            let roster = roster(&record, &members, |_| true);
+            rules::check_admission(&roster, &record.settings, caller, banned, how)?;
+        }
         if let JoinPlan::Admit {
             leave_first: Some(old),
             ..
@@ -357,6 +508,8 @@ impl Service {
                 peer,
                 vip_index,
                 verified,
+                joined_at: now,
+                heard_at: now,
             };
             change.tx.insert_member(party_id, &member).await?;
             let joined = member.peer.clone();
@@ -374,7 +527,7 @@ impl Service {
             party: party_of(&record, &members),
             virtual_ip: virtual_ip(vip_index),
             seq: record.seq,
-            verified: verified_of(&members),
+            extras: extras_of(&record, &members, presence_in(change, now)),
         })
     }
 
@@ -400,11 +553,13 @@ impl Service {
     ) -> Result<Left> {
         let now = Timestamp::now();
         let target = change.tx.party_and_members(party_id).await?;
-        let plan = rules::plan_leave(party_id, roster_of(target.as_ref()).as_ref(), peer_id)?;
+        let present = presence_in(change, now);
+        let roster = target.as_ref().map(|(p, m)| roster(p, m, &present));
+        let plan = rules::plan_leave(party_id, roster.as_ref(), peer_id)?;
         let Some((party, members)) = target else {
             return Err(party_not_found(party_id));
         };
-        Self::carry_out_removal(change, &party, &members, peer_id, plan, now).await
+        Self::carry_out_removal(change, &party, &members, peer_id, plan, Removal::Left, now).await
     }
 
     /// Announces `peer_id`'s new WireGuard key (a rotation) in its
@@ -441,23 +596,7 @@ impl Service {
         now: Timestamp,
     ) -> Result<u64> {
         change.tx.update_member(&record.party_id, peer).await?;
-        Self::log_event(change, record, now, ids(members), |seq| {
-            ServerMessage::PartyUpdate {
-                party: party_of(
-                    &PartyRecord {
-                        seq,
-                        ..record.clone()
-                    },
-                    members,
-                ),
-                seq,
-                virtual_ip: None,
-                request_id: None,
-                snapshot: false,
-                verified: BTreeMap::new(),
-            }
-        })
-        .await
+        Self::log_party_update(change, record, members, now).await
     }
 
     /// The party's snapshot, for its member `caller`; refused to others
@@ -488,23 +627,43 @@ impl Service {
         Ok(snapshot)
     }
 
+    /// Who is present as this instance knows it now: the database's
+    /// record, or what this instance heard itself.
+    pub(super) fn presence_now(&self) -> impl Fn(&MemberRecord) -> bool + '_ {
+        let cutoff = self.presence_cutoff(Timestamp::now());
+        let stored = stored_presence(cutoff);
+        move |m| stored(m) || self.presence.is_present_here(&m.peer.peer_id, cutoff)
+    }
+
     /// The party as its member `caller` sees it.
     pub async fn party_view(&self, caller: &PeerId, party_id: &PartyId) -> Result<PartyView> {
         let snapshot = self.member_snapshot(caller, party_id, "it").await?;
-        Ok(view_of(&snapshot))
+        Ok(view_of(&snapshot, self.presence_now()))
+    }
+
+    /// The extras of a read of `party_id` (for a snapshot `party_update`):
+    /// none when the party is gone.
+    pub async fn party_extras(&self, party_id: &PartyId) -> Result<Option<PartyExtras>> {
+        let Some(snapshot) = self.snapshot(party_id).await? else {
+            return Ok(None);
+        };
+        let (record, members) = &**snapshot;
+        Ok(Some(extras_of(record, members, self.presence_now())))
     }
 
     /// The JSON of [`PartyResponse`] for member `caller`: written once per
-    /// snapshot, as every member reads the same.
+    /// snapshot, as every member reads the same (a snapshot lives no longer
+    /// than the heartbeat flush interval, so the succession it shows is as
+    /// fresh as `last_seen`).
     pub async fn party_json(&self, caller: &PeerId, party_id: &PartyId) -> Result<Bytes> {
         let snapshot = self.member_snapshot(caller, party_id, "it").await?;
         cached_json(&snapshot.party_json, || {
-            let view = view_of(&snapshot);
+            let view = view_of(&snapshot, self.presence_now());
             PartyResponse {
                 party: view.party,
                 virtual_ips: view.virtual_ips,
                 seq: view.seq,
-                verified: view.verified,
+                extras: view.extras,
             }
         })
     }

@@ -7,6 +7,11 @@ use super::{Error, Result, Service};
 impl Service {
     /// Registers a relay, or refreshes it (its heartbeat) when known.
     pub async fn register_relay(&self, registration: RelayRegistration) -> Result<RelayId> {
+        if registration.region.as_str() == "status" {
+            return Err(Error::Invalid(
+                "region \"status\" is reserved: GET /relays/status lists relays' status".into(),
+            ));
+        }
         let now = Timestamp::now();
         let relay = Relay {
             relay_id: registration.relay_id,
@@ -17,11 +22,13 @@ impl Service {
             registered_at: now,
         };
         self.store.upsert_relay(&relay, now).await?;
+        self.relay_dirty.everyone();
         Ok(relay.relay_id)
     }
 
     pub async fn deregister_relay(&self, relay_id: &RelayId) -> Result<()> {
         if self.store.delete_relay(relay_id).await? {
+            self.relay_dirty.everyone();
             Ok(())
         } else {
             Err(Error::NotFound(format!("relay {relay_id} not found")))

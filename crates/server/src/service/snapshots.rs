@@ -170,6 +170,8 @@ mod tests {
                 host_id: PeerId::parse("h").unwrap(),
                 created_at: Timestamp::now(),
                 seq,
+                settings: Default::default(),
+                host_epoch: 1,
             },
             Vec::new(),
         )))
@@ -239,6 +241,7 @@ mod tests {
             message: Arc::new(lanrage_proto::ServerMessage::PeerLeft {
                 party_id: changed.clone(),
                 peer_id: PeerId::parse("h").unwrap(),
+                reason: None,
                 seq: 2,
             }),
             recipients: Arc::new([]),

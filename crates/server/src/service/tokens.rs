@@ -308,9 +308,11 @@ impl Service {
                 record
             }
         };
-        if record.expires_at <= Timestamp::now() {
+        let now = Timestamp::now();
+        if record.expires_at <= now {
             return Err(Error::Unauthorized("token expired".into()));
         }
+        self.presence.heard(&record.peer_id, now);
         Ok(Grant {
             peer_id: record.peer_id,
             expires_at: record.expires_at,

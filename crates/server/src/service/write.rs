@@ -18,14 +18,19 @@
 use std::sync::Arc;
 
 use lanrage_proto::{
-    Name, PartyId, PeerId, PeerInfo, PublicKey, ServerMessage, Signal, SignalData, Timestamp,
+    Invite, KickResponse, Name, NatReport, PartyId, PathOutcome, PathReport, PathsResponse, PeerId,
+    PeerInfo, PublicKey, RelayId, ServerMessage, SettingsPatch, SettingsResponse, Signal,
+    SignalData, Timestamp,
 };
+use lanrage_rules::{Admission, InviteSecret};
 
-use super::{Error, Joined, Left, Result, Service};
+use super::{
+    Error, Joined, Left, Result, Service, Transferred, invites::Redeemed, relay_choice::Recomputed,
+};
 use crate::{
     config::Config,
     events::{Event, Revoked},
-    store::{Store, StoreResult, Tx},
+    store::{RttEntry, Store, StoreResult, Tx},
 };
 
 /// One change to the shared state.
@@ -36,12 +41,85 @@ pub(crate) enum WriteOp {
         caller: PeerId,
         name: Name,
         host: PeerInfo,
+        settings: Option<SettingsPatch>,
     },
     /// `caller` joins a party (or moves to it, or refreshes its info).
     JoinParty {
         caller: PeerId,
         party_id: PartyId,
         info: PeerInfo,
+        how: Admission,
+    },
+    /// The host `caller` changes some of its party's settings.
+    PatchSettings {
+        caller: PeerId,
+        party_id: PartyId,
+        patch: SettingsPatch,
+    },
+    /// The host `caller` hands its party to `new_host_id`.
+    TransferHost {
+        caller: PeerId,
+        party_id: PartyId,
+        new_host_id: PeerId,
+        expected_epoch: Option<u64>,
+    },
+    /// The host `caller` removes `peer_id` (and bans it with `ban`).
+    Kick {
+        caller: PeerId,
+        party_id: PartyId,
+        peer_id: PeerId,
+        ban: bool,
+    },
+    /// The host `caller` makes a join code for its party.
+    CreateInvite {
+        caller: PeerId,
+        party_id: PartyId,
+        max_uses: u32,
+        ttl_secs: u64,
+    },
+    /// The host `caller` revokes a live invite of its party.
+    RevokeInvite {
+        caller: PeerId,
+        party_id: PartyId,
+        nameplate: String,
+    },
+    /// A wrong secret was given for the invite holding `nameplate`.
+    InviteFailure { nameplate: String },
+    /// `caller` redeems a join code.
+    JoinByCode {
+        caller: PeerId,
+        nameplate: String,
+        secret: InviteSecret,
+        info: PeerInfo,
+    },
+    /// `peer_id` (the caller) replaces its round-trip report.
+    ReportRtts {
+        party_id: PartyId,
+        peer_id: PeerId,
+        rtts: Vec<RttEntry>,
+    },
+    /// `peer_id` (the caller) reports its NAT behaviour.
+    ReportNat {
+        party_id: PartyId,
+        peer_id: PeerId,
+        nat: NatReport,
+    },
+    /// `caller` reports outcomes of connecting to other members.
+    ReportPaths {
+        caller: PeerId,
+        party_id: PartyId,
+        reports: Vec<PathReport>,
+    },
+    /// Path plan: recomputes the party's plans.
+    RecomputePaths { party_id: PartyId },
+    /// Relay choice: recomputes the party's recommendation.
+    RecomputeRelay { party_id: PartyId },
+    /// Presence: hands a migrating party over from a host still absent
+    /// since before `cutoff`.
+    ReplaceAbsentHost {
+        party_id: PartyId,
+        cutoff: Timestamp,
+        now: Timestamp,
     },
     /// `peer_id` leaves a party (already checked to be the caller).
     LeaveParty { party_id: PartyId, peer_id: PeerId },
@@ -101,6 +179,31 @@ pub(crate) enum Outcome {
     RemovedIfStale(Option<Left>),
     /// [`WriteOp::EndIfOrphaned`]: whether the party ended.
     EndedIfOrphaned(bool),
+    /// [`WriteOp::ReplaceAbsentHost`]: whether the host changed.
+    HostReplaced(bool),
+    /// [`WriteOp::PatchSettings`].
+    Settings(SettingsResponse),
+    /// [`WriteOp::TransferHost`].
+    Transferred(Transferred),
+    /// [`WriteOp::Kick`].
+    Kicked(KickResponse),
+    /// [`WriteOp::CreateInvite`].
+    InviteCreated(Invite),
+    /// [`WriteOp::RevokeInvite`].
+    InviteRevoked,
+    /// [`WriteOp::InviteFailure`].
+    FailureCounted,
+    /// [`WriteOp::JoinByCode`].
+    Redeemed(Redeemed),
+    /// [`WriteOp::ReportRtts`]: the ignored relay IDs, and whether
+    /// announcing a change had to wait.
+    RttsReported((Vec<RelayId>, bool)),
+    /// [`WriteOp::RecomputeRelay`].
+    RelayRecomputed(Recomputed),
+    /// [`WriteOp::ReportNat`] and [`WriteOp::RecomputePaths`].
+    PathsPlanned(PathsResponse),
+    /// [`WriteOp::ReportPaths`]: each outcome with its class pair.
+    PathsReported(Vec<((String, String), PathOutcome)>),
     /// [`WriteOp::IssueToken`].
     TokenIssued,
     /// [`WriteOp::RevokeTokens`] and [`WriteOp::RevokePeer`]: how many
@@ -117,18 +220,109 @@ pub(crate) enum Outcome {
 /// transaction is dropped, or its savepoint rolled back).
 pub(super) async fn apply(change: &mut Change<'_>, op: &WriteOp) -> Result<Outcome> {
     match op {
-        WriteOp::CreateParty { caller, name, host } => {
-            Service::create_in(change, caller, name, host)
-                .await
-                .map(Outcome::Joined)
-        }
+        WriteOp::CreateParty {
+            caller,
+            name,
+            host,
+            settings,
+        } => Service::create_in(change, caller, name, host, settings.as_ref())
+            .await
+            .map(Outcome::Joined),
         WriteOp::JoinParty {
             caller,
             party_id,
             info,
-        } => Service::join_in(change, caller, party_id, info)
+            how,
+        } => Service::join_in(change, caller, party_id, info, *how)
             .await
             .map(Outcome::Joined),
+        WriteOp::PatchSettings {
+            caller,
+            party_id,
+            patch,
+        } => Service::patch_settings_in(change, caller, party_id, patch)
+            .await
+            .map(Outcome::Settings),
+        WriteOp::TransferHost {
+            caller,
+            party_id,
+            new_host_id,
+            expected_epoch,
+        } => Service::transfer_host_in(change, caller, party_id, new_host_id, *expected_epoch)
+            .await
+            .map(Outcome::Transferred),
+        WriteOp::Kick {
+            caller,
+            party_id,
+            peer_id,
+            ban,
+        } => Service::kick_in(change, caller, party_id, peer_id, *ban)
+            .await
+            .map(Outcome::Kicked),
+        WriteOp::CreateInvite {
+            caller,
+            party_id,
+            max_uses,
+            ttl_secs,
+        } => Service::create_invite_in(change, caller, party_id, *max_uses, *ttl_secs)
+            .await
+            .map(Outcome::InviteCreated),
+        WriteOp::RevokeInvite {
+            caller,
+            party_id,
+            nameplate,
+        } => Service::revoke_invite_in(change, caller, party_id, nameplate)
+            .await
+            .map(|()| Outcome::InviteRevoked),
+        WriteOp::InviteFailure { nameplate } => Service::invite_failure_in(change, nameplate)
+            .await
+            .map(|()| Outcome::FailureCounted),
+        WriteOp::JoinByCode {
+            caller,
+            nameplate,
+            secret,
+            info,
+        } => Service::join_by_code_in(change, caller, nameplate, secret, info)
+            .await
+            .map(Outcome::Redeemed),
+        WriteOp::ReportRtts {
+            party_id,
+            peer_id,
+            rtts,
+        } => Service::report_rtts_in(change, party_id, peer_id, rtts)
+            .await
+            .map(Outcome::RttsReported),
+        WriteOp::ReportNat {
+            party_id,
+            peer_id,
+            nat,
+        } => Service::report_nat_in(change, party_id, peer_id, nat)
+            .await
+            .map(Outcome::PathsPlanned),
+        WriteOp::ReportPaths {
+            caller,
+            party_id,
+            reports,
+        } => Service::report_paths_in(change, caller, party_id, reports)
+            .await
+            .map(Outcome::PathsReported),
+        WriteOp::RecomputePaths { party_id } => {
+            Service::recompute_paths_in(change, party_id, Timestamp::now())
+                .await
+                .map(Outcome::PathsPlanned)
+        }
+        WriteOp::RecomputeRelay { party_id } => {
+            Service::recompute_relay_in(change, party_id, Timestamp::now())
+                .await
+                .map(Outcome::RelayRecomputed)
+        }
+        WriteOp::ReplaceAbsentHost {
+            party_id,
+            cutoff,
+            now,
+        } => Service::replace_absent_host_in(change, party_id, *cutoff, *now)
+            .await
+            .map(Outcome::HostReplaced),
         WriteOp::LeaveParty { party_id, peer_id } => Service::leave_in(change, party_id, peer_id)
             .await
             .map(Outcome::Left),
@@ -259,11 +453,37 @@ impl TryFrom<Outcome> for bool {
 
     fn try_from(outcome: Outcome) -> Result<Self> {
         match outcome {
-            Outcome::EndedIfOrphaned(ended) => Ok(ended),
-            other => Err(other.mismatch("EndedIfOrphaned")),
+            Outcome::EndedIfOrphaned(done) | Outcome::HostReplaced(done) => Ok(done),
+            other => Err(other.mismatch("EndedIfOrphaned or HostReplaced")),
         }
     }
 }
+
+/// The outcomes that are their answer's own type.
+macro_rules! outcome_into {
+    ($($type:ty => $variant:ident),+ $(,)?) => {$(
+        impl TryFrom<Outcome> for $type {
+            type Error = Error;
+
+            fn try_from(outcome: Outcome) -> Result<Self> {
+                match outcome {
+                    Outcome::$variant(value) => Ok(value),
+                    other => Err(other.mismatch(stringify!($variant))),
+                }
+            }
+        }
+    )+};
+}
+
+outcome_into!(
+    SettingsResponse => Settings,
+    Transferred => Transferred,
+    KickResponse => Kicked,
+    Invite => InviteCreated,
+    Redeemed => Redeemed,
+    (Vec<RelayId>, bool) => RttsReported,
+    Recomputed => RelayRecomputed,
+);
 
 impl Service {
     /// Runs `op` as one change, committed (and its events announced)
@@ -405,7 +625,7 @@ impl TestOp {
                 party_id,
                 info,
             } => {
-                Service::join_in(change, caller, party_id, info).await?;
+                Service::join_in(change, caller, party_id, info, Admission::ById).await?;
                 Err(Error::Forbidden("refused after writing".into()))
             }
             Self::Panic => panic!("a bug in a change"),
@@ -441,7 +661,12 @@ mod tests {
         );
         assert!(writer.is_none());
         let created = service
-            .create_party(&peer("host"), Name::parse("party").unwrap(), info("host"))
+            .create_party(
+                &peer("host"),
+                Name::parse("party").unwrap(),
+                info("host"),
+                None,
+            )
             .await
             .unwrap();
         let party_id = created.party.party_id;

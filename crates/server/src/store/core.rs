@@ -11,9 +11,12 @@ use lanrage_proto::{
     PartyId, Peer, PeerId, Region, Relay, RelayId, ServerMessage, Signal, Timestamp,
 };
 
+use lanrage_rules::invite_code::nameplate_rest_cutoff;
+
 use super::{
-    ChallengeRecord, Counts, EventFeed, KeyGrant, MemberRecord, PartyRecord, PartyWithMembers,
-    PoolState, Store, StoreError, StoreResult, Swept, TokenRecord, Tx,
+    ChallengeRecord, ClassCounts, Counts, EventFeed, InviteRecord, KeyGrant, MemberRecord,
+    PartyRecord, PartyWithMembers, PathInputs, PathReportRecord, PoolState, RelayStatusRecord,
+    RttEntry, Store, StoreError, StoreResult, StoredPath, StoredRelay, Swept, TokenRecord, Tx,
     rows::{self, Columns},
 };
 use crate::events::{Event, EventBus, Revoked};
@@ -26,6 +29,10 @@ pub enum Arg<'a> {
     Text(&'a str),
     Owned(String),
     Ints(Vec<i64>),
+    /// `NULL` when none.
+    NullableInt(Option<i64>),
+    /// `NULL` when none.
+    NullableText(Option<&'a str>),
 }
 
 /// A statement in the common SQL: `?` placeholders, and `{marker}`s that
@@ -62,6 +69,16 @@ impl<'a> Query<'a> {
 
     pub fn ints(mut self, value: Vec<i64>) -> Self {
         self.args.push(Arg::Ints(value));
+        self
+    }
+
+    pub fn nullable_int(mut self, value: Option<i64>) -> Self {
+        self.args.push(Arg::NullableInt(value));
+        self
+    }
+
+    pub fn nullable_text(mut self, value: Option<&'a str>) -> Self {
+        self.args.push(Arg::NullableText(value));
         self
     }
 }
@@ -287,8 +304,93 @@ pub struct Storage<B> {
 }
 
 /// A party's own row.
-const PARTY: &str =
-    "SELECT party_id, name, host_id, created_at, seq FROM parties WHERE party_id = ?{lock}";
+const PARTY: &str = "SELECT party_id, name, host_id, created_at, seq, host_policy, join_policy, \
+     max_members, host_epoch FROM parties WHERE party_id = ?{lock}";
+
+/// Relays with their status, as `rows::relay_status` reads them.
+const RELAY_STATUSES: &str = "SELECT relay_id, public_ip, port, region, capacity, registered_at, \
+     sessions, load_ppm, draining, last_status_at FROM relays \
+     ORDER BY region{byte_order}, relay_id{byte_order}";
+
+const PARTY_RELAY: &str = "SELECT relay_id, relay_reason, relay_announced, relay_announced_at \
+     FROM parties WHERE party_id = ?";
+
+const PARTY_RTTS: &str = "SELECT peer_id, relay_id, rtt_ms FROM relay_rtts \
+     WHERE party_id = ? AND reported_at >= ? ORDER BY peer_id, relay_id";
+
+/// The four reads of a party's path inputs (NAT reports, outcome reports,
+/// class statistics in the window, stored plans), in that order.
+fn path_queries(party_id: &PartyId, since: Timestamp, first_day: i64) -> [Query<'_>; 4] {
+    [
+        sql("SELECT peer_id, mapping, filtering, port_mapping FROM peer_nat WHERE party_id = ?")
+            .text(party_id.as_str()),
+        sql(
+            "SELECT from_peer, to_peer, outcome, rtt_us, reported_at FROM path_reports \
+             WHERE party_id = ? AND reported_at >= ?",
+        )
+        .text(party_id.as_str())
+        .int(since.as_micros()),
+        class_outcomes_query(first_day),
+        party_paths_query(party_id),
+    ]
+}
+
+fn party_paths_query(party_id: &PartyId) -> Query<'_> {
+    sql("SELECT a, b, plan FROM party_paths WHERE party_id = ?").text(party_id.as_str())
+}
+
+fn class_outcomes_query<'a>(first_day: i64) -> Query<'a> {
+    sql(
+        "SELECT class_a, class_b, CAST(SUM(direct) AS BIGINT) AS direct, \
+         CAST(SUM(relayed) AS BIGINT) AS relayed, CAST(SUM(failed) AS BIGINT) AS failed \
+         FROM path_stats WHERE day >= ? GROUP BY class_a, class_b \
+         ORDER BY class_a{byte_order}, class_b{byte_order}",
+    )
+    .int(first_day)
+}
+
+fn path_inputs_of<R: Columns>(rows: [Vec<R>; 4]) -> StoreResult<PathInputs> {
+    let [nats, reports, stats, stored] = rows;
+    Ok(PathInputs {
+        nats: nats
+            .iter()
+            .map(rows::peer_nat)
+            .collect::<StoreResult<_>>()?,
+        reports: reports
+            .iter()
+            .map(rows::path_report)
+            .collect::<StoreResult<_>>()?,
+        stats: stats
+            .iter()
+            .map(rows::class_counts)
+            .collect::<StoreResult<_>>()?,
+        stored: stored
+            .iter()
+            .map(rows::stored_path)
+            .collect::<StoreResult<_>>()?,
+    })
+}
+
+/// Invites, with the columns `rows::invite` reads.
+macro_rules! select_invites {
+    () => {
+        "SELECT nameplate, party_id, secret, created_by, created_at, expires_at, max_uses, uses, \
+         failures, ended_at, end_reason FROM invites"
+    };
+}
+
+/// The live invites of a party, oldest first.
+const LIVE_INVITES: &str = concat!(
+    select_invites!(),
+    " WHERE party_id = ? AND ended_at IS NULL AND expires_at > ? AND uses < max_uses \
+     ORDER BY created_at, nameplate"
+);
+
+fn live_invites_query<'a>(party_id: &'a PartyId, now: Timestamp) -> Query<'a> {
+    sql(LIVE_INVITES)
+        .text(party_id.as_str())
+        .int(now.as_micros())
+}
 
 /// Whether member `m` announced the key it is bound to, as an integer on
 /// both databases (PostgreSQL's `EXISTS` is a boolean).
@@ -303,9 +405,10 @@ macro_rules! member_verified {
 macro_rules! parties_with_members {
     () => {
         concat!(
-            "SELECT p.party_id, p.name AS party_name, p.host_id, p.created_at, p.seq, m.peer_id, \
+            "SELECT p.party_id, p.name AS party_name, p.host_id, p.created_at, p.seq, \
+             p.host_policy, p.join_policy, p.max_members, p.host_epoch, m.peer_id, \
              m.name, m.public_key, m.nat_type, m.public_ip, m.public_port, m.local_ip, \
-             m.local_port, m.last_seen, m.vip_index, ",
+             m.local_port, m.last_seen, m.vip_index, m.joined_at, m.heard_at, ",
             member_verified!(),
             " FROM parties p LEFT JOIN members m ON m.party_id = p.party_id"
         )
@@ -321,7 +424,7 @@ const SNAPSHOT: &str = concat!(
 
 const MEMBERS: &str = concat!(
     "SELECT m.peer_id, m.name, m.public_key, m.nat_type, m.public_ip, m.public_port, \
-     m.local_ip, m.local_port, m.last_seen, m.vip_index, ",
+     m.local_ip, m.local_port, m.last_seen, m.vip_index, m.joined_at, m.heard_at, ",
     member_verified!(),
     " FROM members m WHERE m.party_id = ? ORDER BY m.vip_index"
 );
@@ -689,6 +792,199 @@ impl<B: Backend + Clone> Store for Storage<B> {
             .await
     }
 
+    async fn mark_heard(&self, heard: &[(PeerId, Timestamp)]) -> StoreResult<()> {
+        if heard.is_empty() {
+            return Ok(());
+        }
+        let mut heard = heard.to_vec();
+        // One order on every instance: concurrent batches never deadlock.
+        heard.sort_by(|a, b| a.0.cmp(&b.0));
+        self.writing(|store| async move {
+            let mut tx = store.backend.begin().await?;
+            for (peer_id, at) in &heard {
+                tx.execute(
+                    sql("UPDATE members SET heard_at = {greatest}(heard_at, ?) WHERE peer_id = ?")
+                        .int(at.as_micros())
+                        .text(peer_id.as_str()),
+                )
+                .await?;
+            }
+            tx.commit().await
+        })
+        .await
+    }
+
+    async fn invite(&self, nameplate: &str) -> StoreResult<Option<InviteRecord>> {
+        let rows = self
+            .backend
+            .read(sql(concat!(select_invites!(), " WHERE nameplate = ?")).text(nameplate))
+            .await?;
+        rows.first().map(rows::invite).transpose()
+    }
+
+    async fn live_invites(
+        &self,
+        party_id: &PartyId,
+        now: Timestamp,
+    ) -> StoreResult<Vec<InviteRecord>> {
+        let rows = self.backend.read(live_invites_query(party_id, now)).await?;
+        rows.iter().map(rows::invite).collect()
+    }
+
+    async fn relay_statuses(&self) -> StoreResult<Vec<RelayStatusRecord>> {
+        let rows = self.backend.read(sql(RELAY_STATUSES)).await?;
+        rows.iter().map(rows::relay_status).collect()
+    }
+
+    async fn set_relay_status(
+        &self,
+        relay_id: &RelayId,
+        report: &lanrage_proto::RelayStatusReport,
+        now: Timestamp,
+    ) -> StoreResult<bool> {
+        let (relay_id, report) = (relay_id.clone(), *report);
+        self.writing(|store| async move {
+            #[allow(clippy::cast_possible_truncation)]
+            let load_ppm = report.load.map(|load| (load * 1e6).round() as i64);
+            let changed = store
+                .backend
+                .write(
+                    sql("UPDATE relays SET sessions = COALESCE(?, sessions), \
+                         load_ppm = COALESCE(?, load_ppm), draining = COALESCE(?, draining), \
+                         last_status_at = ?, last_seen = ? WHERE relay_id = ?")
+                    .nullable_int(report.sessions.map(i64::from))
+                    .nullable_int(load_ppm)
+                    .nullable_int(report.draining.map(i64::from))
+                    .int(now.as_micros())
+                    .int(now.as_micros())
+                    .text(relay_id.as_str()),
+                )
+                .await?;
+            Ok(changed == 1)
+        })
+        .await
+    }
+
+    async fn party_relay(&self, party_id: &PartyId) -> StoreResult<StoredRelay> {
+        let rows = self
+            .backend
+            .read(sql(PARTY_RELAY).text(party_id.as_str()))
+            .await?;
+        rows.first()
+            .map(rows::stored_relay)
+            .transpose()
+            .map(Option::unwrap_or_default)
+    }
+
+    async fn party_rtts(
+        &self,
+        party_id: &PartyId,
+        since: Timestamp,
+    ) -> StoreResult<Vec<(PeerId, RttEntry)>> {
+        let rows = self
+            .backend
+            .read(
+                sql(PARTY_RTTS)
+                    .text(party_id.as_str())
+                    .int(since.as_micros()),
+            )
+            .await?;
+        rows.iter().map(rows::rtt_entry).collect()
+    }
+
+    async fn parties_with_relay_inputs(&self) -> StoreResult<Vec<PartyId>> {
+        let rows = self
+            .backend
+            .read(sql(
+                "SELECT party_id FROM parties WHERE relay_id IS NOT NULL \
+                 OR relay_reason IS NOT NULL UNION SELECT party_id FROM relay_rtts",
+            ))
+            .await?;
+        rows.iter().map(rows::party_id).collect()
+    }
+
+    async fn sweep_rtts(&self, cutoff: Timestamp) -> StoreResult<u64> {
+        self.writing(|store| async move {
+            store
+                .backend
+                .write(sql("DELETE FROM relay_rtts WHERE reported_at < ?").int(cutoff.as_micros()))
+                .await
+        })
+        .await
+    }
+
+    async fn path_inputs(
+        &self,
+        party_id: &PartyId,
+        reports_since: Timestamp,
+        first_day: i64,
+    ) -> StoreResult<PathInputs> {
+        let mut rows = Vec::with_capacity(4);
+        for query in path_queries(party_id, reports_since, first_day) {
+            rows.push(self.backend.read(query).await?);
+        }
+        let rows: [Vec<B::Row>; 4] = rows
+            .try_into()
+            .map_err(|_| StoreError::Corrupt("path inputs: four reads expected".into()))?;
+        path_inputs_of(rows)
+    }
+
+    async fn class_outcomes(&self, first_day: i64) -> StoreResult<Vec<ClassCounts>> {
+        let rows = self.backend.read(class_outcomes_query(first_day)).await?;
+        rows.iter().map(rows::class_counts).collect()
+    }
+
+    async fn parties_with_paths(&self) -> StoreResult<Vec<PartyId>> {
+        let rows = self
+            .backend
+            .read(sql("SELECT DISTINCT party_id FROM party_paths"))
+            .await?;
+        rows.iter().map(rows::party_id).collect()
+    }
+
+    async fn party_paths(&self, party_id: &PartyId) -> StoreResult<Vec<StoredPath>> {
+        let rows = self.backend.read(party_paths_query(party_id)).await?;
+        rows.iter().map(rows::stored_path).collect()
+    }
+
+    async fn sweep_paths(&self, reports_before: Timestamp, first_day: i64) -> StoreResult<u64> {
+        self.writing(|store| async move {
+            let reports = store
+                .backend
+                .write(
+                    sql("DELETE FROM path_reports WHERE reported_at < ?")
+                        .int(reports_before.as_micros()),
+                )
+                .await?;
+            let stats = store
+                .backend
+                .write(sql("DELETE FROM path_stats WHERE day < ?").int(first_day))
+                .await?;
+            Ok(reports + stats)
+        })
+        .await
+    }
+
+    async fn absent_hosts(&self, cutoff: Timestamp) -> StoreResult<Vec<PartyId>> {
+        let rows = self
+            .backend
+            .read(
+                sql(
+                    "SELECT p.party_id FROM parties p JOIN members m ON m.peer_id = p.host_id \
+                     AND m.party_id = p.party_id WHERE p.host_policy = 'migrate' \
+                     AND m.last_seen < ? AND m.heard_at < ? AND EXISTS (SELECT 1 FROM members o \
+                     WHERE o.party_id = p.party_id AND o.peer_id <> p.host_id \
+                     AND (o.last_seen >= ? OR o.heard_at >= ?))",
+                )
+                .int(cutoff.as_micros())
+                .int(cutoff.as_micros())
+                .int(cutoff.as_micros())
+                .int(cutoff.as_micros()),
+            )
+            .await?;
+        rows.iter().map(rows::party_id).collect()
+    }
+
     async fn upsert_relay(&self, relay: &Relay, seen_at: Timestamp) -> StoreResult<()> {
         let relay = relay.clone();
         self.writing(|store| async move {
@@ -931,6 +1227,13 @@ impl<B: Backend + Clone> Storage<B> {
             challenges: tx
                 .execute(sql("DELETE FROM key_challenges WHERE expires_at <= ?").int(now))
                 .await?,
+            // Nameplates rested for a day are free again.
+            invites: tx
+                .execute(
+                    sql("DELETE FROM invites WHERE COALESCE(ended_at, expires_at) <= ?")
+                        .int(nameplate_rest_cutoff(Timestamp::from_micros(now)).as_micros()),
+                )
+                .await?,
         };
         tx.commit().await?;
         Ok(swept)
@@ -1162,16 +1465,379 @@ impl<B: Backend> Tx for StorageTx<B> {
         self.tx
             .write(vec![
                 sql(
-                    "INSERT INTO parties (party_id, name, host_id, created_at, seq) \
-                     VALUES (?, ?, ?, ?, ?)",
+                    "INSERT INTO parties (party_id, name, host_id, created_at, seq, host_policy, \
+                     join_policy, max_members, host_epoch) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 )
                 .text(party.party_id.as_str())
                 .text(party.name.as_str())
                 .text(party.host_id.as_str())
                 .int(party.created_at.as_micros())
-                .int(rows::seq_param(party.seq)?),
+                .int(rows::seq_param(party.seq)?)
+                .text(party.settings.host_policy.as_str())
+                .text(party.settings.join_policy.as_str())
+                .nullable_int(party.settings.max_members.map(i64::from))
+                .int(rows::seq_param(party.host_epoch)?),
             ])
             .await
+    }
+
+    async fn update_party(&mut self, party: &PartyRecord) -> StoreResult<()> {
+        self.tx
+            .write(vec![
+                sql(
+                    "UPDATE parties SET host_id = ?, host_epoch = ?, host_policy = ?, \
+                     join_policy = ?, max_members = ? WHERE party_id = ?",
+                )
+                .text(party.host_id.as_str())
+                .int(rows::seq_param(party.host_epoch)?)
+                .text(party.settings.host_policy.as_str())
+                .text(party.settings.join_policy.as_str())
+                .nullable_int(party.settings.max_members.map(i64::from))
+                .text(party.party_id.as_str()),
+            ])
+            .await
+    }
+
+    async fn ban_from_party(
+        &mut self,
+        party_id: &PartyId,
+        peer_id: &PeerId,
+        public_key: Option<&str>,
+        at: Timestamp,
+    ) -> StoreResult<()> {
+        self.tx
+            .write(vec![
+                sql(
+                    "INSERT INTO party_bans (party_id, peer_id, public_key, banned_at) \
+                     VALUES (?, ?, ?, ?) ON CONFLICT (party_id, peer_id) DO UPDATE SET \
+                     public_key = excluded.public_key, banned_at = excluded.banned_at",
+                )
+                .text(party_id.as_str())
+                .text(peer_id.as_str())
+                .nullable_text(public_key)
+                .int(at.as_micros()),
+            ])
+            .await
+    }
+
+    async fn invite(&mut self, nameplate: &str) -> StoreResult<Option<InviteRecord>> {
+        let rows = self
+            .tx
+            .fetch(sql(concat!(select_invites!(), " WHERE nameplate = ?{lock}")).text(nameplate))
+            .await?;
+        rows.first().map(rows::invite).transpose()
+    }
+
+    async fn live_invites(
+        &mut self,
+        party_id: &PartyId,
+        now: Timestamp,
+    ) -> StoreResult<Vec<InviteRecord>> {
+        let rows = self.tx.fetch(live_invites_query(party_id, now)).await?;
+        rows.iter().map(rows::invite).collect()
+    }
+
+    async fn held_nameplates(
+        &mut self,
+        rested_since: Timestamp,
+        now: Timestamp,
+    ) -> StoreResult<Vec<(String, bool)>> {
+        let rows = self
+            .tx
+            .fetch(
+                sql(
+                    "SELECT nameplate, CAST(CASE WHEN ended_at IS NULL AND expires_at > ? \
+                     AND uses < max_uses THEN 1 ELSE 0 END AS BIGINT) AS live FROM invites \
+                     WHERE COALESCE(ended_at, expires_at) > ?",
+                )
+                .int(now.as_micros())
+                .int(rested_since.as_micros()),
+            )
+            .await?;
+        rows.iter()
+            .map(|row| Ok((row.text("nameplate")?, row.int("live")? != 0)))
+            .collect()
+    }
+
+    async fn claim_nameplate(
+        &mut self,
+        invite: &InviteRecord,
+        rested_since: Timestamp,
+    ) -> StoreResult<bool> {
+        let claimed = self
+            .tx
+            .execute(
+                sql(
+                    "INSERT INTO invites (nameplate, party_id, secret, created_by, created_at, \
+                     expires_at, max_uses, uses, failures, ended_at, end_reason) \
+                     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, NULL, NULL) \
+                     ON CONFLICT (nameplate) DO UPDATE SET party_id = excluded.party_id, \
+                     secret = excluded.secret, created_by = excluded.created_by, \
+                     created_at = excluded.created_at, expires_at = excluded.expires_at, \
+                     max_uses = excluded.max_uses, uses = excluded.uses, \
+                     failures = excluded.failures, ended_at = NULL, end_reason = NULL \
+                     WHERE COALESCE(invites.ended_at, invites.expires_at) <= ?",
+                )
+                .text(&invite.nameplate)
+                .text(invite.party_id.as_str())
+                .text(&invite.secret)
+                .text(invite.created_by.as_str())
+                .int(invite.created_at.as_micros())
+                .int(invite.expires_at.as_micros())
+                .int(i64::from(invite.max_uses))
+                .int(i64::from(invite.uses))
+                .int(i64::from(invite.failures))
+                .int(rested_since.as_micros()),
+            )
+            .await?;
+        Ok(claimed == 1)
+    }
+
+    async fn update_invite(&mut self, invite: &InviteRecord) -> StoreResult<()> {
+        self.tx
+            .write(vec![
+                sql(
+                    "UPDATE invites SET uses = ?, failures = ?, ended_at = ?, end_reason = ? \
+                     WHERE nameplate = ?",
+                )
+                .int(i64::from(invite.uses))
+                .int(i64::from(invite.failures))
+                .nullable_int(invite.ended_at.map(Timestamp::as_micros))
+                .nullable_text(invite.end_reason.as_deref())
+                .text(&invite.nameplate),
+            ])
+            .await
+    }
+
+    async fn end_invites(&mut self, party_id: &PartyId, now: Timestamp) -> StoreResult<()> {
+        self.tx
+            .write(vec![
+                sql(
+                    "UPDATE invites SET ended_at = ?, end_reason = 'party_ended' \
+                     WHERE party_id = ? AND ended_at IS NULL AND expires_at > ?",
+                )
+                .int(now.as_micros())
+                .text(party_id.as_str())
+                .int(now.as_micros()),
+            ])
+            .await
+    }
+
+    async fn relay_statuses(&mut self) -> StoreResult<Vec<RelayStatusRecord>> {
+        let rows = self.tx.fetch(sql(RELAY_STATUSES)).await?;
+        rows.iter().map(rows::relay_status).collect()
+    }
+
+    async fn party_rtts(
+        &mut self,
+        party_id: &PartyId,
+        since: Timestamp,
+    ) -> StoreResult<Vec<(PeerId, RttEntry)>> {
+        let rows = self
+            .tx
+            .fetch(
+                sql(PARTY_RTTS)
+                    .text(party_id.as_str())
+                    .int(since.as_micros()),
+            )
+            .await?;
+        rows.iter().map(rows::rtt_entry).collect()
+    }
+
+    async fn replace_rtts(
+        &mut self,
+        party_id: &PartyId,
+        peer_id: &PeerId,
+        rtts: &[RttEntry],
+        now: Timestamp,
+    ) -> StoreResult<()> {
+        self.tx
+            .execute(
+                sql("DELETE FROM relay_rtts WHERE party_id = ? AND peer_id = ?")
+                    .text(party_id.as_str())
+                    .text(peer_id.as_str()),
+            )
+            .await?;
+        for (relay_id, rtt) in rtts {
+            self.tx
+                .execute(
+                    sql(
+                        "INSERT INTO relay_rtts (party_id, peer_id, relay_id, rtt_ms, reported_at) \
+                         VALUES (?, ?, ?, ?, ?)",
+                    )
+                    .text(party_id.as_str())
+                    .text(peer_id.as_str())
+                    .text(relay_id.as_str())
+                    .nullable_int(rtt.map(i64::from))
+                    .int(now.as_micros()),
+                )
+                .await?;
+        }
+        Ok(())
+    }
+
+    async fn party_relay(&mut self, party_id: &PartyId) -> StoreResult<StoredRelay> {
+        let rows = self
+            .tx
+            .fetch(sql(PARTY_RELAY).text(party_id.as_str()))
+            .await?;
+        rows.first()
+            .map(rows::stored_relay)
+            .transpose()
+            .map(Option::unwrap_or_default)
+    }
+
+    async fn set_party_relay(
+        &mut self,
+        party_id: &PartyId,
+        relay: &StoredRelay,
+    ) -> StoreResult<()> {
+        self.tx
+            .write(vec![
+                sql(
+                    "UPDATE parties SET relay_id = ?, relay_reason = ?, relay_announced = ?, \
+                     relay_announced_at = ? WHERE party_id = ?",
+                )
+                .nullable_text(relay.relay_id.as_ref().map(RelayId::as_str))
+                .nullable_text(relay.reason.as_deref())
+                .nullable_text(
+                    relay
+                        .announced
+                        .as_ref()
+                        .map(|id| id.as_ref().map_or("", RelayId::as_str)),
+                )
+                .nullable_int(relay.announced_at.map(Timestamp::as_micros))
+                .text(party_id.as_str()),
+            ])
+            .await
+    }
+
+    async fn path_inputs(
+        &mut self,
+        party_id: &PartyId,
+        reports_since: Timestamp,
+        first_day: i64,
+    ) -> StoreResult<PathInputs> {
+        let mut rows = Vec::with_capacity(4);
+        for query in path_queries(party_id, reports_since, first_day) {
+            rows.push(self.tx.fetch(query).await?);
+        }
+        let rows: [Vec<<B::Tx as BackendTx>::Row>; 4] = rows
+            .try_into()
+            .map_err(|_| StoreError::Corrupt("path inputs: four reads expected".into()))?;
+        path_inputs_of(rows)
+    }
+
+    async fn party_paths(&mut self, party_id: &PartyId) -> StoreResult<Vec<StoredPath>> {
+        let rows = self.tx.fetch(party_paths_query(party_id)).await?;
+        rows.iter().map(rows::stored_path).collect()
+    }
+
+    async fn set_peer_nat(
+        &mut self,
+        party_id: &PartyId,
+        peer_id: &PeerId,
+        nat: &lanrage_proto::NatReport,
+        now: Timestamp,
+    ) -> StoreResult<()> {
+        self.tx
+            .write(vec![
+                sql(
+                    "INSERT INTO peer_nat (party_id, peer_id, mapping, filtering, port_mapping, \
+                     reported_at) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (party_id, peer_id) \
+                     DO UPDATE SET mapping = excluded.mapping, filtering = excluded.filtering, \
+                     port_mapping = excluded.port_mapping, reported_at = excluded.reported_at",
+                )
+                .text(party_id.as_str())
+                .text(peer_id.as_str())
+                .text(nat.mapping.as_str())
+                .text(nat.filtering.as_str())
+                .int(i64::from(nat.port_mapping))
+                .int(now.as_micros()),
+            ])
+            .await
+    }
+
+    async fn add_path_report(
+        &mut self,
+        party_id: &PartyId,
+        report: &PathReportRecord,
+        classes: &(String, String),
+        day: i64,
+    ) -> StoreResult<()> {
+        let count = |outcome: lanrage_proto::PathOutcome| i64::from(report.outcome == outcome);
+        use lanrage_proto::PathOutcome::{Direct, Failed, Relayed};
+        self.tx
+            .write(vec![
+                sql(
+                    "INSERT INTO path_reports (party_id, from_peer, to_peer, outcome, rtt_us, \
+                     reported_at) VALUES (?, ?, ?, ?, ?, ?) \
+                     ON CONFLICT (party_id, from_peer, to_peer) DO UPDATE SET \
+                     outcome = excluded.outcome, rtt_us = excluded.rtt_us, \
+                     reported_at = excluded.reported_at",
+                )
+                .text(party_id.as_str())
+                .text(report.from_peer.as_str())
+                .text(report.to_peer.as_str())
+                .text(report.outcome.as_str())
+                .nullable_int(report.rtt_us.and_then(|us| i64::try_from(us).ok()))
+                .int(report.reported_at.as_micros()),
+                sql(
+                    "INSERT INTO path_stats (class_a, class_b, day, direct, relayed, failed) \
+                     VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (class_a, class_b, day) DO UPDATE SET \
+                     direct = path_stats.direct + excluded.direct, \
+                     relayed = path_stats.relayed + excluded.relayed, \
+                     failed = path_stats.failed + excluded.failed",
+                )
+                .text(&classes.0)
+                .text(&classes.1)
+                .int(day)
+                .int(count(Direct))
+                .int(count(Relayed))
+                .int(count(Failed)),
+            ])
+            .await
+    }
+
+    async fn set_party_paths(
+        &mut self,
+        party_id: &PartyId,
+        pairs: &[StoredPath],
+    ) -> StoreResult<()> {
+        for (a, b, plan) in pairs {
+            self.tx
+                .execute(
+                    sql(
+                        "INSERT INTO party_paths (party_id, a, b, plan) VALUES (?, ?, ?, ?) \
+                         ON CONFLICT (party_id, a, b) DO UPDATE SET plan = excluded.plan",
+                    )
+                    .text(party_id.as_str())
+                    .text(a.as_str())
+                    .text(b.as_str())
+                    .text(plan.as_str()),
+                )
+                .await?;
+        }
+        Ok(())
+    }
+
+    async fn banned_from_party(
+        &mut self,
+        party_id: &PartyId,
+        peer_id: &PeerId,
+        public_key: &str,
+    ) -> StoreResult<bool> {
+        let rows = self
+            .tx
+            .fetch(
+                sql("SELECT COUNT(*) AS n FROM party_bans WHERE party_id = ? \
+                     AND (peer_id = ? OR public_key = ?)")
+                .text(party_id.as_str())
+                .text(peer_id.as_str())
+                .text(public_key),
+            )
+            .await?;
+        Ok(one(rows)?.int("n")? > 0)
     }
 
     async fn delete_party(&mut self, party_id: &PartyId) -> StoreResult<()> {
@@ -1192,15 +1858,16 @@ impl<B: Backend> Tx for StorageTx<B> {
         let insert = sql(
             "INSERT INTO members (name, public_key, nat_type, public_ip, \
              public_port, local_ip, local_port, last_seen, peer_id, party_id, joined_at, \
-             vip_index) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+             vip_index, heard_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         );
         self.tx
             .write(vec![
                 peer_info(insert, peer)
                     .text(peer.peer_id.as_str())
                     .text(party_id.as_str())
-                    .int(peer.last_seen.as_micros())
-                    .int(i64::from(member.vip_index)),
+                    .int(member.joined_at.as_micros())
+                    .int(i64::from(member.vip_index))
+                    .int(member.heard_at.as_micros()),
             ])
             .await
     }
@@ -1230,6 +1897,20 @@ impl<B: Backend> Tx for StorageTx<B> {
                     .text(peer_id.as_str()),
                 sql("DELETE FROM signals WHERE party_id = ? AND to_peer_id = ?")
                     .text(party_id.as_str())
+                    .text(peer_id.as_str()),
+                sql("DELETE FROM relay_rtts WHERE party_id = ? AND peer_id = ?")
+                    .text(party_id.as_str())
+                    .text(peer_id.as_str()),
+                sql("DELETE FROM peer_nat WHERE party_id = ? AND peer_id = ?")
+                    .text(party_id.as_str())
+                    .text(peer_id.as_str()),
+                sql("DELETE FROM path_reports WHERE party_id = ? AND (from_peer = ? OR to_peer = ?)")
+                    .text(party_id.as_str())
+                    .text(peer_id.as_str())
+                    .text(peer_id.as_str()),
+                sql("DELETE FROM party_paths WHERE party_id = ? AND (a = ? OR b = ?)")
+                    .text(party_id.as_str())
+                    .text(peer_id.as_str())
                     .text(peer_id.as_str()),
             ])
             .await

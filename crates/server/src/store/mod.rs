@@ -93,7 +93,8 @@ mod sqlite_writer;
 
 use async_trait::async_trait;
 use lanrage_proto::{
-    Name, PartyId, Peer, PeerId, Region, Relay, RelayId, ServerMessage, Signal, Timestamp,
+    Name, PartyId, PartySettings, Peer, PeerId, Region, Relay, RelayId, ServerMessage, Signal,
+    Timestamp,
 };
 
 pub use postgres::{PgSettings, PostgresStore};
@@ -222,6 +223,9 @@ pub struct PartyRecord {
     pub created_at: Timestamp,
     /// Number of the party's last event.
     pub seq: u64,
+    pub settings: PartySettings,
+    /// Starts at 1, one more per host change.
+    pub host_epoch: u64,
 }
 
 /// A party and its members, as read together.
@@ -238,7 +242,108 @@ pub struct MemberRecord {
     /// Whether the member announced the WireGuard key it proved (it is
     /// key-bound, and this is its bound key).
     pub verified: bool,
+    /// When it joined the party (a refresh keeps it): the order of
+    /// succession.
+    pub joined_at: Timestamp,
+    /// When an instance last stored that it heard from the member other
+    /// than by a heartbeat (`Timestamp::from_micros(0)`: never); with
+    /// `peer.last_seen`, what makes it present.
+    pub heard_at: Timestamp,
 }
+
+/// A join code's row (see the `invites` migration). Its `Debug` hides the
+/// secret: a record in a log line must not give the code away.
+#[derive(Clone, PartialEq)]
+pub struct InviteRecord {
+    /// Stored form: `frog`, `frog-lamp`.
+    pub nameplate: String,
+    pub party_id: PartyId,
+    /// The digits.
+    pub secret: String,
+    pub created_by: PeerId,
+    pub created_at: Timestamp,
+    pub expires_at: Timestamp,
+    pub max_uses: u32,
+    pub uses: u32,
+    /// Wrong secrets so far.
+    pub failures: u32,
+    /// When it was revoked, used up or its party ended.
+    pub ended_at: Option<Timestamp>,
+    pub end_reason: Option<String>,
+}
+
+impl std::fmt::Debug for InviteRecord {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("InviteRecord")
+            .field("nameplate", &self.nameplate)
+            .field("party_id", &self.party_id)
+            .field("secret", &"***")
+            .field("expires_at", &self.expires_at)
+            .field("uses", &(self.uses, self.max_uses))
+            .field("failures", &self.failures)
+            .field("ended_at", &self.ended_at)
+            .finish_non_exhaustive()
+    }
+}
+
+impl InviteRecord {
+    /// Whether it can still be redeemed at `now`.
+    pub fn is_live(&self, now: Timestamp) -> bool {
+        self.ended_at.is_none() && self.expires_at > now && self.uses < self.max_uses
+    }
+}
+
+/// A relay with its last status (relay choice).
+#[derive(Debug, Clone, PartialEq)]
+pub struct RelayStatusRecord {
+    pub relay: Relay,
+    /// None until the relay sends a status.
+    pub sessions: Option<u32>,
+    /// 0 to 1; none until the relay sends a status.
+    pub load: Option<f64>,
+    pub draining: bool,
+    pub last_status_at: Option<Timestamp>,
+}
+
+/// What a party's path plan is computed from, and its current plans.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct PathInputs {
+    pub nats: Vec<(PeerId, lanrage_proto::NatReport)>,
+    pub reports: Vec<PathReportRecord>,
+    pub stats: Vec<ClassCounts>,
+    pub stored: Vec<StoredPath>,
+}
+
+/// A party's stored relay recommendation and what its members were told.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct StoredRelay {
+    pub relay_id: Option<RelayId>,
+    pub reason: Option<String>,
+    /// The relay last announced (`Some(None)`: that there is none); none
+    /// when nothing was announced yet.
+    pub announced: Option<Option<RelayId>>,
+    pub announced_at: Option<Timestamp>,
+}
+
+/// One entry of a member's round-trip report: the relay and its round
+/// trip in ms (`None`: unreachable).
+pub type RttEntry = (RelayId, Option<u32>);
+
+/// A member's latest outcome report about another member.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PathReportRecord {
+    pub from_peer: PeerId,
+    pub to_peer: PeerId,
+    pub outcome: lanrage_proto::PathOutcome,
+    pub rtt_us: Option<u64>,
+    pub reported_at: Timestamp,
+}
+
+/// A stored plan: the pair (`a < b`) and its plan.
+pub type StoredPath = (PeerId, PeerId, lanrage_proto::PathPlanKind);
+
+/// One class pair's outcomes: `(class_a, class_b)` and the counts.
+pub type ClassCounts = ((String, String), lanrage_rules::ClassOutcomes);
 
 /// The peer a token belongs to, and until when.
 #[derive(Debug, Clone, PartialEq)]
@@ -259,6 +364,8 @@ pub struct Swept {
     pub events: u64,
     /// Key challenges nobody answered in time.
     pub challenges: u64,
+    /// Invites whose nameplate rested a day after they ended.
+    pub invites: u64,
 }
 
 /// A key challenge as stored: the WireGuard key it was issued for and the
@@ -365,6 +472,61 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     /// Refreshes many members' `last_seen` in one transaction (coalesced
     /// heartbeats); members that left meanwhile are skipped.
     async fn touch_members(&self, beats: &[(PartyId, PeerId, Timestamp)]) -> StoreResult<()>;
+    /// Raises the `heard_at` of each peer's membership (if it is in a
+    /// party) to at least the time given, in one transaction.
+    async fn mark_heard(&self, heard: &[(PeerId, Timestamp)]) -> StoreResult<()>;
+    /// The invite holding `nameplate` (live or not), read outside any
+    /// transaction.
+    async fn invite(&self, nameplate: &str) -> StoreResult<Option<InviteRecord>>;
+    /// The party's live invites at `now`, oldest first.
+    async fn live_invites(
+        &self,
+        party_id: &PartyId,
+        now: Timestamp,
+    ) -> StoreResult<Vec<InviteRecord>>;
+    /// Every relay with its last status, by region then ID.
+    async fn relay_statuses(&self) -> StoreResult<Vec<RelayStatusRecord>>;
+    /// Stores a relay's status (fields left out keep their values) and
+    /// refreshes it; false when no such relay is registered.
+    async fn set_relay_status(
+        &self,
+        relay_id: &RelayId,
+        report: &lanrage_proto::RelayStatusReport,
+        now: Timestamp,
+    ) -> StoreResult<bool>;
+    /// The party's stored recommendation.
+    async fn party_relay(&self, party_id: &PartyId) -> StoreResult<StoredRelay>;
+    /// The party's round-trip reports made since `since`, per member.
+    async fn party_rtts(
+        &self,
+        party_id: &PartyId,
+        since: Timestamp,
+    ) -> StoreResult<Vec<(PeerId, RttEntry)>>;
+    /// Parties whose recommendation may change with the relays or the
+    /// clock: those with reports or with a stored choice.
+    async fn parties_with_relay_inputs(&self) -> StoreResult<Vec<PartyId>>;
+    /// Deletes round-trip reports made before `cutoff`; how many.
+    async fn sweep_rtts(&self, cutoff: Timestamp) -> StoreResult<u64>;
+    /// The party's path inputs and current plans, read together.
+    async fn path_inputs(
+        &self,
+        party_id: &PartyId,
+        reports_since: Timestamp,
+        first_day: i64,
+    ) -> StoreResult<PathInputs>;
+    /// Outcomes per class pair from day `first_day` on (the window).
+    async fn class_outcomes(&self, first_day: i64) -> StoreResult<Vec<ClassCounts>>;
+    /// Parties with stored plans.
+    async fn parties_with_paths(&self) -> StoreResult<Vec<PartyId>>;
+    /// The party's stored plans.
+    async fn party_paths(&self, party_id: &PartyId) -> StoreResult<Vec<StoredPath>>;
+    /// Deletes outcome reports made before `reports_before` and statistics
+    /// of days before `first_day`; how many rows.
+    async fn sweep_paths(&self, reports_before: Timestamp, first_day: i64) -> StoreResult<u64>;
+    /// Parties that hand over from an absent host (`host_policy` migrate)
+    /// whose host was neither seen nor heard from since `cutoff` while
+    /// another member was: candidates only, like [`Store::stale_members`].
+    async fn absent_hosts(&self, cutoff: Timestamp) -> StoreResult<Vec<PartyId>>;
 
     /// Inserts the relay, or refreshes it when it is already registered
     /// (keeping its `registered_at`); either way it was last seen `seen_at`.
@@ -503,6 +665,105 @@ pub trait Tx: Send {
     ) -> StoreResult<bool>;
 
     async fn insert_party(&mut self, party: &PartyRecord) -> StoreResult<()>;
+    /// Stores the party's host, host epoch and settings as `party` has them.
+    async fn update_party(&mut self, party: &PartyRecord) -> StoreResult<()>;
+    /// Keeps `peer_id` (and, when given, the key it is bound to) out of
+    /// the party until it ends.
+    async fn ban_from_party(
+        &mut self,
+        party_id: &PartyId,
+        peer_id: &PeerId,
+        public_key: Option<&str>,
+        at: Timestamp,
+    ) -> StoreResult<()>;
+    /// The invite holding `nameplate`, locked for the transaction.
+    async fn invite(&mut self, nameplate: &str) -> StoreResult<Option<InviteRecord>>;
+    /// The party's live invites at `now`, oldest first.
+    async fn live_invites(
+        &mut self,
+        party_id: &PartyId,
+        now: Timestamp,
+    ) -> StoreResult<Vec<InviteRecord>>;
+    /// Nameplates held by an invite that lives, or ended after
+    /// `rested_since` (24 hours before `now`), each with whether its invite
+    /// is live at `now`.
+    async fn held_nameplates(
+        &mut self,
+        rested_since: Timestamp,
+        now: Timestamp,
+    ) -> StoreResult<Vec<(String, bool)>>;
+    /// Stores a new invite under its nameplate, taking over the row of an
+    /// invite that ended before `rested_since`; false when the nameplate is
+    /// still held (another invite took it meanwhile).
+    async fn claim_nameplate(
+        &mut self,
+        invite: &InviteRecord,
+        rested_since: Timestamp,
+    ) -> StoreResult<bool>;
+    /// Stores an invite's uses, failures and end.
+    async fn update_invite(&mut self, invite: &InviteRecord) -> StoreResult<()>;
+    /// Ends the party's live invites at `now` (the party ended).
+    async fn end_invites(&mut self, party_id: &PartyId, now: Timestamp) -> StoreResult<()>;
+    /// [`Store::relay_statuses`], inside the transaction.
+    async fn relay_statuses(&mut self) -> StoreResult<Vec<RelayStatusRecord>>;
+    /// [`Store::party_rtts`], inside the transaction.
+    async fn party_rtts(
+        &mut self,
+        party_id: &PartyId,
+        since: Timestamp,
+    ) -> StoreResult<Vec<(PeerId, RttEntry)>>;
+    /// Replaces `peer_id`'s round-trip report in the party.
+    async fn replace_rtts(
+        &mut self,
+        party_id: &PartyId,
+        peer_id: &PeerId,
+        rtts: &[RttEntry],
+        now: Timestamp,
+    ) -> StoreResult<()>;
+    /// The party's stored recommendation (its row is locked already).
+    async fn party_relay(&mut self, party_id: &PartyId) -> StoreResult<StoredRelay>;
+    /// Stores the party's recommendation.
+    async fn set_party_relay(&mut self, party_id: &PartyId, relay: &StoredRelay)
+    -> StoreResult<()>;
+    /// [`Store::path_inputs`], inside the transaction.
+    async fn path_inputs(
+        &mut self,
+        party_id: &PartyId,
+        reports_since: Timestamp,
+        first_day: i64,
+    ) -> StoreResult<PathInputs>;
+    /// [`Store::party_paths`], inside the transaction.
+    async fn party_paths(&mut self, party_id: &PartyId) -> StoreResult<Vec<StoredPath>>;
+    /// Stores `peer_id`'s NAT behaviour in the party.
+    async fn set_peer_nat(
+        &mut self,
+        party_id: &PartyId,
+        peer_id: &PeerId,
+        nat: &lanrage_proto::NatReport,
+        now: Timestamp,
+    ) -> StoreResult<()>;
+    /// Stores `report` (replacing the previous one about the same pair,
+    /// same direction) and counts its outcome for `classes` on `day`.
+    async fn add_path_report(
+        &mut self,
+        party_id: &PartyId,
+        report: &PathReportRecord,
+        classes: &(String, String),
+        day: i64,
+    ) -> StoreResult<()>;
+    /// Stores the plans of `pairs`, replacing theirs.
+    async fn set_party_paths(
+        &mut self,
+        party_id: &PartyId,
+        pairs: &[StoredPath],
+    ) -> StoreResult<()>;
+    /// Whether the party's host banned `peer_id` or the key `public_key`.
+    async fn banned_from_party(
+        &mut self,
+        party_id: &PartyId,
+        peer_id: &PeerId,
+        public_key: &str,
+    ) -> StoreResult<bool>;
     /// Deletes the party with its members and signals (its events stay
     /// until pruned).
     async fn delete_party(&mut self, party_id: &PartyId) -> StoreResult<()>;

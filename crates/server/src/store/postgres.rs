@@ -77,6 +77,26 @@ fn migrator() -> Migrator {
             "revocation and bans",
             include_str!("../../migrations/postgres/0005_revocation_and_bans.sql"),
         ),
+        step(
+            6,
+            "host authority",
+            include_str!("../../migrations/postgres/0006_host_authority.sql"),
+        ),
+        step(
+            7,
+            "invites",
+            include_str!("../../migrations/postgres/0007_invites.sql"),
+        ),
+        step(
+            8,
+            "relay choice",
+            include_str!("../../migrations/postgres/0008_relay_choice.sql"),
+        ),
+        step(
+            9,
+            "path plan",
+            include_str!("../../migrations/postgres/0009_path_plan.sql"),
+        ),
     ])
 }
 
@@ -205,6 +225,8 @@ fn add_args(to: &mut PgArguments, args: Vec<Arg<'_>>) -> StoreResult<()> {
             Arg::Int(value) => to.add(value),
             Arg::Text(value) => to.add(value),
             Arg::Owned(value) => to.add(value),
+            Arg::NullableInt(value) => to.add(value),
+            Arg::NullableText(value) => to.add(value),
             Arg::Ints(values) => to.add(values),
         }
         .map_err(|e| StoreError::Database(sqlx::Error::Encode(e)))?;

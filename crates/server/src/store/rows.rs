@@ -2,8 +2,8 @@
 //! only says how to read a text or an integer column.
 
 use lanrage_proto::{
-    InvalidValue, IpOrUnknown, Name, PartyId, Peer, PeerId, PublicKey, Region, Relay, RelayId,
-    ServerMessage, Signal, SignalData, Timestamp,
+    InvalidValue, IpOrUnknown, Name, PartyId, PartySettings, Peer, PeerId, PublicKey, Region,
+    Relay, RelayId, ServerMessage, Signal, SignalData, Timestamp,
 };
 
 use super::{
@@ -15,10 +15,15 @@ pub trait Columns {
     fn text(&self, column: &str) -> StoreResult<String>;
     fn int(&self, column: &str) -> StoreResult<i64>;
     fn nullable_text(&self, column: &str) -> StoreResult<Option<String>>;
+    fn nullable_int(&self, column: &str) -> StoreResult<Option<i64>>;
 }
 
 impl Columns for sqlx::sqlite::SqliteRow {
     fn text(&self, column: &str) -> StoreResult<String> {
+        Ok(sqlx::Row::try_get(self, column)?)
+    }
+
+    fn nullable_int(&self, column: &str) -> StoreResult<Option<i64>> {
         Ok(sqlx::Row::try_get(self, column)?)
     }
 
@@ -33,6 +38,10 @@ impl Columns for sqlx::sqlite::SqliteRow {
 
 impl Columns for sqlx::postgres::PgRow {
     fn text(&self, column: &str) -> StoreResult<String> {
+        Ok(sqlx::Row::try_get(self, column)?)
+    }
+
+    fn nullable_int(&self, column: &str) -> StoreResult<Option<i64>> {
         Ok(sqlx::Row::try_get(self, column)?)
     }
 
@@ -94,6 +103,15 @@ fn party_named(row: &impl Columns, name_column: &str) -> StoreResult<PartyRecord
         host_id: peer_id(row, "host_id")?,
         created_at: timestamp(row, "created_at")?,
         seq: unsigned(row.int("seq")?, "seq")?,
+        settings: PartySettings {
+            host_policy: valid(row.text("host_policy")?.parse())?,
+            join_policy: valid(row.text("join_policy")?.parse())?,
+            max_members: row
+                .nullable_int("max_members")?
+                .map(|n| narrow(n, "max_members"))
+                .transpose()?,
+        },
+        host_epoch: unsigned(row.int("host_epoch")?, "host_epoch")?,
     })
 }
 
@@ -112,6 +130,8 @@ pub(super) fn member_record(row: &impl Columns) -> StoreResult<MemberRecord> {
         },
         vip_index: narrow(row.int("vip_index")?, "vip_index")?,
         verified: row.int("verified")? != 0,
+        joined_at: timestamp(row, "joined_at")?,
+        heard_at: timestamp(row, "heard_at")?,
     })
 }
 
@@ -196,6 +216,123 @@ pub(super) fn event_recipients(row: &impl Columns) -> StoreResult<Vec<PeerId>> {
 
 pub(super) fn to_json(value: &impl serde::Serialize, what: &str) -> StoreResult<String> {
     serde_json::to_string(value).map_err(|e| StoreError::Corrupt(format!("{what}: {e}")))
+}
+
+/// A `relays` row with its status columns.
+pub(super) fn relay_status(row: &impl Columns) -> StoreResult<super::RelayStatusRecord> {
+    Ok(super::RelayStatusRecord {
+        relay: relay_record(row)?,
+        sessions: row
+            .nullable_int("sessions")?
+            .map(|n| narrow(n, "sessions"))
+            .transpose()?,
+        #[allow(clippy::cast_precision_loss)]
+        load: row.nullable_int("load_ppm")?.map(|ppm| ppm as f64 / 1e6),
+        draining: row.int("draining")? != 0,
+        last_status_at: row
+            .nullable_int("last_status_at")?
+            .map(Timestamp::from_micros),
+    })
+}
+
+/// A party's relay columns.
+pub(super) fn stored_relay(row: &impl Columns) -> StoreResult<super::StoredRelay> {
+    let relay = |text: Option<String>| {
+        text.filter(|t| !t.is_empty())
+            .map(|t| valid(RelayId::parse(t)))
+            .transpose()
+    };
+    Ok(super::StoredRelay {
+        relay_id: relay(row.nullable_text("relay_id")?)?,
+        reason: row.nullable_text("relay_reason")?,
+        announced: row
+            .nullable_text("relay_announced")?
+            .map(|t| relay(Some(t)))
+            .transpose()?,
+        announced_at: row
+            .nullable_int("relay_announced_at")?
+            .map(Timestamp::from_micros),
+    })
+}
+
+/// A `relay_rtts` row: the member and one entry of its report.
+pub(super) fn rtt_entry(row: &impl Columns) -> StoreResult<(PeerId, super::RttEntry)> {
+    Ok((
+        peer_id(row, "peer_id")?,
+        (
+            valid(RelayId::parse(row.text("relay_id")?))?,
+            row.nullable_int("rtt_ms")?
+                .map(|ms| narrow(ms, "rtt_ms"))
+                .transpose()?,
+        ),
+    ))
+}
+
+/// A `peer_nat` row.
+pub(super) fn peer_nat(row: &impl Columns) -> StoreResult<(PeerId, lanrage_proto::NatReport)> {
+    Ok((
+        peer_id(row, "peer_id")?,
+        lanrage_proto::NatReport {
+            mapping: valid(row.text("mapping")?.parse())?,
+            filtering: valid(row.text("filtering")?.parse())?,
+            port_mapping: row.int("port_mapping")? != 0,
+        },
+    ))
+}
+
+/// A `path_reports` row.
+pub(super) fn path_report(row: &impl Columns) -> StoreResult<super::PathReportRecord> {
+    Ok(super::PathReportRecord {
+        from_peer: peer_id(row, "from_peer")?,
+        to_peer: peer_id(row, "to_peer")?,
+        outcome: valid(row.text("outcome")?.parse())?,
+        rtt_us: row
+            .nullable_int("rtt_us")?
+            .map(|us| unsigned(us, "rtt_us"))
+            .transpose()?,
+        reported_at: timestamp(row, "reported_at")?,
+    })
+}
+
+/// A class pair's summed outcomes.
+pub(super) fn class_counts(row: &impl Columns) -> StoreResult<super::ClassCounts> {
+    Ok((
+        (row.text("class_a")?, row.text("class_b")?),
+        lanrage_rules::ClassOutcomes {
+            direct: unsigned(row.int("direct")?, "direct")?,
+            relayed: unsigned(row.int("relayed")?, "relayed")?,
+            failed: unsigned(row.int("failed")?, "failed")?,
+        },
+    ))
+}
+
+/// A `party_paths` row.
+pub(super) fn stored_path(row: &impl Columns) -> StoreResult<super::StoredPath> {
+    let plan = match row.text("plan")?.as_str() {
+        "lan" => lanrage_proto::PathPlanKind::Lan,
+        "direct" => lanrage_proto::PathPlanKind::Direct,
+        "attempt" => lanrage_proto::PathPlanKind::Attempt,
+        "relay" => lanrage_proto::PathPlanKind::Relay,
+        other => return Err(StoreError::Corrupt(format!("path plan {other:?}"))),
+    };
+    Ok((peer_id(row, "a")?, peer_id(row, "b")?, plan))
+}
+
+/// An `invites` row.
+pub(super) fn invite(row: &impl Columns) -> StoreResult<super::InviteRecord> {
+    Ok(super::InviteRecord {
+        nameplate: row.text("nameplate")?,
+        party_id: party_id(row)?,
+        secret: row.text("secret")?,
+        created_by: peer_id(row, "created_by")?,
+        created_at: timestamp(row, "created_at")?,
+        expires_at: timestamp(row, "expires_at")?,
+        max_uses: narrow(row.int("max_uses")?, "max_uses")?,
+        uses: narrow(row.int("uses")?, "uses")?,
+        failures: narrow(row.int("failures")?, "failures")?,
+        ended_at: row.nullable_int("ended_at")?.map(Timestamp::from_micros),
+        end_reason: row.nullable_text("end_reason")?,
+    })
 }
 
 /// A `key_challenges` row.

@@ -80,6 +80,26 @@ fn migrator() -> Migrator {
             "revocation and bans",
             include_str!("../../migrations/sqlite/0007_revocation_and_bans.sql"),
         ),
+        step(
+            8,
+            "host authority",
+            include_str!("../../migrations/sqlite/0008_host_authority.sql"),
+        ),
+        step(
+            9,
+            "invites",
+            include_str!("../../migrations/sqlite/0009_invites.sql"),
+        ),
+        step(
+            10,
+            "relay choice",
+            include_str!("../../migrations/sqlite/0010_relay_choice.sql"),
+        ),
+        step(
+            11,
+            "path plan",
+            include_str!("../../migrations/sqlite/0011_path_plan.sql"),
+        ),
     ])
 }
 
@@ -242,6 +262,8 @@ fn add_args(to: &mut SqliteArguments, args: Vec<Arg<'_>>) -> StoreResult<()> {
             Arg::Int(value) => to.add(value),
             Arg::Text(value) => to.add(value),
             Arg::Owned(value) => to.add(value),
+            Arg::NullableInt(value) => to.add(value),
+            Arg::NullableText(value) => to.add(value),
             Arg::Ints(values) => to.add(rows::to_json(&values, "list argument")?),
         }
         .map_err(|e| StoreError::Database(sqlx::Error::Encode(e)))?;

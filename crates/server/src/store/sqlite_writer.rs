@@ -123,6 +123,11 @@ impl ToSql for Arg<'_> {
             Arg::Int(value) => ToSqlOutput::Owned(Value::Integer(*value)),
             Arg::Text(value) => ToSqlOutput::Borrowed(ValueRef::Text(value.as_bytes())),
             Arg::Owned(value) => ToSqlOutput::Borrowed(ValueRef::Text(value.as_bytes())),
+            Arg::NullableInt(None) | Arg::NullableText(None) => ToSqlOutput::Owned(Value::Null),
+            Arg::NullableInt(Some(value)) => ToSqlOutput::Owned(Value::Integer(*value)),
+            Arg::NullableText(Some(value)) => {
+                ToSqlOutput::Borrowed(ValueRef::Text(value.as_bytes()))
+            }
             Arg::Ints(values) => ToSqlOutput::Owned(Value::Text(
                 rows::to_json(values, "list argument")
                     .map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))?,
@@ -208,6 +213,14 @@ impl rows::Columns for WriterRow {
         match self.value(column)? {
             Value::Null => Ok(None),
             Value::Text(text) => Ok(Some(text.clone())),
+            other => Err(wrong_type(column, other)),
+        }
+    }
+
+    fn nullable_int(&self, column: &str) -> StoreResult<Option<i64>> {
+        match self.value(column)? {
+            Value::Null => Ok(None),
+            Value::Integer(value) => Ok(Some(*value)),
             other => Err(wrong_type(column, other)),
         }
     }

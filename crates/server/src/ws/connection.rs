@@ -8,7 +8,7 @@ use futures_util::{
     SinkExt, StreamExt,
     stream::{SplitSink, SplitStream},
 };
-use lanrage_proto::{ClientMessage, PartyId, PeerId, ServerMessage};
+use lanrage_proto::{ClientMessage, PartyExtras, PartyId, PeerId, ServerMessage};
 use tokio::{
     sync::{mpsc, oneshot},
     time::Instant,
@@ -18,8 +18,8 @@ use super::hub::{CloseReason, Control, Outgoing, Slot, encode};
 use crate::{
     config::Config,
     metrics::Metrics,
-    net::Connection,
-    service::{self, Grant, Left, Service},
+    net::{ClientKey, Connection},
+    service::{self, Grant, Left, LookupKeys, Service},
 };
 
 /// How long a socket the server closes gets for its close frame (and the
@@ -65,6 +65,7 @@ pub async fn run(
     state: super::Channel,
     header: HeaderAuth,
     mut slot: Slot,
+    client: Option<ClientKey>,
     abort: Abort,
 ) {
     let config = state.service.config();
@@ -90,6 +91,7 @@ pub async fn run(
         service: state.service.clone(),
         queue,
         control: control.clone(),
+        client: client.map_or_else(|| "unknown".to_owned(), |c| c.to_string()),
     };
 
     let authenticated = match header {
@@ -197,6 +199,9 @@ async fn serve(
         session.queue.clone(),
         config.ws_max_sockets_per_peer,
     );
+    // Present (host authority) for as long as the socket is open.
+    let _present = session.service.present_while_open(&peer_id);
+    let lookup = LookupKeys::new(&session.client, grant.token_hash());
     // The socket's stream of party events starts after the party's
     // current seq: events committed before it connected, still on their
     // way through the bus, are not sent. The writer sends auth_ok first,
@@ -276,7 +281,7 @@ async fn serve(
                         break;
                     }
                     match flood.check() {
-                        Pace::Ok => session.handle(&peer_id, &text).await,
+                        Pace::Ok => session.handle(&peer_id, &lookup, &text).await,
                         Pace::Limited => session.reply(error("rate limit exceeded: slow down", None), None),
                         Pace::Flood => {
                             control.close(CloseReason::Flood);
@@ -419,6 +424,8 @@ struct Session {
     service: Service,
     queue: super::queue::Sender,
     control: Arc<Control>,
+    /// The client's address as rate limits key it (IPv6 per /64).
+    client: String,
 }
 
 impl Session {
@@ -515,7 +522,7 @@ impl Session {
     }
 
     /// Handles one text frame of an authenticated socket.
-    async fn handle(&self, caller: &PeerId, text: &str) {
+    async fn handle(&self, caller: &PeerId, lookup: &LookupKeys, text: &str) {
         let (message, request_id) = match parse(text) {
             Ok(parsed) => parsed,
             Err((message, request_id)) => return self.reply(error(message, request_id), None),
@@ -526,13 +533,54 @@ impl Session {
                 Err(service::Error::Invalid("already authenticated".into()))
             }
             ClientMessage::RegisterParty {
-                name, host_peer, ..
+                name,
+                host_peer,
+                settings,
+                ..
             } => service
-                .create_party(caller, name, host_peer)
+                .create_party(caller, name, host_peer, settings)
                 .await
                 .map(|joined| self.party_reply(joined, request_id.clone())),
+            ClientMessage::TransferHost {
+                party_id,
+                new_host_id,
+                expected_epoch,
+                ..
+            } => service
+                .transfer_host(caller, &party_id, &new_host_id, expected_epoch)
+                .await
+                .map(|done| {
+                    let reply = ServerMessage::PartyUpdate {
+                        party: done.party,
+                        seq: done.seq,
+                        virtual_ip: None,
+                        request_id: request_id.clone(),
+                        snapshot: false,
+                        extras: PartyExtras {
+                            host_epoch: Some(done.host_epoch),
+                            ..PartyExtras::default()
+                        },
+                    };
+                    // Not in place of an event: the change made two
+                    // (`host_changed`, then `party_update`), and a reply
+                    // counted as the second would stop the first.
+                    self.reply(reply, None);
+                }),
+            ClientMessage::Kick {
+                party_id,
+                peer_id,
+                ban,
+                ..
+            } => service
+                .kick(caller, &party_id, &peer_id, ban)
+                .await
+                .map(|_| self.reply(ack("removed", request_id.clone()), None)),
             ClientMessage::JoinParty { party_id, peer, .. } => service
                 .join_party(caller, &party_id, peer)
+                .await
+                .map(|joined| self.party_reply(joined, request_id.clone())),
+            ClientMessage::JoinByCode { code, peer, .. } => service
+                .join_by_code(caller, lookup, &code, peer)
                 .await
                 .map(|joined| self.party_reply(joined, request_id.clone())),
             ClientMessage::LeaveParty {
@@ -594,7 +642,7 @@ impl Session {
                 virtual_ip: Some(joined.virtual_ip),
                 request_id,
                 snapshot: false,
-                verified: joined.verified,
+                extras: joined.extras,
             },
             Some(party),
         );
@@ -700,7 +748,7 @@ impl Session {
                 virtual_ip,
                 request_id,
                 snapshot: true,
-                verified: view.verified,
+                extras: view.extras,
             };
             if let Some(text) = encode(&snapshot) {
                 self.send(Outgoing::Catchup {

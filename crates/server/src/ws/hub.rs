@@ -616,7 +616,7 @@ impl Hub {
                         virtual_ip,
                         request_id: None,
                         snapshot: true,
-                        verified: view.verified,
+                        extras: view.extras,
                     };
                     if let Some(text) = encode(&message) {
                         self.deliver([&peer_id], &Outgoing::Catchup { text, party });

@@ -104,12 +104,12 @@ async fn upgrade(
             Err(error) => HeaderAuth::Invalid(error.client_detail().into_owned()),
         },
     };
+    let client = address.map(|Extension(ConnectInfo(ClientAddr(peer)))| {
+        ClientKey::of(client_address(&config.trusted_proxies, peer.ip(), &headers))
+    });
     let slot = if let HeaderAuth::Valid(_) = header {
         state.hub.admit_member(config.ws_max_sockets)
     } else {
-        let client = address.map(|Extension(ConnectInfo(ClientAddr(peer)))| {
-            ClientKey::of(client_address(&config.trusted_proxies, peer.ip(), &headers))
-        });
         match state
             .hub
             .admit(client, config.ws_max_unauthenticated_per_ip)
@@ -154,7 +154,7 @@ async fn upgrade(
         .write_buffer_size(WRITE_BUFFER)
         .max_message_size(limit)
         .max_frame_size(limit)
-        .on_upgrade(move |socket| connection::run(socket, state, header, slot, abort))
+        .on_upgrade(move |socket| connection::run(socket, state, header, slot, client, abort))
 }
 
 fn server_full() -> Response {

@@ -19,7 +19,16 @@ async fn root_reports_service_and_counts() {
     assert_eq!(info.status, "ok");
     assert_eq!(info.version, env!("CARGO_PKG_VERSION"));
     assert_eq!((info.parties, info.relays), (1, 0));
-    assert_eq!(info.features, ["key-identity"]);
+    assert_eq!(
+        info.features,
+        [
+            "key-identity",
+            "invites",
+            "host-migration",
+            "relay-choice",
+            "path-plan"
+        ]
+    );
 }
 
 #[tokio::test]

@@ -443,19 +443,19 @@ async fn party_reads_say_who_proved_their_key() {
         )
         .await;
     let me = lanrage_proto::PeerId::parse(bound.peer_id.as_str()).unwrap();
-    assert_eq!(created.verified, [(me.clone(), true)].into());
+    assert_eq!(created.extras.verified, [(me.clone(), true)].into());
 
     let party = created.party_id.to_string();
     let (bob, joined) = app.join(&party, "bob").await;
     let bob_id = lanrage_proto::PeerId::parse("bob").unwrap();
     assert_eq!(
-        joined.verified,
+        joined.extras.verified,
         [(me.clone(), true), (bob_id.clone(), false)].into()
     );
     for token in [&bound.token, &bob] {
         let read = app.read_party(&party, token).await;
         assert_eq!(
-            read.verified,
+            read.extras.verified,
             [(me.clone(), true), (bob_id.clone(), false)].into()
         );
     }

@@ -50,6 +50,23 @@ async fn the_document_is_openapi_3_1_and_covers_the_contract() {
         ("POST", "/parties/{party_id}/peers/{peer_id}/heartbeat"),
         ("POST", "/parties/{party_id}/signals"),
         ("GET", "/parties/{party_id}/signals"),
+        ("GET", "/parties/{party_id}/settings"),
+        ("PATCH", "/parties/{party_id}/settings"),
+        ("POST", "/parties/{party_id}/host"),
+        ("DELETE", "/parties/{party_id}/members/{peer_id}"),
+        ("POST", "/parties/{party_id}/invites"),
+        ("GET", "/parties/{party_id}/invites"),
+        ("DELETE", "/parties/{party_id}/invites/{nameplate}"),
+        ("GET", "/invites/{code}"),
+        ("POST", "/invites/{code}/join"),
+        ("PUT", "/parties/{party_id}/peers/{peer_id}/relay-rtts"),
+        ("PUT", "/parties/{party_id}/peers/{peer_id}/nat"),
+        ("POST", "/parties/{party_id}/paths"),
+        ("GET", "/parties/{party_id}/paths"),
+        ("GET", "/admin/paths/stats"),
+        ("GET", "/parties/{party_id}/relay"),
+        ("POST", "/relays/{relay_id}/status"),
+        ("GET", "/relays/status"),
         ("POST", "/relays"),
         ("GET", "/relays"),
         ("GET", "/relays/{key}"),
@@ -75,10 +92,16 @@ async fn the_document_is_openapi_3_1_and_covers_the_contract() {
         let operation = &document["paths"][path][method.to_lowercase()];
         let security = operation["security"].to_string();
         let expected = match (method.as_str(), path.as_str()) {
-            ("POST", "/relays") | ("DELETE", "/relays/{key}") => "relay_key",
+            ("POST", "/relays" | "/relays/{relay_id}/status") | ("DELETE", "/relays/{key}") => {
+                "relay_key"
+            }
             (_, path) if path.starts_with("/admin/") => "admin_key",
             ("POST", "/auth/rotate" | "/auth/logout") => "peer_token",
-            (_, path) if path.starts_with("/parties") || path.starts_with("/relays") => {
+            (_, path)
+                if path.starts_with("/parties")
+                    || path.starts_with("/relays")
+                    || path.starts_with("/invites") =>
+            {
                 "peer_token"
             }
             _ => "",

@@ -358,3 +358,208 @@ async fn a_revocation_made_while_the_event_feed_is_down_is_not_missed() {
         .await
         .expect("B still accepts a token revoked while its feed was down");
 }
+
+#[tokio::test]
+async fn an_absent_host_watched_by_two_instances_is_replaced_once() {
+    let a = spawn_app_with(|c| c.host_grace_secs = 1).await;
+    let b = a.sibling(|c| c.host_grace_secs = 1).await;
+    let alice = a.register("alice").await;
+    let mut body = crate::helpers::create_body("LAN", crate::helpers::peer_info("alice"));
+    body["settings"] = json!({"host_policy": "migrate"});
+    let created: lanrage_proto::CreatePartyResponse = a
+        .expect(
+            Method::POST,
+            "/parties",
+            Some(&alice),
+            Some(body),
+            StatusCode::OK,
+        )
+        .await;
+    let party = created.party_id.to_string();
+    let host_on_a = a.ws_as("alice", &alice).await;
+    let (bob, _) = b.join(&party, "bob").await;
+    let (carol, _) = b.join(&party, "carol").await;
+    let mut bob_on_b = b.ws_as("bob", &bob).await;
+    let mut carol_on_a = a.ws_as("carol", &carol).await;
+
+    // The host's socket closes; both instances look for absent hosts.
+    drop(host_on_a);
+
+    for socket in [&mut bob_on_b, &mut carol_on_a] {
+        let changed = socket.expect("host_changed").await;
+        assert_eq!(
+            (
+                changed["new_host_id"].as_str(),
+                changed["host_epoch"].as_u64()
+            ),
+            (Some("bob"), Some(2))
+        );
+        assert_eq!(changed["reason"], "absent");
+        socket.expect("party_update").await;
+        socket
+            .expect_silence(std::time::Duration::from_millis(1500))
+            .await;
+    }
+    let read: PartyResponse = a.read_party(&party, &carol).await;
+    assert_eq!(read.extras.host_epoch, Some(2), "one election");
+    assert_eq!(read.party.host_id.as_str(), "bob");
+}
+
+#[tokio::test]
+async fn a_code_redeemed_through_two_instances_at_once_admits_exactly_its_uses() {
+    let a = spawn_app().await;
+    let b = a.sibling(|_| {}).await;
+    let (alice, party) = a.host_party("alice").await;
+    let made: lanrage_proto::InviteResponse = a
+        .expect(
+            Method::POST,
+            &format!("/parties/{party}/invites"),
+            Some(&alice),
+            Some(json!({"max_uses": 5})),
+            StatusCode::CREATED,
+        )
+        .await;
+    let code = made.invite.code;
+    let peers = a.register_numbered("p", 20).await;
+    let path = format!("/invites/{code}/join");
+
+    let redemptions = peers.iter().enumerate().map(|(i, (token, peer))| {
+        let instance = if i % 2 == 0 { &a } else { &b };
+        instance.send(
+            Method::POST,
+            &path,
+            Some(token),
+            Some(json!({"peer_info": crate::helpers::peer_info(peer)})),
+        )
+    });
+    let answers = futures_util::future::join_all(redemptions).await;
+
+    let admitted = answers
+        .iter()
+        .filter(|r| r.status() == StatusCode::OK)
+        .count();
+    assert_eq!(admitted, 5);
+    assert!(
+        answers
+            .iter()
+            .all(|r| matches!(r.status(), StatusCode::OK | StatusCode::NOT_FOUND))
+    );
+    let read: PartyResponse = b.read_party(&party, &alice).await;
+    assert_eq!(read.party.peers.len(), 6);
+}
+
+#[tokio::test]
+async fn reports_through_two_instances_give_one_recommendation_and_one_event() {
+    let a = spawn_app().await;
+    let b = a.sibling(|_| {}).await;
+    for relay in ["x", "y"] {
+        a.register_relay(json!({"relay_id": relay, "public_ip": "198.51.100.1", "port": 1}))
+            .await;
+    }
+    let party = a.party_of_two().await;
+    let mut watcher = b.ws_as("bob", &party.bob).await;
+    let body = json!({"rtts": {"x": 50, "y": 10}});
+    let (alice_path, bob_path) = (
+        format!("/parties/{}/peers/alice/relay-rtts", party.id),
+        format!("/parties/{}/peers/bob/relay-rtts", party.id),
+    );
+    let (one, two) = tokio::join!(
+        a.send(
+            Method::PUT,
+            &alice_path,
+            Some(&party.alice),
+            Some(body.clone())
+        ),
+        b.send(Method::PUT, &bob_path, Some(&party.bob), Some(body.clone())),
+    );
+    assert_eq!(
+        (one.status(), two.status()),
+        (StatusCode::OK, StatusCode::OK)
+    );
+
+    let event = watcher.expect("relay_recommendation").await;
+    assert_eq!(event["relay_id"], "y");
+    watcher
+        .expect_silence(std::time::Duration::from_millis(1500))
+        .await;
+    for app in [&a, &b] {
+        let read: lanrage_proto::PartyRelayResponse = app
+            .expect(
+                Method::GET,
+                &format!("/parties/{}/relay", party.id),
+                Some(&party.alice),
+                None,
+                StatusCode::OK,
+            )
+            .await;
+        assert_eq!(read.relay.unwrap().relay_id.as_str(), "y");
+        assert_eq!(read.worst_pair_rtt_ms, Some(20));
+    }
+}
+
+#[tokio::test]
+async fn path_statistics_fed_through_two_instances_give_one_plan() {
+    let a = spawn_app_with(|c| c.path_min_samples = 4).await;
+    let b = a.sibling(|c| c.path_min_samples = 4).await;
+    let symmetric = |peer: &str, ip: &str| {
+        let mut info = crate::helpers::peer_info(peer);
+        info["nat_type"] = json!("symmetric");
+        info["public_ip"] = json!(ip);
+        info
+    };
+    let mut parties = Vec::new();
+    for (i, app) in [&a, &b, &a].into_iter().enumerate() {
+        let host = app.register(&format!("h{i}")).await;
+        let created: lanrage_proto::CreatePartyResponse = app
+            .expect(
+                Method::POST,
+                "/parties",
+                Some(&host),
+                Some(crate::helpers::create_body(
+                    "LAN",
+                    symmetric(&format!("h{i}"), "203.0.113.1"),
+                )),
+                StatusCode::OK,
+            )
+            .await;
+        let party = created.party_id.to_string();
+        let guest = app.register(&format!("g{i}")).await;
+        app.join_as(&party, &guest, symmetric(&format!("g{i}"), "198.51.100.2"))
+            .await;
+        parties.push((party, host, i));
+    }
+    // Two outcomes through each instance for the first two parties.
+    for (party, host, i) in &parties[..2] {
+        for app in [&a, &b] {
+            let response = app
+                .send(
+                    Method::POST,
+                    &format!("/parties/{party}/paths"),
+                    Some(host),
+                    Some(json!({"reports": [{"peer_id": format!("g{i}"), "outcome": "direct"}]})),
+                )
+                .await;
+            assert_eq!(response.status(), StatusCode::OK);
+        }
+    }
+    let (party, host, _) = &parties[2];
+    for app in [&a, &b] {
+        let paths: lanrage_proto::PathsResponse = app
+            .expect(
+                Method::GET,
+                &format!("/parties/{party}/paths"),
+                Some(host),
+                None,
+                StatusCode::OK,
+            )
+            .await;
+        let pair = &paths.pairs[0];
+        assert_eq!(
+            (
+                pair.plan.as_str(),
+                serde_json::to_value(pair.basis).unwrap()
+            ),
+            ("direct", json!("statistics"))
+        );
+    }
+}

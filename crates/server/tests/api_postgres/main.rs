@@ -16,18 +16,26 @@ pub const BACKEND: helpers::Backend = helpers::Backend::Postgres;
 mod auth;
 #[path = "../api/cleanup.rs"]
 mod cleanup;
+#[path = "../api/host.rs"]
+mod host;
 #[path = "../api/identity.rs"]
 mod identity;
 #[path = "../api/input.rs"]
 mod input;
+#[path = "../api/invites.rs"]
+mod invites;
 #[path = "../api/lifecycle.rs"]
 mod lifecycle;
 #[path = "../api/limits.rs"]
 mod limits;
 #[path = "../api/parties.rs"]
 mod parties;
+#[path = "../api/paths.rs"]
+mod paths;
 #[path = "../api/persistence.rs"]
 mod persistence;
+#[path = "../api/relay_choice.rs"]
+mod relay_choice;
 #[path = "../api/relays.rs"]
 mod relays;
 #[path = "../api/revocation.rs"]

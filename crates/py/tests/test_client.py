@@ -1,0 +1,392 @@
+"""lanrage_control against the real server: every method of the original
+client, errors, events, signals, and a PartyManager-style flow.
+
+Each test starts `lanrage-control serve` (the debug build under
+$CARGO_TARGET_DIR, or $LANRAGE_CONTROL_BIN) on a free port over a fresh
+SQLite file. Run with `bash .ci/python`.
+"""
+
+import asyncio
+import base64
+import json
+import os
+import subprocess
+import time
+import urllib.request
+from dataclasses import asdict, dataclass
+from datetime import datetime
+from pathlib import Path
+
+import pytest
+
+import lanrage_control
+from lanrage_control import ControlPlaneError, RemoteControlPlaneClient
+
+RELAY_KEY = "python-tests-relay-key"
+PEER_KEYS = {"peer_id", "name", "public_key", "nat_type", "public_ip", "public_port",
+             "local_ip", "local_port", "last_seen"}
+PARTY_KEYS = {"party_id", "name", "host_id", "created_at", "peers"}
+
+
+def server_binary() -> Path:
+    if "LANRAGE_CONTROL_BIN" in os.environ:
+        return Path(os.environ["LANRAGE_CONTROL_BIN"])
+    target = os.environ.get("CARGO_TARGET_DIR", os.path.expanduser("~/.cache/lanrage-target"))
+    return Path(target) / "debug" / "lanrage-control"
+
+
+@pytest.fixture
+def server(tmp_path):
+    """The server's base URL; the bound address comes from its log."""
+    log_path = tmp_path / "server.log"
+    env = dict(os.environ,
+               LANRAGE_LOG_FORMAT="json",
+               LANRAGE_LISTEN="127.0.0.1:0",
+               LANRAGE_DATABASE_URL=f"sqlite://{tmp_path}/control.db",
+               LANRAGE_RATE_LIMIT="off",
+               LANRAGE_RELAY_KEY=RELAY_KEY)
+    with open(log_path, "w") as log:
+        process = subprocess.Popen([str(server_binary()), "serve"], env=env,
+                                   stdout=log, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 20
+        address = None
+        while address is None:
+            assert process.poll() is None, f"the server exited: {log_path.read_text()}"
+            assert time.monotonic() < deadline, f"no listening line: {log_path.read_text()}"
+            for line in log_path.read_text().splitlines():
+                try:
+                    entry = json.loads(line)
+                except ValueError:
+                    continue
+                if entry.get("message", "").endswith("listening"):
+                    address = entry["address"]
+            time.sleep(0.05)
+        yield f"http://{address}"
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+
+
+def run(coroutine):
+    return asyncio.run(asyncio.wait_for(coroutine, timeout=60))
+
+
+def key(n: int) -> str:
+    return base64.b64encode(bytes([n]) * 32).decode()
+
+
+def peer(peer_id: str, n: int, **changes) -> dict:
+    """A peer as the original PeerInfo.to_dict() gives it (naive last_seen)."""
+    info = dict(peer_id=peer_id, name=peer_id.title(), public_key=key(n),
+                nat_type="full_cone", public_ip="203.0.113.7", public_port=51820,
+                local_ip="192.168.1.20", local_port=51820,
+                last_seen=datetime.now().isoformat())
+    info.update(changes)
+    return info
+
+
+def client(server: str, **options) -> RemoteControlPlaneClient:
+    return RemoteControlPlaneClient(server, request_timeout=5.0, **options)
+
+
+async def next_event(events, wanted, timeout=10.0):
+    """The first event `wanted` accepts, within `timeout` seconds."""
+    async def find():
+        async for event in events:
+            if wanted(event):
+                return event
+        raise AssertionError("the events ended")
+    return await asyncio.wait_for(find(), timeout)
+
+
+def test_module_exports():
+    assert lanrage_control.__version__
+    assert issubclass(ControlPlaneError, Exception)
+
+
+def test_register_peer_returns_a_token(server):
+    async def main():
+        alice = client(server)
+        await alice.initialize()
+        assert alice.peer_id is None
+        token = await alice.register_peer("alice")
+        assert isinstance(token, str) and token
+        assert alice.peer_id == "alice"
+        # Registering again gives a fresh token for the same peer.
+        assert await alice.register_peer("alice") != token
+        await alice.close()
+    run(main())
+
+
+def test_every_party_method(server):
+    async def main():
+        alice = client(server, peer_id="alice")
+        bob = client(server)
+        await alice.initialize()
+        await bob.initialize()
+        await bob.register_peer("bob")
+
+        party = await alice.register_party("ignored", "Friday LAN", peer("alice", 1))
+        assert set(party) == PARTY_KEYS
+        assert party["name"] == "Friday LAN" and party["host_id"] == "alice"
+        assert set(party["peers"]["alice"]) == PEER_KEYS
+        datetime.fromisoformat(party["created_at"])
+        party_id = party["party_id"]
+        assert party_id != "ignored"
+
+        joined = await bob.join_party(party_id, peer("bob", 2, nat_type="symmetric"))
+        assert set(joined["peers"]) == {"alice", "bob"}
+
+        read = await bob.get_party(party_id)
+        assert set(read) == PARTY_KEYS and read["party_id"] == party_id
+
+        peers = await alice.get_peers(party_id)
+        assert set(peers) == {"alice", "bob"}
+        assert all(set(p) == PEER_KEYS for p in peers.values())
+
+        found = await alice.discover_peer(party_id, "bob")
+        assert set(found) == PEER_KEYS
+        assert found["nat_type"] == "symmetric" and found["public_key"] == key(2)
+
+        assert await bob.heartbeat(party_id, "bob") is None
+
+        assert await bob.leave_party(party_id, "bob") == "left"
+        assert set(await alice.get_peers(party_id)) == {"alice"}
+        assert await alice.leave_party(party_id, "alice") == "party_deleted"
+        await alice.close()
+        await bob.close()
+    run(main())
+
+
+def test_relays(server):
+    def register(relay_id, region):
+        body = json.dumps({"relay_id": relay_id, "public_ip": "198.51.100.1",
+                           "port": 51820, "region": region}).encode()
+        request = urllib.request.Request(
+            f"{server}/relays", data=body, method="POST",
+            headers={"Authorization": f"Bearer {RELAY_KEY}",
+                     "Content-Type": "application/json"})
+        urllib.request.urlopen(request).read()
+
+    register("relay-b", "us")
+    register("relay-a", "eu")
+
+    async def main():
+        async with client(server, peer_id="alice") as alice:
+            relays = await alice.list_relays()
+            assert [r["relay_id"] for r in relays] == ["relay-a", "relay-b"]
+            assert set(relays[0]) == {"relay_id", "public_ip", "port", "region",
+                                      "capacity", "registered_at"}
+            eu = await alice.get_relays_by_region("eu")
+            assert [r["relay_id"] for r in eu] == ["relay-a"]
+            assert await alice.get_relays_by_region("asia") == []
+    run(main())
+
+
+def test_a_refusal_carries_status_and_detail(server):
+    async def main():
+        async with client(server, peer_id="alice") as alice:
+            with pytest.raises(ControlPlaneError) as refused:
+                await alice.get_party("no-such-party")
+            assert refused.value.status == 404
+            assert "not found" in refused.value.detail.lower()
+            assert str(refused.value) == f"HTTP 404: {refused.value.detail}"
+
+            party = await alice.register_party(None, "LAN", peer("alice", 1))
+            with pytest.raises(ControlPlaneError) as refused:
+                await alice.discover_peer(party["party_id"], "nobody")
+            assert refused.value.status == 404
+    run(main())
+
+
+def test_acting_as_another_peer_is_refused(server):
+    async def main():
+        async with client(server, peer_id="alice") as alice:
+            party = await alice.register_party(None, "LAN", peer("alice", 1))
+            for call in (alice.leave_party(party["party_id"], "mallory"),
+                         alice.heartbeat(party["party_id"], "mallory"),
+                         alice.join_party(party["party_id"], peer("mallory", 3))):
+                with pytest.raises(ControlPlaneError) as refused:
+                    await call
+                assert refused.value.status == 403
+    run(main())
+
+
+def test_invalid_input_is_a_422_before_sending(server):
+    async def main():
+        async with client(server, peer_id="alice") as alice:
+            with pytest.raises(ControlPlaneError) as refused:
+                await alice.register_party(None, "LAN", peer("alice", 1, public_key="nope"))
+            assert refused.value.status == 422 and "public_key" in refused.value.detail
+            with pytest.raises(ControlPlaneError) as refused:
+                await alice.register_party(None, "", peer("alice", 1))
+            assert refused.value.status == 422
+        with pytest.raises(ControlPlaneError):
+            client(server, peer_id="not a valid id")
+    run(main())
+
+
+def test_no_server_is_an_error_without_status():
+    async def main():
+        nobody = RemoteControlPlaneClient("http://127.0.0.1:9", peer_id="alice",
+                                          retries=1, connect_timeout=1.0)
+        with pytest.raises(ControlPlaneError) as failed:
+            await nobody.initialize()
+        assert failed.value.status is None and "cannot reach" in failed.value.detail
+    run(main())
+
+
+def test_events_see_another_member_join_and_leave(server):
+    async def main():
+        async with client(server, peer_id="alice") as alice, \
+                client(server, peer_id="bob") as bob:
+            events = await alice.events()
+            party = await alice.register_party(None, "LAN", peer("alice", 1))
+            party_id = party["party_id"]
+
+            await bob.join_party(party_id, peer("bob", 2))
+            joined = await next_event(
+                events, lambda e: e.type == "peer_joined" and e.peer["peer_id"] == "bob")
+            assert joined.party_id == party_id
+            assert set(joined.peer) == PEER_KEYS and isinstance(joined.seq, int)
+            assert joined.to_dict()["type"] == "peer_joined"
+
+            await bob.leave_party(party_id, "bob")
+            left = await next_event(events, lambda e: e.type == "peer_left")
+            assert left.party_id == party_id
+            assert left.peer_id == "bob" and left.reason == "left"
+            assert left.seq > joined.seq
+
+            with pytest.raises(ControlPlaneError):
+                await alice.events()  # handed out once
+        # Closing the client ends the iteration.
+        assert [e async for e in events if e.type == "peer_joined"] == []
+    run(main())
+
+
+def test_cancelling_a_wait_for_an_event_loses_nothing(server):
+    async def main():
+        async with client(server, peer_id="alice") as alice, \
+                client(server, peer_id="bob") as bob:
+            events = await alice.events()
+            party = await alice.register_party(None, "LAN", peer("alice", 1))
+            def bob_joined(event):
+                return event.type == "peer_joined" and event.peer["peer_id"] == "bob"
+            waiting = asyncio.ensure_future(next_event(events, bob_joined, timeout=30))
+            await asyncio.sleep(0.2)
+            waiting.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await waiting
+            await bob.join_party(party["party_id"], peer("bob", 2))
+            joined = await next_event(events, bob_joined)
+            assert joined.party_id == party["party_id"]
+    run(main())
+
+
+def test_signals(server):
+    async def main():
+        async with client(server, peer_id="alice", events=False) as alice, \
+                client(server, peer_id="bob") as bob:
+            party = await alice.register_party(None, "LAN", peer("alice", 1))
+            party_id = party["party_id"]
+            await bob.join_party(party_id, peer("bob", 2))
+            bob_events = await bob.events()
+
+            await bob.send_signal(party_id, "alice", {"type": "offer", "sdp": "v=0"})
+            signals = await alice.poll_signals(party_id)
+            assert [(s["from_peer_id"], s["signal_data"]) for s in signals] == \
+                [("bob", {"type": "offer", "sdp": "v=0"})]
+            assert await alice.poll_signals(party_id) == []
+
+            await alice.send_signal(party_id, "bob", {"type": "answer"})
+            got = await next_event(bob_events, lambda e: e.type == "signal")
+            assert got.peer_id == "alice" and got.signal["signal_data"] == {"type": "answer"}
+    run(main())
+
+
+@dataclass
+class PeerInfo:
+    """The original client's peer type, with its to_dict()."""
+    peer_id: str
+    name: str
+    public_key: str
+    nat_type: str
+    public_ip: str
+    public_port: int
+    local_ip: str
+    local_port: int
+    last_seen: datetime
+
+    def to_dict(self) -> dict:
+        data = asdict(self)
+        data["last_seen"] = self.last_seen.isoformat()
+        return data
+
+
+class PartyManager:
+    """A thin stand-in for LANrage's PartyManager: it drives the control
+    plane through the original client's methods only."""
+
+    def __init__(self, server_url: str, me: PeerInfo):
+        self.me = me
+        self.control = RemoteControlPlaneClient(server_url, request_timeout=5.0)
+        self.party: dict | None = None
+
+    async def start(self):
+        await self.control.initialize()
+        await self.control.register_peer(self.me.peer_id)
+
+    async def create_party(self, name: str) -> dict:
+        self.party = await self.control.register_party(f"party-{self.me.peer_id}", name, self.me)
+        return self.party
+
+    async def join_party(self, party_id: str) -> dict:
+        self.party = await self.control.join_party(party_id, self.me)
+        return self.party
+
+    async def discover(self) -> list[PeerInfo]:
+        peers = await self.control.get_peers(self.party["party_id"])
+        return [PeerInfo(**{**p, "last_seen": datetime.fromisoformat(p["last_seen"])})
+                for pid, p in peers.items() if pid != self.me.peer_id]
+
+    async def keep_alive(self):
+        await self.control.heartbeat(self.party["party_id"], self.me.peer_id)
+
+    async def leave(self) -> str:
+        status = await self.control.leave_party(self.party["party_id"], self.me.peer_id)
+        self.party = None
+        return status
+
+    async def stop(self):
+        await self.control.close()
+
+
+def test_party_manager_flow(server):
+    def me(peer_id, n):
+        return PeerInfo(peer_id=peer_id, name=peer_id.title(), public_key=key(n),
+                        nat_type="unknown", public_ip="unknown", public_port=0,
+                        local_ip="192.168.1.30", local_port=51820, last_seen=datetime.now())
+
+    async def main():
+        host, guest = PartyManager(server, me("host", 1)), PartyManager(server, me("guest", 2))
+        await host.start()
+        await guest.start()
+
+        party = await host.create_party("Game night")
+        await guest.join_party(party["party_id"])
+
+        [seen_by_host] = await host.discover()
+        [seen_by_guest] = await guest.discover()
+        assert seen_by_host.peer_id == "guest" and seen_by_host.public_key == key(2)
+        assert seen_by_guest.peer_id == "host" and seen_by_guest.public_ip == "unknown"
+
+        await host.keep_alive()
+        await guest.keep_alive()
+
+        assert await guest.leave() == "left"
+        assert await host.discover() == []
+        assert await host.leave() == "party_deleted"
+        await host.stop()
+        await guest.stop()
+    run(main())
