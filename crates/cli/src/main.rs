@@ -36,6 +36,10 @@ enum Command {
     Relay(commands::relay::RelayArgs),
     /// Log out (revoke the kept token), or rotate the peer's WireGuard key.
     Auth(commands::auth::AuthArgs),
+    /// Operators, with the server's admin key: list, show and end parties,
+    /// remove a member, list and deregister relays, revoke or ban a peer,
+    /// the server's numbers.
+    Admin(commands::admin::AdminArgs),
 }
 
 fn main() -> ExitCode {
@@ -83,6 +87,7 @@ fn main() -> ExitCode {
             }
             Command::Relay(args) => args.client = leading.merge_into(args.client.clone(), group),
             Command::Auth(args) => args.client = leading.merge_into(args.client.clone(), group),
+            Command::Admin(args) => args.client = leading.merge_into(args.client.clone(), group),
         }
     }
     // The parser only turned text into values; whether the server can run
@@ -115,6 +120,7 @@ fn main() -> ExitCode {
         Command::Signal(args) => runtime.block_on(commands::signal::run(args)),
         Command::Relay(args) => runtime.block_on(commands::relay::run(args)),
         Command::Auth(args) => runtime.block_on(commands::auth::run(args)),
+        Command::Admin(args) => runtime.block_on(commands::admin::run(args)),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

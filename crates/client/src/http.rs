@@ -4,6 +4,7 @@
 //! the heartbeat task of the party the peer is in. Relay choice and the
 //! path plan are in the modules below.
 
+mod admin;
 mod paths;
 mod relay_choice;
 
@@ -307,7 +308,8 @@ enum Resend {
 enum Auth<'a> {
     None,
     Peer,
-    Relay(&'a str),
+    /// The operator's relay key or admin key.
+    Operator(&'a str),
 }
 
 impl HttpClient {
@@ -759,7 +761,7 @@ impl HttpClient {
             Method::POST,
             "/relays",
             Some(relay),
-            Auth::Relay(relay_key),
+            Auth::Operator(relay_key),
             Resend::Safe,
         )
         .await
@@ -776,7 +778,7 @@ impl HttpClient {
             Method::DELETE,
             &path,
             None::<&()>,
-            Auth::Relay(relay_key),
+            Auth::Operator(relay_key),
             Resend::Safe,
         )
         .await
@@ -908,7 +910,7 @@ impl HttpClient {
                                 other => other,
                             }
                         }
-                        Auth::Relay(key) => self.send(method, path, body, Some(key)).await,
+                        Auth::Operator(key) => self.send(method, path, body, Some(key)).await,
                         Auth::None => self.send(method, path, body, None).await,
                     };
                     match answer {

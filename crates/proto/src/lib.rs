@@ -9,6 +9,7 @@
 //! deserialized: existing Python clients build them with `cls(**data)`, so an
 //! extra key is a compatibility break and our own tests must see it as one.
 
+mod admin;
 mod api;
 pub mod de;
 mod fields;
@@ -23,6 +24,7 @@ mod settings;
 mod time;
 mod ws;
 
+pub use admin::*;
 pub use api::*;
 pub use fields::{IpOrUnknown, Name, NatType, PublicKey, SignalData};
 pub use ids::{PartyId, PeerId, Region, RelayId};

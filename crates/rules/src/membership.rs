@@ -110,6 +110,8 @@ pub enum EndReason {
     HostTimedOut,
     /// Its last member went.
     Empty,
+    /// The operator ended it (`DELETE /admin/parties/{party_id}`).
+    Operator,
 }
 
 impl EndReason {
@@ -118,6 +120,7 @@ impl EndReason {
             Self::HostLeft => "host_left",
             Self::HostTimedOut => "host_timed_out",
             Self::Empty => "empty",
+            Self::Operator => "operator",
         }
     }
 }

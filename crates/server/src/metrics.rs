@@ -50,6 +50,10 @@ pub struct Metrics {
     db_connections: Family<Labels, Gauge>,
     db_max_connections: Family<Labels, Gauge>,
     db_errors: Family<Labels, Counter>,
+    /// Every answered request, for the dashboard (the exported family
+    /// counts them by route).
+    requests_answered: Counter,
+    started: std::time::Instant,
 }
 
 impl Default for Metrics {
@@ -79,6 +83,8 @@ impl Default for Metrics {
             db_connections: Family::default(),
             db_max_connections: Family::default(),
             db_errors: Family::default(),
+            requests_answered: Counter::default(),
+            started: std::time::Instant::now(),
             registry: Registry::default(),
         };
         registry.register(
@@ -215,6 +221,7 @@ impl Default for Metrics {
 impl Metrics {
     /// Counts one answered HTTP request.
     pub fn observe_request(&self, route: &str, method: &str, status: u16, seconds: f64) {
+        self.requests_answered.inc();
         self.http_requests
             .get_or_create(&vec![
                 ("route", route.to_owned()),
@@ -225,6 +232,16 @@ impl Metrics {
         self.http_duration
             .get_or_create(&vec![("route", route.to_owned())])
             .observe(seconds);
+    }
+
+    /// HTTP requests answered since the server started.
+    pub fn requests_answered(&self) -> u64 {
+        self.requests_answered.get()
+    }
+
+    /// How long since the server started.
+    pub fn uptime(&self) -> std::time::Duration {
+        self.started.elapsed()
     }
 
     /// Counts a connection or request ended by a timeout of `kind`.

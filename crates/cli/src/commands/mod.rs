@@ -11,6 +11,7 @@ macro_rules! out {
     }};
 }
 
+pub mod admin;
 pub mod auth;
 pub mod host;
 pub mod identity;

@@ -163,7 +163,7 @@ impl HttpClient {
                 Method::POST,
                 &path,
                 Some(report),
-                Auth::Relay(relay_key),
+                Auth::Operator(relay_key),
                 Resend::Safe,
                 Some(RELAY_CHOICE_FEATURE),
             )

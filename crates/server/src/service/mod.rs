@@ -8,6 +8,7 @@
 //! group-commit [`Writer`] (SQLite, `group_commit.rs`), a task the server
 //! starts and stops.
 
+mod admin;
 mod cleanup;
 mod group_commit;
 mod heartbeats;

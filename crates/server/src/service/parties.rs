@@ -131,7 +131,7 @@ pub(super) fn party_of(record: &PartyRecord, members: &[MemberRecord]) -> Party 
     }
 }
 
-fn ids(members: &[MemberRecord]) -> Vec<PeerId> {
+pub(super) fn ids(members: &[MemberRecord]) -> Vec<PeerId> {
     members.iter().map(|m| m.peer.peer_id.clone()).collect()
 }
 

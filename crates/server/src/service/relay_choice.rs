@@ -61,7 +61,11 @@ impl RelayDirty {
 }
 
 /// What a relay's last status makes it, as of `now`.
-fn relay_state(status: &RelayStatusRecord, config: &Config, now: Timestamp) -> RelayState {
+pub(super) fn relay_state(
+    status: &RelayStatusRecord,
+    config: &Config,
+    now: Timestamp,
+) -> RelayState {
     let stale_before = now.plus_secs(-i64::try_from(config.relay_stale_secs).unwrap_or(i64::MAX));
     if status.draining {
         RelayState::Draining

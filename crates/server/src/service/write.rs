@@ -148,6 +148,10 @@ pub(crate) enum WriteOp {
     },
     /// Revokes the tokens of `peer_id` that `tokens` names (a logout).
     RevokeTokens { peer_id: PeerId, tokens: Revoked },
+    /// The operator ends the party.
+    EndParty { party_id: PartyId },
+    /// The operator takes `peer_id` out of the party.
+    RemoveMember { party_id: PartyId, peer_id: PeerId },
     /// The operator revokes every token of `peer_id`, takes it out of its
     /// party, and bans it (and its bound key) when `ban` is set.
     RevokePeer { peer_id: PeerId, ban: bool },
@@ -170,7 +174,8 @@ pub(crate) enum WriteOp {
 pub(crate) enum Outcome {
     /// [`WriteOp::CreateParty`] and [`WriteOp::JoinParty`].
     Joined(Joined),
-    /// [`WriteOp::LeaveParty`].
+    /// [`WriteOp::LeaveParty`], [`WriteOp::EndParty`] and
+    /// [`WriteOp::RemoveMember`].
     Left(Left),
     /// [`WriteOp::SendSignal`]: the signal as queued.
     SignalSent(Signal),
@@ -366,6 +371,14 @@ pub(super) async fn apply(change: &mut Change<'_>, op: &WriteOp) -> Result<Outco
             Service::revoke_in(change, peer_id, tokens.clone())
                 .await
                 .map(Outcome::Revoked)
+        }
+        WriteOp::EndParty { party_id } => Service::end_party_in(change, party_id)
+            .await
+            .map(Outcome::Left),
+        WriteOp::RemoveMember { party_id, peer_id } => {
+            Service::remove_member_in(change, party_id, peer_id)
+                .await
+                .map(Outcome::Left)
         }
         WriteOp::RevokePeer { peer_id, ban } => Service::revoke_peer_in(change, peer_id, *ban)
             .await

@@ -309,7 +309,7 @@ const PARTY: &str = "SELECT party_id, name, host_id, created_at, seq, host_polic
 
 /// Relays with their status, as `rows::relay_status` reads them.
 const RELAY_STATUSES: &str = "SELECT relay_id, public_ip, port, region, capacity, registered_at, \
-     sessions, load_ppm, draining, last_status_at FROM relays \
+     last_seen, sessions, load_ppm, draining, last_status_at FROM relays \
      ORDER BY region{byte_order}, relay_id{byte_order}";
 
 const PARTY_RELAY: &str = "SELECT relay_id, relay_reason, relay_announced, relay_announced_at \
@@ -564,6 +564,27 @@ impl<B: Backend + Clone> Store for Storage<B> {
             .read(sql(SNAPSHOT).text(party_id.as_str()))
             .await?;
         rows::snapshot_rows(&rows)
+    }
+
+    async fn party_page(
+        &self,
+        after: Option<&PartyId>,
+        limit: u64,
+    ) -> StoreResult<Vec<PartyWithMembers>> {
+        let rows = self
+            .backend
+            .read(
+                sql(concat!(
+                    parties_with_members!(),
+                    " WHERE p.party_id IN (SELECT party_id FROM parties \
+                     WHERE party_id{byte_order} > ? ORDER BY party_id{byte_order} LIMIT ?) \
+                     ORDER BY p.party_id{byte_order}, m.vip_index"
+                ))
+                .text(after.map_or("", PartyId::as_str))
+                .int(rows::limit_param(limit)),
+            )
+            .await?;
+        rows::snapshots_rows(&rows)
     }
 
     async fn membership(&self, peer_id: &PeerId) -> StoreResult<Option<(PartyId, u64)>> {

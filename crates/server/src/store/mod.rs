@@ -297,6 +297,8 @@ impl InviteRecord {
 #[derive(Debug, Clone, PartialEq)]
 pub struct RelayStatusRecord {
     pub relay: Relay,
+    /// Its last registration or status report.
+    pub last_seen: Timestamp,
     /// None until the relay sends a status.
     pub sessions: Option<u32>,
     /// 0 to 1; none until the relay sends a status.
@@ -420,6 +422,13 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
 
     /// The party and its members, read in one consistent snapshot.
     async fn snapshot(&self, party_id: &PartyId) -> StoreResult<Option<PartyWithMembers>>;
+    /// Up to `limit` parties with their members, by party ID, from the
+    /// first after `after` (the operator's list, a page at a time).
+    async fn party_page(
+        &self,
+        after: Option<&PartyId>,
+        limit: u64,
+    ) -> StoreResult<Vec<PartyWithMembers>>;
     /// The party `peer_id` is in, if any, and that party's current `seq`.
     async fn membership(&self, peer_id: &PeerId) -> StoreResult<Option<(PartyId, u64)>>;
     async fn counts(&self) -> StoreResult<Counts>;

@@ -222,6 +222,7 @@ pub(super) fn to_json(value: &impl serde::Serialize, what: &str) -> StoreResult<
 pub(super) fn relay_status(row: &impl Columns) -> StoreResult<super::RelayStatusRecord> {
     Ok(super::RelayStatusRecord {
         relay: relay_record(row)?,
+        last_seen: timestamp(row, "last_seen")?,
         sessions: row
             .nullable_int("sessions")?
             .map(|n| narrow(n, "sessions"))

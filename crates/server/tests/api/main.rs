@@ -10,6 +10,7 @@ mod helpers;
 /// PostgreSQL.
 pub const BACKEND: helpers::Backend = helpers::Backend::Sqlite;
 
+mod admin;
 mod auth;
 mod cleanup;
 mod connections;

@@ -12,6 +12,8 @@ mod helpers;
 
 pub const BACKEND: helpers::Backend = helpers::Backend::Postgres;
 
+#[path = "../api/admin.rs"]
+mod admin;
 #[path = "../api/auth.rs"]
 mod auth;
 #[path = "../api/cleanup.rs"]
