@@ -14,10 +14,11 @@ use std::{
 
 use lanrage_client::{HttpClient, HttpConfig};
 use lanrage_proto::{
-    CreatePartyResponse, InviteResponse, InvitesResponse, JoinPartyResponse, KickResponse, PartyId,
-    PartyRelayResponse, PartyResponse, PathBasis, PathPlanKind, PathsResponse, PeerId, RelayId,
-    RelayStatusResponse, RelayStatusesResponse, RelaysResponse, ServerMessage, SettingsResponse,
-    SignalsResponse, StatusResponse, TransferHostResponse,
+    AdminParty, AdminRelay, AdminStats, CreatePartyResponse, InviteResponse, InvitesResponse,
+    JoinPartyResponse, KickResponse, PartyId, PartyRelayResponse, PartyResponse, PathBasis,
+    PathPlanKind, PathsResponse, PeerId, RelayId, RelayStatusResponse, RelayStatusesResponse,
+    RelaysResponse, RevokePeerResponse, ServerMessage, SettingsResponse, SignalsResponse,
+    StatusResponse, TransferHostResponse,
 };
 use lanrage_server::{
     Config, Server,
@@ -27,6 +28,7 @@ use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 const RELAY_KEY: &str = "change-me";
+const ADMIN_KEY: &str = "operator-secret";
 
 /// A server running on its own runtime in a background thread.
 struct TestServer {
@@ -47,6 +49,7 @@ impl TestServer {
         ));
         config.rate_limit = Switch::Off;
         config.relay_key = Some(RELAY_KEY.parse::<Secret>().unwrap());
+        config.admin_key = Some(ADMIN_KEY.parse::<Secret>().unwrap());
         let (addr_tx, addr_rx) = mpsc::channel();
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let thread = std::thread::spawn(move || {
@@ -102,6 +105,7 @@ fn command(server: &str, home: &Path, peer: &str, args: &[&str]) -> Command {
         .env("LANRAGE_CONTROL_SERVER", server)
         .env("LANRAGE_PEER_ID", peer)
         .env_remove("LANRAGE_RELAY_KEY")
+        .env_remove("LANRAGE_ADMIN_KEY")
         .env_remove("LANRAGE_REGISTRATION_KEY")
         .env_remove("RUST_LOG");
     command
@@ -1463,4 +1467,103 @@ fn watch_prints_relay_recommendations_and_path_plans() {
         "{}",
         plan_written[0]
     );
+}
+
+/// `admin …` with the admin key.
+fn admin_args<'a>(args: &[&'a str]) -> Vec<&'a str> {
+    let mut all = vec!["admin"];
+    all.extend_from_slice(args);
+    all.extend_from_slice(&["--admin-key", ADMIN_KEY]);
+    all
+}
+
+#[test]
+fn the_operator_lists_shows_and_ends_parties_and_manages_relays_and_peers() {
+    let server = TestServer::start();
+    let party = create_party(&server, "alice");
+    let _: JoinPartyResponse = json(&server, "bob", &["party", "join", &party, "--json"]);
+    register_relays(&server, &["r1"]);
+
+    let listed = text(&server, "operator", &admin_args(&["parties"]));
+    let row = listed.lines().find(|l| l.contains(&party)).unwrap();
+    assert!(
+        row.contains("Friday LAN") && row.contains("alice"),
+        "{listed}"
+    );
+    assert_eq!(row.split_whitespace().nth(4), Some("2"), "{row}");
+    assert!(listed.contains("1 party"), "{listed}");
+    let as_json: AdminParty = json(&server, "operator", &admin_args(&["parties", "--json"]));
+    assert_eq!(as_json.party_id.as_str(), party);
+
+    let shown = text(&server, "operator", &admin_args(&["party", &party]));
+    assert!(shown.contains("alice (host)"), "{shown}");
+    assert_row(
+        shown.lines().find(|l| l.contains("bob")).unwrap(),
+        &["bob", "bob", "10.66.0.2", "unknown", "0s", "ago"],
+    );
+
+    let removed: Value = json(
+        &server,
+        "operator",
+        &admin_args(&["remove", &party, "bob", "--json"]),
+    );
+    assert_eq!(removed["status"], "removed");
+    let shown: AdminParty = json(
+        &server,
+        "operator",
+        &admin_args(&["party", &party, "--json"]),
+    );
+    assert_eq!(shown.members.len(), 1);
+
+    let relays: AdminRelay = json(&server, "operator", &admin_args(&["relays", "--json"]));
+    assert_eq!(
+        (relays.relay.relay_id.as_str(), relays.state.as_str()),
+        ("r1", "active")
+    );
+    let relays = text(&server, "operator", &admin_args(&["relays"]));
+    assert!(
+        relays
+            .lines()
+            .any(|l| l.contains("r1") && l.contains("active")),
+        "{relays}"
+    );
+    let gone = text(&server, "operator", &admin_args(&["deregister", "r1"]));
+    assert!(gone.contains("Deregistered relay r1"), "{gone}");
+    assert!(text(&server, "operator", &admin_args(&["relays"])).contains("No relays"));
+
+    let stats: AdminStats = json(&server, "operator", &admin_args(&["stats", "--json"]));
+    assert_eq!((stats.parties, stats.peers), (1, 1));
+    assert_eq!(stats.database, "ok");
+    let stats = text(&server, "operator", &admin_args(&["stats"]));
+    assert!(stats.contains("1 parties, 1 members"), "{stats}");
+
+    let revoked: RevokePeerResponse = json(
+        &server,
+        "operator",
+        &admin_args(&["revoke", "bob", "--ban", "--json"]),
+    );
+    assert!(revoked.banned);
+    let (_, banned) = failure(&server, "bob", &["party", "join", &party]);
+    assert!(banned.contains("banned"), "{banned}");
+    let unbanned = text(&server, "operator", &admin_args(&["unban", "bob"]));
+    assert!(unbanned.contains("bob may register again"), "{unbanned}");
+
+    let ended = text(&server, "operator", &admin_args(&["end", &party]));
+    assert!(ended.contains("Ended party"), "{ended}");
+    assert!(text(&server, "operator", &admin_args(&["parties"])).contains("No parties."));
+}
+
+#[test]
+fn admin_commands_need_the_right_key() {
+    let server = TestServer::start();
+    let (code, missing) = failure(&server, "operator", &["admin", "parties"]);
+    assert_eq!(code, 1);
+    assert!(missing.contains("LANRAGE_ADMIN_KEY"), "{missing}");
+    let (_, wrong) = failure(
+        &server,
+        "operator",
+        &["admin", "parties", "--admin-key", "guess"],
+    );
+    assert!(wrong.contains("invalid admin key"), "{wrong}");
+    assert_eq!(wrong.lines().count(), 1, "{wrong}");
 }

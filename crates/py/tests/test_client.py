@@ -1,5 +1,6 @@
 """lanrage_control against the real server: every method of the original
-client, errors, events, signals, and a PartyManager-style flow.
+client, errors, events (across a server restart), signals, the newer
+capabilities, the local fallback, and a PartyManager-style flow.
 
 Each test starts `lanrage-control serve` (the debug build under
 $CARGO_TARGET_DIR, or $LANRAGE_CONTROL_BIN) on a free port over a fresh
@@ -20,7 +21,12 @@ from pathlib import Path
 import pytest
 
 import lanrage_control
-from lanrage_control import ControlPlaneError, RemoteControlPlaneClient
+from lanrage_control import (
+    ControlPlaneError,
+    LocalControlPlaneClient,
+    RemoteControlPlaneClient,
+    create_control_plane,
+)
 
 RELAY_KEY = "python-tests-relay-key"
 PEER_KEYS = {"peer_id", "name", "public_key", "nat_type", "public_ip", "public_port",
@@ -35,37 +41,82 @@ def server_binary() -> Path:
     return Path(target) / "debug" / "lanrage-control"
 
 
-@pytest.fixture
-def server(tmp_path):
-    """The server's base URL; the bound address comes from its log."""
-    log_path = tmp_path / "server.log"
-    env = dict(os.environ,
-               LANRAGE_LOG_FORMAT="json",
-               LANRAGE_LISTEN="127.0.0.1:0",
-               LANRAGE_DATABASE_URL=f"sqlite://{tmp_path}/control.db",
-               LANRAGE_RATE_LIMIT="off",
-               LANRAGE_RELAY_KEY=RELAY_KEY)
-    with open(log_path, "w") as log:
-        process = subprocess.Popen([str(server_binary()), "serve"], env=env,
-                                   stdout=log, stderr=subprocess.STDOUT)
-    try:
+class Server:
+    """`lanrage-control serve` over a SQLite file in `tmp_path`; stopped
+    and started again on the same address and file by `restart`."""
+
+    def __init__(self, tmp_path: Path):
+        self.tmp_path = tmp_path
+        self.log_path = tmp_path / "server.log"
+        self.process = None
+        self.address = "127.0.0.1:0"
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.address}"
+
+    def start(self):
+        env = dict(os.environ,
+                   LANRAGE_LOG_FORMAT="json",
+                   LANRAGE_LISTEN=self.address,
+                   LANRAGE_DATABASE_URL=f"sqlite://{self.tmp_path}/control.db",
+                   LANRAGE_RATE_LIMIT="off",
+                   LANRAGE_RELAY_KEY=RELAY_KEY)
+        with open(self.log_path, "w") as log:
+            self.process = subprocess.Popen([str(server_binary()), "serve"], env=env,
+                                            stdout=log, stderr=subprocess.STDOUT)
+        # The bound address comes from the server's log.
         deadline = time.monotonic() + 20
-        address = None
-        while address is None:
-            assert process.poll() is None, f"the server exited: {log_path.read_text()}"
-            assert time.monotonic() < deadline, f"no listening line: {log_path.read_text()}"
-            for line in log_path.read_text().splitlines():
+        while True:
+            log = self.log_path.read_text()
+            assert self.process.poll() is None, f"the server exited: {log}"
+            assert time.monotonic() < deadline, f"no listening line: {log}"
+            for line in log.splitlines():
                 try:
                     entry = json.loads(line)
                 except ValueError:
                     continue
                 if entry.get("message", "").endswith("listening"):
-                    address = entry["address"]
+                    self.address = entry["address"]
+                    return
             time.sleep(0.05)
-        yield f"http://{address}"
+
+    def stop(self):
+        if self.process is not None:
+            self.process.terminate()
+            self.process.wait(timeout=10)
+            self.process = None
+
+    def restart(self):
+        self.stop()
+        self.start()
+
+
+@pytest.fixture
+def live_server(tmp_path):
+    """A running server, to stop and restart."""
+    server = Server(tmp_path)
+    server.start()
+    try:
+        yield server
     finally:
-        process.terminate()
-        process.wait(timeout=10)
+        server.stop()
+
+
+@pytest.fixture
+def server(live_server):
+    """The running server's base URL."""
+    return live_server.url
+
+
+def register_relay(server: str, relay_id: str, region: str):
+    body = json.dumps({"relay_id": relay_id, "public_ip": "198.51.100.1",
+                       "port": 51820, "region": region}).encode()
+    request = urllib.request.Request(
+        f"{server}/relays", data=body, method="POST",
+        headers={"Authorization": f"Bearer {RELAY_KEY}",
+                 "Content-Type": "application/json"})
+    urllib.request.urlopen(request).read()
 
 
 def run(coroutine):
@@ -160,17 +211,8 @@ def test_every_party_method(server):
 
 
 def test_relays(server):
-    def register(relay_id, region):
-        body = json.dumps({"relay_id": relay_id, "public_ip": "198.51.100.1",
-                           "port": 51820, "region": region}).encode()
-        request = urllib.request.Request(
-            f"{server}/relays", data=body, method="POST",
-            headers={"Authorization": f"Bearer {RELAY_KEY}",
-                     "Content-Type": "application/json"})
-        urllib.request.urlopen(request).read()
-
-    register("relay-b", "us")
-    register("relay-a", "eu")
+    register_relay(server, "relay-b", "us")
+    register_relay(server, "relay-a", "eu")
 
     async def main():
         async with client(server, peer_id="alice") as alice:
@@ -389,4 +431,169 @@ def test_party_manager_flow(server):
         assert await host.leave() == "party_deleted"
         await host.stop()
         await guest.stop()
+    run(main())
+
+
+def test_capabilities_the_server_announces(server):
+    register_relay(server, "relay-eu", "eu")
+
+    async def main():
+        async with client(server, peer_id="alice") as alice, \
+                client(server, peer_id="bob") as bob, \
+                client(server, peer_id="carol") as carol:
+            assert set(await alice.features()) >= {
+                "invites", "host-migration", "relay-choice", "path-plan"}
+
+            party = await alice.register_party(
+                None, "LAN", peer("alice", 1), settings={"host_policy": "migrate"})
+            party_id = party["party_id"]
+            assert (await alice.get_settings(party_id))["settings"]["host_policy"] == "migrate"
+            changed = await alice.update_settings(party_id, {"join_policy": "invite"})
+            assert changed["settings"]["join_policy"] == "invite"
+
+            # Invite-only: a plain join is refused, a code admits.
+            with pytest.raises(ControlPlaneError) as refused:
+                await bob.join_party(party_id, peer("bob", 2))
+            assert refused.value.status == 403
+            invite = await alice.create_invite(party_id, max_uses=1, ttl_secs=600)
+            assert [i["nameplate"] for i in await alice.list_invites(party_id)] == \
+                [invite["nameplate"]]
+            preview = await bob.preview_invite(invite["code"].lower().replace("-", " "))
+            assert preview["party_id"] == party_id and preview["uses_left"] == 1
+            joined = await bob.join_by_code(invite["code"], peer("bob", 2))
+            assert set(joined["peers"]) == {"alice", "bob"}
+            with pytest.raises(ControlPlaneError) as used_up:
+                await carol.join_by_code(invite["code"], peer("carol", 3))
+            assert used_up.value.status == 404
+            second = await alice.create_invite(party_id)
+            await alice.revoke_invite(party_id, second["nameplate"])
+            assert await alice.list_invites(party_id) == []
+
+            # Host authority: a stale epoch is refused, then the transfer.
+            details = await alice.get_party_details(party_id)
+            epoch = details["host_epoch"]
+            with pytest.raises(ControlPlaneError) as stale:
+                await alice.transfer_host(party_id, "bob", expected_epoch=epoch + 1)
+            assert stale.value.status == 409
+            moved = await alice.transfer_host(party_id, "bob", expected_epoch=epoch)
+            assert moved["party"]["host_id"] == "bob" and moved["host_epoch"] == epoch + 1
+            kicked = await bob.kick(party_id, "alice", ban=True)
+            assert kicked["banned"] is True
+            assert set(await bob.get_peers(party_id)) == {"bob"}
+
+            # Relay choice: one measured member gives a recommendation.
+            answer = await bob.report_relay_rtts(party_id, {"relay-eu": 20.5, "gone": None})
+            assert answer["ignored"] == ["gone"]
+            deadline = time.monotonic() + 10
+            while (choice := await bob.get_relay_recommendation(party_id))["relay"] is None:
+                assert time.monotonic() < deadline, choice
+                await asyncio.sleep(0.2)
+            assert choice["relay"]["relay_id"] == "relay-eu" and choice["reason"]
+
+            # Path plan: reports are taken; the plan is per pair.
+            await bob.report_nat(party_id, {"mapping": "endpoint_independent",
+                                            "filtering": "address_dependent"})
+            await bob.update_settings(party_id, {"join_policy": "open"})
+            await carol.join_party(party_id, peer("carol", 3))
+            await bob.report_paths(party_id, [{"peer_id": "carol", "outcome": "direct",
+                                               "rtt_ms": 12.0}])
+            plan = await bob.get_path_plan(party_id)
+            assert plan["party_id"] == party_id
+            assert [(p["a"], p["b"]) for p in plan["pairs"]] == [("bob", "carol")]
+            assert plan["pairs"][0]["plan"] in {"lan", "direct", "attempt", "relay"}
+            with pytest.raises(ControlPlaneError) as bad:
+                await bob.report_paths(party_id, [{"peer_id": "nobody", "outcome": "sideways"}])
+            assert bad.value.status == 422
+    run(main())
+
+
+def test_events_resume_across_a_server_restart(live_server):
+    async def main():
+        url = live_server.url
+        async with client(url, peer_id="alice") as alice, \
+                client(url, peer_id="bob", events=False) as bob:
+            events = await alice.events()
+            party = await alice.register_party(None, "LAN", peer("alice", 1))
+            party_id = party["party_id"]
+            await bob.join_party(party_id, peer("bob", 2))
+            first = await next_event(
+                events, lambda e: e.type == "peer_joined" and e.peer["peer_id"] == "bob")
+
+            await asyncio.to_thread(live_server.restart)
+            assert live_server.url == url
+            # Bob leaves while Alice's socket may still be down: resume
+            # replays what she missed, in order, with nothing lost.
+            assert await bob.leave_party(party_id, "bob") == "left"
+            seen = []
+            left = await next_event(
+                events, lambda e: seen.append(e) or e.type == "peer_left", timeout=30)
+            assert left.peer_id == "bob"
+            kinds = [e.type for e in seen]
+            assert "reconnecting" in kinds or "disconnected" in kinds, kinds
+            assert "lagged" not in kinds
+            # Every party event after the first join, each once, no gap.
+            seqs = [e.seq for e in seen if e.seq is not None]
+            assert seqs == list(range(first.seq + 1, left.seq + 1)), (kinds, seqs)
+
+            # The party is still hers after the restart.
+            assert set(await alice.get_peers(party_id)) == {"alice"}
+    run(main())
+
+
+def test_local_fallback(tmp_path):
+    async def main():
+        state = tmp_path / "lanrage"
+        state.mkdir()
+        # No server configured: the local plane, saying so.
+        alice = await create_control_plane(None, "alice", state_dir=state)
+        assert isinstance(alice, LocalControlPlaneClient)
+        assert alice.fallback_reason == "no server configured"
+        # A server that does not answer: the local plane too, quickly.
+        started = time.monotonic()
+        bob = await create_control_plane("http://127.0.0.1:9", "bob", state_dir=state,
+                                         first_contact_timeout=2.0, connect_timeout=1.0)
+        assert time.monotonic() - started < 10
+        assert isinstance(bob, LocalControlPlaneClient)
+        assert "unreachable" in bob.fallback_reason
+
+        party = await alice.register_party(None, "LAN", peer("alice", 1))
+        assert set(party) == PARTY_KEYS
+        party_id = party["party_id"]
+        await alice.flush()
+        # Instances sharing the folder see each other's parties.
+        assert party_id in [p["party"]["party_id"] for p in await bob.discover_parties()]
+        joined = await bob.join_party(party_id, peer("bob", 2))
+        assert set(joined["peers"]) == {"alice", "bob"}
+        assert (await bob.discover_peer(party_id, "alice"))["public_key"] == key(1)
+        await bob.send_signal(party_id, "alice", {"type": "offer"})
+        await bob.flush()
+        signals = await alice.poll_signals(party_id)
+        assert [s["signal_data"] for s in signals] == [{"type": "offer"}]
+        assert await alice.list_relays() == []
+
+        with pytest.raises(ControlPlaneError) as refused:
+            await bob.heartbeat(party_id, "alice")
+        assert refused.value.status == 403
+        with pytest.raises(ControlPlaneError) as missing:
+            await bob.get_party("no-such-party")
+        assert missing.value.status == 404
+
+        assert await bob.leave_party(party_id, "bob") == "left"
+        await alice.close()
+        await bob.close()
+    run(main())
+
+
+def test_create_control_plane_chooses_a_server_that_answers(server):
+    async def main():
+        plane = await create_control_plane(server, "alice", state_dir=None,
+                                           request_timeout=5.0)
+        assert isinstance(plane, RemoteControlPlaneClient)
+        assert plane.peer_id == "alice"
+        party = await plane.register_party(None, "LAN", peer("alice", 1))
+        assert (await plane.get_party(party["party_id"]))["host_id"] == "alice"
+        await plane.close()
+        with pytest.raises(ControlPlaneError) as bad:
+            await create_control_plane(server, "not a valid id")
+        assert bad.value.status == 422
     run(main())
