@@ -468,3 +468,19 @@ fn running_out_of_descriptors_recovers_once_timeouts_free_them() {
     let (code, _) = server.terminate();
     assert_eq!(code, Some(0));
 }
+
+#[test]
+fn text_logs_into_a_pipe_carry_no_colour_codes() {
+    let (_dir, db_url) = fresh_database();
+    let server = spawn(&db_url, &[("LANRAGE_LOG_FORMAT", "text")]);
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let line = loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let line = server.lines.recv_timeout(left).expect("a log line");
+        if line.contains("listening") {
+            break line;
+        }
+    };
+    assert!(!line.contains('\u{1b}'), "{line:?}");
+    server.terminate();
+}

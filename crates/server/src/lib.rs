@@ -14,6 +14,7 @@ pub mod events;
 pub mod http;
 pub mod metrics;
 pub mod net;
+pub mod process;
 pub mod service;
 pub mod store;
 pub mod telemetry;

@@ -54,6 +54,13 @@ pub struct Metrics {
     /// counts them by route).
     requests_answered: Counter,
     started: std::time::Instant,
+    process_cpu: Counter<f64, std::sync::atomic::AtomicU64>,
+    /// The CPU time already counted into `process_cpu`.
+    process_cpu_seen: parking_lot::Mutex<f64>,
+    process_resident: Gauge,
+    process_threads: Gauge,
+    process_open_fds: Gauge,
+    process_max_fds: Gauge,
 }
 
 impl Default for Metrics {
@@ -85,6 +92,12 @@ impl Default for Metrics {
             db_errors: Family::default(),
             requests_answered: Counter::default(),
             started: std::time::Instant::now(),
+            process_cpu: Counter::default(),
+            process_cpu_seen: parking_lot::Mutex::new(0.0),
+            process_resident: Gauge::default(),
+            process_threads: Gauge::default(),
+            process_open_fds: Gauge::default(),
+            process_max_fds: Gauge::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -96,6 +109,31 @@ impl Default for Metrics {
             "http_request_duration_seconds",
             "HTTP request latency by route",
             metrics.http_duration.clone(),
+        );
+        registry.register(
+            "process_cpu_seconds",
+            "CPU time (user and system) the server process used",
+            metrics.process_cpu.clone(),
+        );
+        registry.register(
+            "process_resident_memory_bytes",
+            "Resident memory of the server process",
+            metrics.process_resident.clone(),
+        );
+        registry.register(
+            "process_threads",
+            "Threads of the server process",
+            metrics.process_threads.clone(),
+        );
+        registry.register(
+            "process_open_fds",
+            "Open file descriptors (connections, database files, sockets)",
+            metrics.process_open_fds.clone(),
+        );
+        registry.register(
+            "process_max_fds",
+            "The process's limit on open file descriptors (-1: unlimited); new connections fail at it",
+            metrics.process_max_fds.clone(),
         );
         registry.register(
             "connections",
@@ -232,6 +270,20 @@ impl Metrics {
         self.http_duration
             .get_or_create(&vec![("route", route.to_owned())])
             .observe(seconds);
+    }
+
+    /// Records a reading of the process (at scrape time).
+    pub fn observe_process(&self, stats: &crate::process::ProcessStats) {
+        let gauge = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
+        let mut seen = self.process_cpu_seen.lock();
+        if stats.cpu_seconds > *seen {
+            self.process_cpu.inc_by(stats.cpu_seconds - *seen);
+            *seen = stats.cpu_seconds;
+        }
+        self.process_resident.set(gauge(stats.resident_bytes));
+        self.process_threads.set(gauge(stats.threads));
+        self.process_open_fds.set(gauge(stats.open_fds));
+        self.process_max_fds.set(stats.max_fds.map_or(-1, gauge));
     }
 
     /// HTTP requests answered since the server started.

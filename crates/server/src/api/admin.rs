@@ -22,7 +22,8 @@ use crate::{
     http::{
         error::{ApiError, ApiResult},
         openapi::{
-            BodyErrors, Forbidden, MemberPath, NotFound, PartyPath, ServiceErrors, Unauthorized,
+            BodyErrors, Forbidden, Invalid, MemberPath, NotFound, PartyPath, ServiceErrors,
+            Unauthorized,
         },
     },
     service::{Left, Service},
@@ -35,7 +36,7 @@ pub fn router() -> OpenApiRouter<Service> {
         .routes(routes!(remove_member))
         .routes(routes!(relays))
         .routes(routes!(deregister_relay))
-        .routes(routes!(stats))
+        .routes(routes!(server_stats))
         .routes(routes!(revoke))
         .routes(routes!(unban))
 }
@@ -67,7 +68,7 @@ struct PageQuery {
         (status = 200, description = "A page of parties.", body = AdminPartiesResponse),
         (status = 401, response = inline(Unauthorized)),
         (status = 403, response = inline(Forbidden)),
-        (status = 422, description = "`limit` out of range, or an unknown parameter."),
+        (status = 422, response = inline(Invalid)),
         ServiceErrors,
     )
 )]
@@ -260,7 +261,10 @@ async fn deregister_relay(
         ServiceErrors,
     )
 )]
-async fn stats(State(service): State<Service>, _admin: Admin) -> ApiResult<Json<AdminStats>> {
+async fn server_stats(
+    State(service): State<Service>,
+    _admin: Admin,
+) -> ApiResult<Json<AdminStats>> {
     Ok(Json(service.admin_stats().await?))
 }
 

@@ -32,6 +32,9 @@ pub fn router() -> OpenApiRouter<Service> {
     OpenApiRouter::new()
         .routes(routes!(openapi_json))
         .routes(routes!(page))
+        // The same page under the address people also type; one entry in
+        // the document is enough.
+        .route("/docs/", axum::routing::get(page))
         .routes(routes!(asset))
 }
 
@@ -77,11 +80,13 @@ async fn page() -> ApiResult<Response> {
     let index = file("index.html")?;
     // The page links its assets relatively; served at `/docs` (no slash),
     // they must resolve under `/docs/`.
-    let html = String::from_utf8_lossy(&index.bytes).replacen(
-        "<head>",
-        "<head>\n    <base href=\"/docs/\">",
-        1,
-    );
+    let html = String::from_utf8_lossy(&index.bytes)
+        .replacen("<head>", "<head>\n    <base href=\"/docs/\">", 1)
+        .replacen(
+            "<title>Swagger UI</title>",
+            "<title>LANrage control plane API</title>",
+            1,
+        );
     Ok(([(header::CONTENT_TYPE, "text/html; charset=utf-8")], html).into_response())
 }
 

@@ -44,6 +44,9 @@ async fn render(State(service): State<Service>) -> Response {
         metrics.relays.set(gauge(counts.relays));
     }
     metrics.observe_pools(&service.pool_states());
+    if let Some(process) = crate::process::read() {
+        metrics.observe_process(&process);
+    }
     ([(header::CONTENT_TYPE, OPENMETRICS)], metrics.render()).into_response()
 }
 

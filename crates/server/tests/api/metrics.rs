@@ -162,3 +162,16 @@ async fn metrics_can_live_on_their_own_address() {
     stop.send(()).unwrap();
     running.await.unwrap().unwrap();
 }
+
+#[tokio::test]
+async fn the_process_reports_cpu_memory_threads_and_descriptors() {
+    let app = spawn_app().await;
+    let text = scrape(&app).await;
+    assert!(value(&text, "lanrage_process_resident_memory_bytes ") > 0.0);
+    assert!(value(&text, "lanrage_process_threads ") >= 1.0);
+    let open = value(&text, "lanrage_process_open_fds ");
+    assert!(open >= 3.0, "{text}");
+    let max = value(&text, "lanrage_process_max_fds ");
+    assert!(max == -1.0 || max >= open, "{text}");
+    assert!(value(&text, "lanrage_process_cpu_seconds_total ") >= 0.0);
+}

@@ -288,3 +288,30 @@ async fn metrics_on_their_own_address_leave_the_document() {
     let operations = operations(&document(&app).await);
     assert!(!operations.contains(&("GET".into(), "/metrics".into())));
 }
+
+#[tokio::test]
+async fn every_operation_id_is_unique() {
+    let app = spawn_app().await;
+    let document = document(&app).await;
+    let mut ids = BTreeSet::new();
+    for (path, item) in document["paths"].as_object().unwrap() {
+        for (method, operation) in item.as_object().unwrap() {
+            let id = operation["operationId"]
+                .as_str()
+                .unwrap_or_else(|| panic!("{method} {path} has no operationId"));
+            assert!(ids.insert(id.to_owned()), "{id} names two operations");
+        }
+    }
+    assert!(ids.contains("auth_register") && ids.contains("relays_register"));
+}
+
+#[tokio::test]
+async fn the_docs_page_is_titled_and_served_with_a_trailing_slash_too() {
+    let app = spawn_app().await;
+    let page = app.get_page("/docs", "text/html").await;
+    assert!(
+        page.contains("<title>LANrage control plane API</title>"),
+        "{page}"
+    );
+    assert_eq!(app.get_page("/docs/", "text/html").await, page);
+}
