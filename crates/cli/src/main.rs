@@ -1,16 +1,18 @@
 //! `lanrage-control`: the LANrage control plane server and its command line.
 
 mod commands;
+mod packaging;
 
 use std::process::ExitCode;
 
+use anyhow::Context as _;
 use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 use lanrage_server::{Config, Server, telemetry};
 
 #[derive(Debug, Parser)]
 #[command(
     name = "lanrage-control",
-    version,
+    version = packaging::VERSION,
     about = "LANrage control plane: rendezvous server for LAN-party mesh VPNs"
 )]
 struct Cli {
@@ -36,6 +38,8 @@ enum Command {
     Relay(commands::relay::RelayArgs),
     /// Log out (revoke the kept token), or rotate the peer's WireGuard key.
     Auth(commands::auth::AuthArgs),
+    /// Print the version and the git commit this binary was built from.
+    Version(packaging::VersionArgs),
 }
 
 fn main() -> ExitCode {
@@ -68,15 +72,15 @@ fn main() -> ExitCode {
     // Client options written before the group (`--server URL party show`)
     // count as if written after it, unless the same option is also there.
     let leading = std::mem::take(&mut cli.leading);
-    if let Some((_, group)) = matches.subcommand() {
+    if let Some((name, group)) = matches.subcommand() {
         match &mut cli.command {
-            Command::Serve(_) if !leading.is_empty() => {
+            Command::Serve(_) | Command::Version(_) if !leading.is_empty() => {
                 eprintln!(
-                    "error: --server, --peer-id, --registration-key and --json before the command are for client commands, not serve"
+                    "error: --server, --peer-id, --registration-key and --json before the command are for client commands, not {name}"
                 );
                 return ExitCode::from(2);
             }
-            Command::Serve(_) => {}
+            Command::Serve(_) | Command::Version(_) => {}
             Command::Party(args) => args.client = leading.merge_into(args.client.clone(), group),
             Command::Signal(args) => {
                 args.client = leading.merge_into(args.client.clone(), group);
@@ -99,22 +103,14 @@ fn main() -> ExitCode {
         eprintln!("error: {error}");
         return ExitCode::from(2);
     }
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(runtime) => runtime,
-        Err(error) => {
-            eprintln!("error: cannot start the async runtime: {error}");
-            return ExitCode::FAILURE;
-        }
-    };
     let result = match cli.command {
-        Command::Serve(config) => runtime.block_on(serve(*config)),
-        Command::Party(args) => runtime.block_on(commands::party::run(args)),
-        Command::Signal(args) => runtime.block_on(commands::signal::run(args)),
-        Command::Relay(args) => runtime.block_on(commands::relay::run(args)),
-        Command::Auth(args) => runtime.block_on(commands::auth::run(args)),
+        Command::Serve(config) => block_on(serve(*config)),
+        Command::Party(args) => block_on(commands::party::run(args)),
+        Command::Signal(args) => block_on(commands::signal::run(args)),
+        Command::Relay(args) => block_on(commands::relay::run(args)),
+        Command::Auth(args) => block_on(commands::auth::run(args)),
+        // The rest only print: no runtime, no network.
+        Command::Version(args) => packaging::version(&args).map_err(Into::into),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -125,6 +121,15 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// Runs `future` to completion on a multi-threaded runtime of its own.
+fn block_on(future: impl Future<Output = anyhow::Result<()>>) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(future)
 }
 
 async fn serve(config: Config) -> anyhow::Result<()> {
