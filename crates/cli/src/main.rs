@@ -40,6 +40,11 @@ enum Command {
     Auth(commands::auth::AuthArgs),
     /// Print the version and the git commit this binary was built from.
     Version(packaging::VersionArgs),
+    /// Print a shell completion script to stdout.
+    Completions(packaging::CompletionsArgs),
+    /// Write the man page (roff) to stdout, or every command's page to a
+    /// folder.
+    Man(packaging::ManArgs),
 }
 
 fn main() -> ExitCode {
@@ -74,13 +79,16 @@ fn main() -> ExitCode {
     let leading = std::mem::take(&mut cli.leading);
     if let Some((name, group)) = matches.subcommand() {
         match &mut cli.command {
-            Command::Serve(_) | Command::Version(_) if !leading.is_empty() => {
+            Command::Serve(_) | Command::Version(_) | Command::Completions(_) | Command::Man(_)
+                if !leading.is_empty() =>
+            {
                 eprintln!(
                     "error: --server, --peer-id, --registration-key and --json before the command are for client commands, not {name}"
                 );
                 return ExitCode::from(2);
             }
-            Command::Serve(_) | Command::Version(_) => {}
+            Command::Serve(_) | Command::Version(_) | Command::Completions(_) | Command::Man(_) => {
+            }
             Command::Party(args) => args.client = leading.merge_into(args.client.clone(), group),
             Command::Signal(args) => {
                 args.client = leading.merge_into(args.client.clone(), group);
@@ -111,6 +119,10 @@ fn main() -> ExitCode {
         Command::Auth(args) => block_on(commands::auth::run(args)),
         // The rest only print: no runtime, no network.
         Command::Version(args) => packaging::version(&args).map_err(Into::into),
+        Command::Completions(args) => {
+            packaging::completions(&args, Cli::command()).map_err(Into::into)
+        }
+        Command::Man(args) => packaging::man(&args, Cli::command()),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,10 +1,12 @@
-//! What packagers and operators need from the binary itself, generated
-//! from the command line's own definitions: the version and the git commit
-//! it was built from.
+//! What packagers and operators install beside the binary: the version and
+//! commit, shell completions and man pages, each generated from the command
+//! line's own definitions so none can drift from what the binary accepts.
 
-use std::io::Write;
+use std::{io::Write, path::PathBuf};
 
+use anyhow::Context as _;
 use clap::Args;
+use clap_complete::Shell;
 use serde::Serialize;
 
 /// The version and the commit it was built from (`unknown` when the build
@@ -42,5 +44,60 @@ pub fn version(args: &VersionArgs) -> std::io::Result<()> {
         writeln!(std::io::stdout().lock(), "{body}")
     } else {
         writeln!(std::io::stdout().lock(), "{BIN} {VERSION}")
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct CompletionsArgs {
+    /// The shell to complete in.
+    #[arg(value_enum)]
+    pub shell: Shell,
+}
+
+#[derive(Debug, Args)]
+pub struct ManArgs {
+    /// Write a page for every command (lanrage-control.1,
+    /// lanrage-control-serve.1, …) into this folder instead of the main
+    /// page to stdout.
+    #[arg(long, value_name = "DIR")]
+    pub out_dir: Option<PathBuf>,
+}
+
+pub fn completions(args: &CompletionsArgs, mut command: clap::Command) -> std::io::Result<()> {
+    // clap_complete's `generate` panics on a write error; rendering into
+    // memory first keeps a closed pipe an error like any other.
+    let mut script = Vec::new();
+    clap_complete::generate(args.shell, &mut command, BIN, &mut script);
+    let mut script = String::from_utf8_lossy(&script).into_owned();
+    if args.shell == Shell::Bash {
+        script = mend_bash(&script);
+    }
+    std::io::stdout().lock().write_all(script.as_bytes())
+}
+
+/// clap_complete's bash script names each subcommand's state one way where
+/// it tracks the words typed (`lanrage__control__subcmd__serve`) and
+/// another in the `case` arms that offer its options
+/// (`lanrage__subcmd__control__subcmd__serve`) when the binary's name holds
+/// a hyphen, so nothing past the subcommand would complete
+/// (clap-rs/clap#6421, open in 4.6.12). The arms are renamed to the
+/// tracked spelling; once clap spells them alike, there is nothing to
+/// rename.
+fn mend_bash(script: &str) -> String {
+    let wrong = format!("{}__subcmd__", BIN.replace('-', "__subcmd__"));
+    let right = format!("{}__subcmd__", BIN.replace('-', "__"));
+    script.replace(&wrong, &right)
+}
+
+pub fn man(args: &ManArgs, command: clap::Command) -> anyhow::Result<()> {
+    match &args.out_dir {
+        Some(dir) => std::fs::create_dir_all(dir)
+            .and_then(|()| clap_mangen::generate_to(command, dir))
+            .with_context(|| format!("cannot write the man pages into {}", dir.display())),
+        None => {
+            let mut page = Vec::new();
+            clap_mangen::Man::new(command).render(&mut page)?;
+            Ok(std::io::stdout().lock().write_all(&page)?)
+        }
     }
 }

@@ -1,9 +1,14 @@
-//! What the binary says about itself: its version and the commit it was
-//! built from.
+//! What is installed beside the binary, from the binary itself: version and
+//! commit, shell completions that complete in real shells, and man pages.
+//!
+//! zsh, fish and groff are used when installed; with
+//! `LANRAGE_REQUIRE_TOOLS=1` a missing one fails the test instead of being
+//! skipped.
 
 #![allow(clippy::unwrap_used)]
 
 use std::{
+    collections::BTreeSet,
     path::{Path, PathBuf},
     process::{Command, Output},
 };
@@ -36,6 +41,23 @@ fn stdout(output: &Output) -> String {
         String::from_utf8_lossy(&output.stderr)
     );
     String::from_utf8(output.stdout.clone()).unwrap()
+}
+
+/// Whether `program` can be run; when it cannot, the test says so and
+/// skips it, unless `LANRAGE_REQUIRE_TOOLS=1` makes that a failure.
+fn installed(program: &str) -> bool {
+    let found = Command::new(program)
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !found {
+        assert!(
+            std::env::var_os("LANRAGE_REQUIRE_TOOLS").is_none_or(|v| v != "1"),
+            "{program} is not installed and LANRAGE_REQUIRE_TOOLS=1"
+        );
+        eprintln!("SKIPPED: {program} is not installed");
+    }
+    found
 }
 
 /// The commit the build script should have found: the one it was told, or
@@ -83,4 +105,138 @@ fn version_names_the_version_and_the_commit() {
     );
     // Client options before a local command are refused, as before `serve`.
     assert_eq!(run(&["--json", "version"], &[]).status.code(), Some(2));
+}
+
+/// What `shell` completes for `line` with our script, one candidate each.
+fn complete(shell: &str, line: &str) -> BTreeSet<String> {
+    let dir = tempfile::tempdir().unwrap();
+    let script = stdout(&run(&["completions", shell], &[]));
+    let helpers = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/shells");
+    let output = match shell {
+        "bash" => {
+            let path = dir.path().join("lanrage-control.bash");
+            std::fs::write(&path, script).unwrap();
+            Command::new("bash")
+                .arg("--norc")
+                .arg(helpers.join("complete.bash"))
+                .args([path.as_os_str(), line.as_ref()])
+                .output()
+        }
+        "zsh" => {
+            // zsh finds completion functions by file name in its fpath.
+            std::fs::write(dir.path().join("_lanrage-control"), script).unwrap();
+            Command::new("timeout")
+                .args(["30", "zsh", "-f"])
+                .arg(helpers.join("complete.zsh"))
+                .args([dir.path().as_os_str(), line.as_ref()])
+                .output()
+        }
+        "fish" => {
+            let path = dir.path().join("lanrage-control.fish");
+            std::fs::write(&path, script).unwrap();
+            Command::new("fish")
+                .args([
+                    "--no-config",
+                    "-c",
+                    "source $argv[1]; complete --do-complete $argv[2]",
+                ])
+                .args([path.as_os_str(), line.as_ref()])
+                .output()
+        }
+        _ => unreachable!("no helper for {shell}"),
+    }
+    .unwrap();
+    assert!(
+        output.status.success(),
+        "{shell} on {line:?}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout)
+        .lines()
+        // fish prints a description after a tab.
+        .map(|l| l.split('\t').next().unwrap_or_default().trim().to_owned())
+        .filter(|l| !l.is_empty())
+        .collect()
+}
+
+#[test]
+fn completions_complete_commands_options_and_values() {
+    for shell in ["bash", "zsh", "fish"] {
+        if !installed(shell) {
+            continue;
+        }
+        let got = complete(shell, "lanrage-control ser");
+        assert!(got.contains("serve"), "{shell}: {got:?}");
+
+        // Past the subcommand: what clap-rs/clap#6421 broke in bash.
+        let got = complete(shell, "lanrage-control serve --sqlite-s");
+        assert!(got.contains("--sqlite-synchronous"), "{shell}: {got:?}");
+
+        let got = complete(shell, "lanrage-control serve --sqlite-synchronous ");
+        assert_eq!(
+            got,
+            BTreeSet::from(["full".to_owned(), "normal".to_owned()]),
+            "{shell}"
+        );
+
+        // clap_complete's fish script completes options' values but not
+        // positional ones.
+        if shell != "fish" {
+            let got = complete(shell, "lanrage-control completions ");
+            for name in ["bash", "zsh", "fish"] {
+                assert!(got.contains(name), "{shell}: {got:?}");
+            }
+        }
+    }
+}
+
+/// The environment variable of every setting of `serve`.
+fn settings() -> BTreeSet<String> {
+    let serve = <lanrage_server::Config as clap::Args>::augment_args(clap::Command::new("serve"));
+    serve
+        .get_arguments()
+        .filter_map(|arg| arg.get_env())
+        .map(|env| env.to_string_lossy().into_owned())
+        .collect()
+}
+
+#[test]
+fn man_pages_render_and_document_every_setting() {
+    let page = stdout(&run(&["man"], &[]));
+    assert!(page.contains(".TH lanrage-control 1"), "{page}");
+    assert!(page.contains(&format!("commit {}", expected_commit())));
+
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("man1");
+    stdout(&run(&["man", "--out-dir", out.to_str().unwrap()], &[]));
+    for page in [
+        "lanrage-control.1",
+        "lanrage-control-serve.1",
+        "lanrage-control-version.1",
+        "lanrage-control-party-join.1",
+    ] {
+        assert!(out.join(page).is_file(), "{page} missing");
+    }
+    let serve = std::fs::read_to_string(out.join("lanrage-control-serve.1")).unwrap();
+    for setting in settings() {
+        assert!(serve.contains(&setting), "{setting} not in the serve page");
+    }
+
+    if installed("groff") {
+        for entry in std::fs::read_dir(&out).unwrap() {
+            let path = entry.unwrap().path();
+            let output = Command::new("groff")
+                // -k: through preconv, as man reads pages (UTF-8 text).
+                .args(["-k", "-man", "-ww", "-z"])
+                .arg(&path)
+                .output()
+                .unwrap();
+            assert!(
+                output.status.success() && output.stderr.is_empty(),
+                "{}: {}",
+                path.display(),
+                String::from_utf8_lossy(&output.stderr)
+            );
+        }
+    }
 }
