@@ -45,11 +45,24 @@ enum Command {
     /// Write the man page (roff) to stdout, or every command's page to a
     /// folder.
     Man(packaging::ManArgs),
+    /// The server's settings: an example environment file, or a check of
+    /// the settings `serve` would run with.
+    Config(packaging::ConfigArgs),
+}
+
+/// Whether `args` run a command that reads `serve`'s settings, which a
+/// `--config` file may hold: `serve` and `config check`.
+fn reads_serve_settings(args: &[std::ffi::OsString]) -> bool {
+    match args.get(1).and_then(|a| a.to_str()) {
+        Some("serve") => true,
+        Some("config") => args.get(2).is_some_and(|a| a == "check"),
+        _ => false,
+    }
 }
 
 fn main() -> ExitCode {
     let mut args: Vec<std::ffi::OsString> = std::env::args_os().collect();
-    if args.get(1).is_some_and(|command| command == "serve") {
+    if reads_serve_settings(&args) {
         // `serve --config FILE`: the file's settings, under flags and
         // environment variables.
         args = match lanrage_server::config_file::with_config_file(args, |name| {
@@ -79,7 +92,11 @@ fn main() -> ExitCode {
     let leading = std::mem::take(&mut cli.leading);
     if let Some((name, group)) = matches.subcommand() {
         match &mut cli.command {
-            Command::Serve(_) | Command::Version(_) | Command::Completions(_) | Command::Man(_)
+            Command::Serve(_)
+            | Command::Version(_)
+            | Command::Completions(_)
+            | Command::Man(_)
+            | Command::Config(_)
                 if !leading.is_empty() =>
             {
                 eprintln!(
@@ -87,8 +104,11 @@ fn main() -> ExitCode {
                 );
                 return ExitCode::from(2);
             }
-            Command::Serve(_) | Command::Version(_) | Command::Completions(_) | Command::Man(_) => {
-            }
+            Command::Serve(_)
+            | Command::Version(_)
+            | Command::Completions(_)
+            | Command::Man(_)
+            | Command::Config(_) => {}
             Command::Party(args) => args.client = leading.merge_into(args.client.clone(), group),
             Command::Signal(args) => {
                 args.client = leading.merge_into(args.client.clone(), group);
@@ -99,7 +119,10 @@ fn main() -> ExitCode {
     }
     // The parser only turned text into values; whether the server can run
     // with them is decided here, before anything starts, as a usage error.
-    if let Command::Serve(config) = &cli.command
+    if let Command::Serve(config)
+    | Command::Config(packaging::ConfigArgs {
+        command: packaging::ConfigCommand::Check(config),
+    }) = &cli.command
         && let Err(error) = config.validate()
     {
         eprintln!("error: {error}");
@@ -123,6 +146,7 @@ fn main() -> ExitCode {
             packaging::completions(&args, Cli::command()).map_err(Into::into)
         }
         Command::Man(args) => packaging::man(&args, Cli::command()),
+        Command::Config(args) => packaging::config(&args, &Cli::command()).map_err(Into::into),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

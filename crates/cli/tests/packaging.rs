@@ -1,5 +1,7 @@
 //! What is installed beside the binary, from the binary itself: version and
-//! commit, shell completions that complete in real shells, and man pages.
+//! commit, shell completions that complete in real shells, man pages, and
+//! the example environment file, which must be what the binary generates
+//! and must load.
 //!
 //! zsh, fish and groff are used when installed; with
 //! `LANRAGE_REQUIRE_TOOLS=1` a missing one fails the test instead of being
@@ -213,6 +215,7 @@ fn man_pages_render_and_document_every_setting() {
         "lanrage-control.1",
         "lanrage-control-serve.1",
         "lanrage-control-version.1",
+        "lanrage-control-config-example.1",
         "lanrage-control-party-join.1",
     ] {
         assert!(out.join(page).is_file(), "{page} missing");
@@ -239,4 +242,128 @@ fn man_pages_render_and_document_every_setting() {
             );
         }
     }
+}
+
+const EXAMPLE: &str = "deploy/control.env.example";
+
+#[test]
+fn the_example_environment_file_is_what_config_example_prints() {
+    let committed = std::fs::read_to_string(workspace().join(EXAMPLE)).unwrap();
+
+    let generated = stdout(&run(&["config", "example"], &[]));
+
+    assert!(
+        committed == generated,
+        "{EXAMPLE} is not what `lanrage-control config example` prints now; \
+         regenerate it: cargo run -q -p lanrage-cli -- config example > {EXAMPLE}"
+    );
+}
+
+/// The example's lines as systemd's EnvironmentFile= reads them: the
+/// settings given, and the names of those commented out.
+fn read_environment_file(text: &str) -> (Vec<(String, String)>, Vec<String>) {
+    let (mut given, mut commented) = (Vec::new(), Vec::new());
+    let is_name = |name: &str| {
+        name.starts_with("LANRAGE_")
+            && name
+                .chars()
+                .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_')
+    };
+    for line in text.lines() {
+        if line.trim().is_empty() {
+            continue;
+        }
+        if let Some(comment) = line.strip_prefix('#') {
+            if let Some(name) = comment.strip_suffix('=')
+                && is_name(name)
+            {
+                commented.push(name.to_owned());
+            }
+            continue;
+        }
+        let (name, value) = line.split_once('=').unwrap_or_else(|| panic!("{line:?}"));
+        assert!(is_name(name), "{line:?}");
+        // Nothing systemd and a shell would read differently: no quotes,
+        // escapes, expansions or spaces.
+        assert!(
+            !value.is_empty()
+                && !value.contains(|c: char| c.is_whitespace() || "\"'\\$`;#".contains(c)),
+            "{line:?}"
+        );
+        given.push((name.to_owned(), value.to_owned()));
+    }
+    (given, commented)
+}
+
+#[test]
+fn the_example_environment_file_holds_every_setting_and_loads() {
+    let text = std::fs::read_to_string(workspace().join(EXAMPLE)).unwrap();
+    let (given, commented) = read_environment_file(&text);
+
+    let mut named: Vec<_> = given.iter().map(|(name, _)| name.clone()).collect();
+    named.extend(commented.iter().cloned());
+    let unique: BTreeSet<_> = named.iter().cloned().collect();
+    assert_eq!(unique.len(), named.len(), "a setting twice: {named:?}");
+    assert_eq!(unique, settings());
+    // Settings without a default stay commented out, and only those.
+    for optional in [
+        "LANRAGE_DATABASE_URL",
+        "LANRAGE_RELAY_KEY",
+        "LANRAGE_TLS_CERT",
+    ] {
+        assert!(commented.iter().any(|n| n == optional), "{optional}");
+    }
+    assert!(
+        given
+            .iter()
+            .any(|(n, v)| n == "LANRAGE_LISTEN" && v == "127.0.0.1:8667")
+    );
+
+    let output = run(&["config", "check"], &given);
+    assert_eq!(stdout(&output), "settings accepted\n");
+
+    // The check reads the environment: one value out of range fails it.
+    let mut broken = given.clone();
+    for (name, value) in &mut broken {
+        if name == "LANRAGE_PEER_TIMEOUT_SECS" {
+            *value = "0".to_owned();
+        }
+    }
+    let output = run(&["config", "check"], &broken);
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("LANRAGE_PEER_TIMEOUT_SECS"), "{stderr}");
+}
+
+#[test]
+fn config_check_reads_the_config_file_and_flags_as_serve_does() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("control.toml");
+    std::fs::write(&file, "peer-timeout-secs = 0\n").unwrap();
+    let file = file.to_str().unwrap();
+
+    let output = run(&["config", "check", "--config", file], &[]);
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("--peer-timeout-secs"), "{stderr}");
+
+    // A flag overrides the file, as for serve.
+    let output = run(
+        &[
+            "config",
+            "check",
+            "--config",
+            file,
+            "--peer-timeout-secs",
+            "60",
+        ],
+        &[],
+    );
+    assert_eq!(stdout(&output), "settings accepted\n");
+
+    let output = run(
+        &["config", "check", "--tls-cert", "/only/the/cert.pem"],
+        &[],
+    );
+    assert_eq!(output.status.code(), Some(2));
 }
