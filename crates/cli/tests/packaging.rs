@@ -4,8 +4,8 @@
 //! and must load.
 //!
 //! zsh, fish and groff are used when installed; with
-//! `LANRAGE_REQUIRE_TOOLS=1` a missing one fails the test instead of being
-//! skipped.
+//! `LANRAGE_REQUIRE_TOOLS=1` (`.ci/deploy` installs them) a missing one
+//! fails the test instead of being skipped.
 
 #![allow(clippy::unwrap_used)]
 
