@@ -97,6 +97,33 @@ fn absolute(path: &str) -> PathBuf {
     }
 }
 
+/// Reruns this script when `path` changes, named relative to this crate's
+/// folder: cargo reuses a build for another copy of the workspace that
+/// shares its target folder (the build does not depend on where the tree
+/// is), and a relative path makes it look at that copy's git files, not
+/// those of the copy built first. The reverse is not caught: after a build
+/// without git, a checkout sharing the target folder keeps `unknown` until
+/// build.rs changes (`touch crates/cli/build.rs`).
 fn watch(path: &Path) {
+    let relative = std::env::var_os("CARGO_MANIFEST_DIR")
+        .and_then(|manifest| PathBuf::from(manifest).canonicalize().ok())
+        .zip(path.canonicalize().ok())
+        .map(|(base, path)| relative_to(&base, &path));
+    let path = relative.as_deref().unwrap_or(path);
     println!("cargo:rerun-if-changed={}", path.display());
+}
+
+/// `path` as seen from `base`, both absolute and canonical.
+fn relative_to(base: &Path, path: &Path) -> PathBuf {
+    let base: Vec<_> = base.components().collect();
+    let path: Vec<_> = path.components().collect();
+    let common = base.iter().zip(&path).take_while(|(a, b)| a == b).count();
+    let mut relative = PathBuf::new();
+    for _ in common..base.len() {
+        relative.push("..");
+    }
+    for component in &path[common..] {
+        relative.push(component);
+    }
+    relative
 }
