@@ -4,7 +4,7 @@
 //! and must load.
 //!
 //! zsh, fish and groff are used when installed; with
-//! `LANRAGE_REQUIRE_TOOLS=1` (`.ci/deploy` installs them) a missing one
+//! `LANRAGE_REQUIRE_TOOLS=1` (`.ci/packaging` installs them) a missing one
 //! fails the test instead of being skipped.
 
 #![allow(clippy::unwrap_used)]
