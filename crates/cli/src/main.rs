@@ -1,16 +1,18 @@
 //! `lanrage-control`: the LANrage control plane server and its command line.
 
 mod commands;
+mod packaging;
 
 use std::process::ExitCode;
 
+use anyhow::Context as _;
 use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 use lanrage_server::{Config, Server, telemetry};
 
 #[derive(Debug, Parser)]
 #[command(
     name = "lanrage-control",
-    version,
+    version = packaging::VERSION,
     about = "LANrage control plane: rendezvous server for LAN-party mesh VPNs"
 )]
 struct Cli {
@@ -40,11 +42,31 @@ enum Command {
     /// remove a member, list and deregister relays, revoke or ban a peer,
     /// the server's numbers.
     Admin(commands::admin::AdminArgs),
+    /// Print the version and the git commit this binary was built from.
+    Version(packaging::VersionArgs),
+    /// Print a shell completion script to stdout.
+    Completions(packaging::CompletionsArgs),
+    /// Write the man page (roff) to stdout, or every command's page to a
+    /// folder.
+    Man(packaging::ManArgs),
+    /// The server's settings: an example environment file, or a check of
+    /// the settings `serve` would run with.
+    Config(packaging::ConfigArgs),
+}
+
+/// Whether `args` run a command that reads `serve`'s settings, which a
+/// `--config` file may hold: `serve` and `config check`.
+fn reads_serve_settings(args: &[std::ffi::OsString]) -> bool {
+    match args.get(1).and_then(|a| a.to_str()) {
+        Some("serve") => true,
+        Some("config") => args.get(2).is_some_and(|a| a == "check"),
+        _ => false,
+    }
 }
 
 fn main() -> ExitCode {
     let mut args: Vec<std::ffi::OsString> = std::env::args_os().collect();
-    if args.get(1).is_some_and(|command| command == "serve") {
+    if reads_serve_settings(&args) {
         // `serve --config FILE`: the file's settings, under flags and
         // environment variables.
         args = match lanrage_server::config_file::with_config_file(args, |name| {
@@ -72,15 +94,25 @@ fn main() -> ExitCode {
     // Client options written before the group (`--server URL party show`)
     // count as if written after it, unless the same option is also there.
     let leading = std::mem::take(&mut cli.leading);
-    if let Some((_, group)) = matches.subcommand() {
+    if let Some((name, group)) = matches.subcommand() {
         match &mut cli.command {
-            Command::Serve(_) if !leading.is_empty() => {
+            Command::Serve(_)
+            | Command::Version(_)
+            | Command::Completions(_)
+            | Command::Man(_)
+            | Command::Config(_)
+                if !leading.is_empty() =>
+            {
                 eprintln!(
-                    "error: --server, --peer-id, --registration-key and --json before the command are for client commands, not serve"
+                    "error: --server, --peer-id, --registration-key and --json before the command are for client commands, not {name}"
                 );
                 return ExitCode::from(2);
             }
-            Command::Serve(_) => {}
+            Command::Serve(_)
+            | Command::Version(_)
+            | Command::Completions(_)
+            | Command::Man(_)
+            | Command::Config(_) => {}
             Command::Party(args) => args.client = leading.merge_into(args.client.clone(), group),
             Command::Signal(args) => {
                 args.client = leading.merge_into(args.client.clone(), group);
@@ -92,7 +124,10 @@ fn main() -> ExitCode {
     }
     // The parser only turned text into values; whether the server can run
     // with them is decided here, before anything starts, as a usage error.
-    if let Command::Serve(config) = &cli.command
+    if let Command::Serve(config)
+    | Command::Config(packaging::ConfigArgs {
+        command: packaging::ConfigCommand::Check(config),
+    }) = &cli.command
         && let Err(error) = config.validate()
     {
         eprintln!("error: {error}");
@@ -104,23 +139,20 @@ fn main() -> ExitCode {
         eprintln!("error: {error}");
         return ExitCode::from(2);
     }
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(runtime) => runtime,
-        Err(error) => {
-            eprintln!("error: cannot start the async runtime: {error}");
-            return ExitCode::FAILURE;
-        }
-    };
     let result = match cli.command {
-        Command::Serve(config) => runtime.block_on(serve(*config)),
-        Command::Party(args) => runtime.block_on(commands::party::run(args)),
-        Command::Signal(args) => runtime.block_on(commands::signal::run(args)),
-        Command::Relay(args) => runtime.block_on(commands::relay::run(args)),
-        Command::Auth(args) => runtime.block_on(commands::auth::run(args)),
-        Command::Admin(args) => runtime.block_on(commands::admin::run(args)),
+        Command::Serve(config) => block_on(serve(*config)),
+        Command::Party(args) => block_on(commands::party::run(args)),
+        Command::Signal(args) => block_on(commands::signal::run(args)),
+        Command::Relay(args) => block_on(commands::relay::run(args)),
+        Command::Auth(args) => block_on(commands::auth::run(args)),
+        Command::Admin(args) => block_on(commands::admin::run(args)),
+        // The rest only print: no runtime, no network.
+        Command::Version(args) => packaging::version(&args).map_err(Into::into),
+        Command::Completions(args) => {
+            packaging::completions(&args, Cli::command()).map_err(Into::into)
+        }
+        Command::Man(args) => packaging::man(&args, Cli::command()),
+        Command::Config(args) => packaging::config(&args, &Cli::command()).map_err(Into::into),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -131,6 +163,15 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// Runs `future` to completion on a multi-threaded runtime of its own.
+fn block_on(future: impl Future<Output = anyhow::Result<()>>) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(future)
 }
 
 async fn serve(config: Config) -> anyhow::Result<()> {
