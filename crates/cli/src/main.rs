@@ -38,6 +38,9 @@ enum Command {
     Relay(commands::relay::RelayArgs),
     /// Log out (revoke the kept token), or rotate the peer's WireGuard key.
     Auth(commands::auth::AuthArgs),
+    /// Who you are, the server and whether it answers, your token and
+    /// your current party.
+    Status(commands::status::StatusArgs),
     /// Operators, with the server's admin key: list, show and end parties,
     /// remove a member, list and deregister relays, revoke or ban a peer,
     /// the server's numbers.
@@ -119,6 +122,9 @@ fn main() -> ExitCode {
             }
             Command::Relay(args) => args.client = leading.merge_into(args.client.clone(), group),
             Command::Auth(args) => args.client = leading.merge_into(args.client.clone(), group),
+            Command::Status(args) => {
+                args.client = leading.merge_into(args.client.clone(), group);
+            }
             Command::Admin(args) => args.client = leading.merge_into(args.client.clone(), group),
         }
     }
@@ -145,6 +151,7 @@ fn main() -> ExitCode {
         Command::Signal(args) => block_on(commands::signal::run(args)),
         Command::Relay(args) => block_on(commands::relay::run(args)),
         Command::Auth(args) => block_on(commands::auth::run(args)),
+        Command::Status(args) => block_on(commands::status::run(args)),
         Command::Admin(args) => block_on(commands::admin::run(args)),
         // The rest only print: no runtime, no network.
         Command::Version(args) => packaging::version(&args).map_err(Into::into),
@@ -218,5 +225,25 @@ mod tests {
     #[test]
     fn the_command_line_is_well_formed() {
         Cli::command().debug_assert();
+    }
+
+    /// Every argument and option of every command says what it is in
+    /// `--help`.
+    #[test]
+    fn every_argument_has_help() {
+        fn walk(command: &clap::Command, path: &str, missing: &mut Vec<String>) {
+            for arg in command.get_arguments() {
+                let builtin = matches!(arg.get_id().as_str(), "help" | "version");
+                if !builtin && arg.get_help().is_none() && arg.get_long_help().is_none() {
+                    missing.push(format!("{path} {}", arg.get_id()));
+                }
+            }
+            for sub in command.get_subcommands() {
+                walk(sub, &format!("{path} {}", sub.get_name()), missing);
+            }
+        }
+        let mut missing = Vec::new();
+        walk(&Cli::command(), "lanrage-control", &mut missing);
+        assert!(missing.is_empty(), "no help for: {missing:#?}");
     }
 }

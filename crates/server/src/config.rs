@@ -107,7 +107,9 @@ pub struct Config {
     #[arg(long, env = "LANRAGE_LISTEN", default_value = "127.0.0.1:8667")]
     pub listen: String,
 
-    /// `sqlite://PATH` (created on first run). Default: ~/.lanrage/control_plane.db.
+    /// `sqlite://PATH` (created on first run), or
+    /// `postgres://USER:PASSWORD@HOST/DATABASE` for PostgreSQL (several
+    /// servers share it). Default: ~/.lanrage/control_plane.db (SQLite).
     #[arg(long, env = "LANRAGE_DATABASE_URL")]
     pub database_url: Option<String>,
 

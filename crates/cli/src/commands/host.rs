@@ -102,7 +102,7 @@ pub async fn show_settings(cx: &Context, party_id: Option<PartyId>) -> anyhow::R
     if cx.args.json {
         return cx.print_json(&read);
     }
-    out!("Party {party_id} (event {}):", read.seq)?;
+    out!("Party {party_id}:")?;
     print_settings(&read.settings)
 }
 
@@ -121,10 +121,7 @@ pub async fn set_settings(
     if cx.args.json {
         return cx.print_json(&changed);
     }
-    out!(
-        "Changed the settings of party {party_id} (event {}):",
-        changed.seq
-    )?;
+    out!("Changed the settings of party {party_id}:")?;
     print_settings(&changed.settings)
 }
 

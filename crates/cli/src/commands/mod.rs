@@ -20,13 +20,15 @@ pub mod party;
 pub mod paths;
 pub mod relay;
 pub mod signal;
+pub mod status;
 
-use std::net::IpAddr;
+use std::{fmt, net::IpAddr};
 
 use anyhow::anyhow;
 use clap::{ArgMatches, Args, parser::ValueSource};
 use lanrage_client::{ClientError, ControlPlane, HttpClient, HttpConfig, PeerDetails};
 use lanrage_proto::{IpOrUnknown, Name, NatType, PartyId, PeerId, PublicKey, Timestamp};
+use lanrage_rules::RuleError;
 use serde::Serialize;
 
 use identity::{Identity, Sessions, config_dir};
@@ -226,6 +228,11 @@ impl Context {
         })
     }
 
+    /// The party remembered for this server and peer, if any.
+    pub fn remembered_party(&self) -> Option<&PartyId> {
+        self.party.as_ref()
+    }
+
     /// The party named on the command line, or the one remembered.
     pub fn party(&self, given: Option<PartyId>) -> anyhow::Result<PartyId> {
         given.or_else(|| self.party.clone()).ok_or_else(|| {
@@ -238,6 +245,51 @@ impl Context {
 
     pub fn remember_party(&mut self, party: Option<PartyId>) {
         self.party = party;
+    }
+
+    /// What a command that acted on the remembered party (`given` none)
+    /// answers when the server says that party is gone, or this peer is no
+    /// longer in it: the party is forgotten, since every later command on
+    /// it would fail the same way, and the error says so plainly. Any
+    /// other outcome is `result` unchanged.
+    pub fn forget_if_gone(
+        &mut self,
+        given: Option<&PartyId>,
+        result: anyhow::Result<()>,
+    ) -> anyhow::Result<()> {
+        match &result {
+            Err(error) if given.is_none() => match self.gone(error) {
+                Some(gone) => {
+                    self.party = None;
+                    Err(anyhow!(gone.to_string()))
+                }
+                None => result,
+            },
+            _ => result,
+        }
+    }
+
+    /// Whether `error` is the server saying the remembered party does not
+    /// exist, or does not have this peer.
+    pub fn gone(&self, error: &anyhow::Error) -> Option<Gone> {
+        let party_id = self.party.as_ref()?;
+        let (status, detail) = refusal(error)?;
+        if status != 404 {
+            return None;
+        }
+        // The server's details are the rules' texts: comparing with them
+        // tells the party's end from an unknown member or join code.
+        let not_member = RuleError::NotAMember {
+            party_id: party_id.clone(),
+            peer_id: self.http.peer_id().clone(),
+        };
+        if detail == RuleError::PartyNotFound(party_id.clone()).to_string() {
+            Some(Gone::Ended(party_id.clone()))
+        } else if detail == not_member.to_string() {
+            Some(Gone::NotAMember(party_id.clone()))
+        } else {
+            None
+        }
     }
 
     /// Saves the token in use and the current party (0600, atomically,
@@ -283,9 +335,46 @@ impl Context {
     }
 }
 
-/// A moment, to the minute, for people.
+/// How a remembered party turned out to be gone.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Gone {
+    /// The party no longer exists.
+    Ended(PartyId),
+    /// The party goes on without this peer (removed, or timed out).
+    NotAMember(PartyId),
+}
+
+impl fmt::Display for Gone {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Ended(party_id) => write!(
+                f,
+                "party {party_id} has ended; forgotten. Create or join another."
+            ),
+            Self::NotAMember(party_id) => write!(
+                f,
+                "you are no longer in party {party_id} (removed, or silent for too long); \
+                 forgotten. Create or join another."
+            ),
+        }
+    }
+}
+
+/// A moment, to the minute, for people: in the local time zone, the day
+/// left out when it is today.
 pub fn when(at: Timestamp) -> String {
-    at.as_datetime().format("%Y-%m-%d %H:%M UTC").to_string()
+    let local = at.as_datetime().with_timezone(&chrono::Local);
+    if local.date_naive() == chrono::Local::now().date_naive() {
+        local.format("%H:%M (local)").to_string()
+    } else {
+        local.format("%Y-%m-%d %H:%M (local)").to_string()
+    }
+}
+
+/// The time now, to the second, local: what `party watch` puts before
+/// each line.
+pub fn now_local() -> String {
+    chrono::Local::now().format("%H:%M:%S").to_string()
 }
 
 /// The address of the interface that routes to the internet: a UDP socket
@@ -312,6 +401,31 @@ pub fn is_broken_pipe(error: &anyhow::Error) -> bool {
     })
 }
 
+/// A client error as the command line words it, the error itself kept so
+/// that a command can act on the server's answer (a party gone).
+#[derive(Debug)]
+pub struct Described {
+    text: String,
+    error: ClientError,
+}
+
+impl fmt::Display for Described {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.text)
+    }
+}
+
+// No `source`: the text already names the root cause, and `main` prints
+// the whole chain, which would say it twice.
+impl std::error::Error for Described {}
+
+/// The server's refusal behind `error`, if it is one: its status and
+/// detail.
+pub fn refusal(error: &anyhow::Error) -> Option<(u16, &str)> {
+    let described = error.downcast_ref::<Described>()?;
+    Some((described.error.status()?, described.error.detail()?))
+}
+
 /// A client error as one clear line: what failed, and the root cause for
 /// network failures (not the whole chain of wrappers).
 pub fn describe(error: ClientError) -> anyhow::Error {
@@ -328,7 +442,7 @@ pub fn describe(error: ClientError) -> anyhow::Error {
         }
         other => lanrage_client::error_chain(other),
     };
-    anyhow!(text)
+    anyhow::Error::new(Described { text, error })
 }
 
 /// Logs of the library go to stderr only when `RUST_LOG` asks for them.
@@ -339,4 +453,26 @@ fn init_logging() {
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .try_init();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_moment_reads_in_local_time_with_the_day_only_when_not_today() {
+        let now = Timestamp::now();
+        let long_ago = Timestamp::from_micros(1_800_000_000_000_000);
+
+        let today = when(now);
+        let other_day = when(long_ago);
+
+        let local = long_ago.as_datetime().with_timezone(&chrono::Local);
+        assert_eq!(today.len(), "12:31 (local)".len(), "{today}");
+        assert!(today.ends_with(" (local)"), "{today}");
+        assert_eq!(
+            other_day,
+            format!("{} (local)", local.format("%Y-%m-%d %H:%M"))
+        );
+    }
 }

@@ -3,22 +3,22 @@
 //! [revoke] | invites` (in `invites.rs`), the path plan, `paths | nat` (in
 //! `paths.rs`), and the party's relay, `relay` (in `relay.rs`).
 
-use std::{collections::BTreeMap, net::Ipv4Addr, time::Duration};
+use std::{collections::BTreeMap, io::IsTerminal, net::Ipv4Addr, time::Duration};
 
 use clap::{Args, Subcommand};
 use lanrage_client::{ControlPlane, Event, Events, WsClient, WsConfig};
 use lanrage_proto::{
-    CreatePartyResponse, JoinPolicy, Name, Party, PartyId, PartyResponse, PeerId, ServerMessage,
-    StatusResponse,
+    CreatePartyResponse, HostPolicy, JoinPolicy, Name, Party, PartyId, PartyResponse, PeerId,
+    ServerMessage, StatusResponse,
 };
 
 use super::{
-    ClientArgs, Context, PeerArgs, describe,
+    ClientArgs, Context, Gone, PeerArgs, describe,
     host::{self, HostCommand, PartyOption, SettingsArgs, SettingsCommand},
     invites::{self, InviteCommand, InviteLimits, JoinTarget, parse_join_target},
-    parse_name, parse_party_id, parse_peer_id,
+    now_local, parse_name, parse_party_id, parse_peer_id,
     paths::{self, NatArgs},
-    relay,
+    relay, when,
 };
 
 #[derive(Debug, Args)]
@@ -42,6 +42,9 @@ enum PartyCommand {
         /// host authority).
         #[command(flatten)]
         settings: SettingsArgs,
+        /// Go ahead without asking when this ends a party you host.
+        #[arg(long, short = 'y')]
+        yes: bool,
     },
     /// Join a party by a join code (`FROG-7421`) or by its ID (32 hex
     /// digits), or refresh your info in it.
@@ -52,21 +55,27 @@ enum PartyCommand {
         target: JoinTarget,
         #[command(flatten)]
         peer: PeerArgs,
+        /// Go ahead without asking when this ends a party you host.
+        #[arg(long, short = 'y')]
+        yes: bool,
     },
     /// Show a party and its members (default: your current party).
     Show {
+        /// The party's ID, 32 hex digits (default: your current party).
         #[arg(value_parser = parse_party_id)]
         party_id: Option<PartyId>,
     },
     /// Leave a party (default: your current party); the host leaving ends
     /// it, unless its host policy is `migrate`.
     Leave {
+        /// The party's ID, 32 hex digits (default: your current party).
         #[arg(value_parser = parse_party_id)]
         party_id: Option<PartyId>,
     },
     /// Print the party's changes as they happen, until Ctrl-C; keeps you
     /// alive in the party meanwhile (heartbeats).
     Watch {
+        /// The party's ID, 32 hex digits (default: your current party).
         #[arg(value_parser = parse_party_id)]
         party_id: Option<PartyId>,
     },
@@ -145,18 +154,44 @@ impl PartyArgs {
     }
 }
 
+impl PartyCommand {
+    /// For a command on an existing party, the party named on the command
+    /// line (none: the remembered one); `None` for `create` and `join`.
+    fn party_given(&self) -> Option<Option<&PartyId>> {
+        let given = match self {
+            Self::Create { .. } | Self::Join { .. } => return None,
+            Self::Show { party_id } | Self::Leave { party_id } | Self::Watch { party_id } => {
+                party_id
+            }
+            Self::Settings { party, .. }
+            | Self::Invite { party, .. }
+            | Self::Invites { party }
+            | Self::Paths { party }
+            | Self::Relay { party }
+            | Self::Kick { party, .. }
+            | Self::Host {
+                command: HostCommand::Transfer { party, .. },
+            } => &party.party_id,
+            Self::Nat(args) => &args.party.party_id,
+        };
+        Some(given.as_ref())
+    }
+}
+
 pub async fn run(args: PartyArgs) -> anyhow::Result<()> {
     let mut cx = Context::open(args.client)?;
+    let given = args.command.party_given().map(|given| given.cloned());
     let result = match args.command {
         PartyCommand::Create {
             party_name,
             peer,
             settings,
-        } => create(&mut cx, party_name, &peer, &settings).await,
-        PartyCommand::Join { target, peer } => join(&mut cx, target, &peer).await,
+            yes,
+        } => create(&mut cx, party_name, &peer, &settings, yes).await,
+        PartyCommand::Join { target, peer, yes } => join(&mut cx, target, &peer, yes).await,
         PartyCommand::Show { party_id } => show(&cx, party_id).await,
         PartyCommand::Leave { party_id } => leave(&mut cx, party_id).await,
-        PartyCommand::Watch { party_id } => watch(&cx, party_id).await,
+        PartyCommand::Watch { party_id } => watch(&mut cx, party_id).await,
         PartyCommand::Settings {
             party,
             command: None,
@@ -191,6 +226,10 @@ pub async fn run(args: PartyArgs) -> anyhow::Result<()> {
         PartyCommand::Relay { party } => relay::show_party_relay(&cx, party.party_id).await,
         PartyCommand::Nat(args) => paths::report_nat(&cx, &args).await,
     };
+    let result = match given {
+        Some(given) => cx.forget_if_gone(given.as_ref(), result),
+        None => result,
+    };
     // The token is worth keeping even when the command itself failed.
     let saved = cx.save().await;
     result.and(saved)
@@ -201,7 +240,9 @@ async fn create(
     name: Name,
     peer: &PeerArgs,
     settings: &SettingsArgs,
+    yes: bool,
 ) -> anyhow::Result<()> {
+    confirm_leaving_hosted(cx, None, "creating a new one", yes).await?;
     let me = cx.peer_details(peer);
     // Without settings flags, any server will do (no feature check).
     let joined = cx
@@ -241,10 +282,79 @@ async fn create(
             party.party_id
         )?;
     }
+    print_keep_alive()?;
     Ok(())
 }
 
-async fn join(cx: &mut Context, target: JoinTarget, peer: &PeerArgs) -> anyhow::Result<()> {
+/// What a party needs that nothing else says: it forgets members who stop
+/// heartbeating, and the host's going ends it.
+fn print_keep_alive() -> anyhow::Result<()> {
+    out!(
+        "You stay in the party only while `lanrage-control party watch` runs (it heartbeats): \
+         without it the server removes you after its peer timeout (5 minutes by default), \
+         and a party whose host is removed ends."
+    )?;
+    Ok(())
+}
+
+/// Before `create` or `join` moves the host of the remembered party out of
+/// it (which ends it for its members, unless it hands over): asks on a
+/// terminal, and otherwise refuses unless `yes`. A party that cannot be
+/// read (gone) or that has no one else is left without asking.
+async fn confirm_leaving_hosted(
+    cx: &Context,
+    joining: Option<&PartyId>,
+    doing: &str,
+    yes: bool,
+) -> anyhow::Result<()> {
+    let Some(current) = cx.remembered_party() else {
+        return Ok(());
+    };
+    if yes || joining == Some(current) {
+        return Ok(());
+    }
+    let Ok(view) = cx.http.get_party(current).await else {
+        return Ok(());
+    };
+    let hands_over = view
+        .extras
+        .settings
+        .is_some_and(|s| s.host_policy == HostPolicy::Migrate);
+    if view.party.host_id != cx.peer_id || view.party.peers.len() < 2 || hands_over {
+        return Ok(());
+    }
+    let what = format!(
+        "you host party \"{}\" ({current}) with {}; {doing} ends it for all of them",
+        view.party.name,
+        plural(view.party.peers.len(), "member")
+    );
+    if !std::io::stdin().is_terminal() {
+        return Err(anyhow::anyhow!(
+            "{what}. Nothing was done: pass --yes to go ahead."
+        ));
+    }
+    eprint!("{what}. Go ahead? [y/N] ");
+    let mut answer = String::new();
+    // Waiting on a person: not on a worker thread.
+    tokio::task::block_in_place(|| std::io::stdin().read_line(&mut answer))?;
+    if matches!(answer.trim().to_ascii_lowercase().as_str(), "y" | "yes") {
+        Ok(())
+    } else {
+        Err(anyhow::anyhow!("nothing was done: party {current} goes on"))
+    }
+}
+
+async fn join(
+    cx: &mut Context,
+    target: JoinTarget,
+    peer: &PeerArgs,
+    yes: bool,
+) -> anyhow::Result<()> {
+    let joining = match &target {
+        JoinTarget::Party(party_id) => Some(party_id),
+        JoinTarget::Code(_) => None,
+    };
+    confirm_leaving_hosted(cx, joining, "joining another", yes).await?;
     let me = cx.peer_details(peer);
     let (joined, how) = match &target {
         JoinTarget::Party(party_id) => (cx.http.join_party(party_id, me).await, ""),
@@ -262,8 +372,13 @@ async fn join(cx: &mut Context, target: JoinTarget, peer: &PeerArgs) -> anyhow::
         cx.peer_id,
         joined.virtual_ip
     )?;
-    let ips = BTreeMap::from([(cx.peer_id.clone(), joined.virtual_ip)]);
+    // The join answer has only our own address; a read has everyone's.
+    let ips = match cx.http.get_party(&joined.party.party_id).await {
+        Ok(view) => view.virtual_ips,
+        Err(_) => BTreeMap::from([(cx.peer_id.clone(), joined.virtual_ip)]),
+    };
     print_members(&joined.party, &ips)?;
+    print_keep_alive()?;
     Ok(())
 }
 
@@ -278,8 +393,27 @@ async fn show(cx: &Context, party_id: Option<PartyId>) -> anyhow::Result<()> {
 }
 
 async fn leave(cx: &mut Context, party_id: Option<PartyId>) -> anyhow::Result<()> {
+    let given = party_id.is_some();
     let party_id = cx.party(party_id)?;
-    let outcome = cx.http.leave_party(&party_id).await.map_err(describe)?;
+    let outcome = match cx.http.leave_party(&party_id).await.map_err(describe) {
+        Ok(outcome) => outcome,
+        Err(error) => {
+            // Out of a party that is gone is where leaving gets you.
+            let Some(gone) = cx.gone(&error).filter(|_| !given) else {
+                return Err(error);
+            };
+            cx.remember_party(None);
+            if cx.args.json {
+                let status = match gone {
+                    Gone::Ended(_) => "party_deleted",
+                    Gone::NotAMember(_) => "left",
+                };
+                return cx.print_json(&StatusResponse::new(status));
+            }
+            out!("{}", capitalised(&gone.to_string()))?;
+            return Ok(());
+        }
+    };
     if cx.party(None).ok().as_ref() == Some(&party_id) {
         cx.remember_party(None);
     }
@@ -298,7 +432,7 @@ async fn leave(cx: &mut Context, party_id: Option<PartyId>) -> anyhow::Result<()
 
 /// Prints the current party, then every event, until Ctrl-C, the party's
 /// end, or the server being gone for good. Heartbeats keep us in the party.
-async fn watch(cx: &Context, party_id: Option<PartyId>) -> anyhow::Result<()> {
+async fn watch(cx: &mut Context, party_id: Option<PartyId>) -> anyhow::Result<()> {
     let party_id = cx.party(party_id)?;
     let snapshot = cx.http.get_party(&party_id).await.map_err(describe)?;
     let first = Event::PartyUpdated {
@@ -317,9 +451,42 @@ async fn watch(cx: &Context, party_id: Option<PartyId>) -> anyhow::Result<()> {
         cx.peer_id,
         socket.url()
     );
-    let outcome = follow(cx, &party_id, &first, &mut events).await;
+    let ending = follow(cx, &party_id, &first, &mut events).await;
     let _ = tokio::time::timeout(Duration::from_secs(3), socket.close()).await;
-    outcome
+    let ours = cx.remembered_party() == Some(&party_id);
+    match ending? {
+        Ending::Stopped => Ok(()),
+        // Nothing more can be done in it: a party kept would only fail.
+        Ending::Out if ours => {
+            cx.remember_party(None);
+            eprintln!("Party {party_id} forgotten. Create or join another.");
+            Ok(())
+        }
+        Ending::Out => Ok(()),
+        Ending::Lost(detail) => {
+            if ours {
+                cx.remember_party(None);
+            }
+            Err(anyhow::anyhow!(
+                "party {party_id} is gone ({detail}){}",
+                if ours {
+                    "; forgotten. Create or join another."
+                } else {
+                    ""
+                }
+            ))
+        }
+    }
+}
+
+/// How following a party stopped.
+enum Ending {
+    /// Ctrl-C.
+    Stopped,
+    /// The party ended, or this peer left it or was removed.
+    Out,
+    /// The socket came back to find the party gone, for this reason.
+    Lost(String),
 }
 
 async fn follow(
@@ -327,7 +494,7 @@ async fn follow(
     party_id: &PartyId,
     first: &Event,
     events: &mut Events,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<Ending> {
     print_event(cx, first)?;
     let heartbeat_every = cx.http.config().heartbeat_interval;
     let mut heartbeat = tokio::time::interval_at(
@@ -338,7 +505,7 @@ async fn follow(
     tokio::pin!(interrupted);
     loop {
         tokio::select! {
-            _ = &mut interrupted => return Ok(()),
+            _ = &mut interrupted => return Ok(Ending::Stopped),
             _ = heartbeat.tick() => {
                 if let Err(error) = cx.http.heartbeat(party_id).await {
                     eprintln!("heartbeat failed: {}", describe(error));
@@ -355,6 +522,9 @@ async fn follow(
                 Some(Event::Lagged { dropped }) => {
                     eprintln!("Output fell behind: {dropped} events skipped; the party as it is now follows.");
                 }
+                Some(Event::PartyLost { party_id: lost, detail }) if lost == *party_id => {
+                    return Ok(Ending::Lost(detail));
+                }
                 Some(Event::PartyLost { party_id, detail }) => {
                     return Err(anyhow::anyhow!("party {party_id} is gone: {detail}"));
                 }
@@ -366,10 +536,10 @@ async fn follow(
                 Some(event) => {
                     print_event(cx, &event)?;
                     if matches!(&event, Event::PartyEnded { party_id: ended, .. } if ended == party_id) {
-                        return Ok(());
+                        return Ok(Ending::Out);
                     }
                     if matches!(&event, Event::PeerLeft { peer_id, party_id: left, .. } if *peer_id == cx.peer_id && left == party_id) {
-                        return Ok(());
+                        return Ok(Ending::Out);
                     }
                 }
             }
@@ -384,19 +554,22 @@ fn print_event(cx: &Context, event: &Event) -> anyhow::Result<()> {
             None => Ok(()),
         };
     }
+    // The local time the line is printed, for people; the event's number
+    // is for programs (`--json`).
+    let at = now_local();
     match event {
-        Event::PartyUpdated { party, seq, .. } => {
+        Event::PartyUpdated { party, .. } => {
             let members: Vec<&str> = party.peers.keys().map(PeerId::as_str).collect();
             out!(
-                "[{seq}] party \"{}\" hosted by {}: {} ({})",
+                "[{at}] party \"{}\" hosted by {}: {} ({})",
                 party.name,
                 party.host_id,
                 plural(members.len(), "member"),
                 members.join(", ")
             )?;
         }
-        Event::PeerJoined { peer, seq, .. } => out!(
-            "[{seq}] + {} ({}) joined: lan {}:{}, public {}:{}, nat {}",
+        Event::PeerJoined { peer, .. } => out!(
+            "[{at}] + {} ({}) joined: lan {}:{}, public {}:{}, nat {}",
             peer.peer_id,
             peer.name,
             peer.local_ip,
@@ -406,58 +579,55 @@ fn print_event(cx: &Context, event: &Event) -> anyhow::Result<()> {
             peer.nat_type
         )?,
         Event::PeerLeft {
-            peer_id,
-            reason,
-            seq,
-            ..
+            peer_id, reason, ..
         } => match reason.as_deref() {
-            Some("kicked") => out!("[{seq}] - {peer_id} was removed by the host")?,
-            Some("timeout") => out!("[{seq}] - {peer_id} timed out")?,
-            _ => out!("[{seq}] - {peer_id} left")?,
+            Some("kicked") => out!("[{at}] - {peer_id} was removed by the host")?,
+            Some("timeout") => out!("[{at}] - {peer_id} was silent for too long and was removed")?,
+            _ => out!("[{at}] - {peer_id} left")?,
         },
         Event::HostChanged {
             old_host_id,
             new_host_id,
             reason,
-            host_epoch,
-            seq,
             ..
-        } => out!(
-            "[{seq}] host is now {new_host_id} (was {old_host_id}, {reason}; epoch {host_epoch})"
-        )?,
-        Event::SettingsChanged { settings, seq, .. } => {
-            out!("[{seq}] settings: {}", host::settings_line(settings))?;
+        } => {
+            let why = match reason.as_str() {
+                "transferred" => format!("{old_host_id} handed it over"),
+                "left" => format!("{old_host_id} left"),
+                "absent" => format!("{old_host_id} was silent for too long"),
+                other => format!("was {old_host_id}: {other}"),
+            };
+            out!("[{at}] host is now {new_host_id} ({why})")?;
+        }
+        Event::SettingsChanged { settings, .. } => {
+            out!("[{at}] settings: {}", host::settings_line(settings))?;
         }
         Event::InviteRevoked {
-            nameplate,
-            reason,
-            seq,
-            ..
+            nameplate, reason, ..
         } => {
             // The event names the code by its word part only.
             let code = format!("{}-…", nameplate.to_ascii_uppercase());
             match reason.as_str() {
-                "host" => out!("[{seq}] join code {code} was revoked by the host")?,
+                "host" => out!("[{at}] join code {code} was revoked by the host")?,
                 "guessing" => {
                     out!(
-                        "[{seq}] join code {code} was revoked: too many wrong guesses of its digits"
+                        "[{at}] join code {code} was revoked: too many wrong guesses of its digits"
                     )?;
                 }
-                other => out!("[{seq}] join code {code} was revoked ({other})")?,
+                other => out!("[{at}] join code {code} was revoked ({other})")?,
             }
         }
         Event::RelayRecommended {
             relay_id,
             worst_pair_rtt_ms,
             reason,
-            seq,
             ..
         } => out!(
-            "[{seq}] {}",
+            "[{at}] {}",
             relay::recommendation_line(relay_id.as_ref(), *worst_pair_rtt_ms, reason)
         )?,
-        Event::PathPlan { pairs, seq, .. } => out!("[{seq}] {}", paths::plan_line(pairs))?,
-        Event::PartyEnded { reason, seq, .. } => out!("[{seq}] party ended: {reason}")?,
+        Event::PathPlan { pairs, .. } => out!("[{at}] {}", paths::plan_line(pairs))?,
+        Event::PartyEnded { reason, .. } => out!("[{at}] {}", ended_line(reason))?,
         Event::Signal(signal) => out!(
             "signal from {}: {}",
             signal.from_peer_id,
@@ -468,6 +638,17 @@ fn print_event(cx: &Context, event: &Event) -> anyhow::Result<()> {
         _ => {}
     }
     Ok(())
+}
+
+/// Why a party ended, in words.
+fn ended_line(reason: &str) -> String {
+    match reason {
+        "host_left" => "the host left, so the party ended".to_owned(),
+        "host_timed_out" => "the host was silent for too long, so the party ended".to_owned(),
+        "empty" => "everyone left, so the party ended".to_owned(),
+        "operator" => "the server's operator ended the party".to_owned(),
+        other => format!("the party ended ({other})"),
+    }
 }
 
 /// The server's JSON message an event came from, for `--json`: the
@@ -583,6 +764,14 @@ fn wire_message(event: &Event) -> Option<ServerMessage> {
     })
 }
 
+/// `text` with its first letter a capital, to start a sentence.
+fn capitalised(text: &str) -> String {
+    let mut chars = text.chars();
+    chars.next().map_or_else(String::new, |first| {
+        first.to_uppercase().chain(chars).collect()
+    })
+}
+
 fn plural(n: usize, what: &str) -> String {
     if n == 1 {
         format!("1 {what}")
@@ -594,15 +783,15 @@ fn plural(n: usize, what: &str) -> String {
 pub fn print_party(view: &PartyResponse) -> anyhow::Result<()> {
     let party = &view.party;
     out!(
-        "Party \"{}\" ({}), hosted by {}, created {}, event {}",
+        "Party \"{}\" ({}), hosted by {}, created {}",
         party.name,
         party.party_id,
         party.host_id,
-        party.created_at,
-        view.seq
+        when(party.created_at),
     )?;
     if let Some(epoch) = view.extras.host_epoch {
-        out!("Host epoch {epoch}")?;
+        // What `party host transfer --expected-epoch` compares with.
+        out!("Host epoch {epoch} (changes with each new host)")?;
     }
     if let Some(settings) = &view.extras.settings {
         out!("Settings: {}", host::settings_line(settings))?;

@@ -26,6 +26,8 @@ pub struct RelayArgs {
 enum RelayCommand {
     /// List relays, all or one region's.
     List {
+        /// Only the relays of this region (as they registered it: `eu`,
+        /// `us-east`).
         #[arg(long, value_parser = parse_region)]
         region: Option<Region>,
     },
@@ -34,6 +36,7 @@ enum RelayCommand {
     Status,
     /// Register (or refresh) a relay: needs the operator's relay key.
     Register {
+        /// The relay's ID, as its operator names it (`eu-1`).
         #[arg(value_parser = parse_relay_id)]
         relay_id: RelayId,
         /// The relay's public address.
@@ -42,6 +45,8 @@ enum RelayCommand {
         /// The relay's port.
         #[arg(long)]
         port: u16,
+        /// Where it is (`eu`, `us-east`): `relay list --region` and the
+        /// relay choice go by it.
         #[arg(long, value_parser = parse_region, default_value = "unknown")]
         region: Region,
         /// How many peers it takes.
@@ -60,6 +65,7 @@ enum RelayCommand {
             .multiple(true)
     ))]
     Report {
+        /// The relay's ID, as it registered.
         #[arg(value_parser = parse_relay_id)]
         relay_id: RelayId,
         /// Sessions it carries now.
@@ -155,8 +161,15 @@ async fn list(cx: &Context, region: Option<Region>) -> anyhow::Result<()> {
             relay.region.to_string(),
             format!("{}:{}", relay.public_ip, relay.port),
             relay.capacity.to_string(),
-            relay.registered_at.to_string(),
+            when(relay.registered_at),
         ]);
+    }
+    if relays.is_empty()
+        && !cx.args.json
+        && let Some(region) = &region
+    {
+        out!("No relays in region {region}.")?;
+        return Ok(());
     }
     print_relays(cx, &RelaysResponse { relays }, &rows)
 }
@@ -257,7 +270,7 @@ pub async fn show_party_relay(cx: &Context, party_id: Option<PartyId>) -> anyhow
 }
 
 fn party_relay_lines(choice: &PartyRelayResponse) -> Vec<String> {
-    let head = format!("Party {} (event {})", choice.party_id, choice.seq);
+    let head = format!("Party {}", choice.party_id);
     let Some(relay) = &choice.relay else {
         let mut lines = vec![format!("{head}: no relay recommended ({}).", choice.reason)];
         if !choice.unmeasured.is_empty() {
@@ -362,7 +375,7 @@ mod tests {
         assert_eq!(
             party_relay_lines(&chosen),
             [
-                "Party 0123456789abcdef (event 7): relay y at 198.51.100.1:3478, region eu (better)",
+                "Party 0123456789abcdef: relay y at 198.51.100.1:3478, region eu (better)",
                 "Worst pair through it: 80 ms",
                 "Round trips to it: alice 40 ms, bob 41 ms",
                 "Unmeasured: carol",
@@ -372,7 +385,7 @@ mod tests {
         assert_eq!(
             party_relay_lines(&nothing),
             [
-                "Party 0123456789abcdef (event 7): no relay recommended (no measurements).",
+                "Party 0123456789abcdef: no relay recommended (no measurements).",
                 "Unmeasured: alice, bob",
             ]
         );
