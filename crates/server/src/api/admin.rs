@@ -236,12 +236,7 @@ async fn deregister_relay(
     _admin: Admin,
     PathParams(raw): PathParams<String>,
 ) -> ApiResult<Json<RelayStatusResponse>> {
-    let relay_id = RelayId::parse(raw).map_err(|_| ApiError::not_found("relay not found"))?;
-    service.deregister_relay(&relay_id).await?;
-    Ok(Json(RelayStatusResponse {
-        status: "deregistered".into(),
-        relay_id,
-    }))
+    super::relays::deregister_by_path(&service, raw).await
 }
 
 /// Server numbers

@@ -72,6 +72,15 @@ async fn deregister(
     _operator: RelayOperator,
     PathParams(raw): PathParams<String>,
 ) -> ApiResult<Json<RelayStatusResponse>> {
+    deregister_by_path(&service, raw).await
+}
+
+/// Deregisters the relay a path names (the relay key's route and the
+/// admin key's): a relay ID that cannot exist names no relay.
+pub(super) async fn deregister_by_path(
+    service: &Service,
+    raw: String,
+) -> ApiResult<Json<RelayStatusResponse>> {
     let relay_id = RelayId::parse(raw).map_err(|_| ApiError::not_found("relay not found"))?;
     service.deregister_relay(&relay_id).await?;
     Ok(Json(RelayStatusResponse {
