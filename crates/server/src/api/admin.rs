@@ -22,7 +22,8 @@ use crate::{
     http::{
         error::{ApiError, ApiResult},
         openapi::{
-            BodyErrors, Forbidden, MemberPath, NotFound, PartyPath, ServiceErrors, Unauthorized,
+            BodyErrors, Forbidden, Invalid, MemberPath, NotFound, PartyPath, ServiceErrors,
+            Unauthorized,
         },
     },
     service::{Left, Service},
@@ -67,7 +68,7 @@ struct PageQuery {
         (status = 200, description = "A page of parties.", body = AdminPartiesResponse),
         (status = 401, response = inline(Unauthorized)),
         (status = 403, response = inline(Forbidden)),
-        (status = 422, description = "`limit` out of range, or an unknown parameter."),
+        (status = 422, response = inline(Invalid)),
         ServiceErrors,
     )
 )]
