@@ -47,6 +47,7 @@ pub fn router() -> OpenApiRouter<Service> {
 #[serde(deny_unknown_fields)]
 struct PageQuery {
     /// Parties after this ID: the previous page's `next_after`.
+    #[param(value_type = Option<lanrage_proto::PartyId>)]
     after: Option<String>,
     /// How many parties, 1 to 500; 100 by default.
     #[param(minimum = 1, maximum = 500)]

@@ -5,6 +5,7 @@
 
 mod admin;
 mod auth;
+mod dashboard;
 pub(crate) mod docs;
 pub mod extract;
 mod health;
@@ -40,7 +41,8 @@ pub fn routes(config: &Config) -> OpenApiRouter<Service> {
         .merge(relay_choice::router())
         .merge(paths::router())
         .merge(admin::router())
-        .merge(docs::router());
+        .merge(docs::router())
+        .merge(dashboard::router());
     if config.metrics_listen.is_none() {
         routes = routes.merge(metrics::router());
     }

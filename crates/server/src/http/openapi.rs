@@ -48,6 +48,7 @@ pub const ADMIN_KEY: &str = "admin_key";
         (name = "realtime", description = "The WebSocket channel."),
         (name = "admin", description = "Operator actions on peers, with the admin key."),
         (name = "documentation", description = "This document and its viewer."),
+        (name = "dashboard", description = "The operator's dashboard page; its data comes from the admin routes."),
     )
 )]
 #[derive(Debug)]

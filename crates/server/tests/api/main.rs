@@ -14,6 +14,7 @@ mod admin;
 mod auth;
 mod cleanup;
 mod connections;
+mod dashboard;
 mod host;
 mod identity;
 mod input;
