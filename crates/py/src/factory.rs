@@ -4,7 +4,7 @@
 
 use std::{path::PathBuf, sync::Arc};
 
-use lanrage_client::{ClientError, error_chain, proto::PeerId};
+use lanrage_client::{ClientError, LocalConfig, error_chain, proto::PeerId};
 use pyo3::{prelude::*, types::PyDict};
 
 use crate::{
@@ -47,18 +47,8 @@ pub(crate) fn create_control_plane<'py>(
     )?;
     let deadline = seconds(first_contact_timeout, "first_contact_timeout")?;
     let Some(server_url) = server_url.filter(|url| !url.trim().is_empty()) else {
-        let chosen = LocalShared::new(local, Some("no server configured".to_owned()));
-        return pyo3_async_runtimes::tokio::future_into_py(py, async move {
-            chosen.plane().await?;
-            Python::attach(|py| {
-                Py::new(
-                    py,
-                    LocalControlPlaneClient {
-                        shared: Arc::new(chosen),
-                    },
-                )
-            })
-        });
+        let reason = "no server configured".to_owned();
+        return pyo3_async_runtimes::tokio::future_into_py(py, opened_local(local, reason));
     };
     let kwargs = match options {
         Some(options) => options.copy()?,
@@ -78,20 +68,23 @@ pub(crate) fn create_control_plane<'py>(
             Ok(Err(error)) => return Err(client_error(error)),
             Err(_) => format!("no answer within {first_contact_timeout} s"),
         };
-        let chosen = LocalShared::new(
-            local,
-            Some(format!("server {server_url} unreachable: {reason}")),
-        );
-        chosen.plane().await?;
-        Python::attach(|py| {
-            Ok(Py::new(
-                py,
-                LocalControlPlaneClient {
-                    shared: Arc::new(chosen),
-                },
-            )?
-            .into_any())
-        })
+        let reason = format!("server {server_url} unreachable: {reason}");
+        Ok(opened_local(local, reason).await?.into_any())
+    })
+}
+
+/// The local plane, opened (its saved state read), saying why it was
+/// chosen.
+async fn opened_local(local: LocalConfig, reason: String) -> PyResult<Py<LocalControlPlaneClient>> {
+    let chosen = LocalShared::new(local, Some(reason));
+    chosen.plane().await?;
+    Python::attach(|py| {
+        Py::new(
+            py,
+            LocalControlPlaneClient {
+                shared: Arc::new(chosen),
+            },
+        )
     })
 }
 

@@ -597,3 +597,25 @@ def test_create_control_plane_chooses_a_server_that_answers(server):
             await create_control_plane(server, "not a valid id")
         assert bad.value.status == 422
     run(main())
+
+
+def test_a_private_key_makes_the_client_its_key_bound_peer(server, tmp_path):
+    async def main():
+        private_key = base64.b64encode(os.urandom(32)).decode()
+        keyed = client(server, private_key=private_key)
+        # The peer ID is the one derived from the key (`lr1…`), known before
+        # anything is sent and the one the server answers.
+        derived = keyed.peer_id
+        assert derived is not None and derived.startswith("lr1")
+        await keyed.initialize()
+        assert keyed.peer_id == derived
+        assert await keyed.list_relays() == []
+        await keyed.close()
+
+        for options, what in (({"private_key": "not base64"}, "private_key"),
+                              ({"ca_cert": str(tmp_path / "missing.pem")}, "ca_cert"),
+                              ({"pin_sha256": "xyz"}, "pin_sha256")):
+            with pytest.raises(ControlPlaneError) as refused:
+                client(server, peer_id="alice", **options)
+            assert refused.value.status == 422 and what in refused.value.detail
+    run(main())

@@ -56,54 +56,42 @@ pub fn openapi_document(config: &Config) -> utoipa::openapi::OpenApi {
 /// (`auth_register`, `relays_register`), so every `operationId` is unique
 /// as OpenAPI requires, and code generators make one method per route.
 fn unique_operation_ids(document: &mut utoipa::openapi::OpenApi) {
-    let operations = || {
-        document.paths.paths.values().flat_map(|item| {
-            [
-                &item.get,
-                &item.put,
-                &item.post,
-                &item.delete,
-                &item.options,
-                &item.head,
-                &item.patch,
-                &item.trace,
-            ]
-            .into_iter()
-            .flatten()
-        })
-    };
     let mut seen = std::collections::HashMap::<String, usize>::new();
-    for id in operations().filter_map(|op| op.operation_id.clone()) {
-        *seen.entry(id).or_default() += 1;
+    for item in document.paths.paths.values_mut() {
+        for id in operations(item).filter_map(|op| op.operation_id.clone()) {
+            *seen.entry(id).or_default() += 1;
+        }
     }
     for item in document.paths.paths.values_mut() {
-        for operation in [
-            &mut item.get,
-            &mut item.put,
-            &mut item.post,
-            &mut item.delete,
-            &mut item.options,
-            &mut item.head,
-            &mut item.patch,
-            &mut item.trace,
-        ]
-        .into_iter()
-        .flatten()
-        {
+        for operation in operations(item) {
             let shared = operation
                 .operation_id
                 .as_ref()
                 .is_some_and(|id| seen.get(id).copied().unwrap_or(0) > 1);
-            if shared
-                && let (Some(id), Some(tag)) = (
-                    &operation.operation_id,
-                    operation.tags.as_ref().and_then(|tags| tags.first()),
-                )
-            {
+            let tag = operation.tags.as_ref().and_then(|tags| tags.first());
+            if shared && let (Some(id), Some(tag)) = (&operation.operation_id, tag) {
                 operation.operation_id = Some(format!("{tag}_{id}"));
             }
         }
     }
+}
+
+/// Every operation of a path, whatever its method.
+fn operations(
+    item: &mut utoipa::openapi::PathItem,
+) -> impl Iterator<Item = &mut utoipa::openapi::path::Operation> {
+    [
+        &mut item.get,
+        &mut item.put,
+        &mut item.post,
+        &mut item.delete,
+        &mut item.options,
+        &mut item.head,
+        &mut item.patch,
+        &mut item.trace,
+    ]
+    .into_iter()
+    .flatten()
 }
 
 /// The whole HTTP API, WebSocket channel and documentation included.

@@ -11,7 +11,7 @@ use clap::{Args, Subcommand};
 use lanrage_client::{HttpClient, HttpConfig};
 use lanrage_proto::{AdminParty, PartyId, PeerId, RelayId, Timestamp};
 
-use super::{ClientArgs, describe, parse_party_id, party::print_table, when};
+use super::{ClientArgs, describe, parse_party_id, party::print_table, print_json, when};
 
 #[derive(Debug, Args)]
 pub struct AdminArgs {
@@ -116,11 +116,6 @@ struct Admin<'a> {
 }
 
 impl Admin<'_> {
-    fn print_json(value: &impl serde::Serialize) -> anyhow::Result<()> {
-        out!("{}", serde_json::to_string(value)?)?;
-        Ok(())
-    }
-
     async fn parties(&self) -> anyhow::Result<()> {
         let parties = self
             .http
@@ -129,7 +124,7 @@ impl Admin<'_> {
             .map_err(describe)?;
         if self.json {
             for party in &parties {
-                Self::print_json(party)?;
+                print_json(party)?;
             }
             return Ok(());
         }
@@ -174,7 +169,7 @@ impl Admin<'_> {
             .await
             .map_err(describe)?;
         if self.json {
-            return Self::print_json(&party);
+            return print_json(&party);
         }
         print_party(&party)
     }
@@ -185,7 +180,7 @@ impl Admin<'_> {
             .await
             .map_err(describe)?;
         if self.json {
-            return Self::print_json(&serde_json::json!({"status": "party_deleted"}));
+            return print_json(&serde_json::json!({"status": "party_deleted"}));
         }
         out!("Ended party {party_id}; its members were told.")?;
         Ok(())
@@ -198,7 +193,7 @@ impl Admin<'_> {
             .await
             .map_err(describe)?;
         if self.json {
-            return Self::print_json(&serde_json::json!({"status": status}));
+            return print_json(&serde_json::json!({"status": status}));
         }
         if status == "party_deleted" {
             out!("Removed {peer_id}, the host: party {party_id} ended.")?;
@@ -212,7 +207,7 @@ impl Admin<'_> {
         let relays = self.http.admin_relays(self.key).await.map_err(describe)?;
         if self.json {
             for relay in &relays {
-                Self::print_json(relay)?;
+                print_json(relay)?;
             }
             return Ok(());
         }
@@ -249,7 +244,7 @@ impl Admin<'_> {
             .await
             .map_err(describe)?;
         if self.json {
-            return Self::print_json(
+            return print_json(
                 &serde_json::json!({"status": "deregistered", "relay_id": relay_id}),
             );
         }
@@ -260,7 +255,7 @@ impl Admin<'_> {
     async fn stats(&self) -> anyhow::Result<()> {
         let stats = self.http.admin_stats(self.key).await.map_err(describe)?;
         if self.json {
-            return Self::print_json(&stats);
+            return print_json(&stats);
         }
         let uptime = humantime_secs(stats.uptime_secs);
         out!(
@@ -295,7 +290,7 @@ impl Admin<'_> {
             .await
             .map_err(describe)?;
         if self.json {
-            return Self::print_json(&revoked);
+            return print_json(&revoked);
         }
         out!(
             "Revoked {} token{} of {peer_id}{}.",
@@ -312,7 +307,7 @@ impl Admin<'_> {
             .await
             .map_err(describe)?;
         if self.json {
-            return Self::print_json(&serde_json::json!({"status": "unbanned"}));
+            return print_json(&serde_json::json!({"status": "unbanned"}));
         }
         out!("{peer_id} may register again.")?;
         Ok(())

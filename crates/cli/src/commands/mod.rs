@@ -330,9 +330,14 @@ impl Context {
 
     /// Prints `value` as one JSON line (for `--json`).
     pub fn print_json(&self, value: &impl Serialize) -> anyhow::Result<()> {
-        out!("{}", serde_json::to_string(value)?)?;
-        Ok(())
+        print_json(value)
     }
+}
+
+/// Prints `value` as one JSON line (for `--json`).
+pub fn print_json(value: &impl Serialize) -> anyhow::Result<()> {
+    out!("{}", serde_json::to_string(value)?)?;
+    Ok(())
 }
 
 /// How a remembered party turned out to be gone.
