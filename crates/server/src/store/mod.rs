@@ -89,6 +89,7 @@ mod core;
 mod postgres;
 mod rows;
 mod sqlite;
+mod sqlite_checkpoint;
 mod sqlite_writer;
 
 use async_trait::async_trait;
