@@ -31,7 +31,7 @@ use std::{
 
 use rusqlite::{Connection, OpenFlags};
 
-use super::{StoreError, StoreResult};
+use super::{StoreResult, sqlite_writer::cannot_start};
 
 /// How often a quiet log is looked at.
 const TICK: Duration = Duration::from_millis(100);
@@ -61,7 +61,7 @@ impl Checkpointer {
         let thread = std::thread::Builder::new()
             .name("sqlite-checkpoint".into())
             .spawn(move || run(&connection, &stopped))
-            .map_err(|error| StoreError::Unavailable(sqlx::Error::Io(error)))?;
+            .map_err(cannot_start)?;
         Ok(Self {
             stop: parking_lot::Mutex::new(Some(stop)),
             thread: parking_lot::Mutex::new(Some(thread)),

@@ -46,7 +46,7 @@ pub(super) struct WriterThread {
 }
 
 /// A failure to start the thread, as the database being unavailable.
-fn cannot_start(error: std::io::Error) -> StoreError {
+pub(super) fn cannot_start(error: std::io::Error) -> StoreError {
     StoreError::Unavailable(sqlx::Error::Io(error))
 }
 
